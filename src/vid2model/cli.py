@@ -1,0 +1,252 @@
+"""Command line: ``vid2model`` (alias ``v2m``). Errors reach the user as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from vid2model import __version__
+from vid2model.config import PRESETS, build_config
+from vid2model.errors import UserError
+from vid2model.pipeline import STAGE_NAMES, STAGES, run_pipeline
+from vid2model.progress import set_quiet
+from vid2model.workspace import Workspace
+
+log = logging.getLogger("vid2model")
+
+
+def _setup_logging(verbose: int, ws: Workspace | None) -> None:
+    root = logging.getLogger("vid2model")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root.addHandler(console)
+    if ws is not None:
+        ws.create()
+        fh = logging.FileHandler(ws.log_path, encoding="utf-8")
+        fh.setLevel(logging.DEBUG)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(fh)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("settings")
+    g.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="speed/quality preset (default: the workspace's last, else 'default')")
+    g.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                   help="override one setting, e.g. --set dense.max_side=800 (repeatable)")
+    g.add_argument("--marker-size", type=float, default=None,
+                   help="edge length in metres of an ArUco marker (DICT_4X4_50) seen in the video, for metric scale")
+    g.add_argument("--isolate", action="store_true", default=None,
+                   help="keep only the object the cameras circle (drop floor/background)")
+    g.add_argument("--force", action="store_true", help="rerun stages even if finished and unchanged")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vid2model", description="Turn a video or a folder of photos into 3D models.",
+        epilog="Stages: " + ", ".join(STAGE_NAMES) + ". Run 'vid2model demo' to try it on a generated video.")
+    parser.add_argument("--version", action="version", version=f"vid2model {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="the whole pipeline: INPUT (video or image folder) to finished assets")
+    p.add_argument("input", help="video file or folder of images")
+    p.add_argument("-o", "--output", required=True, help="workspace folder")
+    p.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="rerun from this stage on")
+    p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
+    p.add_argument("--formats", default=None, help="export formats, comma separated")
+    _config_args(p)
+    _common(p)
+
+    for st in STAGES:
+        p = sub.add_parser(st.name, help=st.help)
+        if st.name == "ingest":
+            p.add_argument("input", help="video file or folder of images")
+            p.add_argument("-o", "--output", required=True, help="workspace folder")
+        else:
+            p.add_argument("workspace", help="workspace folder")
+        if st.name == "export":
+            p.add_argument("--format", dest="formats", default=None,
+                           help="comma separated: glb,gltf,obj,usdz,usd,fbx,ply,splat_ply,splat,spz")
+        _config_args(p)
+        _common(p)
+
+    p = sub.add_parser("status", help="what is finished in a workspace")
+    p.add_argument("workspace")
+    _common(p)
+
+    p = sub.add_parser("demo", help="generate a demo video and run the whole pipeline on it")
+    p.add_argument("-o", "--output", default="demo_workspace", help="workspace folder (default: ./demo_workspace)")
+    p.add_argument("--preset", choices=list(PRESETS), default="fast")
+    p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
+    _common(p)
+
+    p = sub.add_parser("report", help="rebuild the capture/reconstruction report")
+    p.add_argument("workspace")
+    _common(p)
+
+    p = sub.add_parser("render", help="render images at given camera poses from the splat or textured mesh")
+    p.add_argument("workspace")
+    p.add_argument("--poses", help="POSES.json (width, height, K, frames[name, cam_to_world]) in OpenCV convention")
+    p.add_argument("--out", required=True, help="output folder (or .mp4 file with --orbit)")
+    p.add_argument("--source", choices=["splat", "mesh"], default=None, help="default: splat when present")
+    p.add_argument("--orbit", action="store_true", help="render a turntable MP4 instead of --poses")
+    _common(p)
+
+    p = sub.add_parser("view", help="interactive local viewer (cameras, points, mesh, splat)")
+    p.add_argument("workspace")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    _common(p)
+
+    p = sub.add_parser("publish", help="a self-contained static web page (product viewer, splat viewer, report)")
+    p.add_argument("workspace")
+    p.add_argument("-o", "--output", required=True, help="site folder")
+    _common(p)
+    return parser
+
+
+def _settings(args: argparse.Namespace, ws: Workspace) -> tuple[str, list[str]]:
+    """Preset and --set strings: the workspace's last ones, updated by this command's options."""
+    last = ws.read_json(ws.manifest_path, default={}) or {}
+    opts = last.get("options", {})
+    preset = getattr(args, "preset", None) or opts.get("preset", "default")
+    sets = list(opts.get("sets", []))
+    new = list(getattr(args, "sets", []) or [])
+    if getattr(args, "marker_size", None) is not None:
+        new.append(f"sfm.marker_size={args.marker_size}")
+    if getattr(args, "isolate", None):
+        new.append("mesh.isolate=true")
+    if getattr(args, "formats", None):
+        new.append(f"export.formats={args.formats}")
+    keys = {s.partition("=")[0] for s in new}
+    sets = [s for s in sets if s.partition("=")[0] not in keys] + new
+    return preset, sets
+
+
+def _save_options(ws: Workspace, preset: str, sets: list[str]) -> None:
+    from vid2model.runner import Manifest
+
+    m = Manifest(ws)
+    m.data["options"] = {"preset": preset, "sets": sets}
+    m.save()
+
+
+def _print_result(args: argparse.Namespace, result: dict[str, Any], human: str) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    elif human:
+        print(human)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    ws = Workspace(args.output if args.command in ("run", "ingest") else args.workspace)
+    if args.command not in ("run", "ingest") and not ws.input_path.exists():
+        raise UserError(f"not a vid2model workspace: {ws.root} (create one with: vid2model run INPUT -o DIR)")
+    _setup_logging(args.verbose, ws)
+    preset, sets = _settings(args, ws)
+    cfg = build_config(preset, sets=sets)
+    input_path = getattr(args, "input", None)
+    if input_path is not None:
+        from vid2model.pipeline import set_input
+        set_input(ws, input_path)
+    _save_options(ws, preset, sets)
+    if args.command == "run":
+        res = run_pipeline(ws, cfg, skip=tuple(args.skip), force=args.force, from_stage=args.from_stage)
+    else:
+        force = args.force or args.command == "export" and bool(args.formats)
+        res = run_pipeline(ws, cfg, stages=[args.command], force=force)
+    lines = [f"{name}: {r['status']}" + (f" in {r['wall_s']:.1f} s" if r["status"] == "done" else "")
+             for name, r in res.items()]
+    lines.append(f"workspace: {ws.root}")
+    return {"workspace": str(ws.root), "stages": res, "_human": "\n".join(lines)}
+
+
+def _cmd_status(args: argparse.Namespace) -> dict[str, Any]:
+    ws = Workspace(args.workspace)
+    if not ws.manifest_path.exists():
+        raise UserError(f"not a vid2model workspace: {ws.root}")
+    data = ws.read_json(ws.manifest_path)
+    rows = []
+    for name in STAGE_NAMES:
+        e = data["stages"].get(name, {})
+        status = e.get("status", "not run")
+        extra = f"{e['wall_s']:.1f} s, peak {e.get('peak_mem_mb', 0):.0f} MB" if status == "done" else e.get("error", "")
+        rows.append(f"{name:8s} {status:8s} {extra}")
+    return {"workspace": str(ws.root), "stages": data["stages"], "_human": "\n".join(rows)}
+
+
+def _call(target: str, *a: Any, **kw: Any) -> Any:
+    module, _, func = target.partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), func)
+    return fn(*a, **kw)
+
+
+def _existing_ws(path: str, verbose: int) -> Workspace:
+    ws = Workspace(path)
+    if not ws.manifest_path.exists():
+        raise UserError(f"not a vid2model workspace: {ws.root}")
+    _setup_logging(verbose, ws)
+    return ws
+
+
+def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "demo":
+        _setup_logging(args.verbose, None)
+        return _call("vid2model.demo:run_demo", Path(args.output), preset=args.preset, skip=tuple(args.skip))
+    ws = _existing_ws(args.workspace, args.verbose)
+    if args.command == "report":
+        return _call("vid2model.report:build_report", ws)
+    if args.command == "render":
+        if args.orbit:
+            return _call("vid2model.render:render_orbit", ws, Path(args.out), source=args.source)
+        if not args.poses:
+            raise UserError("render needs --poses POSES.json (or --orbit)")
+        return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source)
+    if args.command == "view":
+        return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port)
+    if args.command == "publish":
+        return _call("vid2model.viewer.publish:publish", ws, Path(args.output))
+    raise UserError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_quiet(args.quiet)
+    try:
+        if args.command in ("run", *STAGE_NAMES):
+            result = _cmd_pipeline(args)
+        elif args.command == "status":
+            result = _cmd_status(args)
+        else:
+            result = _cmd_other(args) or {}
+    except UserError as err:
+        print(f"vid2model: error: {err}", file=sys.stderr)
+        log.debug("user error", exc_info=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("vid2model: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    human = result.pop("_human", "") if isinstance(result, dict) else ""
+    _print_result(args, result, human)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

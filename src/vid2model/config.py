@@ -1,0 +1,203 @@
+"""Typed, flat configuration: one frozen keyword-only dataclass per stage, plus named presets.
+
+A preset is a set of per-stage overrides; the CLI's ``--set stage.field=value`` applies on top.
+Configs are saved in ``manifest.json`` as plain JSON and compared to decide whether a stage reruns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from vid2model.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """Decoding, frame scoring and keyframe selection."""
+
+    max_side: int = 1280  # working resolution (long side) of images/
+    analysis_side: int = 320  # resolution at which frames are scored
+    keep_full_res: bool = True  # also write images_full/ for texturing
+    target_keyframes: int = 0  # 0 = automatic from parallax
+    min_keyframes: int = 8
+    max_keyframes: int = 150
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True, kw_only=True)
+class SfmConfig:
+    """Camera solving."""
+
+    features: str = "sift"  # sift | aliked
+    max_features: int = 4096
+    models_dir: str = ""  # folder with learned-feature weights; "" = $VID2MODEL_MODELS or cache
+    matcher: str = "auto"  # auto | sequential | exhaustive
+    sequential_overlap: int = 8
+    loop_closure: bool = True
+    mapper: str = "auto"  # auto | global | incremental
+    camera_model: str = "auto"  # auto | SIMPLE_RADIAL | OPENCV | PINHOLE ...
+    marker_size: float = 0.0  # metres; > 0 enables ArUco metric scale
+    known_distance: float = 0.0  # metres between two cameras named by known_distance_images
+    known_distance_images: str = ""  # "imgA.jpg,imgB.jpg"
+    gravity_up: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseConfig:
+    """Multi-view stereo and fusion."""
+
+    max_side: int = 640  # depth-map resolution (long side)
+    num_sources: int = 4
+    backend: str = "auto"  # auto | cpu | colmap_cuda
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    """Surface extraction and cleanup."""
+
+    method: str = "tsdf"  # tsdf | poisson
+    voxel_size: float = 0.0  # 0 = automatic from scene scale
+    isolate: bool = False  # keep only the object the cameras circle
+    drop_floor: bool = False
+    fill_holes: bool = True
+    smooth_iterations: int = 5
+    target_faces: int = 200_000
+    lods: tuple[int, ...] = (50_000, 10_000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextureConfig:
+    """UV atlas and texture baking."""
+
+    size: int = 2048
+    use_full_res: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplatConfig:
+    """Gaussian splat training."""
+
+    iterations: int = 3000
+    max_side: int = 480
+    sh_degree: int = 3
+    max_gaussians: int = 300_000
+    device: str = "auto"  # auto | cpu | cuda
+    eval_every: int = 8  # hold out every n-th keyframe
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """Files for other tools."""
+
+    formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usd", "fbx", "ply", "splat_ply", "splat", "spz")
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "ingest": IngestConfig,
+    "sfm": SfmConfig,
+    "dense": DenseConfig,
+    "mesh": MeshConfig,
+    "texture": TextureConfig,
+    "splat": SplatConfig,
+    "export": ExportConfig,
+}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "fast": {
+        "ingest": {"max_side": 960, "max_keyframes": 60},
+        "sfm": {"max_features": 2048},
+        "dense": {"max_side": 480, "num_sources": 3},
+        "mesh": {"target_faces": 100_000},
+        "texture": {"size": 1024},
+        "splat": {"iterations": 1000, "max_side": 320},
+    },
+    "default": {},
+    "quality": {
+        "ingest": {"max_side": 1920, "max_keyframes": 250},
+        "sfm": {"max_features": 8192},
+        "dense": {"max_side": 1280, "num_sources": 6},
+        "mesh": {"target_faces": 500_000},
+        "texture": {"size": 4096},
+        "splat": {"iterations": 10000, "max_side": 960},
+    },
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """All stage configs of one run (a flat record, one field per stage)."""
+
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    splat: SplatConfig = field(default_factory=SplatConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def for_stage(self, stage: str) -> Any:
+        return getattr(self, stage)
+
+
+def _coerce(value: str, typ: Any, name: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"{name} expects true/false, got {value!r}")
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(typ)
+        parts = [p for p in value.split(",") if p.strip()]
+        return tuple(_coerce(p.strip(), inner, name) for p in parts)
+    try:
+        return typ(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} expects {getattr(typ, '__name__', typ)}, got {value!r}") from None
+
+
+def build_config(preset: str = "default", overrides: dict[str, dict[str, Any]] | None = None,
+                 sets: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Build a :class:`PipelineConfig` from a preset, typed overrides and ``stage.field=value`` strings.
+
+    Raises:
+        UserError: unknown preset, stage or field, or a value of the wrong type.
+    """
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    merged: dict[str, dict[str, Any]] = {s: dict(v) for s, v in PRESETS[preset].items()}
+    for stage, vals in (overrides or {}).items():
+        merged.setdefault(stage, {}).update({k: v for k, v in vals.items() if v is not None})
+    for item in sets:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise UserError(f"--set expects stage.field=value, got {item!r}")
+        cls = STAGE_CONFIGS.get(stage)
+        if cls is None:
+            raise UserError(f"--set: unknown stage {stage!r}; stages: {', '.join(STAGE_CONFIGS)}")
+        hints = typing.get_type_hints(cls)
+        if name not in hints:
+            known = ", ".join(f.name for f in fields(cls))
+            raise UserError(f"--set: {stage} has no setting {name!r}; known: {known}")
+        merged.setdefault(stage, {})[name] = _coerce(value.strip(), hints[name], key)
+    kwargs = {}
+    for stage, cls in STAGE_CONFIGS.items():
+        vals = merged.get(stage, {})
+        known = {f.name for f in fields(cls)}
+        bad = set(vals) - known
+        if bad:
+            raise UserError(f"{stage} has no setting(s) {', '.join(sorted(bad))}")
+        kwargs[stage] = cls(**vals)
+    return PipelineConfig(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a stage config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}

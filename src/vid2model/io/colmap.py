@@ -1,0 +1,98 @@
+"""Reading COLMAP models into plain numpy camera views (the contract between stages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vid2model.errors import UserError
+
+
+@dataclass(frozen=True, kw_only=True)
+class View:
+    """One registered image.
+
+    Attributes:
+        name: image file name (relative to the model's image folder).
+        image_id: COLMAP image id.
+        K: (3, 3) intrinsics of the (pinhole part of the) camera.
+        R: (3, 3) world-to-camera rotation; ``x_cam = R @ x_world + t`` (OpenCV convention).
+        t: (3,) world-to-camera translation.
+        width, height: image size in pixels.
+        model: COLMAP camera model name (PINHOLE after undistortion).
+        params: COLMAP camera parameters.
+    """
+
+    name: str
+    image_id: int
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    width: int
+    height: int
+    model: str
+    params: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        """(3,) camera centre in world coordinates."""
+        return -self.R.T @ self.t
+
+    @property
+    def cam_to_world(self) -> np.ndarray:
+        """(4, 4) camera-to-world matrix, OpenCV axes (x right, y down, z forward)."""
+        m = np.eye(4)
+        m[:3, :3] = self.R.T
+        m[:3, 3] = self.center
+        return m
+
+    @property
+    def world_to_cam(self) -> np.ndarray:
+        """(4, 4) world-to-camera matrix."""
+        m = np.eye(4)
+        m[:3, :3] = self.R
+        m[:3, 3] = self.t
+        return m
+
+    @property
+    def P(self) -> np.ndarray:
+        """(3, 4) projection matrix ``K [R | t]``."""
+        return self.K @ np.hstack([self.R, self.t[:, None]])
+
+
+def read_model(sparse_dir: str | Path):
+    """Load a COLMAP model folder with pycolmap, or raise a clear :class:`UserError`."""
+    import pycolmap
+
+    sparse_dir = Path(sparse_dir)
+    if not (sparse_dir / "images.bin").exists() and not (sparse_dir / "images.txt").exists():
+        raise UserError(f"no COLMAP model in {sparse_dir}; run camera solving first (vid2model sfm WORKSPACE)")
+    return pycolmap.Reconstruction(str(sparse_dir))
+
+
+def load_views(sparse_dir: str | Path) -> list[View]:
+    """All registered images of a COLMAP model, sorted by name."""
+    rec = read_model(sparse_dir)
+    views = []
+    for image_id in rec.reg_image_ids():
+        img = rec.image(image_id)
+        cam = img.camera
+        pose = img.cam_from_world()
+        mat = np.asarray(pose.matrix())
+        views.append(View(name=img.name, image_id=int(image_id), K=np.asarray(cam.calibration_matrix()),
+                          R=mat[:, :3].copy(), t=mat[:, 3].copy(), width=int(cam.width), height=int(cam.height),
+                          model=str(cam.model_name), params=np.asarray(cam.params)))
+    return sorted(views, key=lambda v: v.name)
+
+
+def load_points(sparse_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse 3D points: (N, 3) float64 xyz and (N, 3) uint8 rgb."""
+    rec = read_model(sparse_dir)
+    pts = rec.points3D
+    if len(pts) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint8)
+    xyz = np.array([p.xyz for p in pts.values()])
+    rgb = np.array([p.color for p in pts.values()], dtype=np.uint8)
+    return xyz, rgb

@@ -1,0 +1,88 @@
+"""The pipeline: which stages exist, what each needs, and how a whole run is put together."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from vid2model.config import PipelineConfig
+from vid2model.errors import UserError
+from vid2model.runner import Stage, run_stages
+from vid2model.workspace import Workspace
+
+log = logging.getLogger("vid2model")
+
+STAGES: list[Stage] = [
+    Stage(name="ingest", target="vid2model.stages.ingest:run",
+          help="decode the video (or image folder), score frames, pick keyframes, write the capture report"),
+    Stage(name="sfm", target="vid2model.stages.sfm:run", needs=("ingest",),
+          help="solve cameras (features, matching, mapping) into sparse/0 and transforms.json"),
+    Stage(name="dense", target="vid2model.stages.dense:run", needs=("sfm",),
+          help="multi-view stereo depth maps and a fused dense point cloud"),
+    Stage(name="mesh", target="vid2model.stages.mesh:run", needs=("dense",),
+          help="surface mesh, cleanup, decimation and LODs"),
+    Stage(name="texture", target="vid2model.stages.texture:run", needs=("mesh",),
+          help="UV atlas and texture baked from the keyframes"),
+    Stage(name="splat", target="vid2model.stages.splat:run", needs=("sfm",), optional_needs=("dense",),
+          help="train 3D Gaussian splats"),
+    Stage(name="export", target="vid2model.stages.export:run", needs=("texture",), optional_needs=("splat",),
+          help="GLB/glTF, OBJ, USD/USDZ, FBX, PLY and splat files under export/"),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".3gp"}
+
+
+def stage(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise UserError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def set_input(ws: Workspace, input_path: str | os.PathLike) -> dict[str, Any]:
+    """Record the workspace's input (a video file or a folder of images)."""
+    path = Path(input_path).expanduser()
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    path = path.resolve()
+    if path.is_dir():
+        kind = "images"
+    elif path.is_file():
+        if not os.access(path, os.R_OK):
+            raise UserError(f"input is not readable: {path}")
+        kind = "video"
+    else:
+        raise UserError(f"input is neither a video file nor a folder of images: {path}")
+    ws.create()
+    info = {"path": str(path), "kind": kind}
+    old = ws.read_json(ws.input_path)
+    if old != info:
+        ws.write_json(ws.input_path, info)
+    return info
+
+
+def run_pipeline(ws: Workspace, cfg: PipelineConfig, *, input_path: str | os.PathLike | None = None,
+                 stages: list[str] | None = None, skip: tuple[str, ...] = (), force: bool = False,
+                 from_stage: str | None = None) -> dict[str, Any]:
+    """Run the selected stages (default: all) on a workspace.
+
+    Args:
+        ws: the workspace (created when ``input_path`` is given).
+        cfg: configs of all stages.
+        input_path: a video file or a folder of images; needed the first time.
+        stages: stage names to run; None = the whole pipeline less ``skip``.
+        skip: stage names to leave out.
+        force: rerun even finished stages.
+        from_stage: rerun this stage and all after it.
+    """
+    if input_path is not None:
+        set_input(ws, input_path)
+    elif not ws.input_path.exists():
+        raise UserError(f"{ws.root} is not a vid2model workspace (no input.json); create it with: "
+                        f"vid2model run INPUT -o {ws.root}")
+    for name in list(stages or []) + list(skip):
+        stage(name)
+    chosen = [s for s in STAGES if (stages is None or s.name in stages) and s.name not in skip]
+    return run_stages(ws, chosen, cfg, force=force, from_stage=from_stage, all_stages=STAGES)

@@ -1,0 +1,205 @@
+"""The stage runner: skip what is finished and unchanged, resume after a crash, record the manifest.
+
+A stage is *finished* only when ``manifest.json`` says ``done`` with the fingerprint of its current
+config and inputs. The manifest is written atomically after the stage's own atomic writes, so a
+process killed at any moment leaves either a finished stage or one that reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from vid2model import __version__
+from vid2model.config import PipelineConfig, config_to_dict
+from vid2model.errors import UserError
+from vid2model.workspace import Workspace, clean_temps
+
+log = logging.getLogger("vid2model")
+
+KEY_PACKAGES = ("numpy", "opencv-python-headless", "av", "pycolmap", "open3d-cpu", "open3d", "torch",
+                "trimesh", "xatlas", "usd-core")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """A pipeline stage: ``target`` is ``"module:function"`` taking ``(ws, cfg)`` and returning a summary dict."""
+
+    name: str
+    target: str
+    needs: tuple[str, ...] = ()
+    optional_needs: tuple[str, ...] = ()  # used when present (their fingerprints count), not required
+    help: str = ""
+
+    def load(self) -> Callable[[Workspace, Any], dict | None]:
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"vid2model": __version__}
+    for name in KEY_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Manifest:
+    """``manifest.json``: per-stage status, fingerprint, timings, config; saved atomically."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.data: dict[str, Any] = ws.read_json(ws.manifest_path, default=None) or {
+            "vid2model": __version__, "created": _now(), "stages": {}}
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.data["stages"].get(name, {})
+
+    def is_done(self, name: str) -> bool:
+        return self.stage(name).get("status") == "done"
+
+    def set_stage(self, name: str, **entry: Any) -> None:
+        self.data["stages"][name] = entry
+        self.save()
+
+    def save(self) -> None:
+        self.data["updated"] = _now()
+        self.ws.write_json(self.ws.manifest_path, self.data)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def input_fingerprint(ws: Workspace) -> dict[str, Any]:
+    """Identity of the workspace's input (path, sizes, mtimes) without reading it all."""
+    info = ws.read_json(ws.input_path)
+    if info is None:
+        raise UserError(f"{ws.root} has no input; start with: vid2model run INPUT -o {ws.root}")
+    path = info["path"]
+    if not os.path.exists(path):
+        raise UserError(f"the workspace's input is gone: {path}")
+    if os.path.isdir(path):
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path) if e.is_file())
+        return {"path": path, "files": hashlib.sha256(json.dumps(entries).encode()).hexdigest()}
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def fingerprint(stage: Stage, cfg: Any, manifest: Manifest, ws: Workspace) -> str:
+    parts: dict[str, Any] = {"stage": stage.name, "config": config_to_dict(cfg) if cfg is not None else None}
+    for dep in stage.needs + stage.optional_needs:
+        parts[dep] = manifest.stage(dep).get("fingerprint") if manifest.is_done(dep) else None
+    if not stage.needs:
+        parts["input"] = input_fingerprint(ws)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class PeakMemory:
+    """Samples resident memory of this process and its children while a stage runs."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        proc = psutil.Process()
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force: bool = False,
+               from_stage: str | None = None, all_stages: list[Stage] | None = None) -> dict[str, Any]:
+    """Run ``stages`` in order, skipping those finished with an unchanged fingerprint.
+
+    Args:
+        ws: the workspace.
+        stages: stages to run, in pipeline order.
+        cfg: configs of all stages.
+        force: rerun every selected stage.
+        from_stage: rerun this stage and every selected stage after it.
+        all_stages: the full pipeline, to name a missing upstream stage in errors.
+
+    Returns:
+        ``{stage: {"status": "done"|"skipped", "wall_s": ..., ...}}`` for the selected stages.
+    """
+    clean_temps(ws.root)
+    manifest = Manifest(ws)
+    manifest.data["versions"] = package_versions()
+    names = [s.name for s in stages]
+    if from_stage is not None and from_stage not in names:
+        raise UserError(f"--from {from_stage}: not among the stages of this run ({', '.join(names)})")
+    forced = set(names) if force else set(names[names.index(from_stage):]) if from_stage else set()
+    results: dict[str, Any] = {}
+    for stage in stages:
+        for dep in stage.needs:
+            if not manifest.is_done(dep):
+                raise UserError(f"stage '{stage.name}' needs '{dep}' first: vid2model {dep} {ws.root}")
+        scfg = cfg.for_stage(stage.name) if hasattr(cfg, stage.name) else None
+        fp = fingerprint(stage, scfg, manifest, ws)
+        entry = manifest.stage(stage.name)
+        if stage.name not in forced and entry.get("status") == "done" and entry.get("fingerprint") == fp:
+            log.info("%s: up to date, skipped", stage.name)
+            results[stage.name] = {**entry, "status": "skipped"}
+            continue
+        log.info("%s: running", stage.name)
+        manifest.set_stage(stage.name, status="running", fingerprint=fp, started=_now(),
+                           config=config_to_dict(scfg) if scfg is not None else None)
+        func = stage.load()
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            with PeakMemory() as mem:
+                summary = func(ws, scfg) or {}
+        except BaseException as exc:
+            manifest.set_stage(stage.name, status="failed", fingerprint=fp, finished=_now(),
+                               error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                               config=config_to_dict(scfg) if scfg is not None else None)
+            raise
+        entry = dict(status="done", fingerprint=fp, finished=_now(),
+                     wall_s=round(time.perf_counter() - t0, 3), cpu_s=round(time.process_time() - c0, 3),
+                     peak_mem_mb=round(mem.peak / 2**20, 1),
+                     config=config_to_dict(scfg) if scfg is not None else None,
+                     versions=manifest.data["versions"], summary=summary)
+        # Downstream stages that were done on the old output are stale now; their fingerprints
+        # already differ, so they rerun when asked for. Nothing to delete here.
+        manifest.set_stage(stage.name, **entry)
+        log.info("%s: done in %.1f s (peak %.0f MB)", stage.name, entry["wall_s"], entry["peak_mem_mb"])
+        results[stage.name] = entry
+    return results

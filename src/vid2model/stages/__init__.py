@@ -1,0 +1,1 @@
+"""Pipeline stages: each module exposes ``run(ws, cfg) -> dict`` (the summary kept in the manifest)."""

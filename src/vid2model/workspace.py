@@ -1,0 +1,270 @@
+"""The on-disk layout of one reconstruction: the only place that builds paths.
+
+Layout (COLMAP-compatible, so COLMAP, OpenMVS, gsplat and nerfstudio read it unchanged)::
+
+    WORKSPACE/
+      manifest.json        per-stage status, fingerprints, timings, config, versions
+      vid2model.log        log of every run in this workspace
+      input.json           what the workspace was made from
+      ingest/              per-frame scores (frames.json), keyframe choice (keyframes.json)
+      images/              selected keyframes at working resolution (COLMAP image dir)
+      images_full/         the same keyframes at full resolution (texturing)
+      sfm/                 COLMAP database and scratch models
+      sparse/0/            COLMAP binary model: the world frame of every artifact here
+      transforms.json      nerfstudio-style cameras (same world frame)
+      dense/               COLMAP dense workspace (images/, sparse/, stereo/{depth,normal}_maps/, fused.ply)
+      mesh/                surface meshes (raw, clean, LODs)
+      texture/             UV-mapped textured mesh (OBJ + PNG atlas)
+      splat/               Gaussian splat PLY and training checkpoints
+      export/              files for other tools (GLB, USDZ, FBX, OBJ, PLY, splat formats)
+      report/              capture/reconstruction report (index.html, report.json, plots)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class Workspace:
+    """One reconstruction's folder. Stage code asks it for every path it reads or writes."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    # ---- top level -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "vid2model.log"
+
+    @property
+    def input_path(self) -> Path:
+        return self.root / "input.json"
+
+    # ---- ingest ----------------------------------------------------------------------------
+    @property
+    def ingest_dir(self) -> Path:
+        return self.root / "ingest"
+
+    @property
+    def frames_json(self) -> Path:
+        """Per-frame analysis scores of the whole input."""
+        return self.ingest_dir / "frames.json"
+
+    @property
+    def keyframes_json(self) -> Path:
+        """Chosen keyframes: source index, timestamp, image name, scores."""
+        return self.ingest_dir / "keyframes.json"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def images_full_dir(self) -> Path:
+        return self.root / "images_full"
+
+    # ---- sfm -------------------------------------------------------------------------------
+    @property
+    def sfm_dir(self) -> Path:
+        return self.root / "sfm"
+
+    @property
+    def database_path(self) -> Path:
+        return self.sfm_dir / "database.db"
+
+    @property
+    def sparse_root(self) -> Path:
+        return self.root / "sparse"
+
+    @property
+    def sparse_dir(self) -> Path:
+        """The reconstruction: COLMAP binary model ``sparse/0``."""
+        return self.sparse_root / "0"
+
+    @property
+    def transforms_json(self) -> Path:
+        return self.root / "transforms.json"
+
+    @property
+    def scene_json(self) -> Path:
+        """Scene-frame facts: up axis, scale (metric or arbitrary), centre, extent."""
+        return self.sfm_dir / "scene.json"
+
+    # ---- dense -----------------------------------------------------------------------------
+    @property
+    def dense_dir(self) -> Path:
+        return self.root / "dense"
+
+    @property
+    def depth_maps_dir(self) -> Path:
+        return self.dense_dir / "stereo" / "depth_maps"
+
+    @property
+    def normal_maps_dir(self) -> Path:
+        return self.dense_dir / "stereo" / "normal_maps"
+
+    @property
+    def fused_ply(self) -> Path:
+        return self.dense_dir / "fused.ply"
+
+    # ---- mesh / texture / splat ------------------------------------------------------------
+    @property
+    def mesh_dir(self) -> Path:
+        return self.root / "mesh"
+
+    @property
+    def raw_mesh(self) -> Path:
+        return self.mesh_dir / "mesh_raw.ply"
+
+    @property
+    def clean_mesh(self) -> Path:
+        return self.mesh_dir / "mesh.ply"
+
+    def lod_mesh(self, faces: int) -> Path:
+        return self.mesh_dir / f"mesh_lod_{faces}.ply"
+
+    @property
+    def texture_dir(self) -> Path:
+        return self.root / "texture"
+
+    @property
+    def textured_obj(self) -> Path:
+        return self.texture_dir / "model.obj"
+
+    @property
+    def splat_dir(self) -> Path:
+        return self.root / "splat"
+
+    @property
+    def splat_ply(self) -> Path:
+        return self.splat_dir / "point_cloud.ply"
+
+    @property
+    def splat_checkpoint(self) -> Path:
+        return self.splat_dir / "checkpoint.pt"
+
+    # ---- export / report -------------------------------------------------------------------
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def export_path(self, fmt: str, stem: str = "model") -> Path:
+        return self.export_dir / f"{stem}.{fmt}"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report_dir / "index.html"
+
+    @property
+    def report_json(self) -> Path:
+        return self.report_dir / "report.json"
+
+    def stage_dir(self, stage: str) -> Path:
+        """Scratch/output folder of a stage that has no dedicated property."""
+        return self.root / stage
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def create(self) -> "Workspace":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def read_json(self, path: Path, default: Any = None) -> Any:
+        if not path.exists():
+            return default
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """Write JSON atomically (temp file, then rename)."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temp path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A killed process leaves at worst a ``.tmp-*`` file, never a half-written ``path``. The temp
+    name keeps the final suffix so writers that infer the format from it still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sfx = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=sfx, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp folder; swap it in for ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".old-{path.name}-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_temps(root: Path) -> None:
+    """Remove temp files/folders a killed run left behind."""
+    if not root.exists():
+        return
+    for p in root.rglob(".tmp-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    for p in root.rglob(".old-*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""Shared fixtures: paths to ../shared data and cached synthetic scenes with exact ground truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VID2MODEL_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared; skips the test with a clear reason when absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared dataset not present: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_path("data")
+
+
+@pytest.fixture(scope="session")
+def synth_orbit(tmp_path_factory):
+    """A 24-frame 320x240 orbit video with ground truth (SynthResult)."""
+    from vid2model.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth_orbit")
+    return generate(out, SynthConfig(path="orbit", width=320, height=240, n_frames=24, seed=1))
+
+
+@pytest.fixture(scope="session")
+def synth_walk(tmp_path_factory):
+    """A 24-frame 320x240 walk-through video with ground truth (SynthResult)."""
+    from vid2model.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth_walk")
+    return generate(out, SynthConfig(path="walk", width=320, height=240, n_frames=24, seed=2))
