@@ -172,7 +172,7 @@ def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force
         for dep in stage.needs:
             if not manifest.is_done(dep):
                 raise UserError(f"stage '{stage.name}' needs '{dep}' first: vid2model {dep} {ws.root}")
-        scfg = cfg.for_stage(stage.name) if hasattr(cfg, stage.name) else None
+        scfg = getattr(cfg, stage.name, None)
         fp = fingerprint(stage, scfg, manifest, ws)
         entry = manifest.stage(stage.name)
         if stage.name not in forced and entry.get("status") == "done" and entry.get("fingerprint") == fp:
@@ -182,9 +182,9 @@ def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force
         log.info("%s: running", stage.name)
         manifest.set_stage(stage.name, status="running", fingerprint=fp, started=_now(),
                            config=config_to_dict(scfg) if scfg is not None else None)
-        func = stage.load()
         t0, c0 = time.perf_counter(), time.process_time()
         try:
+            func = stage.load()
             with PeakMemory() as mem:
                 summary = func(ws, scfg) or {}
         except BaseException as exc:

@@ -1,0 +1,131 @@
+"""Stage runner: skip unchanged work, rerun on config change, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from runner_stages import StepConfig
+from vid2model.errors import UserError
+from vid2model.runner import Stage, run_stages
+from vid2model.workspace import Workspace
+
+STAGES = [
+    Stage(name="a", target="runner_stages:step_a"),
+    Stage(name="b", target="runner_stages:step_b", needs=("a",)),
+    Stage(name="c", target="runner_stages:step_c", needs=("b",)),
+]
+
+
+def _ws(tmp_path: Path) -> Workspace:
+    ws = Workspace(tmp_path / "ws").create()
+    src = tmp_path / "input.mp4"
+    src.write_bytes(b"not really a video")
+    ws.write_json(ws.input_path, {"path": str(src), "kind": "video"})
+    return ws
+
+
+def _cfg(a=1, b=10, c=100, sleep_b=0.0):
+    return SimpleNamespace(a=StepConfig(value=a), b=StepConfig(value=b, sleep=sleep_b), c=StepConfig(value=c))
+
+
+def _runs(ws: Workspace, name: str) -> int:
+    p = ws.root / f"runs_{name}.txt"
+    return len(p.read_text()) if p.exists() else 0
+
+
+def test_runs_then_skips_unchanged(tmp_path):
+    ws = _ws(tmp_path)
+    res = run_stages(ws, STAGES, _cfg())
+    assert [r["status"] for r in res.values()] == ["done"] * 3
+    assert (ws.root / "c.txt").read_text() == "111"
+    res = run_stages(ws, STAGES, _cfg())
+    assert [r["status"] for r in res.values()] == ["skipped"] * 3
+    assert (_runs(ws, "a"), _runs(ws, "b"), _runs(ws, "c")) == (1, 1, 1)
+    m = json.loads(ws.manifest_path.read_text())
+    entry = m["stages"]["b"]
+    assert entry["status"] == "done" and entry["config"] == {"value": 10, "sleep": 0.0}
+    assert entry["wall_s"] >= 0 and entry["peak_mem_mb"] > 10
+    assert "vid2model" in entry["versions"] and "numpy" in entry["versions"]
+
+
+def test_config_change_reruns_stage_and_downstream_only(tmp_path):
+    ws = _ws(tmp_path)
+    run_stages(ws, STAGES, _cfg())
+    res = run_stages(ws, STAGES, _cfg(b=20))
+    assert [res[n]["status"] for n in "abc"] == ["skipped", "done", "done"]
+    assert (ws.root / "c.txt").read_text() == "121"
+    assert (_runs(ws, "a"), _runs(ws, "b"), _runs(ws, "c")) == (1, 2, 2)
+
+
+def test_input_change_reruns_everything(tmp_path):
+    ws = _ws(tmp_path)
+    run_stages(ws, STAGES, _cfg())
+    src = Path(ws.read_json(ws.input_path)["path"])
+    src.write_bytes(b"a different video, longer")
+    res = run_stages(ws, STAGES, _cfg())
+    assert [res[n]["status"] for n in "abc"] == ["done"] * 3
+
+
+def test_force_and_from(tmp_path):
+    ws = _ws(tmp_path)
+    run_stages(ws, STAGES, _cfg())
+    res = run_stages(ws, STAGES, _cfg(), from_stage="b")
+    assert [res[n]["status"] for n in "abc"] == ["skipped", "done", "done"]
+    res = run_stages(ws, STAGES, _cfg(), force=True)
+    assert [res[n]["status"] for n in "abc"] == ["done"] * 3
+
+
+def test_missing_upstream_is_a_clear_error(tmp_path):
+    ws = _ws(tmp_path)
+    with pytest.raises(UserError, match="needs 'a' first"):
+        run_stages(ws, STAGES[1:], _cfg())
+
+
+def test_failed_stage_is_recorded_and_not_done(tmp_path):
+    ws = _ws(tmp_path)
+    bad = [STAGES[0], Stage(name="b", target="runner_stages:does_not_exist", needs=("a",))]
+    with pytest.raises(AttributeError):
+        run_stages(ws, bad, _cfg())
+    m = json.loads(ws.manifest_path.read_text())
+    assert m["stages"]["a"]["status"] == "done"
+    assert m["stages"]["b"]["status"] == "failed"
+
+
+def test_resume_after_kill_9(tmp_path):
+    """Kill the process while stage b is half-way through writing: a stays done, b reruns, no half file."""
+    ws = _ws(tmp_path)
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from test_runner import STAGES, _cfg\n"
+        "from vid2model.runner import run_stages\n"
+        "from vid2model.workspace import Workspace\n"
+        "run_stages(Workspace(%r), STAGES, _cfg(sleep_b=60))\n" % (str(Path(__file__).parent), str(ws.root))
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    marker = ws.root / "started_b"
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "stage b never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert not (ws.root / "b.txt").exists(), "a half-written artifact looks finished"
+    assert list(ws.root.glob(".tmp-*")), "the killed write should have left only a temp file"
+    m = json.loads(ws.manifest_path.read_text())
+    assert m["stages"]["a"]["status"] == "done" and m["stages"]["b"]["status"] == "running"
+
+    res = run_stages(ws, STAGES, _cfg())
+    assert [res[n]["status"] for n in "abc"] == ["skipped", "done", "done"]
+    assert (ws.root / "c.txt").read_text() == "111"
+    assert _runs(ws, "a") == 1 and _runs(ws, "b") == 2
+    assert not list(ws.root.glob(".tmp-*")), "leftover temp files are cleaned on resume"
