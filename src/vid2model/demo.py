@@ -40,7 +40,7 @@ def run_demo(out_dir: Path, *, preset: str = "fast", skip: tuple[str, ...] = ())
         f"workspace:   {ws.root}",
         f"report:      {ws.report_html}",
         f"exports:     {ws.export_dir} ({', '.join(exports) or 'none'})",
-        "look at it:  open the report in a browser, open export/model.glb in Blender or https-free viewers,",
+        "look at it:  open the report in a browser, open export/model.glb in Blender or any glTF viewer,",
         f"             or run: vid2model view {ws.root}   /   vid2model publish {ws.root} -o site/",
     ]
     return {"workspace": str(ws.root), "video": str(video), "stages": stages, "exports": exports,
