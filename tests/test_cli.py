@@ -10,7 +10,7 @@ import pytest
 from vid2model.cli import build_parser, main
 from vid2model.pipeline import STAGE_NAMES
 
-COMMANDS = ["run", *STAGE_NAMES, "status", "demo", "report", "render", "view", "publish"]
+COMMANDS = ["run", *STAGE_NAMES, "status", "demo", "batch", "report", "render", "view", "publish"]
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

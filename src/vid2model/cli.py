@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
     _common(p)
 
+    p = sub.add_parser("batch", help="reconstruct a catalogue of videos, one workspace each (locally or on Ray)")
+    p.add_argument("inputs", nargs="+", help="video files, folders of videos, or image folders")
+    p.add_argument("-o", "--output", required=True, help="parent folder of the workspaces")
+    p.add_argument("--stages", default=None, help="comma separated stages to run (default: all)")
+    p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
+    p.add_argument("--ray", dest="ray_address", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: 'auto', 'ray://HOST:PORT' or 'local'")
+    p.add_argument("--preset", choices=list(PRESETS), default="default")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.FIELD=VALUE")
+    _common(p)
+
     p = sub.add_parser("report", help="rebuild the capture/reconstruction report")
     p.add_argument("workspace")
     _common(p)
@@ -209,6 +220,16 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "demo":
         _setup_logging(args.verbose, None)
         return _call("vid2model.demo:run_demo", Path(args.output), preset=args.preset, skip=tuple(args.skip))
+    if args.command == "batch":
+        from vid2model.batch import find_inputs, run_batch
+
+        _setup_logging(args.verbose, None)
+        stages = [x.strip() for x in args.stages.split(",")] if args.stages else None
+        res = run_batch(find_inputs(args.inputs), Path(args.output), build_config(args.preset, sets=args.sets),
+                        stages=stages, skip=tuple(args.skip), ray_address=args.ray_address)
+        lines = [f"{r['status']:6s} {r['input']}" + (f": {r['error']}" if r["error"] else "") for r in res["results"]]
+        lines.append(f"{res['n_done']} of {res['n_inputs']} done; summary in {res['out_dir']}/batch.json")
+        return {**res, "_human": "\n".join(lines)}
     ws = _existing_ws(args.workspace, args.verbose)
     if args.command == "report":
         return _call("vid2model.report:build_report", ws)
