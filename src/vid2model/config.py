@@ -25,6 +25,10 @@ class IngestConfig:
     min_keyframes: int = 8
     max_keyframes: int = 150
     jpeg_quality: int = 95
+    keyframe_step: float = 0.05  # camera motion between keyframes, fraction of the image diagonal
+    blur_threshold: float = 0.6  # relative sharpness under which a frame counts as blurred
+    fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
+    static_motion: float = 0.1  # total motion under which the camera counts as static
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,139 @@
+"""Streaming video decoding with PyAV: upright frames, real timestamps, one resize, flat memory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vid2model.errors import UserError
+
+log = logging.getLogger("vid2model")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds. Sizes are of the upright (displayed) picture."""
+
+    path: str
+    codec: str
+    width: int
+    height: int
+    rotation: int  # display rotation applied on decode (degrees counter-clockwise)
+    fps: float
+    duration: float  # seconds
+    n_frames_estimate: int
+    pix_fmt: str
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"the video file is empty: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.error.InvalidDataError, av.error.ValueError, av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path.name} as a video ({exc.__class__.__name__}): is the file corrupt "
+                        f"or not a video?") from None
+    if not container.streams.video:
+        container.close()
+        raise UserError(f"{path.name} has no video stream (audio only?)")
+    return container
+
+
+def _rotation(stream, first_frame=None) -> int:
+    rot = 0
+    if first_frame is not None and getattr(first_frame, "rotation", None) is not None:
+        rot = int(round(first_frame.rotation))
+    elif "rotate" in stream.metadata:  # old-style tag
+        rot = -int(stream.metadata["rotate"])
+    return rot % 360
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read container metadata and the first frame (for the display rotation)."""
+    import av
+
+    path = Path(path)
+    with _open(path) as c:
+        s = c.streams.video[0]
+        cc = s.codec_context
+        try:
+            first = next(c.decode(s))
+        except StopIteration:
+            raise UserError(f"{path.name}: no frame could be decoded") from None
+        except av.error.FFmpegError as exc:
+            raise UserError(f"{path.name}: the video cannot be decoded ({exc.__class__.__name__}); "
+                            f"unsupported codec or corrupt file") from None
+        rot = _rotation(s, first)
+        w, h = first.width, first.height
+        if rot in (90, 270):
+            w, h = h, w
+        fps = float(s.average_rate or s.guessed_rate or 30)
+        dur = float(s.duration * s.time_base) if s.duration else (float(c.duration) / 1e6 if c.duration else 0.0)
+        n = int(s.frames) if s.frames else int(round(dur * fps))
+        return VideoInfo(str(path), cc.name, w, h, rot, fps, dur, n, str(first.format.name))
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size with the long side at most ``max_side`` (even numbers, aspect kept)."""
+    s = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
+
+
+def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int] | None = None,
+                ) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decode frames one at a time.
+
+    Args:
+        path: video file.
+        max_side: scale so the long side is at most this (resize done by libswscale on the
+            stored picture, before rotation, so 4K input never lives in memory at full size twice).
+        indices: only yield these frame indices (decode order); others are decoded but not converted.
+
+    Yields:
+        (index in decode order, timestamp in seconds, (H, W, 3) uint8 RGB upright picture).
+    """
+    import av
+
+    path = Path(path)
+    with _open(path) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        rot = None
+        last_index = max(indices) if indices else None
+        i = -1
+        try:
+            for frame in c.decode(s):
+                i += 1
+                if rot is None:
+                    rot = _rotation(s, frame)
+                if indices is not None and i not in indices:
+                    if last_index is not None and i > last_index:
+                        break
+                    continue
+                t = float(frame.time) if frame.time is not None else i / float(s.average_rate or 30)
+                w, h = frame.width, frame.height
+                if max_side and max(w, h) > max_side:
+                    w, h = scaled_size(w, h, max_side)
+                    img = frame.to_ndarray(format="rgb24", width=w, height=h)
+                else:
+                    img = frame.to_ndarray(format="rgb24")
+                yield i, t, _upright(img, rot)
+        except av.error.FFmpegError as exc:
+            if i < 0:
+                raise UserError(f"{path.name}: the video cannot be decoded ({exc.__class__.__name__})") from None
+            log.warning("%s: decoding stopped at frame %d (%s); the file may be truncated", path.name, i, exc)
+        if i < 0:
+            raise UserError(f"{path.name}: no frame could be decoded")

@@ -1,0 +1,153 @@
+"""Analytic synthetic scenes: boxes, spheres and a ground plane with solid procedural textures.
+
+World frame: metres, +Z up. The texture is a function of the 3D world point, so a surface point has
+the same colour in every view (Lambertian), and fine enough for SIFT at phone-video resolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Sphere:
+    center: tuple[float, float, float]
+    radius: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Primitives of a scene. ``ground`` is a finite square on z=0 of half-size ``ground_half``."""
+
+    boxes: tuple[Box, ...] = ()
+    spheres: tuple[Sphere, ...] = ()
+    ground_half: float = 2.0
+    inner_boxes: tuple[Box, ...] = ()  # rooms: seen from inside (walls face inward)
+    seed: int = 0
+    center: tuple[float, float, float] = (0.0, 0.0, 0.25)
+    radius: float = 0.5
+    marker: tuple = field(default=())  # make_marker()'s tuple, or ()
+
+
+def orbit_scene(seed: int = 0) -> Scene:
+    """A product-like object (box with a sphere on top and a small box beside) on a textured floor."""
+    return Scene(boxes=(Box((-0.25, -0.18, 0.0), (0.25, 0.18, 0.3)), Box((0.3, -0.1, 0.0), (0.45, 0.05, 0.12))),
+                 spheres=(Sphere((0.0, 0.0, 0.45), 0.15),), ground_half=2.0, seed=seed,
+                 center=(0.05, 0.0, 0.25), radius=0.5)
+
+
+def walk_scene(seed: int = 0) -> Scene:
+    """A 4 m x 6 m room with textured walls and floor and a few objects."""
+    return Scene(boxes=(Box((-1.2, 0.8, 0.0), (-0.6, 1.4, 0.8)), Box((0.7, -0.5, 0.0), (1.3, 0.3, 0.5)),
+                        Box((-0.3, 2.0, 0.0), (0.5, 2.4, 1.2))),
+                 spheres=(Sphere((0.9, -0.1, 0.75), 0.25),), ground_half=0.0,
+                 inner_boxes=(Box((-2.0, -3.0, 0.0), (2.0, 3.0, 2.5)),), seed=seed,
+                 center=(0.0, 0.0, 1.0), radius=3.0)
+
+
+# ---- solid texture ---------------------------------------------------------------------------
+
+def _hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int) -> np.ndarray:
+    """Deterministic pseudo-random value in [0, 1) per integer lattice point."""
+    h = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791) ^ (seed * 2654435761)
+    h = (h ^ (h >> 13)) * 1274126177
+    h = h ^ (h >> 16)
+    return (h & 0xFFFFFF).astype(np.float32) / float(0x1000000)
+
+
+def value_noise(p: np.ndarray, freq: float, seed: int) -> np.ndarray:
+    """Trilinear value noise at points ``p`` (N, 3); returns (N,) in [0, 1)."""
+    q = p * freq
+    f = np.floor(q)
+    t = q - f
+    t = t * t * (3 - 2 * t)
+    i = f.astype(np.int64)
+    out = np.zeros(len(p), np.float32)
+    for dx in (0, 1):
+        wx = t[:, 0] if dx else 1 - t[:, 0]
+        for dy in (0, 1):
+            wy = t[:, 1] if dy else 1 - t[:, 1]
+            for dz in (0, 1):
+                wz = t[:, 2] if dz else 1 - t[:, 2]
+                out += (wx * wy * wz).astype(np.float32) * _hash3(i[:, 0] + dx, i[:, 1] + dy, i[:, 2] + dz, seed)
+    return out
+
+
+PALETTE = np.array([[0.85, 0.25, 0.2], [0.95, 0.8, 0.3], [0.2, 0.45, 0.85], [0.15, 0.7, 0.4],
+                    [0.9, 0.9, 0.85], [0.15, 0.12, 0.2], [0.7, 0.4, 0.75], [0.95, 0.55, 0.15]], np.float32)
+
+
+def albedo(p: np.ndarray, seed: int) -> np.ndarray:
+    """Solid texture colour (N, 3) float in [0, 1] at world points ``p`` (N, 3).
+
+    Coarse colour patches (palette) modulated by multi-octave detail with high contrast, so that
+    features exist from a metre down to a few millimetres.
+    """
+    if len(p) == 0:
+        return np.zeros((0, 3), np.float32)
+    a = value_noise(p, 6.0, seed)
+    b = value_noise(p + 17.3, 6.0, seed + 1)
+    idx = (np.floor(a * 4).astype(int) * 2 + (b > 0.5)) % len(PALETTE)
+    base = PALETTE[idx]
+    detail = np.zeros(len(p), np.float32)
+    amp = 0.0
+    for k, freq in enumerate((14.0, 30.0, 62.0, 120.0)):
+        w = 1.0 / (1 + 0.5 * k)
+        detail += w * value_noise(p, freq, seed + 10 + k)
+        amp += w
+    detail = np.clip((detail / amp - 0.5) * 3.0 + 0.5, 0, 1)
+    return np.clip(base * (0.25 + 0.95 * detail[:, None]), 0, 1)
+
+
+def marker_albedo(scene: Scene, p: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Overwrite colours of ground points inside the marker square with the marker image."""
+    if not scene.marker:
+        return col
+    size, full_corners, img = scene.marker[:3]
+    lo = full_corners[3, :2]
+    uv = (p[:, :2] - lo) / size
+    inside = (np.abs(p[:, 2]) < 1e-6) & (uv[:, 0] >= 0) & (uv[:, 0] < 1) & (uv[:, 1] >= 0) & (uv[:, 1] < 1)
+    if not inside.any():
+        return col
+    s = img.shape[0]
+    # marker image row 0 is at the corner with the largest y (corners[0] is top-left seen from above)
+    ui = np.clip((uv[inside, 0] * s).astype(int), 0, s - 1)
+    vi = np.clip(((1 - uv[inside, 1]) * s).astype(int), 0, s - 1)
+    col = col.copy()
+    col[inside] = (img[vi, ui].astype(np.float32) / 255.0)[:, None] * np.array([0.95, 0.95, 0.95], np.float32)
+    return col
+
+
+def make_marker(size: float, position: tuple[float, float] = (-0.9, -0.9)) -> tuple:
+    """An ArUco DICT_4X4_50 id 0 marker (with a white quiet border) lying on the ground.
+
+    Returns:
+        (size, corners (4, 3) world coords of the black square's corners in ArUco order
+        (top-left, top-right, bottom-right, bottom-left seen from above with +y up), image (S, S) uint8)
+        where the image includes a white border of 1/4 marker size on each side.
+    """
+    import cv2
+
+    dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
+    px = 240
+    mk = cv2.aruco.generateImageMarker(dictionary, 0, px)
+    border = px // 4
+    img = np.full((px + 2 * border, px + 2 * border), 255, np.uint8)
+    img[border:border + px, border:border + px] = mk
+    full = size * (px + 2 * border) / px
+    x0, y0 = position
+    # square of the full image: [x0, x0+full] x [y0, y0+full]; black part inset by size/4
+    inset = size / 4
+    tl = (x0 + inset, y0 + full - inset)
+    corners = np.array([[tl[0], tl[1], 0], [tl[0] + size, tl[1], 0], [tl[0] + size, tl[1] - size, 0],
+                        [tl[0], tl[1] - size, 0]], float)
+    full_corners = np.array([[x0, y0 + full, 0], [x0 + full, y0 + full, 0], [x0 + full, y0, 0], [x0, y0, 0]], float)
+    return (full, full_corners, img, size, corners)
