@@ -55,6 +55,14 @@ class DenseConfig:
 
     max_side: int = 640  # depth-map resolution (long side)
     num_sources: int = 4
+    n_planes: int = 48  # hypotheses of the global plane sweep
+    n_refine: int = 12  # per-pixel hypotheses of the refinement sweep
+    window: int = 3  # NCC window radius (pixels)
+    min_ncc: float = 0.5  # matching score under which a depth is dropped
+    min_consistent: int = 2  # other views that must agree with a depth
+    consistency_px: float = 1.5
+    consistency_rel: float = 0.02
+    voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
     backend: str = "auto"  # auto | cpu | colmap_cuda
     device: str = "auto"  # auto | cpu | cuda
 
@@ -114,7 +122,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "ingest": {"max_side": 960, "max_keyframes": 60},
         "sfm": {"max_features": 2048},
-        "dense": {"max_side": 480, "num_sources": 3},
+        "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8},
         "mesh": {"target_faces": 100_000},
         "texture": {"size": 1024},
         "splat": {"iterations": 1000, "max_side": 320},
@@ -123,7 +131,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quality": {
         "ingest": {"max_side": 1920, "max_keyframes": 250},
         "sfm": {"max_features": 8192},
-        "dense": {"max_side": 1280, "num_sources": 6},
+        "dense": {"max_side": 1280, "num_sources": 6, "n_planes": 64, "n_refine": 16},
         "mesh": {"target_faces": 500_000},
         "texture": {"size": 4096},
         "splat": {"iterations": 10000, "max_side": 960},

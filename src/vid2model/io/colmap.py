@@ -96,3 +96,10 @@ def load_points(sparse_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     xyz = np.array([p.xyz for p in pts.values()])
     rgb = np.array([p.color for p in pts.values()], dtype=np.uint8)
     return xyz, rgb
+
+
+def quiet_colmap(verbose: bool = False) -> None:
+    """Keep COLMAP's own (glog) chatter out of the terminal unless debugging."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 0 if verbose else 2

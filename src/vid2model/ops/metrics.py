@@ -1,0 +1,56 @@
+"""Reconstruction accuracy: precision / recall / F-score against a ground-truth surface, silhouette IoU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Area-uniform random points (n, 3) on a triangle mesh."""
+    rng = np.random.default_rng(seed)
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    idx = rng.choice(len(faces), n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    w = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+    return np.einsum("ij,ijk->ik", w, tri[idx])
+
+
+def visible_points(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np.ndarray],
+                   w2cs: list[np.ndarray], tol: float = 0.01) -> np.ndarray:
+    """Mask (N,) of points seen (not occluded) in at least one view, given each view's z-depth map."""
+    seen = np.zeros(len(points), bool)
+    for depth, K, m in zip(depth_maps, Ks, w2cs):
+        x = points @ m[:3, :3].T + m[:3, 3]
+        z = x[:, 2]
+        front = z > 1e-6
+        u = np.full(len(points), -1)
+        v = np.full(len(points), -1)
+        u[front] = np.floor(K[0, 0] * x[front, 0] / z[front] + K[0, 2]).astype(int)
+        v[front] = np.floor(K[1, 1] * x[front, 1] / z[front] + K[1, 2]).astype(int)
+        H, W = depth.shape
+        inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        d = np.full(len(points), np.inf)
+        d[inside] = depth[v[inside], u[inside]]
+        seen |= inside & (np.abs(z - d) <= tol * np.maximum(d, 1e-9))
+    return seen
+
+
+def fscore(pred: np.ndarray, gt: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F-score of point sets (N, 3) and (M, 3) at a distance threshold."""
+    from scipy.spatial import cKDTree
+
+    if len(pred) == 0 or len(gt) == 0:
+        return {"precision": 0.0, "recall": 0.0, "fscore": 0.0}
+    d_pred = cKDTree(gt).query(pred, workers=-1)[0]
+    d_gt = cKDTree(pred).query(gt, workers=-1)[0]
+    p = float((d_pred < threshold).mean())
+    r = float((d_gt < threshold).mean())
+    return {"precision": p, "recall": r, "fscore": 2 * p * r / (p + r) if p + r > 0 else 0.0}
+
+
+def silhouette_iou(pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
+    """Intersection over union of two boolean masks."""
+    union = np.logical_or(pred_mask, gt_mask).sum()
+    return float(np.logical_and(pred_mask, gt_mask).sum() / union) if union else 1.0

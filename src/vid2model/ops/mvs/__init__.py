@@ -1,0 +1,1 @@
+"""CPU-first multi-view stereo: view selection, plane sweep with NCC, filtering, fusion."""

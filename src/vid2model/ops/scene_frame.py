@@ -1,0 +1,66 @@
+"""The scene frame: gravity-up (+Z), origin at the object or scene centre, and the capture kind."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rotation_to_z(up: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation taking unit vector ``up`` to +Z."""
+    up = up / np.linalg.norm(up)
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(up, z)
+    c = float(up @ z)
+    if np.linalg.norm(v) < 1e-9:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + vx + vx @ vx * (1 / (1 + c))
+
+
+def estimate_up(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Gravity-up estimate from cameras.
+
+    People hold phones upright, so the mean camera "up" (-y axis) points roughly up. When the
+    camera centres spread in a plane (an orbit, a walk at constant height) the plane normal is a
+    better estimate, signed to agree with the mean camera up.
+
+    Args:
+        R_w2c: (N, 3, 3) world-to-camera rotations.
+        centers: (N, 3) camera centres.
+    """
+    cam_up = -R_w2c[:, 1, :]  # rows of R are camera axes in world coordinates
+    mean_up = cam_up.mean(0)
+    mean_up /= np.linalg.norm(mean_up)
+    if len(centers) >= 5:
+        c = centers - centers.mean(0)
+        _, s, vt = np.linalg.svd(c, full_matrices=False)
+        normal = vt[2]
+        planar = s[2] < 0.25 * s[1] and s[1] > 0.2 * s[0]
+        if planar and abs(normal @ mean_up) > 0.5:
+            return normal * np.sign(normal @ mean_up)
+    return mean_up
+
+
+def look_at_point(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Least-squares point closest to all optical axes (where an orbit's cameras look)."""
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for R, c in zip(R_w2c, centers):
+        d = R[2]
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ c
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def capture_kind(R_w2c: np.ndarray, centers: np.ndarray, target: np.ndarray) -> str:
+    """'orbit' when the cameras look at a common point from around it, else 'walk'."""
+    to_t = target - centers
+    dist = np.linalg.norm(to_t, axis=1)
+    cosang = np.einsum("ij,ij->i", R_w2c[:, 2, :], to_t / np.maximum(dist[:, None], 1e-12))
+    facing = np.mean(cosang > np.cos(np.radians(35)))
+    v = centers - target
+    ang = np.sort(np.degrees(np.arctan2(v[:, 1], v[:, 0])))
+    gaps = np.diff(np.append(ang, ang[0] + 360)) if len(ang) > 1 else np.array([360.0])
+    span = 360 - gaps.max()
+    return "orbit" if facing > 0.8 and span > 60 else "walk"

@@ -1,0 +1,265 @@
+"""Camera solving: SIFT features, video-aware pairing with loop closure, global/incremental mapping.
+
+Outputs ``sparse/0`` in the scene frame (+Z up, origin at the object or scene centre, metric when a
+marker or known distance gives the scale), ``transforms.json``, ``sfm/scene.json`` and the
+undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages read.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vid2model.config import SfmConfig
+from vid2model.errors import UserError
+from vid2model.ops import pairs as P
+from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
+from vid2model.progress import bar
+from vid2model.workspace import Workspace, atomic_dir
+
+log = logging.getLogger("vid2model")
+MIN_INLIERS = 15
+
+
+def _image_order(ws: Workspace) -> tuple[list[str], dict[str, Any]]:
+    kf = ws.read_json(ws.keyframes_json, default=None)
+    if kf and kf.get("keyframes"):
+        names = [k["name"] for k in kf["keyframes"]]
+    else:
+        names = sorted(p.name for p in ws.images_dir.iterdir() if not p.name.startswith("."))
+        kf = {"video": False}
+    names = [n for n in names if (ws.images_dir / n).exists()]
+    if len(names) < 3:
+        raise UserError(f"only {len(names)} images to solve: at least 3 (better 20+) views are needed")
+    return names, kf
+
+
+def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig):
+    import pycolmap
+
+    if cfg.features != "sift":
+        from vid2model.features import check_learned_features
+
+        check_learned_features(cfg)
+    reader = pycolmap.ImageReaderOptions()
+    model = cfg.camera_model if cfg.camera_model != "auto" else "SIMPLE_RADIAL"
+    reader.camera_model = model
+    focal = kf.get("focal_prior_px")
+    sizes = {(k["width"], k["height"]) for k in kf.get("keyframes", [])}
+    if focal and len(sizes) == 1:
+        w, h = next(iter(sizes))
+        n_extra = {"SIMPLE_RADIAL": 1, "RADIAL": 2, "OPENCV": 4, "SIMPLE_PINHOLE": 0, "PINHOLE": 0}.get(model, 1)
+        params = [focal, w / 2, h / 2] if model.startswith("SIMPLE") or model == "RADIAL" else [focal, focal, w / 2, h / 2]
+        reader.camera_params = ",".join(str(v) for v in params + [0.0] * n_extra)
+    ext = pycolmap.FeatureExtractionOptions()
+    ext.sift.max_num_features = cfg.max_features
+    ext.num_threads = -1
+    one_camera = bool(kf.get("video")) or len(sizes) == 1
+    mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
+    pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
+                              reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+
+
+def _db_images(db) -> dict[str, int]:
+    return {img.name: img.image_id for img in db.read_all_images()}
+
+
+def _verified_edges(db, ids: dict[str, int], names: list[str]) -> list[tuple[int, int]]:
+    idx = {ids[n]: i for i, n in enumerate(names)}
+    pair_ids, geoms = db.read_two_view_geometries()
+    edges = []
+    for pid, g in zip(pair_ids, geoms):
+        a, b = __import__("pycolmap").pair_id_to_image_pair(pid)
+        if len(g.inlier_matches) >= MIN_INLIERS and a in idx and b in idx:
+            edges.append((idx[a], idx[b]))
+    return edges
+
+
+def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: set[tuple[int, int]]) -> None:
+    import pycolmap
+
+    todo = sorted(pairs - done)
+    if not todo:
+        return
+    path = ws.sfm_dir / "pairs.txt"
+    path.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in todo))
+    opts = pycolmap.ImportedPairingOptions()
+    opts.match_list_path = path
+    pycolmap.match_image_pairs(ws.database_path, pairing_options=opts, device=pycolmap.Device.auto)
+    done.update(todo)
+
+
+def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfig) -> dict[str, Any]:
+    """Choose pairs, match, and add pairs where the match graph is weak."""
+    import pycolmap
+
+    n = len(names)
+    done: set[tuple[int, int]] = set()
+    if cfg.matcher == "exhaustive" or (cfg.matcher == "auto" and n <= 40):
+        pairs = {(i, j) for i in range(n) for j in range(i + 1, n)}
+        strategy = "exhaustive"
+    else:
+        db = pycolmap.Database.open(ws.database_path)
+        ids = _db_images(db)
+        desc = [np.asarray(db.read_descriptors(ids[nm]).data) for nm in names]
+        db.close()
+        vec = P.bow_vectors(desc)
+        if video or cfg.matcher == "sequential":
+            pairs = P.sequential_pairs(n, cfg.sequential_overlap)
+            if cfg.loop_closure:
+                pairs |= P.retrieval_pairs(vec, k=3, min_index_gap=cfg.sequential_overlap)
+            strategy = "sequential+retrieval"
+        else:
+            pairs = P.retrieval_pairs(vec, k=min(n - 1, 20))
+            strategy = "retrieval"
+    _match(ws, names, pairs, done)
+    added = 0
+    for attempt in range(2):
+        db = pycolmap.Database.open(ws.database_path)
+        ids = _db_images(db)
+        edges = _verified_edges(db, ids, names)
+        db.close()
+        comps = P.components(n, edges)
+        degree = np.bincount(np.array(edges, int).ravel(), minlength=n) if edges else np.zeros(n, int)
+        weak = [i for i in range(n) if degree[i] < 2]
+        if len(comps) == 1 and not weak:
+            break
+        # Fallback: match weak images and the smaller pieces against everything.
+        focus = set(weak) | {i for c in comps[1:] for i in c}
+        extra = {(min(i, j), max(i, j)) for i in focus for j in range(n) if i != j}
+        if attempt == 0 and len(extra) > 4000:
+            extra = {(a, b) for a, b in extra if abs(a - b) <= 3 * cfg.sequential_overlap}
+        log.info("match graph weak (%d pieces, %d weak images): adding %d pairs", len(comps), len(weak),
+                 len(extra - done))
+        added += len(extra - done)
+        _match(ws, names, extra, done)
+    return {"strategy": strategy, "n_pairs": len(done), "fallback_pairs": added}
+
+
+def _map(ws: Workspace, names: list[str], cfg: SfmConfig) -> tuple[Any, dict[str, Any]]:
+    """Run the mappers, keep the best result, and say what could not be joined."""
+    import pycolmap
+
+    out = ws.sfm_dir / "models"
+    results = []
+    order = {"global": ["global"], "incremental": ["incremental"]}.get(cfg.mapper, ["global", "incremental"])
+    for kind in order:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        t0 = time.perf_counter()
+        try:
+            if kind == "global":
+                models = pycolmap.global_mapping(ws.database_path, ws.images_dir, out)
+            else:
+                opts = pycolmap.IncrementalPipelineOptions()
+                opts.min_model_size = 3
+                opts.multiple_models = True
+                models = pycolmap.incremental_mapping(ws.database_path, ws.images_dir, out, opts)
+        except Exception as exc:  # noqa: BLE001 - a mapper failing is a result; the other may succeed
+            log.warning("%s mapping failed: %s", kind, exc)
+            continue
+        models = sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+        if not models:
+            continue
+        best = models[0]
+        err = best.compute_mean_reprojection_error()
+        results.append((best.num_reg_images(), -err, kind, best, len(models), time.perf_counter() - t0))
+        log.info("%s mapping: %d/%d images in the largest of %d models, %.2f px", kind, best.num_reg_images(),
+                 len(names), len(models), err)
+        if best.num_reg_images() == len(names) and len(models) == 1:
+            break
+    if not results:
+        raise UserError("no camera could be placed: the images share too few features. Film with more overlap "
+                        "(move slower) and more texture in view")
+    n_reg, neg_err, kind, rec, n_models, dt = max(results, key=lambda r: (r[0], r[1]))
+    registered = {rec.image(i).name for i in rec.reg_image_ids()}
+    missing = [n for n in names if n not in registered]
+    if n_reg < max(3, 0.3 * len(names)):
+        raise UserError(f"only {n_reg} of {len(names)} frames could be placed: the camera barely moved or the "
+                        f"views do not overlap; walk around the object slowly")
+    if missing:
+        log.warning("%d of %d images could not be joined to the model: %s", len(missing), len(names),
+                    ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    return rec, {"mapper": kind, "n_models": n_models, "unregistered": missing, "mapping_s": round(dt, 2)}
+
+
+def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, Any]:
+    """Rotate/translate (and scale) the model into the scene frame, in place."""
+    import pycolmap
+
+    from vid2model.stages.sfm_scale import metric_scale
+
+    ids = list(rec.reg_image_ids())
+    Rs = np.array([np.asarray(rec.image(i).cam_from_world().matrix())[:, :3] for i in ids])
+    Cs = np.array([rec.image(i).projection_center() for i in ids])
+    up = estimate_up(Rs, Cs) if cfg.gravity_up else np.array([0.0, 0.0, 1.0])
+    R = rotation_to_z(up) if cfg.gravity_up else np.eye(3)
+    target = look_at_point(Rs, Cs)
+    kind = capture_kind(Rs @ R.T, Cs @ R.T, R @ target)
+    if kind == "walk":
+        pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else Cs
+        target = np.median(pts, axis=0)
+    rec.transform(pycolmap.Sim3d(1.0, pycolmap.Rotation3d(R), -R @ target))
+    scale, how = metric_scale(ws, rec, cfg)
+    if scale is not None:
+        rec.transform(pycolmap.Sim3d(scale, pycolmap.Rotation3d(np.eye(3)), np.zeros(3)))
+    Cs = np.array([rec.image(i).projection_center() for i in ids])
+    pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else Cs
+    dist = np.linalg.norm(pts, axis=1)
+    radius = float(np.percentile(dist, 90)) if kind == "walk" else float(
+        min(np.percentile(dist, 70), np.median(np.linalg.norm(Cs, axis=1)) * 0.8))
+    return {"up": [0.0, 0.0, 1.0], "scale": "metric" if scale is not None else "arbitrary",
+            "metres_per_unit": 1.0 if scale is not None else None, "scale_source": how,
+            "center": [0.0, 0.0, 0.0], "radius": radius, "capture": kind,
+            "camera_distance_median": float(np.median(np.linalg.norm(Cs, axis=1)))}
+
+
+def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
+    """Solve cameras for the keyframes in ``images/``; see the module docstring for outputs."""
+    import pycolmap
+
+    from vid2model.io.colmap import quiet_colmap
+    from vid2model.io.transforms import write_transforms
+
+    quiet_colmap()
+    names, kf = _image_order(ws)
+    video = bool(kf.get("video"))
+    t = {}
+    ws.sfm_dir.mkdir(parents=True, exist_ok=True)
+    ws.database_path.unlink(missing_ok=True)
+    with bar("camera solving", 4) as b:
+        t0 = time.perf_counter()
+        _extract(ws, names, kf, cfg)
+        t["features_s"] = round(time.perf_counter() - t0, 2)
+        b.advance()
+        t0 = time.perf_counter()
+        match_info = _pairs_and_match(ws, names, video, cfg)
+        t["matching_s"] = round(time.perf_counter() - t0, 2)
+        b.advance()
+        rec, map_info = _map(ws, names, cfg)
+        b.advance()
+        scene = _scene_frame(ws, rec, video, cfg)
+        with atomic_dir(ws.sparse_dir) as tmp:
+            rec.write_binary(str(tmp))
+        ws.write_json(ws.scene_json, scene)
+        write_transforms(ws.transforms_json, rec, "images")
+        with atomic_dir(ws.dense_dir) as tmp:
+            pycolmap.undistort_images(tmp, ws.sparse_dir, ws.images_dir)
+        b.advance()
+    summary = {"n_images": len(names), "n_registered": rec.num_reg_images(),
+               "registered_share": round(rec.num_reg_images() / len(names), 4),
+               "mean_reproj_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
+               "n_points": int(rec.num_points3D()), **match_info, **map_info, **t,
+               "scale": scene["scale"], "capture": scene["capture"]}
+    try:
+        from vid2model.report import build_report
+
+        build_report(ws)
+    except ImportError:  # pragma: no cover
+        pass
+    return summary
