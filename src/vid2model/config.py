@@ -72,10 +72,14 @@ class MeshConfig:
     """Surface extraction and cleanup."""
 
     method: str = "tsdf"  # tsdf | poisson
-    voxel_size: float = 0.0  # 0 = automatic from scene scale
+    voxel_size: float = 0.0  # 0 = automatic: scene radius / voxel_divisions
+    voxel_divisions: int = 200
+    min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
+    isolate_radius: float = 1.0  # in scene radii, around the scene centre
     drop_floor: bool = False
     fill_holes: bool = True
+    max_hole_size: float = 0.1  # in scene radii
     smooth_iterations: int = 5
     target_faces: int = 200_000
     lods: tuple[int, ...] = (50_000, 10_000)
@@ -87,6 +91,11 @@ class TextureConfig:
 
     size: int = 2048
     use_full_res: bool = True
+    max_faces: int = 40_000  # the textured mesh is decimated to this; the texture keeps the detail
+    chunk_faces: int = 5_000  # faces per xatlas chart group
+    visibility_scale: float = 0.5  # ray-cast visibility at this fraction of image size
+    level_exposure: bool = True  # per-view gains so seams between views do not show
+    padding: int = 8  # texels of dilation around charts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +132,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ingest": {"max_side": 960, "max_keyframes": 60},
         "sfm": {"max_features": 2048},
         "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8},
-        "mesh": {"target_faces": 100_000},
-        "texture": {"size": 1024},
+        "mesh": {"target_faces": 100_000, "voxel_divisions": 150},
+        "texture": {"size": 1024, "max_faces": 20_000},
         "splat": {"iterations": 1000, "max_side": 320},
     },
     "default": {},
@@ -132,8 +141,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ingest": {"max_side": 1920, "max_keyframes": 250},
         "sfm": {"max_features": 8192},
         "dense": {"max_side": 1280, "num_sources": 6, "n_planes": 64, "n_refine": 16},
-        "mesh": {"target_faces": 500_000},
-        "texture": {"size": 4096},
+        "mesh": {"target_faces": 500_000, "voxel_divisions": 300},
+        "texture": {"size": 4096, "max_faces": 150_000},
         "splat": {"iterations": 10000, "max_side": 960},
     },
 }

@@ -1,0 +1,208 @@
+"""Texture stage: xatlas UV atlas, occlusion-aware per-face view choice, exposure levelling, baking.
+
+Writes ``texture/model.obj`` + ``model.mtl`` + ``texture.png`` in the workspace's world frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from vid2model.config import TextureConfig
+from vid2model.errors import UserError
+from vid2model.io.colmap import load_views
+from vid2model.ops import texture_bake as T
+from vid2model.progress import bar
+from vid2model.workspace import Workspace, atomic_dir
+
+log = logging.getLogger("vid2model")
+
+
+def _raycast(mesh_v: np.ndarray, mesh_f: np.ndarray, views, scale: float):
+    """Per view: the face id seen at each pixel (H*W,) (-1 = none), at ``scale`` x image size."""
+    import open3d as o3d
+    import open3d.core as o3c
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3c.Tensor(mesh_v.astype(np.float32)), o3c.Tensor(mesh_f.astype(np.uint32)))
+    out = []
+    for v in views:
+        w, h = max(8, int(v.width * scale)), max(8, int(v.height * scale))
+        K = v.K.copy()
+        K[0] *= w / v.width
+        K[1] *= h / v.height
+        rays = scene.create_rays_pinhole(o3c.Tensor(K, o3c.float64), o3c.Tensor(v.world_to_cam, o3c.float64), w, h)
+        ids = scene.cast_rays(rays)["primitive_ids"].numpy().astype(np.int64).ravel()
+        ids[ids == scene.INVALID_ID] = -1
+        out.append(ids)
+    return out
+
+
+def _project(v, X: np.ndarray) -> np.ndarray:
+    x = X @ v.R.T + v.t
+    return np.stack([v.K[0, 0] * x[:, 0] / x[:, 2] + v.K[0, 2], v.K[1, 1] * x[:, 1] / x[:, 2] + v.K[1, 2]], 1)
+
+
+def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    import cv2
+
+    # remap wants maps under 32767 on each side: lay the N samples out as rows of 1024
+    n = len(uv)
+    rows = max(1, -(-n // 1024))
+    m = np.zeros((rows * 1024, 2), np.float32)
+    m[:n] = uv
+    m = m.reshape(rows, 1024, 2)
+    out = cv2.remap(img, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out.reshape(-1, img.shape[2])[:n]
+
+
+def _adjacency(faces: np.ndarray) -> list[np.ndarray]:
+    import trimesh
+
+    adj = trimesh.graph.face_adjacency(faces)
+    nb: list[list[int]] = [[] for _ in range(len(faces))]
+    for a, b in adj:
+        nb[a].append(b)
+        nb[b].append(a)
+    return [np.array(x, int) for x in nb]
+
+
+def _decimate(V: np.ndarray, F: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """A lighter mesh to texture: the texture carries the fine detail."""
+    if len(F) <= max_faces:
+        return V, F
+    import open3d as o3d
+
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F))
+    m = m.simplify_quadric_decimation(int(max_faces))
+    m.remove_unreferenced_vertices()
+    return np.asarray(m.vertices), np.asarray(m.triangles)
+
+
+def _chunks(centers: np.ndarray, ids: np.ndarray, size: int) -> list[np.ndarray]:
+    """Split faces into spatially compact groups of at most ``size`` (k-d splits on the longest axis)."""
+    if len(ids) <= size:
+        return [ids]
+    c = centers[ids]
+    axis = int(np.argmax(np.ptp(c, axis=0)))
+    order = ids[np.argsort(c[:, axis])]
+    half = len(order) // 2
+    return _chunks(centers, order[:half], size) + _chunks(centers, order[half:], size)
+
+
+def _atlas(V: np.ndarray, F: np.ndarray, cfg: TextureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UV atlas with xatlas: charts computed per spatial chunk (xatlas slows down badly on big meshes),
+    packed together into one atlas.
+
+    Returns:
+        vmapping (V',) original vertex of each atlas vertex, faces (F, 3) into atlas vertices,
+        uvs (V', 2) in [0, 1].
+    """
+    import xatlas
+
+    groups = _chunks(V[F].mean(1), np.arange(len(F)), cfg.chunk_faces)
+    atlas = xatlas.Atlas()
+    for g in groups:
+        atlas.add_mesh(V.astype(np.float32), F[g].astype(np.uint32))
+    co = xatlas.ChartOptions()
+    co.max_iterations = 1
+    po = xatlas.PackOptions()
+    po.resolution = cfg.size
+    po.padding = 2
+    po.bilinear = True
+    atlas.generate(co, po)
+    vmaps, faces, uvs = [], np.zeros((len(F), 3), np.int64), []
+    offset = 0
+    for k, g in enumerate(groups):
+        vm, ix, uv = atlas[k]
+        vmaps.append(vm)
+        uvs.append(uv)
+        faces[g] = ix.astype(np.int64) + offset
+        offset += len(vm)
+    return np.concatenate(vmaps), faces, np.concatenate(uvs)
+
+
+def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
+    """Bake a texture atlas for ``mesh/mesh.ply`` from the undistorted keyframes."""
+    import cv2
+    import trimesh
+    if not ws.clean_mesh.exists():
+        raise UserError("no mesh to texture: run vid2model mesh WORKSPACE first")
+    mesh = trimesh.load(ws.clean_mesh, process=False)
+    V, F = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    views = load_views(ws.dense_dir / "sparse")
+    kf = {k["name"]: k.get("sharpness", 1.0) for k in (ws.read_json(ws.keyframes_json, default={}) or {}).get(
+        "keyframes", [])}
+    images = []
+    for v in views:
+        img = cv2.imread(str(ws.dense_dir / "images" / v.name))
+        if img is None:
+            raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
+        images.append(img[:, :, ::-1].astype(np.float32) / 255.0)
+    with bar("texturing", 5) as b:
+        V, F = _decimate(V, F, cfg.max_faces)
+        vmap, idx, uvs = _atlas(V, F, cfg)
+        b.advance()
+        prim = _raycast(V, F, views, cfg.visibility_scale)
+        tri = V[F]
+        centers = tri.mean(1)
+        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        sharp = np.array([min(1.0, kf.get(v.name, 1.0)) for v in views])
+        scores = T.face_view_scores(prim, len(F), normals, centers, np.array([v.center for v in views]), sharp)
+        labels = scores.argmax(0)
+        seen = scores.max(0) > 0
+        labels = T.smooth_labels(labels, scores, _adjacency(F))
+        b.advance()
+        valid = scores > 0
+        samples = np.zeros((len(views), len(F), 3))
+        for i, v in enumerate(views):
+            vis = np.flatnonzero(valid[i])
+            if len(vis):
+                samples[i, vis] = _sample(images[i], _project(v, centers[vis]))
+        gains = T.exposure_gains(samples, valid) if cfg.level_exposure else np.ones((len(views), 3))
+        b.advance()
+        size = cfg.size
+        uv_faces = uvs[idx]
+        rows, cols, face, bary = T.rasterize_uv(uv_faces, size)
+        X = np.einsum("ij,ijk->ik", bary, tri[face])
+        atlas = np.zeros((size, size, 3), np.float32)
+        mask = np.zeros((size, size), bool)
+        lab = labels[face]
+        for i, v in enumerate(views):
+            sel = np.flatnonzero(lab == i)
+            if len(sel):
+                atlas[rows[sel], cols[sel]] = _sample(images[i], _project(v, X[sel])) * gains[i]
+                mask[rows[sel], cols[sel]] = True
+        b.advance()
+        atlas = T.dilate(np.clip(atlas, 0, 1), mask, cfg.padding)
+        b.advance()
+    tex = (atlas * 255 + 0.5).astype(np.uint8)
+    out_mesh = trimesh.Trimesh(V[vmap], idx, process=False)
+    from PIL import Image
+
+    out_mesh.visual = trimesh.visual.TextureVisuals(
+        uv=uvs, material=trimesh.visual.material.SimpleMaterial(image=Image.fromarray(tex), name="material0"))
+    with atomic_dir(ws.texture_dir) as tmp:
+        obj = trimesh.exchange.obj.export_obj(out_mesh, include_texture=True, mtl_name="model.mtl",
+                                              return_texture=True)
+        text, files = obj
+        (tmp / "model.obj").write_text(text)
+        for name, data in files.items():
+            target = "texture.png" if name.lower().endswith(".png") else name
+            (tmp / target).write_bytes(data)
+            if target != name:
+                for fname in ("model.mtl",):
+                    p = tmp / fname
+                    if p.exists():
+                        p.write_text(p.read_text().replace(name, target))
+        if (tmp / "model.mtl").exists():
+            m = (tmp / "model.mtl").read_text()
+            for name in files:
+                if name.lower().endswith(".png"):
+                    m = m.replace(name, "texture.png")
+            (tmp / "model.mtl").write_text(m)
+    return {"faces": int(len(idx)), "atlas": size, "faces_unseen": int((~seen).sum()),
+            "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}

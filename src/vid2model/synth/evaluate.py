@@ -1,0 +1,74 @@
+"""Compare a workspace's results with a synthetic capture's ground truth (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vid2model.io.colmap import load_views
+from vid2model.ops.metrics import fscore, sample_surface, visible_points
+from vid2model.ops.similarity import pose_errors, umeyama
+from vid2model.workspace import Workspace
+
+
+def load_gt(gt_path: str | Path) -> dict[str, Any]:
+    gt = json.loads(Path(gt_path).read_text())
+    gt["c2w"] = {f["index"]: np.array(f["cam_to_world"]) for f in gt["frames"]}
+    gt["K"] = np.array(gt["K"])
+    return gt
+
+
+def frame_index(name: str) -> int:
+    """Source frame index encoded in a keyframe name (frame_000123.jpg -> 123)."""
+    return int(re.search(r"(\d+)", Path(name).stem).group(1))
+
+
+def camera_errors(ws: Workspace, gt: dict[str, Any]) -> dict[str, Any]:
+    """Registered share and pose errors of ``sparse/0`` against GT after a similarity alignment."""
+    views = load_views(ws.sparse_dir)
+    kf = ws.read_json(ws.keyframes_json, default={}) or {}
+    n_key = len(kf.get("keyframes", [])) or len(views)
+    est = np.array([v.cam_to_world for v in views])
+    ref = np.array([gt["c2w"][frame_index(v.name)] for v in views])
+    return {"registered": len(views), "keyframes": n_key, "registered_share": len(views) / n_key,
+            **pose_errors(est, ref)}
+
+
+def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) taking workspace coordinates to GT: x_gt = s R x + t."""
+    views = load_views(ws.sparse_dir)
+    est = np.array([v.center for v in views])
+    ref = np.array([gt["c2w"][frame_index(v.name)][:3, 3] for v in views])
+    return umeyama(est, ref)
+
+
+def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mesh_vertices: np.ndarray,
+                   mesh_faces: np.ndarray, thresholds=(0.01, 0.005), n_samples: int = 200_000) -> dict[str, Any]:
+    """Precision/recall/F-score of workspace points against the GT surface the cameras see.
+
+    Thresholds are fractions of the scene size (GT ``scene_radius`` * 2).
+    """
+    from vid2model.synth import SynthConfig, render_depth
+
+    s, R, t = to_gt_frame(ws, gt)
+    pts = (s * (R @ points_ws.T)).T + t
+    samples = sample_surface(mesh_vertices, mesh_faces, n_samples)
+    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
+                      marker_size=(gt.get("marker") or {}).get("size"))
+    idx = sorted(gt["c2w"])
+    c2w = np.array([gt["c2w"][i] for i in idx])
+    depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
+    vis = visible_points(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
+    samples = samples[vis]
+    # Only evaluate where the GT surface is near what cameras look at: crop both to the seen region.
+    lo, hi = samples.min(0) - 0.02, samples.max(0) + 0.02
+    pts = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
+    size = 2 * float(gt["scene_radius"])
+    out = {"n_points": int(len(pts)), "n_gt_samples": int(len(samples)), "scene_size": size}
+    for th in thresholds:
+        out[f"at_{th}"] = fscore(pts, samples, th * size)
+    return out
