@@ -114,7 +114,7 @@ class SplatConfig:
 class ExportConfig:
     """Files for other tools."""
 
-    formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usd", "fbx", "ply", "splat_ply", "splat", "spz")
+    formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usda", "fbx", "ply", "splat_ply", "splat", "spz")
 
 
 STAGE_CONFIGS: dict[str, type] = {
