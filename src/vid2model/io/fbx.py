@@ -38,9 +38,15 @@ class Raw(bytes):
     """Marks a property as raw binary ('R')."""
 
 
+class Id(int):
+    """Marks an integer as a 64-bit property ('L'): object ids and connection ends."""
+
+
 def _prop(p: Any) -> bytes:
     if isinstance(p, Raw):
         return b"R" + struct.pack("<I", len(p)) + p
+    if isinstance(p, Id):
+        return b"L" + struct.pack("<q", p)
     if isinstance(p, bool):
         return b"C" + struct.pack("<?", p)
     if isinstance(p, int):
@@ -91,7 +97,7 @@ def _name(name: str, cls: str) -> bytes:
 def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, normals: np.ndarray | None,
                    texture: Path | None, unit_scale_cm: float = 100.0) -> list[Node]:
     """Top-level FBX nodes for one mesh (Y-up, units of ``unit_scale_cm`` centimetres)."""
-    ids = {"model": 1000001, "geom": 1000002, "mat": 1000003, "tex": 1000004, "video": 1000005}
+    ids = {k: Id(2_000_000_000_000 + i) for i, k in enumerate(("model", "geom", "mat", "tex", "video"))}
     header = Node("FBXHeaderExtension", children=[
         Node("FBXHeaderVersion", 1003), Node("FBXVersion", VERSION), Node("EncryptionType", 0),
         Node("CreationTimeStamp", children=[Node("Version", 1000), Node("Year", 2026), Node("Month", 1),
@@ -149,7 +155,7 @@ def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | No
         _p70(("DiffuseColor", "Color", "", "A", 0.8, 0.8, 0.8), ("DiffuseFactor", "Number", "", "A", 1.0),
              ("SpecularFactor", "Number", "", "A", 0.0), ("ShininessExponent", "Number", "", "A", 2.0))])
     objects = Node("Objects", children=[geom, model, mat])
-    conns = Node("Connections", children=[Node("C", "OO", ids["model"], 0), Node("C", "OO", ids["geom"], ids["model"]),
+    conns = Node("Connections", children=[Node("C", "OO", ids["model"], Id(0)), Node("C", "OO", ids["geom"], ids["model"]),
                                           Node("C", "OO", ids["mat"], ids["model"])])
     if textured:
         fname = Path(texture).name
