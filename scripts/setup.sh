@@ -14,11 +14,15 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 apt_pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || apt_pkgs+=("$2"); }
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_pkgs+=(python3-venv)
+# open3d's binary needs libusb at import time
+ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0" || apt_pkgs+=(libusb-1.0-0)
 if [ "$want_test" = 1 ]; then
   need chromium chromium
   need blender blender
   need node nodejs
   need npm npm
+  # Debian's Blender runs on the system Python; its glTF importer needs numpy there
+  /usr/bin/python3 -c "import numpy" 2>/dev/null || apt_pkgs+=(python3-numpy)
 fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "installing system packages: ${apt_pkgs[*]}"

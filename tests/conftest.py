@@ -40,3 +40,15 @@ def synth_walk(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("synth_walk")
     return generate(out, SynthConfig(path="walk", width=320, height=240, n_frames=24, seed=2))
+
+
+@pytest.fixture(scope="session")
+def orbit_workspace(tmp_path_factory, synth_orbit):
+    """The whole pipeline (fast preset, no splat) run once through the CLI on the synthetic orbit."""
+    from vid2model.cli import main
+    from vid2model.workspace import Workspace
+
+    ws = tmp_path_factory.mktemp("orbit_ws") / "ws"
+    rc = main(["run", str(synth_orbit.video_path), "-o", str(ws), "--preset", "fast", "--skip", "splat", "-q"])
+    assert rc == 0
+    return Workspace(ws)

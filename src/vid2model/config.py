@@ -28,7 +28,11 @@ class IngestConfig:
     keyframe_step: float = 0.05  # camera motion between keyframes, fraction of the image diagonal
     blur_threshold: float = 0.6  # relative sharpness under which a frame counts as blurred
     fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
-    static_motion: float = 0.1  # total motion under which the camera counts as static
+    static_motion: float = 0.05  # net image motion (fraction of diagonal) under which the camera is static
+    analysis_fps: float = 30.0  # frames scored per second at most (0 = every frame)
+    sharpness_window_s: float = 1.5  # half-width of the neighbourhood sharpness is relative to
+    slow_motion: float = 0.01  # motion per second (fraction of diagonal) under which filming is "too slow"
+    exposure_jump_ev: float = 0.4  # brightness step reported as a lighting jump
 
 
 @dataclass(frozen=True, kw_only=True)

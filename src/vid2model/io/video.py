@@ -38,7 +38,7 @@ def _open(path: Path):
         raise UserError(f"the video file is empty: {path}")
     try:
         container = av.open(str(path))
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.FFmpegError, UnicodeDecodeError) as exc:
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
         raise UserError(f"cannot read {path.name} as a video ({exc.__class__.__name__}): is the file corrupt "
                         f"or not a video?") from None
     if not container.streams.video:
@@ -93,7 +93,7 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int] | None = None,
-                ) -> Iterator[tuple[int, float, np.ndarray]]:
+                min_dt: float = 0.0) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode frames one at a time.
 
     Args:
@@ -101,6 +101,8 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
         max_side: scale so the long side is at most this (resize done by libswscale on the
             stored picture, before rotation, so 4K input never lives in memory at full size twice).
         indices: only yield these frame indices (decode order); others are decoded but not converted.
+        min_dt: yield a frame only when at least this many seconds passed since the last one yielded
+            (caps the analysis rate of 60/120 fps video; indices still count every decoded frame).
 
     Yields:
         (index in decode order, timestamp in seconds, (H, W, 3) uint8 RGB upright picture).
@@ -114,6 +116,7 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
         rot = None
         last_index = max(indices) if indices else None
         i = -1
+        last_t = -np.inf
         try:
             for frame in c.decode(s):
                 i += 1
@@ -124,6 +127,10 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
                         break
                     continue
                 t = float(frame.time) if frame.time is not None else i / float(s.average_rate or 30)
+                if min_dt > 0 and indices is None:
+                    if t - last_t < min_dt * 0.999:
+                        continue
+                    last_t = t
                 w, h = frame.width, frame.height
                 if max_side and max(w, h) > max_side:
                     w, h = scaled_size(w, h, max_side)

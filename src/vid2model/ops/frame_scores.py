@@ -1,4 +1,4 @@
-"""Per-frame quality scores at analysis resolution: sharpness, exposure, motion since the last frame."""
+"""Per-frame quality scores at analysis resolution: sharpness, exposure, motion, near-duplicates."""
 
 from __future__ import annotations
 
@@ -6,68 +6,106 @@ import numpy as np
 
 
 def gray(img: np.ndarray) -> np.ndarray:
-    """(H, W) float32 luminance in [0, 1] of an RGB uint8 image."""
+    """(H, W) float32 luminance in [0, 1] of an RGB uint8 image (H, W, 3)."""
     return (img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114).astype(np.float32) / 255.0
 
 
 def sharpness(g: np.ndarray) -> float:
-    """Variance of the Laplacian (focus measure) of a grey image (H, W)."""
+    """Focus measure of a grey image (H, W): Laplacian variance over intensity variance.
+
+    Dividing by the intensity variance makes it invariant to exposure gain and offset, so a
+    brightness jump is not mistaken for a focus change (the raw Laplacian variance scales with
+    gain squared).
+    """
     import cv2
 
-    return float(cv2.Laplacian(g, cv2.CV_32F, ksize=3).var())
+    return float(cv2.Laplacian(g, cv2.CV_32F, ksize=3).var() / (g.var() + 1e-5))
 
 
 def exposure(g: np.ndarray) -> dict[str, float]:
-    """Mean luminance, exposure value (log2 of mean) and clipped shadow/highlight fractions."""
+    """Mean luminance, exposure value (log2 of the mean) and clipped shadow/highlight fractions."""
     mean = float(g.mean())
     return {"mean": mean, "ev": float(np.log2(max(mean, 1e-4))), "dark": float((g < 0.02).mean()),
             "bright": float((g > 0.98).mean())}
 
 
 class MotionTracker:
-    """Median feature displacement between consecutive frames (fraction of the image diagonal)."""
+    """Image motion from sparse Lucas-Kanade tracks, as fractions of the image diagonal.
 
-    def __init__(self) -> None:
+    Features found on an anchor frame are followed frame to frame. ``motion`` is the median
+    displacement since the previous frame (spacing of keyframes); ``net`` is the accumulated median
+    displacement from the anchors, which stays bounded for a camera that only shakes in place
+    (static-camera detection) but grows for orbits, pans and forward walks alike.
+    """
+
+    def __init__(self, max_corners: int = 200) -> None:
+        self.max_corners = max_corners
         self.prev: np.ndarray | None = None
+        self.pts: np.ndarray | None = None  # (M, 1, 2) current positions of the tracks
+        self.anchor: np.ndarray | None = None  # (M, 1, 2) their positions in the anchor frame
+        self.n0 = 0
+        self.offset = 0.0
 
-    def update(self, g: np.ndarray) -> tuple[float, float]:
-        """Return (motion, near_duplicate_score) of ``g`` relative to the previous frame.
+    def _reanchor(self, u8: np.ndarray) -> None:
+        import cv2
 
-        motion is the median optical-flow length / image diagonal; the duplicate score is the mean
-        absolute grey difference (0 = identical).
+        pts = cv2.goodFeaturesToTrack(u8, maxCorners=self.max_corners, qualityLevel=0.01, minDistance=7)
+        self.pts = pts.astype(np.float32) if pts is not None else None
+        self.anchor = None if self.pts is None else self.pts.copy()
+        self.n0 = 0 if self.pts is None else len(self.pts)
+
+    def update(self, g: np.ndarray) -> tuple[float, float, float]:
+        """Score frame ``g`` (H, W) float in [0, 1] against the previous one.
+
+        Returns:
+            (motion since the previous frame, net motion since the first frame, mean absolute grey
+            difference to the previous frame; 0 = identical) -- the first two as fractions of the
+            image diagonal.
         """
         import cv2
 
         u8 = (np.clip(g, 0, 1) * 255).astype(np.uint8)
         if self.prev is None:
             self.prev = u8
-            return 0.0, 1.0
+            self._reanchor(u8)
+            return 0.0, 0.0, 1.0
         diag = float(np.hypot(*g.shape))
-        pts = cv2.goodFeaturesToTrack(self.prev, maxCorners=300, qualityLevel=0.01, minDistance=7)
         diff = float(np.abs(u8.astype(np.int16) - self.prev).mean() / 255.0)
-        motion = np.nan
-        if pts is not None and len(pts) >= 8:
-            nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, u8, pts, None, winSize=(21, 21), maxLevel=3)
+        motion, disp = np.nan, 0.0
+        if self.pts is not None and len(self.pts) >= 8:
+            nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, u8, self.pts, None, winSize=(21, 21), maxLevel=3)
             ok = st.ravel() == 1
             if ok.sum() >= 8:
-                motion = float(np.median(np.linalg.norm((nxt - pts)[ok].reshape(-1, 2), axis=1)) / diag)
+                motion = float(np.median(np.linalg.norm((nxt - self.pts)[ok].reshape(-1, 2), axis=1)) / diag)
+                self.pts, self.anchor = nxt[ok], self.anchor[ok]
+                disp = float(np.median(np.linalg.norm((self.pts - self.anchor).reshape(-1, 2), axis=1)) / diag)
+            else:
+                self.pts = None
         if not np.isfinite(motion):
-            # Textureless frames: fall back to a coarse global shift estimate.
+            # Textureless frames: a coarse global shift estimate instead.
             shift, _ = cv2.phaseCorrelate(self.prev.astype(np.float32), u8.astype(np.float32))
             motion = float(np.hypot(*shift) / diag)
+            self.offset += motion
+            self._reanchor(u8)
+        elif len(self.pts) < max(30, self.n0 // 2) or disp > 0.15:
+            self.offset += disp
+            self._reanchor(u8)
+            disp = 0.0
         self.prev = u8
-        return motion, diff
+        return motion, self.offset + disp, diff
 
 
 def relative_sharpness(sharp: np.ndarray, window: int = 15) -> np.ndarray:
-    """Sharpness divided by the running upper-quartile of its neighbours (robust to texture amount).
+    """Sharpness (N,) divided by the upper quartile of its +-``window`` neighbours.
 
-    A blurred frame among sharp neighbours scores well below 1 whatever the scene's texture.
+    Robust to the amount of texture: a blurred frame among sharp neighbours scores well below 1
+    whatever the scene, as long as blurred frames are under three quarters of the window.
     """
+    sharp = np.asarray(sharp, float)
     n = len(sharp)
-    out = np.ones(n)
-    for i in range(n):
-        lo, hi = max(0, i - window), min(n, i + window + 1)
-        ref = np.percentile(sharp[lo:hi], 75)
-        out[i] = sharp[i] / ref if ref > 0 else 1.0
-    return out
+    if n == 0:
+        return sharp
+    w = max(1, min(window, n))
+    padded = np.pad(sharp, w, mode="reflect" if n > w else "edge")
+    ref = np.percentile(np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1), 75, axis=1)[:n]
+    return np.where(ref > 0, sharp / np.maximum(ref, 1e-12), 1.0)

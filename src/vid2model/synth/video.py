@@ -26,6 +26,8 @@ def write_video(path: Path, frames: list[np.ndarray], timestamps: np.ndarray, fp
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.codec_context.max_b_frames = 0  # irregular PTS with B-frames gives non-monotonic DTS
         if codec == "libx264":
             stream.options = {"crf": "16", "preset": "veryfast"}
         if k:
