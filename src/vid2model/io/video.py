@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from vid2model.errors import UserError
 
 log = logging.getLogger("vid2model")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,46 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
             log.warning("%s: decoding stopped at frame %d (%s); the file may be truncated", path.name, i, exc)
         if i < 0:
             raise UserError(f"{path.name}: no frame could be decoded")
+
+
+def prefetch(iterable: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Run ``iterable`` in a background thread, ``depth`` items ahead of the consumer.
+
+    Decoding (FFmpeg) and scoring (OpenCV) both release the GIL, so on two cores they overlap.
+    Exceptions of the producer are re-raised in the consumer; closing the consumer stops it.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put((None, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((None, done))
+        except BaseException as exc:  # handed to the consumer
+            q.put((exc, None))
+
+    th = threading.Thread(target=produce, name="vid2model-decode", daemon=True)
+    th.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        th.join(timeout=5)

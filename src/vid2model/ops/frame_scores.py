@@ -33,24 +33,32 @@ class MotionTracker:
     """Image motion from sparse Lucas-Kanade tracks, as fractions of the image diagonal.
 
     Features found on an anchor frame are followed frame to frame. ``motion`` is the median
-    displacement since the previous frame (spacing of keyframes); ``net`` is the accumulated median
-    displacement from the anchors, which stays bounded for a camera that only shakes in place
-    (static-camera detection) but grows for orbits, pans and forward walks alike.
+    displacement since the previous frame of features detected afresh on it (long-lived tracks are
+    biased towards slow points); ``net`` is the accumulated median displacement from the anchors,
+    which stays bounded for a camera that only shakes in place (static-camera detection) but grows
+    for orbits, pans and forward walks alike. Both track sets go through one LK call.
     """
 
-    def __init__(self, max_corners: int = 200) -> None:
+    WIN = (15, 15)
+    LEVELS = 3
+
+    def __init__(self, max_corners: int = 150) -> None:
         self.max_corners = max_corners
         self.prev: np.ndarray | None = None
-        self.pts: np.ndarray | None = None  # (M, 1, 2) current positions of the tracks
+        self.fresh: np.ndarray | None = None  # (K, 1, 2) features detected on the previous frame
+        self.pts: np.ndarray | None = None  # (M, 1, 2) current positions of the anchor tracks
         self.anchor: np.ndarray | None = None  # (M, 1, 2) their positions in the anchor frame
         self.n0 = 0
         self.offset = 0.0
 
-    def _reanchor(self, u8: np.ndarray) -> None:
+    def _detect(self, u8: np.ndarray) -> np.ndarray | None:
         import cv2
 
         pts = cv2.goodFeaturesToTrack(u8, maxCorners=self.max_corners, qualityLevel=0.01, minDistance=7)
-        self.pts = pts.astype(np.float32) if pts is not None else None
+        return None if pts is None or len(pts) < 8 else pts.astype(np.float32)
+
+    def _reanchor(self) -> None:
+        self.pts = None if self.fresh is None else self.fresh.copy()
         self.anchor = None if self.pts is None else self.pts.copy()
         self.n0 = 0 if self.pts is None else len(self.pts)
 
@@ -66,30 +74,39 @@ class MotionTracker:
 
         u8 = (np.clip(g, 0, 1) * 255).astype(np.uint8)
         if self.prev is None:
-            self.prev = u8
-            self._reanchor(u8)
+            self.prev, self.fresh = u8, self._detect(u8)
+            self._reanchor()
             return 0.0, 0.0, 1.0
         diag = float(np.hypot(*g.shape))
-        diff = float(np.abs(u8.astype(np.int16) - self.prev).mean() / 255.0)
+        diff = float(cv2.absdiff(u8, self.prev).mean() / 255.0)
         motion, disp = np.nan, 0.0
-        if self.pts is not None and len(self.pts) >= 8:
-            nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, u8, self.pts, None, winSize=(21, 21), maxLevel=3)
+        nf = 0 if self.fresh is None else len(self.fresh)
+        na = 0 if self.pts is None else len(self.pts)
+        if nf + na:
+            src = np.concatenate([x for x in (self.fresh, self.pts) if x is not None and len(x)])
+            nxt, st, _ = cv2.calcOpticalFlowPyrLK(self.prev, u8, src, None, winSize=self.WIN,
+                                                  maxLevel=self.LEVELS)
             ok = st.ravel() == 1
-            if ok.sum() >= 8:
-                motion = float(np.median(np.linalg.norm((nxt - self.pts)[ok].reshape(-1, 2), axis=1)) / diag)
-                self.pts, self.anchor = nxt[ok], self.anchor[ok]
-                disp = float(np.median(np.linalg.norm((self.pts - self.anchor).reshape(-1, 2), axis=1)) / diag)
-            else:
-                self.pts = None
+            d = np.linalg.norm((nxt - src).reshape(-1, 2), axis=1)
+            if ok[:nf].sum() >= 8:
+                motion = float(np.median(d[:nf][ok[:nf]]) / diag)
+            if na:
+                keep = ok[nf:]
+                if keep.sum() >= 8:
+                    self.pts, self.anchor = nxt[nf:][keep], self.anchor[keep]
+                    disp = float(np.median(np.linalg.norm((self.pts - self.anchor).reshape(-1, 2), axis=1)) / diag)
+                else:
+                    self.pts = None
+        self.fresh = self._detect(u8)
         if not np.isfinite(motion):
             # Textureless frames: a coarse global shift estimate instead.
             shift, _ = cv2.phaseCorrelate(self.prev.astype(np.float32), u8.astype(np.float32))
             motion = float(np.hypot(*shift) / diag)
             self.offset += motion
-            self._reanchor(u8)
-        elif len(self.pts) < max(30, self.n0 // 2) or disp > 0.15:
+            self._reanchor()
+        elif self.pts is None or len(self.pts) < max(8, self.n0 // 2) or disp > 0.15:
             self.offset += disp
-            self._reanchor(u8)
+            self._reanchor()
             disp = 0.0
         self.prev = u8
         return motion, self.offset + disp, diff

@@ -5,6 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def _sharpest(frames: np.ndarray, cum: np.ndarray, rel: np.ndarray, ideal: float, step: float) -> int:
+    """The sharpest of ``frames``; near-ties go to the one closest to the ideal spacing."""
+    off = np.abs(cum[frames] - ideal) / step
+    return int(frames[np.argmax(rel[frames] * (1 - 0.2 * off))])
+
+
 def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, max_gap: float) -> list[int]:
     """One pass of the walk along cumulative motion; see :func:`select_keyframes`."""
     n = len(cum)
@@ -21,7 +27,7 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
         win = np.arange(lo, max(hi, lo))
         good = win[sharp[win]] if len(win) else win
         if len(good):  # the sharpest frame of the neighbourhood
-            picks.append(int(good[np.argmax(rel[good])]))
+            picks.append(_sharpest(good, cum, rel, c + step, step))
             continue
         # The neighbourhood is blurred: the farthest sharp frame still overlapping, if any.
         reach = np.arange(k + 1, np.searchsorted(cum, c + max_gap, side="right"))
@@ -29,7 +35,7 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
         if len(good):
             picks.append(int(good[-1]))
         elif len(win):  # nothing sharp within reach: keep the chain connected with the least blurred
-            picks.append(int(win[np.argmax(rel[win])]))
+            picks.append(_sharpest(win, cum, rel, c + step, step))
         else:  # a single jump longer than the neighbourhood (too fast): take the next frame
             picks.append(k + 1)
     return picks
@@ -37,7 +43,7 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
 
 def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float = 0.05, target: int = 0,
                      min_count: int = 8, max_count: int = 150, blur_threshold: float = 0.6,
-                     max_gap_ratio: float = 2.0, candidates: np.ndarray | None = None) -> list[int]:
+                     max_gap_ratio: float = 3.0, candidates: np.ndarray | None = None) -> list[int]:
     """Pick keyframe indices by walking along the accumulated camera motion.
 
     From each keyframe the next one is the sharpest frame whose motion since it lies in

@@ -5,175 +5,163 @@ from __future__ import annotations
 import html
 import logging
 from pathlib import Path
-
-from vid2model.report.coverage import azimuth_gaps, camera_angles
 from typing import Any
 
 import numpy as np
 
-from vid2model.workspace import Workspace, atomic_path
+from vid2model.report.coverage import coverage_section
+from vid2model.workspace import Workspace, atomic_dir, atomic_path
 
 log = logging.getLogger("vid2model")
+SHADE = {"blur": "#f0a0a0", "too_fast": "#f0c080", "too_slow": "#c0c0f0", "too_dark": "#b0b0b0",
+         "overexposed": "#f0f0a0"}
 
 
-def _plot_timeline(ws: Workspace, frames: list[dict[str, Any]], out: Path) -> None:
+def _plot_timeline(frames: list[dict[str, Any]], findings: list[dict[str, Any]], video: bool, out: Path) -> None:
+    """Sharpness, exposure and motion over time, keyframes as red dots, problems shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = np.array([f["timestamp"] for f in frames], float)
-    key = np.array([f.get("keyframe", False) for f in frames])
-    fig, axes = plt.subplots(3, 1, figsize=(10, 6), sharex=True)
+    key = np.array([bool(f.get("keyframe", False)) for f in frames])
+    fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
     series = [("relative sharpness", [f.get("rel_sharpness", 1.0) for f in frames]),
               ("exposure (EV)", [f["ev"] for f in frames]),
-              ("motion (% of diagonal)", [100 * (f["motion"] or 0) for f in frames])]
+              ("motion (% of diagonal\nper frame)", [100 * (f.get("motion") or 0) for f in frames])]
     for ax, (label, y) in zip(axes, series):
         y = np.asarray(y, float)
+        for f in findings:
+            if f["kind"] in SHADE and f.get("end") is not None:
+                ax.axvspan(f["start"] - 0.02, f["end"] + 0.02, color=SHADE[f["kind"]], alpha=0.5, lw=0)
+            elif f["kind"] == "exposure_jump":
+                ax.axvline(f["start"], color="#d08000", lw=1.5, ls="--")
         ax.plot(t, y, lw=1.2, color="#3060c0")
-        ax.scatter(t[key], y[key], s=14, color="#e04040", zorder=3, label="keyframe")
+        ax.scatter(t[key], y[key], s=16, color="#e04040", zorder=3, label="keyframe")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper right", fontsize=8)
-    axes[-1].set_xlabel("time (s)" if len(t) and t[-1] != len(t) - 1 else "frame")
+    axes[0].legend(loc="lower right", fontsize=8)
+    axes[-1].set_xlabel("time (s)" if video else "image number")
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 
-def _plot_coverage(az: np.ndarray, el: np.ndarray, centers: np.ndarray, capture: str, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(9, 4))
-    ax = fig.add_subplot(1, 2, 1, projection="polar")
-    ax.scatter(np.radians(az), 90 - el, s=12, color="#e04040")
-    ax.set_rmax(90)
-    ax.set_title("cameras around the object\n(azimuth; centre = straight above)", fontsize=9)
-    ax2 = fig.add_subplot(1, 2, 2)
-    ax2.plot(centers[:, 0], centers[:, 1], "-o", ms=3, color="#3060c0")
-    ax2.plot([0], [0], "k+", ms=12)
-    ax2.set_aspect("equal")
-    ax2.set_title("top view of the camera path", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-
-
-def _thumbnails(ws: Workspace, names: list[str], folder: Path, limit: int = 60) -> list[str]:
+def _thumbnails(ws: Workspace, names: list[str], limit: int = 60) -> list[str]:
+    """Small JPEGs of (at most ``limit``, evenly spaced) keyframes in report/thumbs/."""
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
-    step = max(1, len(names) // limit)
+    step = max(1, int(np.ceil(len(names) / limit)))
     out = []
-    for name in names[::step]:
-        src = ws.images_dir / name
-        if not src.exists():
-            continue
-        dst = folder / (Path(name).stem + ".jpg")
-        if not dst.exists():
+    with atomic_dir(ws.report_dir / "thumbs") as tmp:
+        for name in names[::step]:
+            src = ws.images_dir / name
+            if not src.exists():
+                continue
+            dst = tmp / (Path(name).stem + ".jpg")
             with Image.open(src) as im:
-                im.thumbnail((160, 160))
+                im.thumbnail((200, 160))
                 im.convert("RGB").save(dst, quality=80)
-        out.append(dst.name)
+            out.append(dst.name)
     return out
 
 
-def _coverage(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
-    if not (ws.sparse_dir / "images.bin").exists():
-        return None
-    from vid2model.io.colmap import load_views, read_model
-
-    views = load_views(ws.sparse_dir)
-    rec = read_model(ws.sparse_dir)
-    scene = ws.read_json(ws.scene_json, default={}) or {}
-    centers = np.array([v.center for v in views])
-    target = np.array(scene.get("center", centers.mean(0) if len(centers) else [0, 0, 0]), float)
-    up = np.array(scene.get("up", [0, 0, 1]), float)
-    az, el = camera_angles(centers, target, up)
-    capture = scene.get("capture", "orbit")
-    gaps = azimuth_gaps(az) if capture == "orbit" else []
-    plot = ws.report_dir / "coverage.png"
-    if len(centers):
-        _plot_coverage(az, el, centers - target, capture, plot)
-    advice = []
-    for a, b in gaps:
-        width = (b - a) % 360
-        advice.append(f"the object was never filmed from {a:.0f}° to {b:.0f}° ({width:.0f}° of its sides): "
-                      f"film that side too")
-    share = len(views) / max(n_keyframes, 1)
-    if share < 0.95:
-        advice.append(f"only {len(views)} of {n_keyframes} keyframes could be placed: film slower with more overlap")
-    return {"registered": len(views), "keyframes": n_keyframes, "registered_share": round(share, 4),
-            "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
-            "n_points": int(rec.num_points3D()), "capture": capture, "azimuth_gaps_deg": gaps,
-            "elevation_range_deg": [float(el.min()), float(el.max())] if len(el) else None,
-            "scale": scene.get("scale", "arbitrary"), "findings": advice,
-            "plot": plot.name if plot.exists() else None}
-
-
 def build_report(ws: Workspace) -> dict[str, Any]:
-    """(Re)build ``report/index.html`` and ``report/report.json`` from the workspace's data."""
-    frames = ws.read_json(ws.frames_json, default=None)
+    """(Re)build ``report/index.html`` and ``report/report.json`` from the workspace's data.
+
+    Safe to call at any point: sections whose inputs are missing (or unreadable) are left out.
+    """
+    frames = ws.read_json(ws.frames_json, default=None) or {}
     keyframes = ws.read_json(ws.keyframes_json, default={}) or {}
     ws.report_dir.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {"workspace": str(ws.root)}
-    if frames:
-        data["source"] = frames.get("source")
-        data["n_frames"] = len(frames["frames"])
-        data["findings"] = frames.get("findings", [])
-        _plot_timeline(ws, frames["frames"], ws.report_dir / "timeline.png")
-        data["timeline_plot"] = "timeline.png"
-    names = [k["name"] for k in keyframes.get("keyframes", [])]
-    data["keyframes"] = [{"name": k["name"], "timestamp": k.get("timestamp")} for k in keyframes.get("keyframes", [])]
-    data["thumbnails"] = _thumbnails(ws, names, ws.report_dir / "thumbs") if names else []
-    data["coverage"] = _coverage(ws, len(names))
-    exports = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
-    data["exports"] = exports
+    video = keyframes.get("video", bool(frames.get("source", {}).get("codec")))
+    data: dict[str, Any] = {"workspace": str(ws.root), "video": video, "source": frames.get("source"),
+                            "n_frames": len(frames.get("frames", [])), "findings": frames.get("findings", [])}
+    for k in ("fps", "duration", "rotation", "source_size", "working_size", "focal_prior_px"):
+        if k in keyframes:
+            data[k] = keyframes[k]
+    if frames.get("frames"):
+        try:
+            _plot_timeline(frames["frames"], data["findings"], video, ws.report_dir / "timeline.png")
+            data["timeline_plot"] = "timeline.png"
+        except Exception as exc:  # a plot must never sink the report
+            log.warning("timeline plot failed: %s", exc)
+    kf = keyframes.get("keyframes", [])
+    data["keyframes"] = [{"name": k["name"], "index": k.get("index"), "timestamp": k.get("timestamp"),
+                          "sharpness": k.get("sharpness")} for k in kf]
+    data["thumbnails"] = _thumbnails(ws, [k["name"] for k in kf]) if kf else []
+    try:
+        data["coverage"] = coverage_section(ws, len(kf))
+    except Exception as exc:  # e.g. a model being written right now
+        log.warning("coverage section skipped: %s", exc)
+        data["coverage"] = None
+    data["exports"] = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
+    data["viewer"] = "../site/index.html" if (ws.root / "site" / "index.html").exists() else None
     ws.write_json(ws.report_json, data)
     with atomic_path(ws.report_html) as tmp:
         tmp.write_text(_html(data), encoding="utf-8")
-    return {"report": str(ws.report_html), "_human": f"report: {ws.report_html}"}
+    n_find = len(data["findings"]) + len((data["coverage"] or {}).get("findings", []))
+    return {"report": str(ws.report_html), "findings": n_find,
+            "_human": f"report: {ws.report_html} ({n_find} findings)"}
 
 
 def _html(d: dict[str, Any]) -> str:
     e = html.escape
     items = d.get("findings", []) + [{"message": m, "kind": "coverage"} for m in
                                       (d.get("coverage") or {}).get("findings", [])]
-    finding_html = "".join(f"<li class='{e(f['kind'])}'>{e(f['message'])}</li>" for f in items) or \
+    finding_html = "".join(f"<li class='bad {e(f['kind'])}'>{e(f['message'])}</li>" for f in items) or \
         "<li class='ok'>No capture problems found.</li>"
     src = d.get("source") or {}
-    meta = ", ".join(f"{k}: {e(str(v))}" for k, v in src.items() if k in ("codec", "width", "height", "fps",
-                                                                           "duration", "rotation", "n_images"))
-    thumbs = "".join(f"<figure><img src='thumbs/{e(t)}'><figcaption>{e(t)}</figcaption></figure>"
-                     for t in d.get("thumbnails", []))
+    facts = {"codec": src.get("codec"), "pixel format": src.get("pix_fmt"),
+             "size": "×".join(map(str, d["source_size"])) if d.get("source_size") else None,
+             "working size": "×".join(map(str, d["working_size"])) if d.get("working_size") else None,
+             "frame rate": f"{d['fps']:.2f} fps" if d.get("fps") else None,
+             "duration": f"{d['duration']:.1f} s" if d.get("duration") else None,
+             "rotation": f"{d['rotation']}°" if d.get("rotation") else None,
+             "images": src.get("n_images"), "frames analysed": d.get("n_frames") or None,
+             "focal prior": f"{d['focal_prior_px']:.0f} px" if d.get("focal_prior_px") else None}
+    meta = " · ".join(f"{k}: {e(str(v))}" for k, v in facts.items() if v)
+    thumbs = "".join(
+        f"<figure><img src='thumbs/{e(t)}' alt='{e(t)}'><figcaption>{e(k)}</figcaption></figure>"
+        for t, k in zip(d.get("thumbnails", []), _thumb_captions(d)))
     cov = d.get("coverage")
-    cov_html = "<p>Cameras not solved yet (run <code>vid2model sfm</code>).</p>"
+    cov_html = "<p>Cameras not solved yet (run <code>vid2model sfm WORKSPACE</code>).</p>"
     if cov:
         cov_html = (f"<p>{cov['registered']} of {cov['keyframes']} keyframes placed "
                     f"({100 * cov['registered_share']:.0f}%), mean reprojection error "
-                    f"{cov['mean_reprojection_error_px']:.2f} px, {cov['n_points']} points, scale: {e(cov['scale'])}.</p>")
+                    f"{cov['mean_reprojection_error_px'] or float('nan'):.2f} px, {cov['n_points']} points, "
+                    f"scale: {e(str(cov['scale']))}, capture: {e(str(cov['capture']))}.</p>")
         if cov.get("plot"):
-            cov_html += f"<img class='plot' src='{e(cov['plot'])}' alt='coverage'>"
-    links = []
-    if "model.glb" in d.get("exports", []):
-        links.append("<a href='../export/model.glb'>model.glb</a>")
-    links.append("<a href='../site/index.html'>product viewer</a> · <a href='../site/splat.html'>splat viewer</a> "
-                 "(after <code>vid2model publish WORKSPACE -o WORKSPACE/site</code>)")
-    timeline = f"<img class='plot' src='{e(d['timeline_plot'])}' alt='timeline'>" if d.get("timeline_plot") else ""
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>vid2model report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-li.blur,li.too_fast,li.exposure_jump,li.too_dark,li.static,li.too_short,li.coverage{{color:#a02020}}
+            cov_html += f"<img class='plot' src='{e(cov['plot'])}' alt='camera coverage'>"
+    links = [f"<a href='../export/{e(x)}'>{e(x)}</a>" for x in d.get("exports", [])]
+    if d.get("viewer"):
+        links.insert(0, f"<a href='{e(d['viewer'])}'>interactive viewer</a>")
+    results = " · ".join(links) or ("No model exported yet (<code>vid2model run</code> finishes with "
+                                   "<code>export/model.glb</code>; <code>vid2model publish</code> makes a viewer).")
+    timeline = (f"<img class='plot' src='{e(d['timeline_plot'])}' alt='timeline'>"
+                "<p class='legend'>Red dots: keyframes. Shaded: blur (red), too fast (orange), too slow (blue), "
+                "too dark (grey), overexposed (yellow); dashed: lighting jump.</p>") if d.get("timeline_plot") else \
+        "<p>No frames analysed yet.</p>"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vid2model capture report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+li.bad{{color:#a02020;margin:.3em 0}} li.ok{{color:#207020}} p.legend{{font-size:12px;color:#555}}
 img.plot{{max-width:100%;border:1px solid #ddd}} .strip{{display:flex;flex-wrap:wrap;gap:6px}}
-figure{{margin:0;font-size:10px;text-align:center}} figure img{{height:90px}}</style></head><body>
-<h1>Capture report</h1><p>{meta}</p>
+figure{{margin:0;font-size:10px;text-align:center}} figure img{{height:90px}} .meta{{color:#555}}</style></head>
+<body><h1>Capture report</h1><p class="meta">{meta}</p>
 <h2>Findings</h2><ul id="findings">{finding_html}</ul>
 <h2>Timeline</h2>{timeline}
 <h2>Keyframes ({len(d.get('keyframes', []))})</h2><div class="strip">{thumbs}</div>
 <h2>Coverage</h2>{cov_html}
-<h2>Results</h2><p>{' · '.join(links)}</p>
+<h2>Results</h2><p>{results}</p>
 </body></html>"""
+
+
+def _thumb_captions(d: dict[str, Any]) -> list[str]:
+    by_stem = {Path(k["name"]).stem: k for k in d.get("keyframes", [])}
+    out = []
+    for t in d.get("thumbnails", []):
+        k = by_stem.get(Path(t).stem, {})
+        out.append(f"{k['timestamp']:.2f} s" if k.get("timestamp") is not None else k.get("name", t))
+    return out

@@ -44,6 +44,9 @@ def capture_findings(rows: list[dict[str, Any]], n_keyframes: int, cfg: IngestCo
                     "frames": [rows[a]["index"], rows[b - 1]["index"]], "message": message, **extra})
 
     def when(a: int, b: int) -> str:
+        if not video:
+            first, last = rows[a].get("name", str(a)), rows[b - 1].get("name", str(b - 1))
+            return first if b - a <= 1 else f"{first} to {last}"
         return f"{t[a]:.1f}{unit}" if b - a <= 1 else f"{t[a]:.1f}–{t[b - 1]:.1f}{unit}"
 
     for a, b in segments_where(rel < cfg.blur_threshold, min_len=2 if video else 1, max_hole=2):

@@ -91,14 +91,14 @@ def _keyframe(name: str, row: dict[str, Any], work: np.ndarray, timestamp: float
 
 
 def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any]:
-    from vid2model.io.video import iter_frames, probe
+    from vid2model.io.video import iter_frames, prefetch, probe
 
     info = probe(path)
     min_dt = 1.0 / cfg.analysis_fps if cfg.analysis_fps > 0 else 0.0
     total = info.n_frames_estimate
     if min_dt and info.fps > cfg.analysis_fps:
         total = int(total * cfg.analysis_fps / info.fps)
-    rows = score_frames(iter_frames(path, cfg.analysis_side, min_dt=min_dt), total or None)
+    rows = score_frames(prefetch(iter_frames(path, cfg.analysis_side, min_dt=min_dt)), total or None)
     if len(rows) < 2:
         raise UserError(f"{path.name} holds a single frame: a 3D model needs a video that moves around the object")
     duration = rows[-1]["timestamp"] - rows[0]["timestamp"]
@@ -115,7 +115,7 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     keyframes = []
     with _output_dirs(ws, cfg.keep_full_res) as (tmp_work, tmp_full), \
             bar("writing keyframes", len(by_index)) as b:
-        for idx, t, img in iter_frames(path, None, indices=set(by_index)):
+        for idx, t, img in prefetch(iter_frames(path, None, indices=set(by_index)), depth=2):
             name = f"frame_{idx:06d}.jpg"
             if tmp_full is not None:
                 _save(img, tmp_full / name, cfg.jpeg_quality)
@@ -145,7 +145,7 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
     if len(files) > cfg.max_keyframes or cfg.target_keyframes:
         picks = _choose(rows, cfg, window=max(15, len(rows) // 10))
     else:
-        _choose(rows, cfg, window=len(rows))
+        _choose(rows, cfg, window=7)
         picks = list(range(len(files)))
         for r in rows:
             r["keyframe"] = True

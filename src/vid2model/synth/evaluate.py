@@ -47,10 +47,12 @@ def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, n
 
 
 def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mesh_vertices: np.ndarray,
-                   mesh_faces: np.ndarray, thresholds=(0.01, 0.005), n_samples: int = 200_000) -> dict[str, Any]:
+                   mesh_faces: np.ndarray, thresholds=(0.01, 0.005), n_samples: int = 200_000,
+                   region_radii: float = 2.0) -> dict[str, Any]:
     """Precision/recall/F-score of workspace points against the GT surface the cameras see.
 
-    Thresholds are fractions of the scene size (GT ``scene_radius`` * 2).
+    Thresholds are fractions of the scene size (GT ``scene_radius`` * 2). For orbits the evaluation
+    region is the sphere of ``region_radii`` scene radii around the object.
     """
     from vid2model.synth import SynthConfig, render_depth
 
@@ -64,9 +66,16 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
     vis = visible_points(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
     samples = samples[vis]
-    # Only evaluate where the GT surface is near what cameras look at: crop both to the seen region.
-    lo, hi = samples.min(0) - 0.02, samples.max(0) + 0.02
-    pts = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
+    if gt["path"] == "orbit":
+        # An orbit films an object: evaluate the object and the floor around it (DTU-style region),
+        # not the far floor seen at grazing angles near the horizon.
+        c = np.asarray(gt["scene_center"])
+        r = region_radii * float(gt["scene_radius"])
+        samples = samples[np.linalg.norm(samples - c, axis=1) <= r]
+        pts = pts[np.linalg.norm(pts - c, axis=1) <= r]
+    else:
+        lo, hi = samples.min(0) - 0.02, samples.max(0) + 0.02
+        pts = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
     size = 2 * float(gt["scene_radius"])
     out = {"n_points": int(len(pts)), "n_gt_samples": int(len(samples)), "scene_size": size}
     for th in thresholds:

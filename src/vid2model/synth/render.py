@@ -1,149 +1,170 @@
-"""Vectorised ray casting of :class:`Scene` primitives, and the GT mesh of the same surfaces."""
+"""Vectorised analytic ray casting of :class:`Scene` primitives with Lambertian shading.
+
+Rays go through pixel centres: pixel (u, v) (column, row, 0-based) looks along
+``K^-1 [u + 0.5, v + 0.5, 1]``, OpenCV camera axes (x right, y down, z forward). The same convention
+is what ``K`` means in the ground truth, so projecting a GT point with ``K`` lands where it renders.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from vid2model.synth.scene import Scene, albedo, marker_albedo
+from vid2model.synth.scene import Box, Scene, surface_albedo
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 SKY = np.array([0.62, 0.66, 0.72], np.float32)
+AMBIENT, DIFFUSE = 0.45, 0.6
+EPS = 1e-6
+CHUNK = 1 << 17  # rays per batch: bounds memory at 1080p and keeps temporaries cache-friendly
 
 
-def _rays(K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ray origins (3,) and unit directions (H*W, 3) through pixel centres, OpenCV camera axes."""
+def shade(albedo: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Lit colour (N, 3) float32 of surfaces with ``albedo`` (N, 3) and unit ``normals`` (N, 3).
+
+    View-independent (fixed directional light + ambient), so every camera sees the same colour.
+    """
+    lit = AMBIENT + DIFFUSE * np.clip(normals @ LIGHT, 0, 1)
+    return (albedo * lit[:, None]).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _camera_rays(k: tuple[float, ...], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit ray directions in the camera frame (H*W, 3) and their z components (H*W,)."""
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
-    d_cam = pix @ np.linalg.inv(K).T
-    d = d_cam @ c2w[:3, :3].T
-    return c2w[:3, 3].copy(), d / np.linalg.norm(d, axis=1, keepdims=True), d_cam[:, 2] / np.linalg.norm(d_cam, axis=1)
+    d = pix @ np.linalg.inv(np.array(k).reshape(3, 3)).T
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    d.flags.writeable = False
+    return d, d[:, 2].copy()
 
 
-def _hit_box(o, d, lo, hi, inside: bool):
-    """Slab test. Returns (t (N,), normal (N, 3)); t=inf where missed."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / d
-        t0 = (np.asarray(lo) - o) * inv
-        t1 = (np.asarray(hi) - o) * inv
-    tmin = np.minimum(t0, t1)
-    tmax = np.maximum(t0, t1)
-    tn = np.nanmax(tmin, axis=1)
-    tf = np.nanmin(tmax, axis=1)
-    if inside:
-        t = np.where(tf > 1e-6, tf, np.inf)
-        axis = np.nanargmin(tmax, axis=1)
-        sign = -np.sign(d[np.arange(len(d)), axis])  # facing into the room
-    else:
-        hit = (tn <= tf) & (tn > 1e-6)
-        t = np.where(hit, tn, np.inf)
-        axis = np.nanargmax(tmin, axis=1)
-        sign = -np.sign(d[np.arange(len(d)), axis])
-    n = np.zeros_like(d)
-    n[np.arange(len(d)), axis] = sign
-    return t, n
+def primitives(scene: Scene) -> list[tuple[str, object]]:
+    """The scene's surfaces in id order: ("ground", half) | ("box", Box) | ("room", Box) | ("sphere", Sphere)."""
+    out: list[tuple[str, object]] = []
+    if scene.ground_half > 0:
+        out.append(("ground", scene.ground_half))
+    out += [("box", b) for b in scene.boxes]
+    out += [("room", b) for b in scene.inner_boxes]
+    out += [("sphere", s) for s in scene.spheres]
+    return out
 
 
-def _hit_sphere(o, d, c, r):
-    oc = o - np.asarray(c)
+def _sphere_t(o: np.ndarray, d: np.ndarray, c, r: float, far: bool = False) -> np.ndarray:
+    """Distance along unit rays to a sphere (N,): the near hit (or the far one), inf where missed."""
+    oc = o - np.asarray(c, float)
     b = d @ oc
     disc = b * b - (oc @ oc - r * r)
     sq = np.sqrt(np.maximum(disc, 0))
-    t = -b - sq
-    t = np.where((disc >= 0) & (t > 1e-6), t, np.inf)
-    p = o + d * np.where(np.isfinite(t), t, 0)[:, None]
-    return t, (p - np.asarray(c)) / r
+    t = -b + sq if far else -b - sq
+    return np.where((disc >= 0) & (t > EPS), t, np.inf)
+
+
+def _box_t(o: np.ndarray, inv: np.ndarray, box: Box, inside: bool) -> np.ndarray:
+    """Slab test (N,): entry distance of rays outside the box, or exit distance from inside; inf = miss."""
+    tn = np.full(len(inv), -np.inf)
+    tf = np.full(len(inv), np.inf)
+    for k in range(3):
+        a = (box.lo[k] - o[k]) * inv[:, k]
+        b = (box.hi[k] - o[k]) * inv[:, k]
+        np.fmax(tn, np.minimum(a, b), out=tn)  # fmax/fmin skip NaN from 0 * inf on grazing axes
+        np.fmin(tf, np.maximum(a, b), out=tf)
+    if inside:
+        return np.where(tf > EPS, tf, np.inf)
+    return np.where((tn <= tf) & (tn > EPS), tn, np.inf)
 
 
 def cast(scene: Scene, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest hit along rays: distance t (N,) (inf = miss) and surface normal (N, 3)."""
-    best_t = np.full(len(d), np.inf)
-    best_n = np.zeros_like(d)
+    """Nearest hit along rays from ``o`` (3,) with unit directions ``d`` (N, 3).
 
-    def take(t, n):
-        better = t < best_t
-        best_t[better] = t[better]
-        best_n[better] = n[better]
+    Returns:
+        t (N,) float64 distance (inf = miss) and primitive id (N,) int16 (index into
+        :func:`primitives`, -1 = miss).
+    """
+    best = np.full(len(d), np.inf)
+    pid = np.full(len(d), -1, np.int16)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = 1.0 / d
+        for i, (kind, prim) in enumerate(primitives(scene)):
+            idx = None
+            if kind == "ground":
+                t = -o[2] * inv[:, 2]
+                px, py = o[0] + d[:, 0] * t, o[1] + d[:, 1] * t
+                t = np.where((t > EPS) & (np.abs(px) <= prim) & (np.abs(py) <= prim), t, np.inf)
+            elif kind == "sphere":
+                t = _sphere_t(o, d, prim.center, prim.radius)
+            elif kind == "room":
+                t = _box_t(o, inv, prim, inside=True)
+            else:
+                # Objects cover a small part of the view: cull with the bounding sphere, slab-test the rest.
+                lo, hi = np.asarray(prim.lo), np.asarray(prim.hi)
+                idx = np.flatnonzero(np.isfinite(_sphere_t(o, d, (lo + hi) / 2, np.linalg.norm(hi - lo) / 2,
+                                                           far=True)))
+                t = _box_t(o, inv[idx], prim, inside=False)
+            if idx is None:
+                better = t < best
+                best[better], pid[better] = t[better], i
+            else:
+                better = t < best[idx]
+                best[idx[better]], pid[idx[better]] = t[better], i
+    return best, pid
 
-    if scene.ground_half > 0:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = -o[2] / d[:, 2]
-        p = o + d * np.where(np.isfinite(t), t, 0)[:, None]
-        ok = (t > 1e-6) & (np.abs(p[:, 0]) <= scene.ground_half) & (np.abs(p[:, 1]) <= scene.ground_half)
-        take(np.where(ok, t, np.inf), np.tile([0.0, 0.0, 1.0], (len(d), 1)))
-    for b in scene.boxes:
-        take(*_hit_box(o, d, b.lo, b.hi, inside=False))
-    for b in scene.inner_boxes:
-        take(*_hit_box(o, d, b.lo, b.hi, inside=True))
-    for s in scene.spheres:
-        take(*_hit_sphere(o, d, s.center, s.radius))
-    return best_t, best_n
+
+def surface_normals(scene: Scene, p: np.ndarray, pid: np.ndarray) -> np.ndarray:
+    """Unit normals (N, 3) facing the visible side, at points ``p`` (N, 3) on primitives ``pid`` (N,).
+
+    On a box edge the face whose plane is nearest wins (ties go to the lower axis).
+    """
+    n = np.zeros_like(p)
+    for i, (kind, prim) in enumerate(primitives(scene)):
+        m = pid == i
+        if not m.any():
+            continue
+        q = p[m]
+        if kind == "ground":
+            n[m] = (0.0, 0.0, 1.0)
+        elif kind == "sphere":
+            n[m] = (q - np.asarray(prim.center)) / prim.radius
+        else:
+            gap = np.concatenate([np.abs(q - np.asarray(prim.lo)), np.abs(q - np.asarray(prim.hi))], 1)
+            face = np.argmin(gap, axis=1)  # 0-2: lo faces (-axis outward), 3-5: hi faces (+axis outward)
+            nn = np.zeros_like(q)
+            nn[np.arange(len(q)), face % 3] = np.where(face < 3, -1.0, 1.0)
+            n[m] = -nn if kind == "room" else nn  # rooms are seen from inside
+    return n
 
 
 def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, width: int, height: int,
            with_depth: bool = False):
     """Render one view.
 
-    Returns:
-        (H, W, 3) float32 linear-ish colour in [0, 1]; with ``with_depth`` also (H, W) float32 z-depth
-        (inf where nothing is hit).
-    """
-    o, d, cos_z = _rays(K, c2w, width, height)
-    t, n = cast(scene, o, d)
-    hit = np.isfinite(t)
-    p = o + d[hit] * t[hit, None]
-    col = np.tile(SKY, (len(d), 1))
-    a = marker_albedo(scene, p, albedo(p, scene.seed))
-    shade = 0.45 + 0.6 * np.clip(n[hit] @ LIGHT, 0, 1)
-    col[hit] = a * shade[:, None].astype(np.float32)
-    img = col.reshape(height, width, 3)
-    if not with_depth:
-        return img
-    depth = np.where(hit, t * cos_z, np.inf).astype(np.float32).reshape(height, width)
-    return img, depth
-
-
-def scene_mesh(scene: Scene, resolution: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Triangle mesh of the scene's surfaces (the ground truth for reconstruction tests).
-
     Args:
-        scene: the scene.
-        resolution: edge length of planar facets in metres (planes are exact at any resolution).
+        scene: what to render.
+        K: (3, 3) pinhole intrinsics (pixel centres at +0.5).
+        c2w: (4, 4) camera-to-world, OpenCV axes.
+        width, height: image size in pixels.
+        with_depth: also return depth.
 
     Returns:
-        vertices (V, 3) float64 and faces (F, 3) int64, outward (visible side) winding.
+        (H, W, 3) float32 colour in [0, 1]; with ``with_depth`` also (H, W) float32 z-depth in metres
+        along the camera axis (inf where nothing is hit).
     """
-    import trimesh
-
-    parts = []
-    if scene.ground_half > 0:
-        g = scene.ground_half
-        parts.append(_grid_quad(np.array([-g, -g, 0.0]), np.array([2 * g, 0, 0]), np.array([0, 2 * g, 0]),
-                                max(1, int(2 * g / resolution))))
-    for b in scene.boxes:
-        m = trimesh.creation.box(bounds=np.array([b.lo, b.hi]))
-        m = m.subdivide_to_size(resolution)
-        parts.append(trimesh.Trimesh(*m[:2]) if isinstance(m, tuple) else m)
-    for b in scene.inner_boxes:
-        m = trimesh.creation.box(bounds=np.array([b.lo, b.hi]))
-        m = m.subdivide_to_size(resolution * 4)
-        m = trimesh.Trimesh(*m[:2]) if isinstance(m, tuple) else m
-        m.invert()
-        parts.append(m)
-    for s in scene.spheres:
-        m = trimesh.creation.icosphere(subdivisions=5, radius=s.radius)
-        m.apply_translation(s.center)
-        parts.append(m)
-    mesh = trimesh.util.concatenate(parts)
-    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
-
-
-def _grid_quad(origin, eu, ev, n):
-    import trimesh
-
-    s = np.linspace(0, 1, n + 1)
-    uu, vv = np.meshgrid(s, s)
-    verts = origin + uu.reshape(-1, 1) * eu + vv.reshape(-1, 1) * ev
-    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
-    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
-    faces = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
-    return trimesh.Trimesh(verts, faces, process=False)
+    d_cam, cos_z = _camera_rays(tuple(np.asarray(K, float).ravel()), int(width), int(height))
+    R, o = np.asarray(c2w, float)[:3, :3], np.asarray(c2w, float)[:3, 3]
+    n_px = width * height
+    img = np.empty((n_px, 3), np.float32)
+    depth = np.empty(n_px, np.float32) if with_depth else None
+    for s in range(0, n_px, CHUNK):
+        e = min(s + CHUNK, n_px)
+        d = d_cam[s:e] @ R.T
+        t, pid = cast(scene, o, d)
+        hit = pid >= 0
+        p = o + d[hit] * t[hit, None]
+        col = np.broadcast_to(SKY, (e - s, 3)).copy()
+        col[hit] = shade(surface_albedo(scene, p), surface_normals(scene, p, pid[hit]))
+        img[s:e] = col
+        if with_depth:
+            depth[s:e] = np.where(hit, t * cos_z[s:e], np.inf)
+    img = img.reshape(height, width, 3)
+    return (img, depth.reshape(height, width)) if with_depth else img

@@ -1,0 +1,84 @@
+"""Camera intrinsics and hand-held-like camera paths (OpenCV camera-to-world, world +Z up)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vid2model.synth.generate import SynthConfig
+
+
+def intrinsics(cfg: SynthConfig) -> np.ndarray:
+    """(3, 3) pinhole K of the upright image: square pixels, ``fov_deg`` horizontal, centred principal point.
+
+    COLMAP pixel convention: pixel (u, v) covers [u, u+1) x [v, v+1), so its centre projects to
+    (u + 0.5, v + 0.5). OpenCV functions that put pixel centres at integers need cx, cy - 0.5.
+    """
+    f = 0.5 * cfg.width / np.tan(np.radians(cfg.fov_deg) / 2)
+    return np.array([[f, 0, cfg.width / 2], [0, f, cfg.height / 2], [0, 0, 1.0]])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarray:
+    """(4, 4) camera-to-world, OpenCV axes, world +Z up."""
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    c, s = np.cos(roll), np.sin(roll)
+    x, y = c * x + s * y, -s * x + c * y
+    m = np.eye(4)
+    m[:3, :3] = np.stack([x, y, z], 1)
+    m[:3, 3] = eye
+    return m
+
+
+def _shake(u: np.ndarray, seed: int, dims: int) -> np.ndarray:
+    """Smooth pseudo-random wobble (len(u), dims) in about [-1, 1]: a few sines of random phase."""
+    rng = np.random.default_rng(seed + 1000)
+    out = np.zeros((len(u), dims))
+    for k in (1.7, 3.1, 5.3):
+        out += np.sin(2 * np.pi * k * u[:, None] + rng.uniform(0, 2 * np.pi, dims)) / k
+    return out / 1.5
+
+
+def camera_path(cfg: SynthConfig, u: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses (N, 4, 4) at path parameters ``u`` in [0, 1)."""
+    sh = _shake(u, cfg.seed, 6) * cfg.jitter
+    poses = []
+    for i, ui in enumerate(u):
+        if cfg.path == "orbit":
+            az = np.radians(cfg.arc_deg) * ui
+            r, h = 1.5 + 0.04 * sh[i, 0], 0.75 + 0.04 * sh[i, 1]
+            eye = np.array([r * np.cos(az), r * np.sin(az), h])
+            target = np.array([0.05, 0.0, 0.25]) + 0.03 * sh[i, 2:5]
+        else:
+            y = -2.3 + 3.2 * ui
+            eye = np.array([0.35 * np.sin(2 * np.pi * ui) + 0.03 * sh[i, 0], y, 1.5 + 0.03 * sh[i, 1]])
+            yaw = np.radians(25) * np.sin(2 * np.pi * 1.3 * ui) + 0.05 * sh[i, 2]
+            fwd = np.array([np.sin(yaw), np.cos(yaw), -0.25 + 0.03 * sh[i, 3]])
+            target = eye + fwd
+        poses.append(look_at(eye, target, roll=0.03 * sh[i, 5]))
+    return np.stack(poses)
+
+
+def frame_params(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Path parameter u (N,) in [0, 1] and timestamp in seconds (N,) of each frame.
+
+    Timestamps are rounded to milliseconds, the video's time base, so file PTS equal them exactly.
+    """
+    n = cfg.n_frames
+    closed = cfg.path == "orbit" and abs(cfg.arc_deg) >= 360
+    if cfg.vfr:
+        # Irregular gaps; the camera moves at constant speed in time, so a long gap is a big step.
+        rng = np.random.default_rng(cfg.seed + 7)
+        dt = rng.uniform(0.5, 1.5, n) / cfg.fps
+        ts = np.round(np.concatenate([[0.0], np.cumsum(dt[:-1])]), 3)
+        span = ts[-1] + (dt[-1] if closed else 0.0)
+        u = ts / span if span > 0 else np.zeros(n)
+    else:
+        ts = np.round(np.arange(n) / cfg.fps, 3)
+        u = np.arange(n) / (n if closed else max(n - 1, 1))
+    return u, ts
