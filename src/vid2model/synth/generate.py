@@ -80,7 +80,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
     scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
     if cfg.marker_size:
         pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.0, -1.5)
-        scene = replace(scene, marker=make_marker(cfg.marker_size, pos), ground_half=scene.ground_half)
+        scene = replace(scene, marker=make_marker(cfg.marker_size, pos))
     return scene
 
 

@@ -1,0 +1,97 @@
+"""Benchmark datasets: synthetic scenes from our generator and the real sets in ../shared/data with their
+ground-truth cameras (each loader follows the conventions its README spells out).
+
+Every loader returns ``(input_path, {image_name: cam_to_world (4, 4), OpenCV axes})``; names are those
+the ingest stage keeps for image folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VID2MODEL_SHARED", REPO.parent / "shared")) / "data"
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def _c2w(R_w2c: np.ndarray, t_w2c: np.ndarray) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = R_w2c.T
+    m[:3, 3] = -R_w2c.T @ t_w2c
+    return m
+
+
+def middlebury(name: str):
+    root = SHARED / name
+    prefix = "templeSR" if "temple" in name else "dinoSR"
+    lines = (root / f"{prefix}_par.txt").read_text().split("\n")[1:]
+    gt = {}
+    for ln in lines:
+        p = ln.split()
+        if len(p) != 22:
+            continue
+        v = np.array(p[1:], float)
+        gt[p[0]] = _c2w(v[9:18].reshape(3, 3), v[18:21])
+    return root, gt
+
+
+def dtu():
+    import cv2
+
+    root = SHARED / "dtu_scan24"
+    cams = np.load(root / "cameras_sphere.npz")
+    names = sorted(p.name for p in (root / "images").iterdir())
+    gt = {}
+    for i, n in enumerate(names):
+        P = cams[f"world_mat_{i}"][:3]
+        K, R, c, *_ = cv2.decomposeProjectionMatrix(P)
+        c = (c[:3] / c[3]).ravel()
+        m = np.eye(4)
+        m[:3, :3] = R.T
+        m[:3, 3] = c
+        gt[n] = m
+    return root / "images", gt
+
+
+def strecha():
+    root = SHARED / "strecha_fountain_P11"
+    gt = {}
+    for f in sorted((root / "gt_dense_cameras").glob("*.camera")):
+        v = np.array(f.read_text().split(), float)
+        m = np.eye(4)
+        m[:3, :3] = v[12:21].reshape(3, 3)  # camera-to-world rotation (checked in the README)
+        m[:3, 3] = v[21:24]
+        gt[f.name.replace(".camera", "")] = m
+    return root / "images", gt
+
+
+def lego():
+    root = SHARED / "nerf_synthetic_lego"
+    meta = json.loads((root / "transforms_train.json").read_text())
+    gt = {Path(f["file_path"]).name + ".png": np.array(f["transform_matrix"]) @ GL_TO_CV for f in meta["frames"]}
+    return root / "train", gt
+
+
+def fox():
+    root = SHARED / "fox"
+    meta = json.loads((root / "transforms.json").read_text())
+    gt = {Path(f["file_path"]).name: np.array(f["transform_matrix"]) @ GL_TO_CV for f in meta["frames"]}
+    return root / "images", gt
+
+
+REAL = {
+    "fox": fox,
+    "dtu_scan24": dtu,
+    "middlebury_templeSparseRing": lambda: middlebury("middlebury_templeSparseRing"),
+    "middlebury_dinoSparseRing": lambda: middlebury("middlebury_dinoSparseRing"),
+    "strecha_fountain_P11": strecha,
+    "nerf_synthetic_lego": lego,
+}
+
+
+def available() -> list[str]:
+    return [n for n in REAL if (SHARED / n).exists()]
