@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +84,7 @@ def make_clip(path: Path, seconds: float) -> Path:
 def _m_pyav(path: str, side: int) -> dict:
     from vid2model.io.video import iter_frames
 
-    return {"frames": sum(1 for _ in iter_frames(path, side))}
+    return {"frames": sum(1 for _ in iter_frames(path, side, gray=True))}
 
 
 def _m_opencv(path: str, side: int) -> dict:
@@ -99,7 +98,8 @@ def _m_opencv(path: str, side: int) -> dict:
             break
         h, w = img.shape[:2]
         s = side / max(h, w)
-        cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         n += 1
     return {"frames": n}
 
@@ -108,7 +108,7 @@ def _m_analysis(path: str, side: int) -> dict:
     from vid2model.io.video import iter_frames, prefetch
     from vid2model.stages.ingest import score_frames
 
-    rows = score_frames(prefetch(iter_frames(path, side, min_dt=1 / 30)), None)
+    rows = score_frames(prefetch(iter_frames(path, side, min_dt=1 / 30, gray=True)), None)
     return {"frames": len(rows)}
 
 
@@ -130,9 +130,10 @@ def _child(kind: str, path: str, side: int) -> None:
     from vid2model.progress import set_quiet
 
     set_quiet(True)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     res = globals()[f"_m_{kind}"](path, side)
     res["wall_s"] = time.perf_counter() - t
+    res["cpu_s"] = time.process_time() - cpu  # all threads: compare with wall time x cores when the box is busy
     # VmHWM, not ru_maxrss: the latter keeps the parent's high-water mark across fork+exec.
     hwm = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM"))
     res["peak_rss_mb"] = int(hwm.split()[1]) / 1024
@@ -159,14 +160,16 @@ def main() -> None:
     clips = {"20s": make_clip(WORK / "pan_1080p30_20s.mp4", 20)}
     if not a.quick:
         clips["60s"] = make_clip(WORK / "pan_1080p30_60s.mp4", 60)
-    results: dict = {"cpu_count": os.cpu_count(), "clips": {}}
-    print(f"{'clip':5} {'measure':14} {'frames':>6} {'wall s':>8} {'frames/s':>9} {'peak MB':>8}")
+    results: dict = {"cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(), "clips": {}}
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other work on the box slows wall times)")
+    print(f"{'clip':5} {'measure':14} {'frames':>6} {'wall s':>8} {'cpu s':>7} {'frames/s':>9} {'peak MB':>8}")
     for name, path in clips.items():
         results["clips"][name] = {}
         for kind in ("pyav_decode", "opencv_decode", "analysis", "ingest"):
             r = measure({"pyav_decode": "pyav", "opencv_decode": "opencv"}.get(kind, kind), path)
             results["clips"][name][kind] = r
-            print(f"{name:5} {kind:14} {r['frames']:6d} {r['wall_s']:8.2f} {r['fps']:9.1f} {r['peak_rss_mb']:8.0f}")
+            print(f"{name:5} {kind:14} {r['frames']:6d} {r['wall_s']:8.2f} {r['cpu_s']:7.1f} {r['fps']:9.1f} "
+                  f"{r['peak_rss_mb']:8.0f}")
         c = results["clips"][name]
         c["pyav_vs_opencv_speed"] = c["pyav_decode"]["fps"] / c["opencv_decode"]["fps"]
         print(f"{name:5} PyAV/OpenCV decode speed ratio: {c['pyav_vs_opencv_speed']:.2f}")

@@ -93,7 +93,7 @@ def run_real(name: str, preset: str, stages: list[str]) -> dict:
     ws = Workspace(WORK / f"{name}_{preset}")
     shutil.rmtree(ws.root, ignore_errors=True)
     t0 = time.perf_counter()
-    run_pipeline(ws, build_config(preset, sets=["ingest.max_side=1280"]), input_path=images, stages=stages)
+    run_pipeline(ws, build_config(preset, sets=["ingest.max_side=1280", "ingest.max_keyframes=400"]), input_path=images, stages=stages)
     n = len([p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg")])
     return {"total_wall_s": round(time.perf_counter() - t0, 1), "stages": _stage_figures(ws),
             "cameras": _pose_figures(ws, gt, n)}

@@ -54,12 +54,12 @@ def test_never_a_blurred_frame_when_a_sharp_neighbour_exists():
     n = 200
     motion = np.full(n, 0.01)
     rel = 1 + 0.05 * rng.standard_normal(n)
-    blurred = [(40, 52), (90, 95), (150, 160)]  # motion 0.12, 0.05, 0.10 < max gap 0.15
+    blurred = [(40, 55), (90, 95), (150, 160)]  # motion 0.15, 0.05, 0.10 < max gap 0.2
     for a, b in blurred:
         rel[a:b] = 0.2 + 0.05 * rng.random(b - a)
     picks = select_keyframes(motion, rel, step=0.05, min_count=2, max_count=500)
     assert not any(a <= p < b for p in picks for a, b in blurred)
-    assert _gaps(_cum(motion), picks).max() <= 3 * 0.05 + 1e-9
+    assert _gaps(_cum(motion), picks).max() <= 4 * 0.05 + 1e-9
 
 
 def test_sharpest_frame_of_each_neighbourhood_wins():
@@ -79,7 +79,7 @@ def test_long_blur_keeps_the_chain_connected():
     rel[50] = 0.4
     picks = select_keyframes(motion, rel, step=0.05, min_count=2, max_count=500)
     gaps = _gaps(_cum(motion), picks)
-    assert gaps.max() <= 3 * 0.05 + 1e-9  # at most max_gap_ratio steps, to reach a sharp frame again
+    assert gaps.max() <= 4 * 0.05 + 1e-9  # at most max_gap_ratio steps, to reach a sharp frame again
     assert np.median(gaps) >= 0.04  # no piling up of blurred keyframes
     assert 50 in picks  # the least blurred frame of its neighbourhood
 
@@ -168,7 +168,8 @@ def test_motion_tracker_measures_shift_and_detects_static():
 def test_azimuth_gap_relative_to_first_camera():
     az_true = np.array([a for a in range(0, 360, 10) if not 125 <= a <= 195], float)
     base = 40.0  # the world X axis is not where filming started
-    c = np.stack([np.cos(np.radians(az_true + base)), np.sin(np.radians(az_true + base)), np.full(len(az_true), 0.4)], 1)
+    rad = np.radians(az_true + base)
+    c = np.stack([np.cos(rad), np.sin(rad), np.full(len(az_true), 0.4)], 1)
     az, el = camera_angles(c, np.zeros(3), np.array([0, 0, 1.0]), ref=c[0])
     assert np.allclose((az - az_true + 180) % 360 - 180, 0, atol=1e-6)
     assert np.allclose(el, np.degrees(np.arctan2(0.4, 1)), atol=1e-6)

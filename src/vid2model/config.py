@@ -27,6 +27,7 @@ class IngestConfig:
     jpeg_quality: int = 95
     keyframe_step: float = 0.05  # camera motion between keyframes, fraction of the image diagonal
     blur_threshold: float = 0.6  # relative sharpness under which a frame counts as blurred
+    max_gap_steps: float = 4.0  # keyframe spacing (in keyframe_step units) accepted to skip blurred frames
     fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
     static_motion: float = 0.05  # net image motion (fraction of diagonal) under which the camera is static
     analysis_fps: float = 30.0  # frames scored per second at most (0 = every frame)

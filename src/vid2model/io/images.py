@@ -28,6 +28,8 @@ def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            if max_side and im.format == "JPEG":
+                im.draft("RGB", (max_side, max_side))  # decode JPEG at a reduced scale: much faster
             im = ImageOps.exif_transpose(im).convert("RGB")
             if max_side and max(im.size) > max_side:
                 s = max_side / max(im.size)
@@ -38,18 +40,28 @@ def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
 
 
 def exif_focal_px(path: Path) -> float | None:
-    """Focal length in pixels of the upright full image from EXIF (35 mm equivalent), if recorded."""
-    from PIL import Image, ImageOps
+    """Focal length in pixels of the full image from EXIF, if recorded.
+
+    Uses the 35 mm-equivalent focal length (defined on the 43.27 mm film diagonal), else the
+    focal length in mm with the focal-plane resolution.
+    """
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             exif = im.getexif()
             sub = exif.get_ifd(0x8769)
-            f35 = sub.get(0xA405) or exif.get(0xA405)
-            w, h = ImageOps.exif_transpose(im).size
+            w, h = im.size  # diagonal and long side do not depend on EXIF orientation
     except OSError:
         return None
-    if not f35:
-        return None
-    # 35 mm film is 36 mm wide: the equivalent focal maps onto the long side.
-    return float(f35) / 36.0 * max(w, h)
+    f35 = sub.get(0xA405) or exif.get(0xA405)
+    if f35 and float(f35) > 0:
+        return float(f35) / 43.267 * float(np.hypot(w, h))
+    f_mm, xres, unit = sub.get(0x920A), sub.get(0xA20E), sub.get(0xA210, 2)
+    mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}.get(int(unit or 2))
+    try:
+        if f_mm and xres and mm_per_unit and float(f_mm) > 0 and float(xres) > 0:
+            return float(f_mm) * float(xres) / mm_per_unit
+    except (TypeError, ZeroDivisionError, ValueError):
+        pass
+    return None

@@ -43,7 +43,7 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
 
 def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float = 0.05, target: int = 0,
                      min_count: int = 8, max_count: int = 150, blur_threshold: float = 0.6,
-                     max_gap_ratio: float = 3.0, candidates: np.ndarray | None = None) -> list[int]:
+                     max_gap_ratio: float = 4.0, candidates: np.ndarray | None = None) -> list[int]:
     """Pick keyframe indices by walking along the accumulated camera motion.
 
     From each keyframe the next one is the sharpest frame whose motion since it lies in

@@ -144,6 +144,8 @@ def _html(d: dict[str, Any]) -> str:
                 "<p class='legend'>Red dots: keyframes. Shaded: blur (red), too fast (orange), too slow (blue), "
                 "too dark (grey), overexposed (yellow); dashed: lighting jump.</p>") if d.get("timeline_plot") else \
         "<p>No frames analysed yet.</p>"
+    n_t, n_k = len(d.get("thumbnails", [])), len(d.get("keyframes", []))
+    shown = f", {n_t} shown" if 0 < n_t < n_k else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>vid2model capture report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 li.bad{{color:#a02020;margin:.3em 0}} li.ok{{color:#207020}} p.legend{{font-size:12px;color:#555}}
@@ -152,7 +154,7 @@ figure{{margin:0;font-size:10px;text-align:center}} figure img{{height:90px}} .m
 <body><h1>Capture report</h1><p class="meta">{meta}</p>
 <h2>Findings</h2><ul id="findings">{finding_html}</ul>
 <h2>Timeline</h2>{timeline}
-<h2>Keyframes ({len(d.get('keyframes', []))})</h2><div class="strip">{thumbs}</div>
+<h2>Keyframes ({len(d.get('keyframes', []))}{shown})</h2><div class="strip">{thumbs}</div>
 <h2>Coverage</h2>{cov_html}
 <h2>Results</h2><p>{results}</p>
 </body></html>"""

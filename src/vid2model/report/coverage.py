@@ -50,7 +50,7 @@ def _side_name(a: float, b: float) -> str:
     return names[int(((mid + 45) % 360) // 90)]
 
 
-def _plot(az: np.ndarray, el: np.ndarray, top: np.ndarray, capture: str, out: Path) -> None:
+def _plot(az: np.ndarray, el: np.ndarray, top: np.ndarray, capture: str, gaps: list, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,6 +59,9 @@ def _plot(az: np.ndarray, el: np.ndarray, top: np.ndarray, capture: str, out: Pa
     fig = plt.figure(figsize=(10, 4.2))
     ax = fig.add_subplot(1, 2, 1, projection="polar")
     ax.scatter(np.radians(az), 90 - el, s=16, c=np.arange(len(az)), cmap="viridis", zorder=3)
+    for a, b in gaps:  # arcs never filmed, shaded red
+        span = (b - a) % 360
+        ax.bar(np.radians(a + span / 2), 90, width=np.radians(span), bottom=0, color="#e04040", alpha=0.15)
     ax.set_rmax(max(90.0, float(np.max(90 - el)) + 5 if len(el) else 90.0))
     ax.set_title("cameras around the object: azimuth (0° = first frame),\nradius = 90° − elevation "
                  "(centre = straight above)", fontsize=8)
@@ -91,8 +94,9 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
     advice = []
     gaps = azimuth_gaps(az) if capture == "orbit" and len(az) else []
     for a, b in gaps:
-        advice.append(f"{_side_name(a, b)}, {a:.0f}°–{b:.0f}° around from where filming started, was never "
-                      f"filmed ({(b - a) % 360:.0f}° of the object): film that side too")
+        advice.append(f"{_side_name(a, b)}, {a:.0f}°–{b:.0f}° around from where filming started, has no "
+                      f"usable view: it was never filmed, or only blurred ({(b - a) % 360:.0f}° of the object); "
+                      f"film that side too, slowly")
     if capture == "orbit" and len(el) >= 3 and float(el.max() - el.min()) < 15:
         advice.append(f"all views are from about the same height ({el.min():.0f}°–{el.max():.0f}° elevation): "
                       f"add a pass from higher up so the top is seen")
@@ -110,7 +114,7 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
         e1 = e1 / (np.linalg.norm(e1) or 1.0)
         rel = centers - target
         top = np.stack([rel @ e1, rel @ np.cross(up / np.linalg.norm(up), e1)], 1)
-        _plot(az, el, top, capture, plot)
+        _plot(az, el, top, capture, gaps, plot)
     return {"registered": len(views), "keyframes": n_keyframes, "registered_share": round(share, 4),
             "mean_reprojection_error_px": round(mre, 4) if np.isfinite(mre) else None,
             "n_points": int(rec.num_points3D()), "capture": capture, "azimuth_gaps_deg": gaps,

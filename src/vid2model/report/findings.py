@@ -78,7 +78,6 @@ def capture_findings(rows: list[dict[str, Any]], n_keyframes: int, cfg: IngestCo
     else:
         # Motion per second over a 1 s running window; long stretches of it near zero are slow filming.
         dt = np.diff(t, prepend=t[0])
-        rate = np.zeros(len(t))
         lo = np.searchsorted(t, t - 0.5)
         hi = np.searchsorted(t, t + 0.5, side="right")
         cm, ct = np.concatenate([[0], np.cumsum(motion)]), np.concatenate([[0], np.cumsum(dt)])

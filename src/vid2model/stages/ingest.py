@@ -24,12 +24,12 @@ DUPLICATE_DIFF = 0.002  # mean absolute grey difference under which a frame repe
 
 def score_frames(frames: Iterable[tuple[int, float, np.ndarray]], total: int | None,
                  desc: str = "analysing frames") -> list[dict[str, Any]]:
-    """Scores of each (index, timestamp, (H, W, 3) uint8 image), one dict per frame."""
+    """Scores of each (index, timestamp, (H, W, 3) uint8 RGB or (H, W) uint8 grey image), one dict per frame."""
     tracker = MotionTracker()
     rows = []
     with bar(desc, total) as b:
         for idx, t, img in frames:
-            g = gray(img)
+            g = gray(img) if img.ndim == 3 else img.astype(np.float32) * (1 / 255)
             motion, net, diff = tracker.update(g)
             rows.append({"index": idx, "timestamp": round(float(t), 4), "sharpness": sharpness(g),
                          "motion": motion, "net_motion": net, "diff": diff,
@@ -46,11 +46,16 @@ def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int) -> list[
     motion = np.array([r["motion"] for r in rows], float)
     picks = select_keyframes(motion, rel, step=cfg.keyframe_step, target=cfg.target_keyframes,
                              min_count=cfg.min_keyframes, max_count=cfg.max_keyframes,
-                             blur_threshold=cfg.blur_threshold,
+                             blur_threshold=cfg.blur_threshold, max_gap_ratio=cfg.max_gap_steps,
                              candidates=~np.array([r["duplicate"] for r in rows]))
     chosen = set(picks)
+    since = 0.0  # image motion accumulated since the last keyframe (fraction of the diagonal)
     for i, r in enumerate(rows):
+        since += float(np.nan_to_num(motion[i])) if i else 0.0
+        r["since_keyframe"] = round(since, 5)
         r["keyframe"] = i in chosen
+        if r["keyframe"]:
+            since = 0.0
     return picks
 
 
@@ -86,7 +91,8 @@ def _output_dirs(ws: Workspace, keep_full: bool):
 
 def _keyframe(name: str, row: dict[str, Any], work: np.ndarray, timestamp: float | None) -> dict[str, Any]:
     return {"name": name, "index": row["index"], "timestamp": timestamp, "sharpness": row["rel_sharpness"],
-            "motion": round(float(row["motion"]), 5), "ev": round(row["ev"], 3),
+            "motion": round(float(row["motion"]), 5), "parallax": row.get("since_keyframe"),
+            "ev": round(row["ev"], 3),
             "width": int(work.shape[1]), "height": int(work.shape[0])}
 
 
@@ -98,7 +104,8 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     total = info.n_frames_estimate
     if min_dt and info.fps > cfg.analysis_fps:
         total = int(total * cfg.analysis_fps / info.fps)
-    rows = score_frames(prefetch(iter_frames(path, cfg.analysis_side, min_dt=min_dt)), total or None)
+    frames = iter_frames(path, cfg.analysis_side, min_dt=min_dt, gray=True)
+    rows = score_frames(prefetch(frames), total or None)
     if len(rows) < 2:
         raise UserError(f"{path.name} holds a single frame: a 3D model needs a video that moves around the object")
     duration = rows[-1]["timestamp"] - rows[0]["timestamp"]

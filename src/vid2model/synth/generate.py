@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2model.synth.camera import camera_path, frame_params, intrinsics
-from vid2model.synth.mesh import scene_mesh, surface_colors
+from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
 from vid2model.synth.render import render
 from vid2model.synth.scene import Scene, make_marker, orbit_scene, walk_scene
 
@@ -154,7 +154,7 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> SynthResu
     verts, faces, normals = scene_mesh(scene)
     colors = surface_colors(scene, verts, normals)
     mesh_path = out / "scene.ply"
-    _write_ply(mesh_path, verts, faces, normals, colors)
+    write_ply(mesh_path, verts, faces, normals, colors)
     marker = None
     if scene.marker:
         marker = {"size": scene.marker[3], "corners_world": scene.marker[4].tolist(), "dictionary": "DICT_4X4_50",
@@ -174,13 +174,6 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> SynthResu
                        marker_corners=scene.marker[4].copy() if scene.marker else None,
                        scene_center=np.array(scene.center), scene_radius=scene.radius, config=cfg,
                        mesh_normals=normals, mesh_colors=colors)
-
-
-def _write_ply(path: Path, verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, colors: np.ndarray) -> None:
-    import trimesh
-
-    m = trimesh.Trimesh(verts, faces, vertex_normals=normals, vertex_colors=colors, process=False)
-    m.export(path, vertex_normal=True)
 
 
 def render_views(cfg_or_scene: SynthConfig | Scene, K: np.ndarray, width: int, height: int,

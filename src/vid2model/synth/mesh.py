@@ -14,7 +14,8 @@ def _grid(origin, eu, ev, nu: int, nv: int) -> tuple[np.ndarray, np.ndarray]:
     Winding is counter-clockwise seen from the side ``eu x ev`` points to.
     """
     s, t = np.meshgrid(np.linspace(0, 1, nu + 1), np.linspace(0, 1, nv + 1))
-    verts = np.asarray(origin, float) + s.reshape(-1, 1) * np.asarray(eu, float) + t.reshape(-1, 1) * np.asarray(ev, float)
+    eu, ev = np.asarray(eu, float), np.asarray(ev, float)
+    verts = np.asarray(origin, float) + s.reshape(-1, 1) * eu + t.reshape(-1, 1) * ev
     idx = np.arange((nu + 1) * (nv + 1)).reshape(nv + 1, nu + 1)
     a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
     return verts, np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
@@ -39,11 +40,57 @@ def _box_faces(lo, hi, res: float, inward: bool) -> list[tuple[np.ndarray, np.nd
     return out
 
 
-def _icosphere(center, radius: float, subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh
+_ICO_V = np.array([[-1, 1.618033988749895, 0], [1, 1.618033988749895, 0], [-1, -1.618033988749895, 0],
+                   [1, -1.618033988749895, 0], [0, -1, 1.618033988749895], [0, 1, 1.618033988749895],
+                   [0, -1, -1.618033988749895], [0, 1, -1.618033988749895], [1.618033988749895, 0, -1],
+                   [1.618033988749895, 0, 1], [-1.618033988749895, 0, -1], [-1.618033988749895, 0, 1]])
+_ICO_F = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2],
+                   [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5],
+                   [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]])
 
-    m = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
-    return np.asarray(m.vertices) + np.asarray(center, float), np.asarray(m.faces)
+
+def _icosphere(center, radius: float, subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sphere tessellation (outward winding), all vertices exactly on the sphere (no trimesh import)."""
+    v = _ICO_V / np.linalg.norm(_ICO_V, axis=1, keepdims=True)
+    f = _ICO_F
+    for _ in range(subdivisions):
+        edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        uniq, inv = np.unique(np.sort(edges, 1), axis=0, return_inverse=True)
+        mid = v[uniq].sum(1)
+        m = inv.reshape(3, -1) + len(v)  # midpoints of edges ab, bc, ca of each face
+        v = np.concatenate([v, mid / np.linalg.norm(mid, axis=1, keepdims=True)])
+        a, b, c = f.T
+        f = np.concatenate([np.stack(t, 1) for t in ((a, m[0], m[2]), (b, m[1], m[0]), (c, m[2], m[1]),
+                                                       (m[0], m[1], m[2]))])
+    return v * radius + np.asarray(center, float), f
+
+
+def write_ply(path, verts: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
+              colors: np.ndarray | None = None) -> None:
+    """Binary little-endian PLY: double x y z, float normals, uchar colours, int32 triangles."""
+    fields = [("x", "<f8"), ("y", "<f8"), ("z", "<f8")]
+    if normals is not None:
+        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+    if colors is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vert = np.empty(len(verts), dtype=fields)
+    for k, name in enumerate("xyz"):
+        vert[name] = verts[:, k]
+        if normals is not None:
+            vert["n" + name] = normals[:, k]
+    if colors is not None:
+        for k, name in enumerate(("red", "green", "blue")):
+            vert[name] = colors[:, k]
+    face = np.empty(len(faces), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    face["n"], face["idx"] = 3, faces
+    kinds = {"<f8": "double", "<f4": "float", "u1": "uchar"}
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(verts)}"]
+    header += [f"property {kinds[t]} {n}" for n, t in fields]
+    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
+    with open(path, "wb") as fh:
+        fh.write(("\n".join(header) + "\n").encode("ascii"))
+        fh.write(vert.tobytes())
+        fh.write(face.tobytes())
 
 
 def scene_mesh(scene: Scene, resolution: float = 0.05,
@@ -75,11 +122,10 @@ def scene_mesh(scene: Scene, resolution: float = 0.05,
                 fn = np.cross(v[f[0, 1]] - v[f[0, 0]], v[f[0, 2]] - v[f[0, 0]])
                 parts.append((v, f, np.tile(fn / np.linalg.norm(fn), (len(v), 1))))
         else:
-            # Icosphere edge ~ 1.1 r / 2^s; the sagitta of an edge of angle a is r a^2 / 8.
-            sub = 2
-            while sub < 7 and prim.radius * (1.1 / 2 ** sub) ** 2 / 8 > tol:
-                sub += 1
-            v, f = _icosphere(prim.center, prim.radius, sub)
+            for sub in range(2, 8):  # refine until every facet's centroid is within tolerance
+                v, f = _icosphere(prim.center, prim.radius, sub)
+                if prim.radius - np.linalg.norm(v[f].mean(1) - np.asarray(prim.center), axis=1).min() <= tol:
+                    break
             parts.append((v, f, (v - np.asarray(prim.center)) / prim.radius))
     verts, faces, normals, base = [], [], [], 0
     for v, f, n in parts:

@@ -161,9 +161,9 @@ def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, width: int, height: int
         t, pid = cast(scene, o, d)
         hit = pid >= 0
         p = o + d[hit] * t[hit, None]
-        col = np.broadcast_to(SKY, (e - s, 3)).copy()
-        col[hit] = shade(surface_albedo(scene, p), surface_normals(scene, p, pid[hit]))
-        img[s:e] = col
+        out = img[s:e]
+        out[:] = SKY
+        out[hit] = shade(surface_albedo(scene, p), surface_normals(scene, p, pid[hit]))
         if with_depth:
             depth[s:e] = np.where(hit, t * cos_z[s:e], np.inf)
     img = img.reshape(height, width, 3)

@@ -13,19 +13,28 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Box:
+    """Axis-aligned box from corner ``lo`` to corner ``hi`` (metres)."""
+
     lo: tuple[float, float, float]
     hi: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
 class Sphere:
+    """Sphere of ``radius`` around ``center`` (metres)."""
+
     center: tuple[float, float, float]
     radius: float
 
 
 @dataclass(frozen=True)
 class Scene:
-    """Primitives of a scene. ``ground`` is a finite square on z=0 of half-size ``ground_half``."""
+    """Primitives of a scene (world +Z up, metres).
+
+    The ground is a finite square on z = 0 of half-size ``ground_half`` (0 = none); ``inner_boxes`` are
+    rooms seen from inside. ``center`` / ``radius``: a sphere holding what the cameras film (the
+    object for an orbit, the room for a walk), for scale-relative tolerances.
+    """
 
     boxes: tuple[Box, ...] = ()
     spheres: tuple[Sphere, ...] = ()
@@ -55,30 +64,35 @@ def walk_scene(seed: int = 0) -> Scene:
 
 # ---- solid texture ---------------------------------------------------------------------------
 
+_P = (np.uint32(73856093), np.uint32(19349663), np.uint32(83492791))
+
+
 def _mix(h: np.ndarray) -> np.ndarray:
-    """Finalise lattice hashes (N,) int64 into values in [0, 1) float32."""
-    h = (h ^ (h >> 13)) * 1274126177
-    h = h ^ (h >> 16)
-    return (h & 0xFFFFFF).astype(np.float32) * np.float32(1.0 / 0x1000000)
+    """Finalise lattice hashes (N,) uint32 into values in [0, 1) float32 (xor-shift-multiply)."""
+    h = (h ^ (h >> np.uint32(15))) * np.uint32(0x2C1B3C6D)
+    h = h ^ (h >> np.uint32(12))
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
 def value_noise(p: np.ndarray, freq: float, seed: int) -> np.ndarray:
     """Smoothstep-interpolated value noise at points ``p`` (N, 3); returns (N,) float32 in [0, 1).
 
-    The lattice value of integer point (i, j, k) hashes ``73856093 i ^ 19349663 j ^ 83492791 k ^ seed``,
-    so the pattern is defined everywhere in space (a solid texture). Per-axis products are formed once
-    and shared by the 8 corners, which halves the cost against hashing each corner from scratch.
+    The value at integer lattice point (i, j, k) is a hash of ``P1 i ^ P2 j ^ P3 k ^ seed``, so the
+    pattern is defined everywhere in space (a solid texture). Per-axis products are formed once and
+    shared by the 8 corners; uint32 arithmetic halves memory traffic against int64.
     """
     q = p * freq
     f = np.floor(q)
     t = (q - f).astype(np.float32)
     t = t * t * (3 - 2 * t)
-    i = f.astype(np.int64)
-    s = seed * 2654435761
-    hx0 = i[:, 0] * 73856093
-    hx1 = hx0 + 73856093
-    hy = (i[:, 1] * 19349663, (i[:, 1] + 1) * 19349663)
-    hz = (i[:, 2] * 83492791 ^ s, (i[:, 2] + 1) * 83492791 ^ s)
+    i = f.astype(np.int64).astype(np.uint32)  # wraps negatives: fine for hashing
+    s = np.uint32((seed * 2654435761) & 0xFFFFFFFF)
+    hx0 = i[:, 0] * _P[0]
+    hx1 = hx0 + _P[0]
+    hy0 = i[:, 1] * _P[1]
+    hy = (hy0, hy0 + _P[1])
+    hz0 = i[:, 2] * _P[2]
+    hz = (hz0 ^ s, (hz0 + _P[2]) ^ s)
     tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
     zs = []
     for hzk in hz:

@@ -1,0 +1,167 @@
+"""Differentiable Gaussian splat rasteriser: torch projection + compiled tile compositing.
+
+Projection (EWA splatting, SH colour) is vectorised torch so autograd handles it; compositing (tile
+binning, depth-sorted front-to-back alpha blending with early termination, and its back-to-front
+backward) runs in the compiled CPU kernels of :mod:`vid2model.splat.kernels`. On CUDA the whole
+thing is delegated to gsplat when it is installed.
+
+Pixel centres are at ``(x + 0.5, y + 0.5)`` (COLMAP convention), cameras are OpenCV
+(x right, y down, z forward), ``viewmat`` is world-to-camera.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vid2model.splat import kernels
+from vid2model.splat.sh import sh_to_rgb
+
+TILE = 16
+LOWPASS = 0.3  # pixel^2 added to every 2D covariance (3DGS): keeps splats >= ~1 pixel wide
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """(N, 4) quaternions (w, x, y, z), any norm -> (N, 3, 3) rotations."""
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(-1, 3, 3)
+
+
+def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+            viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int, near: float = 0.01):
+    """Project 3D Gaussians to screen-space 2D Gaussians.
+
+    Args:
+        means: (N, 3) world positions; quats: (N, 4) wxyz; scales: (N, 3) std devs (not log);
+        opacities: (N,) in (0, 1); viewmat: (4, 4) world-to-camera; K: (3, 3).
+
+    Returns:
+        means2d (N, 2) pixels, conics (N, 3) inverse 2D covariance (A, B, C), depths (N,),
+        ext (N, 2) no-grad half extents in pixels of the region where alpha >= 1/255 (0 = culled).
+    """
+    R, t = viewmat[:3, :3], viewmat[:3, 3]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    pc = means @ R.T + t
+    z = pc[:, 2]
+    zs = z.clamp_min(near)
+    u, v = pc[:, 0] / zs, pc[:, 1] / zs
+    # Clamp the Jacobian's direction far off-screen (3DGS): keeps the linearisation sane at the edges.
+    tu = u.clamp((-0.15 * width - cx) / fx, (1.15 * width - cx) / fx)
+    tv = v.clamp((-0.15 * height - cy) / fy, (1.15 * height - cy) / fy)
+    rot = quat_to_rotmat(quats)
+    M = rot * scales[:, None, :]  # (N, 3, 3): columns scaled
+    row0 = (fx / zs)[:, None] * (R[0][None] - tu[:, None] * R[2][None])  # (N, 3) = J[0] @ R
+    row1 = (fy / zs)[:, None] * (R[1][None] - tv[:, None] * R[2][None])
+    TM = torch.stack([row0, row1], 1) @ M  # (N, 2, 3)
+    cov = TM @ TM.transpose(1, 2)
+    a = cov[:, 0, 0] + LOWPASS
+    b = cov[:, 0, 1]
+    c = cov[:, 1, 1] + LOWPASS
+    det = (a * c - b * b).clamp_min(1e-12)
+    conics = torch.stack([c / det, -b / det, a / det], -1)
+    means2d = torch.stack([fx * u + cx, fy * v + cy], -1)
+    with torch.no_grad():
+        o = opacities.detach().clamp_min(1e-12)
+        k = 2.0 * torch.log(255.0 * o).clamp_min(0.0)
+        ext = torch.stack([torch.sqrt(k * a.detach()), torch.sqrt(k * c.detach())], -1)
+        ok = (z.detach() > near) & (o > 1.0 / 255.0) & torch.isfinite(ext).all(-1)
+        ext = torch.where(ok[:, None], ext, torch.zeros_like(ext))
+    return means2d, conics, z, ext
+
+
+class _Composite(torch.autograd.Function):
+    """Front-to-back compositing of 2D Gaussians in the compiled CPU kernels."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opac, ext, depths, bg, width, height, tile):
+        dev = means2d.device
+        f32 = lambda x: np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())  # noqa: E731
+        m, cn, col, op, ex, bgn = f32(means2d), f32(conics), f32(colors), f32(opac), f32(ext), f32(bg)
+        visible = torch.nonzero(ext[:, 0] > 0).squeeze(1).cpu()
+        order = visible[torch.argsort(depths.detach().cpu()[visible], stable=True)]
+        order = np.ascontiguousarray(order.numpy().astype(np.int32))
+        offsets, ids = kernels.bin_tiles(order, m, ex, width, height, tile)
+        img, T, last = kernels.forward(m, cn, col, op, ex, width, height, tile, bgn, offsets, ids)
+        ctx.saved = (m, cn, col, op, ex, bgn, offsets, ids, T, last, width, height, tile, dev, means2d.dtype)
+        out_T = torch.from_numpy(T).to(dev)
+        ctx.mark_non_differentiable(out_T)
+        return torch.from_numpy(img).to(dev, means2d.dtype), out_T
+
+    @staticmethod
+    def backward(ctx, dimg, _dT):
+        m, cn, col, op, ex, bgn, offsets, ids, T, last, W, H, tile, dev, dt = ctx.saved
+        d = np.ascontiguousarray(dimg.detach().to("cpu", torch.float32).numpy())
+        dm, dc, dcol, do = kernels.backward(m, cn, col, op, ex, W, H, tile, bgn, offsets, ids, T, last, d)
+        g = lambda x: torch.from_numpy(x).to(dev, dt)  # noqa: E731
+        return g(dm), g(dc), g(dcol), g(do), None, None, None, None, None, None
+
+
+def composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile: int = TILE):
+    """Differentiable compositing. Returns image (H, W, 3) and final transmittance (H, W)."""
+    return _Composite.apply(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)
+
+
+def _gsplat_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, width: int, height: int,
+           bg=None, tile: int = TILE) -> dict:
+    """Render one view.
+
+    Args:
+        means (N, 3), quats (N, 4), scales (N, 3) std devs, opacities (N,), sh (N, K, 3) coefficients;
+        viewmat (4, 4) world-to-camera; K (3, 3); bg (3,) background colour (default black).
+
+    Returns:
+        dict with ``image`` (H, W, 3), ``alpha`` (H, W), ``means2d`` (N, 2) (call ``retain_grad`` on it
+        before backward for densification statistics), ``visible`` (N,) bool.
+    """
+    dev = means.device
+    viewmat = torch.as_tensor(viewmat, dtype=means.dtype, device=dev)
+    K = torch.as_tensor(K, dtype=means.dtype, device=dev)
+    bg = torch.zeros(3, dtype=means.dtype, device=dev) if bg is None else torch.as_tensor(bg, dtype=means.dtype,
+                                                                                          device=dev)
+    if _gsplat_available(dev):
+        return _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, width, height, bg)
+    means2d, conics, depths, ext = project(means, quats, scales, opacities, viewmat, K, width, height)
+    campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    dirs = means.detach() - campos
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    colors = sh_to_rgb(sh, dirs, sh_degree)
+    img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)
+    return {"image": img, "alpha": 1.0 - T, "means2d": means2d, "visible": ext[:, 0] > 0}
+
+
+def _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, width, height, bg) -> dict:
+    import gsplat
+
+    k = (sh_degree + 1) ** 2
+    img, alpha, meta = gsplat.rasterization(means, quats, scales, opacities, sh[:, :k], viewmat[None], K[None],
+                                            width, height, sh_degree=sh_degree, backgrounds=bg[None],
+                                            absgrad=False, packed=False)
+    means2d = meta["means2d"]
+    return {"image": img[0], "alpha": alpha[0, ..., 0], "means2d": means2d.squeeze(0) if means2d.dim() == 3
+            else means2d, "visible": (meta["radii"].reshape(means.shape[0], -1) > 0).any(-1)}
+
+
+def pixel_grad_scale(width: int, height: int) -> tuple[float, float]:
+    """Factors turning pixel-space mean gradients into the NDC units of the 3DGS densify threshold."""
+    return 0.5 * width, 0.5 * height
+
+
+def focal_from_fov(fov_rad: float, size: int) -> float:
+    return 0.5 * size / math.tan(0.5 * fov_rad)

@@ -1,0 +1,196 @@
+"""``vid2model publish``: a self-contained static site (product viewer, splat viewer, report).
+
+SITE/
+  index.html        product view: <model-viewer> on model.glb (orbit/zoom, AR; model.usdz for iOS Quick Look)
+  splat.html        Gaussian splat view (three.js + Spark)
+  style.css, product.js
+  model.glb, model.usdz, model.<spz|splat|ply>    the assets, copied from the workspace
+  <asset>.js        base64 copies used only when a page is opened from disk (browsers block file:// fetches)
+  report/           the capture/reconstruction report, with links back to both viewers
+  vendor/           pinned JavaScript libraries (see :mod:`vid2model.viewer.vendor`) and their licences
+  site.json         what was published
+
+Works from any static host and offline; nothing is fetched from the internet at view time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from vid2model.errors import UserError
+from vid2model.viewer.vendor import WEB_DIR, copy_vendor
+from vid2model.workspace import Workspace, atomic_dir
+
+log = logging.getLogger("vid2model")
+
+_MARKER = "site.json"
+_BACKGROUND = "#f4f4f4"
+
+
+def find_splat(ws: Workspace) -> tuple[Path, str] | None:
+    """The splat to publish and its Spark file type: compressed web formats first, the training PLY last."""
+    for path, kind in ((ws.export_path("spz"), "spz"), (ws.export_path("splat"), "splat"),
+                       (ws.export_dir / "splat.ply", "ply"), (ws.splat_ply, "ply")):
+        if path.exists() and path.stat().st_size > 0:
+            return path, kind
+    return None
+
+
+def splat_frame(ws: Workspace) -> dict[str, Any] | None:
+    """Centre and radius (world units) to frame the splat: robust extent of the splat centres, else scene.json."""
+    if ws.splat_ply.exists():
+        try:
+            from plyfile import PlyData
+
+            v = PlyData.read(str(ws.splat_ply))["vertex"]
+            xyz = np.stack([np.asarray(v[k], np.float64) for k in "xyz"], axis=1)
+            xyz = xyz[np.isfinite(xyz).all(axis=1)]
+            if len(xyz) >= 8:
+                lo, hi = np.percentile(xyz, [5, 95], axis=0)
+                center = np.median(xyz, axis=0)
+                return {"center": center.tolist(), "radius": float(max(np.linalg.norm(hi - lo) / 2, 1e-6))}
+        except Exception as exc:  # an unreadable PLY must not stop the page: the browser frames it instead
+            log.warning("could not read %s for framing: %s", ws.splat_ply, exc)
+    scene = ws.read_json(ws.scene_json, default=None) or {}
+    if scene.get("center") is not None and scene.get("radius"):
+        return {"center": [float(c) for c in scene["center"]], "radius": float(scene["radius"])}
+    return None
+
+
+def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, title: str | None = None) -> dict:
+    """Write the static site for a workspace.
+
+    Args:
+        ws: the workspace (reads export/model.glb, export/model.usdz, the splat, report/).
+        out_dir: site folder; replaced atomically (only an earlier vid2model site or an empty folder).
+        embed_max_mb: assets up to this size also get a base64 copy so the pages work from ``file://``.
+        title: page title (default: the workspace folder name).
+
+    Returns:
+        Summary: site index path, published assets, file count and total bytes.
+
+    Raises:
+        UserError: nothing to publish, an unsafe output folder, or the viewer libraries cannot be installed.
+    """
+    out = Path(out_dir).expanduser().resolve()
+    _check_out_dir(ws, out)
+    glb, usdz = ws.export_path("glb"), ws.export_path("usdz")
+    glb = glb if glb.exists() else None
+    usdz = usdz if usdz.exists() and glb else None
+    splat = find_splat(ws)
+    if glb is None and splat is None:
+        raise UserError(f"nothing to publish in {ws.root}: make the model first "
+                        f"(vid2model export {ws.root}, or vid2model run)")
+    title = title or ws.root.name
+    has_report = ws.report_html.exists()
+
+    with atomic_dir(out) as tmp:
+        copy_vendor(tmp)
+        assets: list[str] = []
+        embedded: list[str] = []
+        for src, name in ((glb, "model.glb"), (usdz, "model.usdz"),
+                          (splat[0] if splat else None, f"model.{splat[1]}" if splat else None)):
+            if src is None:
+                continue
+            shutil.copy(src, tmp / name)
+            assets.append(name)
+            if name != "model.usdz" and src.stat().st_size <= embed_max_mb * 1e6:
+                _write_embedded(tmp / name)
+                embedded.append(name)
+        for name in ("style.css", "product.js"):
+            shutil.copy(WEB_DIR / name, tmp / name)
+        pages = {"index.html": bool(glb), "splat.html": bool(splat), "report/index.html": has_report}
+        if has_report:
+            shutil.copytree(ws.report_dir, tmp / "report")
+            _link_report(tmp / "report" / "index.html", pages, assets)
+        config = {"model": "model.glb" if glb else None,
+                  "splat": {"file": f"model.{splat[1]}", "type": splat[1]} if splat else None,
+                  "frame": splat_frame(ws) if splat else None, "embedded": embedded, "background": _BACKGROUND,
+                  "view": {"azimuth_deg": -60.0, "elevation_deg": 25.0, "distance": 2.6}}
+        footer = "Made with vid2model. Drag to orbit, scroll to zoom, right-drag to pan."
+        for page, template in (("index.html", "index.html"), ("splat.html", "splat.html")):
+            main = _product_main(glb is not None, usdz is not None, title) if page == "index.html" else ""
+            text = Template((WEB_DIR / template).read_text(encoding="utf-8")).substitute(
+                title=html.escape(f"{title} - vid2model"), nav=_nav(title, page, pages, ""),
+                main=main, footer=footer, config=_script_json(config))
+            (tmp / page).write_text(text, encoding="utf-8")
+        files = [p for p in tmp.rglob("*") if p.is_file()]
+        summary = {"site": str(out / "index.html"), "assets": assets, "embedded": embedded,
+                   "splat_type": splat[1] if splat else None, "report": has_report, "n_files": len(files) + 1,
+                   "bytes": int(sum(p.stat().st_size for p in files))}
+        (tmp / _MARKER).write_text(json.dumps({"workspace": str(ws.root), **summary}, indent=2), encoding="utf-8")
+    log.info("published %s (%d files, %.1f MB)", out, summary["n_files"], summary["bytes"] / 1e6)
+    summary["_human"] = (f"site: {out / 'index.html'} ({', '.join(assets)}; {summary['bytes'] / 1e6:.1f} MB)\n"
+                         f"serve it with: python3 -m http.server -d {out} 8000   "
+                         f"(then open http://127.0.0.1:8000)")
+    return summary
+
+
+def _check_out_dir(ws: Workspace, out: Path) -> None:
+    """Refuse output folders whose replacement would destroy something that is not an earlier site."""
+    if out == ws.root or ws.root.is_relative_to(out):
+        raise UserError(f"the site folder {out} would replace the workspace; choose another folder (-o SITE)")
+    if out.is_relative_to(ws.root) and out.parent == ws.root and out.name in {
+            "images", "images_full", "sparse", "dense", "mesh", "texture", "splat", "export", "report", "sfm",
+            "ingest"}:
+        raise UserError(f"{out} is a workspace folder; choose another site folder (e.g. {ws.root / 'site'})")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / _MARKER).exists())):
+        raise UserError(f"{out} exists and is not a vid2model site; choose an empty or new folder")
+
+
+def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
+    if not has_glb:
+        return ("<div class='status'>No 3D model was exported for this capture; see the "
+                "<a href='splat.html'>splat view</a>.</div>")
+    ios = ' ios-src="model.usdz"' if has_usdz else ""
+    # src is set by product.js (from the file, or from its embedded copy on file:// pages)
+    return (f'<model-viewer id="product" alt="{html.escape(title)}: 3D model"{ios} camera-controls ar '
+            'ar-modes="webxr scene-viewer quick-look" shadow-intensity="0.8" exposure="1" '
+            'touch-action="pan-y" interaction-prompt="none">'
+            '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>')
+
+
+def _nav(title: str, page: str, pages: dict[str, bool], prefix: str) -> str:
+    labels = {"index.html": "3D model", "splat.html": "Gaussian splat", "report/index.html": "Capture report"}
+    links = [f"<a href='{prefix}{p}'{' class=here' if p == page else ''}>{labels[p]}</a>"
+             for p, present in pages.items() if present]
+    return f"<h1>{html.escape(title)}</h1>" + "".join(links)
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _write_embedded(path: Path) -> None:
+    """``<asset>.js``: a classic script holding the asset as base64 (readable from file:// pages)."""
+    with open(path.with_name(path.name + ".js"), "w", encoding="ascii") as f:
+        f.write(f"window.V2M_EMBED=window.V2M_EMBED||{{}};window.V2M_EMBED[{json.dumps(path.name)}]=\"")
+        with open(path, "rb") as src:
+            while chunk := src.read(3 * 1024 * 1024):  # multiple of 3: base64 chunks concatenate cleanly
+                f.write(base64.b64encode(chunk).decode("ascii"))
+        f.write('";\n')
+
+
+def _link_report(report: Path, pages: dict[str, bool], assets: list[str]) -> None:
+    """Point the copied report at the site: a viewer bar on top, export links to the copied assets."""
+    text = report.read_text(encoding="utf-8")
+    bar = ("<nav style='margin:0 0 1em;padding:.5em 0;border-bottom:1px solid #ddd'>"
+           + " · ".join(f"<a href='../{p}'>{label}</a>" for p, label in
+                        (("index.html", "3D model viewer"), ("splat.html", "Gaussian splat viewer")) if pages[p])
+           + "</nav>")
+    text = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + bar, text, count=1)
+    text = text.replace("'../site/index.html'", "'../index.html'")
+    for name in assets:
+        text = text.replace(f"'../export/{name}'", f"'../{name}'")
+    report.write_text(text, encoding="utf-8")

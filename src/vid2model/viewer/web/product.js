@@ -1,0 +1,45 @@
+// Product view: points <model-viewer> at the GLB. On pages opened from disk (file://) browsers refuse
+// to fetch files, so the GLB is taken from its embedded copy (model.glb.js) instead.
+(function () {
+  "use strict";
+  var cfg = JSON.parse(document.getElementById("v2m-config").textContent);
+  var status = document.getElementById("status");
+  var mv = document.getElementById("product");
+
+  function say(html) { status.innerHTML = html || ""; status.hidden = !html; }
+
+  function loadEmbedded(name) {
+    return new Promise(function (resolve, reject) {
+      var s = document.createElement("script");
+      s.src = name + ".js";
+      s.onload = function () {
+        var b64 = (window.V2M_EMBED || {})[name];
+        if (!b64) { reject(new Error("no embedded copy of " + name)); return; }
+        var bin = atob(b64), bytes = new Uint8Array(bin.length);
+        for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        delete window.V2M_EMBED[name];
+        resolve(bytes);
+      };
+      s.onerror = function () { reject(new Error("cannot read " + name + ".js")); };
+      document.head.appendChild(s);
+    });
+  }
+
+  var servedHint = "Serve this folder instead of opening it from disk, e.g. " +
+    "<code>python3 -m http.server -d SITE 8000</code>, then open <code>http://127.0.0.1:8000</code>.";
+
+  if (!mv) { return; }
+  mv.addEventListener("load", function () { say(""); document.body.dataset.loaded = "1"; });
+  mv.addEventListener("error", function (ev) {
+    document.body.dataset.error = "1";
+    say("The 3D model could not be loaded" + (location.protocol === "file:" ? ". " + servedHint : "."));
+  });
+  var src = cfg.model;
+  if (location.protocol === "file:" && cfg.embedded.indexOf(src) >= 0) {
+    loadEmbedded(src).then(function (bytes) {
+      mv.src = URL.createObjectURL(new Blob([bytes], { type: "model/gltf-binary" }));
+    }).catch(function () { say("The 3D model could not be loaded. " + servedHint); });
+  } else {
+    mv.src = src;
+  }
+})();

@@ -1,0 +1,323 @@
+"""``vid2model publish``: the static site opened in headless Chromium (software WebGL), as a visitor sees it.
+
+Needs Debian's ``chromium`` (apt-get install chromium) and ``npm`` (the first publish installs the pinned
+viewer libraries into ~/.cache/vid2model); tests skip with the reason when either is absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vid2model.errors import UserError
+from vid2model.viewer.publish import publish
+from vid2model.viewer.vendor import cache_root, web_hash
+from vid2model.workspace import Workspace
+
+BACKGROUND = np.array([244, 244, 244])  # the site's page background (#f4f4f4)
+SH_C0 = 0.28209479177387814
+
+
+# ---- test inputs -------------------------------------------------------------------------------------
+def colour_of(xyz: np.ndarray) -> np.ndarray:
+    """(N, 3) -> (N, 3) in [0, 1]: a colour that changes around the object, so orbiting changes the image."""
+    ang = np.arctan2(xyz[:, 1], xyz[:, 0])
+    return np.clip(np.stack([0.5 + 0.45 * np.cos(ang), 0.5 + 0.45 * np.sin(ang), 0.3 + 0.4 * (xyz[:, 2] > 0)],
+                            axis=1), 0, 1)
+
+
+def write_glb(path: Path) -> None:
+    """A vertex-coloured ellipsoid (not rotationally symmetric) as GLB, written by trimesh."""
+    import trimesh
+
+    m = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    m.vertices *= [1.0, 0.55, 0.4]
+    rgb = (colour_of(m.vertices) * 255).astype(np.uint8)
+    m.visual = trimesh.visual.ColorVisuals(m, vertex_colors=np.hstack([rgb, np.full((len(rgb), 1), 255, np.uint8)]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m.export(path)
+
+
+def write_splat_ply(path: Path, n: int = 4000, seed: int = 0) -> None:
+    """Standard 3DGS PLY: gaussians on an ellipsoid shell (+Z up), colours varying around it."""
+    from plyfile import PlyData, PlyElement
+
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    xyz = (d * [1.0, 0.6, 0.45]).astype(np.float32)
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2",
+             *[f"f_rest_{i}" for i in range(9)], "opacity", "scale_0", "scale_1", "scale_2",
+             "rot_0", "rot_1", "rot_2", "rot_3"]
+    arr = np.zeros(n, dtype=[(k, "f4") for k in names])
+    for i, k in enumerate("xyz"):
+        arr[k] = xyz[:, i]
+    dc = (colour_of(xyz) - 0.5) / SH_C0
+    for i in range(3):
+        arr[f"f_dc_{i}"] = dc[:, i]
+        arr[f"scale_{i}"] = np.log(0.05)
+    arr["opacity"] = 4.0  # logit: ~0.98
+    arr["rot_0"] = 1.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(arr, "vertex")]).write(str(path))
+
+
+@pytest.fixture(scope="module")
+def npm_ready():
+    if not (cache_root() / f"web-{web_hash()}" / ".complete").exists() and shutil.which("npm") is None:
+        pytest.skip("npm is absent and the viewer libraries are not cached (apt-get install npm)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, npm_ready) -> tuple[Path, dict]:
+    ws = Workspace(tmp_path_factory.mktemp("pub") / "ws").create()
+    write_glb(ws.export_path("glb"))
+    write_splat_ply(ws.splat_ply)
+    ws.report_dir.mkdir(parents=True)
+    ws.report_html.write_text("<!doctype html><html><body><h1>Capture report</h1>"
+                              "<a href='../export/model.glb'>model.glb</a></body></html>", encoding="utf-8")
+    out = ws.root.parent / "site"
+    return out, publish(ws, out)
+
+
+# ---- a minimal DevTools-protocol driver for Debian's chromium ------------------------------------------
+class Browser:
+    """Headless Chromium with SwiftShader WebGL, driven over the DevTools protocol (one page)."""
+
+    def __init__(self, exe: str, profile: Path, width: int = 800, height: int = 600):
+        from websockets.sync.client import connect
+
+        self.proc = subprocess.Popen(
+            [exe, "--headless=new", "--no-sandbox", "--no-first-run", "--no-default-browser-check",
+             "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
+             "--disable-dev-shm-usage", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port = self._devtools_port(profile)
+        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
+        self.ws = connect(url, max_size=None, open_timeout=10)
+        self._id = 0
+        self.console: list[str] = []
+        self.send("Runtime.enable")
+        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                         "deviceScaleFactor": 1, "mobile": False})
+
+    def _devtools_port(self, profile: Path, timeout: float = 30) -> int:
+        t0 = time.time()
+        port_file = profile / "DevToolsActivePort"
+        while time.time() - t0 < timeout:
+            if port_file.exists() and port_file.read_text().strip():
+                return int(port_file.read_text().split()[0])
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chromium exited: {self.proc.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("chromium did not open its DevTools port")
+
+    def send(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
+        self._id += 1
+        my_id = self._id
+        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params or {}}))
+        t0 = time.time()
+        while True:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, timeout - (time.time() - t0))))
+            if msg.get("method") == "Runtime.consoleAPICalled":
+                self.console.append(" ".join(str(a.get("value", a.get("description", "")))
+                                             for a in msg["params"]["args"]))
+            elif msg.get("method") == "Runtime.exceptionThrown":
+                self.console.append(str(msg["params"]["exceptionDetails"].get("exception", {}).get("description")))
+            if msg.get("id") == my_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def eval(self, expr: str, timeout: float = 60):
+        res = self.send("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True},
+                        timeout=timeout)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"{expr}: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    def goto(self, url: str) -> None:
+        self.send("Page.navigate", {"url": url})
+        self.wait_for("document.readyState === 'complete'", 30)
+
+    def wait_for(self, expr: str, timeout: float) -> None:
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if self.eval(f"!!({expr})"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"waited {timeout} s for {expr}; console: {self.console[-10:]}")
+
+    def rect(self, selector: str) -> dict:
+        return self.eval(f"JSON.parse(JSON.stringify(document.querySelector({json.dumps(selector)})"
+                         ".getBoundingClientRect()))")
+
+    def screenshot(self, r: dict) -> np.ndarray:
+        from PIL import Image
+
+        clip = {"x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"], "scale": 1}
+        data = self.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"]
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+
+    def drag(self, r: dict, dx: float, dy: float = 0.0, steps: int = 12) -> None:
+        x0, y0 = r["x"] + r["width"] / 2, r["y"] + r["height"] / 2
+        mouse = functools.partial(self.send, "Input.dispatchMouseEvent")
+        mouse({"type": "mouseMoved", "x": x0, "y": y0})
+        mouse({"type": "mousePressed", "x": x0, "y": y0, "button": "left", "buttons": 1, "clickCount": 1})
+        for i in range(1, steps + 1):
+            mouse({"type": "mouseMoved", "x": x0 + dx * i / steps, "y": y0 + dy * i / steps,
+                   "button": "left", "buttons": 1})
+            time.sleep(0.03)
+        mouse({"type": "mouseReleased", "x": x0 + dx, "y": y0 + dy, "button": "left", "buttons": 0,
+               "clickCount": 1})
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    pytest.importorskip("websockets", reason="the DevTools driver uses websockets (installed with viser)")
+    exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    b = Browser(exe, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """The site served by Python's http.server on a free 127.0.0.1 port (any static host)."""
+    handler = functools.partial(_QuietHandler, directory=str(site[0]))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+def coverage(img: np.ndarray) -> float:
+    """Share of pixels that differ clearly from the page background."""
+    return float((np.abs(img.astype(int) - BACKGROUND).max(axis=2) > 24).mean())
+
+
+# ---- tests -----------------------------------------------------------------------------------------------
+def test_site_layout(site):
+    out, res = site
+    for name in ("index.html", "splat.html", "model.glb", "model.ply", "model.glb.js", "style.css", "product.js",
+                 "vendor/model-viewer/model-viewer-umd.min.js", "vendor/splat-view.js", "report/index.html",
+                 "site.json"):
+        assert (out / name).is_file(), name
+    assert res["splat_type"] == "ply" and res["report"] and "model.usdz" not in res["assets"]
+    index = (out / "index.html").read_text()
+    assert "<model-viewer" in index and "ios-src" not in index  # no USDZ: no dangling iOS link
+    # nothing is fetched from another host at view time
+    for page in ("index.html", "splat.html", "report/index.html"):
+        assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", (out / page).read_text()), page
+    report = (out / "report" / "index.html").read_text()
+    assert "href='../index.html'" in report and "href='../splat.html'" in report and "'../model.glb'" in report
+    # the base64 copy decodes to the very GLB (used by pages opened from disk)
+    js = (out / "model.glb.js").read_text()
+    assert base64.b64decode(js.split('="', 1)[1].rsplit('"', 1)[0]) == (out / "model.glb").read_bytes()
+
+
+def test_publish_errors(tmp_path, site):
+    ws = Workspace(tmp_path / "empty").create()
+    with pytest.raises(UserError, match="nothing to publish"):
+        publish(ws, tmp_path / "s")
+    write_glb(ws.export_path("glb"))
+    with pytest.raises(UserError, match="replace the workspace"):
+        publish(ws, ws.root)
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a vid2model site"):
+        publish(ws, tmp_path / "precious")
+    assert (tmp_path / "precious" / "thesis.txt").read_text() == "keep me"
+    ws.export_path("usdz").write_bytes(b"PK\x03\x04 stand-in usdz")
+    res = publish(ws, tmp_path / "s")  # mesh only, no splat, no report; republishing replaces it
+    res = publish(ws, tmp_path / "s")
+    assert res["assets"] == ["model.glb", "model.usdz"] and not res["report"] and res["splat_type"] is None
+    assert 'ios-src="model.usdz"' in (tmp_path / "s" / "index.html").read_text()
+    assert "Gaussian splat" not in (tmp_path / "s" / "index.html").read_text()
+
+
+def test_product_view_loads_and_orbits(browser, server):
+    browser.goto(server + "/index.html")
+    browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
+    assert browser.eval("document.body.dataset.error") is None, browser.console
+    browser.wait_for("document.getElementById('product').modelIsVisible", 30)
+    time.sleep(1.0)
+    r = browser.rect("#product")
+    before = browser.screenshot(r)
+    cov = coverage(before)
+    assert 0.05 < cov < 0.9, f"model covers {cov:.1%} of the canvas"
+    theta0 = browser.eval("document.getElementById('product').getCameraOrbit().theta")
+    browser.drag(r, dx=r["width"] * 0.25)
+    time.sleep(1.5)  # model-viewer eases the camera towards the dragged orbit
+    theta1 = browser.eval("document.getElementById('product').getCameraOrbit().theta")
+    after = browser.screenshot(r)
+    assert abs(theta1 - theta0) > 0.3, (theta0, theta1)
+    changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
+    assert changed > 0.02, f"only {changed:.1%} of the pixels changed after orbiting"
+    assert coverage(after) > 0.05
+
+
+def test_splat_view_loads_and_orbits(browser, server):
+    browser.goto(server + "/splat.html")
+    browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 90)
+    assert browser.eval("document.body.dataset.error") is None, browser.console
+    assert browser.eval("window.v2mSplat.numSplats") == 4000
+    time.sleep(1.0)
+    r = browser.rect("#splat-canvas")
+    before = browser.screenshot(r)
+    cov = coverage(before)
+    assert 0.05 < cov < 0.9, f"splat covers {cov:.1%} of the canvas"
+    p0 = np.array(browser.eval("window.v2mSplat.camera.position.toArray()"))
+    browser.drag(r, dx=r["width"] * 0.25)
+    time.sleep(1.5)
+    p1 = np.array(browser.eval("window.v2mSplat.camera.position.toArray()"))
+    after = browser.screenshot(r)
+    assert np.linalg.norm(p1 - p0) > 0.2 * np.linalg.norm(p0), (p0, p1)
+    changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
+    assert changed > 0.02, f"only {changed:.1%} of the pixels changed after orbiting"
+
+
+def test_product_view_from_disk(browser, site):
+    """Opened by double-click (file://): the GLB comes from its embedded copy."""
+    browser.goto((site[0] / "index.html").as_uri())
+    browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
+    assert browser.eval("document.body.dataset.error") is None, browser.console
+    browser.wait_for("document.getElementById('product').modelIsVisible", 30)
+    time.sleep(1.0)
+    assert coverage(browser.screenshot(browser.rect("#product"))) > 0.05
