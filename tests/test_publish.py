@@ -99,7 +99,7 @@ def site(tmp_path_factory, npm_ready) -> tuple[Path, dict]:
 class Browser:
     """Headless Chromium with SwiftShader WebGL, driven over the DevTools protocol (one page)."""
 
-    def __init__(self, exe: str, profile: Path, width: int = 800, height: int = 600):
+    def __init__(self, exe: str, profile: Path, width: int = 480, height: int = 360):
         from websockets.sync.client import connect
 
         self.proc = subprocess.Popen(
@@ -313,11 +313,20 @@ def test_splat_view_loads_and_orbits(browser, server):
     assert changed > 0.02, f"only {changed:.1%} of the pixels changed after orbiting"
 
 
+def test_splat_view_from_disk(browser, site):
+    """Opened by double-click (file://, where browsers refuse fetches): the splat comes from its embedded copy."""
+    browser.goto((site[0] / "splat.html").as_uri())
+    browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 90)
+    assert browser.eval("document.body.dataset.error") is None, browser.console
+    assert browser.eval("window.v2mSplat.numSplats") == 4000
+    assert coverage(browser.screenshot(browser.rect("#splat-canvas"))) > 0.05
+
+
+@pytest.mark.slow  # a second first-render of model-viewer in software GL: ~20 s
 def test_product_view_from_disk(browser, site):
-    """Opened by double-click (file://): the GLB comes from its embedded copy."""
     browser.goto((site[0] / "index.html").as_uri())
     browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
     assert browser.eval("document.body.dataset.error") is None, browser.console
+    assert browser.eval("document.getElementById('product').src").startswith("blob:")
     browser.wait_for("document.getElementById('product').modelIsVisible", 30)
-    time.sleep(1.0)
     assert coverage(browser.screenshot(browser.rect("#product"))) > 0.05

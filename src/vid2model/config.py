@@ -119,7 +119,8 @@ class SplatConfig:
 class ExportConfig:
     """Files for other tools."""
 
-    formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usda", "fbx", "ply", "splat_ply", "splat", "spz")
+    # glb gltf obj usdz usd (binary) usda (text) fbx ply (mesh + dense points) splat_ply splat spz
+    formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usd", "fbx", "ply", "splat_ply", "splat", "spz")
 
 
 STAGE_CONFIGS: dict[str, type] = {

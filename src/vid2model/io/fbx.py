@@ -19,6 +19,9 @@ VERSION = 7400
 HEADER = b"Kaydara FBX Binary  \x00\x1a\x00"
 NULL_RECORD = b"\x00" * 13
 FOOTER_ID = bytes([0xFA, 0xBC, 0xAB, 0x09, 0xD0, 0xC8, 0xD4, 0x66, 0xB1, 0x76, 0xFB, 0x83, 0x1C, 0xF7, 0x26, 0x7E])
+# Fixed file id / creation time that Autodesk's SDK expects to pair with the footer id above.
+FILE_ID = bytes([0x28, 0xB3, 0x2A, 0xEB, 0xB6, 0x24, 0xCC, 0xC2, 0xBF, 0xC8, 0xB0, 0x2A, 0xA9, 0x2B, 0xFC, 0xF1])
+CREATION_TIME = "1970-01-01 10:00:00:000"
 FOOTER_MAGIC = bytes([0xF8, 0x5A, 0x8C, 0x6A, 0xDE, 0xF5, 0xD9, 0x7E, 0xEC, 0xE9, 0x0C, 0xE3, 0x75, 0x8F, 0x29, 0x0B])
 
 
@@ -62,7 +65,9 @@ def _prop(p: Any) -> bytes:
         code = {np.dtype("float64"): b"d", np.dtype("float32"): b"f", np.dtype("int32"): b"i",
                 np.dtype("int64"): b"l"}[p.dtype]
         raw = np.ascontiguousarray(p).tobytes()
-        packed = zlib.compress(raw)
+        if len(raw) < 128:  # tiny arrays stay plain, as other writers do
+            return code + struct.pack("<III", len(p), 0, len(raw)) + raw
+        packed = zlib.compress(raw, 1)  # level 1: most of the gain at a fraction of the time
         return code + struct.pack("<III", len(p), 1, len(packed)) + packed
     raise TypeError(f"unsupported FBX property {type(p).__name__}")
 
@@ -95,15 +100,24 @@ def _name(name: str, cls: str) -> bytes:
 
 
 def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, normals: np.ndarray | None,
-                   texture: Path | None, unit_scale_cm: float = 100.0) -> list[Node]:
-    """Top-level FBX nodes for one mesh (Y-up, units of ``unit_scale_cm`` centimetres)."""
-    ids = {k: Id(2_000_000_000_000 + i) for i, k in enumerate(("model", "geom", "mat", "tex", "video"))}
+                   texture: Path | None, unit_scale_cm: float = 100.0, colors: np.ndarray | None = None,
+                   name: str = "model") -> list[Node]:
+    """Top-level FBX nodes for one mesh (Y-up, units of ``unit_scale_cm`` centimetres).
+
+    Args:
+        vertices: (V, 3) float; faces: (F, 3) int; uvs: (V, 2) or None; normals: (V, 3) or None;
+        colors: (V, 3|4) uint8 vertex colours or None; texture: PNG/JPEG embedded in the Video node.
+    """
+    ids = {k: Id(2_000_000_000_000 + i) for i, k in enumerate(("model", "geom", "mat", "tex", "video", "doc"))}
     header = Node("FBXHeaderExtension", children=[
         Node("FBXHeaderVersion", 1003), Node("FBXVersion", VERSION), Node("EncryptionType", 0),
         Node("CreationTimeStamp", children=[Node("Version", 1000), Node("Year", 2026), Node("Month", 1),
                                             Node("Day", 1), Node("Hour", 0), Node("Minute", 0), Node("Second", 0),
                                             Node("Millisecond", 0)]),
         Node("Creator", "vid2model")])
+    file_id = Node("FileId", Raw(FILE_ID))
+    creation = Node("CreationTime", CREATION_TIME)
+    creator = Node("Creator", "vid2model")
     gs = Node("GlobalSettings", children=[Node("Version", 1000), _p70(
         ("UpAxis", "int", "Integer", "", 1), ("UpAxisSign", "int", "Integer", "", 1),
         ("FrontAxis", "int", "Integer", "", 2), ("FrontAxisSign", "int", "Integer", "", 1),
@@ -121,7 +135,7 @@ def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | No
     F = faces.astype(np.int32)
     pvi = F.copy()
     pvi[:, 2] = -pvi[:, 2] - 1  # the last corner of each polygon is stored as ~index
-    geom = Node("Geometry", ids["geom"], _name("model", "Geometry"), "Mesh", children=[
+    geom = Node("Geometry", ids["geom"], _name(name, "Geometry"), "Mesh", children=[
         Node("Vertices", np.ascontiguousarray(vertices, np.float64).ravel()),
         Node("PolygonVertexIndex", pvi.ravel()),
         Node("GeometryVersion", 124)])
@@ -132,6 +146,15 @@ def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | No
             Node("ReferenceInformationType", "Direct"),
             Node("Normals", np.ascontiguousarray(normals[F].reshape(-1, 3), np.float64).ravel())]))
         layer.children.append(Node("LayerElement", children=[Node("Type", "LayerElementNormal"),
+                                                             Node("TypedIndex", 0)]))
+    if colors is not None:
+        rgba = np.ones((len(colors), 4))
+        rgba[:, :3] = np.asarray(colors)[:, :3] / 255.0
+        geom.children.append(Node("LayerElementColor", 0, children=[
+            Node("Version", 101), Node("Name", "Col"), Node("MappingInformationType", "ByPolygonVertex"),
+            Node("ReferenceInformationType", "IndexToDirect"), Node("Colors", rgba.ravel()),
+            Node("ColorIndex", F.ravel())]))
+        layer.children.append(Node("LayerElement", children=[Node("Type", "LayerElementColor"),
                                                              Node("TypedIndex", 0)]))
     if uvs is not None:
         geom.children.append(Node("LayerElementUV", 0, children=[
@@ -145,12 +168,12 @@ def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | No
     layer.children.append(Node("LayerElement", children=[Node("Type", "LayerElementMaterial"), Node("TypedIndex", 0)]))
     geom.children.append(layer)
 
-    model = Node("Model", ids["model"], _name("model", "Model"), "Mesh", children=[
+    model = Node("Model", ids["model"], _name(name, "Model"), "Mesh", children=[
         Node("Version", 232), _p70(("Lcl Translation", "Lcl Translation", "", "A", 0.0, 0.0, 0.0),
                                    ("Lcl Rotation", "Lcl Rotation", "", "A", 0.0, 0.0, 0.0),
                                    ("Lcl Scaling", "Lcl Scaling", "", "A", 1.0, 1.0, 1.0)),
         Node("Shading", True), Node("Culling", "CullingOff")])
-    mat = Node("Material", ids["mat"], _name("material", "Material"), "", children=[
+    mat = Node("Material", ids["mat"], _name(f"{name}_material", "Material"), "", children=[
         Node("Version", 102), Node("ShadingModel", "phong"), Node("MultiLayer", 0),
         _p70(("DiffuseColor", "Color", "", "A", 0.8, 0.8, 0.8), ("DiffuseFactor", "Number", "", "A", 1.0),
              ("SpecularFactor", "Number", "", "A", 0.0), ("ShininessExponent", "Number", "", "A", 2.0))])
@@ -170,19 +193,25 @@ def build_document(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | No
             Node("Texture_Alpha_Source", "None"), Node("Cropping", 0, 0, 0, 0)]))
         conns.children += [Node("C", "OP", ids["tex"], ids["mat"], "DiffuseColor"),
                            Node("C", "OO", ids["video"], ids["tex"])]
-    return [header, gs, Node("Documents", children=[Node("Count", 0)]), Node("References"), defs, objects, conns]
+    docs = Node("Documents", children=[Node("Count", 1), Node("Document", ids["doc"], "Scene", "Scene", children=[
+        _p70(("SourceObject", "object", "", ""), ("ActiveAnimStackName", "KString", "", "", "")),
+        Node("RootNode", Id(0))])])
+    return [header, file_id, creation, creator, gs, docs, Node("References"), defs, objects, conns]
 
 
 def write_fbx(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None,
-              normals: np.ndarray | None = None, texture: Path | None = None, unit_scale_cm: float = 100.0) -> None:
-    """Write a binary FBX 7.4 file (vertices in metres, Y-up, by default)."""
+              normals: np.ndarray | None = None, texture: Path | None = None, unit_scale_cm: float = 100.0,
+              colors: np.ndarray | None = None, name: str = "model") -> None:
+    """Write a binary FBX 7.4 file (vertices in metres and Y-up with the defaults; see ``build_document``)."""
     out = bytearray(HEADER + struct.pack("<I", VERSION))
-    for node in build_document(vertices, faces, uvs, normals, texture, unit_scale_cm):
+    for node in build_document(vertices, faces, uvs, normals, texture, unit_scale_cm, colors, name):
         out += _encode(node, len(out))
     out += NULL_RECORD
-    out += FOOTER_ID
+    # Footer: id, 4 zero bytes, zero padding to a 16-byte boundary (a full 16 when already aligned),
+    # version, 120 zero bytes, magic.
+    out += FOOTER_ID + b"\x00" * 4
     out += b"\x00" * ((16 - len(out) % 16) % 16 or 16)
-    out += b"\x00" * 4 + struct.pack("<I", VERSION) + b"\x00" * 120 + FOOTER_MAGIC
+    out += struct.pack("<I", VERSION) + b"\x00" * 120 + FOOTER_MAGIC
     Path(path).write_bytes(bytes(out))
 
 

@@ -23,12 +23,23 @@ def _pad(b: bytes, fill: bytes = b"\x00") -> bytes:
     return b + fill * ((4 - len(b) % 4) % 4)
 
 
-def build_gltf(mesh, texture: Path | None) -> tuple[dict, bytes, bytes | None]:
-    """glTF JSON (without buffer URIs), the binary payload, and the PNG bytes (also inside the payload)."""
-    V = np.asarray(mesh.vertices, np.float32)
-    F = np.asarray(mesh.faces, np.uint32)
-    N = np.asarray(mesh.vertex_normals, np.float32)
-    N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] to linear (glTF vertex colours are linear)."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
+               uvs: np.ndarray | None = None, texture: Path | None = None, colors: np.ndarray | None = None,
+               name: str = "model") -> tuple[dict, bytes]:
+    """glTF JSON (without buffer URIs) and the binary payload (image included).
+
+    Args:
+        vertices: (V, 3) Y-up metres; faces: (F, 3); normals: (V, 3) or None;
+        uvs: (V, 2) with the OBJ convention (origin bottom-left) or None; texture: PNG/JPEG file;
+        colors: (V, 3) uint8 sRGB vertex colours, used when there is no texture.
+    """
+    V = np.ascontiguousarray(vertices, np.float32)
+    F = np.ascontiguousarray(faces, np.uint32)
     chunks: list[bytes] = []
     views, accessors = [], []
 
@@ -50,45 +61,48 @@ def build_gltf(mesh, texture: Path | None) -> tuple[dict, bytes, bytes | None]:
         accessors.append(acc)
         return len(accessors) - 1
 
-    attrs = {"POSITION": accessor(V, FLOAT, "VEC3", ARRAY_BUFFER), "NORMAL": accessor(N, FLOAT, "VEC3", ARRAY_BUFFER)}
-    material: dict = {"name": "material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
+    attrs = {"POSITION": accessor(V, FLOAT, "VEC3", ARRAY_BUFFER)}
+    if normals is not None:
+        N = np.asarray(normals, np.float64)
+        N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
+        attrs["NORMAL"] = accessor(N.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
+    material: dict = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
                       "doubleSided": False}
     gltf: dict = {"asset": {"version": "2.0", "generator": f"vid2model {__version__}"}, "scene": 0,
-                  "scenes": [{"name": "scene", "nodes": [0]}], "nodes": [{"name": "model", "mesh": 0}]}
-    png = None
-    uv = getattr(mesh.visual, "uv", None)
-    if texture is not None and uv is not None:
-        T = np.asarray(uv, np.float32).copy()
+                  "scenes": [{"name": "scene", "nodes": [0]}], "nodes": [{"name": name, "mesh": 0}]}
+    if texture is not None and uvs is not None:
+        T = np.asarray(uvs, np.float32).copy()
         T[:, 1] = 1.0 - T[:, 1]  # glTF's UV origin is the image's top-left
         attrs["TEXCOORD_0"] = accessor(T, FLOAT, "VEC2", ARRAY_BUFFER)
         png = Path(texture).read_bytes()
         img_view = add(png, None)
-        gltf["images"] = [{"bufferView": img_view, "mimeType": "image/png", "name": "texture"}]
+        mime = "image/jpeg" if png[:3] == b"\xff\xd8\xff" else "image/png"
+        gltf["images"] = [{"bufferView": img_view, "mimeType": mime, "name": Path(texture).stem}]
         gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
         gltf["textures"] = [{"sampler": 0, "source": 0}]
         material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
-    else:
-        colors = getattr(mesh.visual, "vertex_colors", None)
-        if colors is not None and len(colors) == len(V):
-            C = np.asarray(colors, np.float32)[:, :3] / 255.0
-            attrs["COLOR_0"] = accessor(C.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
+    elif colors is not None and len(colors) == len(V):
+        C = srgb_to_linear(np.asarray(colors, np.float64)[:, :3] / 255.0)
+        attrs["COLOR_0"] = accessor(C.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
     idx = accessor(F.ravel(), UINT32, "SCALAR", ELEMENT_ARRAY_BUFFER, minmax=False)
     accessors[idx]["min"] = [int(F.min())]
     accessors[idx]["max"] = [int(F.max())]
-    gltf["meshes"] = [{"name": "model", "primitives": [{"attributes": attrs, "indices": idx, "material": 0,
+    gltf["meshes"] = [{"name": name, "primitives": [{"attributes": attrs, "indices": idx, "material": 0,
                                                         "mode": 4}]}]
     gltf["materials"] = [material]
     gltf["accessors"] = accessors
     gltf["bufferViews"] = views
     payload = b"".join(chunks)
     gltf["buffers"] = [{"byteLength": len(payload)}]
-    return gltf, payload, png
+    return gltf, payload
 
 
-def write_gltf(path: Path, mesh, texture: Path | None) -> None:
-    """Write ``.glb`` (single file) or ``.gltf`` (+ ``<stem>.bin``; texture inside the .bin)."""
+def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
+               uvs: np.ndarray | None = None, texture: Path | None = None, colors: np.ndarray | None = None,
+               name: str = "model") -> None:
+    """Write ``.glb`` (single file) or ``.gltf`` (+ ``<stem>.bin``, texture inside it); see ``build_gltf``."""
     path = Path(path)
-    gltf, payload, _ = build_gltf(mesh, texture)
+    gltf, payload = build_gltf(vertices, faces, normals, uvs, texture, colors, name)
     if path.suffix == ".glb":
         js = _pad(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
         total = 12 + 8 + len(js) + 8 + len(payload)

@@ -10,7 +10,8 @@ import numpy as np
 
 
 def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, normals: np.ndarray | None,
-              texture_png: Path | None, up_axis: str = "Y", meters_per_unit: float = 1.0, name: str = "model") -> None:
+              texture_png: Path | None, up_axis: str = "Y", meters_per_unit: float = 1.0, name: str = "model",
+              colors: np.ndarray | None = None) -> None:
     """Write ``.usda``/``.usdc`` (by suffix) or ``.usdz`` (packaged with its texture).
 
     Args:
@@ -21,6 +22,8 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
         texture_png: base-colour texture file, or None for a plain material.
         up_axis: "Y" or "Z".
         meters_per_unit: stage units.
+        name: root prim name (the default prim).
+        colors: (V, 3) uint8 vertex colours used when there is no texture (``displayColor``), or None.
     """
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdUtils, Vt
 
@@ -56,7 +59,7 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
         shader.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(0.0)
         mat.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
         if texture_png is not None and uvs is not None:
-            tex_name = "texture.png"
+            tex_name = Path(texture_png).name
             shutil.copy(texture_png, work / tex_name)
             reader = UsdShade.Shader.Define(stage, f"/{name}/material/st_reader")
             reader.CreateIdAttr("UsdPrimvarReader_float2")
@@ -68,6 +71,16 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
             tex.CreateInput("st", Sdf.ValueTypeNames.Float2).ConnectToSource(reader.ConnectableAPI(), "result")
             tex.CreateOutput("rgb", Sdf.ValueTypeNames.Float3)
             shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(tex.ConnectableAPI(), "rgb")
+        elif colors is not None:
+            srgb = np.asarray(colors, np.float32)[:, :3] / 255.0
+            linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)  # displayColor is linear
+            mesh.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex).Set(Vt.Vec3fArray.FromNumpy(linear.astype(np.float32)))
+            reader = UsdShade.Shader.Define(stage, f"/{name}/material/color_reader")
+            reader.CreateIdAttr("UsdPrimvarReader_float3")
+            reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("displayColor")
+            reader.CreateOutput("result", Sdf.ValueTypeNames.Float3)
+            shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(
+                reader.ConnectableAPI(), "result")
         else:
             shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).Set(Gf.Vec3f(0.7, 0.7, 0.7))
         UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(mat)
@@ -80,7 +93,7 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
             shutil.move(str(tmp_out), path)
         else:
             if texture_png is not None and uvs is not None:
-                shutil.copy(work / "texture.png", path.parent / "texture.png")
+                shutil.copy(work / tex_name, path.parent / tex_name)
             shutil.move(str(layer_path), path)
     finally:
         shutil.rmtree(work, ignore_errors=True)

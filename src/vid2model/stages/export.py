@@ -1,13 +1,17 @@
 """Export stage: files for other tools under ``export/``, with axes and units per format recorded.
 
-The workspace frame is +Z up (metres when the scale is metric). glTF, OBJ, FBX and USDZ get +Y up
-(x, y, z) -> (x, z, -y); arbitrary-scale models are scaled so the scene is about a metre across, and
-``export/export.json`` records the transform and the sizes.
+The workspace frame is +Z up in workspace units (metres when the scale is metric). glTF, OBJ, FBX and
+USD/USDZ get +Y up, the convention of their readers: (x, y, z) -> (x, z, -y), a rotation, so handedness
+and winding are kept. PLY files stay +Z up (MeshLab, CloudCompare and Blender's PLY importer do not
+convert axes). Every file is in metres: metric workspaces are scaled by ``metres_per_unit``; arbitrary-scale
+ones are scaled so the scene is about a metre across (recorded as such). ``export/export.json`` records
+the transform, the per-format conventions and the file sizes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,133 +20,236 @@ import numpy as np
 
 from vid2model.config import ExportConfig
 from vid2model.errors import UserError
+from vid2model.progress import track
 from vid2model.workspace import Workspace, atomic_path
 
 log = logging.getLogger("vid2model")
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
-MESH_FORMATS = {"glb", "gltf", "obj", "usdz", "usd", "usda", "fbx", "ply"}
-SPLAT_FORMATS = {"splat_ply", "splat", "spz"}
+MESH_FORMATS = ("glb", "gltf", "obj", "usdz", "usd", "usda", "fbx", "ply")
+SPLAT_FORMATS = ("splat_ply", "splat", "spz")
+CONVENTIONS = {
+    "glb": "glTF 2.0: +Y up, metres, UV origin top-left (V flipped)",
+    "gltf": "glTF 2.0: +Y up, metres, UV origin top-left (V flipped); buffer in model.bin",
+    "obj": "OBJ: +Y up by convention, metres; MTL map_Kd references the texture",
+    "usdz": "USDZ (AR Quick Look): upAxis Y, metersPerUnit 1, defaultPrim /model, texture in the package",
+    "usd": "USD (binary crate): upAxis Y, metersPerUnit 1, texture next to the file",
+    "usda": "USD (text): upAxis Y, metersPerUnit 1, texture next to the file",
+    "fbx": "FBX 7.4 binary: UpAxis Y, FrontAxis +Z, UnitScaleFactor 100 (1 unit = 1 m), texture embedded",
+    "ply": "PLY mesh: workspace axes (+Z up), metres, vertex colours (+ s,t UVs when textured)",
+}
 
 
-def _load(ws: Workspace):
-    """The textured mesh (trimesh with UVs + image) or the clean mesh with vertex colours."""
+class MeshData:
+    """One mesh ready to write: arrays in the workspace frame plus its texture or colours."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, texture: Path | None,
+                 colors: np.ndarray | None):
+        self.vertices, self.faces, self.uvs, self.texture, self.colors = vertices, faces, uvs, texture, colors
+
+
+def _mtl_texture(obj: Path) -> Path | None:
+    """The ``map_Kd`` image named by the OBJ's material library, if it exists."""
+    for line in obj.read_text(errors="replace").splitlines()[:50]:
+        if line.startswith("mtllib "):
+            mtl = obj.parent / line.split(None, 1)[1].strip()
+            if mtl.exists():
+                for m in mtl.read_text(errors="replace").splitlines():
+                    if m.strip().startswith("map_Kd "):
+                        tex = obj.parent / m.strip().split()[-1]
+                        return tex if tex.exists() else None
+    return None
+
+
+def load_mesh(ws: Workspace) -> MeshData:
+    """The textured mesh (OBJ + atlas) or, failing that, the clean mesh with its vertex colours."""
     import trimesh
 
     if ws.textured_obj.exists():
         mesh = trimesh.load(ws.textured_obj, process=False, force="mesh")
-        return mesh, True
-    if ws.clean_mesh.exists():
-        return trimesh.load(ws.clean_mesh, process=False, force="mesh"), False
-    raise UserError("nothing to export yet: run the mesh (and texture) stages first")
+        uv = getattr(mesh.visual, "uv", None)
+        texture = _mtl_texture(ws.textured_obj) or (ws.texture_dir / "texture.png")
+        if uv is not None and len(uv) == len(mesh.vertices) and texture.exists():
+            return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64),
+                            np.asarray(uv, np.float64), texture, None)
+        log.warning("%s has no usable UVs/texture; exporting it untextured", ws.textured_obj)
+    elif ws.clean_mesh.exists():
+        mesh = trimesh.load(ws.clean_mesh, process=False, force="mesh")
+    else:
+        raise UserError("nothing to export yet: run the mesh (and texture) stages first")
+    colors = None
+    if getattr(mesh.visual, "kind", None) == "vertex":
+        colors = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.uint8)
+    return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), None, None, colors)
 
 
-def _units(ws: Workspace, vertices: np.ndarray) -> tuple[float, str]:
+def units_scale(ws: Workspace, vertices: np.ndarray) -> tuple[float, str]:
+    """(factor from workspace units to metres, description)."""
     scene = ws.read_json(ws.scene_json, default={}) or {}
+    mpu = scene.get("metres_per_unit")
     if scene.get("scale") == "metric":
-        return 1.0, "metres"
-    radius = float(scene.get("radius") or np.percentile(np.linalg.norm(vertices, axis=1), 90))
-    return 0.5 / max(radius, 1e-9), "arbitrary (scene scaled to about 1 m across)"
+        return float(mpu or 1.0), "metres"
+    radius = scene.get("radius")
+    if not radius:
+        centred = vertices - np.median(vertices, axis=0)
+        radius = np.percentile(np.linalg.norm(centred, axis=1), 90) if len(vertices) else 1.0
+    return 0.5 / max(float(radius), 1e-9), "arbitrary scale: scene scaled to about 1 m across"
+
+
+def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals shared by coincident vertices, so UV seams do not show as shading seams.
+
+    Args:
+        vertices: (V, 3); faces: (F, 3).
+    Returns:
+        (V, 3) unit normals.
+    """
+    _, key = np.unique(np.round(vertices, 9), axis=0, return_inverse=True)
+    key = key.ravel()
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area: area weighting
+    acc = np.zeros((key.max() + 1 if len(key) else 0, 3))
+    for k in range(3):
+        np.add.at(acc, key[faces[:, k]], fn)
+    n = acc[key]
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.where(norm > 0, n / np.maximum(norm, 1e-30), np.array([0.0, 0.0, 1.0]))
+
+
+def safe_name(text: str) -> str:
+    """A name every format accepts (USD identifier rules: letters, digits, underscore, no leading digit)."""
+    name = re.sub(r"\W", "_", text, flags=re.ASCII).strip("_") or "model"
+    return name if not name[0].isdigit() else f"_{name}"
 
 
 def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
     """Write the requested formats; unknown names are a clear error."""
-    import trimesh
-
-    unknown = set(cfg.formats) - MESH_FORMATS - SPLAT_FORMATS
+    fmts = [f.strip().lower() for f in cfg.formats if f.strip()]
+    unknown = sorted(set(fmts) - set(MESH_FORMATS) - set(SPLAT_FORMATS))
     if unknown:
-        raise UserError(f"unknown export format(s) {', '.join(sorted(unknown))}; choose from "
-                        f"{', '.join(sorted(MESH_FORMATS | SPLAT_FORMATS))}")
+        raise UserError(f"unknown export format(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(MESH_FORMATS + SPLAT_FORMATS)}")
     ws.export_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
-    mesh_fmts = [f for f in cfg.formats if f in MESH_FORMATS]
+    notes: list[str] = []
     info: dict[str, Any] = {}
-    if mesh_fmts:
-        mesh, textured = _load(ws)
-        scale, units = _units(ws, np.asarray(mesh.vertices))
-        y_up = mesh.copy()
-        y_up.vertices = (np.asarray(mesh.vertices) @ Z_UP_TO_Y_UP.T) * scale
-        texture = ws.texture_dir / "texture.png" if textured else None
-        if texture is not None:  # OBJ/FBX/USD reference it by relative name
-            shutil.copy(texture, ws.export_dir / "texture.png")
-            texture = ws.export_dir / "texture.png"
-        info = {"up_axis": "+Y (from the workspace's +Z)", "scale_applied": scale, "units": units,
-                "textured": textured, "triangles": int(len(mesh.faces))}
-        for fmt in mesh_fmts:
-            path = ws.export_path("usd" if fmt == "usda" else fmt)
-            _write_mesh(fmt, path, y_up, texture, scale)
-            files[fmt] = {"path": path.name, "bytes": path.stat().st_size}
-    for fmt in [f for f in cfg.formats if f in SPLAT_FORMATS]:
-        if not ws.splat_ply.exists():
-            log.info("no splat to export (%s skipped)", fmt)
-            continue
-        path = _write_splat(ws, fmt)
+    mesh_fmts = [f for f in MESH_FORMATS if f in fmts]
+    scale = 1.0
+    if mesh_fmts or "ply" in fmts:
+        data = load_mesh(ws)
+        if len(data.faces) == 0:
+            raise UserError("the mesh is empty: nothing to export (check the mesh stage's report)")
+        scale, units = units_scale(ws, data.vertices)
+        normals = smooth_normals(data.vertices, data.faces)
+        name = "model"
+        y_up = MeshData((data.vertices @ Z_UP_TO_Y_UP.T) * scale, data.faces, data.uvs, data.texture, data.colors)
+        info = {"source": str((ws.textured_obj if data.texture else ws.clean_mesh).relative_to(ws.root)),
+                "textured": data.texture is not None, "vertex_colours": data.colors is not None,
+                "triangles": int(len(data.faces)), "vertices": int(len(data.vertices)),
+                "units": units, "scale_to_metres": scale,
+                "axes": {"source": "+Z up (workspace frame)", "y_up_formats": "(x, y, z) -> (x, z, -y)",
+                         "matrix_z_up_to_y_up": Z_UP_TO_Y_UP.tolist()},
+                "bounds_m_y_up": [y_up.vertices.min(0).round(6).tolist(), y_up.vertices.max(0).round(6).tolist()]}
+        for fmt in track(mesh_fmts, desc="export"):
+            path = ws.export_path(fmt)
+            if fmt == "ply":
+                written = _write_ply(path, data, normals, scale)
+            else:
+                written = _write_mesh(fmt, path, y_up, normals @ Z_UP_TO_Y_UP.T, name)
+            files[fmt] = {"path": path.name, "bytes": path.stat().st_size, "convention": CONVENTIONS[fmt],
+                          "companions": {p.name: p.stat().st_size for p in written if p != path}}
+    if "ply" in fmts:
+        if ws.fused_ply.exists():
+            from vid2model.io.ply import write_scaled_points
+
+            dst = ws.export_dir / "points.ply"
+            n = write_scaled_points(ws.fused_ply, dst, scale)
+            files["points_ply"] = {"path": dst.name, "bytes": dst.stat().st_size, "points": n,
+                                   "convention": "dense points: workspace axes (+Z up), metres"}
+        else:
+            notes.append("no dense points (dense/fused.ply): points.ply skipped")
+    for fmt in [f for f in SPLAT_FORMATS if f in fmts]:
+        path, note = _write_splat(ws, fmt)
         if path is not None:
-            files[fmt] = {"path": path.name, "bytes": path.stat().st_size}
-    if ws.fused_ply.exists() and "ply" in cfg.formats:
-        dst = ws.export_dir / "points.ply"
-        with atomic_path(dst) as tmp:
-            shutil.copy(ws.fused_ply, tmp)
-        files["points_ply"] = {"path": dst.name, "bytes": dst.stat().st_size,
-                               "note": "dense points in the workspace frame (+Z up, workspace units)"}
-    summary = {**info, "files": files}
+            files[fmt] = {"path": path.name, "bytes": path.stat().st_size,
+                          "convention": "Gaussian splats in the workspace frame (+Z up, workspace units)"}
+        if note:
+            notes.append(note)
+    for note in notes:
+        log.info("export: %s", note)
+    sizes = {}
+    for f in files.values():
+        sizes[f["path"]] = f["bytes"]
+        sizes.update(f.get("companions", {}))
+    summary = {**info, "files": files, "notes": notes, "total_bytes": int(sum(sizes.values()))}
     ws.write_json(ws.export_dir / "export.json", summary)
     try:
         from vid2model.report import build_report
 
         build_report(ws)
-    except ImportError:  # pragma: no cover
-        pass
+    except Exception as exc:  # the report must never sink the export
+        log.warning("could not build the report: %s", exc)
     return summary
 
 
-def _write_mesh(fmt: str, path: Path, mesh, texture: Path | None, scale: float) -> None:
-    import trimesh
+def _write_ply(path: Path, data: MeshData, normals: np.ndarray, scale: float) -> list[Path]:
+    from vid2model.io.ply import write_mesh_ply
 
+    colors = data.colors
+    if data.texture is not None:  # sample the atlas so viewers without texture support still show colour
+        from PIL import Image
+
+        img = np.asarray(Image.open(data.texture).convert("RGB"))
+        h, w = img.shape[:2]
+        u = np.clip(np.round(data.uvs[:, 0] % 1.0 * (w - 1)), 0, w - 1).astype(int)
+        v = np.clip(np.round((1.0 - data.uvs[:, 1] % 1.0) * (h - 1)), 0, h - 1).astype(int)
+        colors = img[v, u]
+    write_mesh_ply(path, data.vertices * scale, data.faces, normals, colors, data.uvs,
+                   data.texture.name if data.texture is not None else None)
+    return [path]
+
+
+def _write_mesh(fmt: str, path: Path, m: MeshData, normals: np.ndarray, name: str) -> list[Path]:
+    """Write one Y-up, metre-scaled mesh format; returns every file written."""
     if fmt in ("glb", "gltf"):
         from vid2model.io.gltf import write_gltf
 
-        write_gltf(path, mesh, texture)
-    elif fmt == "obj":
-        with atomic_path(path) as tmp:
-            text, extra = trimesh.exchange.obj.export_obj(mesh, include_texture=True, mtl_name="model.mtl",
-                                                          return_texture=True)
-            for name, data in extra.items():
-                (path.parent / name).write_bytes(data)
-            tmp.write_text(text)
-    elif fmt == "ply":
-        with atomic_path(path) as tmp:
-            m = mesh.copy()
-            if hasattr(m.visual, "to_color"):
-                m.visual = m.visual.to_color()
-            m.export(tmp, file_type="ply")
-    elif fmt in ("usd", "usda", "usdz"):
+        write_gltf(path, m.vertices, m.faces, normals, m.uvs, m.texture, m.colors, name=name)
+        return [path] if fmt == "glb" else [path, path.with_suffix(".bin")]
+    if fmt == "obj":
+        from vid2model.io.obj import write_obj
+
+        return write_obj(path, m.vertices, m.faces, m.uvs, normals, m.colors, m.texture, name=name)
+    if fmt in ("usd", "usda", "usdz"):
         from vid2model.io.usd import write_usd
 
-        uv = np.asarray(mesh.visual.uv) if texture is not None else None
         with atomic_path(path) as tmp:
-            write_usd(tmp, np.asarray(mesh.vertices), np.asarray(mesh.faces), uv,
-                      np.asarray(mesh.vertex_normals), texture, up_axis="Y", meters_per_unit=1.0)
-    elif fmt == "fbx":
+            write_usd(tmp, m.vertices, m.faces, m.uvs, normals, m.texture, up_axis="Y", meters_per_unit=1.0,
+                      name=name, colors=m.colors)
+        tex = path.parent / "texture.png"
+        return [path, tex] if fmt != "usdz" and m.texture is not None else [path]
+    if fmt == "fbx":
         from vid2model.io.fbx import write_fbx
 
         with atomic_path(path) as tmp:
-            uv = np.asarray(mesh.visual.uv) if texture is not None else None
-            write_fbx(tmp, np.asarray(mesh.vertices), np.asarray(mesh.faces), uv, np.asarray(mesh.vertex_normals),
-                      texture)
+            write_fbx(tmp, m.vertices, m.faces, m.uvs, normals, m.texture, unit_scale_cm=100.0, colors=m.colors,
+                      name=name)
+        return [path]
+    raise ValueError(fmt)
 
 
-def _write_splat(ws: Workspace, fmt: str) -> Path | None:
-    try:
-        from vid2model.io import splat_formats as S
-    except ImportError:
-        log.info("splat formats are not available in this version")
-        return None
+def _write_splat(ws: Workspace, fmt: str) -> tuple[Path | None, str | None]:
+    if not ws.splat_ply.exists():
+        return None, f"no splat (splat/point_cloud.ply): {fmt} skipped"
     if fmt == "splat_ply":
         dst = ws.export_dir / "splat.ply"
         with atomic_path(dst) as tmp:
             shutil.copy(ws.splat_ply, tmp)
-        return dst
-    dst = ws.export_dir / f"model.{fmt}"
+        return dst, None
+    try:
+        from vid2model.io import splat_formats
+    except ImportError:
+        return None, f"splat format writers are not available in this version: {fmt} skipped"
+    dst = ws.export_path(fmt)
     with atomic_path(dst) as tmp:
-        (S.write_splat if fmt == "splat" else S.write_spz)(ws.splat_ply, tmp)
-    return dst
+        (splat_formats.write_splat if fmt == "splat" else splat_formats.write_spz)(ws.splat_ply, tmp)
+    return dst, None

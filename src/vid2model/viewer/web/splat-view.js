@@ -82,12 +82,19 @@ async function main() {
   controls.update();
   window.v2mSplat = { camera, controls, mesh, numSplats: mesh.numSplats };
 
-  let frames = 0;
+  // Render on demand (battery, and software GL): a burst of frames after each change, because Spark sorts
+  // the splats for a new viewpoint in a worker and shows the result a few frames later.
+  const BURST = 20;
+  let pending = BURST, frames = 0;
+  const wake = () => { pending = BURST; };
+  controls.addEventListener("change", wake);
+  new ResizeObserver(wake).observe(canvas);
   renderer.setAnimationLoop(() => {
     controls.update();
+    if (pending <= 0) return;
+    pending--;
     renderer.render(scene, camera);
-    // Spark sorts splats in a worker; a few frames after loading the view is complete.
-    if (++frames === 10) { say(""); document.body.dataset.loaded = "1"; }
+    if (++frames === 8) { say(""); document.body.dataset.loaded = "1"; }
   });
 }
 
