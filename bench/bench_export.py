@@ -116,7 +116,8 @@ def main() -> None:
             s = _timed(lambda: E._write_ply(path, data, normals, 1.0))
         else:
             s = _timed(lambda: E._write_mesh(fmt, path, y_up, n_y, "model"))
-        rows[fmt] = {"s": s, "bytes": path.stat().st_size, "peak_mb": _peak_mb()}
+        size = path.stat().st_size + (path.with_suffix(".bin").stat().st_size if fmt == "gltf" else 0)
+        rows[fmt] = {"s": s, "bytes": size, "peak_mb": _peak_mb()}
 
     tm = trimesh.load(ws.textured_obj, process=False, force="mesh")
     peer = out / "peer"

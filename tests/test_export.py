@@ -239,6 +239,7 @@ def test_vertex_colour_fallback_and_points(tmp_path):
 
     summary = run(ws, ExportConfig(formats=("glb", "usdz", "obj", "ply", "spz")))
     assert not summary["textured"] and summary["vertex_colours"] and summary["scale_to_metres"] == 2.0
+    assert summary["source"] == "mesh/mesh.ply"
     assert any("spz" in n for n in summary["notes"])  # no splat in this workspace: skipped with a note
     report = _validate_gltf(ws.export_path("glb"))
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
@@ -265,3 +266,21 @@ def test_clear_errors(tmp_path):
         run(ws, ExportConfig(formats=("glb",)))
     with pytest.raises(UserError, match="unknown export format"):
         run(ws, ExportConfig(formats=("glb", "stl3")))
+
+
+def test_splat_formats_when_a_splat_exists(tmp_path):
+    """splat/point_cloud.ply goes out as splat.ply, model.splat and model.spz (the splat teammate's writers)."""
+    sf = pytest.importorskip("vid2model.io.splat_formats", reason="splat format writers not in this version")
+    rng = np.random.default_rng(0)
+    n = 300
+    quats = rng.normal(size=(n, 4)).astype(np.float32)
+    data = sf.SplatData(rng.normal(size=(n, 3)).astype(np.float32), np.full((n, 3), -3.0, np.float32),
+                        quats / np.linalg.norm(quats, axis=1, keepdims=True), np.full(n, 2.0, np.float32),
+                        rng.normal(size=(n, 3)).astype(np.float32), np.zeros((n, 0, 3), np.float32))
+    ws = Workspace(tmp_path / "ws")
+    sf.write_ply(data, ws.splat_ply)
+    summary = run(ws, ExportConfig(formats=("splat_ply", "splat", "spz")))
+    assert set(summary["files"]) == {"splat_ply", "splat", "spz"} and summary["notes"] == []
+    assert (ws.export_dir / "splat.ply").read_bytes() == ws.splat_ply.read_bytes()
+    assert len(sf.read_splat(ws.export_path("splat"))["means"]) == n
+    assert len(sf.read_spz(ws.export_path("spz"))) == n

@@ -129,7 +129,7 @@ class Browser:
             time.sleep(0.1)
         raise RuntimeError("chromium did not open its DevTools port")
 
-    def send(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
+    def send(self, method: str, params: dict | None = None, timeout: float = 180) -> dict:
         self._id += 1
         my_id = self._id
         self.ws.send(json.dumps({"id": my_id, "method": method, "params": params or {}}))

@@ -113,6 +113,12 @@ class SplatConfig:
     max_gaussians: int = 300_000
     device: str = "auto"  # auto | cpu | cuda
     eval_every: int = 8  # hold out every n-th keyframe
+    max_init_points: int = 100_000  # dense/sparse points used to seed splats (random subset beyond)
+    far_points: int = 2000  # seed splats on a sphere around the scene for sky / far background
+    exposure: bool = True  # learn a per-image colour gain/bias (phone auto-exposure)
+    checkpoint_every: int = 500  # iterations between resumable checkpoints
+    image_cache_mb: int = 1024  # training images kept in RAM; the rest are re-read from disk
+    threads: int = 0  # CPU threads for training (0: torch default)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,7 +66,8 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
         N = np.asarray(normals, np.float64)
         N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
         attrs["NORMAL"] = accessor(N.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
-    material: dict = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
+    material: dict = {"name": f"{name}_material",
+                      "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
                       "doubleSided": False}
     gltf: dict = {"asset": {"version": "2.0", "generator": f"vid2model {__version__}"}, "scene": 0,
                   "scenes": [{"name": "scene", "nodes": [0]}], "nodes": [{"name": name, "mesh": 0}]}

@@ -74,7 +74,8 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
         elif colors is not None:
             srgb = np.asarray(colors, np.float32)[:, :3] / 255.0
             linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)  # displayColor is linear
-            mesh.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex).Set(Vt.Vec3fArray.FromNumpy(linear.astype(np.float32)))
+            mesh.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex).Set(
+                Vt.Vec3fArray.FromNumpy(linear.astype(np.float32)))
             reader = UsdShade.Shader.Define(stage, f"/{name}/material/color_reader")
             reader.CreateIdAttr("UsdPrimvarReader_float3")
             reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("displayColor")

@@ -11,7 +11,6 @@ the transform, the per-format conventions and the file sizes.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,9 @@ class MeshData:
     """One mesh ready to write: arrays in the workspace frame plus its texture or colours."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, texture: Path | None,
-                 colors: np.ndarray | None):
+                 colors: np.ndarray | None, source: str = ""):
         self.vertices, self.faces, self.uvs, self.texture, self.colors = vertices, faces, uvs, texture, colors
+        self.source = source  # the workspace file it came from
 
 
 def _mtl_texture(obj: Path) -> Path | None:
@@ -70,16 +70,19 @@ def load_mesh(ws: Workspace) -> MeshData:
         texture = _mtl_texture(ws.textured_obj) or (ws.texture_dir / "texture.png")
         if uv is not None and len(uv) == len(mesh.vertices) and texture.exists():
             return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64),
-                            np.asarray(uv, np.float64), texture, None)
+                            np.asarray(uv, np.float64), texture, None, "texture/model.obj")
         log.warning("%s has no usable UVs/texture; exporting it untextured", ws.textured_obj)
+        source = "texture/model.obj"
     elif ws.clean_mesh.exists():
         mesh = trimesh.load(ws.clean_mesh, process=False, force="mesh")
+        source = "mesh/mesh.ply"
     else:
         raise UserError("nothing to export yet: run the mesh (and texture) stages first")
     colors = None
     if getattr(mesh.visual, "kind", None) == "vertex":
         colors = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.uint8)
-    return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), None, None, colors)
+    return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), None, None, colors,
+                    source)
 
 
 def units_scale(ws: Workspace, vertices: np.ndarray) -> tuple[float, str]:
@@ -115,12 +118,6 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, n / np.maximum(norm, 1e-30), np.array([0.0, 0.0, 1.0]))
 
 
-def safe_name(text: str) -> str:
-    """A name every format accepts (USD identifier rules: letters, digits, underscore, no leading digit)."""
-    name = re.sub(r"\W", "_", text, flags=re.ASCII).strip("_") or "model"
-    return name if not name[0].isdigit() else f"_{name}"
-
-
 def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
     """Write the requested formats; unknown names are a clear error."""
     fmts = [f.strip().lower() for f in cfg.formats if f.strip()]
@@ -134,7 +131,7 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
     info: dict[str, Any] = {}
     mesh_fmts = [f for f in MESH_FORMATS if f in fmts]
     scale = 1.0
-    if mesh_fmts or "ply" in fmts:
+    if mesh_fmts:
         data = load_mesh(ws)
         if len(data.faces) == 0:
             raise UserError("the mesh is empty: nothing to export (check the mesh stage's report)")
@@ -142,7 +139,7 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
         normals = smooth_normals(data.vertices, data.faces)
         name = "model"
         y_up = MeshData((data.vertices @ Z_UP_TO_Y_UP.T) * scale, data.faces, data.uvs, data.texture, data.colors)
-        info = {"source": str((ws.textured_obj if data.texture else ws.clean_mesh).relative_to(ws.root)),
+        info = {"source": data.source,
                 "textured": data.texture is not None, "vertex_colours": data.colors is not None,
                 "triangles": int(len(data.faces)), "vertices": int(len(data.vertices)),
                 "units": units, "scale_to_metres": scale,
@@ -151,10 +148,15 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
                 "bounds_m_y_up": [y_up.vertices.min(0).round(6).tolist(), y_up.vertices.max(0).round(6).tolist()]}
         for fmt in track(mesh_fmts, desc="export"):
             path = ws.export_path(fmt)
-            if fmt == "ply":
-                written = _write_ply(path, data, normals, scale)
-            else:
-                written = _write_mesh(fmt, path, y_up, normals @ Z_UP_TO_Y_UP.T, name)
+            try:
+                if fmt == "ply":
+                    written = _write_ply(path, data, normals, scale)
+                else:
+                    written = _write_mesh(fmt, path, y_up, normals @ Z_UP_TO_Y_UP.T, name)
+            except ValueError as exc:  # a format's own limit (e.g. FBX 7.4's 4 GiB): the others still go out
+                log.warning("export: %s skipped: %s", fmt, exc)
+                notes.append(f"{fmt} skipped: {exc}")
+                continue
             files[fmt] = {"path": path.name, "bytes": path.stat().st_size, "convention": CONVENTIONS[fmt],
                           "companions": {p.name: p.stat().st_size for p in written if p != path}}
     if "ply" in fmts:

@@ -121,7 +121,7 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
         for page, template in (("index.html", "index.html"), ("splat.html", "splat.html")):
             main = _product_main(glb is not None, usdz is not None, title) if page == "index.html" else ""
             text = Template((WEB_DIR / template).read_text(encoding="utf-8")).substitute(
-                title=html.escape(f"{title} - vid2model"), nav=_nav(title, page, pages, ""),
+                title=html.escape(f"{title} - vid2model"), nav=_nav(title, page, pages),
                 main=main, footer=footer, config=_script_json(config))
             (tmp / page).write_text(text, encoding="utf-8")
         files = [p for p in tmp.rglob("*") if p.is_file()]
@@ -160,9 +160,9 @@ def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
             '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>')
 
 
-def _nav(title: str, page: str, pages: dict[str, bool], prefix: str) -> str:
+def _nav(title: str, page: str, pages: dict[str, bool]) -> str:
     labels = {"index.html": "3D model", "splat.html": "Gaussian splat", "report/index.html": "Capture report"}
-    links = [f"<a href='{prefix}{p}'{' class=here' if p == page else ''}>{labels[p]}</a>"
+    links = [f"<a href='{p}'{' class=here' if p == page else ''}>{labels[p]}</a>"
              for p, present in pages.items() if present]
     return f"<h1>{html.escape(title)}</h1>" + "".join(links)
 

@@ -1,100 +1,104 @@
-"""Source-view selection, geometric consistency between depth maps, back-projection, normals."""
+"""Geometric consistency between depth maps, back-projection and depth-map normals.
+
+Pixel coordinates follow COLMAP: pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.ndarray, depth: float, k: int,
-                   min_angle: float = 4.0, max_angle: float = 40.0) -> list[int]:
-    """Pick ``k`` source views for ``ref``: many shared sparse points and a useful baseline.
-
-    Args:
-        ref: reference view index.
-        centers: (N, 3) camera centres.
-        axes: (N, 3) unit viewing directions.
-        covis: (N, N) number of shared sparse points.
-        depth: typical scene depth of the reference view.
-        k: number of sources.
-        min_angle, max_angle: preferred triangulation angle (degrees) at the scene point ahead of ``ref``.
-    """
-    p = centers[ref] + axes[ref] * depth
-    a = p - centers[ref]
-    score = np.full(len(centers), -np.inf)
-    for j in range(len(centers)):
-        if j == ref or axes[ref] @ axes[j] < np.cos(np.radians(75)):
-            continue
-        b = p - centers[j]
-        ang = np.degrees(np.arccos(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12), -1, 1)))
-        # prefer angles inside the band; penalise tiny baselines (poor depth) and wide ones (poor matching)
-        w = 1.0 if min_angle <= ang <= max_angle else max(0.05, ang / min_angle) if ang < min_angle else 0.2
-        score[j] = (covis[ref, j] + 1.0) * w
-    order = [int(j) for j in np.argsort(-score) if np.isfinite(score[j])]
-    return order[:k]
+def pixel_rays(H: int, W: int, K: np.ndarray) -> np.ndarray:
+    """(H, W, 3) camera-frame rays with z = 1 through the pixel centres."""
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    return np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
 
 
 def backproject(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """World points (H, W, 3) of a z-depth map (H, W)."""
-    H, W = depth.shape
-    u, v = np.meshgrid(np.arange(W), np.arange(H))
-    rays = np.stack([u, v, np.ones_like(u)], -1).astype(np.float64) @ np.linalg.inv(K).T
-    X = rays * depth[..., None]
+    """World points (H, W, 3) of a z-depth map (H, W) of the camera ``x_cam = R x + t``."""
+    X = pixel_rays(*depth.shape, K) * depth[..., None]
     return (X - t) @ R  # R^T (X - t)
 
 
 def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], src_cams: list,
-                max_px: float = 1.0, max_rel: float = 0.01) -> np.ndarray:
-    """Number of source depth maps that agree with each reference pixel (H, W) int.
+                max_px: float = 1.0, max_rel: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """How many source depth maps agree with each reference pixel, and the depth they agree on.
 
     A pixel agrees with a source when its 3D point, projected into the source, lands on a depth
-    whose back-projection reprojects within ``max_px`` pixels and ``max_rel`` relative depth.
+    whose back-projection reprojects within ``max_px`` pixels of the pixel and within ``max_rel``
+    relative depth (the forward-backward check of MVSNet/COLMAP fusion).
+
+    Args:
+        ref_depth: (H, W) z-depth, 0 = none.
+        ref_cam, src_cams: cameras with K, R, t at the depth maps' resolution.
+        src_depths: (H', W') source depth maps.
+        max_px, max_rel: agreement tolerances.
+
+    Returns:
+        count (H, W) int32, and the mean (H, W) of the reference depth and the agreeing source depths
+        seen along the reference ray (averaging views cuts per-view matching noise).
     """
     import cv2
 
     H, W = ref_depth.shape
     valid = ref_depth > 0
-    X = backproject(np.where(valid, ref_depth, 1.0), ref_cam.K, ref_cam.R, ref_cam.t)
-    u0, v0 = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    X = backproject(np.where(valid, ref_depth, 1.0), ref_cam.K, ref_cam.R, ref_cam.t).astype(np.float32)
+    u0, v0 = np.meshgrid(np.arange(W, dtype=np.float32) + 0.5, np.arange(H, dtype=np.float32) + 0.5)
     count = np.zeros((H, W), np.int32)
+    depth_sum = np.where(valid, ref_depth, 0).astype(np.float64)
+    Kr = ref_cam.K
     for d_s, cam in zip(src_depths, src_cams):
-        xs = X @ cam.R.T + cam.t
+        R_rs = (cam.R @ ref_cam.R.T).astype(np.float32)  # ref camera -> source camera
+        xs = X @ cam.R.T.astype(np.float32) + cam.t.astype(np.float32)
         zs = xs[..., 2]
-        uv = xs[..., :2] / np.maximum(zs[..., None], 1e-9) @ np.eye(2) * 1.0
-        px = cam.K[0, 0] * uv[..., 0] + cam.K[0, 2]
-        py = cam.K[1, 1] * uv[..., 1] + cam.K[1, 2]
-        ds = cv2.remap(d_s.astype(np.float32), px.astype(np.float32), py.astype(np.float32), cv2.INTER_NEAREST,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        zc = np.maximum(zs, 1e-9)
+        px = cam.K[0, 0] * xs[..., 0] / zc + cam.K[0, 2]
+        py = cam.K[1, 1] * xs[..., 1] / zc + cam.K[1, 2]
+        ds = cv2.remap(d_s.astype(np.float32), (px - 0.5).astype(np.float32), (py - 0.5).astype(np.float32),
+                       cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         ok = (ds > 0) & (zs > 0)
-        # the source's own 3D point at that pixel, brought back into the reference camera
+        # the source's own 3D point at that pixel, in the reference camera frame
         Xc = np.stack([(px - cam.K[0, 2]) / cam.K[0, 0] * ds, (py - cam.K[1, 2]) / cam.K[1, 1] * ds, ds], -1)
-        Xs_s = (Xc - cam.t) @ cam.R
-        xr = Xs_s @ ref_cam.R.T + ref_cam.t
+        t_sr = ref_cam.t - ref_cam.R @ cam.R.T @ cam.t
+        xr = Xc @ R_rs + t_sr.astype(np.float32)  # (R_rs^T applied to row vectors)
         zr = xr[..., 2]
-        pr = np.stack([ref_cam.K[0, 0] * xr[..., 0] / np.maximum(zr, 1e-9) + ref_cam.K[0, 2],
-                       ref_cam.K[1, 1] * xr[..., 1] / np.maximum(zr, 1e-9) + ref_cam.K[1, 2]], -1)
-        err = np.hypot(pr[..., 0] - u0, pr[..., 1] - v0)
+        zrc = np.maximum(zr, 1e-9)
+        err = np.hypot(Kr[0, 0] * xr[..., 0] / zrc + Kr[0, 2] - u0, Kr[1, 1] * xr[..., 1] / zrc + Kr[1, 2] - v0)
         rel = np.abs(zr - ref_depth) / np.maximum(ref_depth, 1e-9)
-        count += (ok & valid & (err < max_px) & (rel < max_rel)).astype(np.int32)
-    return count
+        agree = ok & valid & (err < max_px) & (rel < max_rel)
+        count += agree
+        depth_sum += np.where(agree, zr, 0)
+    return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
-def depth_normals(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Camera-frame unit normals (H, W, 3) from a depth map, facing the camera (zeros where invalid)."""
-    H, W = depth.shape
-    X = backproject(depth, K, np.eye(3), np.zeros(3))
+def depth_normals(depth: np.ndarray, K: np.ndarray, step: int = 1) -> np.ndarray:
+    """Camera-frame unit normals (H, W, 3) of a depth map, facing the camera (zeros where invalid).
+
+    Central differences ``step`` pixels apart; a pixel needs all four neighbours valid.
+    """
+    s = step
+    X = pixel_rays(*depth.shape, K) * depth[..., None]
     dx = np.zeros_like(X)
     dy = np.zeros_like(X)
-    dx[:, 1:-1] = X[:, 2:] - X[:, :-2]
-    dy[1:-1] = X[2:] - X[:-2]
+    dx[:, s:-s] = X[:, 2 * s:] - X[:, :-2 * s]
+    dy[s:-s] = X[2 * s:] - X[:-2 * s]
     n = np.cross(dx, dy)
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.where(norm > 1e-12, n / np.maximum(norm, 1e-12), 0)
-    flip = (n * X).sum(-1) > 0
-    n[flip] *= -1
-    bad = (depth <= 0)
-    bad[:, 1:] |= depth[:, :-1] <= 0
-    bad[:, :-1] |= depth[:, 1:] <= 0
-    bad[1:] |= depth[:-1] <= 0
-    bad[:-1] |= depth[1:] <= 0
+    n[(n * X).sum(-1) > 0] *= -1
+    bad = depth <= 0
+    bad[:, s:] |= depth[:, :-s] <= 0
+    bad[:, :-s] |= depth[:, s:] <= 0
+    bad[s:] |= depth[:-s] <= 0
+    bad[:-s] |= depth[s:] <= 0
+    bad[:, :s] = bad[:, -s:] = True
+    bad[:s] = bad[-s:] = True
     n[bad] = 0
     return n.astype(np.float32)
+
+
+def incidence_cos(normals: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """|cos| (H, W) of the angle between each pixel's viewing ray and its camera-frame normal."""
+    rays = pixel_rays(*normals.shape[:2], K)
+    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    return np.abs((rays * normals).sum(-1))

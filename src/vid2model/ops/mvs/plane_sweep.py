@@ -1,5 +1,9 @@
-"""Depth from a reference view and its sources: fronto-parallel plane sweep with windowed NCC, then a
-per-pixel refinement sweep around the first estimate. Vectorised torch: the same code runs on CUDA.
+"""Depth from a reference view and its sources: fronto-parallel plane sweep with windowed NCC at half
+resolution, then per-pixel refinement sweeps at full resolution around the upsampled estimate.
+
+Vectorised torch (the same code runs on CUDA). Pixel coordinates follow COLMAP: the centre of pixel
+(row i, column j) is at (j + 0.5, i + 0.5), so K from a COLMAP model is used unchanged and scales by
+plain multiplication.
 """
 
 from __future__ import annotations
@@ -19,86 +23,100 @@ class Cam:
     R: np.ndarray
     t: np.ndarray
 
+    def scaled(self, f: float) -> "Cam":
+        """The same camera for an image resized by ``f`` (COLMAP pixel convention)."""
+        K = self.K.copy()
+        K[:2] *= f
+        return Cam(K, self.R, self.t)
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window of a (..., H, W) tensor."""
+
+def box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window of a (..., H, W) tensor; separable, edges average what is inside."""
     shape = x.shape
-    y = F.avg_pool2d(x.reshape(-1, 1, *shape[-2:]), 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    y = x.reshape(-1, 1, *shape[-2:])
+    k = 2 * r + 1
+    y = F.avg_pool2d(y, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+    y = F.avg_pool2d(y, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
     return y.reshape(shape)
 
 
-def _warp(src: torch.Tensor, ref: Cam, cam: Cam, depth: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
-    """Sample source image (H', W') at the projections of reference pixels at ``depth`` (..., H, W)."""
-    dev = src.device
-    Kinv = torch.as_tensor(np.linalg.inv(ref.K), dtype=torch.float32, device=dev)
-    R_rel = torch.as_tensor(cam.R @ ref.R.T, dtype=torch.float32, device=dev)
-    t_rel = torch.as_tensor(cam.t - cam.R @ ref.R.T @ ref.t, dtype=torch.float32, device=dev)
-    Ks = torch.as_tensor(cam.K, dtype=torch.float32, device=dev)
-    rays = pix @ Kinv.T  # (H, W, 3)
-    X = rays * depth[..., None]  # (..., H, W, 3)
-    x = X @ (Ks @ R_rel).T + Ks @ t_rel
-    z = x[..., 2:3].clamp_min(1e-6)
-    uv = x[..., :2] / z
+def pixel_grid(H: int, W: int, dev) -> torch.Tensor:
+    """(H, W, 3) homogeneous pixel-centre coordinates (u, v, 1)."""
+    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32) + 0.5,
+                          torch.arange(W, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+    return torch.stack([u, v, torch.ones_like(u)], -1)
+
+
+class _Pair:
+    """Precomputed warp of reference pixels into one source: x_src ~ A @ pix * depth + b."""
+
+    def __init__(self, ref: Cam, cam: Cam, pix: torch.Tensor):
+        dev = pix.device
+        R_rel = cam.R @ ref.R.T
+        t_rel = cam.t - R_rel @ ref.t
+        A = torch.as_tensor(cam.K @ R_rel @ np.linalg.inv(ref.K), dtype=torch.float32, device=dev)
+        self.b = torch.as_tensor(cam.K @ t_rel, dtype=torch.float32, device=dev)
+        self.rays = pix @ A.T  # (H, W, 3)
+
+
+def _warp(src: torch.Tensor, pair: _Pair, depth: torch.Tensor) -> torch.Tensor:
+    """Sample source image (H', W') at the projections of reference pixels at ``depth`` (D, H, W).
+
+    Returns (D, H, W) with NaN where the projection falls outside the source or behind it.
+    """
+    x = pair.rays * depth[..., None] + pair.b
+    z = x[..., 2]
+    zc = z.clamp_min(1e-6)
     hs, ws = src.shape[-2:]
-    grid = torch.stack([uv[..., 0] / (ws - 1) * 2 - 1, uv[..., 1] / (hs - 1) * 2 - 1], -1)
-    lead = grid.shape[:-3]
-    g = grid.reshape(-1, *grid.shape[-3:])
-    out = F.grid_sample(src.expand(g.shape[0], 1, hs, ws), g, mode="bilinear", padding_mode="zeros",
-                        align_corners=True)
-    valid = (g.abs() <= 1).all(-1) & (x[..., 2].reshape(g.shape[:-1]) > 0)
-    out = torch.where(valid[:, None], out, torch.full_like(out, float("nan")))
-    return out.reshape(*lead, *grid.shape[-3:-1])
+    grid = torch.stack([x[..., 0] / zc * (2.0 / ws) - 1, x[..., 1] / zc * (2.0 / hs) - 1], -1)
+    out = F.grid_sample(src.expand(grid.shape[0], 1, hs, ws), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)[:, 0]
+    valid = (grid.abs() <= 1).all(-1) & (z > 0)
+    return torch.where(valid, out, torch.full_like(out, float("nan")))
 
 
-def _ncc(ref: torch.Tensor, warped: torch.Tensor, r: int) -> torch.Tensor:
-    """Windowed NCC between ref (H, W) and warped (..., H, W); NaN (outside) counts as -1."""
+class _RefStats:
+    """Window mean and standard deviation of the reference image, shared by every hypothesis."""
+
+    def __init__(self, ref: torch.Tensor, r: int):
+        self.img, self.r = ref, r
+        self.mean = box(ref, r)
+        self.std = torch.sqrt((box(ref * ref, r) - self.mean ** 2).clamp_min(1e-5))
+
+
+def _ncc(ref: _RefStats, warped: torch.Tensor) -> torch.Tensor:
+    """Windowed NCC between the reference and warped (D, H, W); outside the source counts as -1."""
     valid = ~torch.isnan(warped)
     w = torch.nan_to_num(warped)
-    mr, mw = _box(ref, r), _box(w, r)
-    vr = _box(ref * ref, r) - mr * mr
-    vw = _box(w * w, r) - mw * mw
-    cov = _box(ref * w, r) - mr * mw
-    ncc = cov / torch.sqrt(vr.clamp_min(1e-5) * vw.clamp_min(1e-5))
+    r = ref.r
+    mw = box(w, r)
+    vw = (box(w * w, r) - mw * mw).clamp_min(1e-5)
+    cov = box(ref.img * w, r) - ref.mean * mw
+    ncc = cov / (ref.std * torch.sqrt(vw))
     return torch.where(valid, ncc, torch.full_like(ncc, -1.0))
 
 
-def _aggregate(nccs: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean of the ``k`` best source scores per hypothesis: robust to occlusion in the other sources."""
-    k = min(k, nccs.shape[0])
-    return nccs.topk(k, dim=0).values.mean(0)
-
-
-def _scaled(cam: Cam, f: float) -> Cam:
-    K = cam.K.copy()
-    K[:2] *= f
-    K[0, 2] = (cam.K[0, 2] + 0.5) * f - 0.5
-    K[1, 2] = (cam.K[1, 2] + 0.5) * f - 0.5
-    return Cam(K, cam.R, cam.t)
+def _scores(ref: _RefStats, src_imgs, pairs, depth: torch.Tensor, best_k: int) -> torch.Tensor:
+    """Aggregated score (D, H, W): mean of the ``best_k`` best sources (robust to occlusion in others)."""
+    nccs = torch.stack([_ncc(ref, _warp(img, p, depth)) for img, p in zip(src_imgs, pairs)])
+    k = min(best_k, nccs.shape[0])
+    return nccs.topk(k, dim=0).values.mean(0) if k > 1 else nccs.max(0).values
 
 
 def _half(img: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(img[None, None], 2, ceil_mode=True)[0, 0]
-
-
-def _scores(ref_img, src_imgs, ref, srcs, depth, pix, window, best_k) -> torch.Tensor:
-    nccs = torch.stack([_ncc(ref_img, _warp(img, ref, cam, depth, pix), window) for img, cam in zip(src_imgs, srcs)])
-    return _aggregate(nccs, best_k)
-
-
-def _pixels(H: int, W: int, dev) -> torch.Tensor:
-    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32),
-                          torch.arange(W, device=dev, dtype=torch.float32), indexing="ij")
-    return torch.stack([u, v, torch.ones_like(u)], -1)
+    return F.avg_pool2d(img[None, None], 2, ceil_mode=False)[0, 0]
 
 
 def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam],
                 dmin: float, dmax: float, n_planes: int = 48, n_refine: int = 8, window: int = 3,
-                best_k: int = 2, chunk: int = 16, rounds: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+                best_k: int = 2, chunk: int = 8, rounds: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimate a depth map for the reference view, coarse to fine.
 
     A global sweep over ``n_planes`` fronto-parallel planes (uniform in inverse depth) runs at half
     resolution; the result is upsampled and refined at full resolution by ``rounds`` per-pixel sweeps
-    of ``n_refine`` hypotheses, each narrower than the last.
+    of ``n_refine`` hypotheses, each narrower than the last, then a parabola through the best score and
+    its neighbours gives sub-sample depth. The refinement windows follow the current depth map, so slanted
+    surfaces are matched with their slant rather than as fronto-parallel patches.
 
     Args:
         ref_img: (H, W) grey reference image in [0, 1].
@@ -107,9 +125,9 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         dmin, dmax: depth search range (z in the reference camera).
         n_planes: hypotheses of the global sweep.
         n_refine: per-pixel hypotheses of each refinement round.
-        window: NCC window radius (full resolution).
+        window: NCC window radius (full resolution; half of it at the coarse level, at least 1).
         best_k: number of best sources averaged.
-        chunk: planes processed at once (bounds memory).
+        chunk: planes processed at once (bounds memory: chunk * sources * H * W floats).
         rounds: refinement rounds.
 
     Returns:
@@ -117,29 +135,52 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
     """
     dev = ref_img.device
     H, W = ref_img.shape
-    r_lo, s_lo = _half(ref_img), [_half(s) for s in src_imgs]
-    c_lo, cs_lo = _scaled(ref, 0.5), [_scaled(c, 0.5) for c in srcs]
+    # coarse level: half resolution, global sweep
+    r_lo = _half(ref_img)
+    s_lo = [_half(s) for s in src_imgs]
     h, w = r_lo.shape
-    pix = _pixels(h, w, dev)
+    pix = pixel_grid(h, w, dev)
+    # 2x2 average pooling (odd edges dropped) halves COLMAP pixel coordinates exactly
+    pairs = [_Pair(ref.scaled(0.5), c.scaled(0.5), pix) for c in srcs]
+    stats = _RefStats(r_lo, max(1, window // 2))
     inv = torch.linspace(1 / dmax, 1 / dmin, n_planes, device=dev)
-    scores = torch.empty((n_planes, h, w), device=dev)
+    best = torch.full((h, w), -2.0, device=dev)
+    best_i = torch.zeros((h, w), dtype=torch.long, device=dev)
     for s in range(0, n_planes, chunk):
         d = (1 / inv[s:s + chunk])[:, None, None].expand(-1, h, w)
-        scores[s:s + chunk] = _scores(r_lo, s_lo, c_lo, cs_lo, d, pix, window, best_k)
-    best_i = scores.argmax(0)
+        sc, si = _scores(stats, s_lo, pairs, d, best_k).max(0)
+        better = sc > best
+        best = torch.where(better, sc, best)
+        best_i = torch.where(better, si + s, best_i)
     inv_lo = inv[best_i]
-    step = float(inv[1] - inv[0]) if n_planes > 1 else 1e-3
+    step = float(inv[1] - inv[0]) if n_planes > 1 else 0.5 / dmin
+    # fine level: full resolution, per-pixel sweeps around the upsampled estimate
     inv_est = F.interpolate(inv_lo[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
-    pix = _pixels(H, W, dev)
-    best = _scores(ref_img, src_imgs, ref, srcs, (1 / inv_est)[None], pix, window, best_k)[0]
+    pix = pixel_grid(H, W, dev)
+    pairs = [_Pair(ref, c, pix) for c in srcs]
+    stats = _RefStats(ref_img, window)
+    lo_inv, hi_inv = 0.5 / dmax, 2.0 / dmin
+    best = _scores(stats, src_imgs, pairs, (1 / inv_est)[None], best_k)[0]
     radius = 1.5 * step
-    for _ in range(rounds):
-        deltas = torch.linspace(-radius, radius, n_refine, device=dev)
-        cand_inv = (inv_est[None] + deltas[:, None, None]).clamp(1 / dmax * 0.5, 1 / dmin * 2)
-        agg = _scores(ref_img, src_imgs, ref, srcs, 1 / cand_inv, pix, window, best_k)
+    for k in range(rounds):
+        n = n_refine + (1 - n_refine % 2)  # odd: the centre is the current estimate
+        deltas = torch.linspace(-radius, radius, n, device=dev)
+        cand = (inv_est[None] + deltas[:, None, None]).clamp(lo_inv, hi_inv)
+        agg = _scores(stats, src_imgs, pairs, 1 / cand, best_k)
         rb, ri = agg.max(0)
+        if k == rounds - 1:
+            # parabola through the best hypothesis and its two neighbours: sub-sample inverse depth
+            i0 = ri.clamp(1, n - 2)
+            sm, s0, sp = (agg.gather(0, (i0 + o)[None])[0] for o in (-1, 0, 1))
+            den = sm - 2 * s0 + sp
+            off = torch.where(den < -1e-6, 0.5 * (sm - sp) / den, torch.zeros_like(den)).clamp(-0.5, 0.5)
+            interior = (ri >= 1) & (ri <= n - 2)
+            spacing = 2 * radius / (n - 1)
+            refined = cand.gather(0, ri[None])[0] + torch.where(interior, off * spacing, torch.zeros_like(off))
+        else:
+            refined = cand.gather(0, ri[None])[0]
         better = rb > best
-        inv_est = torch.where(better, cand_inv.gather(0, ri[None])[0], inv_est)
+        inv_est = torch.where(better, refined, inv_est)
         best = torch.maximum(best, rb)
         radius = radius * 2.5 / n_refine
-    return 1 / inv_est, best
+    return 1 / inv_est.clamp_min(1e-9), best

@@ -1,0 +1,84 @@
+"""Per-view depth ranges and source-view choice from the sparse model (co-visibility and baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def covisibility(tracks: list[np.ndarray], n_views: int) -> np.ndarray:
+    """(N, N) number of sparse points shared by each pair of views, from per-point view-index tracks."""
+    covis = np.zeros((n_views, n_views))
+    for tr in tracks:
+        tr = np.unique(tr)
+        if len(tr) > 1:
+            covis[np.ix_(tr, tr)] += 1
+    np.fill_diagonal(covis, 0)
+    return covis
+
+
+def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t: np.ndarray,
+                 margin: tuple[float, float] = (0.6, 1.5), fallback: tuple[float, float] | None = None,
+                 ) -> list[tuple[float, float] | None]:
+    """Depth search range of every view from the sparse points it sees (all points when it sees few).
+
+    Args:
+        points: (P, 3) sparse points.
+        tracks: per point, the indices of the views observing it.
+        R, t: (N, 3, 3), (N, 3) world-to-camera poses.
+        margin: factors on the 1st / 99th depth percentiles (stereo must reach a little past the sparse points).
+        fallback: range used when a view has too few points in front of it.
+
+    Returns:
+        per view (dmin, dmax), or None when nothing bounds it.
+    """
+    n = len(R)
+    seen: list[list[int]] = [[] for _ in range(n)]
+    for p, tr in enumerate(tracks):
+        for i in np.unique(tr):
+            seen[i].append(p)
+    out: list[tuple[float, float] | None] = []
+    for i in range(n):
+        P = points[seen[i]] if len(seen[i]) >= 10 else points
+        z = (P @ R[i].T + t[i])[:, 2] if len(P) else np.zeros(0)
+        z = z[z > 0]
+        if len(z) < 5:
+            out.append(fallback)
+            continue
+        lo, hi = np.percentile(z, 1), np.percentile(z, 99)
+        out.append((max(lo * margin[0], 1e-3 * hi), hi * margin[1]))
+    return out
+
+
+def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.ndarray, depth: float, k: int,
+                   min_angle: float = 4.0, max_angle: float = 40.0) -> list[int]:
+    """Pick ``k`` source views for ``ref``: many shared sparse points and a useful baseline.
+
+    Args:
+        ref: reference view index.
+        centers: (N, 3) camera centres.
+        axes: (N, 3) unit viewing directions.
+        covis: (N, N) number of shared sparse points.
+        depth: typical scene depth of the reference view.
+        k: number of sources.
+        min_angle, max_angle: preferred triangulation angle (degrees) at the scene point ahead of ``ref``.
+    """
+    p = centers[ref] + axes[ref] * depth
+    a = p - centers[ref]
+    b = p - centers
+    cos = (b @ a) / (np.linalg.norm(a) * np.linalg.norm(b, axis=1) + 1e-12)
+    ang = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    # prefer angles inside the band; penalise tiny baselines (poor depth) and wide ones (poor matching)
+    w = np.where(ang < min_angle, np.maximum(0.05, ang / min_angle), np.where(ang <= max_angle, 1.0, 0.2))
+    score = (covis[ref] + 1.0) * w
+    score[(axes @ axes[ref] < np.cos(np.radians(75))) | (np.arange(len(centers)) == ref)] = -np.inf
+    # spread the choice: a source nearly coincident with an already chosen one adds little
+    chosen: list[int] = []
+    for _ in range(min(k, len(centers) - 1)):
+        j = int(np.argmax(score))
+        if not np.isfinite(score[j]):
+            break
+        chosen.append(j)
+        score[j] = -np.inf
+        near = np.linalg.norm(centers - centers[j], axis=1) < 0.25 * np.linalg.norm(centers[j] - centers[ref])
+        score[near] *= 0.5
+    return chosen

@@ -1,0 +1,191 @@
+"""``vid2model render``: images at given camera poses, or a turntable MP4, from the splat or textured mesh.
+
+POSES.json: ``{"width": W, "height": H, "K": [[fx,0,cx],[0,fy,cy],[0,0,1]],
+"frames": [{"name": "...", "cam_to_world": 4x4}]}``, OpenCV camera axes (x right, y down, z
+forward), in the workspace world frame (that of ``sparse/0``), pixel centres at +0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vid2model.errors import UserError
+from vid2model.workspace import Workspace, atomic_path
+
+log = logging.getLogger("vid2model")
+
+Renderer = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
+def pick_source(ws: Workspace, source: str | None) -> str:
+    """'splat' or 'mesh': the requested one if it exists, else the splat when present, else the mesh."""
+    has = {"splat": ws.splat_ply.exists(), "mesh": ws.textured_obj.exists()}
+    if source is not None:
+        if source not in has:
+            raise UserError(f"--source must be splat or mesh, not {source!r}")
+        if not has[source]:
+            step = "vid2model splat WORKSPACE" if source == "splat" else "vid2model texture WORKSPACE"
+            raise UserError(f"no {source} in {ws.root}; run `{step}` first")
+        return source
+    if has["splat"]:
+        return "splat"
+    if has["mesh"]:
+        return "mesh"
+    raise UserError(f"nothing to render in {ws.root}: run `vid2model splat` or `vid2model texture` first")
+
+
+def make_renderer(ws: Workspace, source: str, background=(0.0, 0.0, 0.0)) -> Renderer:
+    """A function (K, cam_to_world, W, H) -> (H, W, 3) uint8 for the chosen source."""
+    if source == "splat":
+        import torch
+
+        from vid2model.io.splat_formats import read_ply
+
+        model = read_ply(ws.splat_ply).to_model("cpu")
+
+        def render_splat(K, c2w, W, H):
+            with torch.no_grad():
+                out = model.render(np.linalg.inv(c2w), K, W, H, bg=background)["image"]
+            return (out.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+        return render_splat
+    try:
+        from vid2model.ops.raster import render_textured_mesh
+    except ImportError as exc:
+        raise UserError("mesh rendering is not available in this install (vid2model.ops.raster missing)") from exc
+    mesh = str(ws.textured_obj)
+    return lambda K, c2w, W, H: np.asarray(render_textured_mesh(mesh, K, c2w, W, H), np.uint8)
+
+
+def load_poses(path: Path) -> tuple[int, int, np.ndarray, list[tuple[str, np.ndarray]]]:
+    """Parse POSES.json -> (W, H, K (3, 3), [(name, cam_to_world (4, 4))])."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        W, H = int(d["width"]), int(d["height"])
+        K = np.asarray(d["K"], np.float64).reshape(3, 3)
+        frames = [(str(f.get("name", f"{i:04d}")), np.asarray(f["cam_to_world"], np.float64).reshape(4, 4))
+                  for i, f in enumerate(d["frames"])]
+    except FileNotFoundError as exc:
+        raise UserError(f"poses file not found: {path}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"bad poses file {path}: {exc}; expected width, height, K and frames[].cam_to_world") from exc
+    if W < 1 or H < 1 or not frames:
+        raise UserError(f"poses file {path} needs a positive width/height and at least one frame")
+    return W, H, K, frames
+
+
+def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | None = None) -> dict:
+    """Render every frame of POSES.json to ``out_dir/<name>.png``."""
+    from PIL import Image
+
+    from vid2model.progress import track
+
+    src = pick_source(ws, source)
+    W, H, K, frames = load_poses(poses_json)
+    render = make_renderer(ws, src)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    written = []
+    for name, c2w in track(frames, "rendering"):
+        img = render(K, c2w, W, H)
+        stem = Path(name).stem if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg") else name
+        path = out_dir / f"{stem}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(img).save(tmp)
+        written.append(str(path))
+    return {"source": src, "frames": len(written), "out_dir": str(out_dir), "seconds": time.perf_counter() - t0}
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """(4, 4) OpenCV camera-to-world looking from eye at target with the given world up."""
+    f = np.asarray(target, float) - eye
+    f /= np.linalg.norm(f)
+    r = np.cross(f, up)
+    if np.linalg.norm(r) < 1e-8:
+        r = np.cross(f, [0.0, 1.0, 0.0])
+    r /= np.linalg.norm(r)
+    d = np.cross(f, r)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = r, d, f, eye
+    return m
+
+
+def orbit_path(ws: Workspace, n_frames: int, elevation_deg: float = 25.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Turntable poses (n, 4, 4) around the scene centre, the centre, and the orbit distance.
+
+    Centre/up from ``sfm/scene.json``; the distance is the median distance of the training cameras
+    to the centre (so the framing matches the capture), else 2.5 scene radii.
+    """
+    info = ws.read_json(ws.scene_json, {}) or {}
+    up = np.asarray(info.get("up", [0, 0, 1]), float)
+    center = np.asarray(info["center"], float) if "center" in info else None
+    radius = float(info.get("radius") or 0.0)
+    cams = None
+    for sp in (ws.dense_dir / "sparse", ws.sparse_dir):
+        if (sp / "images.bin").exists():
+            from vid2model.io.colmap import load_views
+
+            cams = np.array([v.center for v in load_views(sp)])
+            break
+    if center is None:
+        if ws.splat_ply.exists():
+            from vid2model.io.splat_formats import read_ply
+
+            center = np.median(read_ply(ws.splat_ply).means, 0)
+        elif cams is not None:
+            center = cams.mean(0)
+        else:
+            center = np.zeros(3)
+    dist = float(np.median(np.linalg.norm(cams - center, axis=1))) if cams is not None and len(cams) else 2.5 * max(
+        radius, 1.0)
+    # an orthonormal frame around `up`
+    a = np.cross(up, [1.0, 0, 0]) if abs(up[0]) < 0.9 else np.cross(up, [0, 1.0, 0])
+    a /= np.linalg.norm(a)
+    b = np.cross(up, a)
+    el = math.radians(elevation_deg)
+    poses = []
+    for i in range(n_frames):
+        th = 2 * math.pi * i / n_frames
+        eye = center + dist * (math.cos(el) * (math.cos(th) * a + math.sin(th) * b) + math.sin(el) * up)
+        poses.append(look_at(eye, center, up))
+    return np.stack(poses), center, dist
+
+
+def render_orbit(ws: Workspace, out_mp4: Path, source: str | None = None, n_frames: int = 120,
+                 width: int = 640, height: int = 480, fov_deg: float = 50.0, fps: int = 30) -> dict:
+    """Render a turntable MP4 (H.264 when available) around the scene's up axis."""
+    import av
+
+    from vid2model.progress import track
+
+    src = pick_source(ws, source)
+    width, height = width - width % 2, height - height % 2
+    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    poses, center, dist = orbit_path(ws, n_frames)
+    render = make_renderer(ws, src)
+    out_mp4 = Path(out_mp4)
+    t0 = time.perf_counter()
+    with atomic_path(out_mp4) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            st = c.add_stream(codec, rate=fps)
+            st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+            if codec == "libx264":
+                st.options = {"crf": "20", "preset": "medium"}
+            for c2w in track(poses, "rendering orbit"):
+                frame = av.VideoFrame.from_ndarray(render(K, c2w, width, height), format="rgb24")
+                for pkt in st.encode(frame):
+                    c.mux(pkt)
+            for pkt in st.encode():
+                c.mux(pkt)
+    return {"source": src, "frames": n_frames, "out": str(out_mp4), "center": center.tolist(), "distance": dist,
+            "seconds": time.perf_counter() - t0}

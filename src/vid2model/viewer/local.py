@@ -1,0 +1,278 @@
+"""``vid2model view``: a local interactive viewer (viser) of everything a workspace holds.
+
+Shows the solved cameras as frustums with their keyframe as thumbnail, the sparse and dense points, the
+textured (or cleaned) mesh and the Gaussian splat, each with a checkbox to hide it. Binds 127.0.0.1 by
+default, prints the URL and blocks until Ctrl-C / SIGTERM (or ``stop_event``), then stops the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from vid2model.errors import UserError, require
+from vid2model.workspace import Workspace
+
+log = logging.getLogger("vid2model")
+
+MAX_POINTS = 1_500_000  # browsers stay responsive below this
+MAX_SPLATS = 1_000_000
+THUMB_SIDE = 160
+SH_C0 = 0.28209479177387814
+
+
+@dataclass
+class Viewer:
+    """A running viewer: the viser server, its URL and the layers it shows."""
+
+    server: Any
+    url: str
+    layers: dict[str, int] = field(default_factory=dict)  # layer name -> number of items drawn
+    handles: dict[str, list] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        with _viser_chatter():
+            self.server.stop()
+
+
+def start(ws: Workspace, host: str = "127.0.0.1", port: int = 8080) -> Viewer:
+    """Start the viser server on ``host:port`` (the next free port if taken) and add every layer present.
+
+    Raises:
+        MissingDependency: viser is not installed.
+        UserError: the workspace has nothing to show yet.
+    """
+    viser = require("viser", "the local viewer", package="viser", extra="viewer")
+    layers = _load_layers(ws)
+    if not layers:
+        raise UserError(f"nothing to show in {ws.root} yet: run at least the camera step (vid2model sfm WORKSPACE)")
+    with _viser_chatter():
+        server = viser.ViserServer(host=host, port=port, label=f"vid2model: {ws.root.name}", verbose=False)
+    try:
+        server.scene.set_up_direction("+z")  # vid2model's world frame is +Z up
+        viewer = Viewer(server=server, url=f"http://{_url_host(host)}:{server.get_port()}")
+        for name, add in layers.items():
+            handles, count = add(server)
+            viewer.handles[name] = handles
+            viewer.layers[name] = count
+        _add_toggles(server, viewer)
+        _initial_camera(server, ws)
+    except BaseException:
+        server.stop()
+        raise
+    return viewer
+
+
+def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bool = True,
+          stop_event: threading.Event | None = None) -> dict:
+    """Run the viewer until Ctrl-C / SIGTERM (or until ``stop_event`` is set).
+
+    Args:
+        ws: the workspace to show.
+        host: interface to bind; 127.0.0.1 keeps it local (0.0.0.0 shares it on the network).
+        port: preferred port; the next free one is used when taken.
+        block: False returns right after starting, with the running :class:`Viewer` under ``"viewer"``.
+        stop_event: set it (from another thread) to stop a blocking call.
+
+    Returns:
+        Summary: url, port and the layers shown (name -> items).
+    """
+    viewer = start(ws, host, port)
+    log.info("viewer running at %s (Ctrl-C to stop)", viewer.url)
+    print(f"vid2model viewer: {viewer.url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    summary = {"url": viewer.url, "port": int(viewer.server.get_port()), "layers": dict(viewer.layers)}
+    if not block:
+        return {**summary, "viewer": viewer}
+    stop = stop_event or threading.Event()
+    restore = _on_sigterm(stop)
+    try:
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        restore()
+        viewer.stop()
+        log.info("viewer stopped")
+    return {**summary, "_human": f"viewer stopped ({viewer.url})"}
+
+
+@contextlib.contextmanager
+def _viser_chatter() -> Iterator[None]:
+    """viser prints a banner and 'Server stopped' on stdout; keep stdout clean (``--json``), log it instead."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        if buf.getvalue().strip():
+            log.debug("viser: %s", buf.getvalue().strip())
+
+
+def _on_sigterm(stop: threading.Event):
+    """Make SIGTERM stop the loop like Ctrl-C (signal handlers only exist in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else (f"[{host}]" if ":" in host else host)
+
+
+# ---- layers -------------------------------------------------------------------------------------------
+def _load_layers(ws: Workspace) -> dict[str, Any]:
+    """Layer name -> function(server) -> (handles, count), for every artifact present (read now, drawn later)."""
+    layers: dict[str, Any] = {}
+    if (ws.sparse_dir / "images.bin").exists() or (ws.sparse_dir / "images.txt").exists():
+        from vid2model.io.colmap import load_points, load_views
+
+        views = load_views(ws.sparse_dir)
+        if views:
+            layers["cameras"] = lambda s, v=views: _add_cameras(s, ws, v)
+        xyz, rgb = load_points(ws.sparse_dir)
+        if len(xyz):
+            layers["sparse points"] = lambda s, p=(xyz, rgb): _add_points(s, "/sparse", *p, _extent(views, xyz))
+    if ws.fused_ply.exists():
+        xyz, rgb = _read_point_ply(ws.fused_ply)
+        if len(xyz):
+            layers["dense points"] = lambda s, p=(xyz, rgb): _add_points(s, "/dense", *p, _extent([], xyz))
+    mesh_path = next((p for p in (ws.textured_obj, ws.clean_mesh, ws.raw_mesh) if p.exists()), None)
+    if mesh_path is not None:
+        layers["mesh"] = lambda s, p=mesh_path: _add_mesh(s, p)
+    if ws.splat_ply.exists():
+        layers["splat"] = lambda s: _add_splat(s, ws.splat_ply)
+    return layers
+
+
+def _extent(views: list, xyz: np.ndarray) -> float:
+    """Robust size of the scene (world units): sets point and frustum sizes."""
+    pts = np.concatenate([xyz.reshape(-1, 3), np.array([v.center for v in views]).reshape(-1, 3)])
+    if len(pts) < 2:
+        return 1.0
+    lo, hi = np.percentile(pts, [5, 95], axis=0)
+    return float(max(np.linalg.norm(hi - lo), 1e-6))
+
+
+def _subsample(n: int, limit: int) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.random.default_rng(0).choice(n, limit, replace=False)
+
+
+def _add_cameras(server, ws: Workspace, views: list) -> tuple[list, int]:
+    centers = np.array([v.center for v in views])
+    spacing = np.median(np.linalg.norm(np.diff(centers, axis=0), axis=1)) if len(views) > 1 else 1.0
+    scale = float(np.clip(spacing * 1.5, 1e-3, None))
+    handles = []
+    for v in views:
+        fov = 2 * np.arctan2(v.height / 2, v.K[1, 1])
+        handles.append(server.scene.add_camera_frustum(
+            f"/cameras/{_safe(v.name)}", fov=float(fov), aspect=v.width / v.height, scale=scale,
+            thickness=scale * 0.02, color=(40, 110, 220), image=_thumbnail(ws.images_dir / v.name),
+            format="jpeg", jpeg_quality=80, wxyz=_wxyz(v.R.T), position=v.center))
+    return handles, len(views)
+
+
+def _thumbnail(path: Path) -> np.ndarray | None:
+    """(h, w, 3) uint8 image shrunk to THUMB_SIDE on its long side, or None when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            return np.asarray(im)
+    except (OSError, ValueError):
+        return None
+
+
+def _wxyz(R: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation -> (4,) quaternion w, x, y, z."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(R).as_quat()
+    return np.array([w, x, y, z])
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _add_points(server, node: str, xyz: np.ndarray, rgb: np.ndarray, extent: float) -> tuple[list, int]:
+    idx = _subsample(len(xyz), MAX_POINTS)
+    h = server.scene.add_point_cloud(node, points=xyz[idx].astype(np.float32), colors=rgb[idx],
+                                     point_size=extent * 0.003, point_shape="rounded")
+    return [h], len(idx)
+
+
+def _read_point_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    from plyfile import PlyData
+
+    v = PlyData.read(str(path))["vertex"]
+    xyz = np.stack([np.asarray(v[k], np.float32) for k in "xyz"], axis=1)
+    names = v.data.dtype.names
+    if all(c in names for c in ("red", "green", "blue")):
+        rgb = np.stack([np.asarray(v[c]) for c in ("red", "green", "blue")], axis=1).astype(np.uint8)
+    else:
+        rgb = np.full_like(xyz, 180, dtype=np.uint8)
+    return xyz, rgb
+
+
+def _add_mesh(server, path: Path) -> tuple[list, int]:
+    import trimesh
+
+    mesh = trimesh.load(str(path), force="mesh", process=False)
+    h = server.scene.add_mesh_trimesh("/mesh", mesh)
+    return [h], int(len(mesh.faces))
+
+
+def _add_splat(server, path: Path) -> tuple[list, int]:
+    """3DGS PLY -> viser gaussians (centres, covariances, colours from the DC term, opacities)."""
+    from plyfile import PlyData
+    from scipy.spatial.transform import Rotation
+
+    v = PlyData.read(str(path))["vertex"]
+    idx = _subsample(len(v.data), MAX_SPLATS)
+    col = lambda k: np.asarray(v[k], np.float64)[idx]  # noqa: E731
+    centers = np.stack([col(k) for k in "xyz"], axis=1)
+    scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
+    quat = np.stack([col(f"rot_{i}") for i in (1, 2, 3, 0)], axis=1)  # PLY stores w first
+    quat /= np.clip(np.linalg.norm(quat, axis=1, keepdims=True), 1e-12, None)
+    R = Rotation.from_quat(quat).as_matrix()
+    cov = np.einsum("nij,nj,nkj->nik", R, scales ** 2, R)
+    rgb = np.clip(0.5 + SH_C0 * np.stack([col(f"f_dc_{i}") for i in range(3)], axis=1), 0, 1)
+    opacity = 1 / (1 + np.exp(-col("opacity")))[:, None]
+    h = server.scene.add_gaussian_splats("/splat", centers=centers.astype(np.float32),
+                                         covariances=cov.astype(np.float32), rgbs=rgb.astype(np.float32),
+                                         opacities=opacity.astype(np.float32))
+    return [h], len(idx)
+
+
+def _add_toggles(server, viewer: Viewer) -> None:
+    with server.gui.add_folder("Layers"):
+        for name, handles in viewer.handles.items():
+            box = server.gui.add_checkbox(f"{name} ({viewer.layers[name]})", initial_value=True)
+
+            @box.on_update
+            def _(event, hs=handles, b=box) -> None:
+                for h in hs:
+                    h.visible = b.value
+
+
+def _initial_camera(server, ws: Workspace) -> None:
+    """Start looking at the scene centre from above and outside the cameras' ring."""
+    scene = ws.read_json(ws.scene_json, default=None) or {}
+    if scene.get("center") is None or not scene.get("radius"):
+        return
+    c, r = np.asarray(scene["center"], float), float(scene["radius"])
+    server.initial_camera.position = c + r * np.array([2.2, -2.2, 1.6])
+    server.initial_camera.look_at = c

@@ -1,0 +1,187 @@
+"""``vid2model view``: the viser viewer serves its page and websocket, shows every layer, stops on request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vid2model.errors import MissingDependency, UserError
+from vid2model.workspace import Workspace
+
+from test_publish import write_splat_ply
+
+N_CAMS, N_POINTS, N_DENSE = 5, 300, 2000
+
+
+def write_colmap_model(ws: Workspace) -> np.ndarray:
+    """A ring of 5 PINHOLE cameras looking at the origin (+Z up) with 300 coloured points; returns centres."""
+    import pycolmap
+    from PIL import Image
+
+    rec = pycolmap.Reconstruction()
+    cam = pycolmap.Camera(camera_id=1, model="PINHOLE", width=64, height=48, params=[60.0, 60.0, 32.0, 24.0])
+    rec.add_camera_with_trivial_rig(cam)
+    ws.images_dir.mkdir(parents=True, exist_ok=True)
+    centers = []
+    for i in range(N_CAMS):
+        a = 2 * np.pi * i / N_CAMS
+        c = np.array([3 * np.cos(a), 3 * np.sin(a), 1.0])
+        z = -c / np.linalg.norm(c)  # looking at the origin
+        x = np.cross(z, [0, 0, 1.0])
+        x /= np.linalg.norm(x)
+        R = np.stack([x, np.cross(z, x), z])  # rows: camera axes in world (world-to-camera rotation)
+        name = f"frame_{i:03d}.jpg"
+        Image.fromarray(np.full((48, 64, 3), (40 * i, 120, 200), np.uint8)).save(ws.images_dir / name)
+        img = pycolmap.Image(name=name, camera_id=1, image_id=i + 1)
+        rec.add_image_with_trivial_frame(img, pycolmap.Rigid3d(np.hstack([R, (-R @ c)[:, None]])))
+        centers.append(c)
+    rng = np.random.default_rng(0)
+    for p in rng.uniform(-1, 1, (N_POINTS, 3)):
+        rec.add_point3D(p, pycolmap.Track(), rng.integers(0, 255, 3).astype(np.uint8))
+    ws.sparse_dir.mkdir(parents=True, exist_ok=True)
+    rec.write(str(ws.sparse_dir))
+    return np.array(centers)
+
+
+def write_dense_and_mesh(ws: Workspace) -> int:
+    import trimesh
+    from plyfile import PlyData, PlyElement
+
+    pts = np.random.default_rng(1).normal(size=(N_DENSE, 3)).astype(np.float32)
+    arr = np.zeros(N_DENSE, dtype=[(k, "f4") for k in "xyz"] + [(k, "u1") for k in ("red", "green", "blue")])
+    for i, k in enumerate("xyz"):
+        arr[k] = pts[:, i]
+    arr["red"] = 200
+    ws.fused_ply.parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(arr, "vertex")]).write(str(ws.fused_ply))
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.8)
+    ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(ws.clean_mesh)
+    return len(mesh.faces)
+
+
+@pytest.fixture(scope="module")
+def full_ws(tmp_path_factory):
+    pytest.importorskip("viser", reason="the local viewer needs the 'viewer' extra (pip install 'vid2model[viewer]')")
+    ws = Workspace(tmp_path_factory.mktemp("view") / "ws").create()
+    centers = write_colmap_model(ws)
+    n_faces = write_dense_and_mesh(ws)
+    write_splat_ply(ws.splat_ply, n=1500)
+    ws.write_json(ws.manifest_path, {"stages": {}})
+    return ws, centers, n_faces
+
+
+def test_view_shows_every_layer_and_serves_page_and_websocket(full_ws):
+    import viser
+    from websockets.sync.client import connect
+
+    from vid2model.viewer.local import serve
+
+    ws, centers, n_faces = full_ws
+    res = serve(ws, port=0, block=False)
+    viewer = res["viewer"]
+    try:
+        assert res["url"] == f"http://127.0.0.1:{res['port']}" and res["port"] > 0
+        assert res["layers"] == {"cameras": N_CAMS, "sparse points": N_POINTS, "dense points": N_DENSE,
+                                 "mesh": n_faces, "splat": 1500}
+        # frustums sit at the camera centres of the COLMAP model
+        pos = np.array(sorted((h.position for h in viewer.handles["cameras"]), key=lambda p: np.arctan2(p[1], p[0])))
+        np.testing.assert_allclose(pos, sorted(centers, key=lambda p: np.arctan2(p[1], p[0])), atol=1e-4)
+        with urllib.request.urlopen(res["url"] + "/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read(4096).lower()
+        with connect(f"ws://127.0.0.1:{res['port']}", subprotocols=[f"viser-v{viser.__version__}"],
+                     open_timeout=10, max_size=None) as conn:
+            assert conn.subprotocol == f"viser-v{viser.__version__}"
+            first = conn.recv(timeout=10)  # the scene is pushed to a new client right away
+            assert isinstance(first, bytes) and len(first) > 0
+        viewer.handles["mesh"][0].visible = False  # the toggles' effect, reachable from Python too
+    finally:
+        t0 = time.time()
+        viewer.stop()
+        assert time.time() - t0 < 10
+    with pytest.raises(OSError):
+        urllib.request.urlopen(res["url"] + "/", timeout=2)
+
+
+def test_blocking_serve_stops_on_event(full_ws):
+    from vid2model.viewer.local import serve
+
+    ws = full_ws[0]
+    port = _free_port()
+    stop, out = threading.Event(), {}
+    t = threading.Thread(target=lambda: out.update(serve(ws, port=port, stop_event=stop)), daemon=True)
+    t.start()
+    _wait_http(f"http://127.0.0.1:{port}/", 30)
+    t0 = time.time()
+    stop.set()
+    t.join(15)
+    assert not t.is_alive() and time.time() - t0 < 15
+    assert out["port"] == port and "stopped" in out["_human"]
+
+
+def test_cli_view_stops_on_ctrl_c(full_ws):
+    """The real command: prints the URL, binds 127.0.0.1, exits cleanly (code 0) on SIGINT."""
+    ws = full_ws[0]
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", "view", str(ws.root), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        t0 = time.time()
+        while not any("vid2model viewer:" in ln for ln in lines):  # the URL is printed once the scene is ready
+            assert proc.poll() is None and time.time() - t0 < 60, "".join(lines)
+            time.sleep(0.1)
+        assert f"http://127.0.0.1:{port}" in "".join(lines)
+        _wait_http(f"http://127.0.0.1:{port}/", 10, proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+        reader.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_view_errors(tmp_path, monkeypatch):
+    from vid2model.viewer.local import serve
+
+    pytest.importorskip("viser")
+    with pytest.raises(UserError, match="nothing to show"):
+        serve(Workspace(tmp_path / "empty").create(), port=0, block=False)
+    monkeypatch.setitem(sys.modules, "viser", None)  # as if not installed
+    with pytest.raises(MissingDependency, match=r"vid2model\[viewer\]"):
+        serve(Workspace(tmp_path / "empty"), port=0, block=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"viewer exited early: {proc.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"no answer from {url} within {timeout} s")
