@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("workspace", help="workspace folder")
         if st.name == "export":
             p.add_argument("--format", dest="formats", default=None,
-                           help="comma separated: glb,gltf,obj,usdz,usd,fbx,ply,splat_ply,splat,spz")
+                           help="comma separated: glb,gltf,obj,usdz,usd,usda,fbx,ply,splat_ply,splat,spz")
         _config_args(p)
         _common(p)
 

@@ -66,8 +66,13 @@ class DenseConfig:
     min_ncc: float = 0.5  # matching score under which a depth is dropped
     min_consistent: int = 2  # other views that must agree with a depth
     consistency_px: float = 1.5
-    consistency_rel: float = 0.02
+    consistency_rel: float = 0.01
+    rounds: int = 2  # full-resolution refinement sweeps
+    best_k: int = 2  # the best sources averaged in the matching score
+    min_texture: float = 0.01  # grey std in the NCC window under which a pixel is untextured (dropped)
+    max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
+    threads: int = 0  # CPU threads for torch; 0 = all available cores
     backend: str = "auto"  # auto | cpu | colmap_cuda
     device: str = "auto"  # auto | cpu | cuda
 

@@ -27,7 +27,8 @@ STAGES: list[Stage] = [
           help="UV atlas and texture baked from the keyframes"),
     Stage(name="splat", target="vid2model.stages.splat:run", needs=("sfm",), optional_needs=("dense",),
           help="train 3D Gaussian splats"),
-    Stage(name="export", target="vid2model.stages.export:run", needs=("texture",), optional_needs=("splat",),
+    Stage(name="export", target="vid2model.stages.export:run", needs=("mesh",),
+          optional_needs=("texture", "dense", "splat"),
           help="GLB/glTF, OBJ, USD/USDZ, FBX, PLY and splat files under export/"),
 ]
 STAGE_NAMES = [s.name for s in STAGES]

@@ -38,8 +38,8 @@ class VoxelFusion:
         vals = np.concatenate([self._sums] + [v for _, v in self._pending])
         self._pending, self._n_pending = [], 0
         uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-        sums = np.zeros((len(uniq), vals.shape[1]))
-        np.add.at(sums, inv.ravel(), vals)
+        inv = inv.ravel()
+        sums = np.stack([np.bincount(inv, weights=vals[:, c], minlength=len(uniq)) for c in range(vals.shape[1])], 1)
         self._keys, self._sums = uniq, sums
 
     def result(self, min_count: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
