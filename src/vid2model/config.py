@@ -46,8 +46,12 @@ class SfmConfig:
     matcher: str = "auto"  # auto | sequential | exhaustive
     sequential_overlap: int = 8
     loop_closure: bool = True
+    exhaustive_max_images: int = 40  # auto matcher: all pairs up to this many images
+    retrieval_k: int = 5  # loop-closure candidates per image (pairs grow linearly)
     mapper: str = "auto"  # auto | global | incremental
+    incremental_max_images: int = 150  # auto mapper: incremental first up to this many images, else global
     camera_model: str = "auto"  # auto | SIMPLE_RADIAL | OPENCV | PINHOLE ...
+    opencv_min_images: int = 30  # auto: OPENCV when this many views share one camera, else SIMPLE_RADIAL
     marker_size: float = 0.0  # metres; > 0 enables ArUco metric scale
     known_distance: float = 0.0  # metres between two cameras named by known_distance_images
     known_distance_images: str = ""  # "imgA.jpg,imgB.jpg"
@@ -67,7 +71,7 @@ class DenseConfig:
     min_consistent: int = 2  # other views that must agree with a depth
     consistency_px: float = 1.5
     consistency_rel: float = 0.01
-    rounds: int = 2  # full-resolution refinement sweeps
+    rounds: int = 3  # full-resolution refinement sweeps
     best_k: int = 2  # the best sources averaged in the matching score
     min_texture: float = 0.01  # grey std in the NCC window under which a pixel is untextured (dropped)
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)

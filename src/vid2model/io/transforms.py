@@ -47,3 +47,16 @@ def _intrinsics(cam) -> dict:
         if name == "OPENCV":
             out.update(k1=p[4], k2=p[5], p1=p[6], p2=p[7])
     return out
+
+
+def read_transforms(path: Path) -> tuple[dict, list[str], np.ndarray]:
+    """Read a nerfstudio ``transforms.json``.
+
+    Returns:
+        (top-level intrinsics dict, frame file paths, (N, 4, 4) camera-to-world in OpenCV axes).
+    """
+    data = json.loads(Path(path).read_text())
+    frames = data.get("frames", [])
+    c2w = np.array([np.asarray(f["transform_matrix"], float) @ CV_TO_GL for f in frames]).reshape(-1, 4, 4)
+    intr = {k: v for k, v in data.items() if k != "frames"}
+    return intr, [f["file_path"] for f in frames], c2w

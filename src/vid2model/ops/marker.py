@@ -5,17 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 
-def detect_aruco(gray: np.ndarray, dictionary: int | None = None) -> dict[int, np.ndarray]:
-    """ArUco markers in a grey uint8 image: {id: (4, 2) corner pixels}."""
+def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0) -> dict[int, np.ndarray]:
+    """ArUco markers in a grey uint8 image: {id: (4, 2) corner pixels}.
+
+    Detections with a mean side under ``min_side_px`` are dropped: at that size texture can decode as a
+    marker by chance, and corners would be too imprecise to measure with anyway.
+
+    Small or distant markers (a few tens of pixels) are common in room-scale captures, so detection
+    is retried on a 2x upsampled image with looser quad tests when nothing is found at full size.
+    """
     import cv2
 
     d = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50 if dictionary is None else dictionary)
-    params = cv2.aruco.DetectorParameters()
-    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(gray)
-    if ids is None:
-        return {}
-    return {int(i): c.reshape(4, 2) for i, c in zip(ids.ravel(), corners)}
+    for up in (1, 2):
+        params = cv2.aruco.DetectorParameters()
+        params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+        img = gray
+        if up > 1:
+            params.minMarkerPerimeterRate = 0.01
+            params.polygonalApproxAccuracyRate = 0.06
+            params.adaptiveThreshWinSizeMin = 3
+            img = cv2.resize(gray, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+        corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(img)
+        found = {}
+        for i, c in zip(() if ids is None else ids.ravel(), corners):
+            c = (c.reshape(4, 2) + 0.5) / up - 0.5  # pixel-centre convention: back to input pixels
+            if np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() >= min_side_px:
+                found[int(i)] = c
+        if found:
+            return found
+    return {}
 
 
 def triangulate(rays_cam: list[np.ndarray], R_w2c: list[np.ndarray], t_w2c: list[np.ndarray]) -> np.ndarray:
@@ -30,16 +49,48 @@ def triangulate(rays_cam: list[np.ndarray], R_w2c: list[np.ndarray], t_w2c: list
     return X[:3] / X[3]
 
 
-def marker_edge_length(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray]:
-    """Mean edge length of a square marker in model units.
+def marker_edge_length(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, float]:
+    """Edge length of a square marker in model units, from its corners seen in several views.
 
     Args:
         observations: per view (normalised corner coords (4, 2), R (3, 3), t (3,)).
 
     Returns:
-        (mean edge length, corners (4, 3) in model coordinates).
+        (edge length: mean of the 4 edges and the 2 diagonals / sqrt 2, corners (4, 3) in model
+        coordinates, squareness: relative spread of those 6 estimates; large = not a real square).
     """
     corners = np.array([triangulate([o[0][k] for o in observations], [o[1] for o in observations],
                                     [o[2] for o in observations]) for k in range(4)])
     edges = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
-    return float(edges.mean()), corners
+    diags = np.linalg.norm(corners[:2] - corners[2:], axis=1) / np.sqrt(2)
+    est = np.concatenate([edges, diags])
+    return float(est.mean()), corners, float(est.std() / max(est.mean(), 1e-12))
+
+
+def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane through (N, 3) points: (unit normal n, d) with n . x = d."""
+    c = points.mean(0)
+    n = np.linalg.svd(points - c, full_matrices=False)[2][2]
+    return n, float(n @ c)
+
+
+def corners_on_plane(norm_corners: np.ndarray, R: np.ndarray, t: np.ndarray, n: np.ndarray,
+                     d: float) -> np.ndarray | None:
+    """Intersect the viewing rays of (4, 2) normalised corners with the plane n . x = d: (4, 3) or None."""
+    center = -R.T @ t
+    rays = np.c_[norm_corners, np.ones(len(norm_corners))] @ R  # camera rays in world axes (R^T r)
+    denom = rays @ n
+    if np.any(np.abs(denom) < 1e-9):
+        return None
+    lam = (d - n @ center) / denom
+    if np.any(lam <= 0):
+        return None
+    return center + lam[:, None] * rays
+
+
+def square_edge(corners: np.ndarray) -> tuple[float, float]:
+    """(edge estimate, relative spread) of a (4, 3) square: mean of 4 edges and 2 diagonals / sqrt 2."""
+    edges = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
+    diags = np.linalg.norm(corners[:2] - corners[2:], axis=1) / np.sqrt(2)
+    est = np.concatenate([edges, diags])
+    return float(est.mean()), float(est.std() / max(est.mean(), 1e-12))

@@ -44,18 +44,43 @@ def bow_vectors(descriptors: list[np.ndarray], n_words: int = 256, sample: int =
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-def retrieval_pairs(vectors: np.ndarray, k: int, min_index_gap: int = 0) -> set[tuple[int, int]]:
-    """For each image its ``k`` most similar others at least ``min_index_gap`` apart (loop closures)."""
+def retrieval_pairs(vectors: np.ndarray, k: int, min_index_gap: int = 0,
+                    min_similarity: float = -1.0) -> set[tuple[int, int]]:
+    """For each image its ``k`` most similar others at least ``min_index_gap`` apart (loop closures).
+
+    Args:
+        vectors: (N, D) L2-normalised global descriptors.
+        k: candidates per image (pairs grow linearly: at most k * N).
+        min_index_gap: skip images this close in capture order (sequential pairs cover them).
+        min_similarity: cosine similarity a candidate needs.
+    """
     n = len(vectors)
     sim = vectors @ vectors.T
     idx = np.arange(n)
     sim[np.abs(idx[:, None] - idx[None, :]) <= min_index_gap] = -np.inf
+    sim[sim < min_similarity] = -np.inf
     pairs = set()
     for i in range(n):
-        for j in np.argsort(-sim[i])[:k]:
+        for j in np.argpartition(-sim[i], min(k, n - 1))[:k] if n > k else np.argsort(-sim[i])[:k]:
             if np.isfinite(sim[i, j]):
                 pairs.add((min(i, j), max(i, j)))
     return pairs
+
+
+def is_sequence(vectors: np.ndarray, margin: float = 1.5) -> bool:
+    """Whether images in this order look like a path: neighbours far more alike than random pairs.
+
+    Args:
+        vectors: (N, D) L2-normalised global descriptors in capture (or file-name) order.
+        margin: how many times the median similarity of all pairs consecutive images must reach.
+    """
+    n = len(vectors)
+    if n < 6:
+        return False
+    sim = vectors @ vectors.T
+    consecutive = np.median(np.einsum("ij,ij->i", vectors[:-1], vectors[1:]))
+    all_pairs = np.median(sim[np.triu_indices(n, 1)])
+    return bool(consecutive > margin * max(all_pairs, 1e-6))
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:

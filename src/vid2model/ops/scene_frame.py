@@ -20,24 +20,40 @@ def rotation_to_z(up: np.ndarray) -> np.ndarray:
 def estimate_up(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Gravity-up estimate from cameras.
 
-    People hold phones upright, so the mean camera "up" (-y axis) points roughly up. When the
-    camera centres spread in a plane (an orbit, a walk at constant height) the plane normal is a
-    better estimate, signed to agree with the mean camera up.
+    People hold cameras upright: little roll, so each camera's x axis is nearly horizontal, and its
+    "up" (-y) points roughly up but tilted by the pitch (looking down at an object or the floor).
+    In order of preference:
+
+    1. the normal of the plane the camera centres spread in (an orbit, a walk at constant height);
+    2. the direction orthogonal to all camera x axes, when the camera turned enough for those to span
+       the horizontal plane (immune to a common pitch);
+    3. the mean camera up.
+
+    Each is signed to agree with the mean camera up and must lie within 45 deg of it.
 
     Args:
         R_w2c: (N, 3, 3) world-to-camera rotations.
         centers: (N, 3) camera centres.
+
+    Returns:
+        (3,) unit up vector in model coordinates.
     """
     cam_up = -R_w2c[:, 1, :]  # rows of R are camera axes in world coordinates
     mean_up = cam_up.mean(0)
     mean_up /= np.linalg.norm(mean_up)
+    cos45 = np.cos(np.radians(45))
     if len(centers) >= 5:
         c = centers - centers.mean(0)
         _, s, vt = np.linalg.svd(c, full_matrices=False)
         normal = vt[2]
         planar = s[2] < 0.25 * s[1] and s[1] > 0.2 * s[0]
-        if planar and abs(normal @ mean_up) > 0.5:
+        if planar and abs(normal @ mean_up) > cos45:
             return normal * np.sign(normal @ mean_up)
+    if len(R_w2c) >= 3:
+        _, s, vt = np.linalg.svd(R_w2c[:, 0, :], full_matrices=False)
+        ortho = vt[2]
+        if s[1] > 0.3 * s[0] and abs(ortho @ mean_up) > cos45:
+            return ortho * np.sign(ortho @ mean_up)
     return mean_up
 
 

@@ -13,13 +13,15 @@ from vid2model.splat.rasterize import quat_to_rotmat
 class Densifier:
     """Gradient statistics and the densification schedule of one training run."""
 
-    def __init__(self, opts, extent: float, device):
+    def __init__(self, opts, extent: float, device, center=(0.0, 0.0, 0.0)):
         self.o, self.extent, self.dev = opts, extent, torch.device(device)
+        self.center = torch.as_tensor(center, dtype=torch.float32, device=self.dev)
         n = opts.iterations
         self.start = int(opts.densify_from * n)
         self.stop = int(opts.densify_until * n)
         k = max(opts.opacity_resets, 0)
         span = self.stop - self.start
+        self.every = opts.densify_every if opts.densify_every > 0 else max(20, span // 30)
         self.resets = {self.start + int(span * (j + 1) / (k + 1)) for j in range(k)} if k and span > 0 else set()
         self.grad = torch.zeros(0, device=self.dev)
         self.count = torch.zeros(0, device=self.dev)
@@ -44,7 +46,7 @@ class Densifier:
         """Run densification / pruning / opacity reset when the schedule says so (after ``it``)."""
         o = self.o
         done = it + 1
-        if self.start <= done <= self.stop and done % o.densify_every == 0 and done > self.start:
+        if self.start <= done <= self.stop and done % self.every == 0 and done > self.start:
             self.densify_and_prune(model, opt)
         if done in self.resets:
             self.reset_opacity(model, opt)
@@ -84,8 +86,10 @@ class Densifier:
         keep[:n][split] = False  # split originals are replaced by their two children
         op = model.opacities.detach()
         keep &= op >= o.prune_opacity
-        if self.reset_done:  # 3DGS prunes world-space giants only once opacities were reset
-            keep &= model.scales.detach().max(-1).values <= 0.1 * self.extent
+        if self.reset_done:  # 3DGS prunes world-space giants only once opacities were reset,
+            # but only near the cameras: far background splats (sky) are legitimately huge
+            near = (model.means.detach() - self.center).norm(dim=-1) < self.extent
+            keep &= ~near | (model.scales.detach().max(-1).values <= 0.1 * self.extent)
         if keep.sum() < 4:
             keep[:] = True
         model.keep(keep, opt)

@@ -24,7 +24,10 @@ from vid2model.splat.kernel_src import SOURCE
 
 log = logging.getLogger("vid2model")
 
-_FLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
+# -ffast-math only when compiling: linking a shared library with it adds crtfastmath.o, which turns on
+# flush-to-zero for the whole process (and broke scipy's cKDTree here).
+_FLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp", "-fPIC", "-std=c++17"]
+_LINK = ["-shared", "-fopenmp", "-fPIC"]
 _lib: ctypes.CDLL | None = None
 _tried = False
 
@@ -54,7 +57,7 @@ def _cpu_id() -> str:
 
 
 def _build(compiler: str) -> Path:
-    key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + _cpu_id() + compiler).encode()).hexdigest()[:16]
+    key = hashlib.sha256((SOURCE + " ".join(_FLAGS + _LINK) + _cpu_id() + compiler).encode()).hexdigest()[:16]
     out = cache_dir() / f"splat_{key}.so"
     if out.exists():
         return out
@@ -62,11 +65,12 @@ def _build(compiler: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "splat.cpp"
         src.write_text(SOURCE, encoding="utf-8")
-        so = Path(tmp) / "splat.so"
+        obj, so = Path(tmp) / "splat.o", Path(tmp) / "splat.so"
         log.info("building the CPU splat kernels (once) ...")
-        res = subprocess.run([compiler, *_FLAGS, str(src), "-o", str(so)], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"compiling splat kernels failed: {res.stderr[-2000:]}")
+        for cmd in ([compiler, *_FLAGS, "-c", str(src), "-o", str(obj)], [compiler, *_LINK, str(obj), "-o", str(so)]):
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"compiling splat kernels failed: {res.stderr[-2000:]}")
         os.replace(so, out)
     return out
 

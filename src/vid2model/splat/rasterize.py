@@ -139,7 +139,7 @@ def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, widt
         return _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, width, height, bg)
     means2d, conics, depths, ext = project(means, quats, scales, opacities, viewmat, K, width, height)
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-    dirs = means.detach() - campos
+    dirs = means - campos  # 3DGS also back-propagates the view direction of the SH colour
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     colors = sh_to_rgb(sh, dirs, sh_degree)
     img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)

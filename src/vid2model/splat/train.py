@@ -40,7 +40,7 @@ class TrainOptions:
     lr_exposure: float = 1e-3
     densify_from: float = 0.1  # fraction of iterations
     densify_until: float = 0.6
-    densify_every: int = 100
+    densify_every: int = 0  # 0: about 30 rounds over the densification window (at least every 20 its)
     densify_grad: float = 2e-4  # mean 2D-position gradient (NDC units) that triggers clone/split
     opacity_resets: int = 1  # resets spread over the densification window
     prune_opacity: float = 0.005
@@ -213,13 +213,15 @@ def train(views: list[TrainView], train_idx: list[int], eval_idx: list[int], ini
         model = GaussianModel.from_points(xyz, rgb, opts.sh_degree, opts.init_opacity, dev)
         exposure = torch.zeros((len(views), 6), device=dev, requires_grad=True)
     opt, exp_opt = _make_optimizer(model, exposure, opts, extent)
-    dens = Densifier(opts, extent, dev)
+    cams = np.array([-views[i].viewmat[:3, :3].T @ views[i].viewmat[:3, 3] for i in train_idx])
+    dens = Densifier(opts, extent, dev, center=cams.mean(0))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         exp_opt.load_state_dict(state["exp_optimizer"])
         dens.load_state_dict(state["densifier"], len(model))
 
     n_iter = opts.iterations
+    train_t = torch.as_tensor(train_idx, device=dev)
     sh_up = max(1, int(n_iter * 0.5 / max(opts.sh_degree, 1)))
     recent: list[float] = []
     t0 = time.perf_counter()
@@ -239,12 +241,10 @@ def train(views: list[TrainView], train_idx: list[int], eval_idx: list[int], ini
             means2d = out["means2d"]
             means2d.retain_grad()
             img = out["image"]
-            if opts.exposure:
-                img = apply_exposure(img, exposure[i])
+            if opts.exposure:  # relative to the mean over training views: no global drift vs. the colours
+                img = apply_exposure(img, exposure[i] - exposure[train_t].mean(0))
             gt = _to_t(cache.get(i), dev)
             loss = photometric_loss(img, gt, opts.ssim_weight)
-            if opts.exposure:
-                loss = loss + 1e-3 * (exposure[i] ** 2).sum()
             loss.backward()
             with torch.no_grad():
                 dens.accumulate(means2d.grad, out["visible"], v.width, v.height)

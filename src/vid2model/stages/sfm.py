@@ -8,7 +8,6 @@ undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages r
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from vid2model.errors import UserError
 from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
 from vid2model.progress import bar
+from vid2model.stages.sfm_checks import check_motion, check_pairs
+from vid2model.stages.sfm_mapping import solve
 from vid2model.workspace import Workspace, atomic_dir
 
 log = logging.getLogger("vid2model")
@@ -39,30 +40,53 @@ def _image_order(ws: Workspace) -> tuple[list[str], dict[str, Any]]:
     return names, kf
 
 
-def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig):
+def _image_sizes(ws: Workspace, names: list[str], kf: dict[str, Any]) -> set[tuple[int, int]]:
+    sizes = {(k["width"], k["height"]) for k in kf.get("keyframes", []) if "width" in k}
+    if sizes:
+        return sizes
+    from PIL import Image
+
+    out = set()
+    for n in names:
+        with Image.open(ws.images_dir / n) as im:  # reads the header only
+            out.add(im.size)
+    return out
+
+
+def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool) -> str:
+    """SIMPLE_RADIAL unless many views share one camera, which constrain OPENCV's 4 distortion terms."""
+    if cfg.camera_model != "auto":
+        return cfg.camera_model
+    return "OPENCV" if shared and n_images >= cfg.opencv_min_images else "SIMPLE_RADIAL"
+
+
+def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
     import pycolmap
 
     if cfg.features != "sift":
         from vid2model.features import check_learned_features
 
         check_learned_features(cfg)
+    sizes = _image_sizes(ws, names, kf)
+    # Video frames and same-size photo sets share one camera: far better constrained intrinsics.
+    one_camera = bool(kf.get("video")) or len(sizes) == 1
+    model = choose_camera_model(cfg, len(names), one_camera)
     reader = pycolmap.ImageReaderOptions()
-    model = cfg.camera_model if cfg.camera_model != "auto" else "SIMPLE_RADIAL"
     reader.camera_model = model
     focal = kf.get("focal_prior_px")
-    sizes = {(k["width"], k["height"]) for k in kf.get("keyframes", [])}
     if focal and len(sizes) == 1:
         w, h = next(iter(sizes))
         n_extra = {"SIMPLE_RADIAL": 1, "RADIAL": 2, "OPENCV": 4, "SIMPLE_PINHOLE": 0, "PINHOLE": 0}.get(model, 1)
-        params = [focal, w / 2, h / 2] if model.startswith("SIMPLE") or model == "RADIAL" else [focal, focal, w / 2, h / 2]
+        simple = model.startswith("SIMPLE") or model == "RADIAL"
+        params = [focal, w / 2, h / 2] if simple else [focal, focal, w / 2, h / 2]
         reader.camera_params = ",".join(str(v) for v in params + [0.0] * n_extra)
     ext = pycolmap.FeatureExtractionOptions()
     ext.sift.max_num_features = cfg.max_features
     ext.num_threads = -1
-    one_camera = bool(kf.get("video")) or len(sizes) == 1
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
     pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+    return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal}
 
 
 def _db_images(db) -> dict[str, int]:
@@ -94,13 +118,22 @@ def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: s
     done.update(todo)
 
 
-def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfig) -> dict[str, Any]:
+def _widen(ws: Workspace, names: list[str], missing: list[str], done: set[tuple[int, int]]) -> int:
+    """Match the images a mapper could not place against every other image; pairs added."""
+    idx = {n: i for i, n in enumerate(names)}
+    extra = {(min(idx[m], j), max(idx[m], j)) for m in missing for j in range(len(names)) if j != idx[m]}
+    before = len(done)
+    _match(ws, names, extra, done)
+    return len(done) - before
+
+
+def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfig,
+                     done: set[tuple[int, int]]) -> dict[str, Any]:
     """Choose pairs, match, and add pairs where the match graph is weak."""
     import pycolmap
 
     n = len(names)
-    done: set[tuple[int, int]] = set()
-    if cfg.matcher == "exhaustive" or (cfg.matcher == "auto" and n <= 40):
+    if cfg.matcher == "exhaustive" or (cfg.matcher == "auto" and n <= cfg.exhaustive_max_images):
         pairs = {(i, j) for i in range(n) for j in range(i + 1, n)}
         strategy = "exhaustive"
     else:
@@ -109,10 +142,11 @@ def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfi
         desc = [np.asarray(db.read_descriptors(ids[nm]).data) for nm in names]
         db.close()
         vec = P.bow_vectors(desc)
-        if video or cfg.matcher == "sequential":
+        # Photo folders are often shot in order too (names follow the path): detected, not assumed.
+        if video or cfg.matcher == "sequential" or P.is_sequence(vec):
             pairs = P.sequential_pairs(n, cfg.sequential_overlap)
             if cfg.loop_closure:
-                pairs |= P.retrieval_pairs(vec, k=3, min_index_gap=cfg.sequential_overlap)
+                pairs |= P.retrieval_pairs(vec, k=cfg.retrieval_k, min_index_gap=cfg.sequential_overlap)
             strategy = "sequential+retrieval"
         else:
             pairs = P.retrieval_pairs(vec, k=min(n - 1, 20))
@@ -139,53 +173,6 @@ def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfi
         added += len(extra - done)
         _match(ws, names, extra, done)
     return {"strategy": strategy, "n_pairs": len(done), "fallback_pairs": added}
-
-
-def _map(ws: Workspace, names: list[str], cfg: SfmConfig) -> tuple[Any, dict[str, Any]]:
-    """Run the mappers, keep the best result, and say what could not be joined."""
-    import pycolmap
-
-    out = ws.sfm_dir / "models"
-    results = []
-    order = {"global": ["global"], "incremental": ["incremental"]}.get(cfg.mapper, ["global", "incremental"])
-    for kind in order:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        t0 = time.perf_counter()
-        try:
-            if kind == "global":
-                models = pycolmap.global_mapping(ws.database_path, ws.images_dir, out)
-            else:
-                opts = pycolmap.IncrementalPipelineOptions()
-                opts.min_model_size = 3
-                opts.multiple_models = True
-                models = pycolmap.incremental_mapping(ws.database_path, ws.images_dir, out, opts)
-        except Exception as exc:  # noqa: BLE001 - a mapper failing is a result; the other may succeed
-            log.warning("%s mapping failed: %s", kind, exc)
-            continue
-        models = sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
-        if not models:
-            continue
-        best = models[0]
-        err = best.compute_mean_reprojection_error()
-        results.append((best.num_reg_images(), -err, kind, best, len(models), time.perf_counter() - t0))
-        log.info("%s mapping: %d/%d images in the largest of %d models, %.2f px", kind, best.num_reg_images(),
-                 len(names), len(models), err)
-        if best.num_reg_images() == len(names) and len(models) == 1:
-            break
-    if not results:
-        raise UserError("no camera could be placed: the images share too few features. Film with more overlap "
-                        "(move slower) and more texture in view")
-    n_reg, neg_err, kind, rec, n_models, dt = max(results, key=lambda r: (r[0], r[1]))
-    registered = {rec.image(i).name for i in rec.reg_image_ids()}
-    missing = [n for n in names if n not in registered]
-    if n_reg < max(3, 0.3 * len(names)):
-        raise UserError(f"only {n_reg} of {len(names)} frames could be placed: the camera barely moved or the "
-                        f"views do not overlap; walk around the object slowly")
-    if missing:
-        log.warning("%d of %d images could not be joined to the model: %s", len(missing), len(names),
-                    ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    return rec, {"mapper": kind, "n_models": n_models, "unregistered": missing, "mapping_s": round(dt, 2)}
 
 
 def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, Any]:
@@ -234,15 +221,21 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     ws.database_path.unlink(missing_ok=True)
     with bar("camera solving", 4) as b:
         t0 = time.perf_counter()
-        _extract(ws, names, kf, cfg)
+        cam_info = _extract(ws, names, kf, cfg)
         t["features_s"] = round(time.perf_counter() - t0, 2)
         b.advance()
         t0 = time.perf_counter()
-        match_info = _pairs_and_match(ws, names, video, cfg)
+        done: set[tuple[int, int]] = set()
+        match_info = _pairs_and_match(ws, names, video, cfg, done)
         t["matching_s"] = round(time.perf_counter() - t0, 2)
+        match_info.update(check_pairs(ws.database_path))
         b.advance()
-        rec, map_info = _map(ws, names, cfg)
+        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.sfm_dir / "models", cfg,
+                              lambda missing: _widen(ws, names, missing, done))
+        t["mapping_s"] = map_info.pop("mapping_s")
+        map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()
+        t0 = time.perf_counter()
         scene = _scene_frame(ws, rec, video, cfg)
         with atomic_dir(ws.sparse_dir) as tmp:
             rec.write_binary(str(tmp))
@@ -250,12 +243,14 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         write_transforms(ws.transforms_json, rec, "images")
         with atomic_dir(ws.dense_dir) as tmp:
             pycolmap.undistort_images(tmp, ws.sparse_dir, ws.images_dir)
+        t["outputs_s"] = round(time.perf_counter() - t0, 2)
         b.advance()
     summary = {"n_images": len(names), "n_registered": rec.num_reg_images(),
                "registered_share": round(rec.num_reg_images() / len(names), 4),
                "mean_reproj_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
-               "n_points": int(rec.num_points3D()), **match_info, **map_info, **t,
-               "scale": scene["scale"], "capture": scene["capture"]}
+               "n_points": int(rec.num_points3D()), **cam_info, **match_info, **map_info, **t,
+               "scale": scene["scale"], "scale_source": scene["scale_source"],
+               "metres_per_unit": scene["metres_per_unit"], "capture": scene["capture"]}
     try:
         from vid2model.report import build_report
 

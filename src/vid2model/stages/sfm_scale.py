@@ -3,38 +3,79 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
-from vid2model.ops.marker import detect_aruco, marker_edge_length
+from vid2model.ops.marker import corners_on_plane, detect_aruco, fit_plane, marker_edge_length, square_edge
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
 
 
+def _plane_near(rec, img, corners_px: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Plane of the sparse points this image sees around (and on) the marker; None if too few."""
+    c = corners_px.mean(0)
+    # A wide neighbourhood: markers are small; points off the marker's plane are dropped below.
+    reach = max(4 * np.linalg.norm(corners_px - c, axis=1).max(), 0.1 * np.hypot(img.camera.width, img.camera.height))
+    pts = [rec.point3D(p.point3D_id).xyz for p in img.points2D
+           if p.has_point3D() and np.linalg.norm(np.asarray(p.xy) - 0.5 - c) < reach]
+    if len(pts) < 6:
+        return None
+    pts = np.array(pts)
+    n, d = fit_plane(pts)
+    for _ in range(2):  # drop points off the plane (the object next to the marker), refit
+        res = np.abs(pts @ n - d)
+        keep = res <= max(3 * np.median(res), 1e-12)
+        if keep.sum() < 6:
+            return None
+        n, d = fit_plane(pts[keep])
+    return n, d
+
+
 def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
+    """Metres per model unit from each view's marker corners.
+
+    Per view, the corner rays meet the plane of the sparse points around the marker (its support is
+    measured by many features, so this holds for a marker seen in one view, small, or at a grazing
+    angle). With several views the corners are also triangulated directly. Decodes that do not form a
+    square are ignored.
+    """
     import cv2
 
+    per_view: dict[int, list[float]] = {}
     obs: dict[int, list] = {}
     for image_id in rec.reg_image_ids():
         img = rec.image(image_id)
         gray = cv2.imread(str(ws.images_dir / img.name), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             continue
+        m = np.asarray(img.cam_from_world().matrix())
         for mid, corners in detect_aruco(gray).items():
-            norm = np.asarray(img.camera.cam_from_img(corners.astype(np.float64)))[:, :2]
-            m = np.asarray(img.cam_from_world().matrix())
+            # OpenCV pixel centres are at integers, COLMAP's at +0.5
+            norm = np.asarray(img.camera.cam_from_img(corners.astype(np.float64) + 0.5))[:, :2]
             obs.setdefault(mid, []).append((norm, m[:, :3], m[:, 3]))
-    obs = {k: v for k, v in obs.items() if len(v) >= 2}
-    if not obs:
-        return None
-    mid = max(obs, key=lambda k: len(obs[k]))
-    edge, _ = marker_edge_length(obs[mid])
-    log.info("marker %d seen in %d views; edge %.4f model units", mid, len(obs[mid]), edge)
-    return size / edge
+            plane = _plane_near(rec, img, corners)
+            if plane is not None:
+                xyz = corners_on_plane(norm, m[:, :3], m[:, 3], *plane)
+                if xyz is not None:
+                    edge, spread = square_edge(xyz)
+                    if spread < 0.1:
+                        per_view.setdefault(mid, []).append(edge)
+    best = None
+    for mid in set(obs) | set(per_view):
+        edges = list(per_view.get(mid, []))
+        if len(obs.get(mid, [])) >= 3:  # direct triangulation is only trusted with a wider baseline
+            edge, _, spread = marker_edge_length(obs[mid])
+            if spread < 0.05:
+                edges.append(edge)
+        if edges:
+            log.info("marker %d: %d measurements, edge %.4f model units (spread %.3f)", mid, len(edges),
+                     np.median(edges), np.std(edges) / np.median(edges))
+            if best is None or len(edges) > len(best):
+                best = edges
+    return None if best is None else size / float(np.median(best))
 
 
 def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]:
@@ -42,8 +83,8 @@ def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]
     if cfg.marker_size > 0:
         s = _marker_scale(ws, rec, cfg.marker_size)
         if s is None:
-            raise UserError(f"--marker-size was given but no ArUco marker (DICT_4X4_50) was seen in two or more "
-                            f"keyframes: print one and keep it in view, or drop --marker-size")
+            raise UserError("--marker-size was given but no ArUco marker (DICT_4X4_50) could be measured in the "
+                            "keyframes: print one, lay it flat and keep it in view, or drop --marker-size")
         return s, "marker"
     if cfg.known_distance > 0:
         names = [n.strip() for n in cfg.known_distance_images.split(",") if n.strip()]
@@ -60,5 +101,3 @@ def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]
             raise UserError("the two images for the known distance were taken from the same place")
         return cfg.known_distance / d, "known_distance"
     return None, "none"
-
-

@@ -103,13 +103,20 @@ def _scores(ref: _RefStats, src_imgs, pairs, depth: torch.Tensor, best_k: int) -
     return nccs.topk(k, dim=0).values.mean(0) if k > 1 else nccs.max(0).values
 
 
+def median3(x: torch.Tensor, r: int = 2) -> torch.Tensor:
+    """Median over a (2r+1)^2 window of a (H, W) tensor (edges replicated)."""
+    k = 2 * r + 1
+    p = F.pad(x[None, None], (r, r, r, r), mode="replicate")
+    return F.unfold(p, k).median(1).values.reshape(x.shape)
+
+
 def _half(img: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(img[None, None], 2, ceil_mode=False)[0, 0]
 
 
 def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam],
                 dmin: float, dmax: float, n_planes: int = 48, n_refine: int = 8, window: int = 3,
-                best_k: int = 2, chunk: int = 8, rounds: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+                best_k: int = 2, chunk: int = 8, rounds: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimate a depth map for the reference view, coarse to fine.
 
     A global sweep over ``n_planes`` fronto-parallel planes (uniform in inverse depth) runs at half
@@ -142,7 +149,7 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
     pix = pixel_grid(h, w, dev)
     # 2x2 average pooling (odd edges dropped) halves COLMAP pixel coordinates exactly
     pairs = [_Pair(ref.scaled(0.5), c.scaled(0.5), pix) for c in srcs]
-    stats = _RefStats(r_lo, max(1, window // 2))
+    stats = _RefStats(r_lo, window)
     inv = torch.linspace(1 / dmax, 1 / dmin, n_planes, device=dev)
     best = torch.full((h, w), -2.0, device=dev)
     best_i = torch.zeros((h, w), dtype=torch.long, device=dev)
@@ -160,12 +167,14 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
     pairs = [_Pair(ref, c, pix) for c in srcs]
     stats = _RefStats(ref_img, window)
     lo_inv, hi_inv = 0.5 / dmax, 2.0 / dmin
-    best = _scores(stats, src_imgs, pairs, (1 / inv_est)[None], best_k)[0]
     radius = 1.5 * step
     for k in range(rounds):
         n = n_refine + (1 - n_refine % 2)  # odd: the centre is the current estimate
         deltas = torch.linspace(-radius, radius, n, device=dev)
-        cand = (inv_est[None] + deltas[:, None, None]).clamp(lo_inv, hi_inv)
+        # hypotheses are offsets from a smoothed surface: every window then follows one coherent
+        # (possibly slanted) surface, which the box-filtered NCC needs to be exact
+        base = median3(inv_est, 2)
+        cand = (base[None] + deltas[:, None, None]).clamp(lo_inv, hi_inv)
         agg = _scores(stats, src_imgs, pairs, 1 / cand, best_k)
         rb, ri = agg.max(0)
         if k == rounds - 1:
@@ -179,8 +188,6 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
             refined = cand.gather(0, ri[None])[0] + torch.where(interior, off * spacing, torch.zeros_like(off))
         else:
             refined = cand.gather(0, ri[None])[0]
-        better = rb > best
-        inv_est = torch.where(better, refined, inv_est)
-        best = torch.maximum(best, rb)
+        inv_est, best = refined, rb
         radius = radius * 2.5 / n_refine
     return 1 / inv_est.clamp_min(1e-9), best

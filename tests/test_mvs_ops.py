@@ -1,0 +1,152 @@
+"""MVS building blocks on exact synthetic ground truth: plane sweep, consistency, normals, views, fusion, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
+from vid2model.ops.mvs.filtering import backproject, consistency, depth_normals, incidence_cos, pixel_rays
+from vid2model.ops.mvs.fusion import VoxelFusion
+from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
+from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources
+
+
+@pytest.fixture(scope="module")
+def small_views(synth_orbit):
+    """Five neighbouring orbit views at 160x120: grey images, cameras, GT z-depth (inf = no hit)."""
+    from vid2model.synth import render_depth, render_views
+
+    s = synth_orbit
+    c2w = s.cam_to_world[:5]
+    K = s.K.copy()
+    K[:2] *= 0.5
+    imgs = render_views(s.config, K, 160, 120, c2w)
+    depth = render_depth(s.config, K, 160, 120, c2w)
+    cams = [Cam(K, np.linalg.inv(m)[:3, :3], np.linalg.inv(m)[:3, 3]) for m in c2w]
+    grays = [torch.from_numpy(im.astype(np.float32).mean(-1) / 255) for im in imgs]
+    return cams, grays, depth
+
+
+def test_sweep_depth_recovers_gt_depth(small_views):
+    cams, grays, gt = small_views
+    finite = np.isfinite(gt[2])
+    lo, hi = np.percentile(gt[2][finite], [1, 99])
+    with torch.no_grad():
+        d, score = sweep_depth(grays[2], [grays[j] for j in (0, 1, 3, 4)], cams[2], [cams[j] for j in (0, 1, 3, 4)],
+                               lo * 0.7, hi * 1.4, n_planes=32, n_refine=9, window=3, rounds=2)
+    d, score = d.numpy(), score.numpy()
+    good = finite & (score > 0.5)
+    rel = np.abs(d - gt[2])[good] / gt[2][good]
+    assert good.sum() > 0.5 * finite.sum()
+    assert np.median(rel) < 0.01
+    assert np.mean(rel < 0.03) > 0.8
+
+
+def test_consistency_counts_agreeing_views_and_averages(small_views):
+    cams, _, gt = small_views
+    depths = [np.where(np.isfinite(g), g, 0).astype(np.float32) for g in gt]
+    srcs = [0, 1, 3, 4]
+    cnt, avg = consistency(depths[2], cams[2], [depths[j] for j in srcs], [cams[j] for j in srcs],
+                           max_px=1.0, max_rel=0.01)
+    valid = depths[2] > 0
+    assert np.mean(cnt[valid] >= 2) > 0.9
+    ok = valid & (cnt >= 2)
+    assert np.median(np.abs(avg[ok] - depths[2][ok]) / depths[2][ok]) < 2e-3
+    cnt_bad, _ = consistency(depths[2] * 1.05, cams[2], [depths[j] for j in srcs], [cams[j] for j in srcs],
+                             max_px=1.0, max_rel=0.01)
+    assert np.mean(cnt_bad[valid] >= 2) < 0.05
+
+
+def test_backproject_inverts_projection():
+    K = np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
+    R = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    t = np.array([0.1, -0.2, 0.3])
+    depth = np.full((60, 80), 2.0)
+    X = backproject(depth, K, R, t)
+    x = X @ R.T + t
+    uv = x[..., :2] / x[..., 2:] * 100 + [40, 30]
+    np.testing.assert_allclose(uv[10, 20], [20.5, 10.5], atol=1e-9)  # pixel centres at +0.5 (COLMAP)
+    np.testing.assert_allclose(x[..., 2], 2.0)
+
+
+def test_depth_normals_of_a_slanted_plane():
+    K = np.array([[120.0, 0, 40], [0, 120.0, 30], [0, 0, 1]])
+    n = np.array([0.3, -0.2, -1.0])
+    n /= np.linalg.norm(n)  # facing the camera
+    rays = pixel_rays(60, 80, K)
+    depth = (-2.0 / (rays @ n)).astype(np.float32)  # plane n.X = -2
+    normals = depth_normals(depth, K, step=2)
+    inner = normals[5:-5, 5:-5].reshape(-1, 3)
+    np.testing.assert_allclose(inner, np.broadcast_to(n, inner.shape), atol=1e-4)
+    assert np.all(normals[0] == 0) and np.all(normals[:, -1] == 0)
+    cos = incidence_cos(normals, K)
+    assert 0.9 < cos[30, 40] <= 1.0
+
+
+def test_select_sources_prefers_close_neighbours():
+    ang = np.radians(np.arange(12) * 30.0)
+    centers = np.stack([3 * np.cos(ang), 3 * np.sin(ang), np.zeros(12)], 1)
+    axes = -centers / 3
+    covis = np.ones((12, 12))
+    src = select_sources(0, centers, axes, covis, depth=3.0, k=2)
+    assert sorted(src) == [1, 11]
+    src4 = select_sources(0, centers, axes, covis, depth=3.0, k=4)
+    assert 0 not in src4 and 6 not in src4 and len(src4) == 4
+
+
+def test_covisibility_and_depth_ranges():
+    tracks = [np.array([0, 1]), np.array([0, 1, 2]), np.array([2])]
+    cv = covisibility(tracks, 3)
+    assert cv[0, 1] == 2 and cv[1, 2] == 1 and cv[0, 2] == 1 and cv[0, 0] == 0
+    pts = np.array([[0, 0, z] for z in np.linspace(2, 4, 20)])
+    R = np.eye(3)[None].repeat(2, 0)
+    t = np.zeros((2, 3))
+    t[1, 2] = -10.0  # every point behind the second camera
+    r = depth_ranges(pts, [np.array([0])] * 20, R, t, fallback=(0.5, 9.0))
+    assert r[0][0] < 2.0 and 4.0 < r[0][1] < 7.0
+    assert r[1] == (0.5, 9.0)
+
+
+def test_voxel_fusion_averages_per_voxel():
+    f = VoxelFusion(voxel=1.0, flush_points=3)
+    f.add(np.array([[0.2, 0.2, 0.2], [0.4, 0.4, 0.4]]), np.array([[0, 0, 0], [100, 100, 100]], np.uint8),
+          np.array([[0, 0, 1.0], [0, 0, 1.0]]))
+    f.add(np.array([[5.5, 0.5, 0.5]]), np.array([[10, 20, 30]], np.uint8), np.array([[1.0, 0, 0]]))
+    xyz, rgb, nrm = f.result()
+    order = np.argsort(xyz[:, 0])
+    np.testing.assert_allclose(xyz[order], [[0.3, 0.3, 0.3], [5.5, 0.5, 0.5]])
+    np.testing.assert_array_equal(rgb[order], [[50, 50, 50], [10, 20, 30]])
+    np.testing.assert_allclose(nrm[order], [[0, 0, 1], [1, 0, 0]])
+
+
+def test_fscore_and_visibility_on_a_known_surface():
+    import trimesh
+
+    box = trimesh.creation.box(extents=(1, 1, 1))
+    gt = sample_surface(box.vertices, box.faces, 20000, seed=0)
+    pred = sample_surface(box.vertices, box.faces, 20000, seed=1)
+    perfect = fscore(pred, gt, 0.03)
+    assert perfect["fscore"] > 0.99
+    off = fscore(pred + [0.05, 0, 0], gt, 0.02)
+    assert off["precision"] < 0.5
+    half = fscore(pred[pred[:, 2] > 0.49], gt, 0.02)  # only the top face: precise, low recall
+    assert half["precision"] > 0.99 and half["recall"] < 0.3
+    # a camera above the box sees the top face only
+    K = np.array([[200.0, 0, 100], [0, 200.0, 100], [0, 0, 1]])
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.diag([1.0, -1, -1])
+    w2c[:3, 3] = [0, 0, 3]
+    depth = np.full((200, 200), 2.5)
+    vis = visible_points(gt, [depth], [K], [w2c])
+    assert np.all(gt[vis][:, 2] > 0.49) and vis.sum() > 0.1 * len(gt)
+
+
+def test_silhouette_iou():
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[:5] = True
+    b[:, :5] = True
+    assert silhouette_iou(a, a) == 1.0
+    assert silhouette_iou(a, b) == pytest.approx(25 / 75)

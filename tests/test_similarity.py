@@ -1,0 +1,90 @@
+"""Umeyama similarity, pose-error metrics, scene-frame helpers and the transforms.json round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
+from vid2model.ops.similarity import pose_errors, relative_rotation_errors, rotation_angle_deg, umeyama
+
+
+def _rot(axis, deg):
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    a = np.radians(deg)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+
+def _orbit(n=20, radius=3.0, height=1.0):
+    """OpenCV camera-to-world poses on a circle looking at the origin."""
+    out = []
+    for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
+        c = np.array([radius * np.cos(a), radius * np.sin(a), height])
+        fwd = -c / np.linalg.norm(c)
+        right = np.cross(fwd, [0, 0, 1.0])
+        right /= np.linalg.norm(right)
+        m = np.eye(4)
+        m[:3, :3] = np.stack([right, np.cross(fwd, right), fwd], axis=1)
+        m[:3, 3] = c
+        out.append(m)
+    return np.array(out)
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(30, 3))
+    R = _rot([1, 2, 3], 40)
+    dst = 2.5 * src @ R.T + [1, -2, 3]
+    s, R2, t = umeyama(src, dst)
+    assert abs(s - 2.5) < 1e-9 and np.allclose(R2, R) and np.allclose(t, [1, -2, 3])
+
+
+def test_pose_errors_are_zero_up_to_similarity_and_see_perturbations():
+    gt = _orbit()
+    S = np.eye(4)
+    S[:3, :3] = 0.3 * _rot([0, 1, 1], 70)
+    S[:3, 3] = [5, 1, -2]
+    est = np.array([S @ g for g in gt])
+    est[:, :3, :3] /= 0.3  # a similarity scales centres, not rotations
+    e = pose_errors(est, gt)
+    assert e["rot_median_deg"] < 1e-6 and e["center_max_rel"] < 1e-9 and abs(e["scale"] - 1 / 0.3) < 1e-6
+    est[3, :3, :3] = est[3, :3, :3] @ _rot([0, 0, 1], 2.0)
+    est[5, :3, 3] += [0.03, 0, 0]
+    e = pose_errors(est, gt)
+    assert abs(e["rot_max_deg"] - 2.0) < 0.2 and e["rot_median_deg"] < 0.05
+    assert 0.005 < e["center_max_rel"] < 0.05
+    assert abs(relative_rotation_errors(est, gt).max() - 2.0) < 1e-6
+    assert abs(rotation_angle_deg(np.eye(3), _rot([1, 0, 0], 30)) - 30) < 1e-9
+
+
+def test_scene_frame_helpers_on_a_tilted_orbit():
+    gt = _orbit(n=24)
+    T = _rot([1, 0.3, 0], 35)  # the solved model comes out tilted
+    R_w2c = np.array([(T @ g[:3, :3]).T for g in gt])
+    centers = gt[:, :3, 3] @ T.T
+    up = estimate_up(R_w2c, centers)
+    assert np.degrees(np.arccos(np.clip(up @ T @ [0, 0, 1], -1, 1))) < 1.0
+    Rz = rotation_to_z(up)
+    assert np.allclose(Rz @ up, [0, 0, 1]) and np.isclose(np.linalg.det(Rz), 1)
+    assert np.allclose(look_at_point(R_w2c, centers), 0, atol=1e-6)
+    assert capture_kind(R_w2c @ Rz.T, centers @ Rz.T, np.zeros(3)) == "orbit"
+
+
+def test_transforms_json_round_trip(tmp_path):
+    import pycolmap
+
+    from vid2model.io.transforms import read_transforms, write_transforms
+
+    rec = pycolmap.Reconstruction()
+    cam = pycolmap.Camera.create_from_model_name(1, "SIMPLE_RADIAL", 300.0, 320, 240)
+    rec.add_camera_with_trivial_rig(cam)
+    gt = _orbit(n=5)
+    for i, m in enumerate(gt, start=1):
+        w2c = np.linalg.inv(m)
+        img = pycolmap.Image(name=f"f{i}.png", keypoints=np.zeros((0, 2)), camera_id=1, image_id=i)
+        rec.add_image_with_trivial_frame(img, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
+    write_transforms(tmp_path / "transforms.json", rec, "images")
+    intr, paths, c2w = read_transforms(tmp_path / "transforms.json")
+    assert intr["fl_x"] == 300.0 and intr["w"] == 320 and intr["camera_model"] == "OPENCV"
+    assert paths == [f"images/f{i}.png" for i in range(1, 6)]
+    assert np.allclose(c2w, gt, atol=1e-9)
