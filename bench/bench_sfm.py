@@ -37,6 +37,12 @@ def _peak_mb(who: int = resource.RUSAGE_SELF) -> float:
     return round(resource.getrusage(who).ru_maxrss / 1024, 1)
 
 
+def _cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds: less sensitive than wall time to other work on a shared machine."""
+    r = resource.getrusage(who)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
 def prepare(name: str, max_side: int) -> tuple[Path, dict[str, np.ndarray], bool]:
     """Images (resized to ``max_side``) of one dataset and its GT camera-to-world poses by name."""
     import cv2
@@ -91,11 +97,11 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
         h, w = cv2.imread(str(next(images.iterdir()))).shape[:2]
         ws.write_json(ws.keyframes_json, {"video": True, "keyframes": [
             {"name": n, "width": w, "height": h} for n in sorted(p.name for p in images.iterdir())]})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     summary = sfm.run(ws, SfmConfig(**overrides))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     views = [v for v in load_views(ws.sparse_dir) if v.name in gt]
-    out = {"dataset": name, "tool": "vid2model", "overrides": overrides, "wall_s": round(wall, 1),
+    out = {"dataset": name, "tool": "vid2model", "overrides": overrides, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
            "peak_mem_mb": _peak_mb(), "n_inputs": len(list(images.iterdir())),
            "registered": summary["n_registered"], "reproj_px": summary["mean_reproj_error_px"],
            **{k: summary.get(k) for k in ("mapper", "n_pairs", "strategy", "features_s", "matching_s",
@@ -134,6 +140,7 @@ def colmap_child(name: str, max_side: int) -> dict:
         subprocess.run(cmd, check=True, capture_output=True, env=env)
         out[key] = round(time.perf_counter() - t1, 1)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
+    out["cpu_s"] = _cpu_s(resource.RUSAGE_CHILDREN)
     out["peak_mem_mb"] = _peak_mb(resource.RUSAGE_CHILDREN)
     models = [pycolmap.Reconstruction(str(p)) for p in sorted((work / "sparse").iterdir())]
     best = max(models, key=lambda r: r.num_reg_images()) if models else None
@@ -173,6 +180,7 @@ def main() -> None:
     ap.add_argument("--no-peer", action="store_true", help="skip the colmap CLI on fox")
     ap.add_argument("--mappers", action="store_true", help="also run each mapper alone on every dataset")
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--out", default=str(WORK.parent / "bench_sfm.json"))
     ap.add_argument("--child", choices=["ours", "colmap"], help=argparse.SUPPRESS)
     ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -184,7 +192,7 @@ def main() -> None:
         return
     names = [n for n in a.datasets.split(",") if n] or [*SYNTH, *datasets.available()]
     results = []
-    out_path = WORK.parent / "bench_sfm.json"
+    out_path = Path(a.out)
     for name in names:
         if not name.startswith("synth_") and name not in datasets.available():
             results.append({"dataset": name, "skipped": "dataset not present"})
@@ -204,6 +212,8 @@ def main() -> None:
             if ours and "wall_s" in peer and "wall_s" in ours:
                 ratio = {"dataset": "fox", "comparison": "colmap_cli / vid2model wall time",
                          "speedup": round(peer["wall_s"] / ours["wall_s"], 2),
+                         "cpu_ratio": round(peer["cpu_s"] / ours["cpu_s"], 2) if "cpu_s" in ours and "cpu_s" in peer
+                         else None,
                          "registered": [ours["registered"], peer["registered"]],
                          "reproj_px": [ours["reproj_px"], peer["reproj_px"]]}
                 results.append(ratio)

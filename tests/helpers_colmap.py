@@ -26,7 +26,8 @@ def _quat_wxyz(R: np.ndarray) -> np.ndarray:
     return np.array([w, x, y, z])
 
 
-def _visible_tracks(synth, points: np.ndarray, w2c: np.ndarray, tol: float = 0.01) -> list[list[tuple[int, float, float]]]:
+def _visible_tracks(synth, points: np.ndarray, w2c: np.ndarray,
+                    tol: float = 0.01) -> list[list[tuple[int, float, float]]]:
     """Per point, the (view, u, v) observations where it is inside the image and not occluded."""
     from vid2model.synth import render_depth
 
@@ -70,8 +71,8 @@ def _write_text_model(out: Path, synth, names: list[str], w2c: np.ndarray, point
         for i, u, v in tr:
             elems.append(f"{i + 1} {len(obs[i])}")
             obs[i].append(f"{u!r} {v!r} {pid}")
-        point_lines.append(f"{pid} {float(X[0])!r} {float(X[1])!r} {float(X[2])!r} {int(c[0])} {int(c[1])} {int(c[2])} 0.5 "
-                           + " ".join(elems))
+        xyz = " ".join(repr(float(x)) for x in X)
+        point_lines.append(f"{pid} {xyz} {int(c[0])} {int(c[1])} {int(c[2])} 0.5 " + " ".join(elems))
     lines = []
     for i, (name, m) in enumerate(zip(names, w2c)):
         pose = " ".join(repr(float(x)) for x in (*_quat_wxyz(m[:3, :3]), *m[:3, 3]))

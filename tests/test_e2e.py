@@ -25,7 +25,7 @@ def test_every_stage_done_and_layout(orbit_workspace):
     depth_files = sorted(ws.depth_maps_dir.glob("*.geometric.bin"))
     assert len(depth_files) == len(list(ws.images_dir.iterdir()))
     d = read_array(depth_files[0])
-    assert d.ndim == 2 and (d > 0).mean() > 0.2
+    assert d.ndim == 2 and (d > 0).mean() > 0.1
     assert ws.transforms_json.exists() and ws.report_html.exists()
     for fmt in ("glb", "gltf", "obj", "usdz", "fbx", "ply"):
         assert ws.export_path(fmt).stat().st_size > 1000, fmt

@@ -129,9 +129,9 @@ def test_fscore_and_visibility_on_a_known_surface():
     pred = sample_surface(box.vertices, box.faces, 20000, seed=1)
     perfect = fscore(pred, gt, 0.03)
     assert perfect["fscore"] > 0.99
-    off = fscore(pred + [0.05, 0, 0], gt, 0.02)
-    assert off["precision"] < 0.5
-    half = fscore(pred[pred[:, 2] > 0.49], gt, 0.02)  # only the top face: precise, low recall
+    off = fscore(pred * 1.1, gt, 0.02)  # every face 5 cm out
+    assert off["precision"] < 0.1 and off["recall"] < 0.1
+    half = fscore(pred[pred[:, 2] > 0.49], gt, 0.03)  # only the top face: precise, low recall
     assert half["precision"] > 0.99 and half["recall"] < 0.3
     # a camera above the box sees the top face only
     K = np.array([[200.0, 0, 100], [0, 200.0, 100], [0, 0, 1]])
@@ -140,7 +140,7 @@ def test_fscore_and_visibility_on_a_known_surface():
     w2c[:3, 3] = [0, 0, 3]
     depth = np.full((200, 200), 2.5)
     vis = visible_points(gt, [depth], [K], [w2c])
-    assert np.all(gt[vis][:, 2] > 0.49) and vis.sum() > 0.1 * len(gt)
+    assert np.all(gt[vis][:, 2] > 0.5 - 0.01 * 2.5) and vis.sum() > 0.1 * len(gt)  # tol: 1% of depth
 
 
 def test_silhouette_iou():

@@ -53,3 +53,9 @@ def test_components_of_a_split_graph():
     comps = P.components(7, [(0, 1), (1, 2), (4, 5)])
     assert comps[0] == [0, 1, 2] and sorted(map(tuple, comps[1:])) == [(3,), (4, 5), (6,)]
     assert P.components(3, [(0, 1), (1, 2)]) == [[0, 1, 2]]
+
+
+def test_sequence_detection_by_rank():
+    vec, _ = _place_vectors(60, laps=1.0)
+    assert P.is_sequence(vec)
+    assert not P.is_sequence(vec[np.random.default_rng(0).permutation(60)])

@@ -10,14 +10,21 @@ from vid2model.splat.scenes import views_from_arrays
 from vid2model.splat.train import TrainOptions, evaluate, split_views, train
 
 
-def _synth_views(tmp_path, w=96, h=72, n=16, n_points=20000, seed=1):
+def _synth_views(tmp_path, w=96, h=72, n=16, n_points=6000, seed=1):
     import trimesh
 
     from vid2model.synth import SynthConfig, generate, mesh_colors, render_views
 
     cfg = SynthConfig(path="orbit", width=w, height=h, n_frames=n, seed=seed, write_video=False)
     r = generate(tmp_path / "synth", cfg)
-    imgs = render_views(cfg, r.K, w, h, r.cam_to_world)
+    # The ray tracer point-samples its texture; a real camera integrates over each pixel. Render at 3x
+    # and area-downsample so the ground truth is anti-aliased (aliased GT is not 3D-consistent).
+    import cv2
+
+    K3 = r.K.copy()
+    K3[:2] *= 3
+    big = render_views(cfg, K3, 3 * w, 3 * h, r.cam_to_world)
+    imgs = np.stack([cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA) for b in big])
     mesh = trimesh.Trimesh(r.mesh_vertices, r.mesh_faces, process=False)
     pts, fi = trimesh.sample.sample_surface(mesh, n_points, seed=0)
     cols = mesh_colors(cfg, pts, mesh.face_normals[fi])
@@ -33,15 +40,15 @@ def test_training_raises_heldout_psnr(tiny):
     views, pts, cols = tiny
     tr, te = split_views(len(views), 8)
     assert te == [0, 8] and len(tr) == 14
-    opts = TrainOptions(iterations=300, far_points=500)
+    opts = TrainOptions(iterations=200, far_points=500, max_gaussians=15000)
     from vid2model.splat.model import GaussianModel
     from vid2model.splat.train import add_far_points
 
     xyz, rgb = add_far_points(pts, cols, [views[i] for i in tr], 500, np.random.default_rng(0))
     init_psnr, _ = evaluate(GaussianModel.from_points(xyz, rgb, 3, opts.init_opacity), [views[i] for i in te])
     res = train(views, tr, te, pts, cols, opts)
-    assert res.eval_psnr > init_psnr + 6.0, (init_psnr, res.eval_psnr)
-    assert res.eval_psnr > 20.0 and res.eval_ssim > 0.6
+    assert res.eval_psnr > init_psnr + 5.0, (init_psnr, res.eval_psnr)
+    assert res.eval_psnr > 17.0 and res.eval_ssim > 0.5
     assert len(res.model) > len(xyz)  # densification added splats
 
 
@@ -50,7 +57,7 @@ def test_checkpoint_resume(tiny, tmp_path, monkeypatch):
 
     views, pts, cols = tiny
     tr, te = split_views(len(views), 8)
-    opts = TrainOptions(iterations=60, checkpoint_every=20, far_points=100, max_gaussians=30000)
+    opts = TrainOptions(iterations=60, checkpoint_every=20, far_points=100, max_gaussians=10000)
     ck = tmp_path / "checkpoint.pt"
     real, calls = tr_mod.photometric_loss, {"n": 0}
 
@@ -62,12 +69,12 @@ def test_checkpoint_resume(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tr_mod, "photometric_loss", dying)
     with pytest.raises(KeyboardInterrupt):
-        train(views, tr, te, pts[:3000], cols[:3000], opts, checkpoint=ck)
+        train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)
     assert torch.load(ck, weights_only=False)["iteration"] == 40
     monkeypatch.setattr(tr_mod, "photometric_loss", real)
-    res = train(views, tr, te, pts[:3000], cols[:3000], opts, checkpoint=ck)
+    res = train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)
     assert res.resumed_from == 40 and res.iterations == 60
-    again = train(views, tr, te, pts[:3000], cols[:3000], opts, checkpoint=ck)  # finished: nothing to do
+    again = train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)  # finished: nothing to do
     assert again.resumed_from == 60 and len(again.model) == len(res.model)
 
 
@@ -79,14 +86,14 @@ def test_splat_stage_on_workspace(tmp_path, synth_orbit):
     from vid2model.workspace import Workspace
 
     ws = helpers.make_dense_workspace(Workspace(tmp_path / "ws").create(), synth_orbit)
-    summary = run(ws, SplatConfig(iterations=150, max_side=96, sh_degree=1, max_gaussians=20000))
+    summary = run(ws, SplatConfig(iterations=120, max_side=96, sh_degree=1, max_gaussians=10000))
     assert ws.splat_ply.exists() and ws.splat_checkpoint.exists()
     d = read_ply(ws.splat_ply)
     assert len(d) == summary["gaussians"] and d.sh_degree == 1
     assert summary["eval_views"] == 3 and summary["init_source"] in ("dense", "sparse")
     assert summary["eval_psnr"] > 15.0
-    again = run(ws, SplatConfig(iterations=150, max_side=96, sh_degree=1, max_gaussians=20000))
-    assert again["resumed_from"] == 150
+    again = run(ws, SplatConfig(iterations=120, max_side=96, sh_degree=1, max_gaussians=10000))
+    assert again["resumed_from"] == 120
 
 
 @pytest.mark.slow

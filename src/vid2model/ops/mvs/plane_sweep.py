@@ -132,7 +132,7 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         dmin, dmax: depth search range (z in the reference camera).
         n_planes: hypotheses of the global sweep.
         n_refine: per-pixel hypotheses of each refinement round.
-        window: NCC window radius (full resolution; half of it at the coarse level, at least 1).
+        window: NCC window radius in pixels (both levels: the coarse window covers twice the area).
         best_k: number of best sources averaged.
         chunk: planes processed at once (bounds memory: chunk * sources * H * W floats).
         rounds: refinement rounds.

@@ -1,0 +1,184 @@
+"""Splat benchmark: rasteriser iteration speed vs a plain-torch baseline, and training quality/time.
+
+Sections (all on CPU):
+  iter   one training iteration (forward + backward + Adam step) with 100k Gaussians at 480x270,
+         compiled kernels vs the plain-torch tiled reference rasteriser (same projection); target <= 0.15 s.
+  synth  synthetic orbit (24 frames, 320x240, GT cameras): held-out PSNR (target >= 28 dB).
+  lego   NeRF lego at 200x200 (../shared/data): PSNR on held-out views (target >= 27 dB).
+  preset default-preset training (3000 iterations, max side 480) on 60 synthetic keyframes (target <= 15 min).
+
+Prints a table and writes bench/work/bench_splat.json. Usage:
+  python bench/bench_splat.py [--sections iter,synth,lego,preset] [--iters N] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WORK = Path(__file__).resolve().parent / "work"
+THREADS = 2
+SHARED = Path(os.environ.get("VID2MODEL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _synth(tmp: Path, w: int, h: int, n: int, n_points: int, seed: int = 1):
+    import trimesh
+
+    from vid2model.splat.scenes import views_from_arrays
+    from vid2model.synth import SynthConfig, generate, mesh_colors, render_views
+
+    cfg = SynthConfig(path="orbit", width=w, height=h, n_frames=n, seed=seed, write_video=False)
+    r = generate(tmp, cfg)
+    # The ray tracer point-samples its texture; a real camera integrates over each pixel. Render at 3x
+    # and area-downsample so the ground truth is anti-aliased (aliased GT is not 3D-consistent).
+    import cv2
+
+    K3 = r.K.copy()
+    K3[:2] *= 3
+    big = render_views(cfg, K3, 3 * w, 3 * h, r.cam_to_world)
+    imgs = np.stack([cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA) for b in big])
+    mesh = trimesh.Trimesh(r.mesh_vertices, r.mesh_faces, process=False)
+    pts, fi = trimesh.sample.sample_surface(mesh, n_points, seed=0)
+    return views_from_arrays(imgs, r.K, r.cam_to_world), pts, mesh_colors(cfg, pts, mesh.face_normals[fi])
+
+
+def bench_iter(n_iters: int) -> dict:
+    """100k splats on the synthetic scene's surfaces, seen at 480x270."""
+    from vid2model.splat.losses import photometric_loss
+    from vid2model.splat.model import GaussianModel
+    from vid2model.splat.rasterize import project
+    from vid2model.splat.reference import composite_reference
+    from vid2model.splat.sh import sh_to_rgb
+
+    views, pts, cols = _synth(WORK / "splat_iter", 480, 270, 4, 100_000)
+    v = views[0]
+    gt = torch.from_numpy(v.load()).float() / 255
+    out = {}
+    for name in ("compiled", "plain_torch"):
+        model = GaussianModel.from_points(pts, cols, 3, opacity=0.5)
+        opt = torch.optim.Adam([{"params": [p], "lr": 1e-3} for p in model.params.values()], fused=True)
+        times = []
+        reps = n_iters if name == "compiled" else 2
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            if name == "compiled":
+                img = model.render(v.viewmat, v.K, v.width, v.height)["image"]
+            else:
+                vm = torch.as_tensor(v.viewmat, dtype=torch.float32)
+                K = torch.as_tensor(v.K, dtype=torch.float32)
+                m2, cn, d, ext = project(model.means, model.quats, model.scales, model.opacities, vm, K, v.width,
+                                         v.height)
+                campos = -vm[:3, :3].T @ vm[:3, 3]
+                dirs = model.means - campos
+                col = sh_to_rgb(model.sh, dirs / dirs.norm(dim=-1, keepdim=True), 3)
+                img, _ = composite_reference(m2, cn, col, model.opacities, ext, d, torch.zeros(3), v.width,
+                                             v.height, tile=16)
+            loss = photometric_loss(img, gt)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+        out[name] = float(np.median(times[1:]))  # first call builds kernels / warms caches
+    out["ratio_plain_over_compiled"] = out["plain_torch"] / out["compiled"]
+    out["gaussians"] = 100_000
+    out["resolution"] = [480, 270]
+    return out
+
+
+def bench_synth(iterations: int) -> dict:
+    from vid2model.splat.train import TrainOptions, split_views, train
+
+    views, pts, cols = _synth(WORK / "splat_synth", 320, 240, 24, 50_000)
+    tr, te = split_views(len(views), 8)
+    res = train(views, tr, te, pts, cols, TrainOptions(iterations=iterations, threads=THREADS))
+    return {"eval_psnr": res.eval_psnr, "eval_ssim": res.eval_ssim, "train_psnr": res.train_psnr,
+            "gaussians": len(res.model), "seconds": res.seconds, "sec_per_iter": res.sec_per_iter,
+            "iterations": iterations, "train_views": len(tr), "eval_views": len(te)}
+
+
+def bench_lego(iterations: int) -> dict | None:
+    from vid2model.splat.scenes import views_from_nerf_synthetic
+    from vid2model.splat.train import TrainOptions, split_views, train
+
+    folder = SHARED / "data" / "nerf_synthetic_lego"
+    if not folder.exists():
+        return None
+    views = views_from_nerf_synthetic(folder, 200)
+    tr, te = split_views(len(views), 8)
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-1.3, 1.3, (50_000, 3))
+    opts = TrainOptions(iterations=iterations, background=(1.0, 1.0, 1.0), far_points=0, exposure=False,
+                        threads=THREADS)
+    res = train(views, tr, te, pts, rng.uniform(0, 1, (50_000, 3)), opts)
+    return {"eval_psnr": res.eval_psnr, "eval_ssim": res.eval_ssim, "gaussians": len(res.model),
+            "seconds": res.seconds, "sec_per_iter": res.sec_per_iter, "iterations": iterations,
+            "train_views": len(tr), "eval_views": len(te)}
+
+
+def bench_preset() -> dict:
+    from vid2model.config import SplatConfig
+    from vid2model.splat.train import TrainOptions, split_views, train
+
+    cfg = SplatConfig()
+    views, pts, cols = _synth(WORK / "splat_preset", 480, 360, 60, 100_000)
+    tr, te = split_views(len(views), cfg.eval_every)
+    t0 = time.perf_counter()
+    res = train(views, tr, te, pts, cols, TrainOptions(iterations=cfg.iterations, max_gaussians=cfg.max_gaussians,
+                                                               threads=THREADS))
+    return {"minutes": (time.perf_counter() - t0) / 60, "eval_psnr": res.eval_psnr, "gaussians": len(res.model),
+            "sec_per_iter": res.sec_per_iter, "keyframes": len(views), "resolution": [480, 360]}
+
+
+def main() -> None:
+    from vid2model.progress import set_quiet
+    from vid2model.splat import kernels
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default="iter,synth,lego")
+    ap.add_argument("--iters", type=int, default=3000, help="training iterations for synth/lego")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(args.threads)
+    set_quiet(not sys.stderr.isatty())
+    WORK.mkdir(parents=True, exist_ok=True)
+    res: dict = {"backend": kernels.backend(), "threads": args.threads, "load_avg": os.getloadavg()[0]}
+    secs = args.sections.split(",")
+    if "iter" in secs:
+        res["iter"] = bench_iter(10)
+        r = res["iter"]
+        print(f"iteration 100k@480x270: compiled {r['compiled']:.3f} s, plain torch {r['plain_torch']:.2f} s, "
+              f"ratio {r['ratio_plain_over_compiled']:.0f}x (target <= 0.15 s)")
+    if "synth" in secs:
+        res["synth"] = r = bench_synth(args.iters)
+        print(f"synthetic orbit 320x240: held-out PSNR {r['eval_psnr']:.2f} dB SSIM {r['eval_ssim']:.3f}, "
+              f"{r['gaussians']} splats, {r['seconds']:.0f} s ({r['sec_per_iter']:.3f} s/it) (target >= 28 dB)")
+    if "lego" in secs:
+        res["lego"] = r = bench_lego(args.iters)
+        if r:
+            print(f"NeRF lego 200x200: held-out PSNR {r['eval_psnr']:.2f} dB SSIM {r['eval_ssim']:.3f}, "
+                  f"{r['gaussians']} splats, {r['seconds']:.0f} s (target >= 27 dB)")
+    if "preset" in secs:
+        res["preset"] = r = bench_preset()
+        print(f"default preset, 60 keyframes: {r['minutes']:.1f} min, held-out PSNR {r['eval_psnr']:.2f} dB "
+              f"(target <= 15 min)")
+    res["peak_rss_mb"] = _peak_mb()
+    print(f"peak RSS {res['peak_rss_mb']:.0f} MB, load average at start {res['load_avg']:.1f}")
+    (WORK / "bench_splat.json").write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
