@@ -76,7 +76,7 @@ def test_gradients_match_finite_differences():
         g = grads[pi].double()
         flat = g.reshape(-1)
         # the largest few entries: clear of the 1/255 alpha cut-off and well above float32 noise
-        for j in np.argsort(-flat.abs().numpy())[:3].tolist() + [int(rng.integers(len(flat)))]:
+        for j in np.argsort(-flat.abs().numpy())[:2].tolist() + [int(rng.integers(len(flat)))]:
             ps = [x.detach().clone() for x in p]
             ps[pi].reshape(-1)[j] += eps
             up = loss(ps)
@@ -84,7 +84,7 @@ def test_gradients_match_finite_differences():
             fd = (up - loss(ps)) / (2 * eps)
             assert abs(fd - float(flat[j])) <= 2e-3 * flat.abs().max() + 1e-3 * abs(fd), (pi, j, fd, float(flat[j]))
             checked += 1
-    assert checked == 16
+    assert checked == 12
 
 
 def test_render_empty_and_behind_camera():
@@ -94,3 +94,27 @@ def test_render_empty_and_behind_camera():
                  bg=BG)
     assert torch.allclose(out["image"], BG.expand(H, W, 3))
     assert not out["visible"].any()
+
+
+@pytest.mark.slow  # the first numba compile takes ~30-50 s on 2 cores
+def test_numba_fallback_matches_reference(monkeypatch):
+    """Without a C++ compiler the numba kernels run: same values and gradients."""
+    monkeypatch.setattr(kernels, "_tried", True)
+    monkeypatch.setattr(kernels, "_lib", None)
+    assert kernels.backend() == "numba"
+    img, T, grads = _run(composite, torch.float32)
+    img_r, T_r, grads_r = _run(composite_reference, torch.float64)
+    assert (img.double() - img_r).abs().max() < 1e-4
+    for g, gr in zip(grads, grads_r):
+        assert float((g.double() - gr).abs().max() / gr.abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3])
+def test_split_sh_matches_full(degree):
+    from vid2model.splat.sh import sh_to_rgb_split
+
+    p = _params(torch.float32)
+    dirs = torch.nn.functional.normalize(torch.randn(N, 3), dim=-1)
+    full = sh_to_rgb(p[4], dirs, degree)
+    split = sh_to_rgb_split(p[4][:, :1], p[4][:, 1:], dirs, degree)
+    assert torch.allclose(full, split, atol=1e-6)

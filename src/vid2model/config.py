@@ -42,6 +42,7 @@ class SfmConfig:
 
     features: str = "sift"  # sift | aliked
     max_features: int = 4096
+    min_keypoints: int = 600  # median features per image under which SIFT is rerun with a lower threshold
     models_dir: str = ""  # folder with learned-feature weights; "" = $VID2MODEL_MODELS or cache
     matcher: str = "auto"  # auto | sequential | exhaustive
     sequential_overlap: int = 8
@@ -86,8 +87,12 @@ class MeshConfig:
     """Surface extraction and cleanup."""
 
     method: str = "tsdf"  # tsdf | poisson
-    voxel_size: float = 0.0  # 0 = automatic: scene radius / voxel_divisions
+    voxel_size: float = 0.0  # 0 = automatic: max(scene radius / voxel_divisions, voxel_footprint pixels)
     voxel_divisions: int = 200
+    voxel_footprint: float = 1.0  # voxel >= this many depth-map pixels at the median depth (memory bound)
+    sdf_trunc_voxels: float = 4.0  # TSDF truncation in voxels
+    poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at 11)
+    poisson_trim: float = 0.05  # drop the lowest-density quantile of Poisson vertices (surface the data never saw)
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre
@@ -95,8 +100,9 @@ class MeshConfig:
     fill_holes: bool = True
     max_hole_size: float = 0.1  # in scene radii
     smooth_iterations: int = 5
+    watertight: bool = False  # close every hole (not only those under max_hole_size)
     target_faces: int = 200_000
-    lods: tuple[int, ...] = (50_000, 10_000)
+    lods: tuple[int, ...] = (200_000, 50_000, 10_000)
 
 
 @dataclass(frozen=True, kw_only=True)

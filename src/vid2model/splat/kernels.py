@@ -162,6 +162,6 @@ def backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, 
     dc = np.empty((n, 3), np.float32)
     dcol = np.empty((n, 3), np.float32)
     do = np.empty(n, np.float32)
-    lib.v2m_backward(n, _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), W, H, tile, _ptr(bg), _ptr(offsets),
-                     _ptr(ids), _ptr(T), _ptr(last), _ptr(dimg), _ptr(dm), _ptr(dc), _ptr(dcol), _ptr(do))
+    lib.v2m_backward(n, _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), W, H, tile, _ptr(bg),
+                     _ptr(offsets), _ptr(ids), _ptr(T), _ptr(last), _ptr(dimg), _ptr(dm), _ptr(dc), _ptr(dcol), _ptr(do))
     return dm, dc, dcol, do

@@ -81,8 +81,8 @@ class GaussianModel:
         from vid2model.splat.rasterize import render
 
         deg = self.sh_degree if sh_degree is None else sh_degree
-        return render(self.means, self.quats, self.scales, self.opacities, self.sh, deg, viewmat, K, width, height,
-                      bg=bg)
+        return render(self.means, self.quats, self.scales, self.opacities, self.params["sh0"], deg, viewmat, K,
+                      width, height, bg=bg, shN=self.params["shN"])
 
     # ---- surgery (keeps Adam moments aligned with the parameters) -------------------------------
     def _replace(self, opt: torch.optim.Optimizer | None, fn) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vid2model.splat import kernels
-from vid2model.splat.sh import sh_to_rgb
+from vid2model.splat.sh import sh_to_rgb, sh_to_rgb_split
 
 TILE = 16
 LOWPASS = 0.3  # pixel^2 added to every 2D covariance (3DGS): keeps splats >= ~1 pixel wide
@@ -59,11 +59,12 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
     M = rot * scales[:, None, :]  # (N, 3, 3): columns scaled
     row0 = (fx / zs)[:, None] * (R[0][None] - tu[:, None] * R[2][None])  # (N, 3) = J[0] @ R
     row1 = (fy / zs)[:, None] * (R[1][None] - tv[:, None] * R[2][None])
-    TM = torch.stack([row0, row1], 1) @ M  # (N, 2, 3)
-    cov = TM @ TM.transpose(1, 2)
-    a = cov[:, 0, 0] + LOWPASS
-    b = cov[:, 0, 1]
-    c = cov[:, 1, 1] + LOWPASS
+    # T M and (T M)(T M)^T written out: batched 2x3 / 3x3 matmuls are slow on CPU
+    t0 = (row0[:, :, None] * M).sum(1)  # (N, 3)
+    t1 = (row1[:, :, None] * M).sum(1)
+    a = (t0 * t0).sum(-1) + LOWPASS
+    b = (t0 * t1).sum(-1)
+    c = (t1 * t1).sum(-1) + LOWPASS
     det = (a * c - b * b).clamp_min(1e-12)
     conics = torch.stack([c / det, -b / det, a / det], -1)
     means2d = torch.stack([fx * u + cx, fy * v + cy], -1)
@@ -119,11 +120,12 @@ def _gsplat_available(device: torch.device) -> bool:
 
 
 def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, width: int, height: int,
-           bg=None, tile: int = TILE) -> dict:
+           bg=None, tile: int = TILE, shN=None) -> dict:
     """Render one view.
 
     Args:
-        means (N, 3), quats (N, 4), scales (N, 3) std devs, opacities (N,), sh (N, K, 3) coefficients;
+        means (N, 3), quats (N, 4), scales (N, 3) std devs, opacities (N,), sh (N, K, 3) coefficients
+        (or the DC part (N, 1, 3) with the rest passed as ``shN`` (N, K-1, 3));
         viewmat (4, 4) world-to-camera; K (3, 3); bg (3,) background colour (default black).
 
     Returns:
@@ -136,12 +138,14 @@ def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, widt
     bg = torch.zeros(3, dtype=means.dtype, device=dev) if bg is None else torch.as_tensor(bg, dtype=means.dtype,
                                                                                           device=dev)
     if _gsplat_available(dev):
+        if shN is not None:
+            sh = torch.cat([sh, shN], 1)
         return _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, width, height, bg)
     means2d, conics, depths, ext = project(means, quats, scales, opacities, viewmat, K, width, height)
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     dirs = means - campos  # 3DGS also back-propagates the view direction of the SH colour
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    colors = sh_to_rgb(sh, dirs, sh_degree)
+    colors = sh_to_rgb(sh, dirs, sh_degree) if shN is None else sh_to_rgb_split(sh, shN, dirs, sh_degree)
     img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)
     return {"image": img, "alpha": 1.0 - T, "means2d": means2d, "visible": ext[:, 0] > 0}
 
@@ -156,11 +160,6 @@ def _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, w
     means2d = meta["means2d"]
     return {"image": img[0], "alpha": alpha[0, ..., 0], "means2d": means2d.squeeze(0) if means2d.dim() == 3
             else means2d, "visible": (meta["radii"].reshape(means.shape[0], -1) > 0).any(-1)}
-
-
-def pixel_grad_scale(width: int, height: int) -> tuple[float, float]:
-    """Factors turning pixel-space mean gradients into the NDC units of the 3DGS densify threshold."""
-    return 0.5 * width, 0.5 * height
 
 
 def focal_from_fov(fov_rad: float, size: int) -> float:

@@ -39,6 +39,17 @@ def sh_to_rgb(sh: torch.Tensor, dirs: torch.Tensor, degree: int) -> torch.Tensor
     return (rgb + 0.5).clamp_min(0.0)
 
 
+def sh_to_rgb_split(sh0: torch.Tensor, shN: torch.Tensor, dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    """Like :func:`sh_to_rgb` with the DC (N, 1, 3) and higher (N, K-1, 3) coefficients kept apart
+    (no (N, K, 3) concatenation per iteration: it costs more than the SH sum itself on CPU)."""
+    rgb = C0 * sh0[:, 0] + 0.5
+    if degree > 0:
+        k = num_coeffs(degree)
+        basis = sh_basis(dirs, degree)[:, 1:]
+        rgb = rgb + (basis[:, :, None] * shN[:, :k - 1]).sum(1)
+    return rgb.clamp_min(0.0)
+
+
 def rgb_to_sh0(rgb):
     """DC coefficient for a colour in [0, 1] (works on numpy arrays and tensors)."""
     return (rgb - 0.5) / C0

@@ -1,18 +1,22 @@
 """Mesh stage: TSDF fusion of the depth maps (open3d VoxelBlockGrid) or screened Poisson, then cleanup.
 
-Writes ``mesh/mesh_raw.ply``, ``mesh/mesh.ply`` (clean) and ``mesh/mesh_lod_<faces>.ply``.
+Reads cameras from ``dense/sparse``, colours from ``dense/images``, depth maps from
+``dense/stereo/depth_maps/<image>.geometric.bin`` (or ``dense/fused.ply`` for Poisson).
+Writes ``mesh/mesh_raw.ply``, ``mesh/mesh.ply`` (clean) and ``mesh/mesh_lod_<faces>.ply``, all with
+vertex colours, in the world frame of ``sparse/0``.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vid2model.config import MeshConfig
 from vid2model.errors import UserError
-from vid2model.io.colmap import load_views
+from vid2model.io.colmap import View, load_views
 from vid2model.io.colmap_dense import read_array
 from vid2model.ops import mesh_cleanup as C
 from vid2model.progress import bar
@@ -21,11 +25,42 @@ from vid2model.workspace import Workspace, atomic_path
 log = logging.getLogger("vid2model")
 
 
-def _scene(ws: Workspace) -> dict[str, Any]:
-    return ws.read_json(ws.scene_json, default={}) or {}
+def _depth_path(ws: Workspace, v: View) -> Path | None:
+    for kind in ("geometric", "photometric"):
+        p = ws.depth_maps_dir / f"{v.name}.{kind}.bin"
+        if p.exists():
+            return p
+    return None
 
 
-def _tsdf(ws: Workspace, views, voxel: float, depth_max: float):
+def _depth_stats(ws: Workspace, views: list[View]) -> tuple[float, float, float]:
+    """(median depth, 98th-percentile depth, median focal length in depth-map pixels) over a few maps."""
+    meds, highs, focals = [], [], []
+    for v in views[:: max(1, len(views) // 8)]:
+        p = _depth_path(ws, v)
+        if p is None:
+            continue
+        d = read_array(p)
+        ok = d[np.isfinite(d) & (d > 0)]
+        if len(ok) < 16:
+            continue
+        meds.append(np.median(ok))
+        highs.append(np.percentile(ok, 98))
+        focals.append(v.K[0, 0] * d.shape[1] / v.width)
+    if not meds:
+        raise UserError("no usable depth maps: run vid2model dense WORKSPACE first")
+    return float(np.median(meds)), float(np.max(highs)), float(np.median(focals))
+
+
+def choose_voxel(cfg: MeshConfig, radius: float, median_depth: float, focal_px: float) -> float:
+    """Voxel size: fine enough for the scene (radius / divisions) but no finer than what the depth maps
+    resolve (a pixel's footprint at the median depth), which also bounds memory by the input resolution."""
+    if cfg.voxel_size > 0:
+        return float(cfg.voxel_size)
+    return float(max(radius / cfg.voxel_divisions, cfg.voxel_footprint * median_depth / focal_px))
+
+
+def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trunc: float):
     import cv2
     import open3d as o3d
     import open3d.core as o3c
@@ -34,67 +69,114 @@ def _tsdf(ws: Workspace, views, voxel: float, depth_max: float):
     grid = o3d.t.geometry.VoxelBlockGrid(attr_names=("tsdf", "weight", "color"),
                                          attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
                                          attr_channels=((1), (1), (3)), voxel_size=voxel,
-                                         block_resolution=16, block_count=50000, device=dev)
+                                         block_resolution=8, block_count=20000, device=dev)
     used = 0
     with bar("TSDF fusion", len(views)) as b:
         for v in views:
-            path = ws.depth_maps_dir / f"{v.name}.geometric.bin"
-            if not path.exists():
-                b.advance()
+            b.advance()
+            path = _depth_path(ws, v)
+            if path is None:
                 continue
-            depth = read_array(path).astype(np.float32)
+            depth = np.nan_to_num(read_array(path).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            depth[depth < 0] = 0
             h, w = depth.shape
-            color = cv2.imread(str(ws.dense_dir / "images" / v.name))[:, :, ::-1]
-            color = cv2.resize(color, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+            color = cv2.imread(str(ws.dense_dir / "images" / v.name), cv2.IMREAD_COLOR)
+            if color is None:
+                raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
+            color = cv2.resize(color[:, :, ::-1], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
             K = v.K.copy()
             K[0] *= w / v.width
             K[1] *= h / v.height
+            K[0, 2] -= 0.5  # open3d samples pixel i at coordinate i; COLMAP's pixel centres are at i + 0.5
+            K[1, 2] -= 0.5
             intr = o3c.Tensor(K, o3c.float64)
             extr = o3c.Tensor(v.world_to_cam, o3c.float64)
             d = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
             c = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color)))
-            blocks = grid.compute_unique_block_coordinates(d, intr, extr, 1.0, depth_max, trunc_voxel_multiplier=4.0)
-            grid.integrate(blocks, d, c, intr, extr, 1.0, depth_max, trunc_voxel_multiplier=4.0)
+            blocks = grid.compute_unique_block_coordinates(d, intr, extr, 1.0, depth_max, trunc_voxel_multiplier=trunc)
+            grid.integrate(blocks, d, c, intr, extr, 1.0, depth_max, trunc_voxel_multiplier=trunc)
             used += 1
-            b.advance()
     if used == 0:
         raise UserError("no depth maps to fuse: run vid2model dense WORKSPACE first")
-    mesh = grid.extract_triangle_mesh(weight_threshold=1.5).to_legacy()
-    return mesh
+    # a surface needs two agreeing views: single-view fringes at silhouettes are dropped
+    mesh = grid.extract_triangle_mesh(weight_threshold=min(1.5, used - 0.5)).to_legacy()
+    return mesh, used
 
 
-def _poisson(ws: Workspace, depth: int = 9):
+def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig):
     import open3d as o3d
 
+    if not ws.fused_ply.exists():
+        raise UserError("no dense point cloud (dense/fused.ply): run vid2model dense WORKSPACE first")
     pcd = o3d.io.read_point_cloud(str(ws.fused_ply))
     if len(pcd.points) < 100:
-        raise UserError("the dense point cloud is almost empty: run vid2model dense WORKSPACE first")
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth)
+        raise UserError("the dense point cloud is almost empty: check the capture, then rerun vid2model dense")
+    if not pcd.has_normals():
+        pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
+    extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
+    depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, 11))
+    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1)
     dens = np.asarray(dens)
-    mesh.remove_vertices_by_mask(dens < np.quantile(dens, 0.05))
-    return mesh
+    if cfg.poisson_trim > 0:
+        mesh.remove_vertices_by_mask(dens < np.quantile(dens, cfg.poisson_trim))
+    # Poisson closes the surface far beyond the data: keep what lies near the points' bounding box
+    box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
+    return mesh.crop(box), depth
 
 
-def _write(mesh, path) -> None:
+def _write(mesh, path: Path) -> None:
     import open3d as o3d
 
     with atomic_path(path) as tmp:
-        if not o3d.io.write_triangle_mesh(str(tmp), mesh, write_ascii=False):
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh, write_ascii=False, print_progress=False):
             raise OSError(f"could not write {path}")
+
+
+def _object_center(views: list[View], scene: dict[str, Any]) -> np.ndarray:
+    """What the cameras circle: their look-at point when they converge, else the scene centre."""
+    centers = np.array([v.center for v in views])
+    forward = np.array([v.R[2] for v in views])  # camera +z in world coordinates
+    c = C.look_at_center(centers, forward) if len(views) >= 3 else None
+    return c if c is not None else np.asarray(scene.get("center") or [0.0, 0.0, 0.0], float)
+
+
+def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.ndarray, orbit: bool,
+            up: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """The cleanup chain of the stage (floaters, isolation, floor, holes, smoothing, decimation)."""
+    info: dict[str, Any] = {}
+    n0 = len(mesh.triangles)
+    mesh = C.remove_small_components(mesh, cfg.min_component_share)
+    info["floater_faces_removed"] = n0 - len(mesh.triangles)
+    if cfg.isolate:
+        if orbit:
+            mesh = C.isolate_object(mesh, center, cfg.isolate_radius * radius)
+        else:
+            log.warning("--isolate applies to orbit captures; this capture is a walk-through, keeping everything")
+    if cfg.drop_floor:
+        mesh = C.drop_floor(mesh, up=up, distance=2 * voxel)
+    if cfg.fill_holes or cfg.watertight:
+        mesh = C.fill_holes(mesh, 1e9 if cfg.watertight else cfg.max_hole_size * radius)
+    mesh = C.smooth(mesh, cfg.smooth_iterations)
+    mesh = C.decimate(mesh, cfg.target_faces)
+    mesh = C.tidy(mesh)
+    mesh.compute_vertex_normals()
+    return mesh, info
 
 
 def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
     """Surface extraction and cleanup; see the module docstring."""
     views = load_views(ws.dense_dir / "sparse")
-    scene = _scene(ws)
+    scene = ws.read_json(ws.scene_json, default={}) or {}
     radius = float(scene.get("radius") or 1.0)
-    centers = np.array([v.center for v in views])
-    depth_max = float(np.percentile(np.linalg.norm(centers, axis=1), 90) + 2.0 * radius)
-    voxel = cfg.voxel_size or radius / cfg.voxel_divisions
-    if cfg.method == "poisson":
-        mesh = _poisson(ws)
-    elif cfg.method == "tsdf":
-        mesh = _tsdf(ws, views, voxel, depth_max)
+    up = np.asarray(scene.get("up") or [0.0, 0.0, 1.0], float)
+    summary: dict[str, Any] = {"method": cfg.method}
+    if cfg.method == "tsdf":
+        med, high, focal = _depth_stats(ws, views)
+        voxel = choose_voxel(cfg, radius, med, focal)
+        mesh, summary["views_fused"] = _tsdf(ws, views, voxel, depth_max=high * 1.05, trunc=cfg.sdf_trunc_voxels)
+    elif cfg.method == "poisson":
+        voxel = cfg.voxel_size or radius / cfg.voxel_divisions
+        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg)
     else:
         raise UserError(f"unknown mesh method {cfg.method!r}: use tsdf or poisson")
     mesh = C.tidy(mesh)
@@ -102,24 +184,18 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         raise UserError("surface extraction produced no triangles: the depth maps are too sparse")
     _write(mesh, ws.raw_mesh)
     n_raw = len(mesh.triangles)
-    mesh = C.remove_small_components(mesh, cfg.min_component_share)
-    if cfg.isolate and scene.get("capture", "orbit") == "orbit":
-        mesh = C.crop_sphere(mesh, np.zeros(3), cfg.isolate_radius * radius)
-        if cfg.drop_floor:
-            mesh = C.drop_floor(mesh, distance=2 * voxel)
-        mesh = C.remove_small_components(mesh, 0.2)
-    if cfg.fill_holes:
-        mesh = C.fill_holes(mesh, cfg.max_hole_size * radius)
-    mesh = C.smooth(mesh, cfg.smooth_iterations)
-    mesh = C.decimate(mesh, cfg.target_faces)
-    mesh = C.tidy(mesh)
-    mesh.compute_vertex_normals()
+    center = _object_center(views, scene)
+    mesh, info = cleanup(mesh, cfg, voxel=voxel, radius=radius, center=center,
+                         orbit=scene.get("capture", "orbit") == "orbit", up=up)
+    if len(mesh.triangles) == 0:
+        raise UserError("cleanup removed the whole mesh: rerun without --isolate / drop_floor")
     _write(mesh, ws.clean_mesh)
-    lods = {}
-    for faces in cfg.lods:
-        if faces < len(mesh.triangles):
-            lod = C.decimate(mesh, faces)
-            _write(lod, ws.lod_mesh(faces))
-            lods[faces] = len(lod.triangles)
-    return {"method": cfg.method, "voxel_size": voxel, "raw_faces": n_raw, "faces": len(mesh.triangles),
-            "vertices": len(mesh.vertices), "lods": lods, "watertight": bool(mesh.is_watertight())}
+    written = {}
+    for faces, lod in C.lods(mesh, cfg.lods).items():
+        _write(lod, ws.lod_mesh(faces))
+        written[faces] = len(lod.triangles)
+    summary.update(info)
+    summary.update({"voxel_size": voxel, "raw_faces": n_raw, "faces": len(mesh.triangles),
+                    "vertices": len(mesh.vertices), "lods": written, "watertight": bool(mesh.is_watertight()),
+                    "object_center": [float(x) for x in center]})
+    return summary

@@ -1,7 +1,14 @@
 """Camera solving: SIFT features, video-aware pairing with loop closure, global/incremental mapping.
 
-Outputs ``sparse/0`` in the scene frame (+Z up, origin at the object or scene centre, metric when a
-marker or known distance gives the scale), ``transforms.json``, ``sfm/scene.json`` and the
+Steps: SIFT (pycolmap; one shared camera for video frames and same-size photo sets, SIMPLE_RADIAL or
+OPENCV; EXIF/ingest focal as a prior; re-extraction with a lower contrast threshold for dark or
+texture-poor views) -> pairs (exhaustive for small sets; else sequential neighbours + loop closures
+from a bag of words learned on the capture's own descriptors; pairs added where the verified graph is
+weak) -> pure-rotation check -> mappers chosen by result (sfm_mapping: incremental/global, pieces
+merged through shared frames, relaxed retry) -> parallax check -> scene frame (+Z up, origin at the
+object or scene centre, metric scale from an ArUco marker or a known distance).
+
+Outputs ``sparse/0`` in the scene frame, ``transforms.json``, ``sfm/scene.json`` and the
 undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages read.
 """
 
@@ -86,7 +93,28 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
     pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
-    return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal}
+    n_kp = _median_keypoints(ws)
+    relaxed = False
+    if n_kp < cfg.min_keypoints:
+        # Dark or texture-poor views: SIFT's contrast threshold keeps too few points to link them.
+        log.info("only %d features per image: extracting again with a lower contrast threshold", n_kp)
+        ws.database_path.unlink(missing_ok=True)
+        ext.sift.peak_threshold /= 3
+        pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
+                                  reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+        n_kp, relaxed = _median_keypoints(ws), True
+    return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal,
+            "features_per_image": n_kp, "low_contrast_features": relaxed}
+
+
+def _median_keypoints(ws: Workspace) -> int:
+    import pycolmap
+
+    db = pycolmap.Database.open(ws.database_path)
+    try:
+        return int(np.median([db.read_keypoints(img.image_id).shape[0] for img in db.read_all_images()]))
+    finally:
+        db.close()
 
 
 def _db_images(db) -> dict[str, int]:
