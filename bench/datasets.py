@@ -93,5 +93,14 @@ REAL = {
 }
 
 
+def dtu_masks() -> dict[str, Path]:
+    """Object masks of DTU scan24 by image name (images/000007.jpg <-> mask/007.png)."""
+    root = SHARED / "dtu_scan24"
+    return {f"{int(p.stem):06d}.jpg": p for p in sorted((root / "mask").glob("*.png"))}
+
+
+MASKS = {"dtu_scan24": dtu_masks}
+
+
 def available() -> list[str]:
     return [n for n in REAL if (SHARED / n).exists()]

@@ -1,8 +1,10 @@
 """One entry point for the benchmark: the pipeline on synthetic scenes (exact GT) and on the real sets in
-../shared/data (GT cameras), with Debian's `colmap` CLI as a peer for camera solving on fox.
+../shared/data (GT cameras, DTU masks), peers in the same run, and our accelerated parts against plain
+baselines.
 
     python bench/run.py                       # everything present, fast preset
     python bench/run.py --datasets synth_orbit,fox --preset default
+    python bench/run.py --sections synth      # sections: synth, real, peer, micro
 
 Writes bench/results/<date>.json and bench/results/<date>.md (and bench/results/latest.md).
 Every figure is computed in this run; nothing is copied.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
+import tables  # noqa: E402
 
 from vid2model.config import build_config  # noqa: E402
 from vid2model.errors import UserError  # noqa: E402
@@ -36,30 +40,46 @@ WORK = Path(__file__).resolve().parent / "work"
 RESULTS = Path(__file__).resolve().parent / "results"
 SYNTH = {"synth_orbit": dict(path="orbit", width=640, height=480, n_frames=48, seed=11),
          "synth_walk": dict(path="walk", width=640, height=480, n_frames=48, seed=12)}
+# Real sets: camera solving always; the full dense/mesh chain where masks let us score the surface.
+REAL_DENSE = ("dtu_scan24",)
+
+
+def _manifest(ws: Workspace) -> dict:
+    return json.loads(ws.manifest_path.read_text())["stages"]
 
 
 def _stage_figures(ws: Workspace) -> dict:
-    m = json.loads(ws.manifest_path.read_text())
     return {k: {"wall_s": v.get("wall_s"), "cpu_s": v.get("cpu_s"), "peak_mem_mb": v.get("peak_mem_mb")}
-            for k, v in m["stages"].items() if v.get("status") == "done"}
+            for k, v in _manifest(ws).items() if v.get("status") == "done"}
 
 
 def _pose_figures(ws: Workspace, gt: dict[str, np.ndarray], n_inputs: int) -> dict:
-    views = [v for v in load_views(ws.sparse_dir) if v.name in gt]
-    est = np.array([v.cam_to_world for v in views])
-    ref = np.array([gt[v.name] for v in views])
-    out = {"registered": len(load_views(ws.sparse_dir)), "inputs": n_inputs}
+    all_views = load_views(ws.sparse_dir)
+    views = [v for v in all_views if v.name in gt]
+    out = {"registered": len(all_views), "inputs": n_inputs}
     if len(views) >= 3:
+        est = np.array([v.cam_to_world for v in views])
+        ref = np.array([gt[v.name] for v in views])
         out.update({k: round(v, 5) for k, v in pose_errors(est, ref).items()})
-    m = json.loads(ws.manifest_path.read_text())["stages"]["sfm"]["summary"]
-    out["reproj_px"] = m.get("mean_reproj_error_px")
+    summary = _manifest(ws)["sfm"]["summary"]
+    out["reproj_px"] = summary.get("mean_reproj_error_px")
+    out["mapper"] = summary.get("mapper")
     return out
 
 
-def run_synth(name: str, preset: str, skip: tuple[str, ...]) -> dict:
+def _export_sizes(ws: Workspace) -> dict:
+    if not ws.export_dir.exists():
+        return {}
+    return {p.name: p.stat().st_size for p in sorted(ws.export_dir.iterdir()) if p.is_file()}
+
+
+def run_synth(name: str, preset: str, splat: bool) -> dict:
+    from bench_texture import texture_figures
+
+    from vid2model.io.colmap_dense import read_points_ply
+    from vid2model.ops.metrics import sample_surface
     from vid2model.synth import SynthConfig, generate
     from vid2model.synth.evaluate import camera_errors, load_gt, surface_fscore
-    from vid2model.io.colmap_dense import read_points_ply
 
     src = WORK / f"{name}_input"
     if not (src / "video.mp4").exists():
@@ -67,50 +87,89 @@ def run_synth(name: str, preset: str, skip: tuple[str, ...]) -> dict:
     ws = Workspace(WORK / f"{name}_{preset}")
     shutil.rmtree(ws.root, ignore_errors=True)
     t0 = time.perf_counter()
-    run_pipeline(ws, build_config(preset), input_path=src / "video.mp4", skip=skip)
+    run_pipeline(ws, build_config(preset), input_path=src / "video.mp4", skip=() if splat else ("splat",))
+    total = time.perf_counter() - t0
     gt = load_gt(src / "gt.json")
     import trimesh
 
     scene_mesh = trimesh.load(src / "scene.ply", process=False)
-    res = {"total_wall_s": round(time.perf_counter() - t0, 1), "stages": _stage_figures(ws),
+    res = {"total_wall_s": round(total, 1), "stages": _stage_figures(ws),
            "cameras": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in camera_errors(ws, gt).items()}}
     if ws.fused_ply.exists():
         pts = read_points_ply(ws.fused_ply)["xyz"]
         res["dense"] = surface_fscore(pts, ws, gt, scene_mesh.vertices, scene_mesh.faces)
     if ws.clean_mesh.exists():
-        from vid2model.ops.metrics import sample_surface
-
         m = trimesh.load(ws.clean_mesh, process=False)
         res["mesh"] = surface_fscore(sample_surface(m.vertices, m.faces, 200_000), ws, gt, scene_mesh.vertices,
                                      scene_mesh.faces)
-    if ws.export_dir.exists():
-        res["exports_bytes"] = {p.name: p.stat().st_size for p in sorted(ws.export_dir.glob("model.*"))}
+    if ws.textured_obj.exists():
+        res["texture"] = texture_figures(ws, src)
+    if splat:
+        s = _manifest(ws).get("splat", {}).get("summary") or {}
+        res["splat"] = {k: s.get(k) for k in ("eval_psnr", "eval_ssim", "train_psnr", "gaussians", "iterations",
+                                              "eval_views", "sec_per_iter")}
+    res["exports_bytes"] = _export_sizes(ws)
     return res
+
+
+def silhouette_figures(ws: Workspace, masks: dict[str, Path]) -> dict:
+    """IoU of the meshes' silhouettes (clean and raw), rendered at our solved cameras, with the object masks."""
+    import cv2
+    import trimesh
+
+    from vid2model.ops.metrics import silhouette_iou
+    from vid2model.ops.raster import rasterize
+
+    views = [v for v in load_views(ws.sparse_dir) if v.name in masks]
+    gts = {v.name: cv2.resize(cv2.imread(str(masks[v.name]), cv2.IMREAD_GRAYSCALE), (v.width, v.height),
+                              interpolation=cv2.INTER_AREA) > 127 for v in views}
+    out = {"views": len(views)}
+    for key, path in (("clean", ws.clean_mesh), ("raw", ws.raw_mesh)):
+        mesh = trimesh.load(path, process=False)
+        ious = []
+        for v in views:
+            M = np.eye(4)
+            M[:3, :3], M[:3, 3] = v.R, v.t
+            pred = rasterize(mesh.vertices, mesh.faces, v.K, M, v.width, v.height).face >= 0
+            ious.append(silhouette_iou(pred, gts[v.name]))
+        vals = np.array(ious) if ious else np.array([np.nan])
+        out[key] = {"iou_mean": float(vals.mean()), "iou_median": float(np.median(vals)), "iou_min": float(vals.min())}
+    return out
 
 
 def run_real(name: str, preset: str, stages: list[str]) -> dict:
     images, gt = datasets.REAL[name]()
     ws = Workspace(WORK / f"{name}_{preset}")
     shutil.rmtree(ws.root, ignore_errors=True)
+    sets = ["ingest.max_keyframes=400"]
+    if "mesh" in stages:  # object captures on a table: keep what the cameras circle
+        sets += ["mesh.isolate=true", "mesh.drop_floor=true"]
     t0 = time.perf_counter()
-    run_pipeline(ws, build_config(preset, sets=["ingest.max_side=1280", "ingest.max_keyframes=400"]), input_path=images, stages=stages)
+    run_pipeline(ws, build_config(preset, sets=sets), input_path=images, stages=stages)
     n = len([p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg")])
-    return {"total_wall_s": round(time.perf_counter() - t0, 1), "stages": _stage_figures(ws),
-            "cameras": _pose_figures(ws, gt, n)}
+    res = {"total_wall_s": round(time.perf_counter() - t0, 1), "stages": _stage_figures(ws),
+           "cameras": _pose_figures(ws, gt, n)}
+    masks = datasets.MASKS.get(name)
+    if masks and ws.clean_mesh.exists():
+        res["silhouette"] = silhouette_figures(ws, masks())
+    return res
 
 
-def run_colmap_peer(images: Path, ours_ws: Workspace) -> dict | None:
-    """Debian's colmap CLI (CPU SIFT, exhaustive matching, incremental mapper) on the same keyframes."""
+def run_colmap_peer(images: Path) -> dict:
+    """Debian's colmap CLI (CPU SIFT, exhaustive matching, incremental mapper, its defaults) on a folder."""
     exe = shutil.which("colmap")
     if exe is None:
         return {"skipped": "colmap CLI not installed (apt-get install colmap)"}
     work = WORK / "colmap_peer"
     shutil.rmtree(work, ignore_errors=True)
     (work / "sparse").mkdir(parents=True)
+    names = sorted(p.name for p in images.iterdir())
+    (work / "list.txt").write_text("\n".join(names) + "\n")
     db = work / "database.db"
     t0 = time.perf_counter()
     steps = [[exe, "feature_extractor", "--database_path", str(db), "--image_path", str(images),
-              "--ImageReader.single_camera", "1", "--SiftExtraction.use_gpu", "0"],
+              "--image_list_path", str(work / "list.txt"), "--ImageReader.single_camera", "1",
+              "--SiftExtraction.use_gpu", "0"],
              [exe, "exhaustive_matcher", "--database_path", str(db), "--SiftMatching.use_gpu", "0"],
              [exe, "mapper", "--database_path", str(db), "--image_path", str(images), "--output_path",
               str(work / "sparse")]]
@@ -121,74 +180,93 @@ def run_colmap_peer(images: Path, ours_ws: Workspace) -> dict | None:
 
     models = [pycolmap.Reconstruction(str(p)) for p in sorted((work / "sparse").iterdir())]
     best = max(models, key=lambda r: r.num_reg_images()) if models else None
-    return {"wall_s": round(wall, 1), "registered": best.num_reg_images() if best else 0,
+    return {"wall_s": round(wall, 1), "images": len(names), "registered": best.num_reg_images() if best else 0,
             "reproj_px": round(best.compute_mean_reprojection_error(), 4) if best else None, "n_models": len(models)}
 
 
-def markdown(results: dict) -> str:
-    lines = [f"# vid2model benchmark {results['date']}", "", f"Command: `{results['command']}`  ",
-             f"Machine: {results['machine']}", "",
-             "| dataset | registered | rot med (deg) | centre med (% extent) | reproj (px) | dense F@1% | dense F@0.5% | "
-             "mesh F@1% | total (s) | peak mem (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results["datasets"].items():
-        if "error" in r:
-            lines.append(f"| {name} | error: {r['error']} | | | | | | | | |")
-            continue
-        c = r.get("cameras", {})
-        reg = f"{c.get('registered')}/{c.get('inputs', c.get('keyframes'))}"
-        f = lambda k, th: (f"{r[k][f'at_{th}']['fscore']:.3f}" if k in r else "")  # noqa: E731
-        peak = max((s.get("peak_mem_mb") or 0) for s in r["stages"].values()) if r.get("stages") else 0
-        cm = c.get("center_median_rel")
-        lines.append(f"| {name} | {reg} | {c.get('rot_median_deg', float('nan')):.3f} | "
-                     f"{100 * cm if cm is not None else float('nan'):.3f} | {c.get('reproj_px') or ''} | "
-                     f"{f('dense', 0.01)} | {f('dense', 0.005)} | {f('mesh', 0.01)} | {r['total_wall_s']} | {peak:.0f} |")
-    peer = results.get("peer_colmap_fox")
-    if peer:
-        lines += ["", "## Camera solving vs Debian colmap CLI on fox (same keyframes, same machine, same run)", ""]
-        if "skipped" in peer:
-            lines.append(f"colmap: {peer['skipped']}")
-        else:
-            ours = results["datasets"]["fox"]
-            sfm_s = ours["stages"]["sfm"]["wall_s"]
-            lines += ["| tool | wall (s) | registered | reproj (px) |", "|---|---|---|---|",
-                      f"| vid2model sfm | {sfm_s} | {ours['cameras']['registered']} | {ours['cameras']['reproj_px']} |",
-                      f"| colmap CLI | {peer['wall_s']} | {peer['registered']} | {peer['reproj_px']} |", "",
-                      f"Speed ratio colmap/vid2model: **{peer['wall_s'] / max(sfm_s, 1e-9):.1f}x**"]
-    return "\n".join(lines) + "\n"
+def run_ours_sfm(images: Path, max_images: int, preset: str) -> tuple[dict, Path]:
+    """Our ingest + camera solving on the first ``max_images`` images (0 = all); figures and the keyframe folder
+    our ingest wrote (the peer gets exactly those images)."""
+    sub = WORK / "peer_input"
+    shutil.rmtree(sub, ignore_errors=True)
+    sub.mkdir(parents=True)
+    for n in sorted(p.name for p in images.iterdir())[: max_images or None]:
+        (sub / n).symlink_to(images / n)
+    ws = Workspace(WORK / "peer_ours")
+    shutil.rmtree(ws.root, ignore_errors=True)
+    run_pipeline(ws, build_config(preset), input_path=sub, stages=["ingest", "sfm"])
+    s = _manifest(ws)["sfm"]
+    return ({"wall_s": s["wall_s"], "cpu_s": s.get("cpu_s"), "images": len(list(sub.iterdir())),
+             "registered": len(load_views(ws.sparse_dir)), "reproj_px": s["summary"].get("mean_reproj_error_px")},
+            ws.images_dir)
+
+
+def run_micro() -> dict:
+    """Our accelerated parts against plain baselines, in this run."""
+    import bench_ingest
+    import bench_splat
+
+    out: dict = {}
+    torch_threads = os.cpu_count() or 2
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    out["splat_iteration"] = bench_splat.bench_iter(5)
+    clip = bench_ingest.make_clip(WORK / "pan_1080p30_20s.mp4", 20)
+    pyav, cv = bench_ingest.measure("pyav", clip), bench_ingest.measure("opencv", clip)
+    out["video_decode"] = {"pyav_fps": pyav["fps"], "opencv_fps": cv["fps"], "ratio": pyav["fps"] / cv["fps"]}
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=None, help="comma separated (default: all present)")
+    ap.add_argument("--sections", default="synth,real,peer,micro")
     ap.add_argument("--preset", default="fast")
-    ap.add_argument("--real-stages", default="ingest,sfm", help="stages run on the real datasets")
-    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--real-stages", default="ingest,sfm", help="stages run on real sets without masks")
+    ap.add_argument("--peer-images", type=int, default=0, help="fox keyframes given to both solvers (0 = all)")
+    ap.add_argument("--no-splat", action="store_true", help="skip splat training on the synthetic orbit")
     args = ap.parse_args()
     set_quiet(True)
+    sections = set(args.sections.split(","))
     names = args.datasets.split(",") if args.datasets else list(SYNTH) + datasets.available()
     WORK.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     results = {"date": dt.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
-               "machine": f"{__import__('os').cpu_count()} cores", "preset": args.preset, "datasets": {}}
+               "machine": f"{os.cpu_count()} cores", "load_avg_start": round(os.getloadavg()[0], 2),
+               "preset": args.preset, "datasets": {}, "skipped": [n for n in datasets.REAL if n not in names]}
     for name in names:
-        print(f"== {name}", flush=True)
+        if (name in SYNTH and "synth" not in sections) or (name in datasets.REAL and "real" not in sections):
+            continue
+        print(f"== {name} ({time.perf_counter() - t_start:.0f} s)", flush=True)
         try:
             if name in SYNTH:
-                results["datasets"][name] = run_synth(name, args.preset, skip=("splat",))
+                results["datasets"][name] = run_synth(name, args.preset, splat=name == "synth_orbit"
+                                                      and not args.no_splat)
             elif name in datasets.REAL:
-                results["datasets"][name] = run_real(name, args.preset, args.real_stages.split(","))
+                stages = args.real_stages.split(",")
+                if name in REAL_DENSE:
+                    stages = ["ingest", "sfm", "dense", "mesh"]
+                results["datasets"][name] = run_real(name, args.preset, stages)
             else:
                 print(f"unknown dataset {name}", file=sys.stderr)
                 continue
         except (UserError, FileNotFoundError) as exc:
             results["datasets"][name] = {"error": str(exc)}
-        print(json.dumps(results["datasets"][name], default=str)[:600], flush=True)
-    if "fox" in results["datasets"] and "error" not in results["datasets"]["fox"] and not args.no_peer:
-        ws = Workspace(WORK / f"fox_{args.preset}")
-        results["peer_colmap_fox"] = run_colmap_peer(ws.images_dir, ws)
+        print(json.dumps(results["datasets"][name], default=str)[:400], flush=True)
+    if "peer" in sections and (datasets.SHARED / "fox").exists():
+        print(f"== peer: colmap CLI vs ours on fox ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        images, _ = datasets.fox()
+        ours, keyframes = run_ours_sfm(images, args.peer_images, args.preset)
+        results["peer_colmap_fox"] = {"ours": ours, "colmap": run_colmap_peer(keyframes)}
+    if "micro" in sections:
+        print(f"== micro-benchmarks ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        results["micro"] = run_micro()
+    results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / results["date"]
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    md = markdown(results)
+    md = tables.markdown(results)
     stem.with_suffix(".md").write_text(md)
     (RESULTS / "latest.md").write_text(md)
     print(md)

@@ -2,11 +2,14 @@
 # Set up vid2model in ./.venv on Debian/Ubuntu with Python 3.11.
 #   scripts/setup.sh          the package and its runtime dependencies
 #   scripts/setup.sh --test   also what the test suite needs (Chromium, Blender, Node tools)
+#   scripts/setup.sh --bench  also the benchmark's peer (Debian's colmap CLI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_test=0
+want_bench=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--bench" ] && want_bench=1
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
@@ -24,6 +27,9 @@ if [ "$want_test" = 1 ]; then
   # Debian's Blender runs on the system Python; its glTF importer needs numpy there
   /usr/bin/python3 -c "import numpy" 2>/dev/null || apt_pkgs+=(python3-numpy)
 fi
+if [ "$want_bench" = 1 ]; then
+  need colmap colmap
+fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "installing system packages: ${apt_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -33,7 +39,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="viewer"
-[ "$want_test" = 1 ] && extras="viewer,test"
+[ "$want_test" = 1 ] && extras="viewer,test,learned"
 # torch is pinned (2.13.0) so pip takes the CPU build where one is provided instead of a newer CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]"

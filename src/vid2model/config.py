@@ -40,7 +40,7 @@ class IngestConfig:
 class SfmConfig:
     """Camera solving."""
 
-    features: str = "sift"  # sift | aliked
+    features: str = "sift"  # sift | xfeat (learned, needs onnxruntime + xfeat.onnx)
     max_features: int = 4096
     min_keypoints: int = 600  # median features per image under which SIFT is rerun with a lower threshold
     models_dir: str = ""  # folder with learned-feature weights; "" = $VID2MODEL_MODELS or cache

@@ -91,6 +91,12 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
     ext.sift.max_num_features = cfg.max_features
     ext.num_threads = -1
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
+    if cfg.features != "sift":  # learned features (vid2model.features) written into the same database
+        from vid2model.features import colmap_db, extractor
+
+        n_kp = colmap_db.extract_to_database(ws.database_path, ws.images_dir, names, extractor(cfg), mode, reader)
+        return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal,
+                "features_per_image": n_kp, "low_contrast_features": False}
     pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
     n_kp = _median_keypoints(ws)
@@ -132,13 +138,20 @@ def _verified_edges(db, ids: dict[str, int], names: list[str]) -> list[tuple[int
     return edges
 
 
-def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: set[tuple[int, int]]) -> None:
+def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: set[tuple[int, int]],
+           features: str = "sift") -> None:
     import pycolmap
 
     todo = sorted(pairs - done)
     if not todo:
         return
     path = ws.sfm_dir / "pairs.txt"
+    if features != "sift":  # learned features: own matcher, then COLMAP's geometric verification
+        from vid2model.features.colmap_db import match_pairs
+
+        match_pairs(ws.database_path, [(names[a], names[b]) for a, b in todo], path)
+        done.update(todo)
+        return
     path.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in todo))
     opts = pycolmap.ImportedPairingOptions()
     opts.match_list_path = path
@@ -146,12 +159,13 @@ def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: s
     done.update(todo)
 
 
-def _widen(ws: Workspace, names: list[str], missing: list[str], done: set[tuple[int, int]]) -> int:
+def _widen(ws: Workspace, names: list[str], missing: list[str], done: set[tuple[int, int]],
+           features: str = "sift") -> int:
     """Match the images a mapper could not place against every other image; pairs added."""
     idx = {n: i for i, n in enumerate(names)}
     extra = {(min(idx[m], j), max(idx[m], j)) for m in missing for j in range(len(names)) if j != idx[m]}
     before = len(done)
-    _match(ws, names, extra, done)
+    _match(ws, names, extra, done, features)
     return len(done) - before
 
 
@@ -179,7 +193,7 @@ def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfi
         else:
             pairs = P.retrieval_pairs(vec, k=min(n - 1, 20))
             strategy = "retrieval"
-    _match(ws, names, pairs, done)
+    _match(ws, names, pairs, done, cfg.features)
     added = 0
     for attempt in range(2):
         db = pycolmap.Database.open(ws.database_path)
@@ -199,7 +213,7 @@ def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfi
         log.info("match graph weak (%d pieces, %d weak images): adding %d pairs", len(comps), len(weak),
                  len(extra - done))
         added += len(extra - done)
-        _match(ws, names, extra, done)
+        _match(ws, names, extra, done, cfg.features)
     return {"strategy": strategy, "n_pairs": len(done), "fallback_pairs": added}
 
 
@@ -259,7 +273,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         match_info.update(check_pairs(ws.database_path))
         b.advance()
         rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.sfm_dir / "models", cfg,
-                              lambda missing: _widen(ws, names, missing, done))
+                              lambda missing: _widen(ws, names, missing, done, cfg.features))
         t["mapping_s"] = map_info.pop("mapping_s")
         map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()
@@ -276,7 +290,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     summary = {"n_images": len(names), "n_registered": rec.num_reg_images(),
                "registered_share": round(rec.num_reg_images() / len(names), 4),
                "mean_reproj_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
-               "n_points": int(rec.num_points3D()), **cam_info, **match_info, **map_info, **t,
+               "n_points": int(rec.num_points3D()), "features": cfg.features, **cam_info, **match_info, **map_info, **t,
                "scale": scene["scale"], "scale_source": scene["scale_source"],
                "metres_per_unit": scene["metres_per_unit"], "capture": scene["capture"]}
     try:
