@@ -187,20 +187,24 @@ def fill_holes(mesh, max_hole_size: float):
         return mesh
     n = np.int64(len(V))
     old_dir = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
-    old_code = np.unique(old_dir[:, 0] * n + old_dir[:, 1])
-    lab = component_labels(len(V), new)
-    keep = np.ones(len(new), bool)
-    for label in np.unique(lab):
-        sel = np.flatnonzero(lab == label)
-        patch = new[sel]
-        if _diameter(V[np.unique(patch)]) > max_hole_size:
-            keep[sel] = False
-            continue
-        e = np.concatenate([patch[:, [0, 1]], patch[:, [1, 2]], patch[:, [2, 0]]])
-        same = np.isin(e[:, 0] * n + e[:, 1], old_code).sum()
-        flipped = np.isin(e[:, 1] * n + e[:, 0], old_code).sum()
-        if same > flipped:  # a rim edge must run opposite to the neighbouring triangle's
-            new[sel] = patch[:, ::-1]
+    old_code = old_dir[:, 0] * n + old_dir[:, 1]
+    _, lab = np.unique(component_labels(len(V), new), return_inverse=True)  # one patch per hole
+    n_patch = int(lab.max()) + 1
+    # orientation: along the rim, a consistently wound patch runs each edge opposite to the mesh
+    e = np.concatenate([new[:, [0, 1]], new[:, [1, 2]], new[:, [2, 0]]])
+    elab = np.tile(lab, 3)
+    same = np.bincount(elab, np.isin(e[:, 0] * n + e[:, 1], old_code), n_patch)
+    flipped = np.bincount(elab, np.isin(e[:, 1] * n + e[:, 0], old_code), n_patch)
+    flip = (same > flipped)[lab]
+    new[flip] = new[flip][:, ::-1]
+    # size: the hole's real width, not VTK's loose bounding sphere
+    order = np.argsort(lab, kind="stable")
+    bounds = np.searchsorted(lab[order], np.arange(n_patch + 1))
+    wide = np.zeros(n_patch, bool)
+    for k in range(n_patch):
+        verts = np.unique(new[order[bounds[k]:bounds[k + 1]]])
+        wide[k] = _diameter(V[verts]) > max_hole_size
+    keep = ~wide[lab]
     if not keep.any():
         return mesh
     mesh.triangles = o3d.utility.Vector3iVector(np.vstack([F, new[keep]]).astype(np.int32))

@@ -84,8 +84,9 @@ def rasterize_uv(uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
     Returns:
         texel rows (T,), texel cols (T,), face index (T,), and barycentrics (T, 3) as a 4-tuple.
     """
-    px = uv_faces * (size - 1)
-    px[..., 1] = (size - 1) - px[..., 1]  # image rows grow downward
+    # texel (row, col) is centred at uv ((col + 0.5) / size, 1 - (row + 0.5) / size), as viewers sample it
+    px = uv_faces * size - 0.5
+    px[..., 1] = (size - 1) - px[..., 1]  # image rows grow downward: (1 - v) * size - 0.5
     lo = np.floor(px.min(1)).astype(int).clip(0, size - 1)
     hi = np.ceil(px.max(1)).astype(int).clip(0, size - 1)
     w = hi[:, 0] - lo[:, 0] + 1

@@ -41,8 +41,13 @@ def _raycast(mesh_v: np.ndarray, mesh_f: np.ndarray, views, scale: float):
 
 
 def _project(v, X: np.ndarray) -> np.ndarray:
+    """Image coordinates (N, 2) of world points for :func:`_sample` (cv2: pixel centres at integers).
+
+    COLMAP's K puts pixel centres at +0.5, so the cv2 coordinate is the projection less half a pixel.
+    """
     x = X @ v.R.T + v.t
-    return np.stack([v.K[0, 0] * x[:, 0] / x[:, 2] + v.K[0, 2], v.K[1, 1] * x[:, 1] / x[:, 2] + v.K[1, 2]], 1)
+    return np.stack([v.K[0, 0] * x[:, 0] / x[:, 2] + v.K[0, 2] - 0.5,
+                     v.K[1, 1] * x[:, 1] / x[:, 2] + v.K[1, 2] - 0.5], 1)
 
 
 def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
