@@ -93,8 +93,10 @@ def run_synth(name: str, preset: str, splat: bool) -> dict:
     import trimesh
 
     scene_mesh = trimesh.load(src / "scene.ply", process=False)
-    res = {"total_wall_s": round(total, 1), "stages": _stage_figures(ws),
-           "cameras": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in camera_errors(ws, gt).items()}}
+    sfm = _manifest(ws)["sfm"]["summary"]
+    cams = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in camera_errors(ws, gt).items()}
+    cams.update({"reproj_px": sfm.get("mean_reproj_error_px"), "mapper": sfm.get("mapper")})
+    res = {"total_wall_s": round(total, 1), "stages": _stage_figures(ws), "cameras": cams}
     if ws.fused_ply.exists():
         pts = read_points_ply(ws.fused_ply)["xyz"]
         res["dense"] = surface_fscore(pts, ws, gt, scene_mesh.vertices, scene_mesh.faces)

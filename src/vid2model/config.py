@@ -86,12 +86,15 @@ class DenseConfig:
 class MeshConfig:
     """Surface extraction and cleanup."""
 
-    method: str = "tsdf"  # tsdf | poisson
+    # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave; on the
+    # synthetic orbit it gave held-out texture PSNR 25.2 dB against 18.2 dB for TSDF (bench/bench_texture.py).
+    method: str = "poisson"  # poisson | tsdf
     voxel_size: float = 0.0  # 0 = automatic: max(scene radius / voxel_divisions, voxel_footprint pixels)
     voxel_divisions: int = 200
     voxel_footprint: float = 1.0  # voxel >= this many depth-map pixels at the median depth (memory bound)
     sdf_trunc_voxels: float = 4.0  # TSDF truncation in voxels
-    poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at 11)
+    poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at poisson_max_depth)
+    poisson_max_depth: int = 10  # each level costs ~3x time and memory
     poisson_trim: float = 0.05  # drop the lowest-density quantile of Poisson vertices (surface the data never saw)
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
@@ -159,7 +162,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ingest": {"max_side": 960, "max_keyframes": 60},
         "sfm": {"max_features": 2048},
         "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8, "rounds": 2},
-        "mesh": {"target_faces": 100_000, "voxel_divisions": 150},
+        "mesh": {"target_faces": 100_000, "voxel_divisions": 150, "poisson_max_depth": 9},
         "texture": {"size": 1024, "max_faces": 20_000},
         "splat": {"iterations": 1000, "max_side": 320},
     },
@@ -168,7 +171,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ingest": {"max_side": 1920, "max_keyframes": 250},
         "sfm": {"max_features": 8192},
         "dense": {"max_side": 1280, "num_sources": 6, "n_planes": 64, "n_refine": 16},
-        "mesh": {"target_faces": 500_000, "voxel_divisions": 300},
+        "mesh": {"target_faces": 500_000, "voxel_divisions": 300, "poisson_max_depth": 11},
         "texture": {"size": 4096, "max_faces": 150_000},
         "splat": {"iterations": 10000, "max_side": 960},
     },
