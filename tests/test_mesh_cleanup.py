@@ -338,3 +338,29 @@ def test_look_at_center_for_orbits_and_none_for_walks():
     # the generator's walk: forward-looking cameras must not be taken for an orbit
     cams = camera_path(SynthConfig(path="walk", seed=2), np.linspace(0, 1, 40))
     assert C.look_at_center(cams[:, :3, 3], cams[:, :3, 2]) is None
+
+
+def test_isolate_by_views_keeps_what_the_ring_of_cameras_sees(object_on_floor):
+    """Cameras circling the object with a narrow view: the far box (never in view) goes, the object stays
+    whole even where it reaches beyond any sphere around its centre."""
+    from vid2model.render import look_at
+
+    V, F = object_on_floor
+    c = V[F].mean(1)
+    is_obj = (np.abs(c[:, 0]) < 0.26) & (np.abs(c[:, 1]) < 0.21) & (c[:, 2] > 1e-6)
+    target = np.array([0.0, 0.0, 0.15])
+    K = np.array([[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]])
+    cams = []
+    for a in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+        eye = target + np.array([1.2 * np.cos(a), 1.2 * np.sin(a), 0.6])
+        w2c = np.linalg.inv(look_at(eye, target))
+        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+    share = C.view_share(V, cams)
+    assert share[np.linalg.norm(V - target, axis=1) < 0.2].min() == 1.0
+    out = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, target)
+    Vo, Fo = C.arrays(out)
+    co = Vo[Fo].mean(1)
+    assert not ((co[:, 0] > 1.3) & (co[:, 1] > 1.1)).any()  # the far box is gone
+    inside = (np.abs(co[:, 0]) < 0.26) & (np.abs(co[:, 1]) < 0.21) & (co[:, 2] > 1e-6)
+    assert inside.sum() >= 0.95 * is_obj.sum()  # the object is whole
+    assert len(Fo) < 0.8 * len(F)  # most of the wide floor is out of the common view

@@ -6,11 +6,16 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from vid2model import __version__
+# OpenMP threads that spin while waiting make 2-thread torch/C++ kernels several times slower on a busy
+# 2-core machine; sleeping waits cost nothing when it is idle. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from vid2model import __version__  # noqa: E402
 from vid2model.config import PRESETS, build_config
 from vid2model.errors import UserError
 from vid2model.pipeline import STAGE_NAMES, STAGES, run_pipeline

@@ -98,7 +98,8 @@ class MeshConfig:
     poisson_trim: float = 0.05  # drop the lowest-density quantile of Poisson vertices (surface the data never saw)
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
-    isolate_radius: float = 1.0  # in scene radii, around the scene centre
+    isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)
+    isolate_view_share: float = 0.6  # isolation keeps surface in view of this share of the best-seen point's cameras
     drop_floor: bool = False
     fill_holes: bool = True
     max_hole_size: float = 0.1  # in scene radii

@@ -109,6 +109,45 @@ def isolate_object(mesh, center: np.ndarray, radius: float):
     return _keep_faces(mesh, np.isin(lab, keep_labels))
 
 
+def view_share(points: np.ndarray, cams: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]) -> np.ndarray:
+    """Share (N,) of the cameras in whose image (and in front of which) each point lies.
+
+    Args:
+        points: (N, 3) world points.
+        cams: per camera (K (3, 3), R (3, 3), t (3,), width, height), ``x_cam = R @ x + t``.
+    """
+    count = np.zeros(len(points), np.int32)
+    for K, R, t, w, h in cams:
+        X = points @ R.T + t
+        z = X[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = K[0, 0] * X[:, 0] / z + K[0, 2]
+            v = K[1, 1] * X[:, 1] / z + K[1, 2]
+        count += (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return count / max(len(cams), 1)
+
+
+def isolate_by_views(mesh, share: np.ndarray, min_share: float, center: np.ndarray):
+    """Keep what most cameras see (an orbit's object and what touches it): faces whose vertices are in
+    view of at least ``min_share`` of the cameras, then the connected pieces nearest ``center``.
+
+    Args:
+        share: (V,) per-vertex share of cameras seeing it (:func:`view_share`).
+    """
+    V, F = arrays(mesh)
+    mesh = _keep_faces(mesh, (share[F] >= min_share).all(1))
+    V, F = arrays(mesh)
+    lab = component_labels(len(V), F)
+    if len(lab) == 0:
+        return mesh
+    d = np.linalg.norm(V[F].mean(1) - np.asarray(center), axis=1)
+    counts = np.bincount(lab)
+    # the piece holding the face nearest the centre, and every piece at least a fifth of the largest
+    keep = (counts >= 0.2 * counts.max())
+    keep[lab[np.argmin(d)]] = True
+    return _keep_faces(mesh, keep[lab])
+
+
 def drop_floor(mesh, up: np.ndarray = np.array([0.0, 0.0, 1.0]), distance: float = 0.01, seed: int = 0):
     """Remove the dominant plane facing ``up`` (a table or floor under the object) and what lies below it.
 

@@ -267,5 +267,522 @@ void v2m_backward(int n, const float* means, const float* conics, const float* c
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------------
+// Projection (EWA splatting) + SH colour, forward and analytic backward, one splat per loop iteration.
+// Mirrors vid2model.splat.rasterize.project and sh.sh_to_rgb_split exactly (same clamps, same
+// gradient masks as torch autograd), so the torch versions serve as the reference in the tests.
+// cam: fx, fy, cx, cy, near, lowpass, width, height; vm: 4x4 row-major world-to-camera.
+
+static const float kSH_C0 = 0.28209479177387814f, kSH_C1 = 0.4886025119029199f;
+static const float kSH_C2[5] = {1.0925484305920792f, -1.0925484305920792f, 0.31539156525252005f,
+                                -1.0925484305920792f, 0.5462742152960396f};
+static const float kSH_C3[7] = {-0.5900435899266435f, 2.890611442640554f, -0.4570457994644658f,
+                                0.3731763325901154f, -0.4570457994644658f, 1.445305721320277f,
+                                -0.5900435899266435f};
+
+static inline bool finite_bits(float f) {  // -ffast-math folds std::isfinite to true
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return (u & 0x7f800000u) != 0x7f800000u;
+}
+
+// basis[0..15] for unit direction (x, y, z); deriv (optional) = d basis / d (x, y, z), (16, 3)
+static inline void sh_basis(float x, float y, float z, int deg, float* b, float* d) {
+  b[0] = kSH_C0;
+  if (d) d[0] = d[1] = d[2] = 0.0f;
+  if (deg < 1) return;
+  b[1] = -kSH_C1 * y; b[2] = kSH_C1 * z; b[3] = -kSH_C1 * x;
+  if (d) {
+    d[3] = 0; d[4] = -kSH_C1; d[5] = 0;
+    d[6] = 0; d[7] = 0; d[8] = kSH_C1;
+    d[9] = -kSH_C1; d[10] = 0; d[11] = 0;
+  }
+  if (deg < 2) return;
+  float xx = x * x, yy = y * y, zz = z * z, xy = x * y, yz = y * z, xz = x * z;
+  b[4] = kSH_C2[0] * xy; b[5] = kSH_C2[1] * yz; b[6] = kSH_C2[2] * (2 * zz - xx - yy);
+  b[7] = kSH_C2[3] * xz; b[8] = kSH_C2[4] * (xx - yy);
+  if (d) {
+    float* e = d + 12;
+    e[0] = kSH_C2[0] * y; e[1] = kSH_C2[0] * x; e[2] = 0;
+    e[3] = 0; e[4] = kSH_C2[1] * z; e[5] = kSH_C2[1] * y;
+    e[6] = -2 * kSH_C2[2] * x; e[7] = -2 * kSH_C2[2] * y; e[8] = 4 * kSH_C2[2] * z;
+    e[9] = kSH_C2[3] * z; e[10] = 0; e[11] = kSH_C2[3] * x;
+    e[12] = 2 * kSH_C2[4] * x; e[13] = -2 * kSH_C2[4] * y; e[14] = 0;
+  }
+  if (deg < 3) return;
+  b[9] = kSH_C3[0] * y * (3 * xx - yy);
+  b[10] = kSH_C3[1] * xy * z;
+  b[11] = kSH_C3[2] * y * (4 * zz - xx - yy);
+  b[12] = kSH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy);
+  b[13] = kSH_C3[4] * x * (4 * zz - xx - yy);
+  b[14] = kSH_C3[5] * z * (xx - yy);
+  b[15] = kSH_C3[6] * x * (xx - 3 * yy);
+  if (d) {
+    float* e = d + 27;
+    e[0] = kSH_C3[0] * 6 * xy; e[1] = kSH_C3[0] * (3 * xx - 3 * yy); e[2] = 0;
+    e[3] = kSH_C3[1] * yz; e[4] = kSH_C3[1] * xz; e[5] = kSH_C3[1] * xy;
+    e[6] = kSH_C3[2] * (-2 * xy); e[7] = kSH_C3[2] * (4 * zz - xx - 3 * yy); e[8] = kSH_C3[2] * 8 * yz;
+    e[9] = kSH_C3[3] * (-6 * xz); e[10] = kSH_C3[3] * (-6 * yz); e[11] = kSH_C3[3] * (6 * zz - 3 * xx - 3 * yy);
+    e[12] = kSH_C3[4] * (4 * zz - 3 * xx - yy); e[13] = kSH_C3[4] * (-2 * xy); e[14] = kSH_C3[4] * 8 * xz;
+    e[15] = kSH_C3[5] * 2 * xz; e[16] = kSH_C3[5] * (-2 * yz); e[17] = kSH_C3[5] * (xx - yy);
+    e[18] = kSH_C3[6] * (3 * xx - 3 * yy); e[19] = kSH_C3[6] * (-6 * xy); e[20] = 0;
+  }
+}
+
+struct ProjCtx {  // per-splat intermediates shared by forward and backward
+  float pc[3], z, zs, u, v, tu, tv;
+  bool z_ok, tu_ok, tv_ok;
+  float qn[4], qnorm, rot[9], s[3], M[9], row0[3], row1[3], t0[3], t1[3], a, b, c, det;
+  bool det_ok;
+};
+
+static inline void proj_one(int g, const float* means, const float* quats, const float* scales, const float* vm,
+                            const float* cam, ProjCtx& P) {
+  const float fx = cam[0], fy = cam[1], cx = cam[2], cy = cam[3], nearp = cam[4], lowpass = cam[5];
+  const float W = cam[6], H = cam[7];
+  const float* m = means + 3 * g;
+  for (int i = 0; i < 3; ++i) P.pc[i] = vm[4 * i] * m[0] + vm[4 * i + 1] * m[1] + vm[4 * i + 2] * m[2] + vm[4 * i + 3];
+  P.z = P.pc[2];
+  P.z_ok = P.z >= nearp;
+  P.zs = P.z_ok ? P.z : nearp;
+  P.u = P.pc[0] / P.zs;
+  P.v = P.pc[1] / P.zs;
+  float ulo = (-0.15f * W - cx) / fx, uhi = (1.15f * W - cx) / fx;
+  float vlo = (-0.15f * H - cy) / fy, vhi = (1.15f * H - cy) / fy;
+  P.tu_ok = P.u >= ulo && P.u <= uhi;
+  P.tv_ok = P.v >= vlo && P.v <= vhi;
+  P.tu = std::min(std::max(P.u, ulo), uhi);
+  P.tv = std::min(std::max(P.v, vlo), vhi);
+  const float* q = quats + 4 * g;
+  float qn2 = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
+  P.qnorm = std::max(std::sqrt(qn2), 1e-12f);
+  for (int i = 0; i < 4; ++i) P.qn[i] = q[i] / P.qnorm;
+  float w = P.qn[0], x = P.qn[1], y = P.qn[2], zq = P.qn[3];
+  float* R = P.rot;
+  R[0] = 1 - 2 * (y * y + zq * zq); R[1] = 2 * (x * y - w * zq); R[2] = 2 * (x * zq + w * y);
+  R[3] = 2 * (x * y + w * zq); R[4] = 1 - 2 * (x * x + zq * zq); R[5] = 2 * (y * zq - w * x);
+  R[6] = 2 * (x * zq - w * y); R[7] = 2 * (y * zq + w * x); R[8] = 1 - 2 * (x * x + y * y);
+  for (int j = 0; j < 3; ++j) P.s[j] = scales[3 * g + j];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) P.M[3 * i + j] = R[3 * i + j] * P.s[j];
+  float f0 = fx / P.zs, f1 = fy / P.zs;
+  for (int i = 0; i < 3; ++i) {
+    P.row0[i] = f0 * (vm[i] - P.tu * vm[8 + i]);
+    P.row1[i] = f1 * (vm[4 + i] - P.tv * vm[8 + i]);
+  }
+  for (int j = 0; j < 3; ++j) {
+    P.t0[j] = P.row0[0] * P.M[j] + P.row0[1] * P.M[3 + j] + P.row0[2] * P.M[6 + j];
+    P.t1[j] = P.row1[0] * P.M[j] + P.row1[1] * P.M[3 + j] + P.row1[2] * P.M[6 + j];
+  }
+  P.a = P.t0[0] * P.t0[0] + P.t0[1] * P.t0[1] + P.t0[2] * P.t0[2] + lowpass;
+  P.b = P.t0[0] * P.t1[0] + P.t0[1] * P.t1[1] + P.t0[2] * P.t1[2];
+  P.c = P.t1[0] * P.t1[0] + P.t1[1] * P.t1[1] + P.t1[2] * P.t1[2] + lowpass;
+  float det = P.a * P.c - P.b * P.b;
+  P.det_ok = det >= 1e-12f;
+  P.det = P.det_ok ? det : 1e-12f;
+}
+
+static inline void sh_dir(int g, const float* means, const float* campos, float* dir, float* nrm) {
+  float d0 = means[3 * g] - campos[0], d1 = means[3 * g + 1] - campos[1], d2 = means[3 * g + 2] - campos[2];
+  float n = std::max(std::sqrt(d0 * d0 + d1 * d1 + d2 * d2), 1e-12f);
+  dir[0] = d0 / n; dir[1] = d1 / n; dir[2] = d2 / n;
+  *nrm = n;
+}
+
+void v2m_project_fwd(int n, const float* means, const float* quats, const float* scales, const float* opac,
+                     const float* sh0, const float* shN, int kN, int deg, const float* vm, const float* cam,
+                     const float* campos, float* means2d, float* conics, float* colors, float* depths, float* ext) {
+  const float nearp = cam[4];
+  const int kd = (deg + 1) * (deg + 1);
+#pragma omp parallel for schedule(static)
+  for (int g = 0; g < n; ++g) {
+    ProjCtx P;
+    proj_one(g, means, quats, scales, vm, cam, P);
+    conics[3 * g] = P.c / P.det;
+    conics[3 * g + 1] = -P.b / P.det;
+    conics[3 * g + 2] = P.a / P.det;
+    means2d[2 * g] = cam[0] * P.u + cam[2];
+    means2d[2 * g + 1] = cam[1] * P.v + cam[3];
+    depths[g] = P.z;
+    float o = std::max(opac[g], 1e-12f);
+    float k = std::max(2.0f * std::log(255.0f * o), 0.0f);
+    float ex = std::sqrt(k * P.a), ey = std::sqrt(k * P.c);
+    bool ok = P.z > nearp && o > kMinAlpha && finite_bits(ex) && finite_bits(ey) && finite_bits(P.z);
+    ext[2 * g] = ok ? ex : 0.0f;
+    ext[2 * g + 1] = ok ? ey : 0.0f;
+    float dir[3], nrm, basis[16];
+    sh_dir(g, means, campos, dir, &nrm);
+    sh_basis(dir[0], dir[1], dir[2], deg, basis, nullptr);
+    for (int ch = 0; ch < 3; ++ch) {
+      float r = kSH_C0 * sh0[3 * g + ch] + 0.5f;
+      for (int j = 1; j < kd; ++j) r += basis[j] * shN[((size_t)g * kN + (j - 1)) * 3 + ch];
+      colors[3 * g + ch] = std::max(r, 0.0f);
+    }
+  }
+}
+
+// Gradients w.r.t. means (N, 3), quats (N, 4), scales (N, 3), sh0 (N, 3), shN (N, kN, 3) (overwritten).
+void v2m_project_bwd(int n, const float* means, const float* quats, const float* scales, const float* sh0,
+                     const float* shN, int kN, int deg, const float* vm, const float* cam, const float* campos,
+                     const float* d_means2d, const float* d_conics, const float* d_colors, float* d_means,
+                     float* d_quats, float* d_scales, float* d_sh0, float* d_shN) {
+  const float fx = cam[0], fy = cam[1];
+  const int kd = (deg + 1) * (deg + 1);
+#pragma omp parallel for schedule(static)
+  for (int g = 0; g < n; ++g) {
+    ProjCtx P;
+    proj_one(g, means, quats, scales, vm, cam, P);
+    // ---- conic = (c, -b, a) / det
+    const float gA = d_conics[3 * g], gB = d_conics[3 * g + 1], gC = d_conics[3 * g + 2];
+    const float id = 1.0f / P.det, id2 = id * id;
+    const float a = P.a, b = P.b, c = P.c;
+    float ga = gC * id, gb = -gB * id, gc = gA * id;
+    if (P.det_ok) {  // d det = c da - 2b db + a dc; dX/d det = -X / det for X = c, -b, a
+      float gdet = -(gA * c - gB * b + gC * a) * id2;
+      ga += gdet * c;
+      gb += gdet * (-2.0f * b);
+      gc += gdet * a;
+    }
+    float dt0[3], dt1[3];
+    for (int j = 0; j < 3; ++j) {
+      dt0[j] = 2.0f * ga * P.t0[j] + gb * P.t1[j];
+      dt1[j] = 2.0f * gc * P.t1[j] + gb * P.t0[j];
+    }
+    float drow0[3], drow1[3], dM[9];
+    for (int i = 0; i < 3; ++i) {
+      drow0[i] = dt0[0] * P.M[3 * i] + dt0[1] * P.M[3 * i + 1] + dt0[2] * P.M[3 * i + 2];
+      drow1[i] = dt1[0] * P.M[3 * i] + dt1[1] * P.M[3 * i + 1] + dt1[2] * P.M[3 * i + 2];
+      for (int j = 0; j < 3; ++j) dM[3 * i + j] = P.row0[i] * dt0[j] + P.row1[i] * dt1[j];
+    }
+    // ---- M = rot * s (columns scaled)
+    float dR[9];
+    for (int j = 0; j < 3; ++j) {
+      float ds = 0.0f;
+      for (int i = 0; i < 3; ++i) {
+        dR[3 * i + j] = dM[3 * i + j] * P.s[j];
+        ds += dM[3 * i + j] * P.rot[3 * i + j];
+      }
+      d_scales[3 * g + j] = ds;
+    }
+    {
+      const float w = P.qn[0], x = P.qn[1], y = P.qn[2], z = P.qn[3];
+      float dq[4];
+      dq[0] = 2 * (-z * dR[1] + y * dR[2] + z * dR[3] - x * dR[5] - y * dR[6] + x * dR[7]);
+      dq[1] = 2 * (y * dR[1] + z * dR[2] + y * dR[3] - 2 * x * dR[4] - w * dR[5] + z * dR[6] + w * dR[7] -
+                   2 * x * dR[8]);
+      dq[2] = 2 * (-2 * y * dR[0] + x * dR[1] + w * dR[2] + x * dR[3] + z * dR[5] - w * dR[6] + z * dR[7] -
+                   2 * y * dR[8]);
+      dq[3] = 2 * (-2 * z * dR[0] - w * dR[1] + x * dR[2] + w * dR[3] - 2 * z * dR[4] + y * dR[5] + x * dR[6] +
+                   y * dR[7]);
+      float dot = dq[0] * w + dq[1] * x + dq[2] * y + dq[3] * z;
+      bool nclamp = P.qnorm <= 1e-12f;
+      for (int i = 0; i < 4; ++i) d_quats[4 * g + i] = (nclamp ? dq[i] : dq[i] - P.qn[i] * dot) / P.qnorm;
+    }
+    // ---- rows: row0 = fx/zs (R0 - tu R2), row1 = fy/zs (R1 - tv R2)
+    float dzs = 0.0f, dtu = 0.0f, dtv = 0.0f;
+    for (int i = 0; i < 3; ++i) {
+      dzs -= (drow0[i] * P.row0[i] + drow1[i] * P.row1[i]) / P.zs;
+      dtu -= fx / P.zs * drow0[i] * vm[8 + i];
+      dtv -= fy / P.zs * drow1[i] * vm[8 + i];
+    }
+    float du = fx * d_means2d[2 * g] + (P.tu_ok ? dtu : 0.0f);
+    float dv = fy * d_means2d[2 * g + 1] + (P.tv_ok ? dtv : 0.0f);
+    float dpc[3];
+    dpc[0] = du / P.zs;
+    dpc[1] = dv / P.zs;
+    dzs -= (du * P.u + dv * P.v) / P.zs;
+    dpc[2] = P.z_ok ? dzs : 0.0f;
+    float dm[3];
+    for (int j = 0; j < 3; ++j) dm[j] = vm[j] * dpc[0] + vm[4 + j] * dpc[1] + vm[8 + j] * dpc[2];
+    // ---- colour = max(C0 sh0 + sum_k basis_k shN_k + 0.5, 0)
+    float dir[3], nrm, basis[16], dbasis[48];
+    sh_dir(g, means, campos, dir, &nrm);
+    sh_basis(dir[0], dir[1], dir[2], deg, basis, dbasis);
+    float dcol[3];
+    for (int ch = 0; ch < 3; ++ch) {
+      float r = kSH_C0 * sh0[3 * g + ch] + 0.5f;
+      for (int j = 1; j < kd; ++j) r += basis[j] * shN[((size_t)g * kN + (j - 1)) * 3 + ch];
+      dcol[ch] = r >= 0.0f ? d_colors[3 * g + ch] : 0.0f;
+      d_sh0[3 * g + ch] = kSH_C0 * dcol[ch];
+    }
+    float ddir[3] = {0.0f, 0.0f, 0.0f};
+    for (int j = 1; j <= kN; ++j) {
+      float* o = d_shN + ((size_t)g * kN + (j - 1)) * 3;
+      if (j >= kd) {
+        o[0] = o[1] = o[2] = 0.0f;
+        continue;
+      }
+      const float* s = shN + ((size_t)g * kN + (j - 1)) * 3;
+      float db = 0.0f;
+      for (int ch = 0; ch < 3; ++ch) {
+        o[ch] = basis[j] * dcol[ch];
+        db += s[ch] * dcol[ch];
+      }
+      for (int i = 0; i < 3; ++i) ddir[i] += db * dbasis[3 * j + i];
+    }
+    if (nrm > 1e-12f) {
+      float dd = ddir[0] * dir[0] + ddir[1] * dir[1] + ddir[2] * dir[2];
+      for (int i = 0; i < 3; ++i) dm[i] += (ddir[i] - dir[i] * dd) / nrm;
+    } else {
+      for (int i = 0; i < 3; ++i) dm[i] += ddir[i] / nrm;
+    }
+    for (int i = 0; i < 3; ++i) d_means[3 * g + i] = dm[i];
+  }
+}
+
+// Visible splats (ext[:, 0] > 0) sorted near to far by depth (stable LSD radix sort on the float bits;
+// visible depths are > 0 so their bit patterns order like the values). Returns how many.
+int v2m_sort_visible(int n, const float* depths, const float* ext, int32_t* order) {
+  std::vector<uint32_t> key, key2;
+  std::vector<int32_t> tmp;
+  key.reserve(n);
+  int m = 0;
+  for (int g = 0; g < n; ++g)
+    if (ext[2 * g] > 0.0f) {
+      uint32_t u;
+      std::memcpy(&u, depths + g, 4);
+      key.push_back(u);
+      order[m++] = g;
+    }
+  key2.resize(m);
+  tmp.resize(m);
+  int32_t* src = order;
+  int32_t* dst = tmp.data();
+  uint32_t* ks = key.data();
+  uint32_t* kd2 = key2.data();
+  for (int shift = 0; shift < 32; shift += 8) {
+    int64_t cnt[257] = {0};
+    for (int i = 0; i < m; ++i) cnt[((ks[i] >> shift) & 255u) + 1]++;
+    if (m == 0 || cnt[1 + ((ks[0] >> shift) & 255u)] == m) continue;  // one digit value: pass is a no-op
+    for (int i = 0; i < 256; ++i) cnt[i + 1] += cnt[i];
+    for (int i = 0; i < m; ++i) {
+      int64_t p = cnt[(ks[i] >> shift) & 255u]++;
+      dst[p] = src[i];
+      kd2[p] = ks[i];
+    }
+    std::swap(src, dst);
+    std::swap(ks, kd2);
+  }
+  if (src != order) std::memcpy(order, src, sizeof(int32_t) * m);
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Packed compositing: the visible splats are first gathered in depth order into one 64-byte record
+// each (mx, my, A, B, C, opacity, r, g, b, ext_x, ext_y, pad...), and the tile lists hold ranks into
+// that array. A tile then walks its splats in increasing memory order (one cache line per splat)
+// instead of gathering from five arrays at random splat ids.
+static const int kPS = 16;
+
+void v2m_pack(int m, const int32_t* order, const float* means, const float* conics, const float* colors,
+              const float* opac, const float* ext, float* packed) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; ++i) {
+    int g = order[i];
+    float* p = packed + (size_t)i * kPS;
+    p[0] = means[2 * g]; p[1] = means[2 * g + 1];
+    p[2] = conics[3 * g]; p[3] = conics[3 * g + 1]; p[4] = conics[3 * g + 2];
+    p[5] = opac[g];
+    p[6] = colors[3 * g]; p[7] = colors[3 * g + 1]; p[8] = colors[3 * g + 2];
+    p[9] = ext[2 * g]; p[10] = ext[2 * g + 1];
+    for (int j = 11; j < kPS; ++j) p[j] = 0.0f;
+  }
+}
+
+int64_t v2m_bin_count_p(int m, const float* packed, int W, int H, int tile, int32_t* counts) {
+  int tw = (W + tile - 1) / tile;
+  int64_t total = 0;
+  for (int i = 0; i < m; ++i) {
+    const float* p = packed + (size_t)i * kPS;
+    int x0, x1, y0, y1;
+    if (!pixel_range(p[0], p[9], W, &x0, &x1)) continue;
+    if (!pixel_range(p[1], p[10], H, &y0, &y1)) continue;
+    for (int ty = y0 / tile; ty <= y1 / tile; ++ty)
+      for (int tx = x0 / tile; tx <= x1 / tile; ++tx) {
+        counts[ty * tw + tx]++;
+        total++;
+      }
+  }
+  return total;
+}
+
+void v2m_bin_fill_p(int m, const float* packed, int W, int H, int tile, const int64_t* offsets, int32_t* ids) {
+  int tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  std::vector<int64_t> cur(offsets, offsets + tw * th);
+  for (int i = 0; i < m; ++i) {
+    const float* p = packed + (size_t)i * kPS;
+    int x0, x1, y0, y1;
+    if (!pixel_range(p[0], p[9], W, &x0, &x1)) continue;
+    if (!pixel_range(p[1], p[10], H, &y0, &y1)) continue;
+    for (int ty = y0 / tile; ty <= y1 / tile; ++ty)
+      for (int tx = x0 / tile; tx <= x1 / tile; ++tx) ids[cur[ty * tw + tx]++] = i;
+  }
+}
+
+void v2m_forward_p(const float* packed, int W, int H, int tile, const float* bg, const int64_t* offsets,
+                   const int32_t* ids, float* img, float* T_out, int32_t* last) {
+  int tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  int np = tile * tile;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int t = 0; t < tw * th; ++t) {
+    float px[kMaxTile * kMaxTile], py[kMaxTile * kMaxTile], T[kMaxTile * kMaxTile], done[kMaxTile * kMaxTile];
+    float cr[kMaxTile * kMaxTile], cg[kMaxTile * kMaxTile], cb[kMaxTile * kMaxTile];
+    int32_t lst[kMaxTile * kMaxTile];
+    int bx = (t % tw) * tile, by = (t / tw) * tile;
+    for (int p = 0; p < np; ++p) {
+      int x = bx + p % tile, y = by + p / tile;
+      px[p] = x + 0.5f;
+      py[p] = y + 0.5f;
+      T[p] = 1.0f;
+      done[p] = (x < W && y < H) ? 0.0f : 1.0f;
+      cr[p] = cg[p] = cb[p] = 0.0f;
+      lst[p] = -1;
+    }
+    int64_t k0 = offsets[t], k1 = offsets[t + 1];
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* s = packed + (size_t)ids[k] * kPS;
+      const float mx = s[0], my = s[1], A = s[2], B = s[3], C = s[4], o = s[5];
+      const float r = s[6], gg = s[7], b = s[8];
+      const int32_t kk = (int32_t)k;
+      int p0, p1;
+      if (!tile_rows(my, s[10], by, tile, H, &p0, &p1)) continue;
+#pragma omp simd
+      for (int p = p0; p < p1; ++p) {
+        float dx = px[p] - mx, dy = py[p] - my;
+        float power = -0.5f * (A * dx * dx + C * dy * dy) - B * dx * dy;
+        power = std::max(power, -30.0f);
+        float alpha = std::min(kMaxAlpha, o * std::exp(power));
+        float Tn = T[p] * (1.0f - alpha);
+        int ok = (int)(power <= 0.0f) & (int)(alpha >= kMinAlpha) & (int)(done[p] == 0.0f);
+        int term = ok & (int)(Tn < kMinT);
+        ok = ok & (term ^ 1);
+        float w = ok ? alpha * T[p] : 0.0f;
+        cr[p] += w * r;
+        cg[p] += w * gg;
+        cb[p] += w * b;
+        T[p] = ok ? Tn : T[p];
+        done[p] = term ? 1.0f : done[p];
+        lst[p] = ok ? kk : lst[p];
+      }
+      if (((k - k0) & 15) == 15) {
+        float sd = 0.0f;
+        for (int p = 0; p < np; ++p) sd += done[p];
+        if (sd >= (float)np) break;
+      }
+    }
+    for (int p = 0; p < np; ++p) {
+      int x = bx + p % tile, y = by + p / tile;
+      if (x >= W || y >= H) continue;
+      int64_t o = (int64_t)y * W + x;
+      img[3 * o] = cr[p] + T[p] * bg[0];
+      img[3 * o + 1] = cg[p] + T[p] * bg[1];
+      img[3 * o + 2] = cb[p] + T[p] * bg[2];
+      T_out[o] = T[p];
+      last[o] = lst[p];
+    }
+  }
+}
+
+// grads (m, 9) in packed order: mx, my, A, B, C, r, g, b, opacity (overwritten).
+void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const float* bg, const int64_t* offsets,
+                    const int32_t* ids, const float* T_fin, const int32_t* last, const float* dimg, float* grads) {
+  int tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  int np = tile * tile;
+  int nth = v2m_num_threads();
+  const int G = 9;
+  std::vector<float> extra((size_t)std::max(nth - 1, 0) * m * G, 0.0f);
+  std::memset(grads, 0, sizeof(float) * (size_t)m * G);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int t = 0; t < tw * th; ++t) {
+#ifdef _OPENMP
+    int ti = omp_get_thread_num();
+#else
+    int ti = 0;
+#endif
+    float* acc = ti == 0 ? grads : extra.data() + (size_t)(ti - 1) * m * G;
+    float px[kMaxTile * kMaxTile], py[kMaxTile * kMaxTile], T[kMaxTile * kMaxTile];
+    float sr[kMaxTile * kMaxTile], sg[kMaxTile * kMaxTile], sb[kMaxTile * kMaxTile];
+    float dr[kMaxTile * kMaxTile], dg[kMaxTile * kMaxTile], db[kMaxTile * kMaxTile], bgd[kMaxTile * kMaxTile];
+    int32_t lst[kMaxTile * kMaxTile];
+    int bx = (t % tw) * tile, by = (t / tw) * tile;
+    int32_t kmax = -1;
+    for (int p = 0; p < np; ++p) {
+      int x = bx + p % tile, y = by + p / tile;
+      px[p] = x + 0.5f;
+      py[p] = y + 0.5f;
+      sr[p] = sg[p] = sb[p] = 0.0f;
+      if (x < W && y < H) {
+        int64_t o = (int64_t)y * W + x;
+        T[p] = T_fin[o];
+        lst[p] = last[o];
+        dr[p] = dimg[3 * o];
+        dg[p] = dimg[3 * o + 1];
+        db[p] = dimg[3 * o + 2];
+      } else {
+        T[p] = 1.0f;
+        lst[p] = -1;
+        dr[p] = dg[p] = db[p] = 0.0f;
+      }
+      bgd[p] = T[p] * (bg[0] * dr[p] + bg[1] * dg[p] + bg[2] * db[p]);
+      kmax = std::max(kmax, lst[p]);
+    }
+    int64_t k0 = offsets[t];
+    for (int64_t k = kmax; k >= k0; --k) {
+      const int i = ids[k];
+      const float* s = packed + (size_t)i * kPS;
+      const float mx = s[0], my = s[1], A = s[2], B = s[3], C = s[4], o = s[5];
+      const float r = s[6], gg = s[7], b = s[8];
+      const int32_t kk = (int32_t)k;
+      int p0, p1;
+      if (!tile_rows(my, s[10], by, tile, H, &p0, &p1)) continue;
+      float gmx = 0, gmy = 0, gA = 0, gB = 0, gC = 0, gr = 0, ggn = 0, gb = 0, go = 0;
+#pragma omp simd reduction(+ : gmx, gmy, gA, gB, gC, gr, ggn, gb, go)
+      for (int p = p0; p < p1; ++p) {
+        float dx = px[p] - mx, dy = py[p] - my;
+        float power = -0.5f * (A * dx * dx + C * dy * dy) - B * dx * dy;
+        power = std::max(power, -30.0f);
+        float Gv = std::exp(power);
+        float araw = o * Gv;
+        float alpha = std::min(kMaxAlpha, araw);
+        int ok = (int)(kk <= lst[p]) & (int)(power <= 0.0f) & (int)(alpha >= kMinAlpha);
+        float om = 1.0f / (1.0f - alpha);
+        float Tj = T[p] * om;
+        float w = alpha * Tj;
+        float dal = (r * Tj - sr[p] * om) * dr[p] + (gg * Tj - sg[p] * om) * dg[p] + (b * Tj - sb[p] * om) * db[p] -
+                    bgd[p] * om;
+        dal = (araw < kMaxAlpha) ? dal : 0.0f;
+        dal = ok ? dal : 0.0f;
+        float wk = ok ? w : 0.0f;
+        gr += wk * dr[p];
+        ggn += wk * dg[p];
+        gb += wk * db[p];
+        go += Gv * dal;
+        float dpow = Gv * o * dal;
+        gmx += dpow * (A * dx + B * dy);
+        gmy += dpow * (C * dy + B * dx);
+        gA += dpow * (-0.5f * dx * dx);
+        gB += dpow * (-dx * dy);
+        gC += dpow * (-0.5f * dy * dy);
+        sr[p] += wk * r;
+        sg[p] += wk * gg;
+        sb[p] += wk * b;
+        T[p] = ok ? Tj : T[p];
+      }
+      float* a = acc + (size_t)i * G;
+      a[0] += gmx; a[1] += gmy; a[2] += gA; a[3] += gB; a[4] += gC;
+      a[5] += gr; a[6] += ggn; a[7] += gb; a[8] += go;
+    }
+  }
+  if (nth > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < (int64_t)m * G; ++j) {
+      float s = grads[j];
+      for (int th_i = 0; th_i + 1 < nth; ++th_i) s += extra[(size_t)th_i * m * G + j];
+      grads[j] = s;
+    }
+  }
+}
+
 }  // extern "C"
 """

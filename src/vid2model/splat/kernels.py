@@ -39,6 +39,14 @@ _SIGS = {
     "v2m_bin_fill": ([_i, _p, _p, _p, _i, _i, _i, _p, _p], None),
     "v2m_forward": ([_p, _p, _p, _p, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p], None),
     "v2m_backward": ([_i, _p, _p, _p, _p, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_project_fwd": ([_i, _p, _p, _p, _p, _p, _p, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_project_bwd": ([_i, _p, _p, _p, _p, _p, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_sort_visible": ([_i, _p, _p, _p], _i),
+    "v2m_pack": ([_i, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_bin_count_p": ([_i, _p, _i, _i, _i, _p], ctypes.c_int64),
+    "v2m_bin_fill_p": ([_i, _p, _i, _i, _i, _p, _p], None),
+    "v2m_forward_p": ([_p, _i, _i, _i, _p, _p, _p, _p, _p, _p], None),
+    "v2m_backward_p": ([_i, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p], None),
 }
 
 
@@ -164,4 +172,95 @@ def backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, 
     do = np.empty(n, np.float32)
     lib.v2m_backward(n, _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), W, H, tile, _ptr(bg),
                      _ptr(offsets), _ptr(ids), _ptr(T), _ptr(last), _ptr(dimg), _ptr(dm), _ptr(dc), _ptr(dcol), _ptr(do))
+    return dm, dc, dcol, do
+
+
+def sort_visible(depths: np.ndarray, ext: np.ndarray) -> np.ndarray:
+    """int32 ids of the visible splats (ext[:, 0] > 0), stably sorted near to far by depth."""
+    lib = load_cpp()
+    if lib is None:
+        vis = np.nonzero(ext[:, 0] > 0)[0]
+        return np.ascontiguousarray(vis[np.argsort(depths[vis], kind="stable")].astype(np.int32))
+    order = np.empty(max(len(depths), 1), np.int32)
+    m = lib.v2m_sort_visible(len(depths), _ptr(depths), _ptr(ext), _ptr(order))
+    return order[:m]
+
+
+def project_forward(means, quats, scales, opac, sh0, shN, deg, viewmat, cam, campos):
+    """Fused projection + SH colour (C++ only). All inputs float32 C-contiguous numpy; ``cam`` is
+    (fx, fy, cx, cy, near, lowpass, width, height). Returns means2d (N, 2), conics (N, 3), colors (N, 3),
+    depths (N,), ext (N, 2)."""
+    lib = load_cpp()
+    n = means.shape[0]
+    m2 = np.empty((n, 2), np.float32)
+    cn = np.empty((n, 3), np.float32)
+    col = np.empty((n, 3), np.float32)
+    d = np.empty(n, np.float32)
+    ex = np.empty((n, 2), np.float32)
+    lib.v2m_project_fwd(n, _ptr(means), _ptr(quats), _ptr(scales), _ptr(opac), _ptr(sh0), _ptr(shN), shN.shape[1],
+                        deg, _ptr(viewmat), _ptr(cam), _ptr(campos), _ptr(m2), _ptr(cn), _ptr(col), _ptr(d), _ptr(ex))
+    return m2, cn, col, d, ex
+
+
+def project_backward(means, quats, scales, sh0, shN, deg, viewmat, cam, campos, dm2, dcn, dcol):
+    """Gradients of :func:`project_forward` w.r.t. means, quats, scales, sh0, shN (numpy float32)."""
+    lib = load_cpp()
+    n = means.shape[0]
+    dm = np.empty((n, 3), np.float32)
+    dq = np.empty((n, 4), np.float32)
+    ds = np.empty((n, 3), np.float32)
+    d0 = np.empty((n, 1, 3), np.float32)
+    dN = np.empty(shN.shape, np.float32)
+    lib.v2m_project_bwd(n, _ptr(means), _ptr(quats), _ptr(scales), _ptr(sh0), _ptr(shN), shN.shape[1], deg,
+                        _ptr(viewmat), _ptr(cam), _ptr(campos), _ptr(dm2), _ptr(dcn), _ptr(dcol), _ptr(dm), _ptr(dq),
+                        _ptr(ds), _ptr(d0), _ptr(dN))
+    return dm, dq, ds, d0, dN
+
+
+def composite_forward(order, means, conics, colors, opac, ext, W, H, tile, bg):
+    """Bin, then composite the splats ``order`` (visible ids, near to far).
+
+    Returns img (H, W, 3), T_final (H, W) and an opaque state for :func:`composite_backward`. The C++
+    path first packs the splats in depth order (one cache line each); numba uses the plain arrays.
+    """
+    lib = load_cpp()
+    if lib is None:
+        offsets, ids = bin_tiles(order, means, ext, W, H, tile)
+        img, T, last = forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids)
+        return img, T, ("plain", means, conics, colors, opac, ext, offsets, ids, T, last)
+    m = len(order)
+    packed = np.empty((max(m, 1), 16), np.float32)
+    lib.v2m_pack(m, _ptr(order), _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), _ptr(packed))
+    n_tiles = ((W + tile - 1) // tile) * ((H + tile - 1) // tile)
+    counts = np.zeros(n_tiles, np.int32)
+    total = lib.v2m_bin_count_p(m, _ptr(packed), W, H, tile, _ptr(counts))
+    offsets = np.zeros(n_tiles + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids = np.empty(max(int(total), 1), np.int32)
+    lib.v2m_bin_fill_p(m, _ptr(packed), W, H, tile, _ptr(offsets), _ptr(ids))
+    img = np.empty((H, W, 3), np.float32)
+    T = np.empty((H, W), np.float32)
+    last = np.empty((H, W), np.int32)
+    lib.v2m_forward_p(_ptr(packed), W, H, tile, _ptr(bg), _ptr(offsets), _ptr(ids), _ptr(img), _ptr(T), _ptr(last))
+    return img, T, ("packed", order, packed, means.shape[0], offsets, ids, T, last)
+
+
+def composite_backward(state, W, H, tile, bg, dimg):
+    """Gradients d_means (N, 2), d_conics (N, 3), d_colors (N, 3), d_opac (N,) of :func:`composite_forward`."""
+    if state[0] == "plain":
+        _, means, conics, colors, opac, ext, offsets, ids, T, last = state
+        return backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg)
+    _, order, packed, n, offsets, ids, T, last = state
+    m = len(order)
+    g = np.empty((max(m, 1), 9), np.float32)
+    load_cpp().v2m_backward_p(m, _ptr(packed), W, H, tile, _ptr(bg), _ptr(offsets), _ptr(ids), _ptr(T), _ptr(last),
+                              _ptr(dimg), _ptr(g))
+    dm = np.zeros((n, 2), np.float32)
+    dc = np.zeros((n, 3), np.float32)
+    dcol = np.zeros((n, 3), np.float32)
+    do = np.zeros(n, np.float32)
+    dm[order] = g[:m, 0:2]
+    dc[order] = g[:m, 2:5]
+    dcol[order] = g[:m, 5:8]
+    do[order] = g[:m, 8]
     return dm, dc, dcol, do

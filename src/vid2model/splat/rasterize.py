@@ -1,9 +1,11 @@
 """Differentiable Gaussian splat rasteriser: torch projection + compiled tile compositing.
 
-Projection (EWA splatting, SH colour) is vectorised torch so autograd handles it; compositing (tile
-binning, depth-sorted front-to-back alpha blending with early termination, and its back-to-front
-backward) runs in the compiled CPU kernels of :mod:`vid2model.splat.kernels`. On CUDA the whole
-thing is delegated to gsplat when it is installed.
+On CPU everything runs in the compiled kernels of :mod:`vid2model.splat.kernels`: projection (EWA
+splatting) and SH colour in one fused pass with an analytic backward (:func:`project_fused`), then
+compositing (depth sort, tile binning, front-to-back alpha blending with early termination, and its
+back-to-front backward). :func:`project` and :func:`sh.sh_to_rgb` are the vectorised-torch versions of
+the first step: the reference for the tests and the path taken when no C++ compiler is available
+(numba compositing). On CUDA the whole thing is delegated to gsplat when it is installed.
 
 Pixel centres are at ``(x + 0.5, y + 0.5)`` (COLMAP convention), cameras are OpenCV
 (x right, y down, z forward), ``viewmat`` is world-to-camera.
@@ -85,23 +87,60 @@ class _Composite(torch.autograd.Function):
         dev = means2d.device
         f32 = lambda x: np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())  # noqa: E731
         m, cn, col, op, ex, bgn = f32(means2d), f32(conics), f32(colors), f32(opac), f32(ext), f32(bg)
-        visible = torch.nonzero(ext[:, 0] > 0).squeeze(1).cpu()
-        order = visible[torch.argsort(depths.detach().cpu()[visible], stable=True)]
-        order = np.ascontiguousarray(order.numpy().astype(np.int32))
-        offsets, ids = kernels.bin_tiles(order, m, ex, width, height, tile)
-        img, T, last = kernels.forward(m, cn, col, op, ex, width, height, tile, bgn, offsets, ids)
-        ctx.saved = (m, cn, col, op, ex, bgn, offsets, ids, T, last, width, height, tile, dev, means2d.dtype)
+        order = kernels.sort_visible(f32(depths), ex)
+        img, T, state = kernels.composite_forward(order, m, cn, col, op, ex, width, height, tile, bgn)
+        ctx.saved = (state, bgn, width, height, tile, dev, means2d.dtype)
         out_T = torch.from_numpy(T).to(dev)
         ctx.mark_non_differentiable(out_T)
         return torch.from_numpy(img).to(dev, means2d.dtype), out_T
 
     @staticmethod
     def backward(ctx, dimg, _dT):
-        m, cn, col, op, ex, bgn, offsets, ids, T, last, W, H, tile, dev, dt = ctx.saved
+        state, bgn, W, H, tile, dev, dt = ctx.saved
         d = np.ascontiguousarray(dimg.detach().to("cpu", torch.float32).numpy())
-        dm, dc, dcol, do = kernels.backward(m, cn, col, op, ex, W, H, tile, bgn, offsets, ids, T, last, d)
+        dm, dc, dcol, do = kernels.composite_backward(state, W, H, tile, bgn, d)
         g = lambda x: torch.from_numpy(x).to(dev, dt)  # noqa: E731
         return g(dm), g(dc), g(dcol), g(do), None, None, None, None, None, None
+
+
+def _np32(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+class _Project(torch.autograd.Function):
+    """Fused projection + SH colour in the compiled kernels (same maths as :func:`project` followed by
+    :func:`sh.sh_to_rgb_split`, which serve as its reference)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, sh0, shN, viewmat, K, width, height, deg):
+        dev, dt = means.device, means.dtype
+        vm = _np32(viewmat)
+        Kn = K.detach().cpu().double().numpy()
+        cam = np.array([Kn[0, 0], Kn[1, 1], Kn[0, 2], Kn[1, 2], 0.01, LOWPASS, width, height], np.float32)
+        campos = np.ascontiguousarray((-vm[:3, :3].T.astype(np.float64) @ vm[:3, 3]).astype(np.float32))
+        ins = [_np32(x) for x in (means, quats, scales, opacities, sh0, shN)]
+        deg = min(deg, math.isqrt(shN.shape[1] + 1) - 1)
+        m2, cn, col, d, ex = kernels.project_forward(*ins, deg, vm, cam, campos)
+        ctx.saved = (ins, deg, vm, cam, campos, dev, dt)
+        t = lambda x: torch.from_numpy(x).to(dev, dt)  # noqa: E731
+        depths, ext = t(d), t(ex)
+        ctx.mark_non_differentiable(depths, ext)
+        return t(m2), t(cn), t(col), depths, ext
+
+    @staticmethod
+    def backward(ctx, dm2, dcn, dcol, _dd, _de):
+        ins, deg, vm, cam, campos, dev, dt = ctx.saved
+        n = ins[0].shape[0]
+        z = lambda g, c: np.zeros((n, c), np.float32) if g is None else _np32(g)  # noqa: E731
+        grads = kernels.project_backward(ins[0], ins[1], ins[2], ins[4], ins[5], deg, vm, cam, campos,
+                                         z(dm2, 2), z(dcn, 3), z(dcol, 3))
+        dm, dq, ds, d0, dN = (torch.from_numpy(g).to(dev, dt) for g in grads)
+        return dm, dq, ds, None, d0, dN, None, None, None, None, None
+
+
+def project_fused(means, quats, scales, opacities, sh0, shN, sh_degree, viewmat, K, width, height):
+    """Projection + SH colour in one compiled pass: means2d, conics, colors, depths, ext (CPU, C++ kernels)."""
+    return _Project.apply(means, quats, scales, opacities, sh0, shN, viewmat, K, width, height, sh_degree)
 
 
 def composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile: int = TILE):
@@ -141,6 +180,13 @@ def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, widt
         if shN is not None:
             sh = torch.cat([sh, shN], 1)
         return _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, width, height, bg)
+    if dev.type == "cpu" and kernels.load_cpp() is not None:
+        if shN is None:
+            sh, shN = sh[:, :1], sh[:, 1:]
+        means2d, conics, colors, depths, ext = project_fused(means, quats, scales, opacities, sh, shN, sh_degree,
+                                                             viewmat, K, width, height)
+        img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)
+        return {"image": img, "alpha": 1.0 - T, "means2d": means2d, "visible": ext[:, 0] > 0}
     means2d, conics, depths, ext = project(means, quats, scales, opacities, viewmat, K, width, height)
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     dirs = means - campos  # 3DGS also back-propagates the view direction of the SH colour

@@ -141,14 +141,22 @@ def _object_center(views: list[View], scene: dict[str, Any]) -> np.ndarray:
 
 
 def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.ndarray, orbit: bool,
-            up: np.ndarray) -> tuple[Any, dict[str, Any]]:
-    """The cleanup chain of the stage (floaters, isolation, floor, holes, smoothing, decimation)."""
+            up: np.ndarray, views: list[View] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The cleanup chain of the stage (floaters, isolation, floor, holes, smoothing, decimation).
+
+    Isolation keeps what most cameras see when ``views`` are given (objects larger than the scene
+    radius, or cut by the frame, stay whole), else what lies within ``isolate_radius`` scene radii.
+    """
     info: dict[str, Any] = {}
     n0 = len(mesh.triangles)
     mesh = C.remove_small_components(mesh, cfg.min_component_share)
     info["floater_faces_removed"] = n0 - len(mesh.triangles)
     if cfg.isolate:
-        if orbit:
+        if orbit and views:
+            cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
+            share = C.view_share(np.asarray(mesh.vertices), cams)
+            mesh = C.isolate_by_views(mesh, share, cfg.isolate_view_share * share.max(), center)
+        elif orbit:
             mesh = C.isolate_object(mesh, center, cfg.isolate_radius * radius)
         else:
             log.warning("--isolate applies to orbit captures; this capture is a walk-through, keeping everything")
@@ -186,7 +194,7 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
     n_raw = len(mesh.triangles)
     center = _object_center(views, scene)
     mesh, info = cleanup(mesh, cfg, voxel=voxel, radius=radius, center=center,
-                         orbit=scene.get("capture", "orbit") == "orbit", up=up)
+                         orbit=scene.get("capture", "orbit") == "orbit", up=up, views=views)
     if len(mesh.triangles) == 0:
         raise UserError("cleanup removed the whole mesh: rerun without --isolate / drop_floor")
     _write(mesh, ws.clean_mesh)
