@@ -221,6 +221,14 @@ def run_micro() -> dict:
     return out
 
 
+def _commit() -> str:
+    r = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "status", "--porcelain", "--", "../src"],
+                           capture_output=True, text=True).stdout.strip()
+    return (r.stdout.strip() or "unknown") + (" (with uncommitted changes in src/)" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=None, help="comma separated (default: all present)")
@@ -237,7 +245,7 @@ def main() -> None:
     t_start = time.perf_counter()
     results = {"date": dt.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
                "machine": f"{os.cpu_count()} cores", "load_avg_start": round(os.getloadavg()[0], 2),
-               "preset": args.preset, "datasets": {}, "skipped": [n for n in datasets.REAL if n not in names]}
+               "preset": args.preset, "commit": _commit(), "datasets": {}, "skipped": [n for n in datasets.REAL if n not in names]}
     for name in names:
         if (name in SYNTH and "synth" not in sections) or (name in datasets.REAL and "real" not in sections):
             continue
