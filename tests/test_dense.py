@@ -70,10 +70,11 @@ def test_fused_cloud_fscore(small_orbit):
     res = surface_fscore(cloud["xyz"], ws, load_gt(synth.gt_path), synth.mesh_vertices, synth.mesh_faces,
                          thresholds=(0.02, 0.01), n_samples=100_000)
     print("small orbit F-scores", res)
-    # measured 0.81 / 0.60 (precision 0.996 / 0.69): 240x180 is coarse, the arc ends see little
+    # measured 0.87 / 0.75 (precision 0.999 / 0.80; 0.81 / 0.60 before the refinement's window-mean anchoring):
+    # 240x180 is coarse, the arc ends see little, and 100k GT samples cap the precision at 1 %
     assert res["at_0.02"]["precision"] >= 0.95
-    assert res["at_0.02"]["fscore"] >= 0.75
-    assert res["at_0.01"]["fscore"] >= 0.5
+    assert res["at_0.02"]["fscore"] >= 0.8
+    assert res["at_0.01"]["fscore"] >= 0.65
 
 
 def test_colmap_cuda_backend_without_cuda_is_a_user_error(small_orbit):
@@ -97,11 +98,13 @@ def test_default_preset_fscore_on_synthetic_scenes(path, request, tmp_path):
     synth = request.getfixturevalue(f"synth_{path}")
     ws = make_dense_workspace(Workspace(tmp_path / "ws"), synth)
     dense.run(ws, DenseConfig())
+    # 1M GT samples: with the default 200k the samples left in the region lie so far apart that a perfect
+    # cloud scores P@0.5% ~ 0.62 (bench/bench_dense.py does the same)
     res = surface_fscore(read_points_ply(ws.fused_ply)["xyz"], ws, load_gt(synth.gt_path), synth.mesh_vertices,
-                         synth.mesh_faces)
+                         synth.mesh_faces, n_samples=1_000_000)
     print(path, res)
-    # issue #5 targets 0.90 / 0.75; measured orbit 0.94 / 0.59, walk 0.79 / 0.72 (recall-limited) before the
-    # filter defaults were loosened -- these bands guard against regressions, the gap is tracked in bench/
-    assert res["at_0.01"]["precision"] >= 0.9
-    assert res["at_0.01"]["fscore"] >= 0.75
-    assert res["at_0.005"]["fscore"] >= 0.55
+    # issue #5 targets 0.90 / 0.75; measured orbit 0.986 / 0.950, walk 0.812 / 0.777 (recall-limited: ~15 % of
+    # the walk's visible surface is seen by only 1-2 frames) -- these bands guard against regressions
+    assert res["at_0.01"]["precision"] >= 0.95
+    assert res["at_0.01"]["fscore"] >= 0.78
+    assert res["at_0.005"]["fscore"] >= (0.9 if path == "orbit" else 0.72)

@@ -29,19 +29,58 @@ def small_views(synth_orbit):
     return cams, grays, depth
 
 
-def test_sweep_depth_recovers_gt_depth(small_views):
+@pytest.mark.parametrize("impl", ["numba", "torch"])
+def test_sweep_depth_recovers_gt_depth(small_views, impl):
     cams, grays, gt = small_views
     finite = np.isfinite(gt[2])
     lo, hi = np.percentile(gt[2][finite], [1, 99])
     with torch.no_grad():
         d, score = sweep_depth(grays[2], [grays[j] for j in (0, 1, 3, 4)], cams[2], [cams[j] for j in (0, 1, 3, 4)],
-                               lo * 0.7, hi * 1.4, n_planes=32, n_refine=9, window=3, rounds=2)
+                               lo * 0.7, hi * 1.4, n_planes=32, n_refine=9, window=3, rounds=2, impl=impl)
     d, score = d.numpy(), score.numpy()
     good = finite & (score > 0.5)
     rel = np.abs(d - gt[2])[good] / gt[2][good]
     assert good.sum() > 0.5 * finite.sum()
-    assert np.median(rel) < 0.01
+    # the window-mean anchoring of the refinement brought the median from ~0.4 % to ~0.1 % (issue #5)
+    assert np.median(rel) < 0.004
     assert np.mean(rel < 0.03) > 0.8
+
+
+def test_numba_scores_match_torch_scores():
+    """The fused CPU kernel and the torch path (the CUDA one) agree away from the source borders."""
+    from vid2model.ops.mvs.plane_sweep import _Scorer
+
+    rng = np.random.default_rng(0)
+    H, W = 40, 52
+    K = np.array([[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]])
+
+    def rot(a):
+        c, s = np.cos(a), np.sin(a)
+        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+    ref = Cam(K, np.eye(3), np.zeros(3))
+    srcs = [Cam(K, rot(0.05), np.array([-0.2, 0.01, 0.0])), Cam(K, rot(-0.04), np.array([0.15, -0.02, 0.05])),
+            Cam(K, np.eye(3), np.array([0.3, 0, 0]))]
+    r_img = torch.from_numpy(rng.random((H, W)).astype(np.float32))
+    s_imgs = [torch.from_numpy(rng.random(sh).astype(np.float32)) for sh in ((H, W), (H, W), (H - 4, W + 6))]
+    inv = torch.from_numpy((0.3 + 0.1 * rng.random((5, H, W))).astype(np.float32))
+    for best_k in (1, 2):
+        a = _Scorer(r_img, s_imgs, ref, srcs, 3, best_k, "torch", 8)(inv)
+        b = _Scorer(r_img, s_imgs, ref, srcs, 3, best_k, "numba", 8)(inv)
+        assert a.shape == b.shape == (5, H, W)
+        # borders differ only by padding (zeros in grid_sample, replicated in the kernel)
+        np.testing.assert_allclose(b[:, 8:-8, 8:-8].numpy(), a[:, 8:-8, 8:-8].numpy(), atol=1e-4)
+        assert (a - b).abs().mean() < 5e-3
+
+
+def test_median3_numba_matches_torch():
+    import torch.nn.functional as F
+
+    from vid2model.ops.mvs.plane_sweep import median3
+
+    x = torch.rand(37, 53, generator=torch.Generator().manual_seed(0))
+    ref = F.unfold(F.pad(x[None, None], (2, 2, 2, 2), mode="replicate"), 5).median(1).values.reshape(x.shape)
+    assert torch.equal(median3(x, 2), ref)
 
 
 def test_consistency_counts_agreeing_views_and_averages(small_views):

@@ -162,7 +162,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "ingest": {"max_side": 960, "max_keyframes": 60},
         "sfm": {"max_features": 2048},
-        "dense": {"max_side": 480, "num_sources": 3, "n_planes": 32, "n_refine": 8, "rounds": 2},
+        "dense": {"max_side": 480, "num_sources": 4, "n_planes": 32, "n_refine": 8, "rounds": 2},
         "mesh": {"target_faces": 100_000, "voxel_divisions": 150, "poisson_max_depth": 9},
         "texture": {"size": 1024, "max_faces": 20_000},
         "splat": {"iterations": 1000, "max_side": 320},

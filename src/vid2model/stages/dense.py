@@ -2,7 +2,7 @@
 
 Reads the undistorted COLMAP dense workspace (``dense/images``, ``dense/sparse``) written by SfM and
 writes COLMAP-format ``dense/stereo/{depth,normal}_maps/<image>.geometric.bin`` and ``dense/fused.ply``.
-Backends: ``cpu`` (ours: vectorised torch, on CUDA too when present), ``colmap_cuda`` (COLMAP's PatchMatch,
+Backends: ``cpu`` (ours: fused numba kernels on the CPU, vectorised torch on CUDA when present), ``colmap_cuda`` (COLMAP's PatchMatch,
 pycolmap CUDA builds only); ``auto`` picks ours.
 """
 

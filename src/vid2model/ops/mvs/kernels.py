@@ -1,0 +1,163 @@
+"""Fused numba kernels of the CPU plane sweep (the torch path in plane_sweep.py is the reference and runs on CUDA).
+
+One kernel call scores ``D`` per-pixel inverse-depth hypothesis maps against every source: warp (bilinear),
+windowed NCC from running box sums over a small ring of rows, and best-k aggregation over sources, in one
+pass over the image per hypothesis. Nothing of size D x S x H x W is ever materialised, which is what makes
+the torch version memory-bound on a CPU.
+
+Conventions match plane_sweep.py: COLMAP pixel centres at +0.5; a reference pixel at inverse depth ``iz``
+projects to ``A @ (u, v, 1) + b * iz`` (homogeneous) in the source; window means average what is inside the
+image; a source pixel outside the source image counts as 0 in the window sums and its centre scores -1.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k, out):  # pragma: no cover
+    """Aggregated NCC ``out`` (D, H, W) of the inverse-depth hypotheses ``inv`` (D, H, W).
+
+    Args:
+        ref: (H, W) float32 reference image.
+        ref_mean, ref_istd: (H, W) window mean and 1 / std of the reference.
+        srcs: (S, Hs, Ws) float32 source images (zero padded past each one's ``sizes`` (S, 2) = (h, w)).
+        A, b: (S, 3, 3), (S, 3) float64 warp of each source.
+        inv: (D, H, W) float32 inverse depths (> 0).
+        r: window radius.
+        best_k: sources averaged (the best ones per pixel and hypothesis).
+        out: (D, H, W) float32 result.
+    """
+    D, H, W = inv.shape
+    S = srcs.shape[0]
+    K = 2 * r + 1
+    for d in numba.prange(D):
+        ring = np.zeros((S, 3, K, W), np.float32)  # horizontal window sums of the last K rows
+        col = np.zeros((S, 3, W), np.float64)  # their running vertical sums
+        vring = np.zeros((S, K, W), np.bool_)
+        wrow = np.empty(W, np.float64)
+        pre = np.zeros((3, W + 1), np.float64)
+        nccs = np.empty((S, W), np.float32)
+        for yi in range(H + r):
+            slot = yi % K
+            if yi >= K:  # the row leaving the window
+                for s in range(S):
+                    for c in range(3):
+                        for x in range(W):
+                            col[s, c, x] -= ring[s, c, slot, x]
+            if yi < H:
+                v = yi + 0.5
+                for s in range(S):
+                    hs = sizes[s, 0]
+                    wsz = sizes[s, 1]
+                    a00 = A[s, 0, 0]
+                    a10 = A[s, 1, 0]
+                    a20 = A[s, 2, 0]
+                    c0 = A[s, 0, 1] * v + A[s, 0, 2]
+                    c1 = A[s, 1, 1] * v + A[s, 1, 2]
+                    c2 = A[s, 2, 1] * v + A[s, 2, 2]
+                    b0 = b[s, 0]
+                    b1 = b[s, 1]
+                    b2 = b[s, 2]
+                    for x in range(W):
+                        u = x + 0.5
+                        iz = inv[d, yi, x]
+                        Z = a20 * u + c2 + b2 * iz
+                        val = 0.0
+                        ok = False
+                        if Z > 1e-12:
+                            iZ = 1.0 / Z
+                            px = (a00 * u + c0 + b0 * iz) * iZ - 0.5
+                            py = (a10 * u + c1 + b1 * iz) * iZ - 0.5
+                            if px >= -0.5 and px <= wsz - 0.5 and py >= -0.5 and py <= hs - 0.5:
+                                ok = True
+                                fx = np.floor(px)
+                                fy = np.floor(py)
+                                ax = px - fx
+                                ay = py - fy
+                                x0 = int(fx)
+                                y0 = int(fy)
+                                x1 = min(x0 + 1, wsz - 1)
+                                y1 = min(y0 + 1, hs - 1)
+                                x0 = max(x0, 0)
+                                y0 = max(y0, 0)
+                                top = srcs[s, y0, x0] * (1 - ax) + srcs[s, y0, x1] * ax
+                                bot = srcs[s, y1, x0] * (1 - ax) + srcs[s, y1, x1] * ax
+                                val = top * (1 - ay) + bot * ay
+                        wrow[x] = val
+                        vring[s, slot, x] = ok
+                    p0 = 0.0
+                    p1 = 0.0
+                    p2 = 0.0
+                    for x in range(W):
+                        w_ = wrow[x]
+                        p0 += w_
+                        p1 += w_ * w_
+                        p2 += w_ * ref[yi, x]
+                        pre[0, x + 1] = p0
+                        pre[1, x + 1] = p1
+                        pre[2, x + 1] = p2
+                    for c in range(3):
+                        for x in range(W):
+                            hsum = pre[c, min(W, x + r + 1)] - pre[c, max(0, x - r)]
+                            ring[s, c, slot, x] = hsum
+                            col[s, c, x] += hsum
+            yo = yi - r
+            if yo < 0:
+                continue
+            ny = min(yi, H - 1) - max(0, yo - r) + 1
+            oslot = yo % K
+            for s in range(S):
+                for x in range(W):
+                    n = ny * (min(W - 1, x + r) - max(0, x - r) + 1)
+                    m = col[s, 0, x] / n
+                    var = max(col[s, 1, x] / n - m * m, 1e-5)
+                    cov = col[s, 2, x] / n - ref_mean[yo, x] * m
+                    c_ = cov * ref_istd[yo, x] / np.sqrt(var)
+                    nccs[s, x] = c_ if vring[s, oslot, x] else -1.0
+            k = min(best_k, S)
+            for x in range(W):
+                if k == 1:
+                    best = nccs[0, x]
+                    for s in range(1, S):
+                        best = max(best, nccs[s, x])
+                    out[d, yo, x] = best
+                else:
+                    # sum of the k largest: remove the smallest S - k (S is small)
+                    tot = 0.0
+                    for s in range(S):
+                        tot += nccs[s, x]
+                    for _ in range(S - k):
+                        lo_i = 0
+                        for s in range(1, S):
+                            if nccs[s, x] < nccs[lo_i, x]:
+                                lo_i = s
+                        tot -= nccs[lo_i, x]
+                        nccs[lo_i, x] = 3.0
+                    out[d, yo, x] = tot / k
+    return out
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def median_filter(x, r, out):  # pragma: no cover
+    """Median over a (2r+1)^2 window of a (H, W) float32 array, edges replicated (like torch's median3)."""
+    H, W = x.shape
+    n = (2 * r + 1) ** 2
+    for y in numba.prange(H):
+        buf = np.empty(n, np.float32)
+        for xx in range(W):
+            m = 0
+            for dy in range(-r, r + 1):
+                yy = min(max(y + dy, 0), H - 1)
+                for dx in range(-r, r + 1):
+                    v = x[yy, min(max(xx + dx, 0), W - 1)]
+                    j = m
+                    while j > 0 and buf[j - 1] > v:
+                        buf[j] = buf[j - 1]
+                        j -= 1
+                    buf[j] = v
+                    m += 1
+            out[y, xx] = buf[(n - 1) // 2]
+    return out
