@@ -204,6 +204,34 @@ def run_ours_sfm(images: Path, max_images: int, preset: str) -> tuple[dict, Path
             ws.images_dir)
 
 
+def dense_micro(width: int = 640, height: int = 360, n_src: int = 4) -> dict:
+    """One depth map (default-preset sweep) of a synthetic orbit view: our numba kernel vs the plain torch path."""
+    import torch
+
+    from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
+    from vid2model.synth import SynthConfig, make_scene, render_depth, render_views
+    from vid2model.synth.camera import camera_path
+
+    cfg = SynthConfig(path="orbit", width=width, height=height, n_frames=24, seed=11)
+    K = np.array([[0.9 * width, 0, width / 2], [0, 0.9 * width, height / 2], [0, 0, 1.0]])
+    c2w = camera_path(cfg, np.arange(n_src + 1) / 48.0)  # neighbours 7.5 degrees apart, as a 48-frame orbit
+    imgs = render_views(make_scene(cfg), K, width, height, c2w)
+    z = render_depth(cfg, K, width, height, c2w[:1])[0]
+    z = z[np.isfinite(z) & (z > 0)]
+    lo, hi = 0.8 * float(np.percentile(z, 1)), 1.25 * float(np.percentile(z, 99))
+    grays = [torch.from_numpy(np.asarray(im, np.float32).mean(-1) / 255.0) for im in imgs]
+    cams = [Cam(K, np.linalg.inv(m)[:3, :3], np.linalg.inv(m)[:3, 3]) for m in c2w]
+    out = {"resolution": [width, height], "sources": n_src}
+    for impl in ("numba", "torch"):
+        # compile / warm up on a crop
+        sweep_depth(grays[0][:64, :64], [g[:64, :64] for g in grays[1:]], cams[0], cams[1:], lo, hi, impl=impl)
+        t0, c0 = time.perf_counter(), time.process_time()
+        sweep_depth(grays[0], grays[1:], cams[0], cams[1:], lo, hi, impl=impl)
+        out[impl] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    out["ratio"] = out["torch"]["wall_s"] / out["numba"]["wall_s"]
+    return out
+
+
 def run_micro() -> dict:
     """Our accelerated parts against plain baselines, in this run."""
     import bench_ingest
@@ -215,6 +243,7 @@ def run_micro() -> dict:
 
     torch.set_num_threads(torch_threads)
     out["splat_iteration"] = bench_splat.bench_iter(5)
+    out["depth_map"] = dense_micro()
     clip = bench_ingest.make_clip(WORK / "pan_1080p30_20s.mp4", 20)
     pyav, cv = bench_ingest.measure("pyav", clip), bench_ingest.measure("opencv", clip)
     out["video_decode"] = {"pyav_fps": pyav["fps"], "opencv_fps": cv["fps"], "ratio": pyav["fps"] / cv["fps"]}

@@ -103,6 +103,12 @@ def _peers(results: dict) -> list[str]:
             s = m["splat_iteration"]
             rows.append(f"| splat training iteration, 100k splats at 480x270 | {s['compiled']:.3f} s | "
                         f"{s['plain_torch']:.2f} s (plain torch) | {s['ratio_plain_over_compiled']:.1f}x |")
+        if "depth_map" in m:
+            d = m["depth_map"]
+            w, h = d["resolution"]
+            rows.append(f"| depth map {w}x{h}, {d['sources']} sources (plane sweep + refinement) | "
+                        f"{d['numba']['wall_s']:.2f} s (numba kernel) | {d['torch']['wall_s']:.2f} s (plain torch) | "
+                        f"{d['ratio']:.1f}x |")
         if "video_decode" in m:
             v = m["video_decode"]
             rows.append(f"| 1080p video decode | {v['pyav_fps']:.0f} frames/s (PyAV) | {v['opencv_fps']:.0f} frames/s "
