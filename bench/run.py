@@ -75,6 +75,8 @@ def _export_sizes(ws: Workspace) -> dict:
 
 
 def run_synth(name: str, preset: str, splat: bool) -> dict:
+    """The whole pipeline on a synthetic capture; figures against its exact ground truth."""
+    set_quiet(True)
     from bench_texture import texture_figures
 
     from vid2model.io.colmap_dense import read_points_ply
@@ -141,6 +143,8 @@ def silhouette_figures(ws: Workspace, masks: dict[str, Path]) -> dict:
 
 
 def run_real(name: str, preset: str, stages: list[str]) -> dict:
+    """Ingest and camera solving (and dense + mesh where masks exist) on a real set with GT cameras."""
+    set_quiet(True)
     images, gt = datasets.REAL[name]()
     ws = Workspace(WORK / f"{name}_{preset}")
     shutil.rmtree(ws.root, ignore_errors=True)
@@ -190,6 +194,7 @@ def run_colmap_peer(images: Path) -> dict:
 def run_ours_sfm(images: Path, max_images: int, preset: str) -> tuple[dict, Path]:
     """Our ingest + camera solving on the first ``max_images`` images (0 = all); figures and the keyframe folder
     our ingest wrote (the peer gets exactly those images)."""
+    set_quiet(True)
     sub = WORK / "peer_input"
     shutil.rmtree(sub, ignore_errors=True)
     sub.mkdir(parents=True)
@@ -258,6 +263,14 @@ def _commit() -> str:
     return (r.stdout.strip() or "unknown") + (" (with uncommitted changes in src/)" if dirty else "")
 
 
+def _isolated(fn, *args):
+    """Run ``fn(*args)`` in a fresh process, so each dataset's peak memory is its own, not the run's."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=None, help="comma separated (default: all present)")
@@ -281,13 +294,13 @@ def main() -> None:
         print(f"== {name} ({time.perf_counter() - t_start:.0f} s)", flush=True)
         try:
             if name in SYNTH:
-                results["datasets"][name] = run_synth(name, args.preset, splat=name == "synth_orbit"
-                                                      and not args.no_splat)
+                results["datasets"][name] = _isolated(run_synth, name, args.preset,
+                                                      name == "synth_orbit" and not args.no_splat)
             elif name in datasets.REAL:
                 stages = args.real_stages.split(",")
                 if name in REAL_DENSE:
                     stages = ["ingest", "sfm", "dense", "mesh"]
-                results["datasets"][name] = run_real(name, args.preset, stages)
+                results["datasets"][name] = _isolated(run_real, name, args.preset, stages)
             else:
                 print(f"unknown dataset {name}", file=sys.stderr)
                 continue
@@ -305,11 +318,11 @@ def main() -> None:
                     "registered": s["summary"]["n_registered"], "reproj_px": s["summary"].get("mean_reproj_error_px")}
             keyframes = fox_ws.images_dir
         else:
-            ours, keyframes = run_ours_sfm(images, args.peer_images, args.preset)
+            ours, keyframes = _isolated(run_ours_sfm, images, args.peer_images, args.preset)
         results["peer_colmap_fox"] = {"ours": ours, "colmap": run_colmap_peer(keyframes)}
     if "micro" in sections:
         print(f"== micro-benchmarks ({time.perf_counter() - t_start:.0f} s)", flush=True)
-        results["micro"] = run_micro()
+        results["micro"] = _isolated(run_micro)
     results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / results["date"]
