@@ -39,7 +39,7 @@ def _surfaces(results: dict) -> list[str]:
     sil = [(n, r["silhouette"]) for n, r in results["datasets"].items() if "silhouette" in r]
     if sil:
         rows += ["", "Silhouette IoU with the object masks, meshes rendered at our solved cameras (clean: object "
-                 "isolated and table dropped; raw: TSDF surface before cleanup, table included):", "",
+                 "isolated and table dropped; raw: surface before cleanup, table included):", "",
                  "| dataset | mesh | views | IoU mean | IoU median | IoU min |", "|---|---|---|---|---|---|"]
         rows += [f"| {n} | {k} | {s['views']} | {_f(s[k]['iou_mean'])} | {_f(s[k]['iou_median'])} | "
                  f"{_f(s[k]['iou_min'])} |" for n, s in sil for k in ("clean", "raw") if k in s]
