@@ -121,8 +121,10 @@ def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarr
 def orbit_path(ws: Workspace, n_frames: int, elevation_deg: float = 25.0) -> tuple[np.ndarray, np.ndarray, float]:
     """Turntable poses (n, 4, 4) around the scene centre, the centre, and the orbit distance.
 
-    Centre/up from ``sfm/scene.json``; the distance is the median distance of the training cameras
-    to the centre (so the framing matches the capture), else 2.5 scene radii.
+    Centre/up from ``sfm/scene.json``; distance and elevation are the training cameras' medians (so the
+    framing matches the capture), else 2.5 scene radii and ``elevation_deg``. When the cameras leave a gap
+    of more than 60 degrees around the centre, the path sweeps the filmed arc back and forth instead of
+    circling into views nobody filmed.
     """
     info = ws.read_json(ws.scene_json, {}) or {}
     up = np.asarray(info.get("up", [0, 0, 1]), float)
@@ -151,9 +153,22 @@ def orbit_path(ws: Workspace, n_frames: int, elevation_deg: float = 25.0) -> tup
     a /= np.linalg.norm(a)
     b = np.cross(up, a)
     el = math.radians(elevation_deg)
+    start, span = 0.0, 2 * math.pi
+    if cams is not None and len(cams) >= 3:
+        rel = cams - center
+        az = np.sort(np.arctan2(rel @ b, rel @ a))
+        el = float(np.median(np.arcsin(np.clip((rel @ up) / np.linalg.norm(rel, axis=1), -1, 1))))
+        gaps = np.diff(np.concatenate([az, az[:1] + 2 * math.pi]))
+        k = int(np.argmax(gaps))
+        if gaps[k] > math.radians(60):
+            # a partial orbit: sweep the filmed arc back and forth, never the side nobody filmed
+            start, span = float(az[(k + 1) % len(az)]), float(2 * math.pi - gaps[k])
     poses = []
     for i in range(n_frames):
-        th = 2 * math.pi * i / n_frames
+        if span < 2 * math.pi:
+            th = start + span * 0.5 * (1 - math.cos(2 * math.pi * i / n_frames))
+        else:
+            th = 2 * math.pi * i / n_frames
         eye = center + dist * (math.cos(el) * (math.cos(th) * a + math.sin(th) * b) + math.sin(el) * up)
         poses.append(look_at(eye, center, up))
     return np.stack(poses), center, dist
