@@ -49,6 +49,50 @@ static inline bool tile_rows(float my, float ey, int by, int tile, int H, int* p
   return true;
 }
 
+// Per-pixel state of tile (bx, by) before compositing: pixel centres (COLMAP +0.5), transmittance 1,
+// nothing accumulated; pixels outside the image start done.
+static inline void tile_fwd_init(int bx, int by, int tile, int W, int H, float* px, float* py, float* T, float* done,
+                                 float* cr, float* cg, float* cb, int32_t* lst) {
+  for (int p = 0; p < tile * tile; ++p) {
+    int x = bx + p % tile, y = by + p / tile;
+    px[p] = x + 0.5f;
+    py[p] = y + 0.5f;
+    T[p] = 1.0f;
+    done[p] = (x < W && y < H) ? 0.0f : 1.0f;
+    cr[p] = cg[p] = cb[p] = 0.0f;
+    lst[p] = -1;
+  }
+}
+
+// Per-pixel state of tile (bx, by) for the backward pass: final transmittance, last contributing splat,
+// dL/dpixel and the background's share of it. Returns the latest last index over the tile (-1: none).
+static inline int32_t tile_bwd_init(int bx, int by, int tile, int W, int H, const float* T_fin, const int32_t* last,
+                                    const float* dimg, const float* bg, float* px, float* py, float* T, float* sr,
+                                    float* sg, float* sb, float* dr, float* dg, float* db, float* bgd, int32_t* lst) {
+  int32_t kmax = -1;
+  for (int p = 0; p < tile * tile; ++p) {
+    int x = bx + p % tile, y = by + p / tile;
+    px[p] = x + 0.5f;
+    py[p] = y + 0.5f;
+    sr[p] = sg[p] = sb[p] = 0.0f;
+    if (x < W && y < H) {
+      int64_t o = (int64_t)y * W + x;
+      T[p] = T_fin[o];
+      lst[p] = last[o];
+      dr[p] = dimg[3 * o];
+      dg[p] = dimg[3 * o + 1];
+      db[p] = dimg[3 * o + 2];
+    } else {
+      T[p] = 1.0f;
+      lst[p] = -1;
+      dr[p] = dg[p] = db[p] = 0.0f;
+    }
+    bgd[p] = T[p] * (bg[0] * dr[p] + bg[1] * dg[p] + bg[2] * db[p]);
+    kmax = std::max(kmax, lst[p]);
+  }
+  return kmax;
+}
+
 extern "C" {
 
 int v2m_num_threads() {
@@ -106,15 +150,7 @@ void v2m_forward(const float* means, const float* conics, const float* colors, c
     float cr[kMaxTile * kMaxTile], cg[kMaxTile * kMaxTile], cb[kMaxTile * kMaxTile];
     int32_t lst[kMaxTile * kMaxTile];
     int bx = (t % tw) * tile, by = (t / tw) * tile;
-    for (int p = 0; p < np; ++p) {
-      int x = bx + p % tile, y = by + p / tile;
-      px[p] = x + 0.5f;
-      py[p] = y + 0.5f;
-      T[p] = 1.0f;
-      done[p] = (x < W && y < H) ? 0.0f : 1.0f;
-      cr[p] = cg[p] = cb[p] = 0.0f;
-      lst[p] = -1;
-    }
+    tile_fwd_init(bx, by, tile, W, H, px, py, T, done, cr, cg, cb, lst);
     int64_t k0 = offsets[t], k1 = offsets[t + 1];
     for (int64_t k = k0; k < k1; ++k) {
       int g = ids[k];
@@ -185,27 +221,7 @@ void v2m_backward(int n, const float* means, const float* conics, const float* c
     float dr[kMaxTile * kMaxTile], dg[kMaxTile * kMaxTile], db[kMaxTile * kMaxTile], bgd[kMaxTile * kMaxTile];
     int32_t lst[kMaxTile * kMaxTile];
     int bx = (t % tw) * tile, by = (t / tw) * tile;
-    int32_t kmax = -1;
-    for (int p = 0; p < np; ++p) {
-      int x = bx + p % tile, y = by + p / tile;
-      px[p] = x + 0.5f;
-      py[p] = y + 0.5f;
-      sr[p] = sg[p] = sb[p] = 0.0f;
-      if (x < W && y < H) {
-        int64_t o = (int64_t)y * W + x;
-        T[p] = T_fin[o];
-        lst[p] = last[o];
-        dr[p] = dimg[3 * o];
-        dg[p] = dimg[3 * o + 1];
-        db[p] = dimg[3 * o + 2];
-      } else {
-        T[p] = 1.0f;
-        lst[p] = -1;
-        dr[p] = dg[p] = db[p] = 0.0f;
-      }
-      bgd[p] = T[p] * (bg[0] * dr[p] + bg[1] * dg[p] + bg[2] * db[p]);
-      kmax = std::max(kmax, lst[p]);
-    }
+    int32_t kmax = tile_bwd_init(bx, by, tile, W, H, T_fin, last, dimg, bg, px, py, T, sr, sg, sb, dr, dg, db, bgd, lst);
     int64_t k0 = offsets[t];
     for (int64_t k = kmax; k >= k0; --k) {
       int g = ids[k];
@@ -630,15 +646,7 @@ void v2m_forward_p(const float* packed, int W, int H, int tile, const float* bg,
     float cr[kMaxTile * kMaxTile], cg[kMaxTile * kMaxTile], cb[kMaxTile * kMaxTile];
     int32_t lst[kMaxTile * kMaxTile];
     int bx = (t % tw) * tile, by = (t / tw) * tile;
-    for (int p = 0; p < np; ++p) {
-      int x = bx + p % tile, y = by + p / tile;
-      px[p] = x + 0.5f;
-      py[p] = y + 0.5f;
-      T[p] = 1.0f;
-      done[p] = (x < W && y < H) ? 0.0f : 1.0f;
-      cr[p] = cg[p] = cb[p] = 0.0f;
-      lst[p] = -1;
-    }
+    tile_fwd_init(bx, by, tile, W, H, px, py, T, done, cr, cg, cb, lst);
     int64_t k0 = offsets[t], k1 = offsets[t + 1];
     for (int64_t k = k0; k < k1; ++k) {
       const float* s = packed + (size_t)ids[k] * kPS;
@@ -706,27 +714,7 @@ void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const fl
     float dr[kMaxTile * kMaxTile], dg[kMaxTile * kMaxTile], db[kMaxTile * kMaxTile], bgd[kMaxTile * kMaxTile];
     int32_t lst[kMaxTile * kMaxTile];
     int bx = (t % tw) * tile, by = (t / tw) * tile;
-    int32_t kmax = -1;
-    for (int p = 0; p < np; ++p) {
-      int x = bx + p % tile, y = by + p / tile;
-      px[p] = x + 0.5f;
-      py[p] = y + 0.5f;
-      sr[p] = sg[p] = sb[p] = 0.0f;
-      if (x < W && y < H) {
-        int64_t o = (int64_t)y * W + x;
-        T[p] = T_fin[o];
-        lst[p] = last[o];
-        dr[p] = dimg[3 * o];
-        dg[p] = dimg[3 * o + 1];
-        db[p] = dimg[3 * o + 2];
-      } else {
-        T[p] = 1.0f;
-        lst[p] = -1;
-        dr[p] = dg[p] = db[p] = 0.0f;
-      }
-      bgd[p] = T[p] * (bg[0] * dr[p] + bg[1] * dg[p] + bg[2] * db[p]);
-      kmax = std::max(kmax, lst[p]);
-    }
+    int32_t kmax = tile_bwd_init(bx, by, tile, W, H, T_fin, last, dimg, bg, px, py, T, sr, sg, sb, dr, dg, db, bgd, lst);
     int64_t k0 = offsets[t];
     for (int64_t k = kmax; k >= k0; --k) {
       const int i = ids[k];
