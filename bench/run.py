@@ -6,7 +6,8 @@ baselines.
     python bench/run.py --datasets synth_orbit,fox --preset default
     python bench/run.py --sections synth      # sections: synth, real, peer, micro
 
-Writes bench/results/<date>.json and bench/results/<date>.md (and bench/results/latest.md).
+Writes bench/results/<date>.json and bench/results/<date>.md (and bench/results/latest.md); a partial run
+(--datasets or --sections chosen) writes <date>-partial.{json,md} and leaves the full table alone.
 Every figure is computed in this run; nothing is copied.
 """
 
@@ -327,11 +328,13 @@ def main() -> None:
         results["micro"] = _isolated(run_micro)
     results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / results["date"]
+    partial = bool(args.datasets) or sections != {"synth", "real", "peer", "micro"}
+    stem = RESULTS / (results["date"] + ("-partial" if partial else ""))
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     md = tables.markdown(results)
     stem.with_suffix(".md").write_text(md)
-    (RESULTS / "latest.md").write_text(md)
+    if not partial:
+        (RESULTS / "latest.md").write_text(md)
     print(md)
 
 
