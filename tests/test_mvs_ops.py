@@ -10,7 +10,7 @@ from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visibl
 from vid2model.ops.mvs.filtering import backproject, consistency, depth_normals, incidence_cos, pixel_rays
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
-from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources
+from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,22 @@ def test_select_sources_prefers_close_neighbours():
     assert sorted(src) == [1, 11]
     src4 = select_sources(0, centers, axes, covis, depth=3.0, k=4)
     assert 0 not in src4 and 6 not in src4 and len(src4) == 4
+
+
+def test_select_sources_covers_the_reference_view():
+    """Walking forward, the views sharing the most points all lie ahead; the near floor at the bottom of the
+    reference frame is only seen from behind. Coverage scoring must bring in a view that sees it."""
+    centers = np.array([[0, 0, z] for z in (0.0, 0.2, 0.4, 0.6, 0.8, -0.3)], float)
+    axes = np.tile([0.0, 0.0, 1.0], (6, 1))
+    # points 0-59: far wall, seen by every view; points 60-79: near floor, seen by the reference and view 5
+    tracks = [np.arange(5) for _ in range(60)] + [np.array([0, 5]) for _ in range(20)]
+    covis = covisibility(tracks, 6)
+    plain = select_sources(0, centers, axes, covis, depth=3.0, k=3)
+    assert 5 not in plain  # shares the fewest points: left out without coverage
+    covered = select_sources(0, centers, axes, covis, depth=3.0, k=3, vis=visibility(tracks, 6))
+    assert 5 in covered and len(covered) == 3 and 0 not in covered
+    v = visibility(tracks, 6)
+    assert v.shape == (6, 80) and v[5].nnz == 20 and v[0].nnz == 80
 
 
 def test_covisibility_and_depth_ranges():

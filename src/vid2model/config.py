@@ -64,7 +64,7 @@ class DenseConfig:
     """Multi-view stereo and fusion."""
 
     max_side: int = 640  # depth-map resolution (long side)
-    num_sources: int = 4
+    num_sources: int = 8  # each pixel scores its best 2 (best_k); more sources cover more of the view
     n_planes: int = 48  # hypotheses of the global plane sweep
     n_refine: int = 12  # per-pixel hypotheses of the refinement sweep
     window: int = 3  # NCC window radius (pixels)
@@ -171,7 +171,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "quality": {
         "ingest": {"max_side": 1920, "max_keyframes": 250},
         "sfm": {"max_features": 8192},
-        "dense": {"max_side": 1280, "num_sources": 6, "n_planes": 64, "n_refine": 16},
+        "dense": {"max_side": 1280, "num_sources": 10, "n_planes": 64, "n_refine": 16},
         "mesh": {"target_faces": 500_000, "voxel_divisions": 300, "poisson_max_depth": 11},
         "texture": {"size": 4096, "max_faces": 150_000},
         "splat": {"iterations": 10000, "max_side": 960},

