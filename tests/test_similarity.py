@@ -88,3 +88,23 @@ def test_transforms_json_round_trip(tmp_path):
     assert intr["fl_x"] == 300.0 and intr["w"] == 320 and intr["camera_model"] == "OPENCV"
     assert paths == [f"images/f{i}.png" for i in range(1, 6)]
     assert np.allclose(c2w, gt, atol=1e-9)
+
+
+def test_capture_kind_partial_arc_strafe_and_walk():
+    """A 45-degree sweep around a product is an orbit; a pan along a wall and a room walk are not."""
+    from vid2model.synth import SynthConfig
+    from vid2model.synth.camera import camera_path
+
+    def kind(c2w):
+        R = np.array([np.linalg.inv(m)[:3, :3] for m in c2w])
+        C = c2w[:, :3, 3]
+        return capture_kind(R, C, look_at_point(R, C))
+
+    arc = _orbit(n=72)[:10]  # 10 views, 5 degrees apart: a 45-degree arc
+    assert kind(arc) == "orbit"
+    assert kind(_orbit(n=72)[:3]) == "walk"  # 10 degrees: too little to call it an object capture
+    strafe = np.repeat(np.eye(4)[None], 10, 0)
+    strafe[:, 0, 3] = np.linspace(-2, 2, 10)  # parallel optical axes: no common point
+    assert kind(strafe) == "walk"
+    walk = camera_path(SynthConfig(path="walk", n_frames=24, seed=0), np.linspace(0, 1, 24))
+    assert kind(walk) == "walk"

@@ -69,14 +69,22 @@ def look_at_point(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
-def capture_kind(R_w2c: np.ndarray, centers: np.ndarray, target: np.ndarray) -> str:
-    """'orbit' when the cameras look at a common point from around it, else 'walk'."""
+def capture_kind(R_w2c: np.ndarray, centers: np.ndarray, target: np.ndarray, min_arc_deg: float = 25.0) -> str:
+    """'orbit' when the cameras look at a common point from around it, else 'walk'.
+
+    A partial arc counts: a phone capture often sweeps only 30-60 degrees around a product on a table
+    (5 s of video), and it still needs the object-centred frame and ``--isolate``. Parallel optical axes
+    (a sideways pan along a wall) have no common point: the look-at fit is degenerate there.
+    """
     to_t = target - centers
     dist = np.linalg.norm(to_t, axis=1)
-    cosang = np.einsum("ij,ij->i", R_w2c[:, 2, :], to_t / np.maximum(dist[:, None], 1e-12))
+    axes = R_w2c[:, 2, :]
+    cosang = np.einsum("ij,ij->i", axes, to_t / np.maximum(dist[:, None], 1e-12))
     facing = np.mean(cosang > np.cos(np.radians(35)))
+    # smallest eigenvalue of mean(I - d d^T): ~sin^2 of the spread of the axes, 0 when they are parallel
+    spread = float(np.linalg.eigvalsh(np.eye(3) - np.einsum("ij,ik->jk", axes, axes) / len(axes))[0])
     v = centers - target
     ang = np.sort(np.degrees(np.arctan2(v[:, 1], v[:, 0])))
     gaps = np.diff(np.append(ang, ang[0] + 360)) if len(ang) > 1 else np.array([360.0])
     span = 360 - gaps.max()
-    return "orbit" if facing > 0.8 and span > 60 else "walk"
+    return "orbit" if facing > 0.8 and span > min_arc_deg and spread > 0.005 else "walk"
