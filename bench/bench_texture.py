@@ -84,7 +84,8 @@ def texture_figures(ws, src_dir: str | Path, n_views: int = 8, save_dir: str | P
         ws: a finished :class:`vid2model.workspace.Workspace` of a synthetic capture.
         src_dir: the generator's folder (``gt.json``; the scene comes from its path/seed/marker).
         n_views: how many held-out frames to render.
-        save_dir: when given, writes ``<frame>_render.png`` / ``_gt.png`` / ``_mask.png`` there.
+        save_dir: when given, writes ``<frame>_render.png`` / ``_gt.png`` / ``_mask.png`` (object pixels) /
+            ``_err.png`` (4 x the largest channel error) / ``_offsurface.png`` (mesh > 1 % off the GT) there.
 
     Returns:
         {"views": [...per frame...], "object": {psnr, ssim, coverage}, "region": {...}, ...}; the
@@ -167,6 +168,10 @@ def texture_figures(ws, src_dir: str | Path, n_views: int = 8, save_dir: str | P
             Image.fromarray(render).save(out / f"{i:04d}_render.png")
             Image.fromarray(refs[k]).save(out / f"{i:04d}_gt.png")
             Image.fromarray(((obj & covered) * 255).astype(np.uint8)).save(out / f"{i:04d}_mask.png")
+            # where the error is: |render - GT| x 4 on the object, and the pixels whose geometry is off (> 1 %)
+            err = np.abs(render.astype(np.int16) - refs[k].astype(np.int16)).max(-1) * (obj & covered)
+            Image.fromarray(np.clip(err * 4, 0, 255).astype(np.uint8)).save(out / f"{i:04d}_err.png")
+            Image.fromarray(((obj & covered & ~exact) * 255).astype(np.uint8)).save(out / f"{i:04d}_offsurface.png")
     res: dict[str, Any] = {"frames": frames, "views": per_view, "similarity_scale": float(s)}
     for name, (se, n, cov, tot, ss) in acc.items():
         res[name] = {"psnr": round(float(10 * np.log10(255.0 ** 2 / max(se / max(n, 1), 1e-10))), 3),

@@ -1,8 +1,10 @@
-"""Texture baking: per-face view choice, per-view exposure levelling, UV-space sampling, atlas padding."""
+"""Texture baking: per-face view choice (visibility, photo-consistency, label smoothing), per-view exposure
+levelling, UV-space rasterisation, atlas padding."""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 def face_view_scores(prim_ids: list[np.ndarray], n_faces: int, face_normals: np.ndarray, face_centers: np.ndarray,
@@ -22,23 +24,96 @@ def face_view_scores(prim_ids: list[np.ndarray], n_faces: int, face_normals: np.
     return scores
 
 
-def smooth_labels(labels: np.ndarray, scores: np.ndarray, adjacency: list[np.ndarray], rounds: int = 2) -> np.ndarray:
-    """Relabel each face to its neighbours' majority view when that view sees it nearly as well.
+def neighbour_table(pairs: np.ndarray, n_faces: int) -> np.ndarray:
+    """(n_faces, D) neighbouring face ids padded with -1, from (E, 2) pairs of faces sharing an edge."""
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    deg = np.bincount(a, minlength=n_faces)
+    table = np.full((n_faces, max(1, int(deg.max(initial=0)))), -1, np.int64)
+    table[a, np.arange(len(a)) - np.repeat(np.cumsum(deg) - deg, deg)] = b
+    return table
+
+
+def _majority(lab: np.ndarray, table: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most common label among each face's usable neighbours (ties: the smallest label; -1 where none),
+    and how many of them carry it."""
+    nl = np.where(use, lab[table], -1)
+    ok = nl >= 0
+    cnt = ((nl[:, :, None] == nl[:, None, :]) & ok[:, None, :]).sum(2)
+    key = np.where(ok, cnt * (int(nl.max(initial=0)) + 2) - nl, np.iinfo(np.int64).min)
+    pick = key.argmax(1)
+    rows = np.arange(len(nl))
+    has = ok.any(1)
+    return np.where(has, nl[rows, pick], -1), np.where(has, cnt[rows, pick], 0)
+
+
+def smooth_labels(labels: np.ndarray, scores: np.ndarray, table: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """Relabel each face to its neighbours' majority view (strictly more of them than have the face's own
+    view) when that view sees it at least half as well.
 
     Fewer label changes between neighbouring faces means fewer seams.
+
+    Args:
+        labels: (F,) view per face; scores: (n_views, F); table: :func:`neighbour_table`.
     """
     lab = labels.copy()
+    f = np.arange(len(lab))
     for _ in range(rounds):
-        new = lab.copy()
-        for f, nb in enumerate(adjacency):
-            if len(nb) == 0:
-                continue
-            vals, cnt = np.unique(lab[nb], return_counts=True)
-            cand = vals[np.argmax(cnt)]
-            if cand != lab[f] and scores[cand, f] >= 0.5 * scores[lab[f], f]:
-                new[f] = cand
-        lab = new
+        use = table >= 0
+        cand, votes = _majority(lab, table, use)
+        own = (use & (lab[table] == lab[:, None])).sum(1)
+        c = np.maximum(cand, 0)
+        change = (cand >= 0) & (votes > own) & (scores[c, f] >= 0.5 * scores[lab, f])
+        lab = np.where(change, cand, lab)
     return lab
+
+
+def fill_labels(labels: np.ndarray, seen: np.ndarray, table: np.ndarray, rounds: int = 50) -> np.ndarray:
+    """Give faces no view saw (smaller than the visibility raster's pixels, or hidden) a neighbour's view.
+
+    A sub-pixel face sits among seen faces, so their view sees it too; ``argmax`` of all-zero scores
+    would instead pick view 0, which may not see it at all. Faces with no labelled face within
+    ``rounds`` steps keep their label.
+    """
+    lab = labels.copy()
+    known = seen.copy()
+    for _ in range(rounds):
+        if known.all():
+            break
+        cand, _ = _majority(lab, table, (table >= 0) & known[table])
+        new = ~known & (cand >= 0)
+        if not new.any():
+            break
+        lab[new] = cand[new]
+        known |= new
+    return lab
+
+
+def consistency_weights(samples: np.ndarray, valid: np.ndarray, sigma: float, min_views: int = 3,
+                        block: int = 16384) -> np.ndarray:
+    """Per (view, face) weight in [0, 1]: how well the view's colour of the face agrees with the other views.
+
+    Where the geometry is a little off (near silhouettes, thin parts) some views sample the surface
+    behind or in front; the per-face median over the views that see it is robust to those, so views far
+    from it are down-weighted (Gaussian in the largest channel difference, ``sigma`` in [0, 1] units).
+    Faces seen by fewer than ``min_views`` views keep weight 1.
+
+    Args:
+        samples: (n_views, n_faces, 3) levelled colours; valid: (n_views, n_faces) observed.
+        block: faces per step (the median needs a NaN-masked copy: bounded memory on big captures).
+    """
+    w = np.ones(valid.shape, np.float32)
+    many = np.flatnonzero(valid.sum(0) >= min_views)
+    for k in range(0, len(many), block):
+        f = many[k:k + block]
+        s = np.where(valid[:, f, None], samples[:, f], np.nan)
+        med = np.nanmedian(s, axis=0)
+        dev = np.nan_to_num(np.abs(s - med[None]).max(-1), nan=0.0)
+        w[:, f] = np.exp(-(dev / sigma) ** 2)
+    return w
 
 
 def exposure_gains(samples: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -74,8 +149,38 @@ def exposure_gains(samples: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return gains
 
 
-def rasterize_uv(uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Texels covered by UV triangles.
+@njit(cache=True, nogil=True)
+def _uv_kernel(px, lo, hi, eps, rows, cols, face, bary):  # pragma: no cover - compiled
+    n = 0
+    for f in range(px.shape[0]):
+        ax, ay = px[f, 0, 0], px[f, 0, 1]
+        e0x, e0y = px[f, 1, 0] - ax, px[f, 1, 1] - ay
+        e1x, e1y = px[f, 2, 0] - ax, px[f, 2, 1] - ay
+        d00 = e0x * e0x + e0y * e0y
+        d01 = e0x * e1x + e0y * e1y
+        d11 = e1x * e1x + e1y * e1y
+        den = d00 * d11 - d01 * d01
+        if abs(den) < 1e-12:
+            den = 1e-12
+        for r in range(lo[f, 1], hi[f, 1] + 1):
+            for c in range(lo[f, 0], hi[f, 0] + 1):
+                qx, qy = c - ax, r - ay
+                d20 = qx * e0x + qy * e0y
+                d21 = qx * e1x + qy * e1y
+                l1 = (d11 * d20 - d01 * d21) / den
+                l2 = (d00 * d21 - d01 * d20) / den
+                l0 = 1.0 - l1 - l2
+                if l0 >= eps and l1 >= eps and l2 >= eps:
+                    rows[n], cols[n], face[n] = r, c, f
+                    bary[n, 0] = min(max(l0, 0.0), 1.0)
+                    bary[n, 1] = min(max(l1, 0.0), 1.0)
+                    bary[n, 2] = min(max(l2, 0.0), 1.0)
+                    n += 1
+    return n
+
+
+def rasterize_uv(uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Texels covered by UV triangles (texels within a sliver of an edge count too, so charts have no gaps).
 
     Args:
         uv_faces: (F, 3, 2) UVs in [0, 1] (v up, glTF/OBJ convention flipped below).
@@ -85,34 +190,15 @@ def rasterize_uv(uv_faces: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarra
         texel rows (T,), texel cols (T,), face index (T,), and barycentrics (T, 3) as a 4-tuple.
     """
     # texel (row, col) is centred at uv ((col + 0.5) / size, 1 - (row + 0.5) / size), as viewers sample it
-    px = uv_faces * size - 0.5
+    px = np.asarray(uv_faces, np.float64) * size - 0.5
     px[..., 1] = (size - 1) - px[..., 1]  # image rows grow downward: (1 - v) * size - 0.5
-    lo = np.floor(px.min(1)).astype(int).clip(0, size - 1)
-    hi = np.ceil(px.max(1)).astype(int).clip(0, size - 1)
-    w = hi[:, 0] - lo[:, 0] + 1
-    h = hi[:, 1] - lo[:, 1] + 1
-    n = w * h
-    face = np.repeat(np.arange(len(px)), n)
-    offs = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    col = lo[face, 0] + offs % w[face]
-    row = lo[face, 1] + offs // w[face]
-    a, b, c = px[face, 0], px[face, 1], px[face, 2]
-    p = np.stack([col, row], 1).astype(np.float64)
-    v0, v1, v2 = b - a, c - a, p - a
-    d00 = (v0 * v0).sum(1)
-    d01 = (v0 * v1).sum(1)
-    d11 = (v1 * v1).sum(1)
-    d20 = (v2 * v0).sum(1)
-    d21 = (v2 * v1).sum(1)
-    den = d00 * d11 - d01 * d01
-    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-    l1 = (d11 * d20 - d01 * d21) / den
-    l2 = (d00 * d21 - d01 * d20) / den
-    l0 = 1 - l1 - l2
-    eps = -0.02
-    inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps)
-    bary = np.stack([l0, l1, l2], 1)[inside]
-    return row[inside], col[inside], face[inside], np.clip(bary, 0, 1)
+    lo = np.floor(px.min(1)).astype(np.int64).clip(0, size - 1)
+    hi = np.ceil(px.max(1)).astype(np.int64).clip(0, size - 1)
+    cap = int(((hi - lo + 1).prod(1)).sum())
+    rows, cols, face = (np.empty(cap, np.int64) for _ in range(3))
+    bary = np.empty((cap, 3), np.float64)
+    n = _uv_kernel(np.ascontiguousarray(px), lo, hi, -0.02, rows, cols, face, bary)
+    return rows[:n], cols[:n], face[:n], bary[:n]
 
 
 def dilate(img: np.ndarray, mask: np.ndarray, iterations: int = 8) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Texture stage: xatlas UV atlas, occlusion-aware per-face view choice, exposure levelling, baking.
+"""Texture stage: xatlas UV atlas, occlusion-aware and photo-consistent per-face view choice, exposure
+levelling, baking from the original frames.
 
 Writes ``texture/model.obj`` + ``model.mtl`` + ``texture.png`` in the workspace's world frame.
 """
@@ -12,7 +13,7 @@ import numpy as np
 
 from vid2model.config import TextureConfig
 from vid2model.errors import UserError
-from vid2model.io.colmap import load_views
+from vid2model.io.colmap import load_views, read_model
 from vid2model.ops import texture_bake as T
 from vid2model.progress import bar
 from vid2model.workspace import Workspace, atomic_dir
@@ -40,14 +41,78 @@ def _raycast(mesh_v: np.ndarray, mesh_f: np.ndarray, views, scale: float):
     return out
 
 
-def _project(v, X: np.ndarray) -> np.ndarray:
-    """Image coordinates (N, 2) of world points for :func:`_sample` (cv2: pixel centres at integers).
+_MAX_SOURCE_SCALE = 2.0  # beyond twice the working size a 2-4k texel atlas cannot use the pixels (aliasing)
 
-    COLMAP's K puts pixel centres at +0.5, so the cv2 coordinate is the projection less half a pixel.
+
+class _Source:
+    """Where one view's colours come from: an image file and its projection (cv2 pixel centres at integers).
+
+    With ``images_full/`` the original frames are sampled through the distorted SfM camera: this skips the
+    undistorted copy, whose resampling (a half-pixel shift, bilinear) blurs every edge, and uses the full
+    resolution where ingest kept one (area-averaged down to ``_MAX_SOURCE_SCALE`` x the working size).
     """
-    x = X @ v.R.T + v.t
-    return np.stack([v.K[0, 0] * x[:, 0] / x[:, 2] + v.K[0, 2] - 0.5,
-                     v.K[1, 1] * x[:, 1] / x[:, 2] + v.K[1, 2] - 0.5], 1)
+
+    def __init__(self, v, path, camera=None, scale: float = 1.0):
+        self.v, self.path, self.camera = v, path, camera
+        self.scale = min(scale, _MAX_SOURCE_SCALE)
+
+    def project(self, X: np.ndarray) -> np.ndarray:
+        x = X @ self.v.R.T + self.v.t
+        if self.camera is not None:
+            # pixel-centre convention +0.5 scales with the image, so scaling the COLMAP coordinate is exact
+            return self.camera.img_from_cam(x, check_cheirality=False) * self.scale - 0.5
+        # COLMAP's K puts pixel centres at +0.5, so the cv2 coordinate is the projection less half a pixel
+        K = self.v.K
+        return np.stack([K[0, 0] * x[:, 0] / x[:, 2] + K[0, 2] - 0.5, K[1, 1] * x[:, 1] / x[:, 2] + K[1, 2] - 0.5], 1)
+
+    def image(self) -> np.ndarray:
+        """(H, W, 3) float32 RGB in [0, 1] (read on demand: full-resolution frames add up)."""
+        import cv2
+
+        img = cv2.imread(str(self.path))
+        if img is None:
+            raise UserError(f"missing keyframe image {self.path}: rerun vid2model sfm WORKSPACE --force")
+        if self.camera is not None:
+            size = (round(self.camera.width * self.scale), round(self.camera.height * self.scale))
+            if (img.shape[1], img.shape[0]) != size:
+                img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return img[:, :, ::-1].astype(np.float32) / 255.0
+
+
+def _sources(ws: Workspace, views, use_full: bool) -> list[_Source]:
+    """Colour sources per view: the original frames when available (see :class:`_Source`), else dense/images."""
+    out = [_Source(v, ws.dense_dir / "images" / v.name) for v in views]
+    if not use_full:
+        return out
+    try:
+        rec = read_model(ws.sparse_dir)
+    except UserError:
+        return out
+    import pycolmap
+
+    # own copies: cameras borrowed from the reconstruction dangle once it is freed
+    cams = {img.name: pycolmap.Camera(model=img.camera.model, width=img.camera.width, height=img.camera.height,
+                                      params=np.asarray(img.camera.params)) for img in rec.images.values()}
+    for k, v in enumerate(views):
+        path = ws.images_full_dir / v.name
+        cam = cams.get(v.name)
+        size = _image_size(path) if cam is not None and path.exists() else None
+        if size is None:
+            continue
+        sx, sy = size[0] / cam.width, size[1] / cam.height
+        if sx >= 1 and abs(sx - sy) <= 0.01 * sx:  # same framing, only larger (else keep the undistorted copy)
+            out[k] = _Source(v, path, cam, sx)
+    return out
+
+
+def _image_size(path) -> tuple[int, int] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except OSError:
+        return None
 
 
 def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -63,15 +128,10 @@ def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return out.reshape(-1, img.shape[2])[:n]
 
 
-def _adjacency(faces: np.ndarray) -> list[np.ndarray]:
+def _adjacency(faces: np.ndarray) -> np.ndarray:
     import trimesh
 
-    adj = trimesh.graph.face_adjacency(faces)
-    nb: list[list[int]] = [[] for _ in range(len(faces))]
-    for a, b in adj:
-        nb[a].append(b)
-        nb[b].append(a)
-    return [np.array(x, int) for x in nb]
+    return T.neighbour_table(trimesh.graph.face_adjacency(faces), len(faces))
 
 
 def _decimate(V: np.ndarray, F: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,9 +190,9 @@ def _atlas(V: np.ndarray, F: np.ndarray, cfg: TextureConfig) -> tuple[np.ndarray
 
 
 def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
-    """Bake a texture atlas for ``mesh/mesh.ply`` from the undistorted keyframes."""
-    import cv2
+    """Bake a texture atlas for ``mesh/mesh.ply`` from the keyframes (see :class:`_Source`)."""
     import trimesh
+
     if not ws.clean_mesh.exists():
         raise UserError("no mesh to texture: run vid2model mesh WORKSPACE first")
     mesh = trimesh.load(ws.clean_mesh, process=False)
@@ -140,13 +200,8 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
     views = load_views(ws.dense_dir / "sparse")
     kf = {k["name"]: k.get("sharpness", 1.0) for k in (ws.read_json(ws.keyframes_json, default={}) or {}).get(
         "keyframes", [])}
-    images = []
-    for v in views:
-        img = cv2.imread(str(ws.dense_dir / "images" / v.name))
-        if img is None:
-            raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
-        images.append(img[:, :, ::-1].astype(np.float32) / 255.0)
-    with bar("texturing", 5) as b:
+    sources = _sources(ws, views, cfg.use_full_res)
+    with bar("texturing", 4) as b:
         V, F = _decimate(V, F, cfg.max_faces)
         vmap, idx, uvs = _atlas(V, F, cfg)
         b.advance()
@@ -157,17 +212,20 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
         sharp = np.array([min(1.0, kf.get(v.name, 1.0)) for v in views])
         scores = T.face_view_scores(prim, len(F), normals, centers, np.array([v.center for v in views]), sharp)
-        labels = scores.argmax(0)
-        seen = scores.max(0) > 0
-        labels = T.smooth_labels(labels, scores, _adjacency(F))
-        b.advance()
         valid = scores > 0
-        samples = np.zeros((len(views), len(F), 3))
-        for i, v in enumerate(views):
+        samples = np.zeros((len(views), len(F), 3), np.float32)
+        for i, src in enumerate(sources):
             vis = np.flatnonzero(valid[i])
             if len(vis):
-                samples[i, vis] = _sample(images[i], _project(v, centers[vis]))
+                samples[i, vis] = _sample(src.image(), src.project(centers[vis]))
         gains = T.exposure_gains(samples, valid) if cfg.level_exposure else np.ones((len(views), 3))
+        if cfg.consistency_sigma > 0:
+            levelled = samples * gains[:, None, :].astype(np.float32)
+            scores = scores * T.consistency_weights(levelled, valid, cfg.consistency_sigma)
+        labels = scores.argmax(0)
+        seen = scores.max(0) > 0
+        adjacency = _adjacency(F)
+        labels = T.smooth_labels(T.fill_labels(labels, seen, adjacency), scores, adjacency)
         b.advance()
         size = cfg.size
         uv_faces = uvs[idx]
@@ -176,10 +234,10 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         atlas = np.zeros((size, size, 3), np.float32)
         mask = np.zeros((size, size), bool)
         lab = labels[face]
-        for i, v in enumerate(views):
+        for i, src in enumerate(sources):
             sel = np.flatnonzero(lab == i)
             if len(sel):
-                atlas[rows[sel], cols[sel]] = _sample(images[i], _project(v, X[sel])) * gains[i]
+                atlas[rows[sel], cols[sel]] = _sample(src.image(), src.project(X[sel])) * gains[i]
                 mask[rows[sel], cols[sel]] = True
         b.advance()
         atlas = T.dilate(np.clip(atlas, 0, 1), mask, cfg.padding)
@@ -209,5 +267,5 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
                 if name.lower().endswith(".png"):
                     m = m.replace(name, "texture.png")
             (tmp / "model.mtl").write_text(m)
-    return {"faces": int(len(idx)), "atlas": size, "faces_unseen": int((~seen).sum()),
+    return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources), "faces_unseen": int((~seen).sum()),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}
