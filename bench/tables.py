@@ -38,11 +38,18 @@ def _surfaces(results: dict) -> list[str]:
                         f"{_f(b['precision'])} | {_f(b['recall'])} | {_f(b['fscore'])} |")
     sil = [(n, r["silhouette"]) for n, r in results["datasets"].items() if "silhouette" in r]
     if sil:
-        rows += ["", "Silhouette IoU with the object masks, meshes rendered at our solved cameras (clean: object "
-                 "isolated and table dropped; raw: surface before cleanup, table included):", "",
+        rows += ["", "Silhouette IoU with the object masks (DTU: its masks; Middlebury: derived from the black "
+                 "background inside the GT bounding box), meshes rendered at our solved cameras, on the views held "
+                 "out of dense stereo and meshing and on those used (clean: object isolated and table dropped; raw: "
+                 "surface before cleanup):", "",
                  "| dataset | mesh | views | IoU mean | IoU median | IoU min |", "|---|---|---|---|---|---|"]
-        rows += [f"| {n} | {k} | {s['views']} | {_f(s[k]['iou_mean'])} | {_f(s[k]['iou_median'])} | "
-                 f"{_f(s[k]['iou_min'])} |" for n, s in sil for k in ("clean", "raw") if k in s]
+        for n, s in sil:
+            n_held = len(s.get("held_out_views", []))
+            for k in ("clean_held_out", "raw_held_out", "clean_used", "raw_used", "clean", "raw"):
+                if k in s:
+                    views = n_held if k.endswith("held_out") else s["views"] - n_held
+                    rows.append(f"| {n} | {k.replace('_', ' ')} | {views} | {_f(s[k]['iou_mean'])} | "
+                                f"{_f(s[k]['iou_median'])} | {_f(s[k]['iou_min'])} |")
     return rows
 
 

@@ -77,6 +77,24 @@ def test_fused_cloud_fscore(small_orbit):
     assert res["at_0.01"]["fscore"] >= 0.65
 
 
+def test_held_out_views_stay_out_of_stereo(small_orbit, tmp_path):
+    """dense.holdout_every: every n-th view by name is listed, gets no maps and serves as no source."""
+    import shutil
+
+    _, ws, _ = small_orbit
+    held_ws = Workspace(tmp_path / "ws")
+    shutil.copytree(ws.root, held_ws.root)
+    summary = dense.run(held_ws, dataclasses.replace(SMALL, holdout_every=4))
+    names = sorted(v.name for v in load_views(ws.dense_dir / "sparse"))
+    held = held_ws.read_json(held_ws.holdout_json)
+    assert held == [names[0], names[4], names[8]]
+    assert summary["n_views"] == 7 and summary["held_out"] == 3
+    assert not any((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in held)
+    assert all((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in names if n not in held)
+    assert read_points_ply(held_ws.fused_ply)["xyz"].shape[0] > 1000
+    assert dense.split_holdout(load_views(ws.dense_dir / "sparse")[:4], 2)[1] == []  # 2 left: nothing held
+
+
 def test_colmap_cuda_backend_without_cuda_is_a_user_error(small_orbit):
     import pycolmap
 

@@ -364,3 +364,54 @@ def test_isolate_by_views_keeps_what_the_ring_of_cameras_sees(object_on_floor):
     inside = (np.abs(co[:, 0]) < 0.26) & (np.abs(co[:, 1]) < 0.21) & (co[:, 2] > 1e-6)
     assert inside.sum() >= 0.95 * is_obj.sum()  # the object is whole
     assert len(Fo) < 0.8 * len(F)  # most of the wide floor is out of the common view
+
+
+def _ring_cams(target: np.ndarray, n: int = 12, dist: float = 2.5, height: float = 1.0):
+    from vid2model.render import look_at
+
+    K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    cams = []
+    for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
+        w2c = np.linalg.inv(look_at(target + np.array([dist * np.cos(a), dist * np.sin(a), height]), target))
+        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+    return cams
+
+
+def test_carve_outside_points_removes_a_skirt_and_keeps_the_surface():
+    """A sphere whose points miss a cap (a gap no depth map measured) with a Poisson-like skirt around its
+    equator out to 1.6 radii: the skirt goes, the sphere stays whole, cap included."""
+    Vs, Fs = _icosphere(4, 0.5)
+    r = np.linspace(0.5, 0.8, 7)
+    a = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    ring = np.stack([np.outer(r, np.cos(a)).ravel(), np.outer(r, np.sin(a)).ravel(), np.zeros(r.size * a.size)], 1)
+    idx = np.arange(r.size * a.size).reshape(r.size, a.size)
+    i0, i1, j0, j1 = idx[:-1, :], idx[1:, :], np.roll(idx[:-1, :], -1, 1), np.roll(idx[1:, :], -1, 1)
+    Fr = np.concatenate([np.stack([i0, i1, j1], -1).reshape(-1, 3), np.stack([i0, j1, j0], -1).reshape(-1, 3)])
+    V, F = np.vstack([Vs, ring]), np.vstack([Fs, Fr + len(Vs)])
+    pts = sample_surface(Vs, Fs, 40_000)
+    pts = pts[np.linalg.norm(pts - [0.0, 0.0, 0.5], axis=1) > 0.15]  # the unmeasured cap on top
+    out = C.carve_outside_points(C.to_o3d(V, F), pts, _ring_cams(np.zeros(3)), close_frac=0.02, min_views=2)
+    Vo, Fo = C.arrays(out)
+    rad = np.linalg.norm(Vo[Fo].mean(1)[:, :2], axis=1)
+    on_sphere = np.abs(np.linalg.norm(Vo[Fo].mean(1), axis=1) - 0.5) < 0.01
+    assert (rad > 0.6).sum() == 0  # the skirt is gone beyond a sliver at the rim
+    assert on_sphere.sum() >= 0.99 * len(Fs)  # the sphere and its unmeasured cap stay
+
+
+def test_isolate_by_views_grows_the_core_into_connected_parts_seen_by_few_views():
+    """A bar leaving the frame of most cameras (share falling from 1 to 0.2 along it) and a separate piece
+    seen by 0.3: with a grow share the bar stays whole and the piece without core goes; without, the bar is cut."""
+    x = np.linspace(0, 2, 41)
+    V = np.concatenate([np.stack([x, np.zeros_like(x), np.zeros_like(x)], 1),
+                        np.stack([x, np.ones_like(x) * 0.05, np.zeros_like(x)], 1),
+                        [[3.0, 0, 0], [3.1, 0, 0], [3.0, 0.1, 0]]])
+    n = len(x)
+    F = np.array([[i, i + 1, n + i] for i in range(n - 1)] + [[i + 1, n + i + 1, n + i] for i in range(n - 1)]
+                 + [[2 * n, 2 * n + 1, 2 * n + 2]])
+    share = np.concatenate([np.linspace(1, 0.2, n), np.linspace(1, 0.2, n), [0.3, 0.3, 0.3]])
+    out = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, np.zeros(3), grow_share=0.15)
+    Vo, _ = C.arrays(out)
+    assert Vo[:, 0].max() == pytest.approx(2.0) and Vo[:, 0].min() == 0.0  # the whole bar
+    assert len(C.arrays(out)[1]) == 2 * (n - 1)  # and not the separate piece
+    cut = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, np.zeros(3))
+    assert C.arrays(cut)[0][:, 0].max() < 1.1

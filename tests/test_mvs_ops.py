@@ -124,6 +124,38 @@ def test_depth_normals_of_a_slanted_plane():
     assert 0.9 < cos[30, 40] <= 1.0
 
 
+def test_depth_normals_keep_the_rim_of_a_valid_region():
+    """Pixels next to missing depth get one-sided normals (before, the 2-pixel rim of every region was lost)."""
+    K = np.array([[120.0, 0, 40], [0, 120.0, 30], [0, 0, 1]])
+    n = np.array([0.3, -0.2, -1.0])
+    n /= np.linalg.norm(n)
+    depth = (-2.0 / (pixel_rays(60, 80, K) @ n)).astype(np.float32)
+    depth[:, 40:] = 0  # the right half has no depth
+    depth[20:24, 10:14] = 0  # and a small hole
+    normals = depth_normals(depth, K, step=2)
+    rim = normals[5:-5, 38:40].reshape(-1, 3)  # last valid columns: no right neighbour
+    np.testing.assert_allclose(rim, np.broadcast_to(n, rim.shape), atol=1e-4)
+    around = normals[18:26, 8:16][depth[18:26, 8:16] > 0]
+    np.testing.assert_allclose(around, np.broadcast_to(n, around.shape), atol=1e-4)
+    assert np.all(normals[depth == 0] == 0)
+
+
+def test_sweep_planes_follow_the_pixel_motion_of_the_range():
+    from vid2model.ops.mvs.plane_sweep import Cam
+    from vid2model.ops.mvs.view_selection import sweep_planes
+
+    K = np.array([[200.0, 0, 100], [0, 200.0, 75], [0, 0, 1]])
+    ref = Cam(K, np.eye(3), np.zeros(3))
+
+    def src(baseline):  # camera shifted along x, same orientation: disparity = f * b / z
+        return Cam(K, np.eye(3), np.array([-baseline, 0.0, 0.0]))
+
+    # centre pixel, depths 2..8: disparity 200 b (1/2 - 1/8) = 75 b full-res pixels, 37.5 b at half resolution
+    assert sweep_planes(ref, [src(0.1)], 2.0, 8.0, (200, 150), 32, 256, 2.0) == 32  # 3.75 px: the minimum
+    assert sweep_planes(ref, [src(0.1), src(4.0)], 2.0, 8.0, (200, 150), 32, 256, 2.0) == 75  # 150 px / 2
+    assert sweep_planes(ref, [src(20.0)], 2.0, 8.0, (200, 150), 32, 256, 2.0) == 256  # capped
+
+
 def test_select_sources_prefers_close_neighbours():
     ang = np.radians(np.arange(12) * 30.0)
     centers = np.stack([3 * np.cos(ang), 3 * np.sin(ang), np.zeros(12)], 1)

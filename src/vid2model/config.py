@@ -65,7 +65,9 @@ class DenseConfig:
 
     max_side: int = 640  # depth-map resolution (long side)
     num_sources: int = 8  # each pixel scores its best 2 (best_k); more sources cover more of the view
-    n_planes: int = 48  # hypotheses of the global plane sweep
+    n_planes: int = 48  # hypotheses of the global plane sweep (at least)
+    plane_step_px: float = 4.0  # more planes (up to max_planes) where consecutive ones would move a source pixel more
+    max_planes: int = 128
     n_refine: int = 12  # per-pixel hypotheses of the refinement sweep
     window: int = 3  # NCC window radius (pixels)
     min_ncc: float = 0.3  # matching score under which a depth is dropped
@@ -77,6 +79,7 @@ class DenseConfig:
     min_texture: float = 0.01  # grey std in the NCC window under which a pixel is untextured (dropped)
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
+    holdout_every: int = 0  # hold every n-th view (0, n, 2n...) out of stereo and meshing, for evaluation; 0 = none
     threads: int = 0  # CPU threads for torch; 0 = all available cores
     backend: str = "auto"  # auto | cpu | colmap_cuda
     device: str = "auto"  # auto | cpu | cuda
@@ -96,10 +99,15 @@ class MeshConfig:
     poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at poisson_max_depth)
     poisson_max_depth: int = 10  # each level costs ~3x time and memory
     poisson_trim: float = 0.05  # drop the lowest-density quantile of Poisson vertices (surface the data never saw)
+    # Poisson reaches past the data (unseen backs, rims): drop surface outside the fused points' silhouettes
+    # (closed over carve_close of the image diagonal) in carve_min_views views; 0 = keep it
+    carve_close: float = 0.02
+    carve_min_views: int = 2
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)
     isolate_view_share: float = 0.6  # isolation keeps surface in view of this share of the best-seen point's cameras
+    isolate_grow_share: float = 0.15  # ... and surface joined to it in view of this share (objects filling the frame)
     drop_floor: bool = False
     fill_holes: bool = True
     max_hole_size: float = 0.1  # in scene radii

@@ -120,6 +120,11 @@ class Workspace:
     def fused_ply(self) -> Path:
         return self.dense_dir / "fused.ply"
 
+    @property
+    def holdout_json(self) -> Path:
+        """Views held out of dense stereo and meshing (for evaluation), by image name."""
+        return self.dense_dir / "holdout.json"
+
     # ---- mesh / texture / splat ------------------------------------------------------------
     @property
     def mesh_dir(self) -> Path:

@@ -127,25 +127,90 @@ def view_share(points: np.ndarray, cams: list[tuple[np.ndarray, np.ndarray, np.n
     return count / max(len(cams), 1)
 
 
-def isolate_by_views(mesh, share: np.ndarray, min_share: float, center: np.ndarray):
-    """Keep what most cameras see (an orbit's object and what touches it): faces whose vertices are in
-    view of at least ``min_share`` of the cameras, then the connected pieces nearest ``center``.
+def isolate_by_views(mesh, share: np.ndarray, min_share: float, center: np.ndarray, grow_share: float | None = None):
+    """Keep what most cameras see (an orbit's object and what touches it): the surface in view of at least
+    ``min_share`` of the cameras, grown over connected surface in view of at least ``grow_share`` (parts
+    of an object that fills the frame leave many views), then the connected pieces nearest ``center``.
 
     Args:
         share: (V,) per-vertex share of cameras seeing it (:func:`view_share`).
+        grow_share: lower share for surface joined to the core (hysteresis); None = ``min_share``.
     """
+    low = min_share if grow_share is None else min(grow_share, min_share)
     V, F = arrays(mesh)
-    mesh = _keep_faces(mesh, (share[F] >= min_share).all(1))
+    fs = share[F].min(1)
+    keep = fs >= low
+    core = fs[keep] >= min_share
+    mesh = _keep_faces(mesh, keep)
     V, F = arrays(mesh)
     lab = component_labels(len(V), F)
-    if len(lab) == 0:
+    if len(lab) == 0 or not core.any():
         return mesh
     d = np.linalg.norm(V[F].mean(1) - np.asarray(center), axis=1)
-    counts = np.bincount(lab)
-    # the piece holding the face nearest the centre, and every piece at least a fifth of the largest
-    keep = (counts >= 0.2 * counts.max())
-    keep[lab[np.argmin(d)]] = True
+    counts = np.bincount(lab[core], minlength=lab.max() + 1)
+    # the piece holding the core face nearest the centre, and every piece with a fifth of the largest core
+    keep = counts >= max(0.2 * counts.max(), 1)
+    keep[lab[core][np.argmin(d[core])]] = True
     return _keep_faces(mesh, keep[lab])
+
+
+def point_silhouettes(points: np.ndarray, cams: list, close_frac: float = 0.02, max_side: int = 480) -> list:
+    """Per camera, the image region the points cover: their projections, closed over gaps up to
+    ``close_frac`` of the image diagonal (surface that no depth map measured, inside the object).
+
+    Args:
+        points: (N, 3) world points (the fused cloud).
+        cams: per camera (K, R, t, width, height), as for :func:`view_share`.
+        close_frac: closing radius, share of the image diagonal.
+        max_side: the masks' long side (pixels); cameras are scaled to it.
+
+    Returns:
+        per camera (mask (H, W) bool, scale from the camera's pixels to the mask's).
+    """
+    import cv2
+
+    out = []
+    for K, R, t, w, h in cams:
+        s = min(1.0, max_side / max(w, h))
+        W, H = max(1, round(w * s)), max(1, round(h * s))
+        u, v, inb = _project(points, K, R, t, s, W, H)
+        m = np.zeros((H, W), np.uint8)
+        m[v[inb], u[inb]] = 1
+        r = max(1, int(round(close_frac * np.hypot(W, H))))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        m = cv2.morphologyEx(cv2.dilate(m, np.ones((3, 3), np.uint8)), cv2.MORPH_CLOSE, disk)
+        out.append((m > 0, s))
+    return out
+
+
+def _project(X: np.ndarray, K, R, t, s: float, W: int, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer pixel (u, v) of points in a camera scaled by ``s`` and whether they land in front, inside."""
+    x = X @ R.T + t
+    z = x[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (K[0, 0] * x[:, 0] / z + K[0, 2]) * s
+        v = (K[1, 1] * x[:, 1] / z + K[1, 2]) * s
+    inb = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    return np.where(inb, u, 0).astype(np.int64), np.where(inb, v, 0).astype(np.int64), inb
+
+
+def carve_outside_points(mesh, points: np.ndarray, cams: list, close_frac: float = 0.02, min_views: int = 2):
+    """Remove surface outside the visual hull of the points: vertices that land outside the points'
+    silhouette (:func:`point_silhouettes`) in at least ``min_views`` cameras.
+
+    Screened Poisson closes an open scan with surface that reaches past the data (the unseen back, the
+    rims); seen from the cameras it widens every silhouette. The points themselves lie inside the object's
+    silhouettes, so their hull keeps the measured surface and what fills its gaps.
+    """
+    V, F = arrays(mesh)
+    if len(F) == 0 or len(points) == 0 or not cams:
+        return mesh
+    votes = np.zeros(len(V), np.int32)
+    for (K, R, t, w, h), (m, s) in zip(cams, point_silhouettes(points, cams, close_frac)):
+        u, v, inb = _project(V, K, R, t, s, m.shape[1], m.shape[0])
+        votes += inb & ~m[v, u]
+    mesh.remove_vertices_by_mask(votes >= min_views)
+    return mesh
 
 
 def drop_floor(mesh, up: np.ndarray = np.array([0.0, 0.0, 1.0]), distance: float = 0.01, seed: int = 0):

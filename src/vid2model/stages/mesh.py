@@ -1,7 +1,8 @@
-"""Mesh stage: TSDF fusion of the depth maps (open3d VoxelBlockGrid) or screened Poisson, then cleanup.
+"""Mesh stage: TSDF fusion of the depth maps (open3d VoxelBlockGrid) or screened Poisson (carved to the
+points' silhouettes), then cleanup.
 
-Reads cameras from ``dense/sparse``, colours from ``dense/images``, depth maps from
-``dense/stereo/depth_maps/<image>.geometric.bin`` (or ``dense/fused.ply`` for Poisson).
+Reads cameras from ``dense/sparse`` (less the views in ``dense/holdout.json``), colours from ``dense/images``,
+depth maps from ``dense/stereo/depth_maps/<image>.geometric.bin`` (or ``dense/fused.ply`` for Poisson).
 Writes ``mesh/mesh_raw.ply``, ``mesh/mesh.ply`` (clean) and ``mesh/mesh_lod_<faces>.ply``, all with
 vertex colours, in the world frame of ``sparse/0``.
 """
@@ -103,7 +104,7 @@ def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trun
     return mesh, used
 
 
-def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig):
+def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     import open3d as o3d
 
     if not ws.fused_ply.exists():
@@ -121,7 +122,11 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig):
         mesh.remove_vertices_by_mask(dens < np.quantile(dens, cfg.poisson_trim))
     # Poisson closes the surface far beyond the data: keep what lies near the points' bounding box
     box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
-    return mesh.crop(box), depth
+    mesh = mesh.crop(box)
+    if cfg.carve_close > 0 and views:  # ... and inside the cameras' view of the points
+        cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
+        mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), cams, cfg.carve_close, cfg.carve_min_views)
+    return mesh, depth
 
 
 def _write(mesh, path: Path) -> None:
@@ -155,7 +160,8 @@ def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.nd
         if orbit and views:
             cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
             share = C.view_share(np.asarray(mesh.vertices), cams)
-            mesh = C.isolate_by_views(mesh, share, cfg.isolate_view_share * share.max(), center)
+            mesh = C.isolate_by_views(mesh, share, cfg.isolate_view_share * share.max(), center,
+                                      cfg.isolate_grow_share * share.max())
         elif orbit:
             mesh = C.isolate_object(mesh, center, cfg.isolate_radius * radius)
         else:
@@ -173,7 +179,8 @@ def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.nd
 
 def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
     """Surface extraction and cleanup; see the module docstring."""
-    views = load_views(ws.dense_dir / "sparse")
+    held = set(ws.read_json(ws.holdout_json, default=[]) or [])  # views kept out for evaluation
+    views = [v for v in load_views(ws.dense_dir / "sparse") if v.name not in held]
     scene = ws.read_json(ws.scene_json, default={}) or {}
     radius = float(scene.get("radius") or 1.0)
     up = np.asarray(scene.get("up") or [0.0, 0.0, 1.0], float)
@@ -184,7 +191,7 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         mesh, summary["views_fused"] = _tsdf(ws, views, voxel, depth_max=high * 1.05, trunc=cfg.sdf_trunc_voxels)
     elif cfg.method == "poisson":
         voxel = cfg.voxel_size or radius / cfg.voxel_divisions
-        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg)
+        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg, views)
     else:
         raise UserError(f"unknown mesh method {cfg.method!r}: use tsdf or poisson")
     mesh = C.tidy(mesh)

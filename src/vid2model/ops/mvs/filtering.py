@@ -71,26 +71,40 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
     return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
+def _diffs(X: np.ndarray, valid: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Differences of X (H, W, 3) along ``axis``: central, one-sided where a neighbour is missing; and where defined."""
+    fwd = np.zeros_like(X)
+    bwd = np.zeros_like(X)
+    ok_f = np.zeros(valid.shape, bool)
+    ok_b = np.zeros(valid.shape, bool)
+    a, b = [slice(None)] * 2, [slice(None)] * 2
+    a[axis], b[axis] = slice(None, -s), slice(s, None)
+    a, b = tuple(a), tuple(b)
+    fwd[a] = X[b] - X[a]
+    ok_f[a] = valid[b] & valid[a]
+    bwd[b] = X[b] - X[a]
+    ok_b[b] = valid[b] & valid[a]
+    d = np.where(ok_f[..., None], fwd, 0) + np.where(ok_b[..., None], bwd, 0)
+    return d, ok_f | ok_b
+
+
 def depth_normals(depth: np.ndarray, K: np.ndarray, step: int = 1) -> np.ndarray:
     """Camera-frame unit normals (H, W, 3) of a depth map, facing the camera (zeros where invalid).
 
-    Central differences ``step`` pixels apart; a pixel needs all four neighbours valid.
+    Differences ``step`` pixels apart: central where both neighbours are valid, one-sided where only one
+    is (rims and thin structures keep their pixels); a pixel needs a neighbour along each axis.
+    The outer ``step`` pixels of the image get none.
     """
     s = step
+    valid = depth > 0
     X = pixel_rays(*depth.shape, K) * depth[..., None]
-    dx = np.zeros_like(X)
-    dy = np.zeros_like(X)
-    dx[:, s:-s] = X[:, 2 * s:] - X[:, :-2 * s]
-    dy[s:-s] = X[2 * s:] - X[:-2 * s]
+    dx, ok_x = _diffs(X, valid, s, 1)
+    dy, ok_y = _diffs(X, valid, s, 0)
     n = np.cross(dx, dy)
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.where(norm > 1e-12, n / np.maximum(norm, 1e-12), 0)
     n[(n * X).sum(-1) > 0] *= -1
-    bad = depth <= 0
-    bad[:, s:] |= depth[:, :-s] <= 0
-    bad[:, :-s] |= depth[:, s:] <= 0
-    bad[s:] |= depth[:-s] <= 0
-    bad[:-s] |= depth[s:] <= 0
+    bad = ~(valid & ok_x & ok_y) | (norm[..., 0] <= 1e-12)
     bad[:, :s] = bad[:, -s:] = True
     bad[:s] = bad[-s:] = True
     n[bad] = 0

@@ -173,7 +173,7 @@ def spacing_of(radius: float, n: int) -> float:
 def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam],
                 dmin: float, dmax: float, n_planes: int = 48, n_refine: int = 8, window: int = 3,
                 best_k: int = 2, chunk: int = 8, rounds: int = 3, impl: str = "auto",
-                anchor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                anchor: float = 1.0, refine_planes: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimate a depth map for the reference view, coarse to fine.
 
     A global sweep over ``n_planes`` fronto-parallel planes (uniform in inverse depth) runs at half
@@ -200,6 +200,9 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
             window straddles a depth edge and the centre value is kept (0 = always the centre).
             A window matches where the offset surface fits the scene on average, so the centre value puts the
             surface's own pixel noise into the result (median error 0.5 % -> 0.1 % of the orbit's size).
+        refine_planes: the first refinement searches +-1.5 plane steps of a sweep with this many planes
+            (0 = ``n_planes``): a denser global sweep does not narrow it below what the half-resolution
+            estimate is accurate to.
 
     Returns:
         depth (H, W) and score (H, W) = aggregated NCC in [-1, 1].
@@ -222,7 +225,8 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         better = sc > best
         best = torch.where(better, sc, best)
         inv_lo = torch.where(better, planes.gather(0, si[None])[0], inv_lo)
-    step = float(inv[1] - inv[0]) if n_planes > 1 else 0.5 / dmin
+    n_step = refine_planes or n_planes
+    step = (1 / dmin - 1 / dmax) / (n_step - 1) if n_step > 1 else 0.5 / dmin
     # fine level: full resolution, per-pixel sweeps around the upsampled estimate
     inv_est = F.interpolate(inv_lo[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
     score = _Scorer(ref_img, src_imgs, ref, srcs, window, best_k, impl, chunk)

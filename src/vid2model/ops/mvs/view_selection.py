@@ -108,3 +108,29 @@ def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.nd
         near = np.linalg.norm(centers - centers[j], axis=1) < 0.25 * np.linalg.norm(centers[j] - centers[ref])
         penalty[near] *= 0.5
     return chosen
+
+
+def sweep_planes(ref, srcs: list, dmin: float, dmax: float, size: tuple[int, int], n_min: int, n_max: int,
+                 step_px: float) -> int:
+    """Planes a sweep over [dmin, dmax] needs so that consecutive planes move a pixel at most ``step_px``
+    (pixels of the half-resolution level the global sweep runs at) in every source, within [n_min, n_max].
+
+    A sweep whose planes jump farther than the matching window lands between the true depths and the
+    refinement around it never reaches them (wide baselines, deep ranges).
+
+    Args:
+        ref, srcs: cameras (K, R, t world-to-camera) at the working resolution ``size`` = (W, H).
+    """
+    W, H = size
+    Kinv = np.linalg.inv(ref.K)
+    span = 0.0
+    for u, v in ((W / 2, H / 2), (W / 4, H / 4), (3 * W / 4, H / 4), (W / 4, 3 * H / 4), (3 * W / 4, 3 * H / 4)):
+        ray = Kinv @ np.array([u, v, 1.0])
+        X = np.array([(ray * z - ref.t) @ ref.R for z in (dmin, dmax)])  # world points at both ends
+        for s in srcs:
+            x = (X @ s.R.T + s.t) @ s.K.T
+            if (x[:, 2] <= 0).any():  # the near end is behind this source: it bounds nothing here
+                continue
+            uv = x[:, :2] / x[:, 2:]
+            span = max(span, 0.5 * float(np.linalg.norm(uv[0] - uv[1])))
+    return int(np.clip(np.ceil(span / max(step_px, 1e-6)), n_min, n_max))
