@@ -108,3 +108,20 @@ def test_capture_kind_partial_arc_strafe_and_walk():
     assert kind(strafe) == "walk"
     walk = camera_path(SynthConfig(path="walk", n_frames=24, seed=0), np.linspace(0, 1, 24))
     assert kind(walk) == "walk"
+
+
+def test_estimate_up_looking_steeply_down_on_a_short_arc():
+    """A 60-degree sweep looking down 50 degrees at a product: the camera centres barely span a plane and
+    the mean camera up is 50 degrees off, but the cameras' x axes (no roll) still give gravity."""
+    out = []
+    for a in np.radians(np.linspace(0, 60, 12)):
+        c = 3.0 * np.array([np.cos(np.radians(50)) * np.cos(a), np.cos(np.radians(50)) * np.sin(a), np.sin(np.radians(50))])
+        fwd = -c / np.linalg.norm(c)
+        right = np.cross(fwd, [0, 0, 1.0])
+        right /= np.linalg.norm(right)
+        out.append((np.stack([right, np.cross(fwd, right), fwd], axis=0), c))  # rows: camera axes (w2c)
+    T = _rot([0.2, 1.0, 0.1], 30)  # the solved model's arbitrary orientation
+    R_w2c = np.array([R @ T.T for R, _ in out])
+    centers = np.array([T @ c for _, c in out])
+    up = estimate_up(R_w2c, centers)
+    assert np.degrees(np.arccos(np.clip(up @ (T @ [0, 0, 1.0]), -1, 1))) < 1.0

@@ -29,7 +29,8 @@ def estimate_up(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
        the horizontal plane (immune to a common pitch);
     3. the mean camera up.
 
-    Each is signed to agree with the mean camera up and must lie within 45 deg of it.
+    Each is signed to agree with the mean camera up and must lie within 70 deg of it: looking down at a
+    product on a table tilts the mean camera up by the pitch (47 deg on a real phone capture).
 
     Args:
         R_w2c: (N, 3, 3) world-to-camera rotations.
@@ -41,18 +42,18 @@ def estimate_up(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
     cam_up = -R_w2c[:, 1, :]  # rows of R are camera axes in world coordinates
     mean_up = cam_up.mean(0)
     mean_up /= np.linalg.norm(mean_up)
-    cos45 = np.cos(np.radians(45))
+    cos_max = np.cos(np.radians(70))
     if len(centers) >= 5:
         c = centers - centers.mean(0)
         _, s, vt = np.linalg.svd(c, full_matrices=False)
         normal = vt[2]
         planar = s[2] < 0.25 * s[1] and s[1] > 0.2 * s[0]
-        if planar and abs(normal @ mean_up) > cos45:
+        if planar and abs(normal @ mean_up) > cos_max:
             return normal * np.sign(normal @ mean_up)
     if len(R_w2c) >= 3:
         _, s, vt = np.linalg.svd(R_w2c[:, 0, :], full_matrices=False)
         ortho = vt[2]
-        if s[1] > 0.3 * s[0] and abs(ortho @ mean_up) > cos45:
+        if s[1] > 0.2 * s[0] and abs(ortho @ mean_up) > cos_max:
             return ortho * np.sign(ortho @ mean_up)
     return mean_up
 
