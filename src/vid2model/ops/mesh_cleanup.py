@@ -118,12 +118,7 @@ def view_share(points: np.ndarray, cams: list[tuple[np.ndarray, np.ndarray, np.n
     """
     count = np.zeros(len(points), np.int32)
     for K, R, t, w, h in cams:
-        X = points @ R.T + t
-        z = X[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = K[0, 0] * X[:, 0] / z + K[0, 2]
-            v = K[1, 1] * X[:, 1] / z + K[1, 2]
-        count += (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        count += _project(points, K, R, t, 1.0, w, h)[2]
     return count / max(len(cams), 1)
 
 

@@ -3,8 +3,8 @@
 Reads the undistorted COLMAP dense workspace (``dense/images``, ``dense/sparse``) written by SfM and
 writes COLMAP-format ``dense/stereo/{depth,normal}_maps/<image>.geometric.bin``, ``dense/fused.ply`` and
 ``dense/holdout.json`` (views kept out of stereo and meshing for evaluation, ``holdout_every``).
-Backends: ``cpu`` (ours: fused numba kernels on the CPU, vectorised torch on CUDA when present), ``colmap_cuda`` (COLMAP's PatchMatch,
-pycolmap CUDA builds only); ``auto`` picks ours.
+Backends: ``cpu`` (ours: fused numba kernels on the CPU, vectorised torch on CUDA when present),
+``colmap_cuda`` (COLMAP's PatchMatch, pycolmap CUDA builds only); ``auto`` picks ours.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     ranges = depth_ranges(points, tracks, R, t, fallback=_fallback_range(ws, views))
     if any(r is None for r in ranges):
         raise UserError("too few 3D points to bound depths; the camera solution is too sparse for dense stereo")
-    covis = covisibility(tracks, len(views))
     vis = visibility(tracks, len(views))
+    covis = covisibility(tracks, len(views), vis)
     # working resolution: the long side of the largest image brought to cfg.max_side
     cams, grays, sizes = [], [], []
     for v in views:

@@ -267,5 +267,6 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
                 if name.lower().endswith(".png"):
                     m = m.replace(name, "texture.png")
             (tmp / "model.mtl").write_text(m)
-    return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources), "faces_unseen": int((~seen).sum()),
+    return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources),
+            "faces_unseen": int((~seen).sum()),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def covisibility(tracks: list[np.ndarray], n_views: int) -> np.ndarray:
-    """(N, N) number of sparse points shared by each pair of views, from per-point view-index tracks."""
-    covis = np.zeros((n_views, n_views))
-    for tr in tracks:
-        tr = np.unique(tr)
-        if len(tr) > 1:
-            covis[np.ix_(tr, tr)] += 1
+def covisibility(tracks: list[np.ndarray], n_views: int, vis=None) -> np.ndarray:
+    """(N, N) number of sparse points shared by each pair of views, from per-point view-index tracks
+    (or their :func:`visibility` matrix when already built)."""
+    V = (visibility(tracks, n_views) if vis is None else vis).astype(np.float64)
+    covis = (V @ V.T).toarray()
     np.fill_diagonal(covis, 0)
     return covis
 
@@ -53,8 +51,9 @@ def visibility(tracks: list[np.ndarray], n_views: int):
     """(N, P) sparse boolean matrix: view i observes sparse point p."""
     from scipy.sparse import csr_matrix
 
-    rows = np.concatenate([np.unique(tr) for tr in tracks]) if tracks else np.zeros(0, np.int64)
-    cols = np.repeat(np.arange(len(tracks)), [len(np.unique(tr)) for tr in tracks])
+    uniq = [np.unique(tr) for tr in tracks]
+    rows = np.concatenate(uniq) if uniq else np.zeros(0, np.int64)
+    cols = np.repeat(np.arange(len(uniq)), [len(u) for u in uniq])
     return csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(n_views, len(tracks)))
 
 
