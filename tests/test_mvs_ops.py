@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
-from vid2model.ops.mvs.filtering import backproject, consistency, depth_normals, incidence_cos, pixel_rays
+from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
+                                         pixel_rays)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
@@ -194,6 +195,26 @@ def test_covisibility_and_depth_ranges():
     r = depth_ranges(pts, [np.array([0])] * 20, R, t, fallback=(0.5, 9.0))
     assert r[0][0] < 2.0 and 4.0 < r[0][1] < 7.0
     assert r[1] == (0.5, 9.0)
+
+
+def test_depth_range_of_a_distant_compact_object_stays_near_it():
+    pts = np.array([[0, 0, z] for z in np.linspace(3.3, 3.8, 50)])
+    (lo, hi), = depth_ranges(pts, [np.array([0])] * 50, np.eye(3)[None], np.zeros((1, 3)))
+    # bounded by the depth spread (0.5), not by the 0.6 / 1.5 factors that suit deep scenes (2.0 / 5.7)
+    assert 2.7 < lo < 3.3 and 3.8 < hi < 4.4
+
+
+def test_flat_fringe_drops_the_band_a_window_adds_around_an_object():
+    rng = np.random.default_rng(0)
+    gray = np.zeros((60, 80), np.float32)
+    gray[20:40, 20:60] = rng.uniform(0.3, 0.9, (20, 40))  # textured object on a plain backdrop
+    gray[26:34, 30:50] = 0.5  # a plain patch inside the object
+    valid = np.zeros_like(gray, bool)
+    valid[17:43, 17:63] = True  # the object widened by a 3-pixel window
+    drop = flat_fringe(valid, gray, window=3, min_std=0.01, radius=1)
+    kept = valid & ~drop
+    assert not kept[17:19].any() and not kept[:, 17:19].any() and not kept[:, 61:63].any()
+    assert kept[20:40, 20:60].all()  # the object itself, with its plain interior patch, stays
 
 
 def test_voxel_fusion_averages_per_voxel():

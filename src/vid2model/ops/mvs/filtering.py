@@ -71,6 +71,26 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
     return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
+def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1) -> np.ndarray:
+    """Pixels (H, W) bool of a depth map's fringe to drop: untextured in their own small neighbourhood
+    (grey std under ``min_std`` over ``2 radius + 1`` pixels) and within ``window`` pixels of the
+    valid region's edge.
+
+    Such a pixel took its depth from texture at the rim of its matching window, typically the edge of
+    an object in front of a plain backdrop, which widens the object by up to the window radius
+    (foreground fattening). Untextured pixels deep inside a valid region are left alone.
+    """
+    import cv2
+
+    k = 2 * radius + 1
+    g = gray.astype(np.float32)
+    m1 = cv2.blur(g, (k, k))
+    m2 = cv2.blur(g * g, (k, k))
+    flat = np.sqrt(np.maximum(m2 - m1 * m1, 0)) < min_std
+    interior = cv2.erode(valid.astype(np.uint8), np.ones((2 * window + 1, 2 * window + 1), np.uint8)) > 0
+    return valid & flat & ~interior
+
+
 def _diffs(X: np.ndarray, valid: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Differences of X (H, W, 3) along ``axis``: central, one-sided where a neighbour is missing; and where defined."""
     fwd = np.zeros_like(X)
