@@ -13,6 +13,8 @@ from vid2model.stages.sfm_rescue import (  # noqa: E402
     _weighted_median,
     align_by_poses,
     model_focals,
+    centre_disagreement,
+    centres,
     piece_disagreement,
     rotations,
 )
@@ -94,3 +96,18 @@ def test_focal_seed_is_the_registration_weighted_median():
     f = model_focals(models)
     assert sorted(r for r, _ in f) == [1.0, 5.0]
     assert _weighted_median(f) == 5.0
+
+
+def test_a_model_with_right_rotations_and_wrong_centres_disagrees_with_a_piece():
+    model = _ring(names=list(range(8)))
+    piece = centres(_ring(names=[0, 1, 2, 3, 4, 5]))
+    assert centre_disagreement(model, [piece]) == set()
+    # frame 5 pulled towards the ring's centre, its rotation kept: the rest still fits the piece
+    i = next(i for i in model.reg_image_ids() if model.image(i).name == "v05.png")
+    frame = model.frame(model.image(i).frame_id)
+    pose = model.image(i).cam_from_world()
+    c = centres(model)["v05.png"]
+    moved = pycolmap.Rigid3d(pose.rotation, pose.translation + pose.rotation.matrix() @ (0.5 * c))
+    frame.set_cam_from_world(model.image(i).camera_id, moved)
+    assert centre_disagreement(model, [piece]) == {"v05.png"}
+    assert centre_disagreement(model, [centres(_ring(names=[0, 1, 2]))]) == set()  # too few shared to judge

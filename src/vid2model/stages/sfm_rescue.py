@@ -13,6 +13,7 @@ views on with a wrong rotation while the reprojection error still looks acceptab
 * :func:`piece_disagreement` names the frames of a model whose rotation disagrees with an incremental
   piece (built from multi-view tracks, so locally reliable): a wrong-but-registered block shows up
   there even when the model registered everything.
+* :func:`centre_disagreement` does the same for camera centres (rotations right, positions wrong).
 * :func:`rescue` drives both, with an optional callback for denser features and guided matching.
 """
 
@@ -179,14 +180,75 @@ def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float 
     return bad
 
 
+def centres(rec) -> dict[str, np.ndarray]:
+    """Camera centre of each registered frame, by image name."""
+    out = {}
+    for i in rec.reg_image_ids():
+        R, t = _pose(rec, i)
+        out[rec.image(i).name] = -R.T @ t
+    return out
+
+
+def _similarity_residuals(src: np.ndarray, dst: np.ndarray, samples: int = 200) -> np.ndarray:
+    """Residuals (N,) of ``dst`` under the similarity from ``src`` (N, 3) that most points fit: the best
+    of random 3-point fits (least squares refitted on its half nearest), so a few misplaced frames do
+    not drag the fit onto themselves."""
+    from vid2model.ops.similarity import umeyama
+
+    rng = np.random.default_rng(0)
+    n = len(src)
+    best = None
+    for _ in range(samples):
+        idx = rng.choice(n, 3, replace=False)
+        try:
+            s, R, t = umeyama(src[idx], dst[idx])
+        except np.linalg.LinAlgError:
+            continue
+        res = np.linalg.norm(src @ R.T * s + t - dst, axis=1)
+        score = np.median(res)
+        if np.isfinite(score) and (best is None or score < best[0]):
+            best = (score, res)
+    if best is None:
+        return np.full(n, np.inf)
+    keep = np.argsort(best[1])[: max(3, n // 2 + 1)]
+    s, R, t = umeyama(src[keep], dst[keep])
+    return np.linalg.norm(src @ R.T * s + t - dst, axis=1)
+
+
+def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float = 0.05,
+                        min_shared: int = 6) -> set[str]:
+    """Frames of ``rec`` whose centre lies more than ``max_rel`` of a piece's extent from the piece's
+    centre, once the piece is aligned onto ``rec`` by a robust similarity over the frames both have (at
+    least ``min_shared``: a 4-frame piece of a sparse ring was itself off by 20 %; most must agree). Global mapping can place every rotation
+    right and the positions wrong (Middlebury temple, now and then: centres 44 % of the ring off)."""
+    mine = centres(rec)
+    bad: set[str] = set()
+    for piece in pieces:
+        shared = sorted(set(piece) & set(mine))
+        if len(shared) < min_shared:
+            continue
+        src = np.array([piece[n] for n in shared])
+        dst = np.array([mine[n] for n in shared])
+        extent = float(np.max(np.linalg.norm(dst[:, None] - dst[None], axis=-1)))
+        if extent <= 0:
+            continue
+        res = _similarity_residuals(src, dst) / extent
+        if np.mean(res <= max_rel) > 0.5:
+            bad |= {n for n, r in zip(shared, res) if r > max_rel}
+        else:  # the shapes differ as a whole: every shared frame is in question
+            bad |= set(shared)
+    return bad
+
+
 def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: list, best,
-           densify: Callable[[], bool] | None = None) -> tuple[Any, dict[str, Any]]:
+           densify: Callable[[], bool] | None = None, judges: list | None = None) -> tuple[Any, dict[str, Any]]:
     """Try fixed-focal incremental mapping (then denser features, when ``densify`` is given and the
     first try still leaves frames out) for a model better than ``best``.
 
     Args:
         seen: models the mappers produced so far (their focal lengths seed the fixed focal length).
         best: the best model so far (may be None).
+        judges: incremental pieces of the mappers whose camera centres both models must agree with.
         densify: callback re-extracting denser features and re-matching with guidance; False when
             it did nothing.
 
@@ -224,8 +286,9 @@ def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: 
             break
     if found is None:
         return None, {"rescue_attempts": attempts}
-    bad_found = piece_disagreement(found, pieces)
-    bad_best = piece_disagreement(best, pieces) if best is not None else set()
+    judged = [centres(m) for m in judges or []]
+    bad_found = piece_disagreement(found, pieces) | centre_disagreement(found, judged)
+    bad_best = (piece_disagreement(best, pieces) | centre_disagreement(best, judged)) if best is not None else set()
     info = {"rescue_attempts": attempts}
     if best is None or (found.num_reg_images() - len(bad_found), _score(found)[1]) > (
             best.num_reg_images() - len(bad_best), _score(best)[1]):
@@ -260,7 +323,8 @@ def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], da
     """:func:`rescue` as a last step of ``sfm_mapping.solve``: its attempts appended to ``tried``;
     (best model, its info)."""
     t0 = time.perf_counter()
-    rec, info = rescue(database, images, scratch / "rescue", names, _seen_models(scratch), best, densify)
+    rec, info = rescue(database, images, scratch / "rescue", names, _seen_models(scratch), best, densify,
+                       judges=_seen_models(scratch, ("incremental", "relaxed")))
     attempts = info.pop("rescue_attempts")
     if attempts:  # time outside the mapping runs (densify: extraction, matching) counted in the last
         attempts[-1]["s"] = round(time.perf_counter() - t0 - sum(a["s"] for a in attempts[:-1]), 2)
@@ -272,12 +336,13 @@ def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], da
 
 def needs_rescue(best, names: list[str], scratch: Path, missing_share: float = 0.05) -> bool:
     """Whether ``sfm_mapping.solve``'s model should be rescued: frames missing (more than a stray one or
-    two of a large capture, which the rescue would not place either), or frames whose rotation disagrees
-    with an incremental piece (a wrong-but-registered block)."""
+    two of a large capture, which the rescue would not place either), or frames whose rotation or centre
+    disagrees with an incremental piece (a wrong-but-registered block)."""
     if best is None or len(names) - best.num_reg_images() >= max(1.0, missing_share * len(names)):
         return True
-    pieces = [rotations(m) for m in _seen_models(scratch, ("incremental", "relaxed"))]
-    bad = piece_disagreement(best, pieces)
+    models = _seen_models(scratch, ("incremental", "relaxed"))
+    bad = piece_disagreement(best, [rotations(m) for m in models])
+    bad |= centre_disagreement(best, [centres(m) for m in models])
     if bad:
         log.info("%d frames disagree with the incremental pieces: %s", len(bad), ", ".join(sorted(bad)[:10]))
     return bool(bad)
