@@ -64,19 +64,13 @@ def _set_focal(database: Path, ratio: float) -> None:
 
 
 def _fixed_focal_options():
-    import pycolmap
+    """The relaxed incremental options with the intrinsics held fixed and a smaller initial pair."""
+    from vid2model.stages.sfm_mapping import _incremental_options
 
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.min_model_size = 3
-    opts.multiple_models = True
-    opts.min_num_matches = 10
+    opts = _incremental_options(relaxed=True)
     opts.ba_refine_focal_length = False
     opts.ba_refine_extra_params = False
     opts.mapper.init_min_num_inliers = 30
-    opts.mapper.init_min_tri_angle = 8.0
-    opts.mapper.abs_pose_min_num_inliers = 15
-    opts.mapper.abs_pose_min_inlier_ratio = 0.15
-    opts.mapper.max_reg_trials = 5
     return opts
 
 
