@@ -8,7 +8,7 @@ import torch
 
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
 from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
-                                         pixel_rays)
+                                         peel_rims, pixel_rays)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
@@ -215,6 +215,35 @@ def test_flat_fringe_drops_the_band_a_window_adds_around_an_object():
     kept = valid & ~drop
     assert not kept[17:19].any() and not kept[:, 17:19].any() and not kept[:, 61:63].any()
     assert kept[20:40, 20:60].all()  # the object itself, with its plain interior patch, stays
+
+
+def _object_on_backdrop(backdrop_texture: float):
+    """A textured object (20:40, 20:60) on a dark backdrop, edges softened like a lens does, and the valid
+    region of a depth map that fattened it by 4 pixels."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    rgb = 0.05 + backdrop_texture * rng.uniform(0, 1, (60, 80, 3))
+    rgb[20:40, 20:60] = rng.uniform(0.4, 0.9, (20, 40, 1)) * np.array([1.0, 0.8, 0.5])  # plaster-like
+    rgb = cv2.GaussianBlur(rgb.astype(np.float32), (5, 5), 0.8)
+    valid = np.zeros((60, 80), bool)
+    valid[16:44, 16:64] = True
+    return rgb, valid
+
+
+def test_peel_rims_removes_the_band_fattened_onto_a_plain_backdrop():
+    rgb, valid = _object_on_backdrop(0.01)
+    kept = peel_rims(rgb, valid)
+    obj = np.zeros_like(valid)
+    obj[20:40, 20:60] = True
+    assert (kept & ~obj).sum() <= 0.1 * (valid & ~obj).sum()  # the 4-pixel band is gone ...
+    assert (kept & obj).sum() >= 0.95 * obj.sum()  # ... and the object stays
+    assert peel_rims((rgb * 255).astype(np.uint8), valid).sum() == pytest.approx(kept.sum(), rel=0.05)
+
+
+def test_peel_rims_keeps_rims_against_textured_surroundings():
+    rgb, valid = _object_on_backdrop(0.6)  # the surroundings have their own texture: no backdrop to peel
+    assert peel_rims(rgb, valid).sum() >= 0.98 * valid.sum()
 
 
 def test_voxel_fusion_averages_per_voxel():

@@ -20,7 +20,8 @@ from vid2model.config import DenseConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import load_views, quiet_colmap, read_model
 from vid2model.io.colmap_dense import write_array, write_points_ply
-from vid2model.ops.mvs.filtering import backproject, consistency, depth_normals, flat_fringe, incidence_cos
+from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
+                                          peel_rims)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import Cam, box, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, sweep_planes, visibility
@@ -162,6 +163,8 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
             keep = ((sc >= cfg.min_ncc) & (std >= cfg.min_texture) & (d >= lo) & (d <= hi)).cpu().numpy()
             if cfg.fringe_radius > 0:
                 keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.min_texture, cfg.fringe_radius)
+            if cfg.peel_iters > 0:
+                keep = peel_rims(_read_image(ws.dense_dir / "images" / v.name, sizes[i]), keep, cfg.peel_iters)
             depths.append(np.where(keep, d.cpu().numpy(), 0).astype(np.float32))
             timings.append(time.perf_counter() - t0)
             b.advance()

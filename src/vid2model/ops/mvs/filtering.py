@@ -91,6 +91,54 @@ def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float
     return valid & flat & ~interior
 
 
+def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 2, contrast: float = 0.05,
+              flat_std: float = 0.03) -> np.ndarray:
+    """Shrink a depth map's valid region (H, W) bool where its rim has the colour of a plain backdrop.
+
+    A matching window that straddles an object's edge gives the backdrop pixels beside the edge the object's
+    depth (foreground fattening, up to the window radius on each side). A rim pixel is peeled when its colour
+    is nearer the mean of the invalid pixels within ``radius`` than the mean of the valid ones within
+    ``2 radius + 2`` (reaching past a fattened band to the object), the two means differ by more than
+    ``contrast`` and the invalid pixels are plain (colour std under ``flat_std``): an edge against an
+    untextured backdrop. Rims inside textured surroundings stay. Repeated ``iters`` times, one pixel ring each.
+
+    Args:
+        rgb: (H, W, 3) image, float in [0, 1] or uint8.
+        valid: (H, W) bool valid depths.
+
+    Returns:
+        (H, W) bool, the valid pixels kept.
+    """
+    import cv2
+
+    img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+    def box(a: np.ndarray, r: int) -> np.ndarray:
+        return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_REPLICATE)
+
+    r_in = 2 * radius + 2
+    sq = img * img
+    keep = valid.copy()
+    ring = np.ones((3, 3), np.uint8)
+    for _ in range(iters):
+        rim = keep & (cv2.erode(keep.astype(np.uint8), ring, borderType=cv2.BORDER_REPLICATE) == 0)
+        if not rim.any():
+            break
+        v = keep.astype(np.float32)
+        n_in, n_out = box(v, r_in), box(1 - v, radius)
+        m_in = box(img * v[..., None], r_in) / np.maximum(n_in, 1e-6)[..., None]
+        m_out = box(img * (1 - v)[..., None], radius) / np.maximum(n_out, 1e-6)[..., None]
+        var_out = box(sq * (1 - v)[..., None], radius) / np.maximum(n_out, 1e-6)[..., None] - m_out ** 2
+        std_out = np.sqrt(np.maximum(var_out, 0).sum(-1))
+        d_in = np.linalg.norm(img - m_in, axis=-1)
+        d_out = np.linalg.norm(img - m_out, axis=-1)
+        drop = (rim & (n_out > 0.5) & (d_out < d_in) & (np.linalg.norm(m_in - m_out, axis=-1) > contrast)
+                & (std_out < flat_std))
+        if not drop.any():
+            break
+        keep &= ~drop
+    return keep
+
+
 def _diffs(X: np.ndarray, valid: np.ndarray, s: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Differences of X (H, W, 3) along ``axis``: central, one-sided where a neighbour is missing; and where defined."""
     fwd = np.zeros_like(X)
