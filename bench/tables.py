@@ -38,8 +38,8 @@ def _surfaces(results: dict) -> list[str]:
                         f"{_f(b['precision'])} | {_f(b['recall'])} | {_f(b['fscore'])} |")
     sil = [(n, r["silhouette"]) for n, r in results["datasets"].items() if "silhouette" in r]
     if sil:
-        rows += ["", "Silhouette IoU with the object masks (DTU: its masks; Middlebury: derived from the black "
-                 "background inside the GT bounding box), meshes rendered at our solved cameras, on the views held "
+        rows += ["", "Silhouette IoU with the object masks (DTU: its masks; Middlebury: derived from the images inside "
+                 "the GT bounding box, bright pixels refined by GrabCut), meshes rendered at our solved cameras, on the views held "
                  "out of dense stereo and meshing and on those used (clean: object isolated and table dropped; raw: "
                  "surface before cleanup):", "",
                  "| dataset | mesh | views | IoU mean | IoU median | IoU min |", "|---|---|---|---|---|---|"]
