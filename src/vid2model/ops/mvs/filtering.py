@@ -112,6 +112,7 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     import cv2
 
     img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+
     def box(a: np.ndarray, r: int) -> np.ndarray:
         return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_REPLICATE)
 
