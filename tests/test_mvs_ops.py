@@ -246,6 +246,19 @@ def test_peel_rims_keeps_rims_against_textured_surroundings():
     assert peel_rims(rgb, valid).sum() >= 0.98 * valid.sum()
 
 
+def test_voxel_fusion_unique_keys_match_numpy_rowwise_also_far_out():
+    from vid2model.ops.mvs.fusion import _unique_rows
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(-5000, 5000, (20_000, 3))
+    keys[10_000:] = keys[:10_000]  # every key twice
+    for k in (keys, np.vstack([keys, [[2 ** 22, -3, 7]]])):  # packed path; past +-2^20 voxels: row-wise path
+        uniq, inv = _unique_rows(k)
+        ref, ref_inv = np.unique(k, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(uniq, ref)
+        np.testing.assert_array_equal(inv, ref_inv.ravel())
+
+
 def test_voxel_fusion_averages_per_voxel():
     f = VoxelFusion(voxel=1.0, flush_points=3)
     f.add(np.array([[0.2, 0.2, 0.2], [0.4, 0.4, 0.4]]), np.array([[0, 0, 0], [100, 100, 100]], np.uint8),
