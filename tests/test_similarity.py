@@ -125,3 +125,17 @@ def test_estimate_up_looking_steeply_down_on_a_short_arc():
     centers = np.array([T @ c for _, c in out])
     up = estimate_up(R_w2c, centers)
     assert np.degrees(np.arccos(np.clip(up @ (T @ [0, 0, 1.0]), -1, 1))) < 1.0
+
+
+def test_similarity_residuals_single_out_the_misplaced_points():
+    from vid2model.ops.similarity import similarity_residuals
+
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(8, 3))
+    a = 0.4
+    R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    dst = 2.5 * src @ R.T + np.array([1.0, -2.0, 0.5])
+    dst[[2, 5]] += np.array([[3.0, 0, 0], [0, -4.0, 1.0]])  # two of eight frames misplaced
+    res = similarity_residuals(src, dst)
+    assert np.all(np.delete(res, [2, 5]) < 1e-6)
+    assert res[2] > 2.9 and res[5] > 4.0

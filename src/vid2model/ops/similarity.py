@@ -50,6 +50,32 @@ def robust_umeyama(src: np.ndarray, dst: np.ndarray, iters: int = 5) -> tuple[fl
     return s, R, t, mask
 
 
+def similarity_residuals(src: np.ndarray, dst: np.ndarray, samples: int = 200) -> np.ndarray:
+    """Residuals (N,) of ``dst`` under the similarity from ``src`` (N, 3) that most points fit.
+
+    The best of ``samples`` random 3-point fits (lowest median residual), refitted by least squares on
+    its nearer half: a few misplaced points do not drag the fit onto themselves, as they drag a plain
+    least-squares fit (:func:`robust_umeyama` starts from one)."""
+    rng = np.random.default_rng(0)
+    n = len(src)
+    best = None
+    for _ in range(samples):
+        idx = rng.choice(n, 3, replace=False)
+        try:
+            s, R, t = umeyama(src[idx], dst[idx])
+        except np.linalg.LinAlgError:
+            continue
+        res = np.linalg.norm(src @ R.T * s + t - dst, axis=1)
+        score = np.median(res)
+        if np.isfinite(score) and (best is None or score < best[0]):
+            best = (score, res)
+    if best is None:
+        return np.full(n, np.inf)
+    keep = np.argsort(best[1])[: max(3, n // 2 + 1)]
+    s, R, t = umeyama(src[keep], dst[keep])
+    return np.linalg.norm(src @ R.T * s + t - dst, axis=1)
+
+
 def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
     """Angle of the relative rotation between two (3, 3) rotations, degrees."""
     c = (np.trace(Ra.T @ Rb) - 1) / 2

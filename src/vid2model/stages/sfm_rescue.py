@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vid2model.ops.similarity import similarity_residuals
+
 log = logging.getLogger("vid2model")
 
 
@@ -183,32 +185,6 @@ def centres(rec) -> dict[str, np.ndarray]:
     return out
 
 
-def _similarity_residuals(src: np.ndarray, dst: np.ndarray, samples: int = 200) -> np.ndarray:
-    """Residuals (N,) of ``dst`` under the similarity from ``src`` (N, 3) that most points fit: the best
-    of random 3-point fits (least squares refitted on its half nearest), so a few misplaced frames do
-    not drag the fit onto themselves."""
-    from vid2model.ops.similarity import umeyama
-
-    rng = np.random.default_rng(0)
-    n = len(src)
-    best = None
-    for _ in range(samples):
-        idx = rng.choice(n, 3, replace=False)
-        try:
-            s, R, t = umeyama(src[idx], dst[idx])
-        except np.linalg.LinAlgError:
-            continue
-        res = np.linalg.norm(src @ R.T * s + t - dst, axis=1)
-        score = np.median(res)
-        if np.isfinite(score) and (best is None or score < best[0]):
-            best = (score, res)
-    if best is None:
-        return np.full(n, np.inf)
-    keep = np.argsort(best[1])[: max(3, n // 2 + 1)]
-    s, R, t = umeyama(src[keep], dst[keep])
-    return np.linalg.norm(src @ R.T * s + t - dst, axis=1)
-
-
 def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float = 0.05,
                         min_shared: int = 6) -> set[str]:
     """Frames of ``rec`` whose centre lies more than ``max_rel`` of a piece's extent from the piece's
@@ -226,7 +202,7 @@ def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float
         extent = float(np.max(np.linalg.norm(dst[:, None] - dst[None], axis=-1)))
         if extent <= 0:
             continue
-        res = _similarity_residuals(src, dst) / extent
+        res = similarity_residuals(src, dst) / extent
         if np.mean(res <= max_rel) > 0.5:
             bad |= {n for n, r in zip(shared, res) if r > max_rel}
         else:  # the shapes differ as a whole: every shared frame is in question
