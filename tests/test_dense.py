@@ -127,3 +127,16 @@ def test_default_preset_fscore_on_synthetic_scenes(path, request, tmp_path):
     assert res["at_0.01"]["precision"] >= 0.95
     assert res["at_0.01"]["fscore"] >= 0.90
     assert res["at_0.005"]["fscore"] >= (0.9 if path == "orbit" else 0.75)
+
+
+def test_ordered_map_yields_in_order_from_threads():
+    import time
+
+    from vid2model.stages.dense import ordered_map
+
+    def slow_for_some(i: int) -> int:
+        time.sleep(0.01 * (i % 3))  # later items often finish first
+        return i
+
+    assert list(ordered_map(slow_for_some, 20, 2)) == list(range(20))
+    assert list(ordered_map(slow_for_some, 5, 1)) == list(range(5))

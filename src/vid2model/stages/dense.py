@@ -76,6 +76,25 @@ def _fallback_range(ws: Workspace, views) -> tuple[float, float] | None:
     return 0.02 * far, far
 
 
+def ordered_map(fn, n: int, workers: int):
+    """Yield ``fn(0) ... fn(n - 1)`` in order, computed on ``workers`` threads with at most 2 x workers
+    results waiting (memory stays bounded however many views there are)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers <= 1:
+        yield from (fn(i) for i in range(n))
+        return
+    with ThreadPoolExecutor(workers) as ex:
+        queue: deque = deque()
+        for i in range(n):
+            queue.append(ex.submit(fn, i))
+            if len(queue) >= 2 * workers:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+
 def split_holdout(views: list, every: int) -> tuple[list, list]:
     """(used, held out): every ``every``-th view by image name (0, n, 2n, ...) is held out; none when
     ``every`` <= 1 or fewer than 3 views would remain."""
@@ -175,23 +194,28 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     fusion = VoxelFusion(float(radius) / cfg.voxel_divisions)
     need = min(cfg.min_consistent, len(views) - 1)
     min_cos = float(np.cos(np.radians(cfg.max_incidence_deg)))
+
+    def filtered(i: int):
+        # check against the matching sources plus a few more neighbours: more chances to agree
+        src = select_sources(i, centers, axes, covis, mids[i], cfg.num_sources + 2, vis=vis)
+        cnt, d_avg = consistency(depths[i], cams[i], [depths[j] for j in src], [cams[j] for j in src],
+                                 max_px=cfg.consistency_px, max_rel=cfg.consistency_rel)
+        d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
+        n_cam = depth_normals(d, cams[i].K, step=2)
+        ok = (d > 0) & (incidence_cos(n_cam, cams[i].K) >= min_cos)
+        d[~ok] = 0
+        n_cam[~ok] = 0
+        rgb = _read_image(ws.dense_dir / "images" / views[i].name, sizes[i])
+        return d, n_cam, ok, rgb, backproject(d, cams[i].K, cams[i].R, cams[i].t)
+
     kept_share, per_view = [], []
     with bar("filtering + fusion", len(views)) as b:
-        for i, v in enumerate(views):
-            # check against the matching sources plus a few more neighbours: more chances to agree
-            src = select_sources(i, centers, axes, covis, mids[i], cfg.num_sources + 2, vis=vis)
-            cnt, d_avg = consistency(depths[i], cams[i], [depths[j] for j in src], [cams[j] for j in src],
-                                     max_px=cfg.consistency_px, max_rel=cfg.consistency_rel)
-            d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
-            n_cam = depth_normals(d, cams[i].K, step=2)
-            ok = (d > 0) & (incidence_cos(n_cam, cams[i].K) >= min_cos)
-            d[~ok] = 0
-            n_cam[~ok] = 0
+        # views are filtered on threads (numpy and OpenCV release the GIL), fused in order
+        for i, (d, n_cam, ok, rgb, X) in enumerate(ordered_map(filtered, len(views), torch.get_num_threads())):
+            v = views[i]
             write_array(ws.depth_maps_dir / f"{v.name}.geometric.bin", d)
             write_array(ws.normal_maps_dir / f"{v.name}.geometric.bin", n_cam)
             kept_share.append(float(ok.mean()))
-            rgb = _read_image(ws.dense_dir / "images" / v.name, sizes[i])
-            X = backproject(d, cams[i].K, cams[i].R, cams[i].t)
             fusion.add(X[ok], rgb[ok], n_cam[ok] @ cams[i].R)  # normals camera -> world
             per_view.append({"name": v.name, "sec": round(timings[i], 3), "sources": len(sources[i]),
                              "planes": n_planes[i],
