@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vid2model.ops.similarity import similarity_residuals
+from vid2model.ops.similarity import mean_rotation, rotation_angle_deg, similarity_residuals
 
 log = logging.getLogger("vid2model")
 
@@ -126,8 +126,6 @@ def align_by_poses(src, tgt, max_rot_deg: float = 5.0, max_centre_rel: float = 0
     """
     import pycolmap
 
-    from vid2model.ops.similarity import mean_rotation, rotation_angle_deg
-
     tgt_ids = {tgt.image(i).name: i for i in tgt.reg_image_ids()}
     pairs = [(i, tgt_ids[src.image(i).name]) for i in src.reg_image_ids() if src.image(i).name in tgt_ids]
     if len(pairs) < 2:
@@ -160,8 +158,6 @@ def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float 
     """Frames of ``rec`` whose rotation disagrees by more than ``max_deg`` with a piece's, once the
     piece is rotated onto ``rec`` by the (robust) mean over the frames both have (at least 3, most of
     which must agree for the piece to judge)."""
-    from vid2model.ops.similarity import mean_rotation, rotation_angle_deg
-
     mine = rotations(rec)
     bad: set[str] = set()
     for piece in pieces:
@@ -178,11 +174,7 @@ def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float 
 
 def centres(rec) -> dict[str, np.ndarray]:
     """Camera centre of each registered frame, by image name."""
-    out = {}
-    for i in rec.reg_image_ids():
-        R, t = _pose(rec, i)
-        out[rec.image(i).name] = -R.T @ t
-    return out
+    return {rec.image(i).name: np.asarray(rec.image(i).projection_center()) for i in rec.reg_image_ids()}
 
 
 def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float = 0.05,

@@ -105,6 +105,7 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     Args:
         rgb: (H, W, 3) image, float in [0, 1] or uint8.
         valid: (H, W) bool valid depths.
+        radius: at least 1 (the window must reach a rim pixel's invalid neighbours).
 
     Returns:
         (H, W) bool, the valid pixels kept.
@@ -132,7 +133,7 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
         std_out = np.sqrt(np.maximum(var_out, 0).sum(-1))
         d_in = np.linalg.norm(img - m_in, axis=-1)
         d_out = np.linalg.norm(img - m_out, axis=-1)
-        drop = (rim & (n_out > 0.5) & (d_out < d_in) & (np.linalg.norm(m_in - m_out, axis=-1) > contrast)
+        drop = (rim & (d_out < d_in) & (np.linalg.norm(m_in - m_out, axis=-1) > contrast)
                 & (std_out < flat_std))
         if not drop.any():
             break
