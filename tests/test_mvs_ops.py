@@ -65,7 +65,7 @@ def test_numba_scores_match_torch_scores():
     r_img = torch.from_numpy(rng.random((H, W)).astype(np.float32))
     s_imgs = [torch.from_numpy(rng.random(sh).astype(np.float32)) for sh in ((H, W), (H, W), (H - 4, W + 6))]
     inv = torch.from_numpy((0.3 + 0.1 * rng.random((5, H, W))).astype(np.float32))
-    for best_k in (1, 2):
+    for best_k in (1, 2, 3):  # max, the top-2 fast path, the general sum of the k best
         a = _Scorer(r_img, s_imgs, ref, srcs, 3, best_k, "torch", 8)(inv)
         b = _Scorer(r_img, s_imgs, ref, srcs, 3, best_k, "numba", 8)(inv)
         assert a.shape == b.shape == (5, H, W)

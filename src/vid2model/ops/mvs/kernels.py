@@ -40,6 +40,9 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
         wrow = np.empty(W, np.float64)
         pre = np.zeros((3, W + 1), np.float64)
         nccs = np.empty((S, W), np.float32)
+        invn = np.empty(W, np.float64)
+        a1 = np.empty(W, np.float32)
+        a2 = np.empty(W, np.float32)
         for yi in range(H + r):
             slot = yi % K
             if yi >= K:  # the row leaving the window
@@ -109,22 +112,30 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                 continue
             ny = min(yi, H - 1) - max(0, yo - r) + 1
             oslot = yo % K
+            for x in range(W):
+                invn[x] = 1.0 / (ny * (min(W - 1, x + r) - max(0, x - r) + 1))
+                a1[x] = -3.0
+                a2[x] = -3.0
             for s in range(S):
                 for x in range(W):
-                    n = ny * (min(W - 1, x + r) - max(0, x - r) + 1)
-                    m = col[s, 0, x] / n
-                    var = max(col[s, 1, x] / n - m * m, 1e-5)
-                    cov = col[s, 2, x] / n - ref_mean[yo, x] * m
+                    m = col[s, 0, x] * invn[x]
+                    var = max(col[s, 1, x] * invn[x] - m * m, 1e-5)
+                    cov = col[s, 2, x] * invn[x] - ref_mean[yo, x] * m
                     c_ = cov * ref_istd[yo, x] / np.sqrt(var)
-                    nccs[s, x] = c_ if vring[s, oslot, x] else -1.0
+                    c_ = c_ if vring[s, oslot, x] else -1.0
+                    nccs[s, x] = c_
+                    lo = min(a1[x], c_)
+                    a1[x] = max(a1[x], c_)
+                    a2[x] = max(a2[x], lo)
             k = min(best_k, S)
-            for x in range(W):
-                if k == 1:
-                    best = nccs[0, x]
-                    for s in range(1, S):
-                        best = max(best, nccs[s, x])
-                    out[d, yo, x] = best
-                else:
+            if k == 1:
+                for x in range(W):
+                    out[d, yo, x] = a1[x]
+            elif k == 2:
+                for x in range(W):
+                    out[d, yo, x] = 0.5 * (a1[x] + a2[x])
+            else:
+                for x in range(W):
                     # sum of the k largest: remove the smallest S - k (S is small)
                     tot = 0.0
                     for s in range(S):
