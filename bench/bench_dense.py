@@ -72,14 +72,15 @@ def _one(case: str, preset: str, res: str, frames: int = 0, overrides: dict | No
 
 def _overrides(items: list[str]) -> dict:
     """``key=value`` DenseConfig overrides, typed like the field's default."""
-    from vid2model.config import DenseConfig
+    import typing
 
-    base = DenseConfig()
+    from vid2model.config import DenseConfig, _coerce
+
+    hints = typing.get_type_hints(DenseConfig)
     out = {}
     for it in items:
         k, v = it.split("=", 1)
-        typ = type(getattr(base, k))
-        out[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+        out[k] = _coerce(v, hints[k], k)  # as `--set dense.k=v` reads it (tuples: comma-separated)
     return out
 
 

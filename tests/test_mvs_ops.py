@@ -300,3 +300,51 @@ def test_silhouette_iou():
     b[:, :5] = True
     assert silhouette_iou(a, a) == 1.0
     assert silhouette_iou(a, b) == pytest.approx(25 / 75)
+
+
+def _two_planes(cam: Cam, W: int = 128, H: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Grey image and z-depth of a textured square (|X|, |Y| < 0.5 at z = 2) before a textured wall (z = 4)."""
+    v, u = np.mgrid[0:H, 0:W] + 0.5
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(cam.K).T @ cam.R  # world directions
+    o = -cam.R.T @ cam.t
+
+    def tex(X, Y, seed):
+        rng = np.random.default_rng(seed)
+        f = rng.uniform(8, 30, (6, 2)) * rng.choice([-1, 1], (6, 2))
+        return 0.5 + sum(0.08 * np.sin(a * X + b * Y + p) for (a, b), p in zip(f, rng.uniform(0, 6, 6)))
+
+    hit_z, img = np.full((H, W), 4.0), np.zeros((H, W))
+    t_fg = (2 - o[2]) / rays[..., 2]
+    P = o + rays * t_fg[..., None]
+    fg = (np.abs(P[..., 0]) < 0.5) & (np.abs(P[..., 1]) < 0.5)
+    t_bg = (4 - o[2]) / rays[..., 2]
+    Q = o + rays * t_bg[..., None]
+    img = np.where(fg, tex(P[..., 0], P[..., 1], 1), tex(Q[..., 0], Q[..., 1], 2))
+    depth_ref = np.where(fg, t_fg, t_bg) * (rays @ cam.R.T)[..., 2]  # z in this camera
+    return img.astype(np.float32), depth_ref
+
+
+def test_propagation_undoes_foreground_fattening():
+    """The half-resolution sweep smears the square's depth onto the wall beside it; scoring the estimates of
+    pixels further out (propagate) takes most of that band back."""
+    K = np.array([[110.0, 0, 64], [0, 110.0, 48], [0, 0, 1]])
+    ref = Cam(K, np.eye(3), np.zeros(3))
+    srcs = [Cam(K, np.eye(3), np.array(t, float)) for t in ((-0.3, 0, 0), (0.3, 0, 0), (0, -0.3, 0), (0, 0.3, 0))]
+    img, gt = _two_planes(ref)
+    s_imgs = [torch.from_numpy(_two_planes(c)[0]) for c in srcs]
+    wall = gt > 3
+    near_wall = wall & (np.abs(np.arange(128) - 64)[None] < 40) & (np.abs(np.arange(96) - 48)[:, None] < 40)
+    bad, lost = {}, {}
+    for prop in ((), (16, 8, 4)):
+        with torch.no_grad():
+            d, sc = sweep_depth(torch.from_numpy(img), s_imgs, ref, srcs, 1.5, 6.0, n_planes=48, n_refine=8,
+                                window=3, rounds=3, propagate=prop)
+        d, sc = d.numpy(), sc.numpy()
+        fat = near_wall & (d < 3) & (sc >= 0.3)  # wall pixels given the square's depth, kept by the score
+        bad[prop] = int(fat.sum())
+        lost[prop] = int((~wall & (d > 3) & (sc >= 0.3)).sum())  # square pixels given the wall's depth
+        assert np.median(np.abs(d - gt)[sc >= 0.3] / gt[sc >= 0.3]) < 0.01
+    print(bad, lost)
+    assert bad[()] > 50  # the effect is there to undo
+    assert bad[(16, 8, 4)] < 0.3 * bad[()]
+    assert lost[(16, 8, 4)] <= lost[()] + 10  # not by eating into the square

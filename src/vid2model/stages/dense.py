@@ -176,7 +176,8 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
             n_planes.append(planes)
             d, sc = sweep_depth(grays[i], [grays[j] for j in src], cams[i], [cams[j] for j in src], lo, hi,
                                 n_planes=planes, refine_planes=cfg.n_planes, n_refine=cfg.n_refine, window=cfg.window,
-                                best_k=min(cfg.best_k, len(src)), rounds=cfg.rounds)
+                                best_k=min(cfg.best_k, len(src)), rounds=cfg.rounds,
+                                propagate=tuple(cfg.propagate_px))
             g = grays[i]
             std = torch.sqrt((box(g * g, cfg.window) - box(g, cfg.window) ** 2).clamp_min(0))
             keep = ((sc >= cfg.min_ncc) & (std >= cfg.min_texture) & (d >= lo) & (d <= hi)).cpu().numpy()

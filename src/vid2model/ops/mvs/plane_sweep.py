@@ -170,10 +170,19 @@ def spacing_of(radius: float, n: int) -> float:
     return 2 * radius / max(n - 1, 1)
 
 
+def shifted(x: torch.Tensor, px: int) -> torch.Tensor:
+    """(4, H, W): the (H, W) map moved ``px`` pixels right, left, down and up (edges replicated), so pixel
+    (i, j) holds the values of its neighbours ``px`` away."""
+    H, W = x.shape
+    p = F.pad(x[None, None], (px, px, px, px), mode="replicate")[0, 0]
+    return torch.stack([p[px:px + H, :W], p[px:px + H, 2 * px:], p[:H, px:px + W], p[2 * px:, px:px + W]])
+
+
 def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam],
                 dmin: float, dmax: float, n_planes: int = 48, n_refine: int = 8, window: int = 3,
                 best_k: int = 2, chunk: int = 8, rounds: int = 3, impl: str = "auto",
-                anchor: float = 1.0, refine_planes: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                anchor: float = 1.0, refine_planes: int = 0,
+                propagate: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimate a depth map for the reference view, coarse to fine.
 
     A global sweep over ``n_planes`` fronto-parallel planes (uniform in inverse depth) runs at half
@@ -181,7 +190,10 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
     of ``n_refine`` hypotheses, each narrower than the last, then a parabola through the best score and
     its neighbours gives sub-sample depth. The refinement windows follow the current depth map, so slanted
     surfaces are matched with their slant rather than as fronto-parallel patches, and each estimate is
-    anchored at the window mean of that map (see ``anchor``).
+    anchored at the window mean of that map (see ``anchor``). Round k also scores the estimates of the four
+    pixels ``propagate[k]`` pixels away (PatchMatch-style propagation, far to near like jump flooding): the
+    half-resolution window smears a foreground depth onto the background beside it, a band the narrow
+    per-pixel search cannot leave, while the background's own depth a few pixels further out wins there.
 
     Args:
         ref_img: (H, W) grey reference image in [0, 1].
@@ -203,6 +215,8 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         refine_planes: the first refinement searches +-1.5 plane steps of a sweep with this many planes
             (0 = ``n_planes``): a denser global sweep does not narrow it below what the half-resolution
             estimate is accurate to.
+        propagate: per refinement round, the distance (full-resolution pixels) of the neighbours whose
+            estimates that round scores too; rounds past its length score none.
 
     Returns:
         depth (H, W) and score (H, W) = aggregated NCC in [-1, 1].
@@ -238,8 +252,13 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         # (possibly slanted) surface, which the box-filtered NCC needs to be exact
         base = median3(inv_est, 2)
         cand = (base[None] + deltas[:, None, None]).clamp(lo_inv, hi_inv)
+        if k < len(propagate):
+            cand = torch.cat([cand, shifted(base, propagate[k])])
         agg = score(cand)
         rb, ri = agg.max(0)
+        moved = ri >= n  # a neighbour's estimate won: take it as it is
+        moved_to = cand.gather(0, ri[None])[0]
+        ri = ri.clamp_max(n - 1)
         # The window at a pixel matches best where the offset surface agrees with the scene *on average over
         # the window*, so the estimate belongs to the window mean of the base, not to its centre value (which
         # would put the base's own pixel noise straight into the result). Across depth edges the window mean
@@ -260,6 +279,7 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
         else:
             off = torch.zeros_like(base)
         refined = (base_at + deltas[ri] + off * spacing_of(radius, n)).clamp(lo_inv, hi_inv)
+        refined = torch.where(moved, moved_to, refined)
         inv_est, best = refined, rb
         radius = radius * 2.5 / n_refine
     return 1 / inv_est.clamp_min(1e-9), best
