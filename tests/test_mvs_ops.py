@@ -324,7 +324,8 @@ def _two_planes(cam: Cam, W: int = 128, H: int = 96) -> tuple[np.ndarray, np.nda
     return img.astype(np.float32), depth_ref
 
 
-def test_propagation_undoes_foreground_fattening():
+@pytest.mark.parametrize("impl", ["numba", "torch"])
+def test_propagation_undoes_foreground_fattening(impl):
     """The half-resolution sweep smears the square's depth onto the wall beside it; scoring the estimates of
     pixels further out (propagate) takes most of that band back."""
     K = np.array([[110.0, 0, 64], [0, 110.0, 48], [0, 0, 1]])
@@ -338,7 +339,7 @@ def test_propagation_undoes_foreground_fattening():
     for prop in ((), (16, 8, 4)):
         with torch.no_grad():
             d, sc = sweep_depth(torch.from_numpy(img), s_imgs, ref, srcs, 1.5, 6.0, n_planes=48, n_refine=8,
-                                window=3, rounds=3, propagate=prop)
+                                window=3, rounds=3, propagate=prop, impl=impl)
         d, sc = d.numpy(), sc.numpy()
         fat = near_wall & (d < 3) & (sc >= 0.3)  # wall pixels given the square's depth, kept by the score
         bad[prop] = int(fat.sum())
