@@ -1,4 +1,5 @@
-"""Fused numba kernels of the CPU plane sweep (the torch path in plane_sweep.py is the reference and runs on CUDA).
+"""Fused numba kernels of the CPU plane sweep (the torch path in plane_sweep.py is the reference and runs on CUDA)
+and of the depth maps' consistency check (filtering.consistency).
 
 One kernel call scores ``D`` per-pixel inverse-depth hypothesis maps against every source: warp (bilinear),
 windowed NCC from running box sums over a small ring of rows, and best-k aggregation over sources, in one
@@ -172,3 +173,65 @@ def median_filter(x, r, out):  # pragma: no cover
                     m += 1
             out[y, xx] = buf[(n - 1) // 2]
     return out
+
+
+@numba.njit(cache=True, fastmath=True)  # serial: dense filters views on threads, and numba's workqueue layer
+def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel, count, depth_sum):  # pragma: no cover
+    """Forward-backward agreement of a reference depth map with each source depth map (filtering.consistency).
+
+    Args:
+        ref_depth: (H, W) float32 z-depth, 0 = none.
+        Kr, Rr, tr: reference camera (3, 3), (3, 3), (3,) float64, world-to-camera.
+        src_depths: (S, Hs, Ws) float32 source depth maps (zero padded past each one's own size).
+        Ks, Rs, ts: (S, 3, 3), (S, 3, 3), (S, 3) float64 source cameras.
+        max_px, max_rel: agreement tolerances (reference pixels, relative depth).
+        count: (H, W) int32 out, agreeing sources per pixel.
+        depth_sum: (H, W) float64 out, the reference depth plus the agreeing sources' depths along its ray.
+    """
+    H, W = ref_depth.shape
+    S, Hs, Ws = src_depths.shape
+    for i in range(H):
+        v = i + 0.5
+        for j in range(W):
+            z = ref_depth[i, j]
+            count[i, j] = 0
+            depth_sum[i, j] = 0.0
+            if z <= 0:
+                continue
+            depth_sum[i, j] = z
+            # reference pixel -> camera -> world
+            xc = (j + 0.5 - Kr[0, 2]) / Kr[0, 0] * z
+            yc = (v - Kr[1, 2]) / Kr[1, 1] * z
+            X0 = Rr[0, 0] * (xc - tr[0]) + Rr[1, 0] * (yc - tr[1]) + Rr[2, 0] * (z - tr[2])
+            X1 = Rr[0, 1] * (xc - tr[0]) + Rr[1, 1] * (yc - tr[1]) + Rr[2, 1] * (z - tr[2])
+            X2 = Rr[0, 2] * (xc - tr[0]) + Rr[1, 2] * (yc - tr[1]) + Rr[2, 2] * (z - tr[2])
+            for s in range(S):
+                zs = Rs[s, 2, 0] * X0 + Rs[s, 2, 1] * X1 + Rs[s, 2, 2] * X2 + ts[s, 2]
+                if zs <= 0:
+                    continue
+                px = Ks[s, 0, 0] * (Rs[s, 0, 0] * X0 + Rs[s, 0, 1] * X1 + Rs[s, 0, 2] * X2 + ts[s, 0]) / zs + Ks[s, 0, 2]
+                py = Ks[s, 1, 1] * (Rs[s, 1, 0] * X0 + Rs[s, 1, 1] * X1 + Rs[s, 1, 2] * X2 + ts[s, 1]) / zs + Ks[s, 1, 2]
+                # nearest source pixel (centres at +0.5)
+                c = int(np.floor(px))
+                r = int(np.floor(py))
+                if c < 0 or r < 0 or c >= Ws or r >= Hs:
+                    continue
+                ds = src_depths[s, r, c]
+                if ds <= 0:
+                    continue
+                # the source's own point there: source camera -> world -> reference camera
+                a0 = (px - Ks[s, 0, 2]) / Ks[s, 0, 0] * ds - ts[s, 0]
+                a1 = (py - Ks[s, 1, 2]) / Ks[s, 1, 1] * ds - ts[s, 1]
+                a2 = ds - ts[s, 2]
+                Y0 = Rs[s, 0, 0] * a0 + Rs[s, 1, 0] * a1 + Rs[s, 2, 0] * a2
+                Y1 = Rs[s, 0, 1] * a0 + Rs[s, 1, 1] * a1 + Rs[s, 2, 1] * a2
+                Y2 = Rs[s, 0, 2] * a0 + Rs[s, 1, 2] * a1 + Rs[s, 2, 2] * a2
+                zr = Rr[2, 0] * Y0 + Rr[2, 1] * Y1 + Rr[2, 2] * Y2 + tr[2]
+                if zr <= 1e-9:
+                    continue
+                ur = Kr[0, 0] * (Rr[0, 0] * Y0 + Rr[0, 1] * Y1 + Rr[0, 2] * Y2 + tr[0]) / zr + Kr[0, 2]
+                vr = Kr[1, 1] * (Rr[1, 0] * Y0 + Rr[1, 1] * Y1 + Rr[1, 2] * Y2 + tr[1]) / zr + Kr[1, 2]
+                err = np.sqrt((ur - j - 0.5) ** 2 + (vr - v) ** 2)
+                if err < max_px and abs(zr - z) < max_rel * z:
+                    count[i, j] += 1
+                    depth_sum[i, j] += zr
