@@ -99,6 +99,20 @@ def test_consistency_counts_agreeing_views_and_averages(small_views):
     assert np.mean(cnt_bad[valid] >= 2) < 0.05
 
 
+def test_consistency_with_source_maps_of_other_sizes(small_views):
+    """A smaller source map counts as empty past its edge: cropping one equals blanking the cropped part."""
+    cams, _, gt = small_views
+    depths = [np.where(np.isfinite(g), g, 0).astype(np.float32) for g in gt]
+    blanked = depths[3].copy()
+    blanked[:, 100:] = 0
+    blanked[90:] = 0
+    a = consistency(depths[2], cams[2], [depths[1], depths[3][:90, :100]], [cams[1], cams[3]], 1.0, 0.01)
+    b = consistency(depths[2], cams[2], [depths[1], blanked], [cams[1], cams[3]], 1.0, 0.01)
+    full = consistency(depths[2], cams[2], [depths[1], depths[3]], [cams[1], cams[3]], 1.0, 0.01)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert (full[0] > a[0]).sum() > 100  # the crop did remove agreements
+
+
 def test_backproject_inverts_projection():
     K = np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
     R = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
