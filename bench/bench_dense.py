@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "dense"
 
 
-def _one(case: str, preset: str, res: str, frames: int = 0, overrides: dict | None = None,
+def _one(case: str, preset: str, res: str, frames: int = 0, sets: list[str] | None = None,
          gt_samples: int = 1_000_000) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers_colmap import make_dense_workspace
 
-    from vid2model.config import PRESETS, DenseConfig
+    from vid2model.config import build_config
     from vid2model.io.colmap_dense import read_points_ply
     from vid2model.stages import dense
     from vid2model.synth import SynthConfig, generate
@@ -53,7 +53,8 @@ def _one(case: str, preset: str, res: str, frames: int = 0, overrides: dict | No
     ws = Workspace(WORK / f"ws_{tag}")
     if not (ws.dense_dir / "sparse").exists():
         make_dense_workspace(ws, synth)
-    cfg = DenseConfig(**{**PRESETS[preset].get("dense", {}), **(overrides or {})})
+    # the preset plus `--set dense.key=value`, typed and checked as the CLI does
+    cfg = build_config(preset, sets=[f"dense.{x}" for x in sets or []]).dense
     t0, c0 = time.perf_counter(), time.process_time()
     summary = dense.run(ws, cfg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -70,20 +71,6 @@ def _one(case: str, preset: str, res: str, frames: int = 0, overrides: dict | No
     return out
 
 
-def _overrides(items: list[str]) -> dict:
-    """``key=value`` DenseConfig overrides, typed like the field's default."""
-    import typing
-
-    from vid2model.config import DenseConfig, _coerce
-
-    hints = typing.get_type_hints(DenseConfig)
-    out = {}
-    for it in items:
-        k, v = it.split("=", 1)
-        out[k] = _coerce(v, hints[k], k)  # as `--set dense.k=v` reads it (tuples: comma-separated)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="orbit,walk,speed")
@@ -96,7 +83,7 @@ def main() -> None:
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(_one(*args.one, args.res, args.frames, _overrides(args.set), args.gt_samples)))
+        print("RESULT " + json.dumps(_one(*args.one, args.res, args.frames, args.set, args.gt_samples)))
         return
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -327,7 +327,6 @@ def _two_planes(cam: Cam, W: int = 128, H: int = 96) -> tuple[np.ndarray, np.nda
         f = rng.uniform(8, 30, (6, 2)) * rng.choice([-1, 1], (6, 2))
         return 0.5 + sum(0.08 * np.sin(a * X + b * Y + p) for (a, b), p in zip(f, rng.uniform(0, 6, 6)))
 
-    hit_z, img = np.full((H, W), 4.0), np.zeros((H, W))
     t_fg = (2 - o[2]) / rays[..., 2]
     P = o + rays * t_fg[..., None]
     fg = (np.abs(P[..., 0]) < 0.5) & (np.abs(P[..., 1]) < 0.5)
