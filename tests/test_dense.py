@@ -104,6 +104,11 @@ def test_colmap_cuda_backend_without_cuda_is_a_user_error(small_orbit):
         dense.run(small_orbit[1], dataclasses.replace(SMALL, backend="colmap_cuda"))
 
 
+def test_bad_propagation_distance_is_a_user_error(small_orbit):
+    with pytest.raises(UserError, match="propagate_px"):
+        dense.run(small_orbit[1], dataclasses.replace(SMALL, propagate_px=(8, -4)))
+
+
 def test_missing_model_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="sfm"):
         dense.run(Workspace(tmp_path / "empty"), SMALL)

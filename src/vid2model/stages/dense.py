@@ -112,6 +112,8 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     quiet_colmap()
     if cfg.backend not in ("auto", "cpu", "colmap_cuda"):
         raise UserError(f"dense.backend must be auto, cpu or colmap_cuda, not {cfg.backend!r}")
+    if any(px < 1 for px in cfg.propagate_px):
+        raise UserError(f"dense.propagate_px must list pixel distances of 1 or more, not {cfg.propagate_px}")
     if cfg.backend == "colmap_cuda":
         if cfg.holdout_every > 1:
             raise UserError("dense.holdout_every needs dense.backend=cpu (COLMAP's stereo uses every view)")
