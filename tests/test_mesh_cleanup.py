@@ -415,26 +415,3 @@ def test_isolate_by_views_grows_the_core_into_connected_parts_seen_by_few_views(
     assert len(C.arrays(out)[1]) == 2 * (n - 1)  # and not the separate piece
     cut = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, np.zeros(3))
     assert C.arrays(cut)[0][:, 0].max() < 1.1
-
-
-def test_far_from_points_trims_the_surface_poisson_invents():
-    """Screened Poisson on the points of an open hemisphere closes it with a bulge no point supports: the
-    vertices far from the points are that bulge, and what remains still covers every measured point."""
-    import open3d as o3d
-
-    Vs, Fs = _icosphere(5, 0.5)
-    pts = sample_surface(Vs, Fs, 200_000, seed=0)  # ~4 mm apart: fused points are finer than the mesh voxel
-    pts = pts[pts[:, 2] > 0]  # the measured upper half
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
-    pcd.normals = o3d.utility.Vector3dVector(pts / np.linalg.norm(pts, axis=1, keepdims=True))
-    mesh, _ = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=7, scale=1.1)
-    voxel = 1.1 / 2 ** 7
-    V = np.asarray(mesh.vertices)
-    far = C.far_from_points(V, pts, 1.5 * voxel)
-    assert far[V[:, 2] < -0.1].mean() > 0.99  # the invented lower half goes
-    assert not far[V[:, 2] > 0.05].any()  # the measured surface stays
-    mesh.remove_vertices_by_mask(far)
-    Vk, Fk = C.arrays(mesh)
-    covered = C.far_from_points(pts, sample_surface(Vk, Fk, 60_000, seed=1), voxel)
-    assert covered.mean() < 0.01
-    assert C.far_from_points(V[:1], np.zeros((0, 3)), 1.0).all()

@@ -208,19 +208,6 @@ def carve_outside_points(mesh, points: np.ndarray, cams: list, close_frac: float
     return mesh
 
 
-def far_from_points(V: np.ndarray, points: np.ndarray, reach: float) -> np.ndarray:
-    """(N,) bool: which vertices V (N, 3) lie farther than ``reach`` from every point (M, 3).
-
-    Screened Poisson closes an open scan and bridges gaps with surface no point supports; its vertices
-    there are the ones far from the data, however densely the rest of the surface was measured.
-    """
-    from scipy.spatial import cKDTree
-
-    if len(points) == 0:
-        return np.ones(len(V), bool)
-    return cKDTree(points).query(V, distance_upper_bound=reach)[0] > reach
-
-
 def drop_floor(mesh, up: np.ndarray = np.array([0.0, 0.0, 1.0]), distance: float = 0.01, seed: int = 0):
     """Remove the dominant plane facing ``up`` (a table or floor under the object) and what lies below it.
 

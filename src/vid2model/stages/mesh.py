@@ -122,7 +122,11 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     if cfg.poisson_trim > 0:
         drop |= dens < np.quantile(dens, cfg.poisson_trim)
     if cfg.poisson_trim_voxels > 0:
-        drop |= C.far_from_points(np.asarray(mesh.vertices), np.asarray(pcd.points), cfg.poisson_trim_voxels * voxel)
+        from scipy.spatial import cKDTree
+
+        reach = cfg.poisson_trim_voxels * voxel
+        dist = cKDTree(np.asarray(pcd.points)).query(np.asarray(mesh.vertices), distance_upper_bound=reach)[0]
+        drop |= dist > reach
     mesh.remove_vertices_by_mask(drop)
     # Poisson closes the surface far beyond the data: keep what lies near the points' bounding box
     box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
