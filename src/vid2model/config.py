@@ -118,13 +118,7 @@ class MeshConfig:
     sdf_trunc_voxels: float = 4.0  # TSDF truncation in voxels
     poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at poisson_max_depth)
     poisson_max_depth: int = 10  # each level costs ~3x time and memory
-    # Poisson surface farther than this many voxels from every fused point is surface the data never saw
-    # (bridges to background clutter, membranes over gaps): dropped. It replaces a 5 % lowest-density
-    # quantile, which cut as much from a fully measured surface as from a sparse one: Middlebury temple
-    # held-out IoU 0.943 -> 0.949 (fast), 0.947 -> 0.953 (default); at 3 voxels the fast preset kept the
-    # curtain behind the temple (0.908); 0 = keep
-    poisson_trim_voxels: float = 1.5
-    poisson_trim: float = 0.0  # also drop this lowest-density quantile of Poisson vertices; 0 = none
+    poisson_trim: float = 0.05  # drop the lowest-density quantile of Poisson vertices (surface the data never saw)
     # Poisson reaches past the data (unseen backs, rims): drop surface outside the fused points' silhouettes
     # (closed over carve_close of the image diagonal) in carve_min_views views; 0 = keep it
     carve_close: float = 0.02

@@ -118,16 +118,8 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1)
     dens = np.asarray(dens)
-    drop = np.zeros(len(dens), bool)
     if cfg.poisson_trim > 0:
-        drop |= dens < np.quantile(dens, cfg.poisson_trim)
-    if cfg.poisson_trim_voxels > 0:
-        from scipy.spatial import cKDTree
-
-        reach = cfg.poisson_trim_voxels * voxel
-        dist = cKDTree(np.asarray(pcd.points)).query(np.asarray(mesh.vertices), distance_upper_bound=reach)[0]
-        drop |= dist > reach
-    mesh.remove_vertices_by_mask(drop)
+        mesh.remove_vertices_by_mask(dens < np.quantile(dens, cfg.poisson_trim))
     # Poisson closes the surface far beyond the data: keep what lies near the points' bounding box
     box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
     mesh = mesh.crop(box)
