@@ -281,8 +281,14 @@ def _isolated(fn, *args):
     """Run ``fn(*args)`` in a fresh process, so each dataset's peak memory is its own, not the run's."""
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(1)
+    try:
         return pool.apply(fn, args)
+    finally:
+        # let the worker exit on its own: the pool's terminate() sends SIGTERM, on which pycolmap's
+        # glog failure handler printed a stack trace into every benchmark log
+        pool.close()
+        pool.join()
 
 
 def main() -> None:
