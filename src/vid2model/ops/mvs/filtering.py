@@ -39,16 +39,12 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
         count (H, W) int32, and the mean (H, W) of the reference depth and the agreeing source depths
         seen along the reference ray (averaging views cuts per-view matching noise).
     """
-    from vid2model.ops.mvs.kernels import agree_counts
+    from vid2model.ops.mvs.kernels import agree_counts, zero_padded
 
     H, W = ref_depth.shape
     count = np.empty((H, W), np.int32)
     depth_sum = np.empty((H, W), np.float64)
-    hs = max((d.shape[0] for d in src_depths), default=1)
-    ws = max((d.shape[1] for d in src_depths), default=1)
-    stack = np.zeros((len(src_depths), hs, ws), np.float32)
-    for k, d in enumerate(src_depths):
-        stack[k, :d.shape[0], :d.shape[1]] = d
+    stack = zero_padded(src_depths)
     f64 = np.float64
     agree_counts(np.ascontiguousarray(ref_depth, np.float32), ref_cam.K.astype(f64), ref_cam.R.astype(f64),
                  ref_cam.t.astype(f64), stack, np.array([c.K for c in src_cams], f64).reshape(-1, 3, 3),

@@ -175,7 +175,20 @@ def median_filter(x, r, out):  # pragma: no cover
     return out
 
 
-@numba.njit(cache=True, fastmath=True)  # serial: dense filters views on threads, and numba's workqueue layer
+def zero_padded(maps: list[np.ndarray]) -> np.ndarray:
+    """(S, max H, max W) float32 stack of 2-D maps of any sizes, zero past each one's own edge (the
+    kernels read a zero there as no data)."""
+    hs = max((m.shape[0] for m in maps), default=1)
+    ws = max((m.shape[1] for m in maps), default=1)
+    out = np.zeros((len(maps), hs, ws), np.float32)
+    for k, m in enumerate(maps):
+        out[k, :m.shape[0], :m.shape[1]] = m
+    return out
+
+
+# serial (no prange): dense filters views on threads, and numba's workqueue threading layer is not safe for
+# parallel kernels called from several threads at once
+@numba.njit(cache=True, fastmath=True)
 def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel, count, depth_sum):  # pragma: no cover
     """Forward-backward agreement of a reference depth map with each source depth map (filtering.consistency).
 

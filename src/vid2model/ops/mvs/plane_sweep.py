@@ -125,11 +125,9 @@ class _Scorer:
             A.append(cam.K @ R_rel @ np.linalg.inv(ref.K))
             b.append(cam.K @ (cam.t - R_rel @ ref.t))
         self.A, self.b = np.array(A, np.float64), np.array(b, np.float64)
-        hs = max(s.shape[0] for s in src_imgs)
-        ws = max(s.shape[1] for s in src_imgs)
-        self.src_np = np.zeros((len(src_imgs), hs, ws), np.float32)
-        for i, s in enumerate(src_imgs):
-            self.src_np[i, :s.shape[0], :s.shape[1]] = s.cpu().numpy()
+        from vid2model.ops.mvs.kernels import zero_padded
+
+        self.src_np = zero_padded([s.cpu().numpy() for s in src_imgs])
         self.sizes = np.array([s.shape for s in src_imgs], np.int64)
         self.ref_np = ref_img.cpu().numpy().astype(np.float32)
         self.mean_np = self.stats.mean.cpu().numpy().astype(np.float32)
