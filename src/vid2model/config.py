@@ -52,11 +52,16 @@ class SfmConfig:
     mapper: str = "auto"  # auto | global | incremental
     incremental_max_images: int = 150  # auto mapper: incremental first up to this many images, else global
     camera_model: str = "auto"  # auto | SIMPLE_RADIAL | OPENCV | PINHOLE ...
-    opencv_min_images: int = 30  # auto: OPENCV when this many views share one camera, else SIMPLE_RADIAL
+    opencv_min_images: int = 30  # auto: this many views sharing one camera get RADIAL (video) / OPENCV (photos)
     marker_size: float = 0.0  # metres; > 0 enables ArUco metric scale
     known_distance: float = 0.0  # metres between two cameras named by known_distance_images
     known_distance_images: str = ""  # "imgA.jpg,imgB.jpg"
     gravity_up: bool = True
+    # a solved model is checked against every verified pair's own two-view evidence; frames no agreeing pair
+    # ties to the largest verified block are dropped, and a model that keeps under this share of the keyframes
+    # is refused (sfm/camera_check.json and the report say which spans broke)
+    min_verified_share: float = 0.3
+    allow_unverified: bool = False  # carry on with the unverified model (a warning instead of a refusal)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,6 +99,11 @@ class Workspace:
         return self.root / "transforms.json"
 
     @property
+    def camera_check_json(self) -> Path:
+        """The solved model's self-check: pairs judged, frames dropped and their spans, the verdict."""
+        return self.sfm_dir / "camera_check.json"
+
+    @property
     def scene_json(self) -> Path:
         """Scene-frame facts: up axis, scale (metric or arbitrary), centre, extent."""
         return self.sfm_dir / "scene.json"

@@ -97,6 +97,9 @@ def build_report(ws: Workspace) -> dict[str, Any]:
     except Exception as exc:  # e.g. a model being written right now
         log.warning("coverage section skipped: %s", exc)
         data["coverage"] = None
+    check = ws.read_json(ws.camera_check_json, default=None)
+    data["camera_check"] = {k: check.get(k) for k in ("verdict", "pairs_judged", "pairs_disagreeing",
+                                                     "unplaced_spans")} if isinstance(check, dict) else None
     data["exports"] = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
     data["viewer"] = "../site/index.html" if (ws.root / "site" / "index.html").exists() else None
     ws.write_json(ws.report_json, data)
@@ -135,6 +138,16 @@ def _html(d: dict[str, Any]) -> str:
                     f"scale: {e(str(cov['scale']))}, capture: {e(str(cov['capture']))}.</p>")
         if cov.get("plot"):
             cov_html += f"<img class='plot' src='{e(cov['plot'])}' alt='camera coverage'>"
+    chk = d.get("camera_check")
+    if chk:
+        spans = "; ".join(chk.get("unplaced_spans") or [])
+        verdict = {"ok": "every placed camera is confirmed by its own image pairs",
+                   "partial": f"the largest verified part was kept; left out: {spans}",
+                   "refused": f"refused: too few cameras are confirmed by their own image pairs (not confirmed: "
+                              f"{spans}); film again more slowly, with more overlap and texture in view"}
+        cov_html += (f"<p id='camera-check' class='{e(str(chk.get('verdict')))}'>Camera check: "
+                     f"{e(verdict.get(chk.get('verdict'), str(chk.get('verdict'))))} "
+                     f"({chk.get('pairs_judged')} image pairs judged, {chk.get('pairs_disagreeing')} disagree).</p>")
     links = [f"<a href='../export/{e(x)}'>{e(x)}</a>" for x in d.get("exports", [])]
     if d.get("viewer"):
         links.insert(0, f"<a href='{e(d['viewer'])}'>interactive viewer</a>")

@@ -63,10 +63,14 @@ def _image_sizes(ws: Workspace, names: list[str], kf: dict[str, Any]) -> set[tup
     return out
 
 
-def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool) -> str:
-    """SIMPLE_RADIAL unless many views share one camera, which constrain OPENCV's 4 distortion terms."""
+def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool, video: bool = False) -> str:
+    """A video's frames come from one phone camera with square pixels: RADIAL (one focal length, two
+    distortion terms), never a model whose fx and fy can drift apart. Photo sets: SIMPLE_RADIAL unless
+    many views share one camera, which constrain OPENCV's 4 distortion terms."""
     if cfg.camera_model != "auto":
         return cfg.camera_model
+    if video:
+        return "RADIAL" if n_images >= cfg.opencv_min_images else "SIMPLE_RADIAL"
     return "OPENCV" if shared and n_images >= cfg.opencv_min_images else "SIMPLE_RADIAL"
 
 
@@ -83,7 +87,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
     sizes = _image_sizes(ws, names, kf)
     # Video frames and same-size photo sets share one camera: far better constrained intrinsics.
     one_camera = bool(kf.get("video")) or len(sizes) == 1
-    model = choose_camera_model(cfg, len(names), one_camera)
+    model = choose_camera_model(cfg, len(names), one_camera, bool(kf.get("video")))
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = model
     focal = kf.get("focal_prior_px")
@@ -286,6 +290,45 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
             "camera_distance_median": float(np.median(np.linalg.norm(Cs, axis=1)))}
 
 
+def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
+    """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
+    do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
+    from vid2model.stages.sfm_verify import spans, verify_model
+
+    times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
+    check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified)
+    placed = {rec.image(i).name for i in rec.reg_image_ids()}
+    check["unplaced_spans"] = spans(names, set(names) - placed, times)
+    need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))
+    ok = len(placed) >= need
+    check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if ok else "refused"
+    ws.write_json(ws.camera_check_json, check)
+    if not ok:
+        where = "; ".join(check["unplaced_spans"][:6]) or "everywhere"
+        msg = (f"the cameras cannot be trusted: only {len(placed)} of {len(names)} keyframes are placed where their "
+               f"own image pairs confirm (not confirmed: {where}). Film again more slowly, with more overlap "
+               f"and texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
+        if not cfg.allow_unverified:
+            _report(ws)
+            raise UserError(msg)
+        log.warning("%s", msg)
+    elif check["unplaced_spans"]:
+        log.warning("kept the largest verified part: %d of %d keyframes; left out: %s", len(placed), len(names),
+                    "; ".join(check["unplaced_spans"][:6]))
+    return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
+            "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],
+            "dropped_spans": check["unplaced_spans"]}
+
+
+def _report(ws: Workspace) -> None:
+    try:
+        from vid2model.report import build_report
+
+        build_report(ws)
+    except Exception as exc:  # noqa: BLE001 - the report must never hide the real outcome
+        log.warning("could not build the report: %s", exc)
+
+
 def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     """Solve cameras for the keyframes in ``images/``; see the module docstring for outputs."""
     import pycolmap
@@ -299,6 +342,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     t = {}
     ws.sfm_dir.mkdir(parents=True, exist_ok=True)
     ws.database_path.unlink(missing_ok=True)
+    ws.camera_check_json.unlink(missing_ok=True)
     with bar("camera solving", 4) as b:
         t0 = time.perf_counter()
         cam_info = _extract(ws, names, kf, cfg)
@@ -314,6 +358,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
         t["mapping_s"] = map_info.pop("mapping_s")
+        map_info.update(_self_check(ws, rec, names, kf, cfg))
         map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()
         t0 = time.perf_counter()
@@ -332,10 +377,5 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                "n_points": int(rec.num_points3D()), "features": cfg.features, **cam_info, **match_info, **map_info, **t,
                "scale": scene["scale"], "scale_source": scene["scale_source"],
                "metres_per_unit": scene["metres_per_unit"], "capture": scene["capture"]}
-    try:
-        from vid2model.report import build_report
-
-        build_report(ws)
-    except ImportError:  # pragma: no cover
-        pass
+    _report(ws)
     return summary

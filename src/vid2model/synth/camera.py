@@ -50,10 +50,10 @@ def camera_path(cfg: SynthConfig, u: np.ndarray) -> np.ndarray:
     poses = []
     for i, ui in enumerate(u):
         if cfg.path == "orbit":
-            az = np.radians(cfg.arc_deg) * ui
-            r, h = 1.5 + 0.04 * sh[i, 0], 0.75 + 0.04 * sh[i, 1]
+            az = np.radians(cfg.orbit_start_deg + cfg.arc_deg * ui)
+            r, h = cfg.orbit_radius + 0.04 * sh[i, 0], cfg.orbit_height + 0.04 * sh[i, 1]
             eye = np.array([r * np.cos(az), r * np.sin(az), h])
-            target = np.array([0.05, 0.0, 0.25]) + 0.03 * sh[i, 2:5]
+            target = np.asarray(cfg.orbit_target, float) + 0.03 * sh[i, 2:5]
         else:
             y = -2.3 + 3.2 * ui
             eye = np.array([0.35 * np.sin(2 * np.pi * ui) + 0.03 * sh[i, 0], y, 1.5 + 0.03 * sh[i, 1]])

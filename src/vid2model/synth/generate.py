@@ -42,6 +42,14 @@ class SynthConfig:
     write_images: bool = False
     image_ext: str = "png"  # png (lossless) or jpg
     jitter: float = 1.0  # hand-held shake, relative
+    # a random scene layout (objects, textures, backdrop) made from this seed; -1 = the fixed scene of ``path``
+    layout_seed: int = -1
+    contrast: float = 1.0  # texture detail of a random layout (~0.1 = texture-poor)
+    backdrop: bool = False  # random layout: a plain backdrop on part of an orbit's circle / a plain wall in a walk
+    orbit_radius: float = 1.5  # metres from the orbit's axis
+    orbit_height: float = 0.75  # camera height above the floor
+    orbit_target: tuple[float, float, float] = (0.05, 0.0, 0.25)  # the point an orbit looks at
+    orbit_start_deg: float = 0.0  # azimuth of the first frame
 
     def __post_init__(self) -> None:
         if self.path not in ("orbit", "walk"):
@@ -77,7 +85,14 @@ class SynthResult:
 
 def make_scene(cfg: SynthConfig) -> Scene:
     """The analytic scene a config films (deterministic in ``path``, ``seed`` and ``marker_size``)."""
-    scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
+    if cfg.layout_seed >= 0:
+        from vid2model.synth.layouts import random_orbit_scene, random_walk_scene
+
+        make = random_orbit_scene if cfg.path == "orbit" else random_walk_scene
+        scene = make(cfg.layout_seed, seed=cfg.seed, contrast=cfg.contrast, backdrop=cfg.backdrop,
+                     orbit_radius=cfg.orbit_radius)
+    else:
+        scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
     if cfg.marker_size:
         pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.0, -1.5)
         scene = replace(scene, marker=make_marker(cfg.marker_size, pos))

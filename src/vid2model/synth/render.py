@@ -45,7 +45,7 @@ def primitives(scene: Scene) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     if scene.ground_half > 0:
         out.append(("ground", scene.ground_half))
-    out += [("box", b) for b in scene.boxes]
+    out += [("box", b) for b in scene.boxes + scene.plain_boxes]
     out += [("room", b) for b in scene.inner_boxes]
     out += [("sphere", s) for s in scene.spheres]
     return out

@@ -44,6 +44,10 @@ class Scene:
     center: tuple[float, float, float] = (0.0, 0.0, 0.25)
     radius: float = 0.5
     marker: tuple = field(default=())  # make_marker()'s tuple, or ()
+    contrast: float = 1.0  # amplitude of the fine texture detail: 1 = rich texture, ~0.1 = texture-poor
+    # untextured boxes (a plain backdrop, a painted object): one flat colour, no detail at all
+    plain_boxes: tuple[Box, ...] = ()
+    plain_color: tuple[float, float, float] = (0.78, 0.76, 0.72)
 
 
 def orbit_scene(seed: int = 0) -> Scene:
@@ -109,11 +113,12 @@ PALETTE = np.array([[0.85, 0.25, 0.2], [0.95, 0.8, 0.3], [0.2, 0.45, 0.85], [0.1
                     [0.9, 0.9, 0.85], [0.15, 0.12, 0.2], [0.7, 0.4, 0.75], [0.95, 0.55, 0.15]], np.float32)
 
 
-def albedo(p: np.ndarray, seed: int) -> np.ndarray:
+def albedo(p: np.ndarray, seed: int, contrast: float = 1.0) -> np.ndarray:
     """Solid texture colour (N, 3) float in [0, 1] at world points ``p`` (N, 3).
 
     Coarse colour patches (palette) modulated by multi-octave detail with high contrast, so that
-    features exist from a metre down to a few millimetres.
+    features exist from a metre down to a few millimetres. ``contrast`` scales the detail: near 0 only
+    the broad, evenly coloured patches remain (a texture-poor surface).
     """
     if len(p) == 0:
         return np.zeros((0, 3), np.float32)
@@ -127,13 +132,18 @@ def albedo(p: np.ndarray, seed: int) -> np.ndarray:
         w = 1.0 / (1 + 0.5 * k)
         detail += w * value_noise(p, freq, seed + 10 + k)
         amp += w
-    detail = np.clip((detail / amp - 0.5) * 3.0 + 0.5, 0, 1)
+    detail = np.clip((detail / amp - 0.5) * 3.0 * contrast + 0.5, 0, 1)
     return np.clip(base * (0.25 + 0.95 * detail[:, None]), 0, 1)
 
 
 def surface_albedo(scene: Scene, p: np.ndarray) -> np.ndarray:
-    """Unlit surface colour (N, 3) float32 in [0, 1] at surface points ``p`` (N, 3): texture + marker."""
-    return marker_albedo(scene, p, albedo(p, scene.seed))
+    """Unlit surface colour (N, 3) float32 in [0, 1] at surface points ``p`` (N, 3): texture, plain boxes,
+    marker."""
+    col = albedo(p, scene.seed, scene.contrast)
+    for box in scene.plain_boxes:
+        on = np.all((p >= np.asarray(box.lo) - 1e-6) & (p <= np.asarray(box.hi) + 1e-6), axis=1)
+        col[on] = scene.plain_color
+    return marker_albedo(scene, p, col)
 
 
 def marker_albedo(scene: Scene, p: np.ndarray, col: np.ndarray) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""The randomised capture suite: captures drawn from seeds, filmed to MP4, solved as a user would.
+
+    python bench/bench_random.py                      # seeds 0-29, default preset
+    python bench/bench_random.py --seeds 0-5 --preset fast --tag try1
+
+Each capture runs ``vid2model ingest`` and ``vid2model sfm`` in a child process, exactly as the CLI
+does, and is classed:
+
+* correct: median rotation error under 0.5 degrees and median centre error under 1 % of the
+  trajectory extent on the cameras it kept;
+* refused: a non-zero exit with a one-line reason (the reason is in the table);
+* wrong: cameras delivered that fail the bounds above (the outcome that must never happen).
+
+Writes ``bench/results/random-<tag>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+WORK = ROOT / "work" / "random"
+ROT_OK_DEG = 0.5
+CENTRE_OK_REL = 0.01
+
+
+def _seeds(spec: str) -> list[int]:
+    out: list[int] = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-m", "vid2model.cli", *args], capture_output=True, text=True,
+                           timeout=timeout)
+        code, err = p.returncode, p.stderr
+    except subprocess.TimeoutExpired:
+        code, err = -1, "timed out"
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    return code, (lines[-1] if lines else ""), time.perf_counter() - t0
+
+
+def evaluate(ws_path: Path, gt_path: Path) -> dict:
+    """Pose errors of the solved cameras against GT, focal length and pixel aspect."""
+    from vid2model.io.colmap import load_views
+    from vid2model.synth.evaluate import camera_errors, load_gt
+    from vid2model.workspace import Workspace
+
+    ws = Workspace(ws_path)
+    gt = load_gt(gt_path)
+    err = camera_errors(ws, gt)
+    views = load_views(ws.sparse_dir)
+    K = views[0].K
+    scale = views[0].width / gt["width"]
+    err["focal_err_rel"] = float(abs(0.5 * (K[0, 0] + K[1, 1]) / scale - gt["K"][0, 0]) / gt["K"][0, 0])
+    err["aspect"] = float(K[1, 1] / K[0, 0])
+    return err
+
+
+def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
+    from vid2model.synth import generate
+    from vid2model.synth.captures import random_capture
+
+    cap = random_capture(seed)
+    root = WORK / f"seed{seed:03d}"
+    gen = root / "gen"
+    if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
+        generate(gen, replace(cap.config, write_video=True))
+    ws = root / f"ws-{preset}"
+    extra = [a for s in sets for a in ("--set", s)]
+    row = {"seed": seed, "label": cap.label, "deg_per_frame": cap.deg_per_frame, "n_frames": cap.config.n_frames,
+           "path": cap.config.path}
+    code, msg, t_ing = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", "--force",
+                            *extra, timeout=timeout)
+    row["ingest_s"] = round(t_ing, 1)
+    if code == 0:
+        code, msg, t_sfm = _cli("sfm", str(ws), "--preset", preset, "-q", "--force", *extra, timeout=timeout)
+        row["sfm_s"] = round(t_sfm, 1)
+    kf = json.loads((ws / "ingest" / "keyframes.json").read_text()) if (ws / "ingest" / "keyframes.json").exists() \
+        else {}
+    row["keyframes"] = len(kf.get("keyframes", []))
+    if code != 0:
+        row.update(outcome="refused" if code == 2 else "error", reason=msg)
+        return row
+    err = evaluate(ws, gen / "gt.json")
+    row.update({k: err[k] for k in ("registered", "keyframes", "rot_median_deg", "rot_max_deg", "center_median_rel",
+                                    "center_max_rel", "focal_err_rel", "aspect")})
+    ok = err["rot_median_deg"] < ROT_OK_DEG and err["center_median_rel"] < CENTRE_OK_REL
+    row["outcome"] = "correct" if ok else "wrong"
+    summ = json.loads((ws / "manifest.json").read_text())["stages"]["sfm"].get("summary", {})
+    row["dropped_spans"] = summ.get("dropped_spans", [])
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    def f(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    lines = ["| seed | capture | frames | keyframes | outcome | placed | rot. median (deg) | centre median (%) | "
+             "focal err (%) | fy/fx | ingest+sfm (s) | reason / dropped |", "|" + "---|" * 12]
+    for r in rows:
+        note = r.get("reason", "") or "; ".join(r.get("dropped_spans", []))
+        lines.append(f"| {r['seed']} | {r['label'].split(': ', 1)[1]} | {r['n_frames']} | {r.get('keyframes', '')} | "
+                     f"**{r['outcome']}** | {r.get('registered', '')} | {f(r.get('rot_median_deg'), '.3f')} | "
+                     f"{f(r.get('center_median_rel') and 100 * r['center_median_rel'], '.2f')} | "
+                     f"{f(r.get('focal_err_rel') is not None and 100 * r['focal_err_rel'] or None, '.2f')} | "
+                     f"{f(r.get('aspect'), '.4f')} | {r.get('ingest_s', 0) + r.get('sfm_s', 0):.0f} | {note} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    n = len(rows)
+    count = {k: sum(r["outcome"] == k for r in rows) for k in ("correct", "refused", "wrong", "error")}
+    upto3 = [r for r in rows if r["deg_per_frame"] is None or r["deg_per_frame"] <= 3.0]
+    c3 = sum(r["outcome"] == "correct" for r in upto3)
+    foc = [r["focal_err_rel"] for r in rows if r["outcome"] == "correct"]
+    return (f"{n} captures: {count['correct']} correct, {count['refused']} refused, **{count['wrong']} wrong**, "
+            f"{count['error']} errors. Up to 3 deg/frame (and walks): {c3}/{len(upto3)} correct "
+            f"({100 * c3 / max(len(upto3), 1):.0f} %). Focal error on the correct ones: max "
+            f"{100 * max(foc, default=0):.2f} %, median {100 * float(np.median(foc)) if foc else 0:.2f} %.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0-29")
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
+    args = ap.parse_args()
+    out = ROOT / "results" / f"random-{args.tag}"
+    rows = []
+    for seed in _seeds(args.seeds):
+        t0 = time.perf_counter()
+        row = run_one(seed, args.preset, args.timeout, args.sets)
+        rows.append(row)
+        print(f"[{time.perf_counter() - t0:5.0f} s] {row['label']}: {row['outcome']} "
+              f"{row.get('rot_median_deg', '')} {row.get('center_median_rel', '')} {row.get('reason', '')}", flush=True)
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    md = f"# Randomised captures ({args.preset} preset, seeds {args.seeds})\n\n{summary(rows)}\n\n{table(rows)}\n"
+    out.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

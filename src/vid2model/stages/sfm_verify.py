@@ -1,0 +1,168 @@
+"""Self-check of a solved model before anything downstream uses it.
+
+A mapper (or a rescue) can register every frame and still place whole blocks of them wrong: a
+reprojection error computed on the model's own tracks cannot see it. The check here asks each
+verified image pair's own two-view evidence instead: the pair's inlier correspondences, triangulated
+with the model's two poses, must reproject onto themselves and lie in front of both cameras. A pair
+whose evidence the model contradicts *disagrees*; one it explains *agrees*.
+
+Frames are then kept only where agreeing pairs link them into one block: blocks that no agreeing pair
+ties to the largest one were placed by nothing the images confirm, so they are dropped and named (for
+video, as time spans). A model whose verified block is too small is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("vid2model")
+
+MIN_PAIR_INLIERS = 20  # pairs with fewer verified inliers say too little to judge a pose
+REPROJ_PX = 4.0  # a correspondence the model explains reprojects within this (working-resolution px)
+AGREE_SHARE = 0.6  # a pair agrees when at least this share of its inliers is explained
+DISAGREE_SHARE = 0.3  # and disagrees when under this share is
+
+
+def _triangulate(x1: np.ndarray, x2: np.ndarray, P1: np.ndarray, P2: np.ndarray) -> np.ndarray:
+    """Linear (DLT) triangulation of normalised image points x1, x2 (N, 2) seen by 3x4 poses: (N, 3)."""
+    A = np.stack([x1[:, 0:1] * P1[2] - P1[0], x1[:, 1:2] * P1[2] - P1[1],
+                  x2[:, 0:1] * P2[2] - P2[0], x2[:, 1:2] * P2[2] - P2[1]], axis=1)  # (N, 4, 4)
+    _, _, vt = np.linalg.svd(A)
+    X = vt[:, -1]
+    w = X[:, 3:4]
+    w = np.where(np.abs(w) < 1e-12, 1e-12, w)
+    return X[:, :3] / w
+
+
+def pair_agreement(x1: np.ndarray, x2: np.ndarray, P1: np.ndarray, P2: np.ndarray, f1: float, f2: float,
+                   px: float = REPROJ_PX) -> float:
+    """Share of correspondences (normalised x1, x2 (N, 2)) that the poses P1, P2 (3x4, cam_from_world)
+    explain: triangulated, they reproject within ``px`` pixels (focal lengths f1, f2 convert) and lie in
+    front of both cameras. Points seen along nearly parallel rays (no baseline) are judged by the
+    reprojection alone: their depth, and so its sign, is not determined."""
+    X = _triangulate(x1, x2, P1, P2)
+    Xh = np.concatenate([X, np.ones((len(X), 1))], 1)
+    c1, c2 = Xh @ P1.T, Xh @ P2.T  # (N, 3) in each camera
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.linalg.norm(c1[:, :2] / c1[:, 2:3] - x1, axis=1) * f1
+        e2 = np.linalg.norm(c2[:, :2] / c2[:, 2:3] - x2, axis=1) * f2
+    r1 = np.concatenate([x1, np.ones((len(x1), 1))], 1) @ P1[:, :3]  # world ray directions (R^T x)
+    r2 = np.concatenate([x2, np.ones((len(x2), 1))], 1) @ P2[:, :3]
+    cosang = np.sum(r1 * r2, 1) / (np.linalg.norm(r1, axis=1) * np.linalg.norm(r2, axis=1))
+    parallel = cosang > np.cos(np.radians(0.5))
+    front = (c1[:, 2] > 0) & (c2[:, 2] > 0)
+    ok = np.isfinite(e1) & np.isfinite(e2) & (e1 < px) & (e2 < px) & (front | parallel)
+    return float(ok.mean()) if len(ok) else 0.0
+
+
+def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> list[tuple[int, int, int, float]]:
+    """(image id a, image id b, inliers, agreement share) of every verified pair between registered images."""
+    import pycolmap
+
+    reg = set(rec.reg_image_ids())
+    db = pycolmap.Database.open(database)
+    try:
+        pair_ids, geoms = db.read_two_view_geometries()
+        kps = {i: np.asarray(db.read_keypoints(i))[:, :2].astype(np.float64) for i in reg}
+    finally:
+        db.close()
+    poses, norm, focal = {}, {}, {}
+    for i in reg:
+        img = rec.image(i)
+        cam = rec.camera(img.camera_id)
+        poses[i] = np.asarray(img.cam_from_world().matrix())
+        norm[i] = np.asarray(cam.cam_from_img(kps[i]))[:, :2]
+        focal[i] = float(cam.mean_focal_length())
+    out = []
+    for pid, g in zip(pair_ids, geoms):
+        a, b = (int(v) for v in pycolmap.pair_id_to_image_pair(pid))
+        m = np.asarray(g.inlier_matches)
+        if a not in reg or b not in reg or len(m) < min_inliers:
+            continue
+        share = pair_agreement(norm[a][m[:, 0]], norm[b][m[:, 1]], poses[a], poses[b], focal[a], focal[b])
+        out.append((a, b, len(m), share))
+    return out
+
+
+def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, float]]) -> tuple[list[list[int]], set[int]]:
+    """Blocks of images linked by agreeing pairs (largest first) and the images whose pairs mostly
+    disagree (placed against their own evidence), which join no block."""
+    agree: dict[int, int] = {i: 0 for i in ids}
+    disagree: dict[int, int] = {i: 0 for i in ids}
+    for a, b, _, s in judged:
+        if s >= AGREE_SHARE:
+            agree[a] += 1
+            agree[b] += 1
+        elif s < DISAGREE_SHARE:
+            disagree[a] += 1
+            disagree[b] += 1
+    contradicted = {i for i in ids if disagree[i] > agree[i]}
+    parent = {i: i for i in ids}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b, _, s in judged:
+        if s >= AGREE_SHARE and a not in contradicted and b not in contradicted:
+            parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in ids:
+        if i not in contradicted:
+            groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values(), key=len, reverse=True), contradicted
+
+
+def spans(names: list[str], dropped: set[str], times: dict[str, float | None]) -> list[str]:
+    """Runs of consecutive dropped frames (in capture order) as readable spans."""
+    out, run = [], []
+    for n in names + [None]:
+        if n is not None and n in dropped:
+            run.append(n)
+            continue
+        if run:
+            t0, t1 = times.get(run[0]), times.get(run[-1])
+            if t0 is not None and t1 is not None:
+                out.append(f"{t0:.1f}-{t1:.1f} s ({len(run)} keyframes)")
+            else:
+                out.append(f"{run[0]}..{run[-1]} ({len(run)} images)" if len(run) > 1 else run[0])
+            run = []
+    return out
+
+
+def verify_model(database: Path, rec, names: list[str], times: dict[str, float | None],
+                 drop: bool = True) -> dict[str, Any]:
+    """Judge ``rec`` against every verified pair; deregister what no agreeing pair ties to the largest
+    verified block (in place; with ``drop`` False only name it).
+
+    Args:
+        names: every image to place, in capture order.
+        times: timestamp (seconds) of each image for video, None for photos.
+
+    Returns:
+        pairs judged / agreeing / disagreeing, the dropped images and their spans, and ``kept_share``
+        (registered after the check / all images).
+    """
+    ids = list(rec.reg_image_ids())
+    judged = judge_pairs(database, rec)
+    blocks, contradicted = verified_blocks(ids, judged)
+    keep = set(blocks[0]) if blocks else set()
+    dropped_ids = [i for i in ids if i not in keep]
+    dropped = {rec.image(i).name for i in dropped_ids}
+    for i in dropped_ids if drop else []:
+        rec.deregister_frame(rec.image(i).frame_id)
+    n_dis = sum(s < DISAGREE_SHARE for *_, s in judged)
+    info = {"pairs_judged": len(judged), "pairs_agreeing": sum(s >= AGREE_SHARE for *_, s in judged),
+            "pairs_disagreeing": n_dis, "verified_blocks": [len(b) for b in blocks],
+            "contradicted": sorted(rec.image(i).name for i in contradicted), "dropped": sorted(dropped),
+            "dropped_spans": spans(names, dropped, times), "kept_share": round(len(keep) / max(len(names), 1), 4)}
+    if dropped:
+        log.warning("self-check: %d of %d placed frames are not confirmed by their own image pairs%s (%s)",
+                    len(dropped), len(ids), " and were dropped" if drop else "", "; ".join(info["dropped_spans"][:5]))
+    return info
