@@ -96,7 +96,7 @@ def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
         return row
     err = evaluate(ws, gen / "gt.json")
     row.update({k: err[k] for k in ("registered", "keyframes", "rot_median_deg", "rot_max_deg", "center_median_rel",
-                                    "center_max_rel", "focal_err_rel", "aspect")})
+                                    "center_max_rel", "focal_err_rel", "aspect", "n_rot_over_5deg")})
     ok = err["rot_median_deg"] < ROT_OK_DEG and err["center_median_rel"] < CENTRE_OK_REL
     row["outcome"] = "correct" if ok else "wrong"
     summ = json.loads((ws / "manifest.json").read_text())["stages"]["sfm"].get("summary", {})
@@ -109,12 +109,13 @@ def table(rows: list[dict]) -> str:
         return "" if v is None else format(v, fmt)
 
     lines = ["| seed | capture | frames | keyframes | outcome | placed | rot. median (deg) | centre median (%) | "
-             "focal err (%) | fy/fx | ingest+sfm (s) | reason / dropped |", "|" + "---|" * 12]
+             "rot. max (deg) | focal err (%) | fy/fx | ingest+sfm (s) | reason / dropped |", "|" + "---|" * 13]
     for r in rows:
         note = r.get("reason", "") or "; ".join(r.get("dropped_spans", []))
         lines.append(f"| {r['seed']} | {r['label'].split(': ', 1)[1]} | {r['n_frames']} | {r.get('keyframes', '')} | "
                      f"**{r['outcome']}** | {r.get('registered', '')} | {f(r.get('rot_median_deg'), '.3f')} | "
                      f"{f(r.get('center_median_rel') and 100 * r['center_median_rel'], '.2f')} | "
+                     f"{f(r.get('rot_max_deg'), '.2f')} | "
                      f"{f(r.get('focal_err_rel') is not None and 100 * r['focal_err_rel'] or None, '.2f')} | "
                      f"{f(r.get('aspect'), '.4f')} | {r.get('ingest_s', 0) + r.get('sfm_s', 0):.0f} | {note} |")
     return "\n".join(lines)
@@ -126,8 +127,9 @@ def summary(rows: list[dict]) -> str:
     upto3 = [r for r in rows if r["deg_per_frame"] is None or r["deg_per_frame"] <= 3.0]
     c3 = sum(r["outcome"] == "correct" for r in upto3)
     foc = [r["focal_err_rel"] for r in rows if r["outcome"] == "correct"]
+    stray = sum(r.get("n_rot_over_5deg", 0) > 0 for r in rows if r["outcome"] == "correct")
     return (f"{n} captures: {count['correct']} correct, {count['refused']} refused, **{count['wrong']} wrong**, "
-            f"{count['error']} errors. Up to 3 deg/frame (and walks): {c3}/{len(upto3)} correct "
+            f"{count['error']} errors ({stray} of the correct ones hold a camera more than 5 deg off). Up to 3 deg/frame (and walks): {c3}/{len(upto3)} correct "
             f"({100 * c3 / max(len(upto3), 1):.0f} %). Focal error on the correct ones: max "
             f"{100 * max(foc, default=0):.2f} %, median {100 * float(np.median(foc)) if foc else 0:.2f} %.")
 

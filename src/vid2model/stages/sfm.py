@@ -297,15 +297,15 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
 
     times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified)
-    placed = {rec.image(i).name for i in rec.reg_image_ids()}
-    check["unplaced_spans"] = spans(names, set(names) - placed, times)
+    confirmed = {rec.image(i).name for i in rec.reg_image_ids()} - set(check["dropped"])
+    check["unplaced_spans"] = spans(names, set(names) - confirmed, times)
     need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))
-    ok = len(placed) >= need
+    ok = len(confirmed) >= need
     check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if ok else "refused"
     ws.write_json(ws.camera_check_json, check)
     if not ok:
         where = "; ".join(check["unplaced_spans"][:6]) or "everywhere"
-        msg = (f"the cameras cannot be trusted: only {len(placed)} of {len(names)} keyframes are placed where their "
+        msg = (f"the cameras cannot be trusted: only {len(confirmed)} of {len(names)} keyframes are placed where their "
                f"own image pairs confirm (not confirmed: {where}). Film again more slowly, with more overlap "
                f"and texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
         if not cfg.allow_unverified:
@@ -313,7 +313,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
             raise UserError(msg)
         log.warning("%s", msg)
     elif check["unplaced_spans"]:
-        log.warning("kept the largest verified part: %d of %d keyframes; left out: %s", len(placed), len(names),
+        log.warning("kept the largest verified part: %d of %d keyframes; left out: %s", len(confirmed), len(names),
                     "; ".join(check["unplaced_spans"][:6]))
     return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
             "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],

@@ -2,9 +2,14 @@
 
 A mapper (or a rescue) can register every frame and still place whole blocks of them wrong: a
 reprojection error computed on the model's own tracks cannot see it. The check here asks each
-verified image pair's own two-view evidence instead: the pair's inlier correspondences, triangulated
-with the model's two poses, must reproject onto themselves and lie in front of both cameras. A pair
-whose evidence the model contradicts *disagrees*; one it explains *agrees*.
+verified image pair's own two-view evidence instead:
+
+* the relative rotation the pair's correspondences give on their own (essential matrix, or the
+  rotation homography of a pair without baseline) must match the model's;
+* the correspondences, triangulated with the model's two poses, must reproject onto themselves and
+  lie in front of both cameras (the epipolar test alone lets a wrong turn pass as a depth change).
+
+A pair whose evidence the model contradicts *disagrees*; one it explains *agrees*.
 
 Frames are then kept only where agreeing pairs link them into one block: blocks that no agreeing pair
 ties to the largest one were placed by nothing the images confirm, so they are dropped and named (for
@@ -25,6 +30,10 @@ MIN_PAIR_INLIERS = 20  # pairs with fewer verified inliers say too little to jud
 REPROJ_PX = 4.0  # a correspondence the model explains reprojects within this (working-resolution px)
 AGREE_SHARE = 0.6  # a pair agrees when at least this share of its inliers is explained
 DISAGREE_SHARE = 0.3  # and disagrees when under this share is
+# The pair's own relative rotation is only a coarse judge: narrow views and planar scenes leave it a few
+# degrees loose (seen: 1-10 deg on correct pairs of a 320x240 orbit), so it catches gross turns only.
+AGREE_DEG = 15.0
+DISAGREE_DEG = 25.0
 
 
 def _triangulate(x1: np.ndarray, x2: np.ndarray, P1: np.ndarray, P2: np.ndarray) -> np.ndarray:
@@ -55,12 +64,48 @@ def pair_agreement(x1: np.ndarray, x2: np.ndarray, P1: np.ndarray, P2: np.ndarra
     cosang = np.sum(r1 * r2, 1) / (np.linalg.norm(r1, axis=1) * np.linalg.norm(r2, axis=1))
     parallel = cosang > np.cos(np.radians(0.5))
     front = (c1[:, 2] > 0) & (c2[:, 2] > 0)
-    ok = np.isfinite(e1) & np.isfinite(e2) & (e1 < px) & (e2 < px) & (front | parallel)
+    ok = np.isfinite(e1) & np.isfinite(e2) & (e1 < px) & (e2 < px) & front
+    # rays that barely diverge fix no depth: the point is judged at infinity, by the rotation alone
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inf = (P2[:, :3] @ r1.T).T
+        e_inf = np.linalg.norm(inf[:, :2] / inf[:, 2:3] - x2, axis=1) * f2
+    ok |= parallel & (inf[:, 2] > 0) & (e_inf < px)
     return float(ok.mean()) if len(ok) else 0.0
 
 
-def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> list[tuple[int, int, int, float]]:
-    """(image id a, image id b, inliers, agreement share) of every verified pair between registered images."""
+def _to_rotation(M: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(M)
+    R = u @ vt
+    return R if np.linalg.det(R) > 0 else u @ np.diag([1, 1, -1]) @ vt
+
+
+def _angle(R1: np.ndarray, R2: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R1.T @ R2) - 1) / 2, -1, 1))))
+
+
+def rotation_disagreement(x1: np.ndarray, x2: np.ndarray, R_rel: np.ndarray, f: float) -> float:
+    """Degrees between the relative rotation ``R_rel`` (cam2_from_cam1) of a model and the nearest of the
+    rotations the pair's normalised correspondences x1, x2 (N, 2) allow on their own: the essential
+    matrix's, and the homography's decompositions (a planar scene, or views without baseline, leave the
+    essential matrix ambiguous). ``f``: focal length in pixels (the RANSAC threshold)."""
+    import cv2
+
+    thr = 1.5 / f
+    cands = []
+    if len(x1) >= 8:
+        E, mask = cv2.findEssentialMat(x1, x2, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=thr)
+        if E is not None and E.shape == (3, 3):
+            cands.append(cv2.recoverPose(E, x1, x2, np.eye(3), mask=mask)[1])
+        H, hm = cv2.findHomography(x1, x2, cv2.RANSAC, thr)
+        if H is not None and hm is not None and hm.mean() > 0.5:
+            cands.append(_to_rotation(H / np.cbrt(np.linalg.det(H))))
+            cands += list(cv2.decomposeHomographyMat(H, np.eye(3))[1])
+    return min((_angle(np.asarray(R), R_rel) for R in cands), default=180.0)
+
+
+def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> list[tuple[int, int, int, bool | None]]:
+    """(image id a, image id b, inliers, verdict) of every verified pair between registered images:
+    True agrees, False disagrees, None undecided."""
     import pycolmap
 
     reg = set(rec.reg_image_ids())
@@ -83,21 +128,25 @@ def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> lis
         m = np.asarray(g.inlier_matches)
         if a not in reg or b not in reg or len(m) < min_inliers:
             continue
-        share = pair_agreement(norm[a][m[:, 0]], norm[b][m[:, 1]], poses[a], poses[b], focal[a], focal[b])
-        out.append((a, b, len(m), share))
+        x1, x2 = norm[a][m[:, 0]], norm[b][m[:, 1]]
+        share = pair_agreement(x1, x2, poses[a], poses[b], focal[a], focal[b])
+        rot = rotation_disagreement(x1, x2, poses[b][:, :3] @ poses[a][:, :3].T, focal[a])
+        verdict = (True if share >= AGREE_SHARE and rot <= AGREE_DEG else
+                   False if share < DISAGREE_SHARE or rot > DISAGREE_DEG else None)
+        out.append((a, b, len(m), verdict))
     return out
 
 
-def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, float]]) -> tuple[list[list[int]], set[int]]:
+def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | None]]) -> tuple[list[list[int]], set[int]]:
     """Blocks of images linked by agreeing pairs (largest first) and the images whose pairs mostly
     disagree (placed against their own evidence), which join no block."""
     agree: dict[int, int] = {i: 0 for i in ids}
     disagree: dict[int, int] = {i: 0 for i in ids}
-    for a, b, _, s in judged:
-        if s >= AGREE_SHARE:
+    for a, b, _, v in judged:
+        if v is True:
             agree[a] += 1
             agree[b] += 1
-        elif s < DISAGREE_SHARE:
+        elif v is False:
             disagree[a] += 1
             disagree[b] += 1
     contradicted = {i for i in ids if disagree[i] > agree[i]}
@@ -109,8 +158,8 @@ def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, float]]) -
             i = parent[i]
         return i
 
-    for a, b, _, s in judged:
-        if s >= AGREE_SHARE and a not in contradicted and b not in contradicted:
+    for a, b, _, v in judged:
+        if v is True and a not in contradicted and b not in contradicted:
             parent[find(a)] = find(b)
     groups: dict[int, list[int]] = {}
     for i in ids:
@@ -157,8 +206,8 @@ def verify_model(database: Path, rec, names: list[str], times: dict[str, float |
     dropped = {rec.image(i).name for i in dropped_ids}
     for i in dropped_ids if drop else []:
         rec.deregister_frame(rec.image(i).frame_id)
-    n_dis = sum(s < DISAGREE_SHARE for *_, s in judged)
-    info = {"pairs_judged": len(judged), "pairs_agreeing": sum(s >= AGREE_SHARE for *_, s in judged),
+    n_dis = sum(v is False for *_, v in judged)
+    info = {"pairs_judged": len(judged), "pairs_agreeing": sum(v is True for *_, v in judged),
             "pairs_disagreeing": n_dis, "verified_blocks": [len(b) for b in blocks],
             "contradicted": sorted(rec.image(i).name for i in contradicted), "dropped": sorted(dropped),
             "dropped_spans": spans(names, dropped, times), "kept_share": round(len(keep) / max(len(names), 1), 4)}

@@ -74,7 +74,7 @@ def random_capture(seed: int, *, width: int = 480, height: int = 270, max_frames
         if arc < 360:
             traits.append(f"{arc:.0f} deg arc")
         r = float(rng.uniform(1.0, 2.2))
-        kw.update(arc_deg=arc, orbit_radius=r, orbit_height=float(rng.uniform(0.4, 1.1)),
+        kw.update(arc_deg=arc, orbit_radius=r, orbit_height=float(rng.uniform(0.3, 0.7)),
                   orbit_start_deg=float(rng.uniform(0, 360)))
         traits.append("near" if r < 1.3 else "far" if r > 1.9 else "")
     else:
@@ -96,9 +96,14 @@ def random_capture(seed: int, *, width: int = 480, height: int = 270, max_frames
                       fov_deg=float(rng.uniform(50, 70)), seed=int(rng.integers(0, 1000)), rotation=rotation,
                       jitter=float(rng.uniform(0.5, 1.5)), layout_seed=layout, contrast=contrast,
                       backdrop=backdrop, **kw)
-    if path == "orbit":  # look at the middle of whatever was placed
-        c = make_scene(cfg).center
+    if path == "orbit":  # look at the middle of whatever was placed, from a little above it
         from dataclasses import replace
 
-        cfg = replace(cfg, orbit_target=(c[0], c[1], min(c[2], 0.35)))
+        scene = make_scene(cfg)
+        top = max([b.hi[2] for b in scene.boxes] + [s.center[2] + s.radius for s in scene.spheres])
+        c = scene.center
+        cfg = replace(cfg, orbit_target=(c[0], c[1], 0.5 * (c[2] + top) - 0.1),
+                      orbit_height=0.5 * top + cfg.orbit_height)
+        if any(b.lo[2] < 0 for b in scene.plain_boxes):
+            traits.append("tabletop, plain floor")
     return Capture(seed=seed, config=cfg, deg_per_frame=deg, traits=tuple(t for t in traits if t))

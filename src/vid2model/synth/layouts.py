@@ -43,28 +43,37 @@ def _bounds(boxes: list[Box], spheres: list[Sphere]) -> tuple[np.ndarray, np.nda
 
 def random_orbit_scene(layout_seed: int, *, seed: int = 0, contrast: float = 1.0, backdrop: bool = False,
                        orbit_radius: float = 1.5) -> Scene:
-    """One to four objects on a textured floor; with ``backdrop`` a plain wall stands outside the
-    orbit on one side, so that part of the circle looks at a surface without any texture."""
+    """One to four objects on a textured floor, or (two in five) on a textured tabletop over a plain
+    floor; with ``backdrop`` plain walls stand outside the orbit on one or two sides, so that part of
+    the circle looks at surfaces without any texture."""
     rng = np.random.default_rng(layout_seed)
+    table = rng.random() < 0.4
     boxes, spheres = _objects(rng, int(rng.integers(1, 5)), 0.35)
+    plain: list[Box] = []
+    ground = max(2.0, orbit_radius + 0.5)
+    if table:  # lift the objects onto a table top; the floor becomes plain
+        top = float(rng.uniform(0.45, 0.8))
+        boxes = [Box((b.lo[0], b.lo[1], b.lo[2] + top), (b.hi[0], b.hi[1], b.hi[2] + top)) for b in boxes]
+        spheres = [Sphere((s.center[0], s.center[1], s.center[2] + top), s.radius) for s in spheres]
+        hx, hy = rng.uniform(0.55, 0.8), rng.uniform(0.45, 0.7)
+        boxes.append(Box((-hx, -hy, 0.0), (hx, hy, top)))
+        plain.append(Box((-ground, -ground, -0.02), (ground, ground, 0.0)))
+        ground = 0.0
     lo, hi = _bounds(boxes, spheres)
     lo[2] = 0.0
     center = (lo + hi) / 2
     radius = float(max(np.linalg.norm(hi - lo) / 2, 0.2))
-    plain: tuple[Box, ...] = ()
     if backdrop:
-        az = rng.uniform(0, 2 * np.pi)
         d = orbit_radius + 0.6
-        c, s = np.cos(az), np.sin(az)
-        # a 3.5 m wide, 2.5 m tall, thin wall perpendicular to the direction az (axis-aligned: snap az)
-        if abs(c) > abs(s):
-            x = np.sign(c) * d
-            plain = (Box((x - 0.02, -1.75, 0.0), (x + 0.02, 1.75, 2.5)),)
-        else:
-            y = np.sign(s) * d
-            plain = (Box((-1.75, y - 0.02, 0.0), (1.75, y + 0.02, 2.5)),)
-    return Scene(boxes=tuple(boxes), spheres=tuple(spheres), ground_half=max(2.0, orbit_radius + 0.5), seed=seed,
-                 center=tuple(float(v) for v in center), radius=radius, contrast=contrast, plain_boxes=plain,
+        sides = [(int(rng.integers(0, 2)), float(rng.choice([-1.0, 1.0])))]
+        if rng.random() < 0.5:  # a corner: two walls
+            sides.append((1 - sides[0][0], float(rng.choice([-1.0, 1.0]))))
+        for axis, side in sides:
+            lo_w, hi_w = [-d, -d, 0.0], [d, d, 2.5]
+            lo_w[axis], hi_w[axis] = side * d - 0.02, side * d + 0.02
+            plain.append(Box(tuple(lo_w), tuple(hi_w)))
+    return Scene(boxes=tuple(boxes), spheres=tuple(spheres), ground_half=ground, seed=seed,
+                 center=tuple(float(v) for v in center), radius=radius, contrast=contrast, plain_boxes=tuple(plain),
                  plain_color=tuple(float(v) for v in rng.uniform(0.55, 0.85, 3)))
 
 

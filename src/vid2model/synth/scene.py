@@ -126,6 +126,8 @@ def albedo(p: np.ndarray, seed: int, contrast: float = 1.0) -> np.ndarray:
     b = value_noise(p + 17.3, 6.0, seed + 1)
     idx = (np.floor(a * 4).astype(int) * 2 + (b > 0.5)) % len(PALETTE)
     base = PALETTE[idx]
+    if contrast < 0.5:  # texture-poor: the colour patches fade towards one paint colour as well
+        base = PALETTE.mean(0) + (base - PALETTE.mean(0)) * (2 * contrast)
     detail = np.zeros(len(p), np.float32)
     amp = 0.0
     for k, freq in enumerate((14.0, 30.0, 62.0, 120.0)):

@@ -1,0 +1,151 @@
+"""The solved model's self-check: cameras placed against their own image pairs are found, dropped with
+their time span, and a model that keeps too little is refused with a one-line reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from vid2model.config import SfmConfig
+from vid2model.errors import UserError
+from vid2model.ops.similarity import rotation_angle_deg
+from vid2model.stages.sfm_verify import pair_agreement, rotation_disagreement, verify_model
+
+
+def _look(eye, target) -> np.ndarray:
+    """3x4 cam_from_world of a camera at ``eye`` looking at ``target`` (world +Z up)."""
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0, 0, 1.0])
+    x /= np.linalg.norm(x)
+    R = np.stack([x, np.cross(z, x), z])
+    return np.concatenate([R, (-R @ eye)[:, None]], 1)
+
+
+def _project(P: np.ndarray, X: np.ndarray) -> np.ndarray:
+    c = np.concatenate([X, np.ones((len(X), 1))], 1) @ P.T
+    return c[:, :2] / c[:, 2:3]
+
+
+def _rot_z(P: np.ndarray, deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    return np.concatenate([P[:, :3] @ Rz.T, P[:, 3:]], 1)
+
+
+def test_pair_agreement_tells_right_from_wrong_poses():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-0.5, 0.5, (300, 3))
+    P1, P2 = _look(np.array([2.0, 0, 0.5]), [0, 0, 0]), _look(np.array([1.9, 0.6, 0.5]), [0, 0, 0])
+    x1 = _project(P1, X) + rng.normal(0, 0.5 / 500, (300, 2))  # half-pixel noise at f = 500
+    x2 = _project(P2, X) + rng.normal(0, 0.5 / 500, (300, 2))
+    rel = P2[:, :3] @ P1[:, :3].T
+    assert pair_agreement(x1, x2, P1, P2, 500, 500) > 0.97
+    assert rotation_disagreement(x1, x2, rel, 500) < 2  # E from 300 matches of a narrow view: ~1 deg
+    # the second camera placed 10 degrees further round the object: the pair's own rotation says otherwise
+    wrong = _rot_z(P2, 10)
+    assert rotation_disagreement(x1, x2, wrong[:, :3] @ P1[:, :3].T, 500) > 8
+    # ... and turned the other way about its own axis: the correspondences end up behind a camera
+    flipped = np.concatenate([np.diag([-1.0, -1.0, 1.0]) @ P2[:, :3], np.diag([-1.0, -1.0, 1.0]) @ P2[:, 3:]], 1)
+    assert pair_agreement(x1, x2, P1, flipped, 500, 500) < 0.05
+    # a pure rotation (no baseline): its homography gives the rotation, and the right model agrees
+    P3 = np.concatenate([_rot_z(P1, 3)[:, :3], P1[:, 3:]], 1)
+    P3[:, 3] = -P3[:, :3] @ (-P1[:, :3].T @ P1[:, 3])
+    x3 = _project(P3, X) + rng.normal(0, 0.5 / 500, (300, 2))
+    assert pair_agreement(x1, x3, P1, P3, 500, 500) > 0.97
+    assert rotation_disagreement(x1, x3, P3[:, :3] @ P1[:, :3].T, 500) < 0.5
+    assert rotation_disagreement(x1, x3, _rot_z(P3, 10)[:, :3] @ P1[:, :3].T, 500) > 9
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    """A 24-frame synthetic orbit solved by the SfM stage (times: 0.1 s a frame)."""
+    import shutil
+
+    from vid2model.stages import sfm
+    from vid2model.synth import SynthConfig, generate
+    from vid2model.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("verify")
+    synth = generate(root / "gen", SynthConfig(path="orbit", width=320, height=240, n_frames=24, seed=3,
+                                               write_video=False, write_images=True))
+    ws = Workspace(root / "ws").create()
+    ws.images_dir.mkdir(parents=True)
+    names = sorted(p.name for p in synth.images_dir.iterdir())
+    for n in names:
+        shutil.copy(synth.images_dir / n, ws.images_dir / n)
+    ws.write_json(ws.keyframes_json, {"video": True, "keyframes": [
+        {"name": n, "width": 320, "height": 240, "timestamp": 0.1 * i} for i, n in enumerate(names)]})
+    summary = sfm.run(ws, SfmConfig())
+    return ws, names, summary
+
+
+def _turn_block(rec, names: list[str], block: range, deg: float) -> None:
+    """Turn the cameras of ``block`` (positions in ``names``) by ``deg`` about the model's vertical
+    through their own centres: a block glued on with a wrong rotation, as a bad rescue does."""
+    import pycolmap
+
+    by_name = {rec.image(i).name: i for i in rec.reg_image_ids()}
+    a = np.radians(deg)
+    Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    for k in block:
+        img = rec.image(by_name[names[k]])
+        m = np.asarray(img.cam_from_world().matrix())
+        c = -m[:, :3].T @ m[:, 3]
+        R = m[:, :3] @ Rz.T
+        frame = rec.frame(img.frame_id)
+        frame.rig_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(R), -R @ c)
+
+
+def test_a_correct_model_passes_untouched(solved):
+    ws, names, summary = solved
+    assert summary["camera_check"] == "ok" and summary["dropped_spans"] == []
+    assert summary["pairs_disagreeing"] == 0 and summary["pairs_judged"] >= 3 * len(names)
+    assert ws.read_json(ws.camera_check_json)["verdict"] == "ok"
+
+
+def test_a_block_placed_wrong_is_dropped_and_named(solved):
+    import pycolmap
+
+    ws, names, _ = solved
+    rec = pycolmap.Reconstruction(str(ws.sparse_dir))
+    _turn_block(rec, names, range(8, 14), 120.0)
+    times = {n: 0.1 * i for i, n in enumerate(names)}
+    info = verify_model(ws.database_path, rec, names, times)
+    assert info["dropped"] == names[8:14]
+    assert info["dropped_spans"] == ["0.8-1.3 s (6 keyframes)"]
+    assert rec.num_reg_images() == len(names) - 6
+    # what is left is the correct part: relative rotations of the kept cameras are untouched
+    ref = pycolmap.Reconstruction(str(ws.sparse_dir))
+    ids = list(rec.reg_image_ids())
+    r0 = np.asarray(rec.image(ids[0]).cam_from_world().rotation.matrix())
+    q0 = np.asarray(ref.image(ids[0]).cam_from_world().rotation.matrix())
+    for i in ids[1:]:
+        r = np.asarray(rec.image(i).cam_from_world().rotation.matrix())
+        q = np.asarray(ref.image(i).cam_from_world().rotation.matrix())
+        assert rotation_angle_deg(r @ r0.T, q @ q0.T) < 1e-4  # arccos near 1: ~1e-6 from rounding
+
+
+def test_a_model_mostly_wrong_is_refused_with_its_spans(solved):
+    import pycolmap
+
+    from vid2model.stages.sfm import _self_check
+
+    ws, names, _ = solved
+    kf = ws.read_json(ws.keyframes_json)
+    rec = pycolmap.Reconstruction(str(ws.sparse_dir))
+    for start in range(0, 24, 4):  # every block of 4 turned a different way: nothing links them
+        _turn_block(rec, names, range(start, start + 4), 30.0 * (start // 4 + 1))
+    with pytest.raises(UserError, match=r"cannot be trusted: only \d+ of 24 keyframes.*not confirmed: "
+                                        r"0\.0-[\d.]+ s"):
+        _self_check(ws, rec, names, kf, SfmConfig(min_verified_share=0.3))
+    check = ws.read_json(ws.camera_check_json)
+    assert check["verdict"] == "refused" and check["unplaced_spans"]
+    # an explicit option carries on regardless, keeping every camera (and saying so)
+    rec = pycolmap.Reconstruction(str(ws.sparse_dir))
+    for start in range(0, 24, 4):
+        _turn_block(rec, names, range(start, start + 4), 30.0 * (start // 4 + 1))
+    out = _self_check(ws, rec, names, kf, dataclasses.replace(SfmConfig(), allow_unverified=True))
+    assert out["camera_check"] == "refused" and rec.num_reg_images() == 24
