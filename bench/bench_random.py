@@ -28,8 +28,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work" / "random"
-ROT_OK_DEG = 0.5
-CENTRE_OK_REL = 0.01
 
 
 def _seeds(spec: str) -> list[int]:
@@ -50,23 +48,6 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
         code, err = -1, "timed out"
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     return code, (lines[-1] if lines else ""), time.perf_counter() - t0
-
-
-def evaluate(ws_path: Path, gt_path: Path) -> dict:
-    """Pose errors of the solved cameras against GT, focal length and pixel aspect."""
-    from vid2model.io.colmap import load_views
-    from vid2model.synth.evaluate import camera_errors, load_gt
-    from vid2model.workspace import Workspace
-
-    ws = Workspace(ws_path)
-    gt = load_gt(gt_path)
-    err = camera_errors(ws, gt)
-    views = load_views(ws.sparse_dir)
-    K = views[0].K
-    scale = views[0].width / gt["width"]
-    err["focal_err_rel"] = float(abs(0.5 * (K[0, 0] + K[1, 1]) / scale - gt["K"][0, 0]) / gt["K"][0, 0])
-    err["aspect"] = float(K[1, 1] / K[0, 0])
-    return err
 
 
 def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
@@ -94,11 +75,13 @@ def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
     if code != 0:
         row.update(outcome="refused" if code == 2 else "error", reason=msg)
         return row
-    err = evaluate(ws, gen / "gt.json")
+    from vid2model.synth.evaluate import judge_cameras, load_gt
+    from vid2model.workspace import Workspace
+
+    err = judge_cameras(Workspace(ws), load_gt(gen / "gt.json"))
     row.update({k: err[k] for k in ("registered", "keyframes", "rot_median_deg", "rot_max_deg", "center_median_rel",
                                     "center_max_rel", "focal_err_rel", "aspect", "n_rot_over_5deg")})
-    ok = err["rot_median_deg"] < ROT_OK_DEG and err["center_median_rel"] < CENTRE_OK_REL
-    row["outcome"] = "correct" if ok else "wrong"
+    row["outcome"] = "correct" if err["correct"] else "wrong"
     summ = json.loads((ws / "manifest.json").read_text())["stages"]["sfm"].get("summary", {})
     row["dropped_spans"] = summ.get("dropped_spans", [])
     return row

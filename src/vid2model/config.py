@@ -28,6 +28,9 @@ class IngestConfig:
     keyframe_step: float = 0.05  # camera motion between keyframes, fraction of the image diagonal
     blur_threshold: float = 0.6  # relative sharpness under which a frame counts as blurred
     max_gap_steps: float = 4.0  # keyframe spacing (in keyframe_step units) accepted to skip blurred frames
+    # share of a keyframe's feature tracks that must still be alive on the next keyframe: image motion alone
+    # let keyframes skip tens of degrees where the view turned to a plain wall, and camera solving failed there
+    min_track_survival: float = 0.3
     fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
     static_motion: float = 0.05  # net image motion (fraction of diagonal) under which the camera is static
     analysis_fps: float = 30.0  # frames scored per second at most (0 = every frame)
@@ -62,6 +65,9 @@ class SfmConfig:
     # is refused (sfm/camera_check.json and the report say which spans broke)
     min_verified_share: float = 0.3
     allow_unverified: bool = False  # carry on with the unverified model (a warning instead of a refusal)
+    # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
+    # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
+    max_focal_uncertainty: float = 0.005
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,7 +99,8 @@ def build_report(ws: Workspace) -> dict[str, Any]:
         data["coverage"] = None
     check = ws.read_json(ws.camera_check_json, default=None)
     data["camera_check"] = {k: check.get(k) for k in ("verdict", "pairs_judged", "pairs_disagreeing",
-                                                     "unplaced_spans")} if isinstance(check, dict) else None
+                                                     "unplaced_spans", "focal_std_rel", "reason")} \
+        if isinstance(check, dict) else None
     data["exports"] = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
     data["viewer"] = "../site/index.html" if (ws.root / "site" / "index.html").exists() else None
     ws.write_json(ws.report_json, data)
@@ -143,8 +144,7 @@ def _html(d: dict[str, Any]) -> str:
         spans = "; ".join(chk.get("unplaced_spans") or [])
         verdict = {"ok": "every placed camera is confirmed by its own image pairs",
                    "partial": f"the largest verified part was kept; left out: {spans}",
-                   "refused": f"refused: too few cameras are confirmed by their own image pairs (not confirmed: "
-                              f"{spans}); film again more slowly, with more overlap and texture in view"}
+                   "refused": f"refused: {chk.get('reason') or 'the cameras cannot be trusted'}"}
         cov_html += (f"<p id='camera-check' class='{e(str(chk.get('verdict')))}'>Camera check: "
                      f"{e(verdict.get(chk.get('verdict'), str(chk.get('verdict'))))} "
                      f"({chk.get('pairs_judged')} image pairs judged, {chk.get('pairs_disagreeing')} disagree).</p>")

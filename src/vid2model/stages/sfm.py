@@ -293,7 +293,7 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
-    from vid2model.stages.sfm_verify import spans, verify_model
+    from vid2model.stages.sfm_verify import focal_uncertainty, spans, verify_model
 
     times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified)
@@ -301,13 +301,24 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     check["unplaced_spans"] = spans(names, set(names) - confirmed, times)
     need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))
     ok = len(confirmed) >= need
-    check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if ok else "refused"
-    ws.write_json(ws.camera_check_json, check)
+    check["focal_std_rel"] = round(focal_uncertainty(rec), 5) if ok and cfg.max_focal_uncertainty > 0 else None
+    loose = check["focal_std_rel"] is not None and check["focal_std_rel"] > cfg.max_focal_uncertainty
+    check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if ok and not loose else "refused"
+    msg = ""
     if not ok:
         where = "; ".join(check["unplaced_spans"][:6]) or "everywhere"
         msg = (f"the cameras cannot be trusted: only {len(confirmed)} of {len(names)} keyframes are placed where their "
                f"own image pairs confirm (not confirmed: {where}). Film again more slowly, with more overlap "
                f"and texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
+    elif loose:
+        whole = spans(names, set(names), times)[0]
+        msg = (f"the cameras cannot be trusted: this capture leaves the lens's focal length uncertain by "
+               f"{100 * check['focal_std_rel']:.1f} % (all of {whole}), and every camera angle inherits that error. "
+               f"Film a wider arc around the object with more texture in view (or --set sfm.allow_unverified=true "
+               f"to carry on regardless)")
+    check["reason"] = msg or None
+    ws.write_json(ws.camera_check_json, check)
+    if msg:
         if not cfg.allow_unverified:
             _report(ws)
             raise UserError(msg)
@@ -317,7 +328,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
                     "; ".join(check["unplaced_spans"][:6]))
     return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
             "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],
-            "dropped_spans": check["unplaced_spans"]}
+            "dropped_spans": check["unplaced_spans"], "focal_std_rel": check["focal_std_rel"]}
 
 
 def _report(ws: Workspace) -> None:

@@ -215,3 +215,74 @@ def verify_model(database: Path, rec, names: list[str], times: dict[str, float |
         log.warning("self-check: %d of %d placed frames are not confirmed by their own image pairs%s (%s)",
                     len(dropped), len(ids), " and were dropped" if drop else "", "; ".join(info["dropped_spans"][:5]))
     return info
+
+
+def _observations(rec) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(image id, observed pixels (M, 2), their 3D point ids (M,)) of every registered image."""
+    out = []
+    for i in rec.reg_image_ids():
+        obs = [(p.xy, p.point3D_id) for p in rec.image(i).points2D if p.has_point3D()]
+        if obs:
+            out.append((i, np.array([o[0] for o in obs], float), np.array([o[1] for o in obs], np.int64)))
+    return out
+
+
+def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) -> float:
+    """Sum of squared reprojection errors (px^2) of the observations ``obs`` (see :func:`_observations`)."""
+    pids = np.concatenate([o[2] for o in obs])
+    uniq, inv = np.unique(pids, return_inverse=True)
+    xyz = np.array([rec.point3D(int(p)).xyz for p in uniq], float)[inv]
+    total, start = 0.0, 0
+    for i, xy, _ in obs:
+        img = rec.image(i)
+        m = np.asarray(img.cam_from_world().matrix())
+        X = xyz[start:start + len(xy)]
+        start += len(xy)
+        proj = np.asarray(rec.camera(img.camera_id).img_from_cam(X @ m[:, :3].T + m[:, 3]))[:, :2]
+        total += float(((proj - xy) ** 2).sum())
+    return total
+
+
+def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float:
+    """Relative standard deviation of the solved focal length, from how much the reprojection error
+    rises when it is held ``delta`` off and everything else re-adjusts (a profile of the bundle
+    adjustment's cost on a copy; at most ``max_points`` points, the figure scaled back to all of them).
+
+    Few views over a narrow arc, or few tracked points, leave the focal length nearly free: depth and
+    focal trade off, and every rotation inherits the error while the reprojection error stays small.
+    """
+    import pycolmap
+
+    def adjust(r, refine_focal: bool) -> None:
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.refine_focal_length = refine_focal
+        opts.print_summary = False
+        pycolmap.bundle_adjustment(r, opts)
+
+    n_all = sum(len(p.track.elements) for p in rec.points3D.values())
+    base = pycolmap.Reconstruction(rec)
+    pids = list(base.point3D_ids())
+    if len(pids) > max_points:
+        keep = set(np.random.default_rng(0).choice(len(pids), max_points, replace=False).tolist())
+        for k, pid in enumerate(pids):
+            if k not in keep:
+                base.delete_point3D(pid)
+    adjust(base, True)
+    obs = _observations(base)
+    n = sum(len(o[1]) for o in obs)
+    if n < 10:
+        return float("inf")
+    c0 = _squared_reprojection(base, obs)
+    sigma2 = c0 / max(2 * n - 3 * base.num_points3D() - 6 * base.num_reg_images(), n)
+    rises = []
+    for d in (-delta, delta):
+        r = pycolmap.Reconstruction(base)
+        for cam in r.cameras.values():
+            p = np.asarray(cam.params, float).copy()
+            for k in cam.focal_length_idxs():
+                p[k] *= 1 + d
+            cam.params = p
+        adjust(r, False)
+        rises.append(_squared_reprojection(r, obs) - c0)
+    rise = float(np.mean(rises))
+    return float(delta * np.sqrt(sigma2 / rise) * np.sqrt(n / max(n_all, n))) if rise > 0 else float("inf")

@@ -92,8 +92,11 @@ def random_capture(seed: int, *, width: int = 480, height: int = 270, max_frames
         width, height = height, width
         traits.append(f"rotated {rotation}")
     layout = int(rng.integers(0, 2 ** 31 - 1))
+    fov = float(rng.uniform(50, 70))  # across the long side of the sensor
+    if rotation:  # filmed in portrait: the lens spans the upright image's height; fov_deg is across its width
+        fov = float(np.degrees(2 * np.arctan(np.tan(np.radians(fov) / 2) * width / height)))
     cfg = SynthConfig(path=path, width=width, height=height, n_frames=n, fps=30.0,
-                      fov_deg=float(rng.uniform(50, 70)), seed=int(rng.integers(0, 1000)), rotation=rotation,
+                      fov_deg=fov, seed=int(rng.integers(0, 1000)), rotation=rotation,
                       jitter=float(rng.uniform(0.5, 1.5)), layout_seed=layout, contrast=contrast,
                       backdrop=backdrop, **kw)
     if path == "orbit":  # look at the middle of whatever was placed, from a little above it

@@ -38,6 +38,21 @@ def camera_errors(ws: Workspace, gt: dict[str, Any]) -> dict[str, Any]:
             **pose_errors(est, ref)}
 
 
+ROT_OK_DEG = 0.5  # a solved capture is correct under this median rotation error ...
+CENTRE_OK_REL = 0.01  # ... and this median centre error (fraction of the trajectory extent)
+
+
+def judge_cameras(ws: Workspace, gt: dict[str, Any]) -> dict[str, Any]:
+    """:func:`camera_errors` plus focal-length error, pixel aspect and the verdict ``correct``."""
+    err = camera_errors(ws, gt)
+    views = load_views(ws.sparse_dir)
+    K, scale = views[0].K, views[0].width / gt["width"]
+    err["focal_err_rel"] = float(abs(0.5 * (K[0, 0] + K[1, 1]) / scale - gt["K"][0, 0]) / gt["K"][0, 0])
+    err["aspect"] = float(K[1, 1] / K[0, 0])
+    err["correct"] = bool(err["rot_median_deg"] < ROT_OK_DEG and err["center_median_rel"] < CENTRE_OK_REL)
+    return err
+
+
 def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray]:
     """Similarity (s, R, t) taking workspace coordinates to GT: x_gt = s R x + t."""
     views = load_views(ws.sparse_dir)
