@@ -1,6 +1,6 @@
 """The randomised capture suite: captures drawn from seeds, filmed to MP4, solved as a user would.
 
-    python bench/bench_random.py                      # seeds 0-29, default preset
+    python bench/bench_random.py                      # seeds 0-29 and walks w100-103, default preset
     python bench/bench_random.py --seeds 0-5 --preset fast --tag try1
 
 Each capture runs ``vid2model ingest`` and ``vid2model sfm`` in a child process, exactly as the CLI
@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work" / "random"
 
 
-def _seeds(spec: str) -> list[int]:
-    out: list[int] = []
+def _seeds(spec: str) -> list[str]:
+    """"0-29,w100-103" -> ["0", ..., "29", "w100", ..., "w103"]; a "w" seed is drawn as a walk-through."""
+    out: list[str] = []
     for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+        walk = part.startswith("w")
+        a, _, b = part.lstrip("w").partition("-")
+        out += [("w" if walk else "") + str(s) for s in (range(int(a), int(b) + 1) if b else [int(a)])]
     return out
 
 
@@ -50,12 +52,12 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
     return code, (lines[-1] if lines else ""), time.perf_counter() - t0
 
 
-def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
+def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     from vid2model.synth import generate
     from vid2model.synth.captures import random_capture
 
-    cap = random_capture(seed)
-    root = WORK / f"seed{seed:03d}"
+    cap = random_capture(int(seed.lstrip("w")), kind="walk" if seed.startswith("w") else None)
+    root = WORK / f"seed{seed}"
     gen = root / "gen"
     if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
         generate(gen, replace(cap.config, write_video=True))
@@ -119,7 +121,7 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0-29")
+    ap.add_argument("--seeds", default="0-29,w100-103")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=1800)

@@ -78,6 +78,7 @@ def prepare(name: str, max_side: int) -> tuple[Path, dict[str, np.ndarray], bool
 def solve_child(name: str, max_side: int, overrides: dict) -> dict:
     """Run our SfM stage on one dataset (in this process) and compare with the GT cameras."""
     from vid2model.config import SfmConfig
+    from vid2model.errors import UserError
     from vid2model.io.colmap import load_views
     from vid2model.ops.similarity import pose_errors
     from vid2model.progress import set_quiet
@@ -98,7 +99,11 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
         ws.write_json(ws.keyframes_json, {"video": True, "keyframes": [
             {"name": n, "width": w, "height": h} for n in sorted(p.name for p in images.iterdir())]})
     t0, c0 = time.perf_counter(), _cpu_s()
-    summary = sfm.run(ws, SfmConfig(**overrides))
+    try:
+        summary = sfm.run(ws, SfmConfig(**overrides))
+    except UserError as err:  # a refusal is a result: which dataset, and why
+        return {"dataset": name, "tool": "vid2model", "overrides": overrides, "refused": str(err),
+                "wall_s": round(time.perf_counter() - t0, 1)}
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     views = [v for v in load_views(ws.sparse_dir) if v.name in gt]
     out = {"dataset": name, "tool": "vid2model", "overrides": overrides, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
@@ -106,7 +111,8 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
            "registered": summary["n_registered"], "reproj_px": summary["mean_reproj_error_px"],
            **{k: summary.get(k) for k in ("mapper", "n_pairs", "strategy", "features_s", "matching_s",
                                           "mapping_s", "camera_model", "pieces_merged", "false_links_dropped", "scale",
-                                          "mapper_attempts", "unregistered")}}
+                                          "mapper_attempts", "unregistered", "camera_check", "pairs_judged",
+                                          "pairs_disagreeing", "dropped_spans", "focal_std_rel")}}
     if len(views) >= 3:
         err = pose_errors(np.array([v.cam_to_world for v in views]), np.array([gt[v.name] for v in views]))
         out.update({k: round(float(v), 5) for k, v in err.items()})

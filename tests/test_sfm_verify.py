@@ -149,3 +149,18 @@ def test_a_model_mostly_wrong_is_refused_with_its_spans(solved):
         _turn_block(rec, names, range(start, start + 4), 30.0 * (start // 4 + 1))
     out = _self_check(ws, rec, names, kf, dataclasses.replace(SfmConfig(), allow_unverified=True))
     assert out["camera_check"] == "refused" and rec.num_reg_images() == 24
+
+
+def test_bundle_adjustment_prints_nothing_and_keeps_colmap_quiet(solved, capfd):
+    import pycolmap
+
+    from vid2model.io.colmap import bundle_adjust, quiet_colmap
+
+    ws, _, _ = solved
+    quiet_colmap()
+    rec = pycolmap.Reconstruction(str(ws.sparse_dir))
+    bundle_adjust(rec)
+    assert pycolmap.logging.minloglevel == 2  # pycolmap's own call leaves it at 0
+    pycolmap.undistort_images(ws.root / "und", ws.sparse_dir, ws.images_dir)  # a later COLMAP call stays quiet
+    out = capfd.readouterr()
+    assert "bundle_adjustment" not in out.err + out.out and "undistort" not in out.err + out.out

@@ -67,7 +67,7 @@ class SfmConfig:
     allow_unverified: bool = False  # carry on with the unverified model (a warning instead of a refusal)
     # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
     # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
-    max_focal_uncertainty: float = 0.005
+    max_focal_uncertainty: float = 0.01
 
 
 @dataclass(frozen=True, kw_only=True)

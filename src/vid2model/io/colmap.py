@@ -103,3 +103,35 @@ def quiet_colmap(verbose: bool = False) -> None:
     import pycolmap
 
     pycolmap.logging.minloglevel = 0 if verbose else 2
+
+
+def bundle_adjust(rec, options=None) -> None:
+    """pycolmap's global bundle adjustment, quietly.
+
+    pycolmap (4.2) lowers glog's ``minloglevel`` to 0 inside ``bundle_adjustment`` and leaves it there,
+    so its banner and every later COLMAP line (undistortion, ...) reached the user's terminal. The
+    call's own lines go to /dev/null (file descriptor 2, where glog writes) and the level is put back.
+    """
+    import os
+    import sys
+
+    import pycolmap
+
+    level = pycolmap.logging.minloglevel
+    if options is None:
+        options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    quiet = level >= 2
+    saved = os.dup(2) if quiet else -1
+    try:
+        if quiet:
+            sys.stderr.flush()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        pycolmap.bundle_adjustment(rec, options)
+    finally:
+        if quiet:
+            os.dup2(saved, 2)
+            os.close(saved)
+        pycolmap.logging.minloglevel = level

@@ -20,6 +20,7 @@ import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
+from vid2model.io.colmap import bundle_adjust
 
 log = logging.getLogger("vid2model")
 
@@ -191,7 +192,7 @@ def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> t
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         base = pycolmap.triangulate_points(base, database, images, scratch, clear_points=True)
-        pycolmap.bundle_adjustment(base, pycolmap.BundleAdjustmentOptions())
+        bundle_adjust(base)
     return base, merged, pending
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vid2model.io.colmap import bundle_adjust
 from vid2model.ops.similarity import mean_rotation, rotation_angle_deg, similarity_residuals
 
 log = logging.getLogger("vid2model")
@@ -108,7 +109,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
         rec, merged, apart = merge_pieces(models, db, images, scratch / "merged")
         models = [rec] + apart
     if not merged:  # merge_pieces bundle-adjusts (focal included) only what it merged
-        pycolmap.bundle_adjustment(models[0], pycolmap.BundleAdjustmentOptions())
+        bundle_adjust(models[0])
     # No further retriangulation + robust BA here: on a ring joined at two weak frames it can slide the
     # block between them along the hinge (seen: 1.2 -> 8.7 degrees) at an unchanged reprojection error.
     for m in models:  # every frame was placed from >= 15 inliers: only drop the nearly empty ones

@@ -96,14 +96,16 @@ def rotation_disagreement(x1: np.ndarray, x2: np.ndarray, R_rel: np.ndarray, f: 
         E, mask = cv2.findEssentialMat(x1, x2, np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=thr)
         if E is not None and E.shape == (3, 3):
             cands.append(cv2.recoverPose(E, x1, x2, np.eye(3), mask=mask)[1])
-        H, hm = cv2.findHomography(x1, x2, cv2.RANSAC, thr)
+        # a homography that fits describes most correspondences: a few hundred samples find it
+        H, hm = cv2.findHomography(x1, x2, cv2.RANSAC, thr, maxIters=300, confidence=0.99)
         if H is not None and hm is not None and hm.mean() > 0.5:
             cands.append(_to_rotation(H / np.cbrt(np.linalg.det(H))))
             cands += list(cv2.decomposeHomographyMat(H, np.eye(3))[1])
     return min((_angle(np.asarray(R), R_rel) for R in cands), default=180.0)
 
 
-def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> list[tuple[int, int, int, bool | None]]:
+def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS,
+                max_matches: int = 200) -> list[tuple[int, int, int, bool | None]]:
     """(image id a, image id b, inliers, verdict) of every verified pair between registered images:
     True agrees, False disagrees, None undecided."""
     import pycolmap
@@ -123,17 +125,21 @@ def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS) -> lis
         norm[i] = np.asarray(cam.cam_from_img(kps[i]))[:, :2]
         focal[i] = float(cam.mean_focal_length())
     out = []
+    rng = np.random.default_rng(0)
     for pid, g in zip(pair_ids, geoms):
         a, b = (int(v) for v in pycolmap.pair_id_to_image_pair(pid))
         m = np.asarray(g.inlier_matches)
         if a not in reg or b not in reg or len(m) < min_inliers:
             continue
+        n_inliers = len(m)
+        if len(m) > max_matches:  # a few hundred correspondences judge a pose as well as thousands
+            m = m[rng.choice(len(m), max_matches, replace=False)]
         x1, x2 = norm[a][m[:, 0]], norm[b][m[:, 1]]
         share = pair_agreement(x1, x2, poses[a], poses[b], focal[a], focal[b])
         rot = rotation_disagreement(x1, x2, poses[b][:, :3] @ poses[a][:, :3].T, focal[a])
         verdict = (True if share >= AGREE_SHARE and rot <= AGREE_DEG else
                    False if share < DISAGREE_SHARE or rot > DISAGREE_DEG else None)
-        out.append((a, b, len(m), verdict))
+        out.append((a, b, n_inliers, verdict))
     return out
 
 
@@ -253,11 +259,12 @@ def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float
     """
     import pycolmap
 
+    from vid2model.io.colmap import bundle_adjust
+
     def adjust(r, refine_focal: bool) -> None:
         opts = pycolmap.BundleAdjustmentOptions()
         opts.refine_focal_length = refine_focal
-        opts.print_summary = False
-        pycolmap.bundle_adjustment(r, opts)
+        bundle_adjust(r, opts)
 
     n_all = sum(len(p.track.elements) for p in rec.points3D.values())
     base = pycolmap.Reconstruction(rec)
