@@ -143,20 +143,33 @@ def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS,
     return out
 
 
-def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | None]]) -> tuple[list[list[int]], set[int]]:
-    """Blocks of images linked by agreeing pairs (largest first) and the images whose pairs mostly
-    disagree (placed against their own evidence), which join no block."""
-    agree: dict[int, int] = {i: 0 for i in ids}
-    disagree: dict[int, int] = {i: 0 for i in ids}
-    for a, b, _, v in judged:
-        if v is True:
-            agree[a] += 1
-            agree[b] += 1
-        elif v is False:
-            disagree[a] += 1
-            disagree[b] += 1
-    contradicted = {i for i in ids if disagree[i] > agree[i]}
-    parent = {i: i for i in ids}
+def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | None]],
+                    max_disagree: float = 1 / 3) -> tuple[list[list[int]], set[int]]:
+    """Blocks of images linked by agreeing pairs (largest first), and the images placed against their
+    own evidence: one at a time, worst first, an image whose judged pairs disagree for more than
+    ``max_disagree`` of their inliers is set aside (its pairs no longer count for the others).
+
+    Weighting by inliers lets a look-alike pair (few inliers, the model rightly disagrees) count for
+    less than the many true neighbours of an image.
+    """
+    alive = set(ids)
+    contradicted: set[int] = set()
+    while True:
+        agree = {i: 0.0 for i in alive}
+        disagree = {i: 0.0 for i in alive}
+        for a, b, n, v in judged:
+            if a in alive and b in alive and v is not None:
+                for i in (a, b):
+                    (agree if v else disagree)[i] += n
+        share = {i: disagree[i] / (agree[i] + disagree[i]) for i in alive if disagree[i] > 0}
+        if not share:
+            break
+        worst = max(share, key=share.get)
+        if share[worst] <= max_disagree:
+            break
+        alive.discard(worst)
+        contradicted.add(worst)
+    parent = {i: i for i in alive}
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -165,11 +178,11 @@ def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | Non
         return i
 
     for a, b, _, v in judged:
-        if v is True and a not in contradicted and b not in contradicted:
+        if v is True and a in alive and b in alive:
             parent[find(a)] = find(b)
     groups: dict[int, list[int]] = {}
     for i in ids:
-        if i not in contradicted:
+        if i in alive:
             groups.setdefault(find(i), []).append(i)
     return sorted(groups.values(), key=len, reverse=True), contradicted
 
