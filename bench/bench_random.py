@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent
 WORK = ROOT / "work" / "random"
 
 
-def _seeds(spec: str) -> list[str]:
+def parse_seeds(spec: str) -> list[str]:
     """"0-29,w100-103" -> ["0", ..., "29", "w100", ..., "w103"]; a "w" seed is drawn as a walk-through."""
     out: list[str] = []
     for part in spec.split(","):
@@ -129,7 +129,7 @@ def main() -> None:
     args = ap.parse_args()
     out = ROOT / "results" / f"random-{args.tag}"
     rows = []
-    for seed in _seeds(args.seeds):
+    for seed in parse_seeds(args.seeds):
         t0 = time.perf_counter()
         row = run_one(seed, args.preset, args.timeout, args.sets)
         rows.append(row)

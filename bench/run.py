@@ -5,7 +5,7 @@ baselines.
 
     python bench/run.py                       # everything present, fast preset
     python bench/run.py --datasets synth_orbit,fox --preset default
-    python bench/run.py --sections synth      # sections: synth, real, peer, micro
+    python bench/run.py --sections synth      # sections: synth, real, peer, micro, random
 
 Writes bench/results/<date>.json and bench/results/<date>.md (and bench/results/latest.md); a partial run
 (--datasets or --sections chosen) writes <date>-partial.{json,md} and leaves the full table alone.
@@ -28,6 +28,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see vid2model/cli.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_random  # noqa: E402
 import datasets  # noqa: E402
 import tables  # noqa: E402
 
@@ -296,7 +297,8 @@ def _isolated(fn, *args):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=None, help="comma separated (default: all present)")
-    ap.add_argument("--sections", default="synth,real,peer,micro")
+    ap.add_argument("--sections", default="synth,real,peer,micro,random")
+    ap.add_argument("--random-seeds", default="0-29,w100-103", help="captures of the randomised suite")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--real-stages", default="ingest,sfm", help="stages run on real sets without masks")
     ap.add_argument("--peer-images", type=int, default=0, help="fox keyframes given to both solvers (0 = all)")
@@ -339,12 +341,16 @@ def main() -> None:
         else:
             ours, keyframes = _isolated(run_ours_sfm, images, args.peer_images, args.preset)
         results["peer_colmap_fox"] = {"ours": ours, "colmap": run_colmap_peer(keyframes)}
+    if "random" in sections:
+        print(f"== randomised captures ({time.perf_counter() - t_start:.0f} s)", flush=True)
+        results["random"] = [bench_random.run_one(s, args.preset, 1800, [])
+                             for s in bench_random.parse_seeds(args.random_seeds)]
     if "micro" in sections:
         print(f"== micro-benchmarks ({time.perf_counter() - t_start:.0f} s)", flush=True)
         results["micro"] = _isolated(run_micro)
     results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     RESULTS.mkdir(exist_ok=True)
-    partial = bool(args.datasets) or sections != {"synth", "real", "peer", "micro"}
+    partial = bool(args.datasets) or sections != {"synth", "real", "peer", "micro", "random"}
     stem = RESULTS / (results["date"] + ("-partial" if partial else ""))
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     md = tables.markdown(results)

@@ -123,6 +123,16 @@ def _peers(results: dict) -> list[str]:
     return rows
 
 
+def _random(results: dict) -> list[str]:
+    rows = results.get("random")
+    if not rows:
+        return []
+    import bench_random
+
+    return ["## Randomised captures (ingest + sfm as a user runs them; `bench/bench_random.py`)", "",
+            bench_random.summary(rows), "", bench_random.table(rows)]
+
+
 def markdown(results: dict) -> str:
     head = [f"# vid2model benchmark {results['date']}", "", f"Command: `{results['command']}`  ",
             f"Machine: {results['machine']}, load average at start {results.get('load_avg_start')}, preset "
@@ -130,7 +140,7 @@ def markdown(results: dict) -> str:
     if results.get("skipped"):
         head.append(f"Not run (absent or not chosen): {', '.join(results['skipped'])}")
     parts = [head, _cameras(results), _surfaces(results), _novel_views(results), _timings(results),
-             _exports(results), _peers(results)]
+             _exports(results), _peers(results), _random(results)]
     # a section whose table has no rows (header, blank, column names, rule) is left out
     keep = [p for p in parts if p and not (len(p) == 4 and p[3].startswith("|---"))]
     return "\n".join("\n".join(p) + "\n" for p in keep)
