@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vid2model.ops.frame_scores import MotionTracker, gray, relative_sharpness, sharpness
-from vid2model.ops.keyframes import exposure_jumps, segments_where, select_keyframes
+from vid2model.ops.frame_scores import MotionTracker, chained_focus, gray, relative_sharpness, sharpness
+from vid2model.ops.keyframes import TrackSurvival, exposure_jumps, segments_where, select_keyframes
 from vid2model.report.coverage import azimuth_gaps, camera_angles
 
 cv2 = pytest.importorskip("cv2")
@@ -84,6 +84,42 @@ def test_long_blur_keeps_the_chain_connected():
     assert 50 in picks  # the least blurred frame of its neighbourhood
 
 
+def test_track_survival_shares_and_reach():
+    spans = np.array([[0, 9], [0, 4], [2, 20], [3, 3], [5, 30]])  # first and last frame of each track
+    sv = TrackSurvival(spans, 0.5)
+    assert sv.shares(3, np.array([3, 4, 5, 10, 21])).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert sv.reach(3) == 9  # two of frame 3's four tracks live up to frame 9
+    assert TrackSurvival(spans, 0.5).reach(40) > 10 ** 6  # no tracks: no limit
+
+
+def _short_tracks(n: int, life: int) -> np.ndarray:
+    """One track starting on every frame and living ``life`` frames: the share alive falls by 1/life a frame."""
+    return np.array([[i, min(i + life - 1, n - 1)] for i in range(n)])
+
+
+def test_keyframes_stay_linked_where_tracks_break():
+    motion = np.full(100, 0.01)
+    rel = np.ones(100)
+    rel[20:80] = 0.3
+    rel[50] = 0.4
+    # image motion alone would skip blurred frames up to 4 steps (20 frames); tracks that live 10 frames keep
+    # 30 % of a keyframe's tracks for 7 frames
+    picks = select_keyframes(motion, rel, step=0.05, min_count=2, max_count=500, tracks=_short_tracks(100, 10),
+                             min_survival=0.3)
+    assert np.diff(picks).max() <= 7
+    assert len([p for p in picks if 20 <= p < 80]) >= 60 // 7
+    # where the tracks outlive a short blurred span, its frames are skipped as before
+    rel = np.ones(100)
+    rel[40:46] = 0.2
+    picks = select_keyframes(motion, rel, step=0.05, min_count=2, max_count=500, tracks=_short_tracks(100, 30),
+                             min_survival=0.3)
+    assert not [p for p in picks if 40 <= p < 46]
+    # the count asked for wins over track survival
+    picks = select_keyframes(motion, np.ones(100), step=0.05, min_count=2, max_count=12,
+                             tracks=_short_tracks(100, 3), min_survival=0.5)
+    assert len(picks) <= 12
+
+
 def test_target_min_and_max_counts():
     rng = np.random.default_rng(1)
     motion = rng.uniform(0.002, 0.02, 400)
@@ -133,6 +169,41 @@ def test_relative_sharpness_finds_blur_in_textured_and_plain_scenes(detail):
     rel = relative_sharpness(np.array(frames), window=15)
     assert rel[15:20].max() < 0.6
     assert np.delete(rel, range(15, 20)).min() > 0.75
+
+
+def test_focus_steps_find_blur_on_the_same_patches():
+    tex = _texture(seed=3)
+    tex[:, 500:] = 70  # a plain wall: half the view at the end of the pan
+    tex = (tex * 0.65).astype(np.uint8)
+    blurred = list(range(8, 12)) + list(range(30, 34))  # before the wall and with the wall in view
+    tracker, steps, whole = MotionTracker(), [], []
+    for i in range(44):
+        img = tex[100:340, 60 + 8 * i:380 + 8 * i]
+        if i in blurred:
+            img = cv2.blur(img, (9, 1))  # horizontal motion blur
+        if i >= 20:
+            img = (img * 1.5).astype(np.uint8)  # an exposure step is not a focus change
+        g = gray(img)
+        steps.append(tracker.update(g).focus_step)
+        whole.append(sharpness(g))
+    rel = relative_sharpness(np.exp(chained_focus(np.array(steps), np.array(whole))), window=15)
+    assert rel[blurred].max() < 0.4
+    assert np.delete(rel, blurred).min() > 0.75
+    # a missing step (too few features) falls back on the whole-frame ratio
+    log_focus = chained_focus(np.array([np.nan, 0.1, np.nan]), np.array([1.0, 1.0, 2.0]))
+    assert np.allclose(log_focus, [0.0, 0.1, 0.1 + np.log(2.0)])
+
+
+def test_steady_scale_change_is_not_blur():
+    # walking towards a surface magnifies the tracked patches a little each frame (their focus falls
+    # steadily); a blur burst comes and goes
+    steps = np.full(120, -0.04)
+    steps[60] -= 1.0
+    steps[66] += 1.0
+    drifting = relative_sharpness(np.exp(chained_focus(steps, np.ones(120))), window=30)
+    rel = relative_sharpness(np.exp(chained_focus(steps, np.ones(120), window=30)), window=30)
+    assert np.delete(drifting, range(60, 66)).min() < 0.6  # the drift alone would read as blur
+    assert np.delete(rel, range(60, 66)).min() > 0.95 and rel[60:66].max() < 0.4
 
 
 def test_sharpness_ignores_exposure_gain():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -11,8 +13,50 @@ def _sharpest(frames: np.ndarray, cum: np.ndarray, rel: np.ndarray, ideal: float
     return int(frames[np.argmax(rel[frames] * (1 - 0.2 * off))])
 
 
-def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, max_gap: float) -> list[int]:
-    """One pass of the walk along cumulative motion; see :func:`select_keyframes`."""
+class TrackSurvival:
+    """Share of the tracks alive on one frame that are still alive on a later one.
+
+    A track that is lost never comes back, so the share only falls with the distance between the
+    frames, and the frames still linked to frame k form a run k+1..:meth:`reach` (k).
+    """
+
+    def __init__(self, spans: np.ndarray, min_share: float) -> None:
+        """``spans``: (T, 2) first and last frame of every track; ``min_share``: the share that still links."""
+        spans = np.asarray(spans, int).reshape(-1, 2)
+        self.first, self.last = spans[:, 0], spans[:, 1]
+        self.min_share = min_share
+        self._reach: dict[int, int] = {}
+
+    def shares(self, k: int, frames: np.ndarray) -> np.ndarray:
+        """(F,) share of frame ``k``'s tracks still alive on each of ``frames`` (F,) >= k (1.0 when k has none)."""
+        last = np.sort(self.last[(self.first <= k) & (self.last >= k)])
+        frames = np.asarray(frames)
+        if len(last) == 0:
+            return np.ones(len(frames))
+        return 1.0 - np.searchsorted(last, frames, side="left") / len(last)
+
+    def reach(self, k: int) -> int:
+        """The last frame that keeps at least ``min_share`` of frame ``k``'s tracks (>= k).
+
+        A frame without tracks (textureless) sets no limit: track survival says nothing there.
+        """
+        if k not in self._reach:
+            last = np.sort(self.last[(self.first <= k) & (self.last >= k)])
+            if len(last) == 0:
+                self._reach[k] = np.iinfo(np.int64).max
+            else:
+                # the share on frame j is the fraction of ``last`` >= j; it stays >= min_share up to:
+                keep = int(np.ceil(self.min_share * len(last) - 1e-9))
+                self._reach[k] = int(last[len(last) - max(keep, 1)])
+        return self._reach[k]
+
+
+def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, max_gap: float,
+            linked: Callable[[int], int] | None = None) -> list[int]:
+    """One pass of the walk along cumulative motion; see :func:`select_keyframes`.
+
+    ``linked(k)``: the last position still sharing enough tracks with position k (none: no limit).
+    """
     n = len(cum)
     first = np.flatnonzero(cum <= cum[0] + 0.5 * step)
     pool = first[sharp[first]] if sharp[first].any() else first
@@ -22,28 +66,38 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
         c = cum[k]
         if cum[-1] - c < 0.5 * step or k >= n - 1:
             break
+        end = n if linked is None else min(n, max(linked(k), k + 1) + 1)  # positions < end stay linked
         lo, hi = np.searchsorted(cum, [c + 0.5 * step, c + 1.5 * step], side="right")
         lo = max(lo, k + 1)
-        win = np.arange(lo, max(hi, lo))
+        ideal = c + step
+        if lo >= end:  # the tracks break before the neighbourhood: the linked frames instead
+            lo, hi, ideal = k + 1, end, cum[end - 1]
+        win = np.arange(lo, max(min(hi, end), lo))
         good = win[sharp[win]] if len(win) else win
         if len(good):  # the sharpest frame of the neighbourhood
-            picks.append(_sharpest(good, cum, rel, c + step, step))
+            picks.append(_sharpest(good, cum, rel, ideal, step))
             continue
         # The neighbourhood is blurred: the farthest sharp frame still overlapping, if any.
-        reach = np.arange(k + 1, np.searchsorted(cum, c + max_gap, side="right"))
+        reach = np.arange(k + 1, min(np.searchsorted(cum, c + max_gap, side="right"), end))
         good = reach[sharp[reach]] if len(reach) else reach
         if len(good):
             picks.append(int(good[-1]))
         elif len(win):  # nothing sharp within reach: keep the chain connected with the least blurred
-            picks.append(_sharpest(win, cum, rel, c + step, step))
+            picks.append(_sharpest(win, cum, rel, ideal, step))
         else:  # a single jump longer than the neighbourhood (too fast): take the next frame
             picks.append(k + 1)
     return picks
 
 
+def _linker(idx: np.ndarray, survival: TrackSurvival) -> Callable[[int], int]:
+    """``linked`` of :func:`_greedy` over candidate positions ``idx`` (K,) (frame of each candidate)."""
+    return lambda k: int(np.searchsorted(idx, survival.reach(int(idx[k])), side="right")) - 1
+
+
 def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float = 0.05, target: int = 0,
                      min_count: int = 8, max_count: int = 150, blur_threshold: float = 0.6,
-                     max_gap_ratio: float = 4.0, candidates: np.ndarray | None = None) -> list[int]:
+                     max_gap_ratio: float = 4.0, candidates: np.ndarray | None = None,
+                     tracks: np.ndarray | None = None, min_survival: float = 0.3) -> list[int]:
     """Pick keyframe indices by walking along the accumulated camera motion.
 
     From each keyframe the next one is the sharpest frame whose motion since it lies in
@@ -51,6 +105,9 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     keyframes overlap. If that neighbourhood holds only blurred frames (``rel_sharp <
     blur_threshold``), the farthest sharp frame within ``max_gap_ratio`` x ``step`` is taken
     instead, so a blurred frame is chosen only when no sharp one keeps the chain overlapping.
+    With ``tracks``, a keyframe also comes before the share of the previous keyframe's tracks still
+    alive falls under ``min_survival``, and blurred frames are skipped only as far as that holds:
+    inside a long blurred span its least blurred frame is kept rather than a gap the tracks break.
     With ``target`` (or when the automatic count falls outside [min_count, max_count]) the step
     is searched so the count lands on (or within) the wanted number.
 
@@ -64,6 +121,9 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
         blur_threshold: relative sharpness below which a frame counts as blurred.
         max_gap_ratio: largest keyframe spacing, in steps, accepted to avoid a blurred frame.
         candidates: (N,) bool, frames allowed at all (e.g. not near-duplicates); default all.
+        tracks: (T, 2) int, first and last frame (positions in ``motion``) of every feature track
+            (:meth:`MotionTracker.spans`); default: no limit from track survival.
+        min_survival: share of a keyframe's tracks that must survive to the next keyframe.
 
     Returns:
         Sorted frame indices (positions in ``motion``).
@@ -81,34 +141,47 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     sharp = rel_c >= blur_threshold
     total = float(cum[-1] - cum[0])
 
-    def count_for(s: float) -> list[int]:
-        return _greedy(cum, rel_c, sharp, s, max_gap_ratio * s)
-
     if total <= 1e-9:  # no motion at all: evenly spaced sharp frames
         want = target if target > 0 else min_count
         pool = np.flatnonzero(sharp) if sharp.sum() >= want else np.arange(len(idx))
         picks = pool[np.linspace(0, len(pool) - 1, min(want, len(pool))).round().astype(int)]
         return sorted({int(idx[p]) for p in picks})
-    lo_n, hi_n = (target, target) if target > 0 else (min_count, max_count)
-    picks = count_for(step)
-    if not lo_n <= len(picks) <= hi_n:
-        # Count falls (roughly) monotonically with the step: bisect in log space.
-        a, b = np.log(total * 1e-4), np.log(total * 4)
-        best = picks
-        for _ in range(40):
-            m = 0.5 * (a + b)
-            p = count_for(float(np.exp(m)))
-            if abs(len(p) - np.clip(len(p), lo_n, hi_n)) < abs(len(best) - np.clip(len(best), lo_n, hi_n)):
-                best = p
-            if len(p) > hi_n:
-                a = m
-            elif len(p) < lo_n:
-                b = m
-            else:
-                best = p
-                break
-        picks = best
+    counts = (target, target) if target > 0 else (min_count, max_count)
+    gap = (step, max_gap_ratio)
+    picks = None
+    if tracks is not None:
+        picks = _walk(cum, rel_c, sharp, gap, counts, _linker(idx, TrackSurvival(tracks, min_survival)))
+    if picks is None or not counts[0] <= len(picks) <= counts[1]:
+        # The wanted count wins over track survival: a long video under max_count needs wider spacing.
+        picks = _walk(cum, rel_c, sharp, gap, counts, None)
     return sorted({int(idx[p]) for p in picks})
+
+
+def _walk(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, gap: tuple[float, float], counts: tuple[int, int],
+          linked: Callable[[int], int] | None) -> list[int]:
+    """:func:`_greedy` at ``gap`` = (step, max_gap_ratio); when the number of picks falls outside
+    ``counts`` = (lo, hi), at the step that brings it closest to that range."""
+    step, ratio = gap
+    lo_n, hi_n = counts
+    picks = _greedy(cum, rel, sharp, step, ratio * step, linked)
+    if lo_n <= len(picks) <= hi_n:
+        return picks
+    # Count falls (roughly) monotonically with the step: bisect in log space.
+    total = float(cum[-1] - cum[0])
+    a, b = np.log(total * 1e-4), np.log(total * 4)
+    best = picks
+    for _ in range(40):
+        m = 0.5 * (a + b)
+        p = _greedy(cum, rel, sharp, float(np.exp(m)), ratio * float(np.exp(m)), linked)
+        if abs(len(p) - np.clip(len(p), lo_n, hi_n)) < abs(len(best) - np.clip(len(best), lo_n, hi_n)):
+            best = p
+        if len(p) > hi_n:
+            a = m
+        elif len(p) < lo_n:
+            b = m
+        else:
+            return p
+    return best
 
 
 def segments_where(mask: np.ndarray, min_len: int = 1, max_hole: int = 0) -> list[tuple[int, int]]:

@@ -12,8 +12,9 @@ import numpy as np
 
 from vid2model.config import IngestConfig
 from vid2model.errors import UserError
-from vid2model.ops.frame_scores import MotionTracker, exposure, gray, relative_sharpness, sharpness
-from vid2model.ops.keyframes import select_keyframes
+from vid2model.ops.frame_scores import (MotionTracker, chained_focus, exposure, gray, relative_sharpness,
+                                        sharpness)
+from vid2model.ops.keyframes import TrackSurvival, select_keyframes
 from vid2model.progress import bar
 from vid2model.report.findings import capture_findings
 from vid2model.workspace import Workspace, atomic_dir
@@ -23,31 +24,61 @@ DUPLICATE_DIFF = 0.002  # mean absolute grey difference under which a frame repe
 
 
 def score_frames(frames: Iterable[tuple[int, float, np.ndarray]], total: int | None,
-                 desc: str = "analysing frames") -> list[dict[str, Any]]:
-    """Scores of each (index, timestamp, (H, W, 3) uint8 RGB or (H, W) uint8 grey image), one dict per frame."""
-    tracker = MotionTracker()
+                 desc: str = "analysing frames", tracker: MotionTracker | None = None) -> list[dict[str, Any]]:
+    """Scores of each (index, timestamp, (H, W, 3) uint8 RGB or (H, W) uint8 grey image), one dict per frame.
+
+    ``tracker``: pass one to read its feature tracks afterwards (:meth:`MotionTracker.spans`).
+    """
+    tracker = tracker or MotionTracker()
     rows = []
     with bar(desc, total) as b:
         for idx, t, img in frames:
             g = gray(img) if img.ndim == 3 else img.astype(np.float32) * (1 / 255)
-            motion, net, diff = tracker.update(g)
+            m = tracker.update(g)
             rows.append({"index": idx, "timestamp": round(float(t), 4), "sharpness": sharpness(g),
-                         "motion": motion, "net_motion": net, "diff": diff,
-                         "duplicate": bool(len(rows) and diff < DUPLICATE_DIFF), **exposure(g)})
+                         "focus_step": round(m.focus_step, 4) if np.isfinite(m.focus_step) else None,
+                         "motion": m.motion, "net_motion": m.net, "diff": m.diff, "tracks": m.tracks,
+                         "duplicate": bool(len(rows) and m.diff < DUPLICATE_DIFF), **exposure(g)})
             b.advance()
     return rows
 
 
-def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int) -> list[int]:
-    """Relative sharpness into ``rows`` and the positions of the keyframes among them."""
-    rel = relative_sharpness(np.array([r["sharpness"] for r in rows]), window=window)
+def _relative_sharpness(rows: list[dict[str, Any]], window: int) -> np.ndarray:
+    """(N,) sharpness of each frame relative to its neighbours, judged on the same scene patches.
+
+    The whole-frame measure also falls where the view turns to plain surfaces, which is not blur;
+    the frame-to-frame focus steps of tracked patches are chained instead (see :func:`chained_focus`).
+    """
+    steps = np.array([np.nan if r.get("focus_step") is None else r["focus_step"] for r in rows], float)
+    log_focus = chained_focus(steps, np.array([r["sharpness"] for r in rows], float), window=window)
+    for r, f in zip(rows, log_focus):
+        r["focus"] = round(float(f), 4)
+    return relative_sharpness(np.exp(log_focus), window=window)
+
+
+def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int,
+            tracks: np.ndarray | None = None) -> list[int]:
+    """Relative sharpness into ``rows`` and the positions of the keyframes among them.
+
+    ``tracks``: (T, 2) first and last row of every feature track, to keep consecutive keyframes linked.
+    """
+    rel = _relative_sharpness(rows, window)
     for r, s in zip(rows, rel):
         r["rel_sharpness"] = round(float(s), 4)
     motion = np.array([r["motion"] for r in rows], float)
     picks = select_keyframes(motion, rel, step=cfg.keyframe_step, target=cfg.target_keyframes,
                              min_count=cfg.min_keyframes, max_count=cfg.max_keyframes,
                              blur_threshold=cfg.blur_threshold, max_gap_ratio=cfg.max_gap_steps,
-                             candidates=~np.array([r["duplicate"] for r in rows]))
+                             candidates=~np.array([r["duplicate"] for r in rows]), tracks=tracks,
+                             min_survival=cfg.min_track_survival)
+    _mark_keyframes(rows, picks, motion, None if tracks is None else TrackSurvival(tracks, cfg.min_track_survival))
+    return picks
+
+
+def _mark_keyframes(rows: list[dict[str, Any]], picks: list[int], motion: np.ndarray,
+                    survival: TrackSurvival | None) -> None:
+    """Per row: keyframe or not, image motion since the previous keyframe and the share of that
+    keyframe's feature tracks still alive (for a keyframe: how well it links to the one before)."""
     chosen = set(picks)
     since = 0.0  # image motion accumulated since the last keyframe (fraction of the diagonal)
     for i, r in enumerate(rows):
@@ -56,7 +87,16 @@ def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int) -> list[
         r["keyframe"] = i in chosen
         if r["keyframe"]:
             since = 0.0
-    return picks
+    if survival is None:
+        return
+    is_key = np.zeros(len(rows), bool)
+    is_key[list(chosen)] = True
+    # the last keyframe strictly before each row (row 0 before the first)
+    before = np.maximum.accumulate(np.concatenate([[0], np.where(is_key, np.arange(len(rows)), 0)[:-1]]))
+    for k in np.unique(before):
+        at = np.flatnonzero(before == k)
+        for i, share in zip(at, survival.shares(int(k), at)):
+            rows[i]["track_survival"] = round(float(share), 3)
 
 
 def _resize(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -105,12 +145,13 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     if min_dt and info.fps > cfg.analysis_fps:
         total = int(total * cfg.analysis_fps / info.fps)
     frames = iter_frames(path, cfg.analysis_side, min_dt=min_dt, gray=True)
-    rows = score_frames(prefetch(frames), total or None)
+    tracker = MotionTracker()
+    rows = score_frames(prefetch(frames), total or None, tracker=tracker)
     if len(rows) < 2:
         raise UserError(f"{path.name} holds a single frame: a 3D model needs a video that moves around the object")
     duration = rows[-1]["timestamp"] - rows[0]["timestamp"]
     rate = (len(rows) - 1) / duration if duration > 0 else info.fps
-    picks = _choose(rows, cfg, window=max(15, round(cfg.sharpness_window_s * rate)))
+    picks = _choose(rows, cfg, window=max(15, round(cfg.sharpness_window_s * rate)), tracks=tracker.spans())
     found = capture_findings(rows, len(picks), cfg, video=True)
     source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3)}
     ws.write_json(ws.frames_json, {"source": source, "frames": rows, "findings": found})
@@ -145,12 +186,13 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
     if len(files) < 2:
         raise UserError(f"{folder} holds a single image: a 3D model needs several views around the object")
     frames = ((i, float(i), read_image(p, cfg.analysis_side)) for i, p in enumerate(files))
-    rows = score_frames(frames, len(files), "analysing images")
+    tracker = MotionTracker()
+    rows = score_frames(frames, len(files), "analysing images", tracker=tracker)
     for r, p in zip(rows, files):
         r["name"] = p.name
     # Photos are chosen by the photographer: all are kept unless there are more than asked for.
     if len(files) > cfg.max_keyframes or cfg.target_keyframes:
-        picks = _choose(rows, cfg, window=max(15, len(rows) // 10))
+        picks = _choose(rows, cfg, window=max(15, len(rows) // 10), tracks=tracker.spans())
     else:
         _choose(rows, cfg, window=7)
         picks = list(range(len(files)))
