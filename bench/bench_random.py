@@ -1,6 +1,6 @@
 """The randomised capture suite: captures drawn from seeds, filmed to MP4, solved as a user would.
 
-    python bench/bench_random.py                      # seeds 0-29 and walks w100-103, default preset
+    python bench/bench_random.py                      # seeds 0-29, walks w100-103, short s100-111
     python bench/bench_random.py --seeds 0-5 --preset fast --tag try1
 
 Each capture runs ``vid2model ingest`` and ``vid2model sfm`` in a child process, exactly as the CLI
@@ -31,13 +31,24 @@ WORK = ROOT / "work" / "random"
 
 
 def parse_seeds(spec: str) -> list[str]:
-    """"0-29,w100-103" -> ["0", ..., "29", "w100", ..., "w103"]; a "w" seed is drawn as a walk-through."""
+    """"0-29,w100-103,s100-111" -> ["0", ..., "29", "w100", ..., "s111"]: a "w" seed is drawn as a
+    walk-through, an "s" seed as a short video (at most 60 frames: few views, the focal length weakly held)."""
     out: list[str] = []
     for part in spec.split(","):
-        walk = part.startswith("w")
-        a, _, b = part.lstrip("w").partition("-")
-        out += [("w" if walk else "") + str(s) for s in (range(int(a), int(b) + 1) if b else [int(a)])]
+        tag = part[0] if part[0] in "ws" else ""
+        a, _, b = part.lstrip("ws").partition("-")
+        out += [tag + str(s) for s in (range(int(a), int(b) + 1) if b else [int(a)])]
     return out
+
+
+def draw(seed: str):
+    """The capture a seed of :func:`parse_seeds` names."""
+    from vid2model.synth.captures import random_capture
+
+    n = int(seed.lstrip("ws"))
+    if seed.startswith("w"):
+        return random_capture(n, kind="walk")
+    return random_capture(n, max_frames=60) if seed.startswith("s") else random_capture(n)
 
 
 def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
@@ -54,16 +65,15 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
 
 def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     from vid2model.synth import generate
-    from vid2model.synth.captures import random_capture
 
-    cap = random_capture(int(seed.lstrip("w")), kind="walk" if seed.startswith("w") else None)
+    cap = draw(seed)
     root = WORK / f"seed{seed}"
     gen = root / "gen"
     if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
         generate(gen, replace(cap.config, write_video=True))
     ws = root / f"ws-{preset}"
     extra = [a for s in sets for a in ("--set", s)]
-    row = {"seed": seed, "label": cap.label, "deg_per_frame": cap.deg_per_frame, "n_frames": cap.config.n_frames,
+    row = {"seed": seed, "label": f"seed {seed}: {cap.label.split(': ', 1)[1]}", "deg_per_frame": cap.deg_per_frame, "n_frames": cap.config.n_frames,
            "path": cap.config.path}
     code, msg, t_ing = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", "--force",
                             *extra, timeout=timeout)
@@ -121,7 +131,7 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0-29,w100-103")
+    ap.add_argument("--seeds", default="0-29,w100-103,s100-111")
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=1800)

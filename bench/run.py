@@ -298,7 +298,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=None, help="comma separated (default: all present)")
     ap.add_argument("--sections", default="synth,real,peer,micro,random")
-    ap.add_argument("--random-seeds", default="0-29,w100-103", help="captures of the randomised suite")
+    ap.add_argument("--random-seeds", default="0-29,w100-103,s100-111",
+                    help="captures of the randomised suite")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--real-stages", default="ingest,sfm", help="stages run on real sets without masks")
     ap.add_argument("--peer-images", type=int, default=0, help="fox keyframes given to both solvers (0 = all)")
