@@ -132,12 +132,13 @@ def test_variable_frame_rate_timestamps(defect):
 BURSTS = ((30, 36), (100, 106))  # the second with the wall in view
 
 
-def _backdrop_orbit(out: Path, blur: tuple[tuple[int, int], ...] = ()) -> tuple[Path, np.ndarray]:
+def _backdrop_orbit(out: Path, blur: tuple[tuple[int, int], ...] = (),
+                    size: tuple[int, int] = (320, 180)) -> tuple[Path, np.ndarray, np.ndarray]:
     """A full orbit at 2.5 degrees per frame, low around the fixed object, with a plain grey wall outside the
     circle that fills the top half of the view over a third of it (from about frame 75 on).
 
     Returns:
-        The video and each frame's camera azimuth (N,) in degrees, unwrapped.
+        The video, each frame's camera azimuth (N,) in degrees, unwrapped, and its camera-to-world (N, 4, 4).
     """
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
@@ -149,7 +150,7 @@ def _backdrop_orbit(out: Path, blur: tuple[tuple[int, int], ...] = ()) -> tuple[
     from vid2model.synth.video import VideoWriter
 
     # 25 fps: timestamps on whole milliseconds, so every frame is analysed
-    cfg = SynthConfig(path="orbit", width=320, height=180, n_frames=144, fps=25, orbit_height=0.45,
+    cfg = SynthConfig(path="orbit", width=size[0], height=size[1], n_frames=144, fps=25, orbit_height=0.45,
                       orbit_radius=1.0, orbit_target=(0.05, 0.0, 0.45), seed=1, blur_frames=blur)
     scene = replace(orbit_scene(cfg.seed), plain_boxes=(Box((-2.0, 1.5, 0.0), (2.0, 1.54, 2.5)),),
                     plain_color=(0.5, 0.5, 0.5))
@@ -159,14 +160,14 @@ def _backdrop_orbit(out: Path, blur: tuple[tuple[int, int], ...] = ()) -> tuple[
         for t, img in zip(ts, pool.map(lambda i: render_frame(scene, cfg, K, i, u), range(cfg.n_frames))):
             writer.write(img, float(t))
     writer.close()
-    centres = camera_path(cfg, u)[:, :2, 3]
-    return out / "video.mp4", np.degrees(np.unwrap(np.arctan2(centres[:, 1], centres[:, 0])))
+    c2w = camera_path(cfg, u)
+    return out / "video.mp4", np.degrees(np.unwrap(np.arctan2(c2w[:, 1, 3], c2w[:, 0, 3]))), c2w
 
 
 @pytest.fixture(scope="module", params=[(), BURSTS], ids=["sharp", "bursts"])
 def backdrop(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("backdrop")
-    video, azimuth = _backdrop_orbit(out, request.param)
+    video, azimuth, _ = _backdrop_orbit(out, request.param)
     rc, ws = _ingest(out, video)
     assert rc == 0
     frames = ws.read_json(ws.frames_json)
@@ -209,6 +210,32 @@ def test_keyframes_keep_the_orbit_linked(backdrop):
     assert np.diff(azimuth[keyframes]).max() <= (30.0 if bursts else 25.0)
     survival = {r["index"]: r["track_survival"] for r in frames["frames"]}
     assert min(survival[k] for k in keyframes[1:]) >= IngestConfig().min_track_survival  # measured 0.53
+
+
+def test_backdrop_orbit_solves_correctly(tmp_path):
+    """The orbit whose keyframes skipped the wall's side (and whose cameras then came out wrong), filmed at
+    640x360, is solved at the default preset: every keyframe placed, square pixels, the true focal length
+    and GT poses; no frame reported blurred."""
+    from vid2model.io.colmap import load_views
+    from vid2model.ops.similarity import pose_errors
+    from vid2model.synth import SynthConfig
+    from vid2model.synth.camera import intrinsics
+
+    video, _, c2w = _backdrop_orbit(tmp_path, size=(640, 360))
+    rc, ws = _ingest(tmp_path, video)
+    assert rc == 0 and main(["sfm", str(ws.root), "-q"]) == 0
+    assert not [f for f in ws.read_json(ws.frames_json)["findings"] if f["kind"] == "blur"]
+    keyframes = [k["index"] for k in ws.read_json(ws.keyframes_json)["keyframes"]]
+    views = load_views(ws.sparse_dir)
+    index = [int(v.name[6:12]) for v in views]
+    assert sorted(index) == keyframes
+    err = pose_errors(np.array([v.cam_to_world for v in views]), c2w[index])
+    # measured: 34 keyframes, rotation median 0.17 / max 0.60 deg, centres 0.13 %, focal 0.9 % short; bounds:
+    # the suite's "correct" (0.5 deg, 1 %), and the issue's 2 % on the focal length
+    assert err["rot_median_deg"] < 0.5 and err["rot_max_deg"] < 1.5 and err["center_median_rel"] < 0.01
+    K = views[0].K
+    assert K[0, 0] == K[1, 1] and abs(K[0, 0] / intrinsics(SynthConfig(width=640, height=360))[0, 0] - 1) < 0.02
+    assert ws.read_json(ws.camera_check_json)["verdict"] == "ok"
 
 
 # ---- containers, codecs, bit depth, resolution --------------------------------------------
