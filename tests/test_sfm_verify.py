@@ -164,3 +164,16 @@ def test_bundle_adjustment_prints_nothing_and_keeps_colmap_quiet(solved, capfd):
     pycolmap.undistort_images(ws.root / "und", ws.sparse_dir, ws.images_dir)  # a later COLMAP call stays quiet
     out = capfd.readouterr()
     assert "bundle_adjustment" not in out.err + out.out and "undistort" not in out.err + out.out
+
+
+def test_loaded_views_keep_their_camera_parameters(solved):
+    import gc
+
+    from vid2model.io.colmap import load_views
+
+    ws, _, _ = solved
+    views = load_views(ws.sparse_dir)
+    gc.collect()  # the reconstruction they were read from is gone: params must be a copy, not a view of it
+    _ = [np.ones(10_000) for _ in range(50)]
+    assert views[0].model == "SIMPLE_RADIAL" and views[0].params[0] == views[0].K[0, 0]
+    assert np.isfinite(views[0].params).all() and abs(views[0].params[3]) < 0.5

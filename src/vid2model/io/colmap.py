@@ -83,7 +83,7 @@ def load_views(sparse_dir: str | Path) -> list[View]:
         mat = np.asarray(pose.matrix())
         views.append(View(name=img.name, image_id=int(image_id), K=np.asarray(cam.calibration_matrix()),
                           R=mat[:, :3].copy(), t=mat[:, 3].copy(), width=int(cam.width), height=int(cam.height),
-                          model=str(cam.model_name), params=np.asarray(cam.params)))
+                          model=str(cam.model_name), params=np.array(cam.params, float)))
     return sorted(views, key=lambda v: v.name)
 
 
