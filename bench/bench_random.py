@@ -73,8 +73,8 @@ def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
         generate(gen, replace(cap.config, write_video=True))
     ws = root / f"ws-{preset}"
     extra = [a for s in sets for a in ("--set", s)]
-    row = {"seed": seed, "label": f"seed {seed}: {cap.label.split(': ', 1)[1]}", "deg_per_frame": cap.deg_per_frame, "n_frames": cap.config.n_frames,
-           "path": cap.config.path}
+    row = {"seed": seed, "label": f"seed {seed}: {cap.label.split(': ', 1)[1]}", "deg_per_frame": cap.deg_per_frame,
+           "n_frames": cap.config.n_frames, "path": cap.config.path}
     code, msg, t_ing = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", "--force",
                             *extra, timeout=timeout)
     row["ingest_s"] = round(t_ing, 1)
@@ -116,17 +116,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def summary(rows: list[dict]) -> str:
+def _line(rows: list[dict], what: str) -> str:
     n = len(rows)
     count = {k: sum(r["outcome"] == k for r in rows) for k in ("correct", "refused", "wrong", "error")}
     upto3 = [r for r in rows if r["deg_per_frame"] is None or r["deg_per_frame"] <= 3.0]
     c3 = sum(r["outcome"] == "correct" for r in upto3)
     foc = [r["focal_err_rel"] for r in rows if r["outcome"] == "correct"]
     stray = sum(r.get("n_rot_over_5deg", 0) > 0 for r in rows if r["outcome"] == "correct")
-    return (f"{n} captures: {count['correct']} correct, {count['refused']} refused, **{count['wrong']} wrong**, "
-            f"{count['error']} errors ({stray} of the correct ones hold a camera more than 5 deg off). Up to 3 deg/frame (and walks): {c3}/{len(upto3)} correct "
-            f"({100 * c3 / max(len(upto3), 1):.0f} %). Focal error on the correct ones: max "
-            f"{100 * max(foc, default=0):.2f} %, median {100 * float(np.median(foc)) if foc else 0:.2f} %.")
+    return (f"{what}: {n} captures, {count['correct']} correct, {count['refused']} refused, **{count['wrong']} "
+            f"wrong**, {count['error']} errors; {stray} of the correct ones hold a camera more than 5 deg off. "
+            f"Up to 3 deg/frame (and walks): {c3}/{len(upto3)} correct ({100 * c3 / max(len(upto3), 1):.0f} %). "
+            f"Focal error on the correct ones: max {100 * max(foc, default=0):.2f} %, median "
+            f"{100 * float(np.median(foc)) if foc else 0:.2f} %, "
+            f"{sum(f < 0.02 for f in foc)}/{len(foc)} within 2 %.")
+
+
+def summary(rows: list[dict]) -> str:
+    """One line for the full-length captures (and walks), one for the short ones (s-seeds)."""
+    full = [r for r in rows if not str(r["seed"]).startswith("s")]
+    short = [r for r in rows if str(r["seed"]).startswith("s")]
+    return "\n\n".join(_line(g, w) for g, w in ((full, "Full-length"), (short, "Short (at most 60 frames)")) if g)
 
 
 def main() -> None:
@@ -136,8 +145,16 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
+    ap.add_argument("--tables-from", nargs="+", default=None, metavar="JSON",
+                    help="only write the tables for the rows of these results files (merged, in order)")
     args = ap.parse_args()
     out = ROOT / "results" / f"random-{args.tag}"
+    if args.tables_from:
+        rows = [r for p in args.tables_from for r in json.loads(Path(p).read_text())]
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        out.with_suffix(".md").write_text(f"# Randomised captures ({args.preset} preset)\n\n{summary(rows)}\n\n"
+                                          f"{table(rows)}\n")
+        return
     rows = []
     for seed in parse_seeds(args.seeds):
         t0 = time.perf_counter()

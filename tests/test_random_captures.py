@@ -49,9 +49,10 @@ def _solve(tmp_path, seed: int):
     return cap, rc, judge_cameras(Workspace(ws), load_gt(gen.gt_path)), check
 
 
-# Drawn with max_frames=60: a texture-poor tabletop orbit behind a plain wall at 3.5 deg/frame, a walk
-# past a plain wall at 5 cm/frame with exposure drift, and a fast orbit with blur bursts.
-@pytest.mark.parametrize("seed", [102, 104, 107])
+# Drawn with max_frames=60 (the benchmark's s-seeds): a near tabletop orbit at 3.5 deg/frame with a plain
+# backdrop and blur bursts (measured: rotation median 0.11 deg, focal 1.3 % off before this check existed), and
+# a walk past a plain wall at 5.3 cm/frame with exposure drift (0.03 deg).
+@pytest.mark.parametrize("seed", [102, 104])
 def test_drawn_captures_are_solved_correctly(tmp_path, seed):
     cap, rc, err, check = _solve(tmp_path, seed)
     assert rc == 0, cap.label
@@ -62,9 +63,9 @@ def test_drawn_captures_are_solved_correctly(tmp_path, seed):
 
 
 def test_a_capture_that_leaves_the_focal_length_loose_is_refused(tmp_path, capsys):
-    # texture-poor tabletop, 146 degrees at 3.5 deg/frame from near: solved, its focal length was 4.4 % off
-    # and the rotation median 0.8 deg; the self-check must refuse it with its cause and span
-    cap, rc, _, check = _solve(tmp_path, 101)
+    # texture-poor portrait tabletop orbit, 157 degrees at 2.6 deg/frame: before this check it was delivered with
+    # its focal length 6.5 % off and a rotation median of 0.62 deg (wrong); now refused at +-2.1 %
+    cap, rc, _, check = _solve(tmp_path, 100)
     assert rc == 2, cap.label
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "focal length uncertain" in err and " s (" in err and "Traceback" not in err
