@@ -69,4 +69,5 @@ def test_a_capture_that_leaves_the_focal_length_loose_is_refused(tmp_path, capsy
     assert rc == 2, cap.label
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "focal length uncertain" in err and " s (" in err and "Traceback" not in err
+    assert "Film a wider arc around the object (these views turn through only" in err  # 157 degrees filmed
     assert check["verdict"] == "refused" and check["focal_std_rel"] > 0.01

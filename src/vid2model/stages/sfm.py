@@ -290,6 +290,22 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
             "camera_distance_median": float(np.median(np.linalg.norm(Cs, axis=1)))}
 
 
+def _focal_advice(rec, few_views: int = 15, narrow_deg: float = 120.0) -> str:
+    """What would pin the focal length down, from what the solved views lack: more of them, a wider arc."""
+    ids = list(rec.reg_image_ids())
+    axes = np.array([np.asarray(rec.image(i).cam_from_world().rotation.matrix())[2] for i in ids])  # view directions
+    span = float(np.degrees(np.arccos(np.clip(axes @ axes.T, -1, 1))).max()) if len(axes) > 1 else 0.0
+    tips = []
+    if span < narrow_deg:
+        tips.append(f"film a wider arc around the object (these views turn through only {span:.0f} degrees)")
+    if len(ids) < few_views:
+        tips.append(f"film longer and more slowly (only {len(ids)} distinct views)")
+    if not tips:
+        tips.append("keep more texture in view (plain surfaces give too few points)")
+    text = " and ".join(tips)
+    return text[0].upper() + text[1:]
+
+
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
@@ -314,8 +330,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
         whole = spans(names, set(names), times)[0]
         msg = (f"the cameras cannot be trusted: this capture leaves the lens's focal length uncertain by "
                f"{100 * check['focal_std_rel']:.1f} % (all of {whole}), and every camera angle inherits that error. "
-               f"Film a wider arc around the object with more texture in view (or --set sfm.allow_unverified=true "
-               f"to carry on regardless)")
+               f"{_focal_advice(rec)} (or --set sfm.allow_unverified=true to carry on regardless)")
     check["reason"] = msg or None
     ws.write_json(ws.camera_check_json, check)
     if msg:
