@@ -41,3 +41,47 @@ def test_bad_sets_raise_user_error(bad):
 def test_unknown_preset():
     with pytest.raises(UserError, match="unknown preset"):
         build_config("ultra")
+
+
+@pytest.mark.parametrize("item,valid", [("sfm.mapper=globl", "auto, global, incremental"),
+                                        ("sfm.matcher=bogus", "auto, sequential, exhaustive"),
+                                        ("sfm.features=sfit", "sift, xfeat, aliked"),
+                                        ("sfm.camera_model=opencv", "OPENCV"),
+                                        ("dense.backend=gpu", "auto, cpu, colmap_cuda"),
+                                        ("dense.device=gpu", "auto, cpu, cuda"),
+                                        ("mesh.method=tsfd", "poisson, tsdf"),
+                                        ("splat.device=metal", "auto, cpu, cuda")])
+def test_a_typo_in_a_choice_names_the_valid_values(item, valid):
+    key, value = item.split("=")
+    with pytest.raises(UserError, match=f"{key} cannot be '{value}'; choose one of .*{valid}"):
+        build_config(sets=[item])
+
+
+def test_choices_are_checked_however_a_config_is_built():
+    from vid2model.config import MeshConfig, SfmConfig
+
+    with pytest.raises(UserError, match="sfm.mapper"):
+        SfmConfig(mapper="bogus")
+    with pytest.raises(UserError, match="mesh.method"):
+        dataclasses.replace(MeshConfig(), method="marching")
+    assert build_config(sets=["sfm.mapper=global", "mesh.method=tsdf"]).sfm.mapper == "global"
+
+
+def test_a_typo_stops_the_run_before_ingest(tmp_path, capsys):
+    from vid2model.cli import main
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not looked at")
+    assert main(["run", str(video), "-o", str(tmp_path / "ws"), "-q", "--set", "sfm.mapper=globl"]) == 2
+    assert "choose one of auto, global, incremental" in capsys.readouterr().err
+    assert not (tmp_path / "ws" / "ingest").exists()
+
+
+@pytest.mark.parametrize("item,want", [("ingest.jpeg_quality=500", "from 1 to 100"),
+                                       ("dense.max_side=-5", "at least 64"), ("ingest.analysis_side=-1", "at least 64"),
+                                       ("ingest.max_side=0", "at least 64"),
+                                       ("sfm.min_verified_share=2.5", "from 0 to 1")])
+def test_impossible_values_are_refused_with_the_range(item, want):
+    key, value = item.split("=")
+    with pytest.raises(UserError, match=f"{key} cannot be {value}; it must be {want}"):
+        build_config(sets=[item])

@@ -83,7 +83,7 @@ def test_aliked_and_unknown_are_refused_with_advice():
 
     with pytest.raises(UserError, match="sfm.features=xfeat"):
         check_learned_features(SfmConfig(features="aliked"))
-    with pytest.raises(UserError, match="unknown feature type"):
+    with pytest.raises(UserError, match="sfm.features cannot be 'orb'; choose one of sift, xfeat"):
         check_learned_features(SfmConfig(features="orb"))
 
 

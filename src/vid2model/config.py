@@ -9,14 +9,39 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from vid2model.errors import UserError
 
 
+class _Choices:
+    """Checks, when a config is built, that every ``Literal`` field holds one of its values and every field
+    in ``_bounds`` lies in its range: a typo or an impossible value fails before any stage runs, saying
+    what is allowed."""
+
+    _bounds: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
+
+    def __post_init__(self) -> None:
+        stage = type(self).__name__.removesuffix("Config").lower()
+        for name, typ in typing.get_type_hints(type(self)).items():
+            if typing.get_origin(typ) is Literal and getattr(self, name) not in typing.get_args(typ):
+                raise UserError(f"{stage}.{name} cannot be {getattr(self, name)!r}; choose one of "
+                                f"{', '.join(map(str, typing.get_args(typ)))}")
+        for name, (lo, hi) in self._bounds.items():
+            v = getattr(self, name)
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                want = f"from {lo} to {hi}" if lo is not None and hi is not None else \
+                    f"at least {lo}" if lo is not None else f"at most {hi}"
+                raise UserError(f"{stage}.{name} cannot be {v!r}; it must be {want}")
+
+
 @dataclass(frozen=True, kw_only=True)
-class IngestConfig:
+class IngestConfig(_Choices):
     """Decoding, frame scoring and keyframe selection."""
+
+    _bounds = {"max_side": (64, None), "analysis_side": (64, None), "jpeg_quality": (1, 100),
+               "target_keyframes": (0, None), "min_keyframes": (3, None), "max_keyframes": (3, None),
+               "keyframe_step": (1e-4, None), "analysis_fps": (0, None), "min_track_survival": (0, 1)}
 
     max_side: int = 1280  # working resolution (long side) of images/
     analysis_side: int = 320  # resolution at which frames are scored
@@ -41,21 +66,26 @@ class IngestConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SfmConfig:
+class SfmConfig(_Choices):
     """Camera solving."""
 
-    features: str = "sift"  # sift | xfeat (learned, needs onnxruntime + xfeat.onnx)
+    _bounds = {"max_features": (100, None), "min_verified_share": (0, 1), "max_focal_uncertainty": (0, None),
+               "sequential_overlap": (1, None), "marker_size": (0, None), "known_distance": (0, None)}
+
+    # xfeat: learned, needs onnxruntime + xfeat.onnx; aliked: known, refused with the reason (deformable conv)
+    features: Literal["sift", "xfeat", "aliked"] = "sift"
     max_features: int = 4096
     min_keypoints: int = 600  # median features per image under which SIFT is rerun with a lower threshold
     models_dir: str = ""  # folder with learned-feature weights; "" = $VID2MODEL_MODELS or cache
-    matcher: str = "auto"  # auto | sequential | exhaustive
+    matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
     sequential_overlap: int = 8
     loop_closure: bool = True
     exhaustive_max_images: int = 40  # auto matcher: all pairs up to this many images
     retrieval_k: int = 5  # loop-closure candidates per image (pairs grow linearly)
-    mapper: str = "auto"  # auto | global | incremental
+    mapper: Literal["auto", "global", "incremental"] = "auto"
     incremental_max_images: int = 150  # auto mapper: incremental first up to this many images, else global
-    camera_model: str = "auto"  # auto | SIMPLE_RADIAL | OPENCV | PINHOLE ...
+    camera_model: Literal["auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV",
+                          "FULL_OPENCV"] = "auto"
     opencv_min_images: int = 30  # auto: this many views sharing one camera get RADIAL (video) / OPENCV (photos)
     marker_size: float = 0.0  # metres; > 0 enables ArUco metric scale
     known_distance: float = 0.0  # metres between two cameras named by known_distance_images
@@ -72,8 +102,11 @@ class SfmConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DenseConfig:
+class DenseConfig(_Choices):
     """Multi-view stereo and fusion."""
+
+    _bounds = {"max_side": (64, None), "num_sources": (1, None), "n_planes": (2, None), "window": (1, None),
+               "rounds": (0, None), "best_k": (1, None), "threads": (0, None)}
 
     max_side: int = 640  # depth-map resolution (long side)
     num_sources: int = 8  # each pixel scores its best 2 (best_k); more sources cover more of the view
@@ -113,17 +146,17 @@ class DenseConfig:
     voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
     holdout_every: int = 0  # hold every n-th view (0, n, 2n...) out of stereo and meshing, for evaluation; 0 = none
     threads: int = 0  # CPU threads for torch; 0 = all available cores
-    backend: str = "auto"  # auto | cpu | colmap_cuda
-    device: str = "auto"  # auto | cpu | cuda
+    backend: Literal["auto", "cpu", "colmap_cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)
-class MeshConfig:
+class MeshConfig(_Choices):
     """Surface extraction and cleanup."""
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave; on the
     # synthetic orbit it gave held-out texture PSNR 25.2 dB against 18.2 dB for TSDF (bench/bench_texture.py).
-    method: str = "poisson"  # poisson | tsdf
+    method: Literal["poisson", "tsdf"] = "poisson"
     voxel_size: float = 0.0  # 0 = automatic: max(scene radius / voxel_divisions, voxel_footprint pixels)
     voxel_divisions: int = 200
     voxel_footprint: float = 1.0  # voxel >= this many depth-map pixels at the median depth (memory bound)
@@ -155,7 +188,7 @@ class MeshConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TextureConfig:
+class TextureConfig(_Choices):
     """UV atlas and texture baking."""
 
     size: int = 2048
@@ -173,14 +206,14 @@ class TextureConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SplatConfig:
+class SplatConfig(_Choices):
     """Gaussian splat training."""
 
     iterations: int = 3000
     max_side: int = 480
     sh_degree: int = 3
     max_gaussians: int = 300_000
-    device: str = "auto"  # auto | cpu | cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_every: int = 8  # hold out every n-th keyframe
     max_init_points: int = 100_000  # dense/sparse points used to seed splats (random subset beyond)
     far_points: int = 2000  # seed splats on a sphere around the scene for sky / far background
@@ -191,7 +224,7 @@ class SplatConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExportConfig:
+class ExportConfig(_Choices):
     """Files for other tools."""
 
     # glb gltf obj usdz usd (binary) usda (text) fbx ply (mesh + dense points) splat_ply splat spz
@@ -254,6 +287,8 @@ def _coerce(value: str, typ: Any, name: str) -> Any:
         if low in ("0", "false", "no", "off"):
             return False
         raise UserError(f"{name} expects true/false, got {value!r}")
+    if origin is Literal:  # checked against its values when the config is built
+        return value
     if origin is tuple:
         (inner, *_rest) = typing.get_args(typ)
         parts = [p for p in value.split(",") if p.strip()]
