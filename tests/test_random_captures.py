@@ -69,5 +69,7 @@ def test_a_capture_that_leaves_the_focal_length_loose_is_refused(tmp_path, capsy
     assert rc == 2, cap.label
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "focal length uncertain" in err and " s (" in err and "Traceback" not in err
-    assert "Film a wider arc around the object (these views turn through only" in err  # 157 degrees filmed
+    # what the views lack; which of the two depends on the solve (runs differ: 5 views over 67 deg, 10 over 120+)
+    assert "Film a wider arc around the object (these views turn through only" in err or \
+        "Film longer and more slowly (only" in err
     assert check["verdict"] == "refused" and check["focal_std_rel"] > 0.01
