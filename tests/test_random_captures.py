@@ -73,3 +73,7 @@ def test_a_capture_that_leaves_the_focal_length_loose_is_refused(tmp_path, capsy
     assert "Film a wider arc around the object (these views turn through only" in err or \
         "Film longer and more slowly (only" in err
     assert check["verdict"] == "refused" and check["focal_std_rel"] > 0.01
+    # the capture report says so too, with the same reason, and nothing downstream was written
+    html = (tmp_path / "ws" / "report" / "index.html").read_text()
+    assert "Camera check: refused: the cameras cannot be trusted" in html and "focal length uncertain" in html
+    assert not (tmp_path / "ws" / "sparse").exists() and not (tmp_path / "ws" / "dense").exists()
