@@ -363,6 +363,9 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     from vid2model.io.transforms import write_transforms
 
     quiet_colmap()
+    # COLMAP's RANSAC draws from one process-wide generator: without a fixed seed a solve depended on what
+    # ran before it in the same process, and the same video could come out differently
+    pycolmap.set_random_seed(0)
     names, kf = _image_order(ws)
     video = bool(kf.get("video"))
     t = {}
