@@ -82,7 +82,8 @@ def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
 
 
-def _project_rotation(M: np.ndarray) -> np.ndarray:
+def project_rotation(M: np.ndarray) -> np.ndarray:
+    """The rotation nearest (Frobenius) to a (3, 3) matrix."""
     U, _, Vt = np.linalg.svd(M)
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
     return U @ D @ Vt
@@ -93,10 +94,10 @@ def mean_rotation(Rs: np.ndarray, robust: bool = True, iters: int = 30) -> np.nd
 
     The L1 median (Weiszfeld iterations) keeps one badly wrong camera from tilting the alignment.
     """
-    R = _project_rotation(np.sum(Rs, axis=0))
+    R = project_rotation(np.sum(Rs, axis=0))
     for _ in range(iters if robust else 0):
         w = 1.0 / np.maximum(np.linalg.norm(Rs - R, axis=(1, 2)), 1e-9)
-        R = _project_rotation(np.einsum("i,ijk->jk", w, Rs))
+        R = project_rotation(np.einsum("i,ijk->jk", w, Rs))
     return R
 
 

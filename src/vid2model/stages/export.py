@@ -20,6 +20,7 @@ import numpy as np
 from vid2model.config import ExportConfig
 from vid2model.errors import UserError
 from vid2model.progress import track
+from vid2model.report import refresh_report
 from vid2model.workspace import Workspace, atomic_path
 
 log = logging.getLogger("vid2model")
@@ -184,12 +185,7 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
         sizes.update(f.get("companions", {}))
     summary = {**info, "files": files, "notes": notes, "total_bytes": int(sum(sizes.values()))}
     ws.write_json(ws.export_dir / "export.json", summary)
-    try:
-        from vid2model.report import build_report
-
-        build_report(ws)
-    except Exception as exc:  # the report must never sink the export
-        log.warning("could not build the report: %s", exc)
+    refresh_report(ws)
     return summary
 
 

@@ -16,6 +16,7 @@ from vid2model.ops.frame_scores import (MotionTracker, chained_focus, exposure, 
                                         sharpness)
 from vid2model.ops.keyframes import TrackSurvival, select_keyframes
 from vid2model.progress import bar
+from vid2model.report import refresh_report
 from vid2model.report.findings import capture_findings
 from vid2model.workspace import Workspace, atomic_dir
 
@@ -156,7 +157,7 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3)}
     ws.write_json(ws.frames_json, {"source": source, "frames": rows, "findings": found})
     if any(f["kind"] == "static" for f in found):
-        _report(ws)
+        refresh_report(ws)
         raise UserError(f"{path.name}: the camera does not move, so depth cannot be recovered; walk around the "
                         f"object while filming (see {ws.report_html})")
     by_index = {rows[i]["index"]: rows[i] for i in picks}
@@ -224,15 +225,6 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
             "focal_prior_px": focal, "n_frames": len(files), "keyframes": keyframes, "findings": found}
 
 
-def _report(ws: Workspace) -> None:
-    from vid2model.report import build_report
-
-    try:
-        build_report(ws)
-    except Exception as exc:  # the report must never sink the reconstruction
-        log.warning("could not build the report: %s", exc)
-
-
 def run(ws: Workspace, cfg: IngestConfig) -> dict[str, Any]:
     """Decode, score, choose and write keyframes; build the capture report.
 
@@ -251,7 +243,7 @@ def run(ws: Workspace, cfg: IngestConfig) -> dict[str, Any]:
     kind = src.get("kind") or ("images" if path.is_dir() else "video")
     result = _ingest_images(ws, path, cfg) if kind == "images" else _ingest_video(ws, path, cfg)
     ws.write_json(ws.keyframes_json, result)
-    _report(ws)
+    refresh_report(ws)
     return {"kind": result["kind"], "n_frames": result["n_frames"], "n_keyframes": len(result["keyframes"]),
             "working_size": result["working_size"], "findings": [f["message"] for f in result["findings"]],
             "_human": f"{len(result['keyframes'])} keyframes of {result['n_frames']} frames; "

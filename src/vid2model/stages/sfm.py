@@ -29,6 +29,7 @@ from vid2model.errors import UserError
 from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
 from vid2model.progress import bar
+from vid2model.report import refresh_report
 from vid2model.stages.sfm_checks import check_motion, check_pairs
 from vid2model.stages.sfm_mapping import solve
 from vid2model.workspace import Workspace, atomic_dir
@@ -335,24 +336,17 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     ws.write_json(ws.camera_check_json, check)
     if msg:
         if not cfg.allow_unverified:
-            _report(ws)
+            refresh_report(ws)
             raise UserError(msg)
         log.warning("%s", msg)
     elif check["unplaced_spans"]:
-        log.warning("kept the largest verified part: %d of %d keyframes; left out: %s", len(confirmed), len(names),
-                    "; ".join(check["unplaced_spans"][:6]))
+        what = "kept anyway (sfm.allow_unverified)" if cfg.allow_unverified and check["dropped"] else \
+            "kept the largest verified part"
+        log.warning("%s: %d of %d keyframes confirmed by their image pairs; not confirmed: %s", what, len(confirmed),
+                    len(names), "; ".join(check["unplaced_spans"][:6]))
     return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
             "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],
             "dropped_spans": check["unplaced_spans"], "focal_std_rel": check["focal_std_rel"]}
-
-
-def _report(ws: Workspace) -> None:
-    try:
-        from vid2model.report import build_report
-
-        build_report(ws)
-    except Exception as exc:  # noqa: BLE001 - the report must never hide the real outcome
-        log.warning("could not build the report: %s", exc)
 
 
 def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
@@ -406,5 +400,5 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                "n_points": int(rec.num_points3D()), "features": cfg.features, **cam_info, **match_info, **map_info, **t,
                "scale": scene["scale"], "scale_source": scene["scale_source"],
                "metres_per_unit": scene["metres_per_unit"], "capture": scene["capture"]}
-    _report(ws)
+    refresh_report(ws)
     return summary

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from vid2model.ops.similarity import project_rotation, rotation_angle_deg
+
 log = logging.getLogger("vid2model")
 
 MIN_PAIR_INLIERS = 20  # pairs with fewer verified inliers say too little to judge a pose
@@ -73,16 +75,6 @@ def pair_agreement(x1: np.ndarray, x2: np.ndarray, P1: np.ndarray, P2: np.ndarra
     return float(ok.mean()) if len(ok) else 0.0
 
 
-def _to_rotation(M: np.ndarray) -> np.ndarray:
-    u, _, vt = np.linalg.svd(M)
-    R = u @ vt
-    return R if np.linalg.det(R) > 0 else u @ np.diag([1, 1, -1]) @ vt
-
-
-def _angle(R1: np.ndarray, R2: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(R1.T @ R2) - 1) / 2, -1, 1))))
-
-
 def rotation_disagreement(x1: np.ndarray, x2: np.ndarray, R_rel: np.ndarray, f: float) -> float:
     """Degrees between the relative rotation ``R_rel`` (cam2_from_cam1) of a model and the nearest of the
     rotations the pair's normalised correspondences x1, x2 (N, 2) allow on their own: the essential
@@ -99,9 +91,9 @@ def rotation_disagreement(x1: np.ndarray, x2: np.ndarray, R_rel: np.ndarray, f: 
         # a homography that fits describes most correspondences: a few hundred samples find it
         H, hm = cv2.findHomography(x1, x2, cv2.RANSAC, thr, maxIters=300, confidence=0.99)
         if H is not None and hm is not None and hm.mean() > 0.5:
-            cands.append(_to_rotation(H / np.cbrt(np.linalg.det(H))))
+            cands.append(project_rotation(H / np.cbrt(np.linalg.det(H))))
             cands += list(cv2.decomposeHomographyMat(H, np.eye(3))[1])
-    return min((_angle(np.asarray(R), R_rel) for R in cands), default=180.0)
+    return min((rotation_angle_deg(np.asarray(R), R_rel) for R in cands), default=180.0)
 
 
 def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS,
@@ -230,9 +222,6 @@ def verify_model(database: Path, rec, names: list[str], times: dict[str, float |
             "pairs_disagreeing": n_dis, "verified_blocks": [len(b) for b in blocks],
             "contradicted": sorted(rec.image(i).name for i in contradicted), "dropped": sorted(dropped),
             "dropped_spans": spans(names, dropped, times), "kept_share": round(len(keep) / max(len(names), 1), 4)}
-    if dropped:
-        log.warning("self-check: %d of %d placed frames are not confirmed by their own image pairs%s (%s)",
-                    len(dropped), len(ids), " and were dropped" if drop else "", "; ".join(info["dropped_spans"][:5]))
     return info
 
 
