@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 from export_mesh import checker_png, textured_mesh
+from ufbx_probe import read_with_ufbx
 
 from vid2model.io.fbx import FOOTER_MAGIC, HEADER, VERSION, read_fbx_nodes, write_fbx
 from vid2model.stages.export import Z_UP_TO_Y_UP, smooth_normals
@@ -77,37 +78,30 @@ def test_large_arrays_are_zlib_compressed(textured_fbx):
     assert np.allclose(np.frombuffer(raw, np.float64).reshape(-1, 3), textured_fbx[1])
 
 
-def test_ufbx_strict_reads_mesh_uvs_texture_and_units(textured_fbx):
-    ufbx = pytest.importorskip("ufbx", reason="ufbx not installed (pip install ufbx==0.0.5)")
+def test_ufbx_strict_reads_mesh_uvs_texture_and_units(textured_fbx, tmp_path):
+    pytest.importorskip("ufbx", reason="ufbx not installed (pip install ufbx==0.0.5)")
     path, V, F, uv, N, png = textured_fbx
-    scene = ufbx.load_file(str(path), strict=True, disable_quirks=True)
-    assert list(scene.metadata.warnings) == [] and scene.metadata.version == 7400
-    assert scene.settings.axes.up == ufbx.CoordinateAxis.POSITIVE_Y and scene.settings.unit_meters == 1.0
-    (mesh,) = scene.meshes
-    assert mesh.num_triangles == len(F) and mesh.max_face_triangles == 1
-    pos = np.asarray(mesh.vertex_position.values)
-    corners = np.asarray(mesh.vertex_position.indices)
-    assert np.allclose(pos[corners].reshape(-1, 3, 3), V[F], atol=1e-6)
-    tex_uv = np.asarray(mesh.vertex_uv.values)[np.asarray(mesh.vertex_uv.indices)]
-    assert np.allclose(tex_uv, uv[F.ravel()], atol=1e-6)
-    nrm = np.asarray(mesh.vertex_normal.values)[np.asarray(mesh.vertex_normal.indices)]
-    assert np.allclose(nrm, N[F.ravel()], atol=1e-6)
-    (mat,) = mesh.materials
-    assert mat.name == "model_material"
-    tex = mat.fbx.diffuse_color.texture
-    assert tex is not None and bytes(tex.content) == png
-    assert [n.name for n in scene.nodes if n.mesh is not None] == ["model"]
+    meta, arrays = read_with_ufbx(path, tmp_path)
+    assert meta["warnings"] == [] and meta["version"] == 7400
+    assert meta["up_is_positive_y"] and meta["unit_meters"] == 1.0
+    (mesh,) = meta["meshes"]
+    assert mesh["num_triangles"] == len(F) and mesh["max_face_triangles"] == 1
+    assert np.allclose(arrays["0_vertex_position"].reshape(-1, 3, 3), V[F], atol=1e-6)
+    assert np.allclose(arrays["0_vertex_uv"], uv[F.ravel()], atol=1e-6)
+    assert np.allclose(arrays["0_vertex_normal"], N[F.ravel()], atol=1e-6)
+    assert mesh["materials"] == ["model_material"]
+    assert mesh["texture_content"] == [png.hex()]
+    assert meta["mesh_nodes"] == ["model"]
 
 
 def test_ufbx_reads_vertex_colours_untextured(tmp_path):
-    ufbx = pytest.importorskip("ufbx", reason="ufbx not installed (pip install ufbx==0.0.5)")
+    pytest.importorskip("ufbx", reason="ufbx not installed (pip install ufbx==0.0.5)")
     V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
     F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
     C = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]], np.uint8)
     path = tmp_path / "c.fbx"
     write_fbx(path, V, F, None, smooth_normals(V, F), None, colors=C, name="box")
-    scene = ufbx.load_file(str(path), strict=True, disable_quirks=True)
-    (mesh,) = scene.meshes
-    assert mesh.num_triangles == 4 and not mesh.vertex_uv.exists and len(scene.textures) == 0
-    col = np.asarray(mesh.vertex_color.values)[np.asarray(mesh.vertex_color.indices)]
-    assert np.allclose(col[:, :3], C[F.ravel()] / 255.0, atol=1e-6)
+    meta, arrays = read_with_ufbx(path, tmp_path)
+    (mesh,) = meta["meshes"]
+    assert mesh["num_triangles"] == 4 and not mesh["vertex_uv"] and meta["n_textures"] == 0
+    assert np.allclose(arrays["0_vertex_color"][:, :3], C[F.ravel()] / 255.0, atol=1e-6)
