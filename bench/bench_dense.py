@@ -51,7 +51,7 @@ def _one(case: str, preset: str, res: str, frames: int = 0, sets: list[str] | No
     synth = generate(synth_dir, SynthConfig(path=path, width=w, height=h, n_frames=n, seed=1 if path == "orbit" else 2,
                                             write_video=False, write_images=True))
     ws = Workspace(WORK / f"ws_{tag}")
-    if not (ws.dense_dir / "sparse").exists():
+    if not (ws.dense_sparse_dir).exists():
         make_dense_workspace(ws, synth)
     # the preset plus `--set dense.key=value`, typed and checked as the CLI does
     cfg = build_config(preset, sets=[f"dense.{x}" for x in sets or []]).dense

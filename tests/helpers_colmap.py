@@ -106,7 +106,7 @@ def make_dense_workspace(ws: Workspace, synth_result, *, n_points: int = 4000, s
     w2c = np.linalg.inv(c2w)
     n = len(c2w)
     names = [f"frame_{i:06d}.png" for i in range(n)]
-    img_dir = ws.dense_dir / "images"
+    img_dir = ws.undistorted_dir
     img_dir.mkdir(parents=True, exist_ok=True)
     ws.images_dir.mkdir(parents=True, exist_ok=True)
     src = sorted(Path(s.images_dir).iterdir()) if s.images_dir and Path(s.images_dir).exists() else []
@@ -124,7 +124,7 @@ def make_dense_workspace(ws: Workspace, synth_result, *, n_points: int = 4000, s
     txt = ws.dense_dir / "sparse_txt_tmp"
     _write_text_model(txt, s, names, w2c, pts, cols, tracks)
     rec = pycolmap.Reconstruction(str(txt))
-    for d in (ws.dense_dir / "sparse", ws.sparse_dir):
+    for d in (ws.dense_sparse_dir, ws.sparse_dir):
         d.mkdir(parents=True, exist_ok=True)
         rec.write(str(d))
     shutil.rmtree(txt)

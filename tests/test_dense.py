@@ -33,20 +33,20 @@ def small_orbit(tmp_path_factory):
 
 def test_helper_writes_a_complete_workspace(small_orbit):
     synth, ws, _ = small_orbit
-    views = load_views(ws.dense_dir / "sparse")
+    views = load_views(ws.dense_sparse_dir)
     assert len(views) == 10 and all(v.model == "PINHOLE" for v in views)
     np.testing.assert_allclose(views[4].cam_to_world, synth.cam_to_world[4], atol=1e-9)
     assert len(load_views(ws.sparse_dir)) == 10
     scene = ws.read_json(ws.scene_json)
     assert scene["up"] == [0, 0, 1] and scene["capture"] == "orbit" and scene["radius"] == synth.scene_radius
-    assert all((ws.dense_dir / "images" / v.name).exists() for v in views)
+    assert all((ws.undistorted_dir / v.name).exists() for v in views)
 
 
 def test_depth_maps_in_colmap_format_and_accurate(small_orbit):
     from vid2model.synth import render_depth
 
     synth, ws, summary = small_orbit
-    views = load_views(ws.dense_dir / "sparse")
+    views = load_views(ws.dense_sparse_dir)
     assert summary["n_views"] == 10 and summary["resolution"] == [240, 180]
     v = views[5]
     depth = read_array(ws.depth_maps_dir / f"{v.name}.geometric.bin")
@@ -85,14 +85,14 @@ def test_held_out_views_stay_out_of_stereo(small_orbit, tmp_path):
     held_ws = Workspace(tmp_path / "ws")
     shutil.copytree(ws.root, held_ws.root)
     summary = dense.run(held_ws, dataclasses.replace(SMALL, holdout_every=4))
-    names = sorted(v.name for v in load_views(ws.dense_dir / "sparse"))
+    names = sorted(v.name for v in load_views(ws.dense_sparse_dir))
     held = held_ws.read_json(held_ws.holdout_json)
     assert held == [names[0], names[4], names[8]]
     assert summary["n_views"] == 7 and summary["held_out"] == 3
     assert not any((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in held)
     assert all((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in names if n not in held)
     assert read_points_ply(held_ws.fused_ply)["xyz"].shape[0] > 1000
-    assert dense.split_holdout(load_views(ws.dense_dir / "sparse")[:4], 2)[1] == []  # 2 left: nothing held
+    assert dense.split_holdout(load_views(ws.dense_sparse_dir)[:4], 2)[1] == []  # 2 left: nothing held
 
 
 def test_colmap_cuda_backend_without_cuda_is_a_user_error(small_orbit):

@@ -21,7 +21,7 @@ def test_every_stage_done_and_layout(orbit_workspace):
         assert e["status"] == "done" and e["wall_s"] > 0 and e["peak_mem_mb"] > 0
     for name in ("cameras.bin", "images.bin", "points3D.bin"):
         assert (ws.sparse_dir / name).exists()
-    assert (ws.dense_dir / "sparse" / "cameras.bin").exists()
+    assert (ws.dense_sparse_dir / "cameras.bin").exists()
     depth_files = sorted(ws.depth_maps_dir.glob("*.geometric.bin"))
     assert len(depth_files) == len(list(ws.images_dir.iterdir()))
     d = read_array(depth_files[0])

@@ -74,3 +74,22 @@ def test_render_errors(tmp_path):
     bad.write_text("{\"width\": 8}")
     with pytest.raises(UserError, match="bad poses file"):
         render_poses(ws2, bad, tmp_path / "o")
+
+
+@pytest.mark.parametrize("name,pose,needle", [
+    ("../../escaped", np.eye(4), "not a plain file name"),
+    ("sub/x", np.eye(4), "not a plain file name"),
+    ("..", np.eye(4), "not a plain file name"),
+    ("nan", np.where(np.eye(4) == 1, np.nan, 0.0), "not a rigid camera-to-world"),
+    ("scaled", np.diag([2.0, 2.0, 2.0, 1.0]), "not a rigid camera-to-world"),
+    ("mirror", np.diag([1.0, 1.0, -1.0, 1.0]), "not a rigid camera-to-world"),
+])
+def test_poses_file_values_are_checked_where_they_enter(tmp_path, name, pose, needle):
+    ws, _ = _splat_ws(tmp_path)
+    pj = tmp_path / "p.json"
+    pj.write_text(json.dumps({"width": 8, "height": 8, "K": [[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]],
+                              "frames": [{"name": name, "cam_to_world": pose.tolist()}]}))
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(UserError, match=needle):
+        render_poses(ws, pj, out)
+    assert not (tmp_path / "a").exists() and not list(tmp_path.rglob("escaped*"))

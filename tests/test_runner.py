@@ -129,3 +129,33 @@ def test_resume_after_kill_9(tmp_path):
     assert (ws.root / "c.txt").read_text() == "111"
     assert _runs(ws, "a") == 1 and _runs(ws, "b") == 2
     assert not list(ws.root.glob(".tmp-*")), "leftover temp files are cleaned on resume"
+
+
+class _StepWorkspace(Workspace):
+    """The runner stages' artifacts as workspace paths, so that stages can declare them as outputs."""
+
+    a_txt = property(lambda self: self.root / "a.txt")
+    b_txt = property(lambda self: self.root / "b.txt")
+
+
+TRACKED = [
+    Stage(name="a", target="runner_stages:step_a", outputs=("a_txt",)),
+    Stage(name="b", target="runner_stages:step_b", needs=("a",), outputs=("b_txt",)),
+    Stage(name="c", target="runner_stages:step_c", needs=("b",)),
+]
+
+
+def test_damaged_output_reruns_its_stage_and_what_its_bytes_feed(tmp_path):
+    ws = _StepWorkspace(_ws(tmp_path).root)
+    run_stages(ws, TRACKED, _cfg())
+    ws.a_txt.unlink()  # deleted: a writes the same bytes again, so b and c stay valid
+    res = run_stages(ws, TRACKED, _cfg())
+    assert [res[n]["status"] for n in "abc"] == ["done", "skipped", "skipped"]
+    ws.b_txt.write_text("9")  # changed behind the runner's back: b reruns, rewrites its bytes, c stays valid
+    os.utime(ws.a_txt, ns=(1, 1))  # a touched but unchanged (a copy without mtimes): still intact
+    res = run_stages(ws, TRACKED, _cfg())
+    assert [res[n]["status"] for n in "abc"] == ["skipped", "done", "skipped"]
+    assert (ws.root / "c.txt").read_text() == "111" and ws.b_txt.read_text() == "11"
+    with pytest.raises(UserError, match="needs 'b' again"):
+        ws.b_txt.unlink()
+        run_stages(ws, TRACKED[2:], _cfg(), all_stages=TRACKED)

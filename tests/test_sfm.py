@@ -130,9 +130,9 @@ def test_scene_frame_is_gravity_up_and_centred(case, request):
 def test_outputs_follow_the_contract(orbit):
     synth, ws, summary = orbit
     views = load_views(ws.sparse_dir)
-    dense = load_views(ws.dense_dir / "sparse")
+    dense = load_views(ws.dense_sparse_dir)
     assert {v.model for v in dense} == {"PINHOLE"} and len(dense) == 24
-    assert all((ws.dense_dir / "images" / v.name).exists() for v in dense)
+    assert all((ws.undistorted_dir / v.name).exists() for v in dense)
     for a, b in zip(views, dense):  # undistortion keeps the same world frame
         assert a.name == b.name and np.allclose(a.cam_to_world, b.cam_to_world, atol=1e-6)
     intr, paths, c2w = read_transforms(ws.transforms_json)

@@ -160,7 +160,7 @@ def test_bundle_adjustment_prints_nothing_and_keeps_colmap_quiet(solved, capfd):
     quiet_colmap()
     rec = pycolmap.Reconstruction(str(ws.sparse_dir))
     bundle_adjust(rec)
-    assert pycolmap.logging.minloglevel == 2  # pycolmap's own call leaves it at 0
+    assert pycolmap.logging.minloglevel == 3  # pycolmap's own call leaves it at 0
     pycolmap.undistort_images(ws.root / "und", ws.sparse_dir, ws.images_dir)  # a later COLMAP call stays quiet
     out = capfd.readouterr()
     assert "bundle_adjustment" not in out.err + out.out and "undistort" not in out.err + out.out

@@ -77,7 +77,6 @@ def full_ws(tmp_path_factory):
     centers = write_colmap_model(ws)
     n_faces = write_dense_and_mesh(ws)
     write_splat_ply(ws.splat_ply, n=1500)
-    ws.write_json(ws.manifest_path, {"stages": {}})
     return ws, centers, n_faces
 
 
@@ -162,6 +161,8 @@ def test_view_errors(tmp_path, monkeypatch):
     pytest.importorskip("viser")
     with pytest.raises(UserError, match="nothing to show"):
         serve(Workspace(tmp_path / "empty").create(), port=0, block=False)
+    with pytest.raises(UserError, match="--port 99999 is not a port"):
+        serve(Workspace(tmp_path / "empty"), port=99999, block=False)
     monkeypatch.setitem(sys.modules, "viser", None)  # as if not installed
     with pytest.raises(MissingDependency, match=r"vid2model\[viewer\]"):
         serve(Workspace(tmp_path / "empty"), port=0, block=False)

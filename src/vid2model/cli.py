@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +22,7 @@ from vid2model.config import PRESETS, build_config
 from vid2model.errors import UserError
 from vid2model.pipeline import STAGE_NAMES, STAGES, run_pipeline
 from vid2model.progress import set_quiet
+from vid2model.signals import install_stop_handlers, stop_requested
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -139,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, ws: Workspace) -> tuple[str, list[str]]:
     """Preset and --set strings: the workspace's last ones, updated by this command's options."""
-    last = ws.read_json(ws.manifest_path, default={}) or {}
+    last = ws.read_manifest() if ws.manifest_path.exists() else {}
     opts = last.get("options", {})
     preset = getattr(args, "preset", None) or opts.get("preset", "default")
     sets = list(opts.get("sets", []))
@@ -172,21 +175,25 @@ def _print_result(args: argparse.Namespace, result: dict[str, Any], human: str) 
 
 def _cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     ws = Workspace(args.output if args.command in ("run", "ingest") else args.workspace)
-    if args.command not in ("run", "ingest") and not ws.input_path.exists():
-        raise UserError(f"not a vid2model workspace: {ws.root} (create one with: vid2model run INPUT -o DIR)")
-    _setup_logging(args.verbose, ws)
+    input_path = getattr(args, "input", None)
+    if input_path is None:
+        ws.read_manifest()  # a one-line refusal for a folder that is not a workspace
+        if not ws.input_path.exists():
+            raise UserError(f"not a vid2model workspace: {ws.root} (create one with: vid2model run INPUT -o DIR)")
+    # Settings are checked before anything is written: a bad value leaves no folder and is not remembered.
     preset, sets = _settings(args, ws)
     cfg = build_config(preset, sets=sets)
-    input_path = getattr(args, "input", None)
     if input_path is not None:
         from vid2model.pipeline import set_input
         set_input(ws, input_path)
-    _save_options(ws, preset, sets)
-    if args.command == "run":
-        res = run_pipeline(ws, cfg, skip=tuple(args.skip), force=args.force, from_stage=args.from_stage)
-    else:
-        force = args.force or args.command == "export" and bool(args.formats)
-        res = run_pipeline(ws, cfg, stages=[args.command], force=force)
+    _setup_logging(args.verbose, ws)
+    with ws.locked():
+        _save_options(ws, preset, sets)
+        if args.command == "run":
+            res = run_pipeline(ws, cfg, skip=tuple(args.skip), force=args.force, from_stage=args.from_stage)
+        else:
+            force = args.force or args.command == "export" and bool(args.formats)
+            res = run_pipeline(ws, cfg, stages=[args.command], force=force)
     lines = [f"{name}: {r['status']}" + (f" in {r['wall_s']:.1f} s" if r["status"] == "done" else "")
              for name, r in res.items()]
     lines.append(f"workspace: {ws.root}")
@@ -195,13 +202,15 @@ def _cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_status(args: argparse.Namespace) -> dict[str, Any]:
     ws = Workspace(args.workspace)
-    if not ws.manifest_path.exists():
-        raise UserError(f"not a vid2model workspace: {ws.root}")
-    data = ws.read_json(ws.manifest_path)
+    data = ws.read_manifest()
+    busy = ws.is_busy()
     rows = []
     for name in STAGE_NAMES:
         e = data["stages"].get(name, {})
         status = e.get("status", "not run")
+        if status == "running" and not busy:  # its process is gone (killed, or the machine stopped)
+            status = e["status"] = "stopped"
+            e["error"] = "the run was stopped; run the same command again to resume"
         extra = f"{e['wall_s']:.1f} s, peak {e.get('peak_mem_mb', 0):.0f} MB" if status == "done" else e.get("error", "")
         rows.append(f"{name:8s} {status:8s} {extra}")
     return {"workspace": str(ws.root), "stages": data["stages"], "_human": "\n".join(rows)}
@@ -215,8 +224,7 @@ def _call(target: str, *a: Any, **kw: Any) -> Any:
 
 def _existing_ws(path: str, verbose: int) -> Workspace:
     ws = Workspace(path)
-    if not ws.manifest_path.exists():
-        raise UserError(f"not a vid2model workspace: {ws.root}")
+    ws.read_manifest()
     _setup_logging(verbose, ws)
     return ws
 
@@ -251,28 +259,82 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
     raise UserError(f"unknown command {args.command}")  # pragma: no cover
 
 
+# File-system trouble the user can fix: one line naming the path, never a traceback.
+_FS_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+              errno.EROFS: "the location is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOTDIR: "a file stands where a folder should be",
+              errno.EISDIR: "a folder stands where a file should be", errno.EEXIST: "it already exists",
+              errno.ENAMETOOLONG: "the name is too long"}
+
+
+def _fs_message(exc: OSError) -> str | None:
+    reason = _FS_ERRNOS.get(exc.errno or -1)
+    if reason is None:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write or read{where}: {reason}; free space or choose another location, then run again"
+
+
+def _run_command(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command in ("run", *STAGE_NAMES):
+        return _cmd_pipeline(args)
+    if args.command == "status":
+        return _cmd_status(args)
+    return _cmd_other(args) or {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
+    install_stop_handlers()
     try:
-        if args.command in ("run", *STAGE_NAMES):
-            result = _cmd_pipeline(args)
-        elif args.command == "status":
-            result = _cmd_status(args)
-        else:
-            result = _cmd_other(args) or {}
+        result = _run_command(args)
+        human = result.pop("_human", "") if isinstance(result, dict) else ""
+        _print_result(args, result, human)
     except UserError as err:
         print(f"vid2model: error: {err}", file=sys.stderr)
         log.debug("user error", exc_info=True)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("vid2model: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    human = result.pop("_human", "") if isinstance(result, dict) else ""
-    _print_result(args, result, human)
+    except BrokenPipeError:  # `vid2model status WS | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except BaseException as exc:
+        sig = stop_requested()
+        if sig is not None or isinstance(exc, KeyboardInterrupt):
+            # numba and threads can wrap the KeyboardInterrupt (SystemError): the signal decides, not the type
+            print("vid2model: interrupted; run the same command again to resume", file=sys.stderr)
+            return 128 + (sig or signal.SIGINT)
+        if isinstance(exc, SystemExit):
+            raise
+        msg = _fs_message(exc) if isinstance(exc, OSError) else None
+        log.debug("failed", exc_info=True)
+        if msg is not None:
+            print(f"vid2model: error: {msg}", file=sys.stderr)
+            return 1
+        if args.verbose:
+            raise
+        where = " (details in the workspace's vid2model.log)" if log.handlers[1:] else ""
+        print(f"vid2model: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f"{where}; please report it; run with -v to see the traceback", file=sys.stderr)
+        return 1
     return 0
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then a prompt exit after a stop signal.
+
+    After Ctrl-C or SIGTERM the stage's state is already recorded; worker threads still inside compiled
+    kernels would otherwise hold the interpreter's shutdown until their tile is done.
+    """
+    rc = main()
+    if stop_requested() is not None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -229,6 +229,15 @@ class ExportConfig(_Choices):
 
     # glb gltf obj usdz usd (binary) usda (text) fbx ply (mesh + dense points) splat_ply splat spz
     formats: tuple[str, ...] = ("glb", "gltf", "obj", "usdz", "usd", "fbx", "ply", "splat_ply", "splat", "spz")
+    KNOWN_FORMATS: ClassVar[tuple[str, ...]] = ("glb", "gltf", "obj", "usdz", "usd", "usda", "fbx", "ply",
+                                                "splat_ply", "splat", "spz")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = sorted({f.strip().lower() for f in self.formats} - set(self.KNOWN_FORMATS) - {""})
+        if unknown:
+            raise UserError(f"unknown export format(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(self.KNOWN_FORMATS)}")
 
 
 STAGE_CONFIGS: dict[str, type] = {

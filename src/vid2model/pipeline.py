@@ -15,17 +15,20 @@ from vid2model.workspace import Workspace
 log = logging.getLogger("vid2model")
 
 STAGES: list[Stage] = [
-    Stage(name="ingest", target="vid2model.stages.ingest:run",
+    Stage(name="ingest", target="vid2model.stages.ingest:run", outputs=("keyframes_json", "images_dir"),
           help="decode the video (or image folder), score frames, pick keyframes, write the capture report"),
     Stage(name="sfm", target="vid2model.stages.sfm:run", needs=("ingest",),
+          outputs=("sparse_dir", "transforms_json", "dense_sparse_dir", "undistorted_dir"),
           help="solve cameras (features, matching, mapping) into sparse/0 and transforms.json"),
     Stage(name="dense", target="vid2model.stages.dense:run", needs=("sfm",),
+          outputs=("fused_ply", "depth_maps_dir", "holdout_json"),
           help="multi-view stereo depth maps and a fused dense point cloud"),
-    Stage(name="mesh", target="vid2model.stages.mesh:run", needs=("dense",),
+    Stage(name="mesh", target="vid2model.stages.mesh:run", needs=("dense",), outputs=("mesh_dir",),
           help="surface mesh, cleanup, decimation and LODs"),
-    Stage(name="texture", target="vid2model.stages.texture:run", needs=("mesh",),
+    Stage(name="texture", target="vid2model.stages.texture:run", needs=("mesh",), outputs=("texture_dir",),
           help="UV atlas and texture baked from the keyframes"),
     Stage(name="splat", target="vid2model.stages.splat:run", needs=("sfm",), optional_needs=("dense",),
+          outputs=("splat_ply",),
           help="train 3D Gaussian splats"),
     Stage(name="export", target="vid2model.stages.export:run", needs=("mesh",),
           optional_needs=("texture", "dense", "splat"),
@@ -56,6 +59,9 @@ def set_input(ws: Workspace, input_path: str | os.PathLike) -> dict[str, Any]:
         kind = "video"
     else:
         raise UserError(f"input is neither a video file nor a folder of images: {path}")
+    if path == ws.root or ws.root in path.parents:
+        raise UserError(f"the input {path} lies inside the workspace {ws.root}, whose folders vid2model "
+                        "rewrites; give a workspace folder (-o) outside the input")
     ws.create()
     info = {"path": str(path), "kind": kind}
     old = ws.read_json(ws.input_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -64,6 +65,10 @@ def make_renderer(ws: Workspace, source: str, background=(0.0, 0.0, 0.0)) -> Ren
     return lambda K, c2w, W, H: np.asarray(render_textured_mesh(mesh, K, c2w, W, H), np.uint8)
 
 
+# Names come from the poses file (and, through the service, from web requests): never a path.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
 def load_poses(path: Path) -> tuple[int, int, np.ndarray, list[tuple[str, np.ndarray]]]:
     """Parse POSES.json -> (W, H, K (3, 3), [(name, cam_to_world (4, 4))])."""
     try:
@@ -78,6 +83,23 @@ def load_poses(path: Path) -> tuple[int, int, np.ndarray, list[tuple[str, np.nda
         raise UserError(f"bad poses file {path}: {exc}; expected width, height, K and frames[].cam_to_world") from exc
     if W < 1 or H < 1 or not frames:
         raise UserError(f"poses file {path} needs a positive width/height and at least one frame")
+    if W > 16384 or H > 16384:
+        raise UserError(f"poses file {path}: {W}x{H} is larger than 16384 pixels a side")
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise UserError(f"poses file {path}: K must hold finite numbers with positive focal lengths")
+    seen: set[str] = set()
+    for name, c2w in frames:
+        if not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
+            raise UserError(f"poses file {path}: frame name {name!r} is not a plain file name "
+                            "(letters, digits, '.', '_', '-'; no folders)")
+        if name in seen:
+            raise UserError(f"poses file {path}: frame name {name!r} appears twice")
+        seen.add(name)
+        R = c2w[:3, :3]
+        if not np.isfinite(c2w).all() or not np.allclose(c2w[3], [0, 0, 0, 1], atol=1e-6) \
+                or not np.allclose(R.T @ R, np.eye(3), atol=1e-4) or np.linalg.det(R) < 0:
+            raise UserError(f"poses file {path}: frame {name!r} is not a rigid camera-to-world matrix "
+                            "(finite numbers, a rotation, last row 0 0 0 1)")
     return W, H, K, frames
 
 
@@ -131,7 +153,7 @@ def orbit_path(ws: Workspace, n_frames: int, elevation_deg: float = 25.0) -> tup
     center = np.asarray(info["center"], float) if "center" in info else None
     radius = float(info.get("radius") or 0.0)
     cams = None
-    for sp in (ws.dense_dir / "sparse", ws.sparse_dir):
+    for sp in (ws.dense_sparse_dir, ws.sparse_dir):
         if (sp / "images.bin").exists():
             from vid2model.io.colmap import load_views
 

@@ -1,8 +1,11 @@
 """The stage runner: skip what is finished and unchanged, resume after a crash, record the manifest.
 
 A stage is *finished* only when ``manifest.json`` says ``done`` with the fingerprint of its current
-config and inputs. The manifest is written atomically after the stage's own atomic writes, so a
-process killed at any moment leaves either a finished stage or one that reruns.
+config and inputs, and its output files are still the ones it wrote (size and content hash of each,
+recorded when it finished): a deleted or truncated artifact makes the stage, and through the
+fingerprints everything after it, run again instead of being read as garbage. The manifest is written
+atomically after the stage's own atomic writes, so a process killed at any moment leaves either a
+finished stage or one that reruns. One process at a time works in a workspace (its lock).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Callable
 from vid2model import __version__
 from vid2model.config import PipelineConfig, config_to_dict
 from vid2model.errors import UserError
-from vid2model.workspace import Workspace, clean_temps
+from vid2model.signals import stop_requested
+from vid2model.workspace import Workspace, clean_temps, new_manifest
 
 log = logging.getLogger("vid2model")
 
@@ -38,6 +42,7 @@ class Stage:
     target: str
     needs: tuple[str, ...] = ()
     optional_needs: tuple[str, ...] = ()  # used when present (their fingerprints count), not required
+    outputs: tuple[str, ...] = ()  # Workspace attributes naming the files/folders later stages read
     help: str = ""
 
     def load(self) -> Callable[[Workspace, Any], dict | None]:
@@ -60,8 +65,7 @@ class Manifest:
 
     def __init__(self, ws: Workspace):
         self.ws = ws
-        self.data: dict[str, Any] = ws.read_json(ws.manifest_path, default=None) or {
-            "vid2model": __version__, "created": _now(), "stages": {}}
+        self.data: dict[str, Any] = ws.read_manifest() if ws.manifest_path.exists() else new_manifest()
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.data["stages"].get(name, {})
@@ -82,6 +86,57 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def scan_outputs(ws: Workspace, stage: Stage, known: dict[str, list] | None = None) -> dict[str, list]:
+    """``{"attr/relative path": [size, mtime_ns, sha256[:16]]}`` of a stage's output files.
+
+    A file whose size and modification time match ``known`` keeps its recorded hash (no reading); any
+    other is hashed, so a copied workspace (new mtimes, same bytes) still counts as intact.
+    """
+    known = known or {}
+    out: dict[str, list] = {}
+    for attr in stage.outputs:
+        path = getattr(ws, attr)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            [path] if path.is_file() else []
+        for p in files:
+            key = attr if p == path else f"{attr}/{p.relative_to(path).as_posix()}"
+            st = p.stat()
+            old = known.get(key)
+            if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+                out[key] = list(old)
+            else:
+                out[key] = [st.st_size, st.st_mtime_ns, _sha16(p)]
+    return out
+
+
+def outputs_id(files: dict[str, list] | None) -> str | None:
+    """Identity of recorded outputs by name, size and content (not mtime)."""
+    if not isinstance(files, dict):
+        return None
+    return hashlib.sha256(json.dumps(sorted((k, v[0], v[2]) for k, v in files.items())).encode()).hexdigest()[:16]
+
+
+def _sha16(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def is_intact(ws: Workspace, stage: Stage, manifest: Manifest) -> bool:
+    """Done, and its outputs the bytes it wrote (none deleted, truncated or changed since)."""
+    entry = manifest.stage(stage.name)
+    if entry.get("status") != "done":
+        return False
+    if not stage.outputs:
+        return True
+    recorded = entry.get("outputs")
+    if not isinstance(recorded, dict):  # finished by a version that did not record its outputs
+        return True
+    return outputs_id(scan_outputs(ws, stage, recorded)) == outputs_id(recorded)
+
+
 def input_fingerprint(ws: Workspace) -> dict[str, Any]:
     """Identity of the workspace's input (path, sizes, mtimes) without reading it all."""
     info = ws.read_json(ws.input_path)
@@ -100,7 +155,8 @@ def input_fingerprint(ws: Workspace) -> dict[str, Any]:
 def fingerprint(stage: Stage, cfg: Any, manifest: Manifest, ws: Workspace) -> str:
     parts: dict[str, Any] = {"stage": stage.name, "config": config_to_dict(cfg) if cfg is not None else None}
     for dep in stage.needs + stage.optional_needs:
-        parts[dep] = manifest.stage(dep).get("fingerprint") if manifest.is_done(dep) else None
+        e = manifest.stage(dep)
+        parts[dep] = [e.get("fingerprint"), outputs_id(e.get("outputs"))] if manifest.is_done(dep) else None
     if not stage.needs:
         parts["input"] = input_fingerprint(ws)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -160,27 +216,41 @@ def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force
     Returns:
         ``{stage: {"status": "done"|"skipped", "wall_s": ..., ...}}`` for the selected stages.
     """
-    clean_temps(ws.root)
+    with ws.locked():
+        return _run_locked(ws, stages, cfg, force=force, from_stage=from_stage,
+                           known={s.name: s for s in (all_stages or stages)})
+
+
+def _run_locked(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force: bool,
+                from_stage: str | None, known: dict[str, Stage]) -> dict[str, Any]:
+    clean_temps(ws.root)  # only under the lock: another run's temps are never ours to remove
     manifest = Manifest(ws)
     manifest.data["versions"] = package_versions()
     names = [s.name for s in stages]
     if from_stage is not None and from_stage not in names:
         raise UserError(f"--from {from_stage}: not among the stages of this run ({', '.join(names)})")
     forced = set(names) if force else set(names[names.index(from_stage):]) if from_stage else set()
+    by_name = {s.name: s for s in stages}
     results: dict[str, Any] = {}
     for stage in stages:
         for dep in stage.needs:
             if not manifest.is_done(dep):
                 raise UserError(f"stage '{stage.name}' needs '{dep}' first: vid2model {dep} {ws.root}")
+            if dep not in by_name and dep in known and not is_intact(ws, known[dep], manifest):
+                raise UserError(f"stage '{stage.name}' needs '{dep}' again: its files changed after it "
+                                f"finished: vid2model {dep} {ws.root}")
         scfg = getattr(cfg, stage.name, None)
         fp = fingerprint(stage, scfg, manifest, ws)
         entry = manifest.stage(stage.name)
-        if stage.name not in forced and entry.get("status") == "done" and entry.get("fingerprint") == fp:
+        if (stage.name not in forced and entry.get("status") == "done" and entry.get("fingerprint") == fp
+                and is_intact(ws, stage, manifest)):
             log.info("%s: up to date, skipped", stage.name)
             results[stage.name] = {**entry, "status": "skipped"}
             continue
+        if entry.get("status") == "done" and entry.get("fingerprint") == fp and stage.name not in forced:
+            log.warning("%s: its files changed after it finished; running it again", stage.name)
         log.info("%s: running", stage.name)
-        manifest.set_stage(stage.name, status="running", fingerprint=fp, started=_now(),
+        manifest.set_stage(stage.name, status="running", fingerprint=fp, started=_now(), pid=os.getpid(),
                            config=config_to_dict(scfg) if scfg is not None else None)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
@@ -188,7 +258,9 @@ def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force
             with PeakMemory() as mem:
                 summary = func(ws, scfg) or {}
         except BaseException as exc:
-            manifest.set_stage(stage.name, status="failed", fingerprint=fp, finished=_now(),
+            stopped = isinstance(exc, KeyboardInterrupt) or stop_requested()
+            manifest.set_stage(stage.name, status="interrupted" if stopped else "failed", fingerprint=fp,
+                               finished=_now(),
                                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                                config=config_to_dict(scfg) if scfg is not None else None)
             raise
@@ -196,10 +268,12 @@ def run_stages(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, force
                      wall_s=round(time.perf_counter() - t0, 3), cpu_s=round(time.process_time() - c0, 3),
                      peak_mem_mb=round(mem.peak / 2**20, 1),
                      config=config_to_dict(scfg) if scfg is not None else None,
-                     versions=manifest.data["versions"], summary=summary)
+                     versions=manifest.data["versions"], summary=summary,
+                     outputs=scan_outputs(ws, stage) if stage.outputs else None)
         # Downstream stages that were done on the old output are stale now; their fingerprints
         # already differ, so they rerun when asked for. Nothing to delete here.
         manifest.set_stage(stage.name, **entry)
         log.info("%s: done in %.1f s (peak %.0f MB)", stage.name, entry["wall_s"], entry["peak_mem_mb"])
         results[stage.name] = entry
     return results
+

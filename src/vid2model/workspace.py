@@ -3,7 +3,9 @@
 Layout (COLMAP-compatible, so COLMAP, OpenMVS, gsplat and nerfstudio read it unchanged)::
 
     WORKSPACE/
-      manifest.json        per-stage status, fingerprints, timings, config, versions
+      manifest.json        per-stage status, fingerprints, outputs, timings, config, versions; its
+                           presence marks the folder as one vid2model made (nothing else is touched)
+      .lock                held (flock) by the one process working in the workspace
       vid2model.log        log of every run in this workspace
       input.json           what the workspace was made from
       ingest/              per-frame scores (frames.json), keyframe choice (keyframes.json)
@@ -23,12 +25,18 @@ Layout (COLMAP-compatible, so COLMAP, OpenMVS, gsplat and nerfstudio read it unc
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
+
+from vid2model.errors import UserError
+
+MANIFEST_KEYS = ("vid2model", "stages")
 
 
 class Workspace:
@@ -52,6 +60,10 @@ class Workspace:
     @property
     def input_path(self) -> Path:
         return self.root / "input.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
 
     # ---- ingest ----------------------------------------------------------------------------
     @property
@@ -112,6 +124,16 @@ class Workspace:
     @property
     def dense_dir(self) -> Path:
         return self.root / "dense"
+
+    @property
+    def undistorted_dir(self) -> Path:
+        """Keyframes undistorted to pinhole (written by sfm; read by dense, mesh, texture, splat)."""
+        return self.dense_dir / "images"
+
+    @property
+    def dense_sparse_dir(self) -> Path:
+        """The pinhole copy of the model that goes with ``undistorted_dir``."""
+        return self.dense_dir / "sparse"
 
     @property
     def depth_maps_dir(self) -> Path:
@@ -190,13 +212,93 @@ class Workspace:
         """Scratch/output folder of a stage that has no dedicated property."""
         return self.root / stage
 
-    # ---- helpers ---------------------------------------------------------------------------
+    # ---- ownership ---------------------------------------------------------------------------
     def create(self) -> "Workspace":
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make the folder and mark it as ours; refuse a file, or a folder of someone else's files.
+
+        A user's own folder given as ``-o`` is left byte-for-byte as it was.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{self.root} is a file, not a folder: give a new folder as the workspace (-o)")
+        if self.manifest_path.exists() or self.manifest_path.is_symlink():
+            self.read_manifest()  # ours, or a one-line refusal
+            return self
+        if self.root.is_dir() and any(self.root.iterdir()):
+            raise UserError(f"{self.root} already holds files that are not a vid2model workspace; "
+                            "give a new or empty folder as the workspace (-o); nothing was changed")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.write_json(self.manifest_path, new_manifest())
+        except OSError as exc:
+            raise UserError(f"cannot create the workspace {self.root}: {exc.strerror or exc}; "
+                            "choose a writable location (-o)") from exc
         return self
 
     def exists(self) -> bool:
         return self.manifest_path.exists()
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest, checked: a corrupt, foreign or unreadable one is a one-line error, not a traceback."""
+        path = self.manifest_path
+        hint = "it is not a vid2model workspace; give a new folder as the workspace"
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise UserError(f"not a vid2model workspace: {self.root} (create one with: "
+                            f"vid2model run INPUT -o {self.root})") from None
+        except IsADirectoryError:
+            raise UserError(f"{path} is a folder, not a vid2model manifest: {hint}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path} is damaged ({type(exc).__name__}), so this workspace cannot be resumed; "
+                            "start afresh in a new folder: vid2model run INPUT -o NEW_FOLDER") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not (isinstance(data, dict) and all(k in data for k in MANIFEST_KEYS)
+                and isinstance(data["stages"], dict)):
+            raise UserError(f"{path} was not written by vid2model: {hint}; nothing was changed")
+        return data
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the workspace for this process; a second process is refused with one line.
+
+        The kernel drops the lock when a process dies, so a killed run leaves no stale lock. Nested
+        use in one process is allowed (the CLI and the pipeline both take it).
+        """
+        with _LOCKS_GUARD:
+            held = _LOCKS.get(self.root)
+            if held is not None:
+                held[1] += 1
+        if held is not None:
+            try:
+                yield
+            finally:
+                with _LOCKS_GUARD:
+                    held[1] -= 1
+            return
+        fd = _acquire(self.lock_path)
+        with _LOCKS_GUARD:
+            _LOCKS[self.root] = [fd, 1]
+        try:
+            yield
+        finally:
+            with _LOCKS_GUARD:
+                _LOCKS.pop(self.root, None)
+            os.close(fd)
+
+    def is_busy(self) -> bool:
+        """True when another process holds the workspace's lock."""
+        if self.root in _LOCKS or not self.lock_path.exists():
+            return self.root in _LOCKS
+        try:
+            fd = _acquire(self.lock_path, write_pid=False)
+        except UserError:
+            return True
+        os.close(fd)
+        return False
+
+    # ---- helpers ---------------------------------------------------------------------------
 
     def read_json(self, path: Path, default: Any = None) -> Any:
         if not path.exists():
@@ -209,6 +311,43 @@ class Workspace:
         with atomic_path(path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=2, default=_json_default)
+
+
+_LOCKS: dict[Path, list[int]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def new_manifest() -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    from vid2model import __version__
+
+    return {"vid2model": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "stages": {}}
+
+
+def _acquire(path: Path, write_pid: bool = True) -> int:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no protection, but no failure either
+        return os.open(os.devnull, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write in the workspace {path.parent}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise UserError(f"another vid2model process (pid {pid}) is working in {path.parent}; "
+                            "wait for it to finish or stop it, then run again") from None
+        raise
+    if write_pid:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2model.io.colmap import SEED
+
 log = logging.getLogger("vid2model")
 Q_SCALE = 255.0
 
@@ -117,5 +119,6 @@ def match_pairs(database_path: Path, pairs: Iterable[tuple[str, str]], pairs_pat
     opts.min_inlier_ratio = min_inlier_ratio
     if max_error_px is not None:
         opts.ransac.max_error = max_error_px
+    opts.ransac.random_seed = SEED
     pycolmap.verify_matches(database_path, pairs_path, opts)
     return len(todo)

@@ -98,11 +98,19 @@ def load_points(sparse_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return xyz, rgb
 
 
+# Every COLMAP call that draws random numbers gets this seed: the same capture solves the same way every run.
+SEED = 0
+
+
 def quiet_colmap(verbose: bool = False) -> None:
-    """Keep COLMAP's own (glog) chatter out of the terminal unless debugging."""
+    """Keep COLMAP's own (glog) chatter out of the terminal unless debugging.
+
+    Its ERROR lines too: we report failures ourselves in one line, and a stop signal makes pycolmap
+    log "Stopping thread..." at ERROR level.
+    """
     import pycolmap
 
-    pycolmap.logging.minloglevel = 0 if verbose else 2
+    pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
 def bundle_adjust(rec, options=None) -> None:

@@ -30,6 +30,8 @@ def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
         with Image.open(path) as im:
             if max_side and im.format == "JPEG":
                 im.draft("RGB", (max_side, max_side))  # decode JPEG at a reduced scale: much faster
+            if im.mode in _HIGH_DEPTH_MODES:
+                im = _to_8bit(ImageOps.exif_transpose(im))
             im = ImageOps.exif_transpose(im).convert("RGB")
             if max_side and max(im.size) > max_side:
                 s = max_side / max(im.size)
@@ -37,6 +39,18 @@ def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
             return np.asarray(im)
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"cannot read image {path.name}: {exc}") from None
+
+
+# PIL's convert("RGB") clips these at 255 (a 16-bit photo reads as all white): scale them instead.
+_HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+def _to_8bit(im):
+    from PIL import Image
+
+    a = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if im.mode.startswith("I;16") else max(float(np.nanmax(a)), 1.0)
+    return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8), "L")
 
 
 def exif_focal_px(path: Path) -> float | None:

@@ -120,7 +120,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         ws.write_json(ws.holdout_json, [])
         return _colmap_cuda(ws, cfg)
     t_start = time.perf_counter()
-    sparse = ws.dense_dir / "sparse"
+    sparse = ws.dense_sparse_dir
     views, held = split_holdout(load_views(sparse), cfg.holdout_every)
     ws.write_json(ws.holdout_json, sorted(v.name for v in held))
     for v in held:  # maps of an earlier run without the hold-out must not leak into meshing
@@ -149,7 +149,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         K[0] *= size[0] / v.width
         K[1] *= size[1] / v.height
         cams.append(Cam(K, v.R, v.t))
-        rgb = _read_image(ws.dense_dir / "images" / v.name, size)
+        rgb = _read_image(ws.undistorted_dir / v.name, size)
         gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
         grays.append(torch.from_numpy(gray).to(dev))
         sizes.append(size)
@@ -186,7 +186,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
             if cfg.fringe_radius > 0:
                 keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.min_texture, cfg.fringe_radius)
             if cfg.peel_iters > 0:
-                keep = peel_rims(_read_image(ws.dense_dir / "images" / v.name, sizes[i]), keep, cfg.peel_iters)
+                keep = peel_rims(_read_image(ws.undistorted_dir / v.name, sizes[i]), keep, cfg.peel_iters)
             depths.append(np.where(keep, d.cpu().numpy(), 0).astype(np.float32))
             timings.append(time.perf_counter() - t0)
             b.advance()
@@ -208,7 +208,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         ok = (d > 0) & (incidence_cos(n_cam, cams[i].K) >= min_cos)
         d[~ok] = 0
         n_cam[~ok] = 0
-        rgb = _read_image(ws.dense_dir / "images" / views[i].name, sizes[i])
+        rgb = _read_image(ws.undistorted_dir / views[i].name, sizes[i])
         return d, n_cam, ok, rgb, backproject(d, cams[i].K, cams[i].R, cams[i].t)
 
     kept_share, per_view = [], []

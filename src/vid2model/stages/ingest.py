@@ -183,12 +183,28 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
 def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, Any]:
     from vid2model.io.images import exif_focal_px, list_images, read_image
 
-    files = list_images(folder)
-    if len(files) < 2:
-        raise UserError(f"{folder} holds a single image: a 3D model needs several views around the object")
-    frames = ((i, float(i), read_image(p, cfg.analysis_side)) for i, p in enumerate(files))
+    listed = list_images(folder)
+    skipped: list[dict[str, str]] = []
+    files: list[Path] = []
+
+    def readable():
+        # One unreadable photo among many is skipped and reported, not fatal.
+        for p in listed:
+            try:
+                img = read_image(p, cfg.analysis_side)
+            except UserError as exc:
+                skipped.append({"name": p.name, "reason": str(exc).removeprefix(f"cannot read image {p.name}: ")})
+                log.warning("%s", exc)
+                continue
+            files.append(p)
+            yield len(files) - 1, float(len(files) - 1), img
+
     tracker = MotionTracker()
-    rows = score_frames(frames, len(files), "analysing images", tracker=tracker)
+    rows = score_frames(readable(), len(listed), "analysing images", tracker=tracker)
+    if len(files) < 2:
+        bad = f" ({len(skipped)} could not be read: {', '.join(s['name'] for s in skipped[:5])})" if skipped else ""
+        raise UserError(f"{folder} holds {len(files)} readable image{'s' * (len(files) != 1)}{bad}: "
+                        "a 3D model needs several views around the object")
     for r, p in zip(rows, files):
         r["name"] = p.name
     # Photos are chosen by the photographer: all are kept unless there are more than asked for.
@@ -200,7 +216,12 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
         for r in rows:
             r["keyframe"] = True
     found = capture_findings(rows, len(picks), cfg, video=False)
-    source = {"path": str(folder), "n_images": len(files)}
+    if skipped:
+        found.append({"kind": "unreadable", "start": None, "end": None, "files": skipped,
+                      "message": f"{len(skipped)} of {len(listed)} files could not be read and were left out: "
+                                 + "; ".join(f"{s['name']} ({s['reason']})" for s in skipped[:10])
+                                 + (" ..." if len(skipped) > 10 else "")})
+    source = {"path": str(folder), "n_images": len(files), "skipped": skipped}
     ws.write_json(ws.frames_json, {"source": source, "frames": rows, "findings": found})
     focal, keyframes, sizes = None, [], set()
     with _output_dirs(ws, cfg.keep_full_res) as (tmp_work, tmp_full), bar("writing images", len(picks)) as b:

@@ -81,7 +81,7 @@ def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trun
             depth = np.nan_to_num(read_array(path).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
             depth[depth < 0] = 0
             h, w = depth.shape
-            color = cv2.imread(str(ws.dense_dir / "images" / v.name), cv2.IMREAD_COLOR)
+            color = cv2.imread(str(ws.undistorted_dir / v.name), cv2.IMREAD_COLOR)
             if color is None:
                 raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
             color = cv2.resize(color[:, :, ::-1], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
@@ -180,7 +180,7 @@ def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.nd
 def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
     """Surface extraction and cleanup; see the module docstring."""
     held = set(ws.read_json(ws.holdout_json, default=[]) or [])  # views kept out for evaluation
-    views = [v for v in load_views(ws.dense_dir / "sparse") if v.name not in held]
+    views = [v for v in load_views(ws.dense_sparse_dir) if v.name not in held]
     scene = ws.read_json(ws.scene_json, default={}) or {}
     radius = float(scene.get("radius") or 1.0)
     up = np.asarray(scene.get("up") or [0.0, 0.0, 1.0], float)

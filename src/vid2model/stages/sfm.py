@@ -26,11 +26,12 @@ import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
+from vid2model.io.colmap import SEED
 from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
 from vid2model.progress import bar
 from vid2model.report import refresh_report
-from vid2model.stages.sfm_checks import check_motion, check_pairs
+from vid2model.stages.sfm_checks import check_motion, check_pairs, check_solution
 from vid2model.stages.sfm_mapping import solve
 from vid2model.workspace import Workspace, atomic_dir
 
@@ -169,8 +170,10 @@ def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: s
     opts.match_list_path = path
     mopts = pycolmap.FeatureMatchingOptions()
     mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
+    vopts = pycolmap.TwoViewGeometryOptions()
+    vopts.ransac.random_seed = SEED  # per RANSAC, not per thread: the same pairs verify the same way every run
     pycolmap.match_image_pairs(ws.database_path, matching_options=mopts, pairing_options=opts,
-                               device=pycolmap.Device.auto)
+                               verification_options=vopts, device=pycolmap.Device.auto)
     done.update(todo)
 
 
@@ -351,6 +354,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
 
 def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     """Solve cameras for the keyframes in ``images/``; see the module docstring for outputs."""
+    import cv2
     import pycolmap
 
     from vid2model.io.colmap import quiet_colmap
@@ -359,7 +363,8 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     quiet_colmap()
     # COLMAP's RANSAC draws from one process-wide generator: without a fixed seed a solve depended on what
     # ran before it in the same process, and the same video could come out differently
-    pycolmap.set_random_seed(0)
+    pycolmap.set_random_seed(SEED)
+    cv2.setRNGSeed(SEED)  # OpenCV's RANSAC and k-means (pairing, self-check) draw from its generator too
     names, kf = _image_order(ws)
     video = bool(kf.get("video"))
     t = {}
@@ -381,6 +386,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
         t["mapping_s"] = map_info.pop("mapping_s")
+        check_solution(rec)
         map_info.update(_self_check(ws, rec, names, kf, cfg))
         map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()

@@ -91,3 +91,23 @@ def check_motion(database: Path, rec, n_images: int) -> dict[str, float]:
     if tri < 0.5:
         raise UserError(ROTATION_ADVICE)
     return {"median_triangulation_angle_deg": round(tri, 3)}
+
+
+MAX_MEAN_REPROJ_PX = 4.0  # COLMAP drops observations over 4 px while mapping: a larger mean is a broken solve
+
+
+def check_solution(rec) -> None:
+    """Refuse a solved model whose own statistics cannot be right (a diverged bundle adjustment)."""
+    if rec.num_points3D():
+        rec.update_point_3d_errors()  # the stored per-point errors can be stale after the last adjustment
+        err = float(rec.compute_mean_reprojection_error())
+    else:
+        err = float("nan")
+    params = np.concatenate([np.asarray(c.params, float) for c in rec.cameras.values()] or [np.zeros(1)])
+    poses = np.array([np.asarray(rec.image(i).cam_from_world().matrix()) for i in rec.reg_image_ids()])
+    if not (np.isfinite(err) and err <= MAX_MEAN_REPROJ_PX and np.isfinite(params).all()
+            and np.isfinite(poses).all()):
+        shown = f"{err:.3g} px" if np.isfinite(err) else "not a number"
+        raise UserError(f"the camera solve broke down (mean reprojection error {shown}, at most "
+                        f"{MAX_MEAN_REPROJ_PX:g} px is possible); run again, and if it repeats film more slowly "
+                        "with more texture in view")

@@ -20,7 +20,7 @@ import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
-from vid2model.io.colmap import bundle_adjust
+from vid2model.io.colmap import SEED, bundle_adjust
 
 log = logging.getLogger("vid2model")
 
@@ -38,6 +38,7 @@ def _incremental_options(relaxed: bool):
     import pycolmap
 
     opts = pycolmap.IncrementalPipelineOptions()
+    opts.random_seed = SEED
     opts.min_model_size = 3
     opts.multiple_models = True
     if relaxed:  # weaker views: accept smaller inlier sets and narrower initial baselines
@@ -78,7 +79,9 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
     out.mkdir(parents=True)
     try:
         if kind == "global":
-            models = pycolmap.global_mapping(database, images, out)
+            gopts = pycolmap.GlobalPipelineOptions()
+            gopts.random_seed = SEED
+            models = pycolmap.global_mapping(database, images, out, gopts)
         else:
             models = pycolmap.incremental_mapping(database, images, out, _incremental_options(kind == "relaxed"))
     except Exception as exc:  # noqa: BLE001 - a mapper failing is a result; another may succeed

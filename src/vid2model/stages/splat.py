@@ -28,7 +28,7 @@ def _init_points(ws: Workspace, max_points: int, seed: int = 0) -> tuple[np.ndar
     else:
         from vid2model.io.colmap import load_points
 
-        xyz, rgb = load_points(ws.dense_dir / "sparse")
+        xyz, rgb = load_points(ws.dense_sparse_dir)
         source = "sparse"
     ok = np.isfinite(xyz).all(1)
     xyz, rgb = xyz[ok], rgb[ok]
@@ -54,7 +54,7 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import TrainOptions, split_views, train
 
-    sparse, images = ws.dense_dir / "sparse", ws.dense_dir / "images"
+    sparse, images = ws.dense_sparse_dir, ws.undistorted_dir
     if not (sparse / "images.bin").exists() and not (sparse / "images.txt").exists():
         raise UserError(f"no undistorted cameras in {sparse}; run camera solving first (vid2model sfm WORKSPACE)")
     views = views_from_colmap(sparse, images, cfg.max_side)

@@ -81,7 +81,7 @@ class _Source:
 
 def _sources(ws: Workspace, views, use_full: bool) -> list[_Source]:
     """Colour sources per view: the original frames when available (see :class:`_Source`), else dense/images."""
-    out = [_Source(v, ws.dense_dir / "images" / v.name) for v in views]
+    out = [_Source(v, ws.undistorted_dir / v.name) for v in views]
     if not use_full:
         return out
     try:
@@ -197,7 +197,7 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         raise UserError("no mesh to texture: run vid2model mesh WORKSPACE first")
     mesh = trimesh.load(ws.clean_mesh, process=False)
     V, F = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    views = load_views(ws.dense_dir / "sparse")
+    views = load_views(ws.dense_sparse_dir)
     kf = {k["name"]: k.get("sharpness", 1.0) for k in (ws.read_json(ws.keyframes_json, default={}) or {}).get(
         "keyframes", [])}
     sources = _sources(ws, views, cfg.use_full_res)

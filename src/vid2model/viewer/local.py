@@ -86,6 +86,8 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bo
     Returns:
         Summary: url, port and the layers shown (name -> items).
     """
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a port; use a number from 1024 to 65535 (0 picks a free one)")
     viewer = start(ws, host, port)
     log.info("viewer running at %s (Ctrl-C to stop)", viewer.url)
     print(f"vid2model viewer: {viewer.url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)

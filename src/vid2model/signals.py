@@ -1,0 +1,40 @@
+"""Stops are clean: SIGTERM is handled like Ctrl-C, and nothing else's signal handler gets in first.
+
+A service manager, a container or ``timeout`` stops a run with SIGTERM. The running stage is left at
+its last atomic write (the runner marks it ``interrupted``), the CLI prints the one resume line and
+exits 143. pycolmap installs glog's failure handler for SIGTERM when it is imported, which prints a
+native stack dump and aborts; it is imported here first so that our handler replaces it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+_stop_signal: int | None = None
+
+
+def stop_requested() -> int | None:
+    """The signal number that asked this process to stop, if one did."""
+    return _stop_signal
+
+
+def _on_stop(signum: int, frame: Any) -> None:
+    global _stop_signal
+    _stop_signal = signum
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install_stop_handlers() -> None:
+    """Route SIGTERM and SIGINT to a KeyboardInterrupt in the main thread (call from the main thread)."""
+    global _stop_signal
+    _stop_signal = None
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        import pycolmap  # noqa: F401  (see the module docstring)
+    except ImportError:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_stop)

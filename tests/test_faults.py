@@ -1,0 +1,277 @@
+"""Faults: a user's folder is never touched, one process per workspace, clean stops, damaged artifacts rerun."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vid2model.cli import main
+from vid2model.workspace import Workspace
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file under root with its content hash: 'left byte-for-byte unchanged' is equality of this."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _one_line(capsys, needle: str) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vid2model: error:") and needle in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture()
+def users_folder(tmp_path):
+    """A folder of someone's own files, including names our temp cleaner would once have removed."""
+    root = tmp_path / "my_project"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "my_photo.jpg").write_bytes(b"\xff\xd8 my photo")
+    (root / ".tmp-notes.txt").write_text("mine")
+    (root / "sub").mkdir()
+    (root / "sub" / ".old-draft").write_text("mine too")
+    return root
+
+
+@pytest.mark.parametrize("command", ["run", "ingest"])
+def test_users_folder_as_output_is_refused_and_untouched(users_folder, synth_orbit, capsys, command):
+    before = _tree(users_folder)
+    assert main([command, str(synth_orbit.video_path), "-o", str(users_folder), "-q"]) == 2
+    _one_line(capsys, "not a vid2model workspace")
+    assert _tree(users_folder) == before and not (users_folder / "manifest.json").exists()
+
+
+def test_users_manifest_is_refused_and_untouched(tmp_path, synth_orbit, capsys):
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "manifest.json").write_text('{"name": "my web app"}')
+    before = _tree(root)
+    assert main(["run", str(synth_orbit.video_path), "-o", str(root), "-q"]) == 2
+    _one_line(capsys, "was not written by vid2model")
+    assert main(["status", str(root)]) == 2
+    _one_line(capsys, "was not written by vid2model")
+    assert _tree(root) == before
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "folder"])
+def test_damaged_manifest_is_one_line(tmp_path, capsys, damage):
+    root = tmp_path / "ws"
+    Workspace(root).create()
+    (root / "manifest.json").unlink()
+    if damage == "corrupt":
+        (root / "manifest.json").write_text('{"vid2model": "0.1", "stag')
+    else:
+        (root / "manifest.json").mkdir()
+    for argv in (["status", str(root)], ["sfm", str(root)], ["report", str(root)]):
+        assert main(argv) == 2
+        _one_line(capsys, "manifest.json is")
+
+
+def test_output_that_is_a_file(tmp_path, synth_orbit, capsys):
+    f = tmp_path / "out.txt"
+    f.write_text("keep")
+    assert main(["run", str(synth_orbit.video_path), "-o", str(f), "-q"]) == 2
+    _one_line(capsys, "is a file, not a folder")
+    assert f.read_text() == "keep"
+
+
+def test_input_inside_the_workspace_is_refused(tmp_path, capsys):
+    ws = Workspace(tmp_path / "ws").create()
+    photos = ws.images_dir
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"x")
+    before = _tree(photos)
+    assert main(["ingest", str(photos), "-o", str(ws.root), "-q"]) == 2
+    _one_line(capsys, "lies inside the workspace")
+    assert _tree(photos) == before
+
+
+def test_bad_setting_leaves_nothing_and_is_not_remembered(tmp_path, synth_orbit, capsys):
+    out = tmp_path / "ws"
+    assert main(["run", str(synth_orbit.video_path), "-o", str(out), "--formats", "nope", "-q"]) == 2
+    _one_line(capsys, "unknown export format(s) nope")
+    assert not out.exists()
+
+
+def _hold_lock(root: Path) -> subprocess.Popen:
+    code = ("import sys, time\nfrom vid2model.workspace import Workspace\n"
+            "ctx = Workspace(sys.argv[1]).locked(); ctx.__enter__(); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_process_is_refused_and_a_killed_holder_frees_the_lock(tmp_path, capsys):
+    ws = Workspace(tmp_path / "ws").create()
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    ws.write_json(ws.input_path, {"path": str(video), "kind": "video"})
+    m = ws.read_manifest()
+    m["stages"]["ingest"] = {"status": "running", "pid": 1}
+    ws.write_json(ws.manifest_path, m)
+    holder = _hold_lock(ws.root)
+    try:
+        assert ws.is_busy()
+        assert main(["sfm", str(ws.root), "-q"]) == 2
+        line = _one_line(capsys, f"another vid2model process (pid {holder.pid}) is working in")
+        assert "wait for it" in line
+        assert main(["status", str(ws.root), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["stages"]["ingest"]["status"] == "running"
+    finally:
+        holder.kill()
+        holder.wait()
+    # kill -9 leaves the lock file, but not the lock; the stage it was running shows as stopped
+    assert ws.lock_path.exists() and not ws.is_busy()
+    assert main(["status", str(ws.root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"]["ingest"]["status"] == "stopped"
+
+
+def test_status_into_a_closed_pipe(orbit_workspace):
+    proc = subprocess.Popen(f"{sys.executable} -m vid2model.cli status {orbit_workspace.root} | head -1",
+                            shell=True, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    out, err = proc.communicate(timeout=60)
+    assert out.startswith("ingest") and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _copy_ws(src: Workspace, dst: Path) -> Workspace:
+    shutil.copytree(src.root, dst, symlinks=True)  # copy2 keeps mtimes, so the copy is as finished as the original
+    return Workspace(dst)
+
+
+def _statuses(res: dict) -> dict[str, str]:
+    return {k: v["status"] for k, v in res["stages"].items()}
+
+
+def test_deleted_artifact_reruns_exactly_the_affected_stages(orbit_workspace, tmp_path, capsys):
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    video = json.loads(ws.input_path.read_text())["path"]
+    ws.fused_ply.unlink()
+    assert main(["mesh", str(ws.root), "-q"]) == 2  # mesh alone would read garbage: refused with the fix
+    _one_line(capsys, "needs 'dense' again")
+    assert main(["run", video, "-o", str(ws.root), "--skip", "splat", "-q", "--json"]) == 0
+    # dense is deterministic: it writes the same bytes again, so nothing after it has to rerun
+    assert _statuses(json.loads(capsys.readouterr().out)) == {
+        "ingest": "skipped", "sfm": "skipped", "dense": "done", "mesh": "skipped", "texture": "skipped",
+        "export": "skipped"}
+    assert ws.fused_ply.read_bytes() == orbit_workspace.fused_ply.read_bytes()
+
+
+def test_truncated_model_reruns_the_solve(orbit_workspace, tmp_path, capsys):
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    images_bin = ws.sparse_dir / "images.bin"
+    size = images_bin.stat().st_size
+    with open(images_bin, "r+b") as f:
+        f.truncate(size // 2)
+    assert main(["dense", str(ws.root), "-q"]) == 2
+    _one_line(capsys, "needs 'sfm' again")
+    assert main(["sfm", str(ws.root), "-q", "--json"]) == 0
+    assert _statuses(json.loads(capsys.readouterr().out)) == {"sfm": "done"}
+    assert images_bin.stat().st_size >= size * 0.9
+
+
+def _wait_for(pred, timeout: float) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _stage_status(root: Path, stage: str) -> str | None:
+    try:
+        return json.loads((root / "manifest.json").read_text())["stages"].get(stage, {}).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("sig,stage", [(signal.SIGTERM, "sfm"), (signal.SIGINT, "dense"),
+                                       (signal.SIGTERM, "dense")])
+def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stage):
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", stage, str(ws.root), "--force", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    assert _wait_for(lambda: _stage_status(ws.root, stage) == "running", 60)
+    time.sleep(2.0)  # inside the stage's native/compiled work
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert err.strip() == "vid2model: interrupted; run the same command again to resume", err
+    assert _stage_status(ws.root, stage) == "interrupted"
+    assert main([stage, str(ws.root), "-q"]) == 0
+    assert _stage_status(ws.root, stage) == "done" and not list(ws.root.rglob(".tmp-*"))
+
+
+def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
+    from vid2model.synth import SynthConfig, generate
+    from vid2model.synth.evaluate import judge_cameras, load_gt
+
+    res = generate(tmp_path / "synth", SynthConfig(path="orbit", width=320, height=240, n_frames=20, seed=3,
+                                                   write_images=True, image_ext="jpg", write_video=False))
+    photos = res.images_dir
+    good = sorted(p.name for p in photos.iterdir())
+    (photos / "frame_zz_corrupt.jpg").write_bytes((photos / good[3]).read_bytes()[:300])  # truncated JPEG
+    (photos / "notes.jpg").write_text("not an image at all")
+    ws = tmp_path / "ws"
+    assert main(["ingest", str(photos), "-o", str(ws), "-q"]) == 0
+    assert "notes.jpg" in capsys.readouterr().err  # a warning line per skipped file
+    kf = json.loads((ws / "ingest" / "keyframes.json").read_text())
+    assert sorted(k["name"] for k in kf["keyframes"]) == good
+    (finding,) = [f for f in kf["findings"] if f["kind"] == "unreadable"]
+    assert {s["name"] for s in finding["files"]} == {"frame_zz_corrupt.jpg", "notes.jpg"}
+    html = (ws / "report" / "index.html").read_text()
+    assert "frame_zz_corrupt.jpg" in html and "notes.jpg" in html
+    assert main(["sfm", str(ws), "-q"]) == 0
+    verdict = judge_cameras(Workspace(ws), load_gt(res.gt_path))
+    assert verdict["registered"] == len(good) and verdict["correct"], verdict
+
+
+def test_sixteen_bit_photos_are_not_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vid2model.io.images import read_image
+
+    ramp = np.linspace(0, 40000, 64 * 48).reshape(48, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.tif")
+    img = read_image(tmp_path / "g16.tif")
+    assert img.dtype == np.uint8 and img.shape == (48, 64, 3)
+    assert abs(float(img.mean()) - ramp.mean() / 257) < 1.0 and img.max() < 160
+
+
+def test_a_diverged_solve_is_never_done(orbit_workspace):
+    import numpy as np
+    import pycolmap
+
+    from vid2model.errors import UserError
+    from vid2model.stages.sfm_checks import check_solution
+
+    rec = pycolmap.Reconstruction(str(orbit_workspace.sparse_dir))
+    check_solution(rec)  # the real solve passes
+    cam = next(iter(rec.cameras.values()))
+    params = np.asarray(cam.params, float).copy()
+    params[0] = np.nan
+    cam.params = params
+    rec.cameras[cam.camera_id].params = params
+    with pytest.raises(UserError, match="camera solve broke down"):
+        check_solution(rec)
+    rec2 = pycolmap.Reconstruction(str(orbit_workspace.sparse_dir))
+    for pid in list(rec2.points3D):  # points thrown far off: the reprojection error explodes
+        rec2.points3D[pid].xyz = rec2.points3D[pid].xyz * 50 + 3.0
+    with pytest.raises(UserError, match=r"mean reprojection error \d"):
+        check_solution(rec2)
