@@ -207,7 +207,8 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": SRC})
     assert _wait_for(lambda: _stage_status(ws.root, stage) == "running", 60)
-    time.sleep(2.0)  # inside the stage's native/compiled work
+    time.sleep(3.0)  # past the imports, inside the stage's native/compiled work (dense takes ~7 s here)
+    assert proc.poll() is None, "the stage ended before it could be stopped"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
@@ -275,3 +276,4 @@ def test_a_diverged_solve_is_never_done(orbit_workspace):
         rec2.points3D[pid].xyz = rec2.points3D[pid].xyz * 50 + 3.0
     with pytest.raises(UserError, match=r"mean reprojection error \d"):
         check_solution(rec2)
+

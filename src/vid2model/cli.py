@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     install_stop_handlers()
     try:
         result = _run_command(args)
+        if stop_requested():
+            raise KeyboardInterrupt
         human = result.pop("_human", "") if isinstance(result, dict) else ""
         _print_result(args, result, human)
     except UserError as err:

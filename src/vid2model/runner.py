@@ -275,5 +275,7 @@ def _run_locked(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, forc
         manifest.set_stage(stage.name, **entry)
         log.info("%s: done in %.1f s (peak %.0f MB)", stage.name, entry["wall_s"], entry["peak_mem_mb"])
         results[stage.name] = entry
+        if stop_requested():  # the stop came while the stage was finishing: keep it, start nothing new
+            raise KeyboardInterrupt
     return results
 

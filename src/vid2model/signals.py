@@ -8,6 +8,7 @@ native stack dump and aborts; it is imported here first so that our handler repl
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -22,6 +23,8 @@ def stop_requested() -> int | None:
 
 def _on_stop(signum: int, frame: Any) -> None:
     global _stop_signal
+    if _stop_signal is not None:  # asked again while stopping: stop now (the stage is already marked)
+        os._exit(128 + signum)
     _stop_signal = signum
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
