@@ -200,7 +200,8 @@ def _stage_status(root: Path, stage: str) -> str | None:
 
 
 @pytest.mark.parametrize("sig,stage", [(signal.SIGTERM, "sfm"), (signal.SIGINT, "dense"),
-                                       (signal.SIGTERM, "dense")])
+                                       (signal.SIGTERM, "dense"), (signal.SIGTERM, "mesh"),
+                                       (signal.SIGINT, "texture")])
 def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stage):
     ws = _copy_ws(orbit_workspace, tmp_path / "ws")
     proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", stage, str(ws.root), "--force", "-q"],
@@ -216,6 +217,13 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
     assert _stage_status(ws.root, stage) == "interrupted"
     assert main([stage, str(ws.root), "-q"]) == 0
     assert _stage_status(ws.root, stage) == "done" and not list(ws.root.rglob(".tmp-*"))
+    if stage == "sfm":  # the resumed solve gives the cameras of the uninterrupted one
+        from vid2model.io.colmap import load_views
+
+        got = {v.name: v.cam_to_world for v in load_views(ws.sparse_dir)}
+        want = {v.name: v.cam_to_world for v in load_views(orbit_workspace.sparse_dir)}
+        assert sorted(got) == sorted(want)
+        assert max(float(abs(got[n] - want[n]).max()) for n in got) < 1e-6
 
 
 def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
@@ -277,3 +285,56 @@ def test_a_diverged_solve_is_never_done(orbit_workspace):
     with pytest.raises(UserError, match=r"mean reprojection error \d"):
         check_solution(rec2)
 
+
+
+def test_same_capture_same_cameras(orbit_workspace, tmp_path):
+    """Three solves of one capture: the same cameras, to the last bit that matters."""
+    import numpy as np
+
+    from vid2model.io.colmap import load_views
+    from vid2model.ops.similarity import rotation_angle_deg
+
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    runs = []
+    for _ in range(3):
+        assert main(["sfm", str(ws.root), "--force", "-q"]) == 0
+        runs.append({v.name: v.cam_to_world for v in load_views(ws.sparse_dir)})
+    first = runs[0]
+    for other in runs[1:]:
+        assert sorted(other) == sorted(first)
+        rot = max(rotation_angle_deg(first[n][:3, :3], other[n][:3, :3]) for n in first)
+        shift = max(np.linalg.norm(first[n][:3, 3] - other[n][:3, 3]) for n in first)
+        assert rot < 0.001 and shift < 1e-6, (rot, shift)
+
+
+def test_images_are_numbered_in_capture_order(tmp_path):
+    import sqlite3
+
+    from vid2model.features.colmap_db import renumber_images
+
+    db = tmp_path / "d.db"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE images (image_id INTEGER PRIMARY KEY, name TEXT UNIQUE, camera_id INTEGER);
+        CREATE TABLE keypoints (image_id INTEGER PRIMARY KEY, rows INTEGER);
+        CREATE TABLE descriptors (image_id INTEGER PRIMARY KEY, rows INTEGER);
+        CREATE TABLE frames (frame_id INTEGER PRIMARY KEY, rig_id INTEGER);
+        CREATE TABLE frame_data (frame_id INTEGER, data_id INTEGER, sensor_id INTEGER, sensor_type INTEGER);
+        CREATE TABLE pose_priors (pose_prior_id INTEGER PRIMARY KEY, corr_data_id INTEGER, corr_sensor_type INTEGER);
+        CREATE TABLE matches (pair_id INTEGER PRIMARY KEY);
+        INSERT INTO images VALUES (1, 'f0', 1), (2, 'f2', 1), (3, 'f1', 1);
+        INSERT INTO keypoints VALUES (1, 10), (2, 12), (3, 11);
+        INSERT INTO descriptors VALUES (1, 10), (2, 12), (3, 11);
+        INSERT INTO frames VALUES (1, 1), (2, 1), (3, 1);
+        INSERT INTO frame_data VALUES (1, 1, 1, 0), (2, 2, 1, 0), (3, 3, 1, 0);
+    """)
+    con.commit()
+    con.close()
+    assert renumber_images(db, ["f0", "f1", "f2"])
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT name, image_id FROM images ORDER BY image_id").fetchall() == [
+        ("f0", 1), ("f1", 2), ("f2", 3)]
+    assert con.execute("SELECT image_id, rows FROM keypoints ORDER BY image_id").fetchall() == [(1, 10), (2, 11), (3, 12)]
+    assert con.execute("SELECT frame_id, data_id FROM frame_data ORDER BY frame_id").fetchall() == [(1, 1), (2, 2), (3, 3)]
+    con.close()
+    assert not renumber_images(db, ["f0", "f1", "f2"])

@@ -109,8 +109,8 @@ def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | N
 
     from vid2model.progress import track
 
+    W, H, K, frames = load_poses(poses_json)  # checked before anything else is looked at
     src = pick_source(ws, source)
-    W, H, K, frames = load_poses(poses_json)
     render = make_renderer(ws, src)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

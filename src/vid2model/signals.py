@@ -21,6 +21,12 @@ def stop_requested() -> int | None:
     return _stop_signal
 
 
+def acknowledge_stop() -> None:
+    """For commands whose normal end is a stop signal (the viewer): the stop was handled, not an interruption."""
+    global _stop_signal
+    _stop_signal = None
+
+
 def _on_stop(signum: int, frame: Any) -> None:
     global _stop_signal
     if _stop_signal is not None:  # asked again while stopping: stop now (the stage is already marked)

@@ -122,3 +122,47 @@ def match_pairs(database_path: Path, pairs: Iterable[tuple[str, str]], pairs_pat
     opts.ransac.random_seed = SEED
     pycolmap.verify_matches(database_path, pairs_path, opts)
     return len(todo)
+
+
+def renumber_images(database_path: Path, names: list[str]) -> bool:
+    """Give the database's images (and their one-image frames) ids in the order of ``names``.
+
+    COLMAP numbers images in the order its extraction threads finish, and the mapper's choices follow
+    the numbering, so without this the same video solves differently from run to run. Call before
+    matching (pair ids are built from image ids). Returns whether anything changed.
+    """
+    import sqlite3
+
+    con = sqlite3.connect(str(database_path))
+    try:
+        rows = dict(con.execute("SELECT name, image_id FROM images").fetchall())
+        listed = set(names)
+        order = [rows[n] for n in names if n in rows] + sorted(i for n, i in rows.items() if n not in listed)
+        new_of = dict(zip(order, sorted(order)))
+        if all(o == n for o, n in new_of.items()):
+            return False
+        if con.execute("SELECT COUNT(*) FROM matches").fetchone()[0]:
+            raise RuntimeError("renumber_images must run before matching")
+        frame_of = dict(con.execute("SELECT data_id, frame_id FROM frame_data WHERE sensor_type = 0").fetchall())
+        per_frame = dict(con.execute("SELECT frame_id, COUNT(*) FROM frame_data GROUP BY frame_id").fetchall())
+        one_image_frames = all(per_frame.get(frame_of.get(i), 0) == 1 for i in order)
+        frame_new = {frame_of[o]: frame_of[n] for o, n in new_of.items()} if one_image_frames else {}
+        off = 1 << 30
+        with con:
+            for table, col in (("images", "image_id"), ("keypoints", "image_id"), ("descriptors", "image_id")):
+                _shift(con, table, col, new_of, off)
+            _shift(con, "frame_data", "data_id", new_of, off, "sensor_type = 0")
+            _shift(con, "pose_priors", "corr_data_id", new_of, off, "corr_sensor_type = 0")
+            if frame_new:
+                _shift(con, "frames", "frame_id", frame_new, off)
+                _shift(con, "frame_data", "frame_id", frame_new, off)
+        return True
+    finally:
+        con.close()
+
+
+def _shift(con, table: str, col: str, new_of: dict[int, int], off: int, where: str = "1") -> None:
+    """Rewrite ``col`` through ``new_of`` in two steps (via ``+off``) so that no two rows collide."""
+    for old, new in new_of.items():
+        con.execute(f"UPDATE {table} SET {col} = ? WHERE {col} = ? AND {where}", (new + off, old))
+    con.execute(f"UPDATE {table} SET {col} = {col} - ? WHERE {col} >= ? AND {where}", (off, off))

@@ -21,6 +21,7 @@ from vid2model.report.findings import capture_findings
 from vid2model.workspace import Workspace, atomic_dir
 
 log = logging.getLogger("vid2model")
+MIN_SIDE_PX = 64  # below this SIFT finds too few features to link any two views
 DUPLICATE_DIFF = 0.002  # mean absolute grey difference under which a frame repeats the previous one
 
 
@@ -141,6 +142,9 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     from vid2model.io.video import iter_frames, prefetch, probe
 
     info = probe(path)
+    if min(info.width, info.height) < MIN_SIDE_PX:
+        raise UserError(f"{path.name}: frames of {info.width}x{info.height} pixels are too small to reconstruct "
+                        f"from; film at {MIN_SIDE_PX} pixels a side or more (any phone video is far larger)")
     min_dt = 1.0 / cfg.analysis_fps if cfg.analysis_fps > 0 else 0.0
     total = info.n_frames_estimate
     if min_dt and info.fps > cfg.analysis_fps:

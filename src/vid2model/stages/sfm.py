@@ -26,6 +26,7 @@ import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
+from vid2model.features.colmap_db import renumber_images
 from vid2model.io.colmap import SEED
 from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
@@ -112,6 +113,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
                 "features_per_image": n_kp, "low_contrast_features": False}
     pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+    renumber_images(ws.database_path, names)
     n_kp = _median_keypoints(ws)
     relaxed = False
     if n_kp < cfg.min_keypoints:
@@ -121,6 +123,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         ext.sift.peak_threshold /= 3
         pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
                                   reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+        renumber_images(ws.database_path, names)
         n_kp, relaxed = _median_keypoints(ws), True
     return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal,
             "features_per_image": n_kp, "low_contrast_features": relaxed}

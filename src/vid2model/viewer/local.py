@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from vid2model.errors import UserError, require
+from vid2model.signals import acknowledge_stop
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -100,7 +101,7 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bo
         while not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
-        pass
+        acknowledge_stop()  # Ctrl-C is how a viewer is meant to end: not an interrupted job
     finally:
         restore()
         viewer.stop()
