@@ -338,3 +338,34 @@ def test_images_are_numbered_in_capture_order(tmp_path):
     assert con.execute("SELECT frame_id, data_id FROM frame_data ORDER BY frame_id").fetchall() == [(1, 1), (2, 2), (3, 3)]
     con.close()
     assert not renumber_images(db, ["f0", "f1", "f2"])
+
+
+def test_damaged_stretch_of_video_is_skipped_and_reported(tmp_path):
+    import numpy as np
+
+    from vid2model.io.colmap import load_views
+    from vid2model.ops.similarity import pose_errors
+    from vid2model.synth import SynthConfig, generate
+
+    res = generate(tmp_path / "synth", SynthConfig(path="orbit", width=320, height=240, n_frames=90, seed=7))
+    data = bytearray(res.video_path.read_bytes())
+    a, n = int(len(data) * 0.45), int(len(data) * 0.1)
+    data[a:a + n] = np.random.default_rng(0).integers(0, 255, n, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    ws = Workspace(tmp_path / "ws")
+    assert main(["ingest", str(bad), "-o", str(ws.root), "-q"]) == 0
+    kf = json.loads(ws.keyframes_json.read_text())
+    (finding,) = [f for f in kf["findings"] if f["kind"] == "damaged"]
+    assert finding["count"] >= 1 and finding["end"] >= finding["start"] > 0
+    times = [k["timestamp"] for k in kf["keyframes"]]
+    assert max(times) > finding["end"] + 1.0, "decoding must go on after the damaged stretch"
+    assert "damaged.mp4 is damaged" in (ws.report_dir / "index.html").read_text()
+    assert main(["sfm", str(ws.root), "-q"]) == 0
+    by_time = {round(float(t), 3): i for i, t in enumerate(res.timestamps)}
+    t_of = {k["name"]: round(float(k["timestamp"]), 3) for k in kf["keyframes"]}
+    views = load_views(ws.sparse_dir)
+    assert len(views) == len(times)
+    err = pose_errors(np.array([v.cam_to_world for v in views]),
+                      np.array([res.cam_to_world[by_time[t_of[v.name]]] for v in views]))
+    assert err["rot_median_deg"] < 0.5 and err["center_median_rel"] < 0.01, err

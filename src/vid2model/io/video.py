@@ -94,7 +94,8 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int] | None = None,
-                min_dt: float = 0.0, gray: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
+                min_dt: float = 0.0, gray: bool = False,
+                damaged: list[float] | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode frames one at a time.
 
     Args:
@@ -105,6 +106,9 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
         min_dt: yield a frame only when at least this many seconds passed since the last one yielded
             (caps the analysis rate of 60/120 fps video; indices still count every decoded frame).
         gray: yield (H, W) uint8 luma instead of RGB (analysis: a third of the conversion cost).
+        damaged: if given, receives the time (s) of every packet that could not be decoded; a damaged
+            stretch is skipped and decoding goes on after it (the same packets fail on every pass, so
+            frame indices stay the same between passes).
 
     Yields:
         (index in decode order, timestamp in seconds, (H, W, 3) uint8 RGB upright picture, or
@@ -125,7 +129,7 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
         i = -1
         last_slot = None
         try:
-            for frame in c.decode(s):
+            for frame in _decode_skipping(c, s, damaged if damaged is not None else []):
                 i += 1
                 if rot is None:
                     rot = _rotation(s, frame)
@@ -154,6 +158,44 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
             log.warning("%s: decoding stopped at frame %d (%s); the file may be truncated", path.name, i, exc)
         if i < 0:
             raise UserError(f"{path.name}: no frame could be decoded")
+
+
+MAX_DAMAGED_PACKETS = 500  # beyond this the file is not damaged in places but broken: stop there
+
+
+def _decode_skipping(c, s, damaged: list[float]):
+    """Frames of stream ``s``, packet by packet, skipping (and noting) packets the decoder rejects."""
+    import av
+
+    for packet in c.demux(s):
+        try:
+            frames = packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError, av.error.PatchWelcomeError) as exc:
+            t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else float("nan")
+            damaged.append(t)
+            if len(damaged) > MAX_DAMAGED_PACKETS:
+                raise exc
+            continue
+        for frame in frames:
+            if frame.is_corrupt:  # decoded, but patched over missing data: not a picture to measure from
+                damaged.append(float(frame.time) if frame.time is not None else float("nan"))
+                continue
+            yield frame
+
+
+def damaged_spans(times: list[float], gap_s: float = 1.0) -> list[tuple[float, float, int]]:
+    """Group the times of undecodable packets into (start, end, count) stretches."""
+    ts = sorted(t for t in times if np.isfinite(t))
+    out: list[tuple[float, float, int]] = []
+    for t in ts:
+        if out and t - out[-1][1] <= gap_s:
+            out[-1] = (out[-1][0], t, out[-1][2] + 1)
+        else:
+            out.append((t, t, 1))
+    n_unknown = len(times) - len(ts)
+    if n_unknown:
+        out.append((float("nan"), float("nan"), n_unknown))
+    return out
 
 
 def prefetch(iterable: Iterable[T], depth: int = 8) -> Iterator[T]:

@@ -149,7 +149,8 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     total = info.n_frames_estimate
     if min_dt and info.fps > cfg.analysis_fps:
         total = int(total * cfg.analysis_fps / info.fps)
-    frames = iter_frames(path, cfg.analysis_side, min_dt=min_dt, gray=True)
+    damaged: list[float] = []
+    frames = iter_frames(path, cfg.analysis_side, min_dt=min_dt, gray=True, damaged=damaged)
     tracker = MotionTracker()
     rows = score_frames(prefetch(frames), total or None, tracker=tracker)
     if len(rows) < 2:
@@ -158,7 +159,9 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     rate = (len(rows) - 1) / duration if duration > 0 else info.fps
     picks = _choose(rows, cfg, window=max(15, round(cfg.sharpness_window_s * rate)), tracks=tracker.spans())
     found = capture_findings(rows, len(picks), cfg, video=True)
-    source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3)}
+    found += _damage_findings(path, damaged)
+    source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3),
+              "damaged_packets": len(damaged)}
     ws.write_json(ws.frames_json, {"source": source, "frames": rows, "findings": found})
     if any(f["kind"] == "static" for f in found):
         refresh_report(ws)
@@ -182,6 +185,20 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     return {"kind": "video", "video": True, "source": source, "fps": info.fps, "duration": info.duration,
             "rotation": info.rotation, "source_size": [info.width, info.height], "working_size": work_size,
             "focal_prior_px": None, "n_frames": len(rows), "keyframes": keyframes, "findings": found}
+
+
+def _damage_findings(path: Path, damaged: list[float]) -> list[dict[str, Any]]:
+    from vid2model.io.video import damaged_spans
+
+    out = []
+    for a, b, n in damaged_spans(damaged):
+        where = f"{a:.1f}-{b:.1f} s" if np.isfinite(a) else "at unknown times"
+        msg = (f"{path.name} is damaged {where}: {n} piece{'s' * (n != 1)} of the video could not be decoded and "
+               "were skipped; the frames there are missing from the model")
+        log.warning("%s", msg)
+        out.append({"kind": "damaged", "start": a if np.isfinite(a) else None,
+                    "end": b if np.isfinite(b) else None, "count": n, "message": msg})
+    return out
 
 
 def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, Any]:

@@ -39,6 +39,9 @@ def _incremental_options(relaxed: bool):
 
     opts = pycolmap.IncrementalPipelineOptions()
     opts.random_seed = SEED
+    # COLMAP's multi-threaded mapping steps reach different results under different thread timing (a
+    # 24-frame orbit: 0.06 deg apart between runs on a loaded machine); one thread gives the same cameras.
+    opts.num_threads = 1
     opts.min_model_size = 3
     opts.multiple_models = True
     if relaxed:  # weaker views: accept smaller inlier sets and narrower initial baselines
@@ -81,6 +84,7 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
         if kind == "global":
             gopts = pycolmap.GlobalPipelineOptions()
             gopts.random_seed = SEED
+            gopts.num_threads = 1
             models = pycolmap.global_mapping(database, images, out, gopts)
         else:
             models = pycolmap.incremental_mapping(database, images, out, _incremental_options(kind == "relaxed"))
