@@ -201,10 +201,12 @@ def _stage_status(root: Path, stage: str) -> str | None:
 
 @pytest.mark.parametrize("sig,stage", [(signal.SIGTERM, "sfm"), (signal.SIGINT, "dense"),
                                        (signal.SIGTERM, "dense"), (signal.SIGTERM, "mesh"),
-                                       (signal.SIGINT, "texture")])
+                                       (signal.SIGINT, "texture"), (signal.SIGTERM, "splat")])
 def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stage):
     ws = _copy_ws(orbit_workspace, tmp_path / "ws")
-    proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", stage, str(ws.root), "--force", "-q"],
+    # splat: a short training (remembered by the workspace, so the resumed run uses it too)
+    extra = ["--set", "splat.iterations=150", "--set", "splat.max_side=160"] if stage == "splat" else []
+    proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", stage, str(ws.root), "--force", "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": SRC})
     assert _wait_for(lambda: _stage_status(ws.root, stage) == "running", 60)
@@ -369,3 +371,34 @@ def test_damaged_stretch_of_video_is_skipped_and_reported(tmp_path):
     err = pose_errors(np.array([v.cam_to_world for v in views]),
                       np.array([res.cam_to_world[by_time[t_of[v.name]]] for v in views]))
     assert err["rot_median_deg"] < 0.5 and err["center_median_rel"] < 0.01, err
+
+
+@pytest.mark.parametrize("err,needle", [(28, "the disk is full"), (30, "the location is read-only")])
+def test_file_system_trouble_is_one_line(orbit_workspace, tmp_path, capsys, monkeypatch, err, needle):
+    """A full disk or a read-only location while a stage writes: one line naming the path, no traceback."""
+    import os as _os
+
+    from vid2model import workspace as wsmod
+
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+
+    def failing(path, *a, **k):
+        raise OSError(err, _os.strerror(err), str(path))
+
+    monkeypatch.setattr(wsmod.Workspace, "write_json", lambda self, path, data: failing(path))
+    assert main(["report", str(ws.root)]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("vid2model: error: cannot write or read") and needle in line, line
+    assert "Traceback" not in line and str(ws.root) in line
+
+
+def test_nearly_full_disk_is_refused_before_a_stage_starts(orbit_workspace, tmp_path, capsys, monkeypatch):
+    import shutil as _shutil
+    from collections import namedtuple
+
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(_shutil, "disk_usage", lambda p: usage(10 * 2**30, 10 * 2**30 - 50 * 2**20, 50 * 2**20))
+    assert main(["dense", str(ws.root), "--force", "-q"]) == 2
+    _one_line(capsys, "only 50 MB free on the disk holding")
+    assert _stage_status(ws.root, "dense") == "done"  # the finished stage is untouched

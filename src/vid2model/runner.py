@@ -137,6 +137,19 @@ def is_intact(ws: Workspace, stage: Stage, manifest: Manifest) -> bool:
     return outputs_id(scan_outputs(ws, stage, recorded)) == outputs_id(recorded)
 
 
+MIN_FREE_BYTES = 256 * 2**20  # native writers (COLMAP's database, image undistortion) abort on a full disk
+
+
+def _check_free_space(ws: Workspace, stage: str) -> None:
+    """Refuse to start a stage on a nearly full disk: COLMAP dies there with a native stack dump."""
+    import shutil
+
+    free = shutil.disk_usage(ws.root).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"only {free / 2**20:.0f} MB free on the disk holding {ws.root}; the {stage} stage needs "
+                        f"at least {MIN_FREE_BYTES / 2**20:.0f} MB: free some space, then run the same command again")
+
+
 def input_fingerprint(ws: Workspace) -> dict[str, Any]:
     """Identity of the workspace's input (path, sizes, mtimes) without reading it all."""
     info = ws.read_json(ws.input_path)
@@ -249,6 +262,7 @@ def _run_locked(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, forc
             continue
         if entry.get("status") == "done" and entry.get("fingerprint") == fp and stage.name not in forced:
             log.warning("%s: its files changed after it finished; running it again", stage.name)
+        _check_free_space(ws, stage.name)
         log.info("%s: running", stage.name)
         manifest.set_stage(stage.name, status="running", fingerprint=fp, started=_now(), pid=os.getpid(),
                            config=config_to_dict(scfg) if scfg is not None else None)
