@@ -84,7 +84,7 @@ def holes_share(ws, gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size
 def score(ws_root: Path, gen: Path) -> dict:
     import trimesh
 
-    from vid2model.io.ply import read_points_ply
+    from vid2model.io.colmap_dense import read_points_ply
     from vid2model.ops.metrics import sample_surface
     from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
     from vid2model.workspace import Workspace
@@ -102,7 +102,7 @@ def score(ws_root: Path, gen: Path) -> dict:
     m = surface_fscore(mesh_pts, ws, gt, V, F)
     out["mesh_f1"], out["mesh_f05"] = m["at_0.01"]["fscore"], m["at_0.005"]["fscore"]
     out["mesh_p1"], out["mesh_r1"] = m["at_0.01"]["precision"], m["at_0.01"]["recall"]
-    pts = read_points_ply(ws.fused_ply)[0]
+    pts = read_points_ply(ws.fused_ply)["xyz"]
     d = surface_fscore(pts, ws, gt, V, F)
     out["dense_f1"], out["dense_f05"] = d["at_0.01"]["fscore"], d["at_0.005"]["fscore"]
     s, R, t = to_gt_frame(ws, gt)
