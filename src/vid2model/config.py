@@ -86,7 +86,7 @@ class SfmConfig(_Choices):
     incremental_max_images: int = 150  # auto mapper: incremental first up to this many images, else global
     camera_model: Literal["auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV",
                           "FULL_OPENCV"] = "auto"
-    opencv_min_images: int = 30  # auto: this many views sharing one camera get RADIAL (video) / OPENCV (photos)
+    opencv_min_images: int = 30  # auto: this many views sharing one camera get RADIAL (else SIMPLE_RADIAL)
     marker_size: float = 0.0  # metres; > 0 enables ArUco metric scale
     known_distance: float = 0.0  # metres between two cameras named by known_distance_images
     known_distance_images: str = ""  # "imgA.jpg,imgB.jpg"
