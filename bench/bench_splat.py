@@ -88,7 +88,7 @@ def bench_iter(n_iters: int, plain_reps: int = 2) -> dict:
     from vid2model.splat.model import GaussianModel
     from vid2model.splat.rasterize import project
     from vid2model.splat.reference import composite_reference
-    from vid2model.splat.sh import sh_to_rgb
+    from vid2model.ops.sh import sh_to_rgb
 
     img0, K, viewmat, pts, cols = _iter_scene()
     H, W = img0.shape[:2]

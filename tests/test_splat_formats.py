@@ -11,6 +11,7 @@ import torch
 
 from vid2model.io import splat_formats as sf
 from vid2model.splat.losses import psnr
+from vid2model.splat.model import model_from_data
 
 
 def _data(n=300, seed=0) -> sf.SplatData:
@@ -27,7 +28,7 @@ def _render(d: sf.SplatData) -> torch.Tensor:
     c2w = look_at(np.array([0.5, -2.5, 1.2]), np.zeros(3))
     K = np.array([[90.0, 0, 64], [0, 90.0, 48], [0, 0, 1]])
     with torch.no_grad():
-        return d.to_model().render(np.linalg.inv(c2w), K, 128, 96)["image"]
+        return model_from_data(d).render(np.linalg.inv(c2w), K, 128, 96)["image"]
 
 
 def test_ply_standard_layout_and_roundtrip(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from vid2model.splat import kernels
 from vid2model.splat.rasterize import composite, project, render
 from vid2model.splat.reference import composite_reference
-from vid2model.splat.sh import sh_to_rgb
+from vid2model.ops.sh import sh_to_rgb
 
 W, H, N = 61, 45, 80  # odd sizes: partial tiles on both edges
 K = torch.tensor([[50.0, 0, 30], [0, 50.0, 22], [0, 0, 1]])
@@ -111,7 +111,7 @@ def test_numba_fallback_matches_reference(monkeypatch):
 
 @pytest.mark.parametrize("degree", [0, 1, 3])
 def test_split_sh_matches_full(degree):
-    from vid2model.splat.sh import sh_to_rgb_split
+    from vid2model.ops.sh import sh_to_rgb_split
 
     p = _params(torch.float32)
     dirs = torch.nn.functional.normalize(torch.randn(N, 3), dim=-1)
@@ -126,7 +126,7 @@ def test_fused_projection_matches_torch(degree):
     if kernels.load_cpp() is None:
         pytest.skip("no C++ compiler")
     from vid2model.splat.rasterize import project_fused
-    from vid2model.splat.sh import sh_to_rgb_split
+    from vid2model.ops.sh import sh_to_rgb_split
 
     c2w = torch.eye(4, dtype=torch.float64)
     a = 0.4

@@ -48,8 +48,9 @@ def make_renderer(ws: Workspace, source: str, background=(0.0, 0.0, 0.0)) -> Ren
         import torch
 
         from vid2model.io.splat_formats import read_ply
+        from vid2model.splat.model import model_from_data
 
-        model = read_ply(ws.splat_ply).to_model("cpu")
+        model = model_from_data(read_ply(ws.splat_ply), "cpu")
 
         def render_splat(K, c2w, W, H):
             with torch.no_grad():

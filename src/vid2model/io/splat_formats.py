@@ -64,15 +64,6 @@ class SplatData:
         p = {k: v.detach().cpu().float().numpy() for k, v in model.params.items()}
         return cls(p["means"], p["log_scales"], p["quats"], p["opacity_logits"], p["sh0"][:, 0], p["shN"])
 
-    def to_model(self, device="cpu"):
-        import torch
-
-        from vid2model.splat.model import GaussianModel
-
-        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731
-        return GaussianModel({"means": t(self.means), "log_scales": t(self.log_scales), "quats": t(self.quats),
-                              "opacity_logits": t(self.opacity_logits), "sh0": t(self.sh0)[:, None],
-                              "shN": t(self.shN)}, self.sh_degree)
 
 
 def _sigmoid(x):
@@ -179,7 +170,7 @@ def _sh_rotation(R: np.ndarray, degree: int) -> list[np.ndarray]:
     """Per-degree matrices M_l with coeffs' = coeffs @ M_l for directions rotated by R (3, 3)."""
     import torch
 
-    from vid2model.splat.sh import sh_basis
+    from vid2model.ops.sh import sh_basis
 
     rng = np.random.default_rng(0)
     d = rng.normal(size=(200, 3))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from vid2model.splat.sh import num_coeffs, rgb_to_sh0
+from vid2model.ops.sh import num_coeffs, rgb_to_sh0
 
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN")
 
@@ -118,3 +118,12 @@ class GaussianModel:
     def from_state_dict(cls, sd: dict, device="cpu") -> "GaussianModel":
         return cls({k: v.to(device) for k, v in sd["params"].items()}, sd["sh_degree"])
 
+
+
+
+def model_from_data(d, device="cpu") -> GaussianModel:
+    """A :class:`GaussianModel` from file data (:class:`vid2model.io.splat_formats.SplatData`)."""
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731
+    return GaussianModel({"means": t(d.means), "log_scales": t(d.log_scales), "quats": t(d.quats),
+                          "opacity_logits": t(d.opacity_logits), "sh0": t(d.sh0)[:, None], "shN": t(d.shN)},
+                         d.sh_degree)

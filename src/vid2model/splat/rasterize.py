@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vid2model.splat import kernels
-from vid2model.splat.sh import sh_to_rgb, sh_to_rgb_split
+from vid2model.ops.sh import sh_to_rgb, sh_to_rgb_split
 
 TILE = 16
 LOWPASS = 0.3  # pixel^2 added to every 2D covariance (3DGS): keeps splats >= ~1 pixel wide
