@@ -88,8 +88,8 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
     set_quiet(True)
     images, gt, video = prepare(name, max_side)
     tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()))
-    ws = Workspace(WORK / f"{name}_{max_side}" / f"ws{('_' + tag) if tag else ''}").create()
-    shutil.rmtree(ws.root, ignore_errors=True)
+    ws = Workspace(WORK / f"{name}_{max_side}" / f"ws{('_' + tag) if tag else ''}")
+    shutil.rmtree(ws.root, ignore_errors=True)  # the bench's own scratch folder: always start afresh
     ws.create()
     os.symlink(images, ws.images_dir)
     if video:

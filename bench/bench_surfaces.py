@@ -49,6 +49,7 @@ def holes_share(ws, gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size
     """Share of GT samples seen by >= 3 keyframes and farther than 1 % of ``size`` from the mesh."""
     from scipy.spatial import cKDTree
 
+    from vid2model.ops.metrics import view_counts
     from vid2model.synth import SynthConfig, render_depth
     from vid2model.synth.evaluate import frame_index
 
@@ -58,22 +59,7 @@ def holes_share(ws, gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size
     cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
                       marker_size=(gt.get("marker") or {}).get("size"))
     depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
-    count = np.zeros(len(samples), int)
-    K = gt["K"]
-    for depth, m in zip(depths, c2w):
-        w2c = np.linalg.inv(m)
-        x = samples @ w2c[:3, :3].T + w2c[:3, 3]
-        z = x[:, 2]
-        ok = z > 1e-6
-        u = np.full(len(x), -1)
-        v = np.full(len(x), -1)
-        u[ok] = np.floor(K[0, 0] * x[ok, 0] / z[ok] + K[0, 2]).astype(int)
-        v[ok] = np.floor(K[1, 1] * x[ok, 1] / z[ok] + K[1, 2]).astype(int)
-        H, W = depth.shape
-        ok &= (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        d = np.full(len(x), np.inf)
-        d[ok] = depth[v[ok], u[ok]]
-        count += ok & (z <= d * 1.01 + 1e-6)
+    count = view_counts(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
     seen3 = samples[count >= 3]
     if len(seen3) == 0 or len(mesh_pts_gt) == 0:
         return None

@@ -20,7 +20,13 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
 def visible_points(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np.ndarray],
                    w2cs: list[np.ndarray], tol: float = 0.01) -> np.ndarray:
     """Mask (N,) of points seen (not occluded) in at least one view, given each view's z-depth map."""
-    seen = np.zeros(len(points), bool)
+    return view_counts(points, depth_maps, Ks, w2cs, tol) > 0
+
+
+def view_counts(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np.ndarray],
+                w2cs: list[np.ndarray], tol: float = 0.01) -> np.ndarray:
+    """How many views (N,) see each point (in front, inside, not occluded), given each view's z-depth map."""
+    seen = np.zeros(len(points), int)
     for depth, K, m in zip(depth_maps, Ks, w2cs):
         x = points @ m[:3, :3].T + m[:3, 3]
         z = x[:, 2]
@@ -33,7 +39,7 @@ def visible_points(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np
         inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
         d = np.full(len(points), np.inf)
         d[inside] = depth[v[inside], u[inside]]
-        seen |= inside & (np.abs(z - d) <= tol * np.maximum(d, 1e-9))
+        seen += inside & (np.abs(z - d) <= tol * np.maximum(d, 1e-9))
     return seen
 
 
