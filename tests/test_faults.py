@@ -408,3 +408,14 @@ def test_nearly_full_disk_is_refused_before_a_stage_starts(orbit_workspace, tmp_
     assert main(["dense", str(ws.root), "--force", "-q"]) == 2
     _one_line(capsys, "only 50 MB free on the disk holding")
     assert _stage_status(ws.root, "dense") == "done"  # the finished stage is untouched
+
+
+def test_settings_that_only_change_how_rerun_nothing(orbit_workspace, tmp_path, capsys):
+    ws = _copy_ws(orbit_workspace, tmp_path / "ws")
+    video = json.loads(ws.input_path.read_text())["path"]
+    argv = ["run", video, "-o", str(ws.root), "--skip", "splat", "-q", "--json"]
+    assert main([*argv, "--set", "dense.threads=1", "--set", "sfm.models_dir=/elsewhere"]) == 0
+    assert set(_statuses(json.loads(capsys.readouterr().out)).values()) == {"skipped"}
+    assert main([*argv, "--set", "dense.max_side=200"]) == 0  # a setting that changes the result does rerun
+    st = _statuses(json.loads(capsys.readouterr().out))
+    assert st["sfm"] == "skipped" and st["dense"] == "done"

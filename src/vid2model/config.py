@@ -14,6 +14,11 @@ from typing import Any, ClassVar, Literal
 from vid2model.errors import UserError
 
 
+# Settings that change how a stage runs, never what it produces: left out of the fingerprint, so changing
+# one reruns nothing.
+HOW_NOT_WHAT = {"fingerprint": False}
+
+
 class _Choices:
     """Checks, when a config is built, that every ``Literal`` field holds one of its values and every field
     in ``_bounds`` lies in its range: a typo or an impossible value fails before any stage runs, saying
@@ -76,7 +81,7 @@ class SfmConfig(_Choices):
     features: Literal["sift", "xfeat", "aliked"] = "sift"
     max_features: int = 4096
     min_keypoints: int = 600  # median features per image under which SIFT is rerun with a lower threshold
-    models_dir: str = ""  # folder with learned-feature weights; "" = $VID2MODEL_MODELS or cache
+    models_dir: str = field(default="", metadata=HOW_NOT_WHAT)  # learned-feature weights; "" = $VID2MODEL_MODELS or cache
     matcher: Literal["auto", "sequential", "exhaustive"] = "auto"
     sequential_overlap: int = 8
     loop_closure: bool = True
@@ -145,7 +150,7 @@ class DenseConfig(_Choices):
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
     holdout_every: int = 0  # hold every n-th view (0, n, 2n...) out of stereo and meshing, for evaluation; 0 = none
-    threads: int = 0  # CPU threads for torch; 0 = all available cores
+    threads: int = field(default=0, metadata=HOW_NOT_WHAT)  # CPU threads for torch; 0 = all available cores
     backend: Literal["auto", "cpu", "colmap_cuda"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -218,9 +223,9 @@ class SplatConfig(_Choices):
     max_init_points: int = 100_000  # dense/sparse points used to seed splats (random subset beyond)
     far_points: int = 2000  # seed splats on a sphere around the scene for sky / far background
     exposure: bool = True  # learn a per-image colour gain/bias (phone auto-exposure)
-    checkpoint_every: int = 500  # iterations between resumable checkpoints
-    image_cache_mb: int = 1024  # training images kept in RAM; the rest are re-read from disk
-    threads: int = 0  # CPU threads for training (0: all cores, 1 when the machine is already busy)
+    checkpoint_every: int = field(default=500, metadata=HOW_NOT_WHAT)  # iterations between resumable checkpoints
+    image_cache_mb: int = field(default=1024, metadata=HOW_NOT_WHAT)  # training images in RAM; the rest re-read
+    threads: int = field(default=0, metadata=HOW_NOT_WHAT)  # CPU threads (0: all cores, 1 when the machine is busy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,3 +352,9 @@ def build_config(preset: str = "default", overrides: dict[str, dict[str, Any]] |
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain JSON-able dict of a stage config (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def fingerprint_dict(cfg: Any) -> dict[str, Any]:
+    """:func:`config_to_dict` without the settings marked ``HOW_NOT_WHAT`` (what decides a rerun)."""
+    skip = {f.name for f in fields(cfg) if f.metadata.get("fingerprint") is False}
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in skip}

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from vid2model import __version__
-from vid2model.config import PipelineConfig, config_to_dict
+from vid2model.config import PipelineConfig, config_to_dict, fingerprint_dict
 from vid2model.errors import UserError
 from vid2model.signals import stop_requested
 from vid2model.workspace import Workspace, clean_temps, new_manifest
@@ -166,7 +166,7 @@ def input_fingerprint(ws: Workspace) -> dict[str, Any]:
 
 
 def fingerprint(stage: Stage, cfg: Any, manifest: Manifest, ws: Workspace) -> str:
-    parts: dict[str, Any] = {"stage": stage.name, "config": config_to_dict(cfg) if cfg is not None else None}
+    parts: dict[str, Any] = {"stage": stage.name, "config": fingerprint_dict(cfg) if cfg is not None else None}
     for dep in stage.needs + stage.optional_needs:
         e = manifest.stage(dep)
         parts[dep] = [e.get("fingerprint"), outputs_id(e.get("outputs"))] if manifest.is_done(dep) else None
