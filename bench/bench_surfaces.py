@@ -163,8 +163,15 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
+    ap.add_argument("--tables-from", default=None, metavar="JSON",
+                    help="only write the tables for the rows of this results file (e.g. a run stopped early)")
     args = ap.parse_args()
     out = ROOT / "results" / f"surfaces-{args.tag}"
+    if args.tables_from:
+        rows = json.loads(Path(args.tables_from).read_text())
+        out.with_suffix(".md").write_text(f"# Surfaces on randomised texture-poor captures ({args.preset} preset)"
+                                          f"\n\n{summary(rows)}\n\n{table(rows)}\n")
+        return
     rows = []
     for seed in texture_poor_seeds(args.count, args.start):
         t0 = time.perf_counter()
