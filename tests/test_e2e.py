@@ -44,8 +44,8 @@ def test_dense_points_are_accurate(orbit_workspace, synth_orbit):
     assert pts["normals"] is not None and pts["rgb"] is not None
     res = surface_fscore(pts["xyz"], orbit_workspace, load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices,
                          synth_orbit.mesh_faces)
-    print("dense", res)
-    assert res["at_0.01"]["fscore"] > 0.65 and res["at_0.01"]["precision"] > 0.65
+    # measured: F 0.979, P 0.986 (F@0.5 % 0.90); floors 0.04-0.05 under that
+    assert res["at_0.01"]["fscore"] > 0.93 and res["at_0.01"]["precision"] > 0.94
 
 
 def test_mesh_is_accurate(orbit_workspace, synth_orbit):
@@ -57,8 +57,8 @@ def test_mesh_is_accurate(orbit_workspace, synth_orbit):
     pts = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), 100_000)
     res = surface_fscore(pts, orbit_workspace, load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices,
                          synth_orbit.mesh_faces)
-    print("mesh", res)
-    assert res["at_0.01"]["fscore"] > 0.65 and res["at_0.01"]["precision"] > 0.75
+    # measured: F 0.906 (P 0.993, R 0.833); floors 0.04-0.05 under that
+    assert res["at_0.01"]["fscore"] > 0.86 and res["at_0.01"]["precision"] > 0.95
 
 
 def test_glb_reads_back_textured(orbit_workspace):
@@ -70,9 +70,12 @@ def test_glb_reads_back_textured(orbit_workspace):
     assert geom.visual.material.baseColorTexture is not None
     exp = json.loads((orbit_workspace.export_dir / "export.json").read_text())
     assert exp["triangles"] == len(geom.faces)
-    # Y-up: the object stands along +Y
+    # Y-up: the floor spans X and Z, and the objects stand on it towards +Y (the floor is at the bottom)
     v = np.asarray(geom.vertices)
-    assert np.ptp(v[:, 1]) > 0
+    span = np.ptp(v, axis=0)
+    assert span[1] < 0.3 * min(span[0], span[2])
+    floor = np.percentile(v[:, 1], 5)
+    assert floor - v[:, 1].min() < 0.25 * (v[:, 1].max() - floor)
 
 
 def test_rerun_skips_everything(orbit_workspace, capsys):
