@@ -63,8 +63,12 @@ def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, n
 
 def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mesh_vertices: np.ndarray,
                    mesh_faces: np.ndarray, thresholds=(0.01, 0.005), n_samples: int = 1_000_000,
-                   region_radii: float = 2.0) -> dict[str, Any]:
+                   region_radii: float = 2.0, with_whole: bool = False) -> dict[str, Any]:
     """Precision/recall/F-score of workspace points against the GT surface the cameras see.
+
+    ``with_whole`` adds ``whole_at_<th>``: precision against the whole GT surface, so that a mesh closing a
+    real surface no camera saw (the back of an object on a partial arc) is not counted as wrong; recall
+    stays on the seen surface.
 
     Thresholds are fractions of the scene size (GT ``scene_radius`` * 2). For orbits the evaluation
     region is the sphere of ``region_radii`` scene radii around the object. Precision is measured to the
@@ -82,6 +86,7 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     c2w = np.array([gt["c2w"][i] for i in idx])
     depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
     vis = visible_points(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
+    whole = samples
     samples = samples[vis]
     if gt["path"] == "orbit":
         # An orbit films an object: evaluate the object and the floor around it (DTU-style region),
@@ -97,4 +102,8 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     out = {"n_points": int(len(pts)), "n_gt_samples": int(len(samples)), "scene_size": size}
     for th in thresholds:
         out[f"at_{th}"] = fscore(pts, samples, th * size)
+        if with_whole:
+            p = fscore(pts, whole, th * size)["precision"]
+            r = out[f"at_{th}"]["recall"]
+            out[f"whole_at_{th}"] = {"precision": p, "recall": r, "fscore": 2 * p * r / (p + r) if p + r > 0 else 0.0}
     return out
