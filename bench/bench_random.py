@@ -63,7 +63,8 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
     return code, (lines[-1] if lines else ""), time.perf_counter() - t0
 
 
-def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
+def filmed(seed: str):
+    """(capture, its folder, the folder with video.mp4 and gt.json), rendered once and kept."""
     from vid2model.synth import generate
 
     cap = draw(seed)
@@ -71,6 +72,11 @@ def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     gen = root / "gen"
     if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
         generate(gen, replace(cap.config, write_video=True))
+    return cap, root, gen
+
+
+def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
+    cap, root, gen = filmed(seed)
     ws = root / f"ws-{preset}"
     extra = [a for s in sets for a in ("--set", s)]
     row = {"seed": seed, "label": f"seed {seed}: {cap.label.split(': ', 1)[1]}", "deg_per_frame": cap.deg_per_frame,

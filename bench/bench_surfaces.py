@@ -22,14 +22,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from bench_random import WORK, _cli  # noqa: E402
+from bench_random import WORK, _cli, filmed  # noqa: E402
 
 N_MESH_SAMPLES = 400_000
 
@@ -105,14 +104,7 @@ def score(ws_root: Path, gen: Path) -> dict:
 
 
 def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
-    from vid2model.synth import generate
-    from vid2model.synth.captures import random_capture
-
-    cap = random_capture(seed)
-    root = WORK / f"seed{seed}"
-    gen = root / "gen"
-    if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
-        generate(gen, replace(cap.config, write_video=True))
+    cap, root, gen = filmed(str(seed))
     ws = root / f"ws-surf-{preset}"
     extra = [a for s in sets for a in ("--set", s)]
     row = {"seed": seed, "capture": cap.label.split(": ", 1)[1], "n_frames": cap.config.n_frames}

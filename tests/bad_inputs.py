@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -25,18 +24,9 @@ class Case:
 
 
 def _video(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
-    import av
+    from vid2model.synth.video import write_video
 
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps, 1))
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(path, frames, np.arange(len(frames)) / fps, fps)
 
 
 def _texture(seed: int, h: int = 240, w: int = 320) -> np.ndarray:
