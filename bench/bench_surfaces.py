@@ -71,31 +71,32 @@ def score(ws_root: Path, gen: Path) -> dict:
 
     from vid2model.io.colmap_dense import read_points_ply
     from vid2model.ops.metrics import sample_surface
-    from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
+    from vid2model.synth.evaluate import gt_surface_samples, load_gt, surface_fscore, to_gt_frame
     from vid2model.workspace import Workspace
 
     ws = Workspace(ws_root)
     gt = load_gt(gen / "gt.json")
-    gt_mesh = trimesh.load(gen / "scene.ply", process=False) if (gen / "scene.ply").exists() else None
-    V, F = (np.asarray(gt_mesh.vertices), np.asarray(gt_mesh.faces)) if gt_mesh is not None else (None, None)
-    if V is None:
+    if not (gen / "scene.ply").exists():
         raise SystemExit(f"no ground-truth mesh in {gen}")
+    gt_mesh = trimesh.load(gen / "scene.ply", process=False)
+    V, F = np.asarray(gt_mesh.vertices), np.asarray(gt_mesh.faces)
+    seen = gt_surface_samples(gt, V, F)  # renders every GT frame once for the three scores below
     out: dict = {}
     mesh = trimesh.load(ws.clean_mesh, process=False)
     mesh_pts = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), N_MESH_SAMPLES) \
         if len(mesh.faces) else np.zeros((0, 3))
-    m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True)
+    m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True, gt_samples=seen)
     out["mesh_f1"], out["mesh_f05"] = m["at_0.01"]["fscore"], m["at_0.005"]["fscore"]
     out["mesh_p1"], out["mesh_r1"] = m["at_0.01"]["precision"], m["at_0.01"]["recall"]
     # precision against the whole surface: closing a real but unseen surface is not an error
     out["mesh_f1_whole"], out["mesh_f05_whole"] = m["whole_at_0.01"]["fscore"], m["whole_at_0.005"]["fscore"]
     out["mesh_p1_whole"] = m["whole_at_0.01"]["precision"]
     pts = read_points_ply(ws.fused_ply)["xyz"]
-    d = surface_fscore(pts, ws, gt, V, F)
+    d = surface_fscore(pts, ws, gt, V, F, gt_samples=seen)
     out["dense_f1"], out["dense_f05"] = d["at_0.01"]["fscore"], d["at_0.005"]["fscore"]
     s, R, t = to_gt_frame(ws, gt)
     size = m["scene_size"]
-    samples = sample_surface(V, F, 1_000_000)
+    samples = seen[0]
     if gt["path"] == "orbit":
         c, r = np.asarray(gt["scene_center"]), 2.0 * float(gt["scene_radius"])
         samples = samples[np.linalg.norm(samples - c, axis=1) <= r]

@@ -61,9 +61,28 @@ def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, n
     return umeyama(est, ref)
 
 
+def gt_surface_samples(gt: dict[str, Any], mesh_vertices: np.ndarray, mesh_faces: np.ndarray,
+                       n_samples: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """(whole (N, 3), seen mask (N,)): samples of the GT surface and which of them any GT frame sees.
+
+    Rendering every frame's depth is the costly part of scoring: compute it once per capture and pass it
+    to :func:`surface_fscore` for each point set scored.
+    """
+    from vid2model.synth import SynthConfig, render_depth
+
+    samples = sample_surface(mesh_vertices, mesh_faces, n_samples)
+    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
+                      marker_size=(gt.get("marker") or {}).get("size"))
+    idx = sorted(gt["c2w"])
+    c2w = np.array([gt["c2w"][i] for i in idx])
+    depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
+    return samples, visible_points(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
+
+
 def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mesh_vertices: np.ndarray,
                    mesh_faces: np.ndarray, thresholds=(0.01, 0.005), n_samples: int = 1_000_000,
-                   region_radii: float = 2.0, with_whole: bool = False) -> dict[str, Any]:
+                   region_radii: float = 2.0, with_whole: bool = False,
+                   gt_samples: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Precision/recall/F-score of workspace points against the GT surface the cameras see.
 
     ``with_whole`` adds ``whole_at_<th>``: precision against the whole GT surface, so that a mesh closing a
@@ -74,20 +93,13 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     region is the sphere of ``region_radii`` scene radii around the object. Precision is measured to the
     nearest GT sample, so samples must be much denser than the tightest threshold: with 200k samples over
     the whole synthetic scene only ~44k fall in the orbit's region and a perfect cloud scores P@0.5% ~0.62.
+    ``gt_samples``: :func:`gt_surface_samples` of this capture, when already computed.
     """
-    from vid2model.synth import SynthConfig, render_depth
-
     s, R, t = to_gt_frame(ws, gt)
     pts = (s * (R @ points_ws.T)).T + t
-    samples = sample_surface(mesh_vertices, mesh_faces, n_samples)
-    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
-                      marker_size=(gt.get("marker") or {}).get("size"))
-    idx = sorted(gt["c2w"])
-    c2w = np.array([gt["c2w"][i] for i in idx])
-    depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
-    vis = visible_points(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
-    whole = samples
-    samples = samples[vis]
+    whole, vis = gt_samples if gt_samples is not None else gt_surface_samples(gt, mesh_vertices, mesh_faces,
+                                                                              n_samples)
+    samples = whole[vis]
     if gt["path"] == "orbit":
         # An orbit films an object: evaluate the object and the floor around it (DTU-style region),
         # not the far floor seen at grazing angles near the horizon.
