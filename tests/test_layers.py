@@ -1,7 +1,7 @@
 """Layers point down: cli -> pipeline -> runner -> stages -> io/ops/splat/features -> config/workspace.
 
 The contract lives in pyproject.toml ([tool.importlinter]) and is checked with import-linter, counting
-function-local imports too.
+function-local imports too. Inside a layer, modules must not import each other in a circle either.
 """
 
 from __future__ import annotations
@@ -35,3 +35,11 @@ def test_layers_point_down():
     res = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert res.returncode == 0 and "1 kept, 0 broken" in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_no_import_cycles():
+    grimp = pytest.importorskip("grimp", reason="pip install import-linter==2.1 (the test extra)")
+    graph = grimp.build_graph("vid2model")
+    cycles = sorted({tuple(sorted((m, i))) for m in graph.modules for i in graph.find_modules_directly_imported_by(m)
+                     if i != m and graph.find_shortest_chain(importer=i, imported=m)})
+    assert not cycles, cycles

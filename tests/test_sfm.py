@@ -185,7 +185,7 @@ def test_split_model_pieces_are_merged_through_shared_frames(orbit, tmp_path):
     """Two overlapping pieces in different frames (as a mapper split leaves them) join into one model."""
     import pycolmap
 
-    from vid2model.stages.sfm_mapping import merge_pieces
+    from vid2model.stages.sfm_models import merge_pieces
 
     synth, ws, _ = orbit
     full = pycolmap.Reconstruction(str(ws.sparse_dir))

@@ -9,15 +9,8 @@ import pytest
 pycolmap = pytest.importorskip("pycolmap")
 
 from vid2model.ops.similarity import rotation_angle_deg  # noqa: E402
-from vid2model.stages.sfm_rescue import (  # noqa: E402
-    _weighted_median,
-    align_by_poses,
-    model_focals,
-    centre_disagreement,
-    centres,
-    piece_disagreement,
-    rotations,
-)
+from vid2model.stages.sfm_models import align_by_poses, centres, rotations  # noqa: E402
+from vid2model.stages.sfm_rescue import _weighted_median, centre_disagreement, model_focals, piece_disagreement  # noqa: E402
 
 
 def _look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 # 2-core machine; sleeping waits cost nothing when it is idle. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vid2model import __version__  # noqa: E402
+from vid2model._version import __version__  # noqa: E402
 from vid2model.config import PRESETS, build_config
 from vid2model.errors import UserError
 from vid2model.pipeline import STAGE_NAMES, STAGES, run_pipeline

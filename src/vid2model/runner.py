@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from vid2model import __version__
+from vid2model._version import __version__
 from vid2model.config import PipelineConfig, config_to_dict, fingerprint_dict
 from vid2model.errors import UserError
 from vid2model.signals import stop_requested

@@ -320,7 +320,7 @@ _LOCKS_GUARD = threading.Lock()
 def new_manifest() -> dict[str, Any]:
     from datetime import datetime, timezone
 
-    from vid2model import __version__
+    from vid2model._version import __version__
 
     return {"vid2model": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "stages": {}}

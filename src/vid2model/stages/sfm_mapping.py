@@ -20,58 +20,11 @@ import numpy as np
 
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
-from vid2model.io.colmap import SEED, bundle_adjust
+from vid2model.io.colmap import SEED
+from vid2model.stages.sfm_models import incremental_options, merge_pieces, model_score, names_of, prune_weak_images
+from vid2model.stages.sfm_rescue import needs_rescue, rescue_into
 
 log = logging.getLogger("vid2model")
-
-
-def _names(rec) -> set[str]:
-    return {rec.image(i).name for i in rec.reg_image_ids()}
-
-
-def _score(rec) -> tuple[int, float]:
-    """Ranking of candidate models: registered images first, then lower reprojection error."""
-    return rec.num_reg_images(), -float(rec.compute_mean_reprojection_error())
-
-
-def _incremental_options(relaxed: bool):
-    import pycolmap
-
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.random_seed = SEED
-    # COLMAP's multi-threaded mapping steps reach different results under different thread timing (a
-    # 24-frame orbit: 0.06 deg apart between runs on a loaded machine); one thread gives the same cameras.
-    opts.num_threads = 1
-    opts.min_model_size = 3
-    opts.multiple_models = True
-    if relaxed:  # weaker views: accept smaller inlier sets and narrower initial baselines
-        opts.min_num_matches = 10
-        opts.mapper.init_min_num_inliers = 50
-        opts.mapper.init_min_tri_angle = 8.0
-        opts.mapper.abs_pose_min_num_inliers = 15
-        opts.mapper.abs_pose_min_inlier_ratio = 0.15
-        opts.mapper.max_reg_trials = 5
-    return opts
-
-
-def prune_weak_images(rec, min_points: int = 20, rel: float = 0.1) -> list[str]:
-    """Deregister images held by too few 3D points to trust their pose; their names.
-
-    Global SfM places every image its rotation averaging reaches, even one that shares only a dozen
-    points with the rest; such poses can be far off while the reprojection error looks fine.
-    """
-    counts = {i: rec.image(i).num_points3D for i in rec.reg_image_ids()}
-    if len(counts) < 3:
-        return []
-    floor = max(min_points, rel * float(np.median(list(counts.values()))))
-    weak = [i for i, c in counts.items() if c < floor]
-    names = []
-    for i in weak:
-        names.append(rec.image(i).name)
-        rec.deregister_frame(rec.image(i).frame_id)
-    if names:
-        log.info("dropped %d weakly held images: %s", len(names), ", ".join(sorted(names)[:10]))
-    return names
 
 
 def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
@@ -87,14 +40,14 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
             gopts.num_threads = 1
             models = pycolmap.global_mapping(database, images, out, gopts)
         else:
-            models = pycolmap.incremental_mapping(database, images, out, _incremental_options(kind == "relaxed"))
+            models = pycolmap.incremental_mapping(database, images, out, incremental_options(kind == "relaxed"))
     except Exception as exc:  # noqa: BLE001 - a mapper failing is a result; another may succeed
         log.warning("%s mapping failed: %s", kind, exc)
         return []
     models = [m for m in models.values() if m.num_reg_images() >= 3]
     for m in models:
         prune_weak_images(m)
-    return sorted(models, key=_score, reverse=True)
+    return sorted(models, key=model_score, reverse=True)
 
 
 def _covisibility_views(rec) -> tuple[np.ndarray, dict[int, Any]]:
@@ -143,71 +96,6 @@ def drop_pairs(database: Path, pairs: list[tuple[int, int]]) -> None:
         db.close()
 
 
-def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> tuple[Any, int, list]:
-    """Merge models that share registered frames into the largest one.
-
-    The similarity between two pieces comes from their shared frames (reprojection-based, with a
-    camera-centre fallback); the frames only the other piece has are added with aligned poses, then
-    points are re-triangulated and everything bundle-adjusted.
-
-    Args:
-        models: reconstructions from one database (same image and camera ids), largest first.
-
-    Returns:
-        (merged reconstruction, number of pieces merged into it, pieces left apart).
-    """
-    import pycolmap
-
-    base = models[0]
-    merged = 0
-    pending = list(models[1:])
-    progress = True
-    while pending and progress:
-        progress = False
-        for other in list(pending):
-            shared = _names(base) & _names(other)
-            if len(shared) < 2:
-                continue
-            sim = pycolmap.align_reconstructions_via_reprojections(other, base, 0.3, 8.0)
-            if sim is None and len(shared) >= 3:
-                sim = pycolmap.align_reconstructions_via_proj_centers(other, base, 0.1 * _extent(base))
-            if sim is None:  # pieces meeting at weakly held frames share no points: align the shared poses
-                from vid2model.stages.sfm_rescue import align_by_poses
-
-                sim = align_by_poses(other, base)
-            if sim is None:
-                continue
-            other.transform(sim)
-            for image_id in other.reg_image_ids():
-                img = other.image(image_id)
-                if base.exists_image(image_id):
-                    known = base.image(image_id)
-                    if not known.has_pose:  # loaded but unplaced in this piece: place it
-                        frame = base.frame(known.frame_id)
-                        frame.set_cam_from_world(img.camera_id, img.cam_from_world())
-                        base.register_frame(known.frame_id)
-                    continue
-                if not base.exists_camera(img.camera_id):
-                    base.add_camera_with_trivial_rig(img.camera)
-                kp = np.array([p.xy for p in img.points2D], dtype=np.float64).reshape(-1, 2)
-                new = pycolmap.Image(name=img.name, keypoints=kp, camera_id=img.camera_id, image_id=image_id)
-                base.add_image_with_trivial_frame(new, img.cam_from_world())
-            pending.remove(other)
-            merged += 1
-            progress = True
-    if merged:
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        base = pycolmap.triangulate_points(base, database, images, scratch, clear_points=True)
-        bundle_adjust(base)
-    return base, merged, pending
-
-
-def _extent(rec) -> float:
-    c = np.array([rec.image(i).projection_center() for i in rec.reg_image_ids()])
-    return float(np.linalg.norm(c.max(0) - c.min(0))) if len(c) else 1.0
-
-
 def _map(kind: str, database: Path, images: Path, scratch: Path) -> tuple[list, int, float]:
     """One mapper run with its pieces merged: (models largest first, pieces merged, seconds)."""
     t0 = time.perf_counter()
@@ -217,7 +105,7 @@ def _map(kind: str, database: Path, images: Path, scratch: Path) -> tuple[list, 
         rec, n_merged, apart = merge_pieces(models, database, images, scratch / f"{kind}_merged")
         if n_merged:
             log.info("%s mapping: merged %d pieces through shared frames", kind, n_merged)
-            models = sorted([rec] + apart, key=_score, reverse=True)
+            models = sorted([rec] + apart, key=model_score, reverse=True)
     return models, n_merged, round(time.perf_counter() - t0, 2)
 
 
@@ -250,7 +138,7 @@ def _without_false_links(kind: str, models: list, n_merged: int, database: Path,
         info["s"] += time.perf_counter() - t0
         new, merged, dt = _map(kind, database, images, scratch)
         info["s"] += dt
-        missing = [n for n in names if not new or n not in _names(new[0])]
+        missing = [n for n in names if not new or n not in names_of(new[0])]
         if missing and len(missing) < len(names):
             t0 = time.perf_counter()
             added = add_pairs(missing)
@@ -292,7 +180,7 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
     false_links: set[tuple[str, str]] = set()
     for kind in order:
         if kind == "relaxed":
-            missing = [n for n in names if best is None or n not in _names(best)]
+            missing = [n for n in names if best is None or n not in names_of(best)]
             added = add_pairs(missing)
             log.info("retrying with relaxed incremental mapping (%d extra pairs)", added)
         models, n_merged, dt = _map(kind, database, images, scratch)
@@ -306,18 +194,16 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
             tried.append({"mapper": kind, "registered": 0, "s": dt})
             continue
         rec = models[0]
-        n_reg, neg_err = _score(rec)
+        n_reg, neg_err = model_score(rec)
         tried.append({"mapper": kind, "registered": n_reg, "models": len(models), "reproj_px": round(-neg_err, 3),
                       "s": dt})
         log.info("%s mapping: %d/%d images in the largest of %d models, %.2f px", kind, n_reg, len(names),
                  len(models), -neg_err)
-        if best is None or _score(rec) > _score(best):
+        if best is None or model_score(rec) > model_score(best):
             best = rec
             best_info = {"mapper": kind, "n_models": len(models), "pieces_merged": n_merged}
         if best.num_reg_images() == len(names):
             break
-    from vid2model.stages.sfm_rescue import needs_rescue, rescue_into
-
     if needs_rescue(best, names, scratch):  # frames missing or a block placed wrong: fixed-focal mapping
         before, before_info = best, best_info
         best, best_info = rescue_into(best, best_info, tried, database, images, names, scratch,
@@ -330,7 +216,7 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
     if best is None:
         raise UserError("no camera could be placed: the images share too few features. Film with more overlap "
                         "(move slower) and more texture in view")
-    registered = _names(best)
+    registered = names_of(best)
     missing = [n for n in names if n not in registered]
     if len(registered) < max(3, 0.3 * len(names)):
         raise UserError(f"only {len(registered)} of {len(names)} frames could be placed: the views overlap too "

@@ -29,13 +29,10 @@ import numpy as np
 
 from vid2model.io.colmap import bundle_adjust
 from vid2model.ops.similarity import mean_rotation, rotation_angle_deg, similarity_residuals
+from vid2model.stages.sfm_models import (centres, incremental_options, merge_pieces, model_score, prune_weak_images,
+                                         rotations)
 
 log = logging.getLogger("vid2model")
-
-
-def _pose(rec, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-    m = np.asarray(rec.image(image_id).cam_from_world().matrix())
-    return m[:, :3], m[:, 3]
 
 
 def model_focals(models: list) -> list[tuple[float, int]]:
@@ -68,9 +65,7 @@ def _set_focal(database: Path, ratio: float) -> None:
 
 def _fixed_focal_options():
     """The relaxed incremental options with the intrinsics held fixed and a smaller initial pair."""
-    from vid2model.stages.sfm_mapping import _incremental_options
-
-    opts = _incremental_options(relaxed=True)
+    opts = incremental_options(relaxed=True)
     opts.ba_refine_focal_length = False
     opts.ba_refine_extra_params = False
     opts.mapper.init_min_num_inliers = 30
@@ -87,8 +82,6 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
     """
     import pycolmap
 
-    from vid2model.stages.sfm_mapping import _score, merge_pieces, prune_weak_images
-
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     db = scratch / "database.db"
@@ -100,7 +93,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
         log.warning("fixed-focal mapping failed: %s", exc)
         return [], []
     # Weakly held frames are pruned only after merging: they are often the very frames two pieces share.
-    models = sorted([m for m in models.values() if m.num_reg_images() >= 3], key=_score, reverse=True)
+    models = sorted([m for m in models.values() if m.num_reg_images() >= 3], key=model_score, reverse=True)
     if not models:
         return [], []
     pieces = [rotations(m) for m in models]
@@ -114,45 +107,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
     # block between them along the hinge (seen: 1.2 -> 8.7 degrees) at an unchanged reprojection error.
     for m in models:  # every frame was placed from >= 15 inliers: only drop the nearly empty ones
         prune_weak_images(m, min_points=12, rel=0.03)
-    return sorted([m for m in models if m.num_reg_images() >= 3], key=_score, reverse=True), pieces
-
-
-def align_by_poses(src, tgt, max_rot_deg: float = 5.0, max_centre_rel: float = 0.1):
-    """Similarity taking ``src``'s world to ``tgt``'s from the full poses of the frames both models
-    registered (at least 2), or None when those frames disagree.
-
-    Pieces that meet only at a weakly held frame or two share no 3D points, so a point- or
-    reprojection-based alignment has nothing to work with; two shared camera poses still fix rotation,
-    scale and translation.
-    """
-    import pycolmap
-
-    tgt_ids = {tgt.image(i).name: i for i in tgt.reg_image_ids()}
-    pairs = [(i, tgt_ids[src.image(i).name]) for i in src.reg_image_ids() if src.image(i).name in tgt_ids]
-    if len(pairs) < 2:
-        return None
-    # tgt cam_from_world = src cam_from_world * sim^-1, so R_sim = R_tgt^T R_src for every shared frame
-    Rs = np.array([_pose(tgt, j)[0].T @ _pose(src, i)[0] for i, j in pairs])
-    R = mean_rotation(Rs)
-    if max(rotation_angle_deg(R, r) for r in Rs) > max_rot_deg:
-        return None
-    cs = np.array([src.image(i).projection_center() for i, _ in pairs])
-    ct = np.array([tgt.image(j).projection_center() for _, j in pairs])
-    ds, dt = (cs - cs.mean(0)) @ R.T, ct - ct.mean(0)
-    denom = float((ds ** 2).sum())
-    if denom < 1e-18:
-        return None
-    s = float((ds * dt).sum() / denom)
-    spread = float(np.linalg.norm(dt, axis=1).max())
-    if s <= 0 or np.linalg.norm(s * ds - dt, axis=1).max() > max_centre_rel * 2 * spread:
-        return None
-    t = ct.mean(0) - s * R @ cs.mean(0)
-    return pycolmap.Sim3d(s, pycolmap.Rotation3d(R), t)
-
-
-def rotations(rec) -> dict[str, np.ndarray]:
-    """World-to-camera rotation of each registered frame, by image name."""
-    return {rec.image(i).name: _pose(rec, i)[0] for i in rec.reg_image_ids()}
+    return sorted([m for m in models if m.num_reg_images() >= 3], key=model_score, reverse=True), pieces
 
 
 def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float = 5.0) -> set[str]:
@@ -171,11 +126,6 @@ def piece_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_deg: float 
         if np.mean(dev <= max_deg) > 0.5:
             bad |= {n for n, d in zip(shared, dev) if d > max_deg}
     return bad
-
-
-def centres(rec) -> dict[str, np.ndarray]:
-    """Camera centre of each registered frame, by image name."""
-    return {rec.image(i).name: np.asarray(rec.image(i).projection_center()) for i in rec.reg_image_ids()}
 
 
 def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float = 0.05,
@@ -218,8 +168,6 @@ def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: 
     Returns:
         (the better model or None, info: attempts, frames that disagree with the pieces).
     """
-    from vid2model.stages.sfm_mapping import _score
-
     f = model_focals(seen)
     ratio = _weighted_median(f) if f else 1.2
     attempts: list[dict[str, Any]] = []
@@ -239,7 +187,7 @@ def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: 
                      len(models))
             if rec is None:
                 break
-            if found is None or _score(rec) > _score(found):
+            if found is None or model_score(rec) > model_score(found):
                 found, pieces = rec, pcs
             new = model_focals([rec])
             if not new or abs(np.log(new[0][0] / ratio)) < np.log(1.25):
@@ -253,8 +201,8 @@ def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: 
     bad_found = piece_disagreement(found, pieces) | centre_disagreement(found, judged)
     bad_best = (piece_disagreement(best, pieces) | centre_disagreement(best, judged)) if best is not None else set()
     info = {"rescue_attempts": attempts}
-    if best is None or (found.num_reg_images() - len(bad_found), _score(found)[1]) > (
-            best.num_reg_images() - len(bad_best), _score(best)[1]):
+    if best is None or (found.num_reg_images() - len(bad_found), model_score(found)[1]) > (
+            best.num_reg_images() - len(bad_best), model_score(best)[1]):
         info["disagreeing"] = sorted(bad_found)
         return found, info
     info["disagreeing"] = sorted(bad_best)

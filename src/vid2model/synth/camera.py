@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from vid2model.synth.generate import SynthConfig
+from vid2model.synth.config import SynthConfig
 
 
 def intrinsics(cfg: SynthConfig) -> np.ndarray:

@@ -68,11 +68,10 @@ def gt_surface_samples(gt: dict[str, Any], mesh_vertices: np.ndarray, mesh_faces
     Rendering every frame's depth is the costly part of scoring: compute it once per capture and pass it
     to :func:`surface_fscore` for each point set scored.
     """
-    from vid2model.synth import SynthConfig, render_depth
+    from vid2model.synth.generate import render_depth, scene_of_gt
 
     samples = sample_surface(mesh_vertices, mesh_faces, n_samples)
-    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
-                      marker_size=(gt.get("marker") or {}).get("size"))
+    cfg = scene_of_gt(gt)  # the capture's own scene: a default one would judge visibility wrongly
     idx = sorted(gt["c2w"])
     c2w = np.array([gt["c2w"][i] for i in idx])
     depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)

@@ -13,51 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from vid2model.synth.camera import camera_path, frame_params, intrinsics
+from vid2model.synth.config import SynthConfig
 from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
 from vid2model.synth.render import render
 from vid2model.synth.scene import Scene, make_marker, orbit_scene, walk_scene
 
 log = logging.getLogger("vid2model")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SynthConfig:
-    """What to film. Sizes are of the upright (displayed) image; K and poses refer to it."""
-
-    path: str = "orbit"  # orbit: around an object on a floor | walk: through a room
-    width: int = 320
-    height: int = 240
-    n_frames: int = 24
-    fps: float = 10.0
-    fov_deg: float = 60.0  # horizontal field of view
-    arc_deg: float = 360.0  # orbit: how far around the object
-    seed: int = 0  # texture pattern and hand-held shake
-    blur_frames: tuple[tuple[int, int], ...] = ()  # [start, end) frame ranges with motion blur
-    blur_strength: float = 1.0  # exposure time; 1.0 sweeps 3 frame intervals of path
-    exposure_gain: tuple[tuple[int, float], ...] = ()  # from frame k on, multiply brightness by gain (clipped)
-    rotation: int = 0  # display-matrix rotation, degrees counter-clockwise: 0, 90, 180, 270 (phone portrait: 270)
-    vfr: bool = False  # irregular frame timestamps (PTS in the file equal the GT timestamps)
-    marker_size: float | None = None  # metres; an ArUco DICT_4X4_50 id 0 marker on the floor
-    write_video: bool = True
-    write_images: bool = False
-    image_ext: str = "png"  # png (lossless) or jpg
-    jitter: float = 1.0  # hand-held shake, relative
-    # a random scene layout (objects, textures, backdrop) made from this seed; -1 = the fixed scene of ``path``
-    layout_seed: int = -1
-    contrast: float = 1.0  # texture detail of a random layout (~0.1 = texture-poor)
-    backdrop: bool = False  # random layout: a plain backdrop on part of an orbit's circle / a plain wall in a walk
-    orbit_radius: float = 1.5  # metres from the orbit's axis
-    orbit_height: float = 0.75  # camera height above the floor
-    orbit_target: tuple[float, float, float] = (0.05, 0.0, 0.25)  # the point an orbit looks at
-    orbit_start_deg: float = 0.0  # azimuth of the first frame
-
-    def __post_init__(self) -> None:
-        if self.path not in ("orbit", "walk"):
-            raise ValueError(f"path must be 'orbit' or 'walk', not {self.path!r}")
-        if self.rotation % 90 or self.n_frames < 1 or self.width < 2 or self.height < 2:
-            raise ValueError("rotation must be a multiple of 90, n_frames >= 1 and the image at least 2x2")
-        if self.write_video and (self.width % 2 or self.height % 2):
-            raise ValueError("yuv420p video needs an even width and height")
 
 
 @dataclass
@@ -97,6 +58,22 @@ def make_scene(cfg: SynthConfig) -> Scene:
         pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.0, -1.5)
         scene = replace(scene, marker=make_marker(cfg.marker_size, pos))
     return scene
+
+
+SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius")
+
+
+def scene_fields(cfg: SynthConfig) -> dict:
+    """The config fields :func:`make_scene` reads: enough, in ``gt.json``, to rebuild the filmed scene."""
+    return {k: getattr(cfg, k) for k in SCENE_FIELDS}
+
+
+def scene_of_gt(gt: dict) -> Scene:
+    """The analytic scene a ``gt.json`` was filmed in (older files without ``scene_config``: the fixed
+    scene of their path)."""
+    fields = gt.get("scene_config") or {"path": gt["path"], "seed": gt.get("seed", 0),
+                                        "marker_size": (gt.get("marker") or {}).get("size")}
+    return make_scene(SynthConfig(write_video=False, **fields))
 
 
 def _as_scene(cfg_or_scene: SynthConfig | Scene) -> Scene:
@@ -178,6 +155,7 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> SynthResu
           "fps": cfg.fps, "path": cfg.path, "seed": cfg.seed, "world_up": [0, 0, 1], "units": "metres",
           "camera_convention": "opencv cam_to_world (x right, y down, z forward); pixel centres at +0.5",
           "scene_center": list(scene.center), "scene_radius": scene.radius, "marker": marker,
+          "scene_config": scene_fields(cfg),
           "frames": [{"index": i, "name": names[i], "timestamp": float(ts[i]), "cam_to_world": c2w[i].tolist()}
                      for i in range(cfg.n_frames)]}
     (out / "gt.json").write_text(json.dumps(gt, indent=1))
