@@ -49,8 +49,8 @@ def test_depth_maps_in_colmap_format_and_accurate(small_orbit):
     views = load_views(ws.dense_sparse_dir)
     assert summary["n_views"] == 10 and summary["resolution"] == [240, 180]
     v = views[5]
-    depth = read_array(ws.depth_maps_dir / f"{v.name}.geometric.bin")
-    normals = read_array(ws.normal_maps_dir / f"{v.name}.geometric.bin")
+    depth = read_array(ws.depth_map(v.name))
+    normals = read_array(ws.normal_map(v.name))
     assert depth.shape == (180, 240) and normals.shape == (180, 240, 3)
     gt = render_depth(synth.config, v.K, 240, 180, v.cam_to_world)[0]
     ok = (depth > 0) & np.isfinite(gt)
@@ -89,8 +89,8 @@ def test_held_out_views_stay_out_of_stereo(small_orbit, tmp_path):
     held = held_ws.read_json(held_ws.holdout_json)
     assert held == [names[0], names[4], names[8]]
     assert summary["n_views"] == 7 and summary["held_out"] == 3
-    assert not any((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in held)
-    assert all((held_ws.depth_maps_dir / f"{n}.geometric.bin").exists() for n in names if n not in held)
+    assert not any(held_ws.depth_map(n).exists() for n in held)
+    assert all(held_ws.depth_map(n).exists() for n in names if n not in held)
     assert read_points_ply(held_ws.fused_ply)["xyz"].shape[0] > 1000
     assert dense.split_holdout(load_views(ws.dense_sparse_dir)[:4], 2)[1] == []  # 2 left: nothing held
 

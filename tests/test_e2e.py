@@ -68,7 +68,7 @@ def test_glb_reads_back_textured(orbit_workspace):
     geom = list(scene.geometry.values())[0]
     assert len(geom.faces) > 1000
     assert geom.visual.material.baseColorTexture is not None
-    exp = json.loads((orbit_workspace.export_dir / "export.json").read_text())
+    exp = json.loads(orbit_workspace.export_json.read_text())
     assert exp["triangles"] == len(geom.faces)
     # Y-up: the floor spans X and Z, and the objects stand on it towards +Y (the floor is at the bottom)
     v = np.asarray(geom.vertices)

@@ -76,7 +76,7 @@ def _glb_attribute(path: Path, name: str) -> np.ndarray:
 
 def test_summary_records_files_sizes_and_conventions(exported):
     ws, summary, V, _ = exported
-    on_disk = json.loads((ws.export_dir / "export.json").read_text())
+    on_disk = json.loads(ws.export_json.read_text())
     assert on_disk["files"] == summary["files"]
     for fmt in ALL:
         entry = summary["files"][fmt]

@@ -48,7 +48,7 @@ def test_usd_validation_no_errors(orbit_workspace, fmt):
 def test_trimesh_roundtrips(orbit_workspace):
     import trimesh
 
-    n = json.loads((orbit_workspace.export_dir / "export.json").read_text())["triangles"]
+    n = json.loads(orbit_workspace.export_json.read_text())["triangles"]
     for fmt in ("glb", "obj", "ply"):
         loaded = trimesh.load(orbit_workspace.export_path(fmt), force="mesh", process=False)
         assert len(loaded.faces) == n, fmt

@@ -154,8 +154,8 @@ def orbit_path(ws: Workspace, n_frames: int, elevation_deg: float = 25.0) -> tup
     center = np.asarray(info["center"], float) if "center" in info else None
     radius = float(info.get("radius") or 0.0)
     cams = None
-    for sp in (ws.dense_sparse_dir, ws.sparse_dir):
-        if (sp / "images.bin").exists():
+    for sp, ok in ((ws.dense_sparse_dir, ws.has_dense_cameras), (ws.sparse_dir, ws.has_cameras)):
+        if ok:
             from vid2model.io.colmap import load_views
 
             cams = np.array([v.center for v in load_views(sp)])

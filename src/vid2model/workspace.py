@@ -39,6 +39,11 @@ from vid2model.errors import UserError
 MANIFEST_KEYS = ("vid2model", "stages")
 
 
+def holds_model(folder: Path) -> bool:
+    """Whether ``folder`` holds a COLMAP model (binary or text)."""
+    return (folder / "images.bin").exists() or (folder / "images.txt").exists()
+
+
 class Workspace:
     """One reconstruction's folder. Stage code asks it for every path it reads or writes."""
 
@@ -98,6 +103,16 @@ class Workspace:
         return self.sfm_dir / "database.db"
 
     @property
+    def pairs_txt(self) -> Path:
+        """The image pairs matched (COLMAP's match-list format), kept for inspection."""
+        return self.sfm_dir / "pairs.txt"
+
+    @property
+    def mapping_dir(self) -> Path:
+        """Scratch models of the mappers and the rescue (each attempt in a folder of its own)."""
+        return self.sfm_dir / "models"
+
+    @property
     def sparse_root(self) -> Path:
         return self.root / "sparse"
 
@@ -142,6 +157,23 @@ class Workspace:
     @property
     def normal_maps_dir(self) -> Path:
         return self.dense_dir / "stereo" / "normal_maps"
+
+    def depth_map(self, image: str, kind: str = "geometric") -> Path:
+        """COLMAP's name for an image's depth map: ``<image>.<kind>.bin``, kind geometric or photometric."""
+        return self.depth_maps_dir / f"{image}.{kind}.bin"
+
+    def normal_map(self, image: str, kind: str = "geometric") -> Path:
+        return self.normal_maps_dir / f"{image}.{kind}.bin"
+
+    @property
+    def has_cameras(self) -> bool:
+        """Whether camera solving has written its model (``sparse/0``)."""
+        return holds_model(self.sparse_dir)
+
+    @property
+    def has_dense_cameras(self) -> bool:
+        """Whether the pinhole model beside the undistorted keyframes exists."""
+        return holds_model(self.dense_sparse_dir)
 
     @property
     def fused_ply(self) -> Path:
@@ -195,6 +227,11 @@ class Workspace:
 
     def export_path(self, fmt: str, stem: str = "model") -> Path:
         return self.export_dir / f"{stem}.{fmt}"
+
+    @property
+    def export_json(self) -> Path:
+        """What the export stage wrote: files, sizes, conventions, notes."""
+        return self.export_dir / "export.json"
 
     @property
     def report_dir(self) -> Path:

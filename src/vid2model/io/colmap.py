@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2model.errors import UserError
+from vid2model.workspace import holds_model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,7 @@ def read_model(sparse_dir: str | Path):
     import pycolmap
 
     sparse_dir = Path(sparse_dir)
-    if not (sparse_dir / "images.bin").exists() and not (sparse_dir / "images.txt").exists():
+    if not holds_model(sparse_dir):
         raise UserError(f"no COLMAP model in {sparse_dir}; run camera solving first (vid2model sfm WORKSPACE)")
     return pycolmap.Reconstruction(str(sparse_dir))
 

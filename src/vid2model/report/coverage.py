@@ -79,7 +79,7 @@ def _plot(az: np.ndarray, el: np.ndarray, top: np.ndarray, capture: str, gaps: l
 
 def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
     """Coverage facts and advice once ``sparse/0`` exists; None before camera solving."""
-    if not (ws.sparse_dir / "images.bin").exists() and not (ws.sparse_dir / "images.txt").exists():
+    if not ws.has_cameras:
         return None
     from vid2model.io.colmap import load_views, read_model
 

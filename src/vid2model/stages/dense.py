@@ -124,9 +124,9 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     views, held = split_holdout(load_views(sparse), cfg.holdout_every)
     ws.write_json(ws.holdout_json, sorted(v.name for v in held))
     for v in held:  # maps of an earlier run without the hold-out must not leak into meshing
-        for d in (ws.depth_maps_dir, ws.normal_maps_dir):
-            for kind in ("geometric", "photometric"):
-                (d / f"{v.name}.{kind}.bin").unlink(missing_ok=True)
+        for kind in ("geometric", "photometric"):
+            ws.depth_map(v.name, kind).unlink(missing_ok=True)
+            ws.normal_map(v.name, kind).unlink(missing_ok=True)
     if len(views) < 2:
         raise UserError("dense stereo needs at least 2 solved cameras; capture more overlapping views")
     dev = _device(cfg)
@@ -216,8 +216,8 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         # views are filtered on threads (numpy and OpenCV release the GIL), fused in order
         for i, (d, n_cam, ok, rgb, X) in enumerate(ordered_map(filtered, len(views), torch.get_num_threads())):
             v = views[i]
-            write_array(ws.depth_maps_dir / f"{v.name}.geometric.bin", d)
-            write_array(ws.normal_maps_dir / f"{v.name}.geometric.bin", n_cam)
+            write_array(ws.depth_map(v.name), d)
+            write_array(ws.normal_map(v.name), n_cam)
             kept_share.append(float(ok.mean()))
             fusion.add(X[ok], rgb[ok], n_cam[ok] @ cams[i].R)  # normals camera -> world
             per_view.append({"name": v.name, "sec": round(timings[i], 3), "sources": len(sources[i]),

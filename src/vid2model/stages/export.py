@@ -164,7 +164,7 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
         if ws.fused_ply.exists():
             from vid2model.io.ply import write_scaled_points
 
-            dst = ws.export_dir / "points.ply"
+            dst = ws.export_path("ply", "points")
             n = write_scaled_points(ws.fused_ply, dst, scale)
             files["points_ply"] = {"path": dst.name, "bytes": dst.stat().st_size, "points": n,
                                    "convention": "dense points: workspace axes (+Z up), metres"}
@@ -184,7 +184,7 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
         sizes[f["path"]] = f["bytes"]
         sizes.update(f.get("companions", {}))
     summary = {**info, "files": files, "notes": notes, "total_bytes": int(sum(sizes.values()))}
-    ws.write_json(ws.export_dir / "export.json", summary)
+    ws.write_json(ws.export_json, summary)
     refresh_report(ws)
     return summary
 
@@ -239,7 +239,7 @@ def _write_splat(ws: Workspace, fmt: str) -> tuple[Path | None, str | None]:
     if not ws.splat_ply.exists():
         return None, f"no splat (splat/point_cloud.ply): {fmt} skipped"
     if fmt == "splat_ply":
-        dst = ws.export_dir / "splat.ply"
+        dst = ws.export_path("ply", "splat")
         with atomic_path(dst) as tmp:
             shutil.copy(ws.splat_ply, tmp)
         return dst, None

@@ -28,7 +28,7 @@ log = logging.getLogger("vid2model")
 
 def _depth_path(ws: Workspace, v: View) -> Path | None:
     for kind in ("geometric", "photometric"):
-        p = ws.depth_maps_dir / f"{v.name}.{kind}.bin"
+        p = ws.depth_map(v.name, kind)
         if p.exists():
             return p
     return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,7 +158,7 @@ def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: s
     todo = sorted(pairs - done)
     if not todo:
         return
-    path = ws.sfm_dir / "pairs.txt"
+    path = ws.pairs_txt
     if features != "sift":  # learned features: own matcher, then COLMAP's geometric verification
         from vid2model.features.colmap_db import match_pairs
 
@@ -398,7 +397,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         t["matching_s"] = round(time.perf_counter() - t0, 2)
         match_info.update(check_pairs(ws.database_path))
         b.advance()
-        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.sfm_dir / "models", cfg,
+        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.mapping_dir, cfg,
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
         t["mapping_s"] = map_info.pop("mapping_s")

@@ -55,7 +55,7 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
     from vid2model.splat.train import TrainOptions, split_views, train
 
     sparse, images = ws.dense_sparse_dir, ws.undistorted_dir
-    if not (sparse / "images.bin").exists() and not (sparse / "images.txt").exists():
+    if not ws.has_dense_cameras:
         raise UserError(f"no undistorted cameras in {sparse}; run camera solving first (vid2model sfm WORKSPACE)")
     views = views_from_colmap(sparse, images, cfg.max_side)
     if len(views) < 3:

@@ -137,7 +137,7 @@ def _url_host(host: str) -> str:
 def _load_layers(ws: Workspace) -> dict[str, Any]:
     """Layer name -> function(server) -> (handles, count), for every artifact present (read now, drawn later)."""
     layers: dict[str, Any] = {}
-    if (ws.sparse_dir / "images.bin").exists() or (ws.sparse_dir / "images.txt").exists():
+    if ws.has_cameras:
         from vid2model.io.colmap import load_points, load_views
 
         views = load_views(ws.sparse_dir)
