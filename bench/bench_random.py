@@ -66,12 +66,17 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
 def filmed(seed: str):
     """(capture, its folder, the folder with video.mp4 and gt.json), rendered once and kept."""
     from vid2model.synth import generate
+    from vid2model.synth.generate import scene_fields
 
     cap = draw(seed)
     root = WORK / f"seed{seed}"
     gen = root / "gen"
     if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
         generate(gen, replace(cap.config, write_video=True))
+    gt = json.loads((gen / "gt.json").read_text())
+    if "scene_config" not in gt:  # rendered before gt.json named its scene: add it, the frames stay
+        gt["scene_config"] = scene_fields(cap.config)
+        (gen / "gt.json").write_text(json.dumps(gt, indent=1))
     return cap, root, gen
 
 

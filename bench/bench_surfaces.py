@@ -5,7 +5,8 @@
 
 Draws captures with ``synth.captures.random_capture`` and keeps those with texture-poor surfaces, runs
 ``vid2model ingest, sfm, dense, mesh`` on each in child processes (as a user would), and scores, in the
-ground-truth frame (similarity from the solved cameras):
+ground-truth frame (similarity from the solved cameras, refined by rigid ICP onto the GT surface: the
+surface's shape is judged here, the cameras' registration by bench_random.py):
 
 * mesh and dense F-score at 1 % and 0.5 % of the scene size (the surface any frame sees; orbits: the
   object and the floor within two scene radii);
@@ -49,15 +50,13 @@ def holes_share(ws, gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size
     from scipy.spatial import cKDTree
 
     from vid2model.ops.metrics import view_counts
-    from vid2model.synth import SynthConfig, render_depth
+    from vid2model.synth.generate import render_depth, scene_of_gt
     from vid2model.synth.evaluate import frame_index
 
     kf = json.loads(ws.keyframes_json.read_text())["keyframes"]
     idx = sorted({frame_index(k["name"]) for k in kf})
     c2w = np.array([gt["c2w"][i] for i in idx])
-    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"],
-                      marker_size=(gt.get("marker") or {}).get("size"))
-    depths = render_depth(cfg, gt["K"], gt["width"], gt["height"], c2w)
+    depths = render_depth(scene_of_gt(gt), gt["K"], gt["width"], gt["height"], c2w)
     count = view_counts(samples, list(depths), [gt["K"]] * len(idx), [np.linalg.inv(m) for m in c2w])
     seen3 = samples[count >= 3]
     if len(seen3) == 0 or len(mesh_pts_gt) == 0:
@@ -66,12 +65,26 @@ def holes_share(ws, gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size
     return float((dist > 0.01 * size).mean())
 
 
+def _cached_seen(gen: Path, gt: dict, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gt_surface_samples` of a capture, kept beside its ``gt.json``: rendering every frame is the
+    costly part of scoring, and the variants of one capture share it."""
+    from vid2model.synth.evaluate import gt_surface_samples
+
+    cache = gen / "seen-samples.npz"
+    if cache.exists() and cache.stat().st_mtime >= (gen / "gt.json").stat().st_mtime:
+        z = np.load(cache)
+        return z["samples"], z["seen"]
+    samples, seen = gt_surface_samples(gt, V, F)
+    np.savez(cache, samples=samples, seen=seen)
+    return samples, seen
+
+
 def score(ws_root: Path, gen: Path) -> dict:
     import trimesh
 
     from vid2model.io.colmap_dense import read_points_ply
     from vid2model.ops.metrics import sample_surface
-    from vid2model.synth.evaluate import gt_surface_samples, load_gt, surface_fscore, to_gt_frame
+    from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
     from vid2model.workspace import Workspace
 
     ws = Workspace(ws_root)
@@ -80,19 +93,19 @@ def score(ws_root: Path, gen: Path) -> dict:
         raise SystemExit(f"no ground-truth mesh in {gen}")
     gt_mesh = trimesh.load(gen / "scene.ply", process=False)
     V, F = np.asarray(gt_mesh.vertices), np.asarray(gt_mesh.faces)
-    seen = gt_surface_samples(gt, V, F)  # renders every GT frame once for the three scores below
+    seen = _cached_seen(gen, gt, V, F)
     out: dict = {}
     mesh = trimesh.load(ws.clean_mesh, process=False)
     mesh_pts = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), N_MESH_SAMPLES) \
         if len(mesh.faces) else np.zeros((0, 3))
-    m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True, gt_samples=seen)
+    m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True, gt_samples=seen, icp=True)
     out["mesh_f1"], out["mesh_f05"] = m["at_0.01"]["fscore"], m["at_0.005"]["fscore"]
     out["mesh_p1"], out["mesh_r1"] = m["at_0.01"]["precision"], m["at_0.01"]["recall"]
     # precision against the whole surface: closing a real but unseen surface is not an error
     out["mesh_f1_whole"], out["mesh_f05_whole"] = m["whole_at_0.01"]["fscore"], m["whole_at_0.005"]["fscore"]
     out["mesh_p1_whole"] = m["whole_at_0.01"]["precision"]
     pts = read_points_ply(ws.fused_ply)["xyz"]
-    d = surface_fscore(pts, ws, gt, V, F, gt_samples=seen)
+    d = surface_fscore(pts, ws, gt, V, F, gt_samples=seen, icp=True)
     out["dense_f1"], out["dense_f05"] = d["at_0.01"]["fscore"], d["at_0.005"]["fscore"]
     s, R, t = to_gt_frame(ws, gt)
     size = m["scene_size"]
@@ -100,19 +113,65 @@ def score(ws_root: Path, gen: Path) -> dict:
     if gt["path"] == "orbit":
         c, r = np.asarray(gt["scene_center"]), 2.0 * float(gt["scene_radius"])
         samples = samples[np.linalg.norm(samples - c, axis=1) <= r]
-    out["holes"] = holes_share(ws, gt, (s * (R @ mesh_pts.T)).T + t, samples, size)
+    mesh_gt = (s * (R @ mesh_pts.T)).T + t
+    if "icp" in m:  # the same registration as the mesh's F-scores
+        T = np.asarray(m["icp"]["matrix"])
+        mesh_gt = mesh_gt @ T[:3, :3].T + T[:3, 3]
+        out["icp_shift"] = m["icp"]["translation"] / size
+    out["holes"] = holes_share(ws, gt, mesh_gt, samples, size)
+    seen_pts = seen[0][seen[1]]
+    if gt["path"] == "orbit":
+        seen_pts = seen_pts[np.linalg.norm(seen_pts - c, axis=1) <= r]
+    out.update(plain_recall(gt, mesh_gt, seen_pts, size))
     return out
 
 
-def run_one(seed: int, preset: str, timeout: float, sets: list[str]) -> dict:
+def plain_recall(gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size: float) -> dict:
+    """The seen surface's share that is plain (one flat colour: no stereo can measure it) and the mesh's
+    recall at 1 % on it and on the textured rest, so that the two kinds of hole are told apart."""
+    from scipy.spatial import cKDTree
+
+    from vid2model.synth.generate import scene_of_gt
+
+    plain = np.zeros(len(samples), bool)
+    for b in scene_of_gt(gt).plain_boxes:
+        plain |= np.all((samples >= np.array(b.lo) - 1e-4) & (samples <= np.array(b.hi) + 1e-4), axis=1)
+    if len(mesh_pts_gt) == 0 or len(samples) == 0:
+        return {}
+    near = cKDTree(mesh_pts_gt).query(samples, workers=-1)[0] <= 0.01 * size
+    return {"plain_share": float(plain.mean()),
+            "recall_plain": float(near[plain].mean()) if plain.any() else None,
+            "recall_textured": float(near[~plain].mean()) if (~plain).any() else None}
+
+
+def _reuse_cameras(src: Path, dst: Path) -> bool:
+    """Copy ``src``'s ingest and camera solution into a fresh ``dst`` (dense and mesh are not copied), so
+    that a variant of the surface stages is compared on the very same cameras. False when ``src`` has none."""
+    import shutil
+
+    if not (src / "sparse").is_dir() or not (src / "dense" / "sparse").is_dir():
+        return False
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=lambda d, names: [n for n in names if Path(d) == src and n in ("mesh", "texture")]
+                    + [n for n in names if Path(d) == src / "dense" and n not in ("sparse", "images")])
+    return True
+
+
+def run_one(seed: int, preset: str, timeout: float, sets: list[str], variant: str = "") -> dict:
     cap, root, gen = filmed(str(seed))
-    ws = root / f"ws-surf-{preset}"
+    base = root / f"ws-surf-{preset}"
+    ws = root / f"ws-surf-{preset}-{variant}" if variant else base
     extra = [a for s in sets for a in ("--set", s)]
     row = {"seed": seed, "capture": cap.label.split(": ", 1)[1], "n_frames": cap.config.n_frames}
-    code, msg, dt = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", *extra,
-                         timeout=timeout)
-    times = {"ingest": dt}
+    if variant and _reuse_cameras(base, ws):
+        code, msg, times = 0, "", {}
+    else:
+        code, msg, dt = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", *extra,
+                             timeout=timeout)
+        times = {"ingest": dt}
     for stage in ("sfm", "dense", "mesh"):
+        if stage == "sfm" and not times:  # cameras reused
+            continue
         if code != 0:
             break
         code, msg, times[stage] = _cli(stage, str(ws), "--preset", preset, "-q", *extra, timeout=timeout)
@@ -129,13 +188,15 @@ def table(rows: list[dict]) -> str:
         return "" if v is None else format(v, fmt)
 
     lines = ["| seed | capture | frames | outcome | mesh F@1% (P / R) | mesh F@0.5% | mesh F@1% / F@0.5%, P on the "
-             "whole surface (P) | dense F@1% | dense F@0.5% | holes | dense+mesh (s) | reason |", "|" + "---|" * 12]
+             "whole surface (P) | dense F@1% | dense F@0.5% | holes | plain share: R@1% plain / textured | "
+             "dense+mesh (s) | reason |", "|" + "---|" * 13]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['capture']} | {r['n_frames']} | {r['outcome']} | "
                      f"{f(r.get('mesh_f1'))} ({f(r.get('mesh_p1'), '.2f')} / {f(r.get('mesh_r1'), '.2f')}) | "
                      f"{f(r.get('mesh_f05'))} | {f(r.get('mesh_f1_whole'))} / {f(r.get('mesh_f05_whole'))} "
                      f"({f(r.get('mesh_p1_whole'), '.2f')}) | {f(r.get('dense_f1'))} | {f(r.get('dense_f05'))} | "
                      f"{f(r.get('holes') is not None and 100 * r['holes'] or None, '.1f')}{' %' if r.get('holes') is not None else ''} | "
+                     f"{f(r.get('plain_share'), '.2f')}: {f(r.get('recall_plain'), '.2f')} / {f(r.get('recall_textured'), '.2f')} | "
                      f"{r.get('dense_s', 0) + r.get('mesh_s', 0):.0f} | {r.get('reason', '')} |")
     return "\n".join(lines)
 
@@ -159,6 +220,9 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds instead of the first --count texture-poor")
+    ap.add_argument("--variant", default="", help="run dense and mesh (with --set) on a copy of the default "
+                    "run's cameras, in ws-surf-<preset>-<variant>")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
     ap.add_argument("--rescore", action="store_true", help="with --tables-from: score the finished runs again")
@@ -172,21 +236,23 @@ def main() -> None:
             for r in rows:
                 if r["outcome"] == "scored":
                     root = WORK / f"seed{r['seed']}"
-                    r.update(score(root / f"ws-surf-{args.preset}", root / "gen"))
+                    name = f"ws-surf-{args.preset}" + (f"-{args.variant}" if args.variant else "")
+                    r.update(score(root / name, root / "gen"))
             out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
         out.with_suffix(".md").write_text(f"# Surfaces on randomised texture-poor captures ({args.preset} preset)"
                                           f"\n\n{summary(rows)}\n\n{table(rows)}\n")
         return
     rows = []
-    for seed in texture_poor_seeds(args.count, args.start):
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else texture_poor_seeds(args.count, args.start)
+    for seed in seeds:
         t0 = time.perf_counter()
-        row = run_one(seed, args.preset, args.timeout, args.sets)
+        row = run_one(seed, args.preset, args.timeout, args.sets, args.variant)
         rows.append(row)
         print(f"[{time.perf_counter() - t0:5.0f} s] seed {seed}: {row['outcome']} mesh F1 {row.get('mesh_f1')} "
               f"F05 {row.get('mesh_f05')} holes {row.get('holes')} {row.get('reason', '')}", flush=True)
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     md = (f"# Surfaces on randomised texture-poor captures ({args.preset} preset"
-          f"{', ' + ' '.join(args.sets) if args.sets else ''})\n\n{summary(rows)}\n\n{table(rows)}\n")
+          f"{', ' + ' '.join(args.sets) if args.sets else ''}{', cameras of the plain run' if args.variant else ''})\n\n{summary(rows)}\n\n{table(rows)}\n")
     out.with_suffix(".md").write_text(md)
     print(md)
 

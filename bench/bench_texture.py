@@ -92,9 +92,8 @@ def texture_figures(ws, src_dir: str | Path, n_views: int = 8, save_dir: str | P
         aggregate PSNR pools the squared errors of all views (not a mean of per-view dB).
     """
     from vid2model.ops.raster import RenderMesh, load_render_mesh, rasterize, sample_texture
-    from vid2model.synth import SynthConfig
     from vid2model.synth.evaluate import load_gt, to_gt_frame
-    from vid2model.synth.generate import make_scene, render_depth, render_views
+    from vid2model.synth.generate import render_depth, render_views, scene_of_gt
     from vid2model.synth.mesh import nearest_surface
     from vid2model.synth.render import primitives
 
@@ -102,9 +101,7 @@ def texture_figures(ws, src_dir: str | Path, n_views: int = 8, save_dir: str | P
     gt = load_gt(src_dir / "gt.json")
     if not ws.textured_obj.exists():
         raise FileNotFoundError(f"no textured mesh in {ws.root} (run the texture stage)")
-    cfg = SynthConfig(path=gt["path"], width=gt["width"], height=gt["height"], seed=int(gt.get("seed", 0)),
-                      marker_size=(gt.get("marker") or {}).get("size"))
-    scene = make_scene(cfg)
+    scene = scene_of_gt(gt)
     W, H, K = int(gt["width"]), int(gt["height"]), gt["K"]
     s, R, t = to_gt_frame(ws, gt)
     m = load_render_mesh(ws.textured_obj)
