@@ -245,10 +245,6 @@ class Workspace:
     def report_json(self) -> Path:
         return self.report_dir / "report.json"
 
-    def stage_dir(self, stage: str) -> Path:
-        """Scratch/output folder of a stage that has no dedicated property."""
-        return self.root / stage
-
     # ---- ownership ---------------------------------------------------------------------------
     def create(self) -> "Workspace":
         """Make the folder and mark it as ours; refuse a file, or a folder of someone else's files.

@@ -56,15 +56,6 @@ def remove_small_components(mesh, min_share: float = 0.02, min_faces: int = 0):
     return _keep_faces(mesh, big[lab])
 
 
-def keep_largest_component(mesh):
-    """Only the connected piece with the most triangles."""
-    V, F = arrays(mesh)
-    lab = component_labels(len(V), F)
-    if len(lab) == 0:
-        return mesh
-    return _keep_faces(mesh, lab == np.argmax(np.bincount(lab)))
-
-
 def look_at_center(cam_centers: np.ndarray, forward: np.ndarray) -> np.ndarray | None:
     """Point (3,) closest (least squares) to all optical axes: what an orbit's cameras circle.
 

@@ -206,7 +206,3 @@ def _render_gsplat(means, quats, scales, opacities, sh, sh_degree, viewmat, K, w
     means2d = meta["means2d"]
     return {"image": img[0], "alpha": alpha[0, ..., 0], "means2d": means2d.squeeze(0) if means2d.dim() == 3
             else means2d, "visible": (meta["radii"].reshape(means.shape[0], -1) > 0).any(-1)}
-
-
-def focal_from_fov(fov_rad: float, size: int) -> float:
-    return 0.5 * size / math.tan(0.5 * fov_rad)

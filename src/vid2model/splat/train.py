@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -76,7 +76,6 @@ class TrainResult:
     eval_ssim: float | None
     n_eval: int
     resumed_from: int = 0
-    history: list = field(default_factory=list)
 
 
 class ImageCache:
