@@ -46,3 +46,22 @@ def step_b(ws, cfg):
 
 def step_c(ws, cfg):
     return _step(ws, cfg, "c", "b")
+
+
+def step_splat(ws, cfg):
+    """Long training that a user may stop: a negative value stops it."""
+    _count(ws, "splat")
+    if cfg.value < 0:
+        raise KeyboardInterrupt
+    with atomic_path(ws.root / "splat.txt") as tmp:
+        tmp.write_text("splats")
+    return {}
+
+
+def step_export(ws, cfg):
+    """Writes what was there to export."""
+    _count(ws, "export")
+    have = ["a"] + (["splat"] if (ws.root / "splat.txt").exists() else [])
+    with atomic_path(ws.root / "export.txt") as tmp:
+        tmp.write_text(",".join(have))
+    return {}

@@ -159,3 +159,22 @@ def test_damaged_output_reruns_its_stage_and_what_its_bytes_feed(tmp_path):
     with pytest.raises(UserError, match="needs 'b' again"):
         ws.b_txt.unlink()
         run_stages(ws, TRACKED[2:], _cfg(), all_stages=TRACKED)
+
+
+def test_assets_first_export_before_splat_training_and_after(tmp_path):
+    from vid2model.pipeline import assets_first
+
+    stages = [Stage(name="a", target="runner_stages:step_a"),
+              Stage(name="splat", target="runner_stages:step_splat", needs=("a",)),
+              Stage(name="export", target="runner_stages:step_export", needs=("a",), optional_needs=("splat",))]
+    order = assets_first(stages)
+    assert [s.name for s in order] == ["a", "export", "splat", "export"]
+    ws = _ws(tmp_path)
+    cfg = SimpleNamespace(a=StepConfig(value=1), splat=StepConfig(value=-1), export=StepConfig())
+    with pytest.raises(KeyboardInterrupt):  # training stopped by the user
+        run_stages(ws, order, cfg)
+    assert (ws.root / "export.txt").read_text() == "a"  # the assets were written before training began
+    cfg.splat = StepConfig(value=1)
+    run_stages(ws, order, cfg)
+    assert (ws.root / "export.txt").read_text() == "a,splat"  # and again with the splats once trained
+    assert _runs(ws, "export") == 2  # the early export was up to date on the resumed run

@@ -91,5 +91,16 @@ def run_pipeline(ws: Workspace, cfg: PipelineConfig, *, input_path: str | os.Pat
                         f"vid2model run INPUT -o {ws.root}")
     for name in list(stages or []) + list(skip):
         stage(name)
-    chosen = [s for s in STAGES if (stages is None or s.name in stages) and s.name not in skip]
+    chosen = assets_first([s for s in STAGES if (stages is None or s.name in stages) and s.name not in skip])
     return run_stages(ws, chosen, cfg, force=force, from_stage=from_stage, all_stages=STAGES)
+
+
+def assets_first(chosen: list[Stage]) -> list[Stage]:
+    """The stages in run order, with export also run before splat training when both are chosen: the mesh
+    files are then ready (and the report says so) however long training takes or if it is stopped; the export
+    after training adds the splat files (its fingerprint changed with the splats)."""
+    names = [s.name for s in chosen]
+    if "splat" in names and "export" in names and names.index("export") > names.index("splat"):
+        chosen = list(chosen)
+        chosen.insert(names.index("splat"), chosen[names.index("export")])
+    return chosen
