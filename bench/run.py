@@ -78,7 +78,7 @@ def _export_sizes(ws: Workspace) -> dict:
     return {p.name: p.stat().st_size for p in sorted(ws.export_dir.iterdir()) if p.is_file()}
 
 
-def run_synth(name: str, preset: str, splat: bool) -> dict:
+def run_synth(name: str, preset: str, splat: bool, extra: tuple[str, ...] = ()) -> dict:
     """The whole pipeline on a synthetic capture; figures against its exact ground truth."""
     set_quiet(True)
     from bench_texture import texture_figures
@@ -94,7 +94,8 @@ def run_synth(name: str, preset: str, splat: bool) -> dict:
     ws = Workspace(WORK / f"{name}_{preset}")
     shutil.rmtree(ws.root, ignore_errors=True)
     t0 = time.perf_counter()
-    run_pipeline(ws, build_config(preset), input_path=src / "video.mp4", skip=() if splat else ("splat",))
+    run_pipeline(ws, build_config(preset, sets=list(extra)), input_path=src / "video.mp4",
+                 skip=() if splat else ("splat",))
     total = time.perf_counter() - t0
     gt = load_gt(src / "gt.json")
     import trimesh
@@ -152,7 +153,7 @@ def silhouette_figures(ws: Workspace, masks: dict[str, Path]) -> dict:
     return out
 
 
-def run_real(name: str, preset: str, stages: list[str]) -> dict:
+def run_real(name: str, preset: str, stages: list[str], extra: tuple[str, ...] = ()) -> dict:
     """Ingest and camera solving (and dense + mesh where masks exist) on a real set with GT cameras."""
     set_quiet(True)
     images, gt = datasets.REAL[name]()
@@ -163,6 +164,7 @@ def run_real(name: str, preset: str, stages: list[str]) -> dict:
         sets += ["mesh.isolate=true", "mesh.drop_floor=true"]
     if name in datasets.MASKS:  # silhouettes are scored on views the geometry never used
         sets += [f"dense.holdout_every={HOLDOUT_EVERY}"]
+    sets += list(extra)
     t0 = time.perf_counter()
     run_pipeline(ws, build_config(preset, sets=sets), input_path=images, stages=stages)
     n = len([p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png", ".jpeg")])
@@ -301,6 +303,8 @@ def main() -> None:
     ap.add_argument("--random-seeds", default="0-29,w100-103,s100-111",
                     help="captures of the randomised suite")
     ap.add_argument("--preset", default="fast")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="a setting for the synthetic and real sets' runs (section.key=value), repeatable")
     ap.add_argument("--real-stages", default="ingest,sfm", help="stages run on real sets without masks")
     ap.add_argument("--peer-images", type=int, default=0, help="fox keyframes given to both solvers (0 = all)")
     ap.add_argument("--no-splat", action="store_true", help="skip splat training on the synthetic orbit")
@@ -312,7 +316,7 @@ def main() -> None:
     t_start = time.perf_counter()
     results = {"date": dt.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
                "machine": f"{os.cpu_count()} cores", "load_avg_start": round(os.getloadavg()[0], 2),
-               "preset": args.preset, "commit": _commit(), "datasets": {}, "skipped": [n for n in datasets.REAL if n not in names]}
+               "preset": args.preset, "sets": args.sets, "commit": _commit(), "datasets": {}, "skipped": [n for n in datasets.REAL if n not in names]}
     for name in names:
         if (name in SYNTH and "synth" not in sections) or (name in datasets.REAL and "real" not in sections):
             continue
@@ -320,12 +324,12 @@ def main() -> None:
         try:
             if name in SYNTH:
                 results["datasets"][name] = _isolated(run_synth, name, args.preset,
-                                                      name == "synth_orbit" and not args.no_splat)
+                                                      name == "synth_orbit" and not args.no_splat, tuple(args.sets))
             elif name in datasets.REAL:
                 stages = args.real_stages.split(",")
                 if name in REAL_DENSE:
                     stages = ["ingest", "sfm", "dense", "mesh"]
-                results["datasets"][name] = _isolated(run_real, name, args.preset, stages)
+                results["datasets"][name] = _isolated(run_real, name, args.preset, stages, tuple(args.sets))
             else:
                 print(f"unknown dataset {name}", file=sys.stderr)
                 continue

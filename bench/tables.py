@@ -136,7 +136,7 @@ def _random(results: dict) -> list[str]:
 def markdown(results: dict) -> str:
     head = [f"# vid2model benchmark {results['date']}", "", f"Command: `{results['command']}`  ",
             f"Machine: {results['machine']}, load average at start {results.get('load_avg_start')}, preset "
-            f"`{results.get('preset')}`, whole run {results.get('total_wall_s')} s, code at commit {results.get('commit')}  "]
+            f"`{results.get('preset')}`{' with ' + ' '.join(results['sets']) if results.get('sets') else ''}, whole run {results.get('total_wall_s')} s, code at commit {results.get('commit')}  "]
     if results.get("skipped"):
         head.append(f"Not run (absent or not chosen): {', '.join(results['skipped'])}")
     parts = [head, _cameras(results), _surfaces(results), _novel_views(results), _timings(results),

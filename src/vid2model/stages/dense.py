@@ -23,6 +23,7 @@ from vid2model.io.colmap_dense import write_array, write_points_ply
 from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
                                           peel_rims)
 from vid2model.ops.mvs.fusion import VoxelFusion
+from vid2model.ops.mvs.plane_fill import fill_levels, seen_through
 from vid2model.ops.mvs.plane_sweep import Cam, box, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, sweep_planes, visibility
 from vid2model.progress import bar
@@ -95,6 +96,18 @@ def ordered_map(fn, n: int, workers: int):
             yield queue.popleft().result()
 
 
+def _level_fill(cfg: DenseConfig, scene: dict[str, Any], radius: float) -> dict[str, Any] | None:
+    """Settings of :func:`fill_levels` for this scene, or None when plain levels are not filled."""
+    if not cfg.fill_plain_levels or scene.get("up") is None:
+        return None
+    region = None
+    if scene.get("capture", "orbit") == "orbit" and scene.get("center") is not None:
+        # an orbit films what lies inside its circle of cameras
+        reach = max(2 * radius, float(scene.get("camera_distance_median") or 0.0))
+        region = (np.asarray(scene["center"], float), reach)
+    return {"up": np.asarray(scene["up"], float), "tol": 0.01 * radius, "region": region}
+
+
 def split_holdout(views: list, every: int) -> tuple[list, list]:
     """(used, held out): every ``every``-th view by image name (0, n, 2n, ...) is held out; none when
     ``every`` <= 1 or fewer than 3 views would remain."""
@@ -159,13 +172,14 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     sources = [select_sources(i, centers, axes, covis, mids[i], cfg.num_sources, vis=vis) for i in range(len(views))]
     t_setup = time.perf_counter() - t_start
 
-    depths, timings, n_planes = [], [], []
+    depths, timings, n_planes, plains = [], [], [], []
     with bar("depth maps", len(views)) as b, torch.no_grad():
         for i, v in enumerate(views):
             t0 = time.perf_counter()
             src = sources[i]
             if not src:
                 depths.append(np.zeros(grays[i].shape, np.float32))
+                plains.append(np.zeros(grays[i].shape, bool))
                 timings.append(0.0)
                 n_planes.append(0)
                 b.advance()
@@ -181,10 +195,15 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
                                 best_k=min(cfg.best_k, len(src)), rounds=cfg.rounds,
                                 propagate=tuple(cfg.propagate_px))
             g = grays[i]
-            std = torch.sqrt((box(g * g, cfg.window) - box(g, cfg.window) ** 2).clamp_min(0))
-            keep = ((sc >= cfg.min_ncc) & (std >= cfg.min_texture) & (d >= lo) & (d <= hi)).cpu().numpy()
+            mean = box(g, cfg.window)
+            std = torch.sqrt((box(g * g, cfg.window) - mean ** 2).clamp_min(0))
+            strong = std >= cfg.weak_texture
+            textured = strong | ((std >= cfg.min_texture) & (mean >= cfg.dark_level))
+            match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
+            keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
+            plains.append((~textured).cpu().numpy())
             if cfg.fringe_radius > 0:
-                keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.min_texture, cfg.fringe_radius)
+                keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius)
             if cfg.peel_iters > 0:
                 keep = peel_rims(_read_image(ws.undistorted_dir / v.name, sizes[i]), keep, cfg.peel_iters)
             depths.append(np.where(keep, d.cpu().numpy(), 0).astype(np.float32))
@@ -197,6 +216,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     fusion = VoxelFusion(float(radius) / cfg.voxel_divisions)
     need = min(cfg.min_consistent, len(views) - 1)
     min_cos = float(np.cos(np.radians(cfg.max_incidence_deg)))
+    fill = _level_fill(cfg, scene, float(radius))
 
     def filtered(i: int):
         # check against the matching sources plus a few more neighbours: more chances to agree
@@ -204,22 +224,34 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         cnt, d_avg = consistency(depths[i], cams[i], [depths[j] for j in src], [cams[j] for j in src],
                                  max_px=cfg.consistency_px, max_rel=cfg.consistency_rel)
         d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
+        n_filled = 0
+        if fill is not None:
+            f = fill_levels(d, plains[i], cams[i].K, cams[i].R, cams[i].t, max_depth=ranges[i][1], min_cos=min_cos,
+                            **fill)
+            got = f > 0
+            if got.any():  # a view that measured a surface behind a filled point sees through it
+                X = backproject(f, cams[i].K, cams[i].R, cams[i].t)[got]
+                got[got] = seen_through(X, [depths[j] for j in src], [cams[j] for j in src]) < 2
+                d = np.where(got, f, d).astype(np.float32)
+                n_filled = int(got.sum())
         n_cam = depth_normals(d, cams[i].K, step=2)
         ok = (d > 0) & (incidence_cos(n_cam, cams[i].K) >= min_cos)
         d[~ok] = 0
         n_cam[~ok] = 0
         rgb = _read_image(ws.undistorted_dir / views[i].name, sizes[i])
-        return d, n_cam, ok, rgb, backproject(d, cams[i].K, cams[i].R, cams[i].t)
+        return d, n_cam, ok, rgb, backproject(d, cams[i].K, cams[i].R, cams[i].t), n_filled
 
-    kept_share, per_view = [], []
+    kept_share, per_view, filled_share = [], [], []
     with bar("filtering + fusion", len(views)) as b:
         # views are filtered on threads (numpy and OpenCV release the GIL), fused in order
-        for i, (d, n_cam, ok, rgb, X) in enumerate(ordered_map(filtered, len(views), torch.get_num_threads())):
+        for i, (d, n_cam, ok, rgb, X, n_filled) in enumerate(ordered_map(filtered, len(views),
+                                                                           torch.get_num_threads())):
             v = views[i]
             write_array(ws.depth_map(v.name), d)
             write_array(ws.normal_map(v.name), n_cam)
             kept_share.append(float(ok.mean()))
             fusion.add(X[ok], rgb[ok], n_cam[ok] @ cams[i].R)  # normals camera -> world
+            filled_share.append(n_filled / ok.size)
             per_view.append({"name": v.name, "sec": round(timings[i], 3), "sources": len(sources[i]),
                              "planes": n_planes[i],
                              "kept": round(kept_share[-1], 3), "depth_range": [round(ranges[i][0], 4),
@@ -233,12 +265,16 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     total = time.perf_counter() - t_start
     log.info("dense: %d views at %dx%d, %d points, %.1fs (%.2fs/view depth)", len(views), *sizes[0], len(xyz),
              total, t_depth / len(views))
+    if any(filled_share):  # inferred, not measured: say so
+        log.info("dense: %.1f %% of the pixels lie on plain levels (no texture: their depth is the level their "
+                 "measured rim agrees on)", 100 * float(np.mean(filled_share)))
     return {"backend": "cpu", "device": str(dev), "threads": torch.get_num_threads(), "n_views": len(views),
             "held_out": len(held),
             "n_points": int(len(xyz)), "resolution": list(sizes[0]),
             "sec_per_view": round(float(np.mean(timings)), 3), "sec_setup": round(t_setup, 2),
             "sec_depth": round(t_depth, 2), "sec_fusion": round(total - t_setup - t_depth, 2),
             "kept_pixel_share": round(float(np.mean(kept_share)), 3),
+            "plain_filled_share": round(float(np.mean(filled_share)), 3),
             "median_planes": int(np.median(n_planes)),
             "median_depth_range": [round(float(np.median([r[0] for r in ranges])), 4),
                                    round(float(np.median([r[1] for r in ranges])), 4)],
