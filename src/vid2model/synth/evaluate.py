@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vid2model.io.colmap import load_views
-from vid2model.ops.metrics import fscore, sample_surface, visible_points
+from vid2model.ops.metrics import fscore, precision, sample_surface, visible_points
 from vid2model.ops.similarity import pose_errors, umeyama
 from vid2model.workspace import Workspace
 
@@ -119,7 +119,7 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     for th in thresholds:
         out[f"at_{th}"] = fscore(pts, samples, th * size)
         if with_whole:
-            p = fscore(pts, whole, th * size)["precision"]
+            p = precision(pts, whole, th * size)
             r = out[f"at_{th}"]["recall"]
             out[f"whole_at_{th}"] = {"precision": p, "recall": r, "fscore": 2 * p * r / (p + r) if p + r > 0 else 0.0}
     return out
