@@ -109,20 +109,18 @@ def score(ws_root: Path, gen: Path) -> dict:
     out["dense_f1"], out["dense_f05"] = d["at_0.01"]["fscore"], d["at_0.005"]["fscore"]
     s, R, t = to_gt_frame(ws, gt)
     size = m["scene_size"]
-    samples = seen[0]
+    region = np.ones(len(seen[0]), bool)  # the region surface_fscore scores: orbits, two scene radii
     if gt["path"] == "orbit":
         c, r = np.asarray(gt["scene_center"]), 2.0 * float(gt["scene_radius"])
-        samples = samples[np.linalg.norm(samples - c, axis=1) <= r]
+        region = np.linalg.norm(seen[0] - c, axis=1) <= r
+    samples = seen[0][region]
     mesh_gt = (s * (R @ mesh_pts.T)).T + t
     if "icp" in m:  # the same registration as the mesh's F-scores
         T = np.asarray(m["icp"]["matrix"])
         mesh_gt = mesh_gt @ T[:3, :3].T + T[:3, 3]
         out["icp_shift"] = m["icp"]["translation"] / size
     out["holes"] = holes_share(ws, gt, mesh_gt, samples, size)
-    seen_pts = seen[0][seen[1]]
-    if gt["path"] == "orbit":
-        seen_pts = seen_pts[np.linalg.norm(seen_pts - c, axis=1) <= r]
-    out.update(plain_recall(gt, mesh_gt, seen_pts, size))
+    out.update(plain_recall(gt, mesh_gt, seen[0][seen[1] & region], size))
     return out
 
 

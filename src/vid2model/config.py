@@ -140,13 +140,12 @@ class DenseConfig(_Choices):
     rounds: int = 3  # full-resolution refinement sweeps
     best_k: int = 2  # the best sources averaged in the matching score
     # grey std in the NCC window under which a pixel is untextured (dropped); about one grey level, below which
-    # 8-bit images hold no signal. 0.01 dropped the accurate depths of low-contrast objects: randomised
-    # texture-poor captures (seeds 2, 10, 12) mesh F@1% 0.817 / 0.922 / 0.778 -> 0.855 / 0.948 / 0.797 at 0.004
+    # 8-bit images hold no signal. Higher, the right depths of low-contrast objects were dropped (figures:
+    # bench/results/surfaces-2026-12-02-comparison.md)
     min_texture: float = 0.004
     # under this std texture is weak: a weak pixel needs the stronger match weak_min_ncc, and none is taken in
     # dark windows (mean grey under dark_level), where faint variations are the sensor's noise floor and JPEG's
-    # coarse steps (Middlebury temple's black backdrop joined the object: held-out IoU 0.946 -> 0.810; with the
-    # dark rule 0.933, weak pixels at NCC 0.6 0.938, at 0.75 0.940; random seed 10 mesh F@1% 0.956 / 0.951)
+    # coarse steps (without these rules Middlebury temple's black backdrop joined the object)
     weak_texture: float = 0.01
     weak_min_ncc: float = 0.75
     dark_level: float = 0.1
@@ -161,9 +160,8 @@ class DenseConfig(_Choices):
     peel_iters: int = 6
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     # plain regions (no texture at all) whose measured rim agrees on one horizontal level take that plane's
-    # depth where no view sees through it (ops/mvs/plane_fill.py): plain floors, table tops, ceilings. Off: on
-    # DTU scan24 the 0.1 % of pixels it filled cost 0.016 of held-out silhouette IoU (0.975 -> 0.959); a
-    # texture-poor tabletop's plain floor went from 0.08 to 0.28 recall
+    # depth where no view sees through it (ops/mvs/plane_fill.py): plain floors, table tops, ceilings. Off: the
+    # few pixels it fills on DTU include wrong ones at the silhouette (figures: the comparison above)
     fill_plain_levels: bool = False
     voxel_divisions: int = 500  # fused-cloud voxel = scene radius / this
     holdout_every: int = 0  # hold every n-th view (0, n, 2n...) out of stereo and meshing, for evaluation; 0 = none

@@ -65,7 +65,6 @@ class SplatData:
         return cls(p["means"], p["log_scales"], p["quats"], p["opacity_logits"], p["sh0"][:, 0], p["shN"])
 
 
-
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -26,33 +26,20 @@ def visible_points(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np
 def view_counts(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np.ndarray],
                 w2cs: list[np.ndarray], tol: float = 0.01) -> np.ndarray:
     """How many views (N,) see each point (in front, inside, not occluded), given each view's z-depth map."""
+    from vid2model.ops.mvs.filtering import depth_seen_at
+
     seen = np.zeros(len(points), int)
     for depth, K, m in zip(depth_maps, Ks, w2cs):
-        x = points @ m[:3, :3].T + m[:3, 3]
-        z = x[:, 2]
-        front = z > 1e-6
-        u = np.full(len(points), -1)
-        v = np.full(len(points), -1)
-        u[front] = np.floor(K[0, 0] * x[front, 0] / z[front] + K[0, 2]).astype(int)
-        v[front] = np.floor(K[1, 1] * x[front, 1] / z[front] + K[1, 2]).astype(int)
-        H, W = depth.shape
-        inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        d = np.full(len(points), np.inf)
-        d[inside] = depth[v[inside], u[inside]]
+        z, d, inside = depth_seen_at(points, depth, np.asarray(K), m[:3, :3], m[:3, 3])
         seen += inside & (np.abs(z - d) <= tol * np.maximum(d, 1e-9))
     return seen
 
 
 def fscore(pred: np.ndarray, gt: np.ndarray, threshold: float) -> dict[str, float]:
     """Precision, recall and F-score of point sets (N, 3) and (M, 3) at a distance threshold."""
-    from scipy.spatial import cKDTree
-
     if len(pred) == 0 or len(gt) == 0:
         return {"precision": 0.0, "recall": 0.0, "fscore": 0.0}
-    d_pred = cKDTree(gt).query(pred, workers=-1)[0]
-    d_gt = cKDTree(pred).query(gt, workers=-1)[0]
-    p = float((d_pred < threshold).mean())
-    r = float((d_gt < threshold).mean())
+    p, r = precision(pred, gt, threshold), precision(gt, pred, threshold)
     return {"precision": p, "recall": r, "fscore": 2 * p * r / (p + r) if p + r > 0 else 0.0}
 
 

@@ -119,8 +119,6 @@ class GaussianModel:
         return cls({k: v.to(device) for k, v in sd["params"].items()}, sd["sh_degree"])
 
 
-
-
 def model_from_data(d, device="cpu") -> GaussianModel:
     """A :class:`GaussianModel` from file data (:class:`vid2model.io.splat_formats.SplatData`)."""
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731

@@ -11,7 +11,7 @@ import numpy as np
 
 from vid2model.io.colmap import load_views
 from vid2model.ops.metrics import fscore, precision, sample_surface, visible_points
-from vid2model.ops.similarity import pose_errors, umeyama
+from vid2model.ops.similarity import pose_errors, rotation_angle_deg, umeyama
 from vid2model.workspace import Workspace
 
 
@@ -139,6 +139,6 @@ def refine_by_icp(pts: np.ndarray, samples: np.ndarray, max_dist: float,
         src, dst, max_dist, np.eye(4), o3d.pipelines.registration.TransformationEstimationPointToPoint(),
         o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=50))
     T = np.asarray(reg.transformation)
-    angle = float(np.degrees(np.arccos(np.clip((np.trace(T[:3, :3]) - 1) / 2, -1, 1))))
+    angle = rotation_angle_deg(T[:3, :3], np.eye(3))
     return pts @ T[:3, :3].T + T[:3, 3], {"translation": float(np.linalg.norm(T[:3, 3])), "rotation_deg": angle,
                                            "matrix": T.tolist()}

@@ -14,6 +14,24 @@ def pixel_rays(H: int, W: int, K: np.ndarray) -> np.ndarray:
     return np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
 
 
+def depth_seen_at(points: np.ndarray, depth: np.ndarray, K: np.ndarray, R: np.ndarray,
+                  t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each world point's z in the camera ``x_cam = R x + t`` (N,), the depth map's value (N,) at the pixel
+    it falls in (inf where none), and whether it falls in the image in front of the camera (N,) bool."""
+    x = points @ R.T + t
+    z = x[:, 2]
+    front = z > 1e-6
+    u = np.full(len(points), -1)
+    v = np.full(len(points), -1)
+    u[front] = np.floor(K[0, 0] * x[front, 0] / z[front] + K[0, 2]).astype(int)
+    v[front] = np.floor(K[1, 1] * x[front, 1] / z[front] + K[1, 2]).astype(int)
+    H, W = depth.shape
+    inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    d = np.full(len(points), np.inf)
+    d[inside] = depth[v[inside], u[inside]]
+    return z, d, inside
+
+
 def backproject(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """World points (H, W, 3) of a z-depth map (H, W) of the camera ``x_cam = R x + t``."""
     X = pixel_rays(*depth.shape, K) * depth[..., None]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vid2model.ops.mvs.filtering import pixel_rays
+from vid2model.ops.mvs.filtering import depth_seen_at, pixel_rays
 
 
 def fill_levels(depth: np.ndarray, plain: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
@@ -107,15 +107,6 @@ def seen_through(points: np.ndarray, depths: list[np.ndarray], cams: list, rel: 
     """
     count = np.zeros(len(points), np.int32)
     for d, cam in zip(depths, cams):
-        x = points @ cam.R.T + cam.t
-        z = x[:, 2]
-        front = z > 1e-9
-        uv = np.full((len(points), 2), -1, np.int64)
-        pix = (x[front] @ cam.K.T)
-        uv[front] = np.floor(pix[:, :2] / pix[:, 2:3]).astype(np.int64)
-        H, W = d.shape
-        inside = front & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-        measured = np.zeros(len(points))
-        measured[inside] = d[uv[inside, 1], uv[inside, 0]]
+        z, measured, inside = depth_seen_at(points, d, cam.K, cam.R, cam.t)
         count += (inside & (measured > z * (1 + rel))).astype(np.int32)
     return count
