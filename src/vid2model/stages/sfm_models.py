@@ -167,7 +167,8 @@ def merge_pieces(models: list, database: Path, images: Path, scratch: Path) -> t
     if merged:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        base = pycolmap.triangulate_points(base, database, images, scratch, clear_points=True)
+        base = pycolmap.triangulate_points(base, database, images, scratch, clear_points=True,
+                                          options=incremental_options(relaxed=False))
         bundle_adjust(base)
     return base, merged, pending
 
