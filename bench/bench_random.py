@@ -95,6 +95,17 @@ def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     kf = json.loads((ws / "ingest" / "keyframes.json").read_text()) if (ws / "ingest" / "keyframes.json").exists() \
         else {}
     row["keyframes"] = len(kf.get("keyframes", []))
+    check = ws / "sfm" / "camera_check.json"
+    probes = json.loads(check.read_text()).get("probes") if check.exists() else None
+    if probes:
+        tested = [r for r in probes["results"] if r["verdict"] != "untested"]
+        row["probes"] = {"n": probes["probes"], "tested": probes["tested"], "disagreeing": probes["disagreeing"],
+                         "worst_rotation": max((r["rotation_off_deg"] / r["rotation_bound_deg"] for r in tested),
+                                               default=None),
+                         "worst_centre": max((r["centre_off"] for r in tested), default=None),
+                         "lowest_side_share": min((min(s for s in r["side_shares"] if s is not None)
+                                                   for r in tested if any(s is not None for s in r["side_shares"])),
+                                                  default=None)}
     if code != 0:
         row.update(outcome="refused" if code == 2 else "error", reason=msg)
         return row

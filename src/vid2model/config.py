@@ -68,6 +68,7 @@ class IngestConfig(_Choices):
     sharpness_window_s: float = 1.5  # half-width of the neighbourhood sharpness is relative to
     slow_motion: float = 0.01  # motion per second (fraction of diagonal) under which filming is "too slow"
     exposure_jump_ev: float = 0.4  # brightness step reported as a lighting jump
+    probe_frames: bool = True  # video: also write one frame between each two keyframes, held out to test the solve
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +102,7 @@ class SfmConfig(_Choices):
     # is refused (sfm/camera_check.json and the report say which spans broke)
     min_verified_share: float = 0.3
     allow_unverified: bool = False  # carry on with the unverified model (a warning instead of a refusal)
+    probe_check: bool = True  # video: localise the held-out frames between keyframes; cut links they contradict
     # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
     # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
     max_focal_uncertainty: float = 0.01

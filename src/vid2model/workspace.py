@@ -8,7 +8,8 @@ Layout (COLMAP-compatible, so COLMAP, OpenMVS, gsplat and nerfstudio read it unc
       .lock                held (flock) by the one process working in the workspace
       vid2model.log        log of every run in this workspace
       input.json           what the workspace was made from
-      ingest/              per-frame scores (frames.json), keyframe choice (keyframes.json)
+      ingest/              per-frame scores (frames.json), keyframe choice (keyframes.json), probes/
+                           (for video: one frame between each two keyframes, held out to test the cameras)
       images/              selected keyframes at working resolution (COLMAP image dir)
       images_full/         the same keyframes at full resolution (texturing)
       sfm/                 COLMAP database and scratch models
@@ -86,6 +87,11 @@ class Workspace:
         return self.ingest_dir / "keyframes.json"
 
     @property
+    def probes_dir(self) -> Path:
+        """Frames between consecutive keyframes (working resolution), held out of the solve to test it."""
+        return self.ingest_dir / "probes"
+
+    @property
     def images_dir(self) -> Path:
         return self.root / "images"
 
@@ -111,6 +117,15 @@ class Workspace:
     def mapping_dir(self) -> Path:
         """Scratch models of the mappers and the rescue (each attempt in a folder of its own)."""
         return self.sfm_dir / "models"
+
+    @property
+    def probe_database_path(self) -> Path:
+        """A copy of the database with the probe frames' features and matches added."""
+        return self.sfm_dir / "probes" / "database.db"
+
+    @property
+    def probe_pairs_txt(self) -> Path:
+        return self.sfm_dir / "probes" / "pairs.txt"
 
     @property
     def sparse_root(self) -> Path:

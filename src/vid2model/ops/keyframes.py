@@ -184,6 +184,32 @@ def _walk(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, gap: tuple[float,
     return best
 
 
+def probe_frames(picks: list[int], motion: np.ndarray, rel_sharp: np.ndarray, candidates: np.ndarray,
+                 blur_threshold: float = 0.6) -> list[tuple[int, int, int]]:
+    """One held-out frame between each two consecutive keyframes: (probe, keyframe before, keyframe after).
+
+    The probe is the frame nearest halfway (in image motion) between the two; blurred frames
+    (``rel_sharp`` under ``blur_threshold``) only where the gap holds no sharp one. Gaps without a
+    candidate frame between their keyframes get no probe.
+
+    Args:
+        picks: keyframe positions, ascending.
+        motion: (N,) image motion from the previous frame; rel_sharp: (N,); candidates: (N,) bool.
+    """
+    cum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(np.asarray(motion, float))[1:])])
+    out = []
+    for a, b in zip(picks[:-1], picks[1:]):
+        inner = np.arange(a + 1, b)
+        inner = inner[np.asarray(candidates, bool)[inner]]
+        if not len(inner):
+            continue
+        sharp = inner[rel_sharp[inner] >= blur_threshold]
+        pool = sharp if len(sharp) else inner[[int(np.argmax(rel_sharp[inner]))]]
+        half = 0.5 * (cum[a] + cum[b])
+        out.append((int(pool[np.argmin(np.abs(cum[pool] - half))]), a, b))
+    return out
+
+
 def segments_where(mask: np.ndarray, min_len: int = 1, max_hole: int = 0) -> list[tuple[int, int]]:
     """[start, end) index ranges where ``mask`` is true for at least ``min_len`` frames.
 

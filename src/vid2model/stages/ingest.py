@@ -14,7 +14,7 @@ from vid2model.config import IngestConfig
 from vid2model.errors import UserError
 from vid2model.ops.frame_scores import (MotionTracker, chained_focus, exposure, gray, relative_sharpness,
                                         sharpness)
-from vid2model.ops.keyframes import TrackSurvival, select_keyframes
+from vid2model.ops.keyframes import TrackSurvival, probe_frames, select_keyframes
 from vid2model.progress import bar
 from vid2model.report import refresh_report
 from vid2model.report.findings import capture_findings
@@ -168,23 +168,44 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
         raise UserError(f"{path.name}: the camera does not move, so depth cannot be recovered; walk around the "
                         f"object while filming (see {ws.report_html})")
     by_index = {rows[i]["index"]: rows[i] for i in picks}
-    keyframes = []
-    with _output_dirs(ws, cfg.keep_full_res) as (tmp_work, tmp_full), \
-            bar("writing keyframes", len(by_index)) as b:
-        for idx, t, img in prefetch(iter_frames(path, None, indices=set(by_index)), depth=2):
+    probes = _probes(rows, picks, cfg)
+    keyframes, written = [], []
+    with _output_dirs(ws, cfg.keep_full_res) as (tmp_work, tmp_full), atomic_dir(ws.probes_dir) as tmp_probes, \
+            bar("writing keyframes", len(by_index) + len(probes)) as b:
+        for idx, t, img in prefetch(iter_frames(path, None, indices=set(by_index) | set(probes)), depth=2):
             name = f"frame_{idx:06d}.jpg"
-            if tmp_full is not None:
-                _save(img, tmp_full / name, cfg.jpeg_quality)
             work = _resize(img, cfg.max_side)
-            _save(work, tmp_work / name, cfg.jpeg_quality)
-            keyframes.append(_keyframe(name, by_index[idx], work, round(t, 4)))
+            if idx in probes:
+                _save(work, tmp_probes / name, cfg.jpeg_quality)
+                written.append({**probes[idx], "name": name, "timestamp": round(t, 4)})
+            else:
+                if tmp_full is not None:
+                    _save(img, tmp_full / name, cfg.jpeg_quality)
+                _save(work, tmp_work / name, cfg.jpeg_quality)
+                keyframes.append(_keyframe(name, by_index[idx], work, round(t, 4)))
             b.advance()
     if len(keyframes) < len(by_index):
         raise UserError(f"{path.name}: frames could not be decoded a second time; the file may be damaged")
+    if not written:
+        shutil.rmtree(ws.probes_dir, ignore_errors=True)
     work_size = [keyframes[0]["width"], keyframes[0]["height"]]
     return {"kind": "video", "video": True, "source": source, "fps": info.fps, "duration": info.duration,
             "rotation": info.rotation, "source_size": [info.width, info.height], "working_size": work_size,
-            "focal_prior_px": None, "n_frames": len(rows), "keyframes": keyframes, "findings": found}
+            "focal_prior_px": None, "n_frames": len(rows), "keyframes": keyframes, "probes": written,
+            "findings": found}
+
+
+def _probes(rows: list[dict[str, Any]], picks: list[int], cfg: IngestConfig) -> dict[int, dict[str, Any]]:
+    """Source index -> the keyframes (names) a held-out probe frame lies between."""
+    if not cfg.probe_frames:
+        return {}
+    motion = np.array([r["motion"] for r in rows], float)
+    rel = np.array([r["rel_sharpness"] for r in rows], float)
+    ok = ~np.array([r["duplicate"] for r in rows])
+    found = probe_frames(picks, motion, rel, ok, cfg.blur_threshold)
+    return {rows[p]["index"]: {"index": rows[p]["index"], "between": [f"frame_{rows[a]['index']:06d}.jpg",
+                                                                      f"frame_{rows[b]['index']:06d}.jpg"]}
+            for p, a, b in found}
 
 
 def _damage_findings(path: Path, damaged: list[float]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
 from vid2model.progress import bar
 from vid2model.report import refresh_report
+from vid2model.stages import sfm_features as F
 from vid2model.stages.sfm_checks import check_motion, check_pairs, check_solution
 from vid2model.stages.sfm_mapping import solve
 from vid2model.workspace import Workspace, atomic_dir
@@ -97,19 +98,12 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         simple = model.startswith("SIMPLE") or model == "RADIAL"
         params = [focal, w / 2, h / 2] if simple else [focal, focal, w / 2, h / 2]
         reader.camera_params = ",".join(str(v) for v in params + [0.0] * n_extra)
-    ext = pycolmap.FeatureExtractionOptions()
-    ext.sift.max_num_features = cfg.max_features
-    ext.sift.peak_threshold *= peak_scale
-    ext.num_threads = -1
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
-    if cfg.features != "sift":  # learned features (vid2model.features) written into the same database
-        from vid2model.features import colmap_db, extractor
-
-        n_kp = colmap_db.extract_to_database(ws.database_path, ws.images_dir, names, extractor(cfg), mode, reader)
-        return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal,
-                "features_per_image": n_kp, "low_contrast_features": False}
-    pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
-                              reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+    info = {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal}
+    F.extract(ws.database_path, ws.images_dir, names, cfg, mode, reader, peak_scale)
+    if cfg.features != "sift":
+        return {**info, "features_per_image": _median_keypoints(ws), "low_contrast_features": False,
+                "sift_peak_scale": 1.0}
     renumber_images(ws.database_path, names)
     n_kp = _median_keypoints(ws)
     relaxed = False
@@ -117,13 +111,11 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         # Dark or texture-poor views: SIFT's contrast threshold keeps too few points to link them.
         log.info("only %d features per image: extracting again with a lower contrast threshold", n_kp)
         ws.database_path.unlink(missing_ok=True)
-        ext.sift.peak_threshold /= 3
-        pycolmap.extract_features(ws.database_path, ws.images_dir, image_names=names, camera_mode=mode,
-                                  reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+        peak_scale /= 3
+        F.extract(ws.database_path, ws.images_dir, names, cfg, mode, reader, peak_scale)
         renumber_images(ws.database_path, names)
         n_kp, relaxed = _median_keypoints(ws), True
-    return {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal,
-            "features_per_image": n_kp, "low_contrast_features": relaxed}
+    return {**info, "features_per_image": n_kp, "low_contrast_features": relaxed, "sift_peak_scale": peak_scale}
 
 
 def _median_keypoints(ws: Workspace) -> int:
@@ -153,27 +145,8 @@ def _verified_edges(db, ids: dict[str, int], names: list[str]) -> list[tuple[int
 
 def _match(ws: Workspace, names: list[str], pairs: set[tuple[int, int]], done: set[tuple[int, int]],
            features: str = "sift", guided: bool = False) -> None:
-    import pycolmap
-
     todo = sorted(pairs - done)
-    if not todo:
-        return
-    path = ws.pairs_txt
-    if features != "sift":  # learned features: own matcher, then COLMAP's geometric verification
-        from vid2model.features.colmap_db import match_pairs
-
-        match_pairs(ws.database_path, [(names[a], names[b]) for a, b in todo], path)
-        done.update(todo)
-        return
-    path.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in todo))
-    opts = pycolmap.ImportedPairingOptions()
-    opts.match_list_path = path
-    mopts = pycolmap.FeatureMatchingOptions()
-    mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
-    vopts = pycolmap.TwoViewGeometryOptions()
-    vopts.ransac.random_seed = SEED  # per RANSAC, not per thread: the same pairs verify the same way every run
-    pycolmap.match_image_pairs(ws.database_path, matching_options=mopts, pairing_options=opts,
-                               verification_options=vopts, device=pycolmap.Device.auto)
+    F.match(ws.database_path, ws.pairs_txt, [(names[a], names[b]) for a, b in todo], features, guided)
     done.update(todo)
 
 
@@ -320,13 +293,23 @@ def _pixel_aspect(rec) -> float:
     return round(float(worst), 5)
 
 
-def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig) -> dict[str, Any]:
+def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
+                cam_info: dict[str, Any]) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
     from vid2model.stages.sfm_verify import focal_uncertainty, spans, verify_model
 
     times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified)
+    if cfg.probe_check and kf.get("probes") and ws.probes_dir.is_dir():
+        from vid2model.stages.sfm_probes import probe_test
+
+        probe = probe_test(ws, rec, names, kf["probes"], cfg, cam_info.get("sift_peak_scale", 1.0),
+                           drop=not cfg.allow_unverified)
+        check["probes"] = probe
+        check["dropped"] = sorted(set(check["dropped"]) | set(probe["dropped"]))
+        check["broken_links"] = [f"{times.get(a) or 0:.1f}-{times.get(b) or 0:.1f} s"
+                                 for a, b in probe["broken_links"]]
     confirmed = {rec.image(i).name for i in rec.reg_image_ids()} - set(check["dropped"])
     check["unplaced_spans"] = spans(names, set(names) - confirmed, times)
     need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))
@@ -364,7 +347,9 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
                     len(names), "; ".join(check["unplaced_spans"][:6]))
     return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
             "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],
-            "dropped_spans": check["unplaced_spans"], "focal_std_rel": check["focal_std_rel"]}
+            "dropped_spans": check["unplaced_spans"], "focal_std_rel": check["focal_std_rel"],
+            **({"probes_tested": check["probes"]["tested"], "probes_agreeing": check["probes"]["agreeing"],
+                "links_contradicted": check["broken_links"]} if "probes" in check else {})}
 
 
 def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
@@ -402,7 +387,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
         t["mapping_s"] = map_info.pop("mapping_s")
         check_solution(rec)
-        map_info.update(_self_check(ws, rec, names, kf, cfg))
+        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info))
         map_info.update(check_motion(ws.database_path, rec, len(names)))
         b.advance()
         t0 = time.perf_counter()

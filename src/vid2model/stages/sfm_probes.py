@@ -1,0 +1,200 @@
+"""Held-out test of a video's solved cameras: frames between keyframes, localised against the model.
+
+Ingest keeps one frame between each two consecutive keyframes out of the solve (``ingest/probes``).
+Each probe is matched with its two keyframes; its matches to keypoints the model triangulated give
+2D-3D correspondences, and the probe is localised (RANSAC PnP with the solved camera, focal fixed). A
+correct model puts it on the path between its two keyframes and explains correspondences through both
+of them. A link between two keyframes that the model got wrong does neither:
+
+* the probe's pose lies off the path: its rotation farther from the slerp between the keyframes'
+  rotations, or its centre farther from the segment joining their centres, than the bounds below;
+* or the pose explains one keyframe's points and not the other's: the two sides' 3D points disagree.
+
+A probe with too little evidence leaves its link untested. The chain of keyframes (capture order) is
+cut at every contradicted link and the largest run is kept; the rest is named as time spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Any
+
+import numpy as np
+
+from vid2model.config import SfmConfig
+from vid2model.io.colmap import SEED
+from vid2model.ops.similarity import rotation_angle_deg
+from vid2model.stages import sfm_features as F
+from vid2model.workspace import Workspace
+
+log = logging.getLogger("vid2model")
+
+REPROJ_PX = 4.0  # RANSAC threshold of the localisation (working-resolution pixels)
+MIN_CORRESPONDENCES = 40  # 2D-3D correspondences under which a probe tests nothing
+MIN_INLIERS = 30
+SIDE_MIN = 20  # correspondences through one keyframe for that side's share to count
+SIDE_SHARE = 0.2  # a side whose points the pose explains under this share (the other over twice it) disagrees
+PATH_DEG = 2.0  # rotation off the path allowed on top of PATH_ROT_SHARE of the keyframes' angle
+PATH_ROT_SHARE = 0.35
+PATH_CENTRE_SHARE = 0.5  # centre off the segment allowed, as a share of the keyframes' distance ...
+PATH_CENTRE_STEP = 0.25  # ... plus this share of the median step between keyframes
+
+
+def _slerp_distance_deg(R: np.ndarray, Ra: np.ndarray, Rb: np.ndarray, steps: int = 41) -> float:
+    """Smallest angle (degrees) between rotation ``R`` and the geodesic from ``Ra`` to ``Rb`` ([3, 3] each)."""
+    import cv2
+
+    w = cv2.Rodrigues(Rb @ Ra.T)[0].ravel()
+    best = 180.0
+    for s in np.linspace(0.0, 1.0, steps):
+        best = min(best, rotation_angle_deg(R, cv2.Rodrigues(s * w)[0] @ Ra))
+    return best
+
+
+def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    d = b - a
+    s = float(np.clip(np.dot(c - a, d) / max(float(np.dot(d, d)), 1e-20), 0.0, 1.0))
+    return float(np.linalg.norm(c - (a + s * d)))
+
+
+def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
+                step: float) -> dict[str, Any]:
+    """Verdict on one localised probe.
+
+    Args:
+        pose, pose_a, pose_b: [3, 4] world-to-camera of the probe and of the keyframes before and after it.
+        inliers: [M] bool, the localisation's inliers; side: [M] 0 or 1, the keyframe each came through.
+        step: median distance between consecutive keyframes' centres (model units).
+    """
+    def centre(P: np.ndarray) -> np.ndarray:
+        return -P[:, :3].T @ P[:, 3]
+
+    rot_off = _slerp_distance_deg(pose[:, :3], pose_a[:, :3], pose_b[:, :3])
+    rot_tol = PATH_DEG + PATH_ROT_SHARE * rotation_angle_deg(pose_a[:, :3], pose_b[:, :3])
+    ca, cb = centre(pose_a), centre(pose_b)
+    centre_off = _segment_distance(centre(pose), ca, cb)
+    centre_tol = PATH_CENTRE_SHARE * float(np.linalg.norm(cb - ca)) + PATH_CENTRE_STEP * step
+    shares = [float(inliers[side == s].mean()) if (side == s).sum() >= SIDE_MIN else None for s in (0, 1)]
+    split = None not in shares and min(shares) < SIDE_SHARE and max(shares) >= 2 * SIDE_SHARE
+    off_path = rot_off > rot_tol or centre_off > centre_tol
+    return {"verdict": "disagrees" if split or off_path else "agrees",
+            "rotation_off_deg": round(rot_off, 3), "rotation_bound_deg": round(rot_tol, 3),
+            "centre_off": round(centre_off / max(centre_tol, 1e-12), 3),
+            "side_shares": [None if s is None else round(s, 3) for s in shares]}
+
+
+def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, peak_scale: float) -> None:
+    """The keyframes' database, copied, with the probes' features and their matches to both keyframes."""
+    import pycolmap
+
+    ws.probe_database_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ws.database_path, ws.probe_database_path)
+    names = [p["name"] for p in probes]
+    F.extract(ws.probe_database_path, ws.probes_dir, names, cfg, pycolmap.CameraMode.SINGLE,
+              pycolmap.ImageReaderOptions(), peak_scale)
+    F.match(ws.probe_database_path, ws.probe_pairs_txt, [(p["name"], k) for p in probes for k in p["between"]],
+            cfg.features)
+
+
+def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any]):
+    """[M, 2] probe pixels, [M, 3] model points, [M] side (0: keyframe before, 1: after), or None.
+
+    The keyframe's matched keypoints are found among the model's observations by position, not index:
+    a rescue may have extracted the database's features again after the kept model was solved.
+    """
+    from scipy.spatial import cKDTree
+
+    pid = ids.get(probe["name"])
+    if pid is None:
+        return None
+    kp = np.asarray(db.read_keypoints(pid))[:, :2].astype(np.float64)
+    xy, xyz, side = [], [], []
+    for s, kname in enumerate(probe["between"]):
+        img = rec.find_image_with_name(kname)
+        kid = ids.get(kname)
+        if img is None or not img.has_pose or kid is None or not db.exists_two_view_geometry(pid, kid):
+            return None
+        m = np.asarray(db.read_two_view_geometry(pid, kid).inlier_matches).reshape(-1, 2)
+        obs = [(p.xy, p.point3D_id) for p in img.points2D if p.has_point3D()]
+        if not len(m) or not obs:
+            continue
+        dist, at = cKDTree(np.array([o[0] for o in obs])).query(np.asarray(db.read_keypoints(kid))[m[:, 1], :2])
+        for i, d, k in zip(m[:, 0], dist, at):
+            if d < 0.5:
+                xy.append(kp[i])
+                xyz.append(rec.points3D[obs[k][1]].xyz)
+                side.append(s)
+    return np.array(xy).reshape(-1, 2), np.array(xyz).reshape(-1, 3), np.array(side, int)
+
+
+def _localise(xy: np.ndarray, xyz: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray] | None:
+    import pycolmap
+
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error = REPROJ_PX
+    est.ransac.random_seed = SEED
+    out = pycolmap.estimate_and_refine_absolute_pose(xy, xyz, camera, est)
+    if out is None:
+        return None
+    return np.asarray(out["cam_from_world"].matrix()), np.asarray(out["inlier_mask"], bool)
+
+
+def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
+               peak_scale: float, drop: bool = True) -> dict[str, Any]:
+    """Localise every probe against ``rec``, judge the links, and (``drop``) deregister what a contradicted
+    link cuts off from the largest run of keyframes.
+
+    Returns counts, the contradicted links (keyframe name pairs), the dropped keyframes and each probe's
+    verdict and figures.
+    """
+    import pycolmap
+
+    reg = {rec.image(i).name for i in rec.reg_image_ids()}
+    probes = [p for p in probes if all(k in reg for k in p["between"])]
+    info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0,
+                            "broken_links": [], "dropped": [], "results": []}
+    if not probes:
+        return info
+    _add_probes(ws, probes, cfg, peak_scale)
+    order = [n for n in names if n in reg]
+    centres = np.array([rec.find_image_with_name(n).projection_center() for n in order])
+    step = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1))) if len(order) > 1 else 0.0
+    db = pycolmap.Database.open(ws.probe_database_path)
+    try:
+        ids = {img.name: img.image_id for img in db.read_all_images()}
+        for p in probes:
+            row: dict[str, Any] = {"name": p["name"], "between": p["between"], "verdict": "untested"}
+            info["results"].append(row)
+            found = _correspondences(db, rec, ids, p)
+            if found is None or len(found[0]) < MIN_CORRESPONDENCES:
+                row["correspondences"] = 0 if found is None else len(found[0])
+                continue
+            xy, xyz, side = found
+            a, b = (rec.find_image_with_name(k) for k in p["between"])
+            loc = _localise(xy, xyz, rec.camera(a.camera_id))
+            row["correspondences"] = len(xy)
+            if loc is None or loc[1].sum() < MIN_INLIERS:
+                row["inliers"] = 0 if loc is None else int(loc[1].sum())
+                continue
+            pose, inl = loc
+            row.update(inliers=int(inl.sum()), **judge_probe(pose, inl, side, np.asarray(a.cam_from_world().matrix()),
+                                                             np.asarray(b.cam_from_world().matrix()), step))
+    finally:
+        db.close()
+    tested = [r for r in info["results"] if r["verdict"] != "untested"]
+    broken = {tuple(r["between"]) for r in tested if r["verdict"] == "disagrees"}
+    info.update(tested=len(tested), agreeing=sum(r["verdict"] == "agrees" for r in tested),
+                disagreeing=len(broken), broken_links=sorted(broken))
+    runs: list[list[str]] = [[]]
+    for prev, cur in zip([None] + order[:-1], order):
+        if prev is not None and (prev, cur) in broken:
+            runs.append([])
+        runs[-1].append(cur)
+    keep = set(max(runs, key=len))
+    info["dropped"] = [n for n in order if n not in keep]
+    for n in info["dropped"] if drop else []:
+        rec.deregister_frame(rec.find_image_with_name(n).frame_id)
+    if broken:
+        log.info("held-out frames: %d of %d links tested, %d contradicted", len(tested), len(probes), len(broken))
+    return info
