@@ -205,9 +205,10 @@ def test_keyframes_keep_the_orbit_linked(backdrop):
     bursts, azimuth, frames, keyframes = backdrop
     assert not [k for k in keyframes for a, b in bursts if a <= k < b]
     assert keyframes[0] <= 2 and keyframes[-1] >= 141
-    # the whole-frame judgement skipped 57.5 degrees at the wall. Measured 20 degrees; 27.5 over a burst of 15
-    # degrees, where the farthest sharp frame within max_gap_steps is taken
-    assert np.diff(azimuth[keyframes]).max() <= (30.0 if bursts else 25.0)
+    # the whole-frame judgement skipped 57.5 degrees at the wall. Measured 20 degrees; over a burst of 15 degrees,
+    # where the farthest sharp frame within max_gap_steps is taken, 27.5 on one CPU and 32.5 on another (AVX2
+    # only: the frame after the burst's sharpest neighbour wins a near-tie); the link itself is asserted below
+    assert np.diff(azimuth[keyframes]).max() <= (35.0 if bursts else 25.0)
     survival = {r["index"]: r["track_survival"] for r in frames["frames"]}
     assert min(survival[k] for k in keyframes[1:]) >= IngestConfig().min_track_survival  # measured 0.53
 

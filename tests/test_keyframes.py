@@ -245,3 +245,21 @@ def test_azimuth_gap_relative_to_first_camera():
     assert np.allclose((az - az_true + 180) % 360 - 180, 0, atol=1e-6)
     assert np.allclose(el, np.degrees(np.arctan2(0.4, 1)), atol=1e-6)
     assert azimuth_gaps(az) == [(120.0, 200.0)]
+
+
+def test_probe_frames_sit_halfway_and_prefer_sharp_ones():
+    from vid2model.ops.keyframes import probe_frames
+
+    motion = np.full(21, 0.01)
+    rel = np.ones(21)
+    ok = np.ones(21, bool)
+    # halfway in motion: the camera moves twice as fast over frames 1-5 as over 6-10
+    motion[1:6] = 0.02
+    assert probe_frames([0, 10, 11, 20], motion, rel, ok) == [(4, 0, 10), (15, 11, 20)]
+    rel[4] = 0.3  # the halfway frame is blurred: its sharp neighbour nearest halfway instead
+    assert probe_frames([0, 10], motion, rel, ok)[0][0] in (3, 5)
+    rel[1:10] = 0.2  # only blurred frames between: the sharpest of them
+    rel[8] = 0.4
+    assert probe_frames([0, 10], motion, rel, ok) == [(8, 0, 10)]
+    ok[1:10] = False  # duplicates are no candidates: no probe
+    assert probe_frames([0, 10], motion, rel, ok) == []

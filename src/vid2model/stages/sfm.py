@@ -294,22 +294,23 @@ def _pixel_aspect(rec) -> float:
 
 
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
-                cam_info: dict[str, Any]) -> dict[str, Any]:
+                cam_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
     from vid2model.stages.sfm_verify import focal_uncertainty, spans, verify_model
 
     times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
-    check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified)
+    probe = None
     if cfg.probe_check and kf.get("probes") and ws.probes_dir.is_dir():
         from vid2model.stages.sfm_probes import probe_test
 
-        probe = probe_test(ws, rec, names, kf["probes"], cfg, cam_info.get("sift_peak_scale", 1.0),
-                           drop=not cfg.allow_unverified)
+        probe = probe_test(ws, rec, names, kf["probes"], cfg, (cam_info or {}).get("sift_peak_scale", 1.0))
+    check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified,
+                         links=probe["links"] if probe else ())
+    if probe:
         check["probes"] = probe
-        check["dropped"] = sorted(set(check["dropped"]) | set(probe["dropped"]))
         check["broken_links"] = [f"{times.get(a) or 0:.1f}-{times.get(b) or 0:.1f} s"
-                                 for a, b in probe["broken_links"]]
+                                 for a, b, _, ok in probe["links"] if not ok]
     confirmed = {rec.image(i).name for i in rec.reg_image_ids()} - set(check["dropped"])
     check["unplaced_spans"] = spans(names, set(names) - confirmed, times)
     need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))

@@ -10,8 +10,9 @@ of them. A link between two keyframes that the model got wrong does neither:
   rotations, or its centre farther from the segment joining their centres, than the bounds below;
 * or the pose explains one keyframe's points and not the other's: the two sides' 3D points disagree.
 
-A probe with too little evidence leaves its link untested. The chain of keyframes (capture order) is
-cut at every contradicted link and the largest run is kept; the rest is named as time spans.
+A probe with too little evidence leaves its link untested. The verdicts join the image pairs' own in
+the self-check (:func:`vid2model.stages.sfm_verify.verify_model`): an agreeing probe links its two
+keyframes, a contradicted one unlinks them.
 """
 
 from __future__ import annotations
@@ -35,53 +36,70 @@ MIN_CORRESPONDENCES = 40  # 2D-3D correspondences under which a probe tests noth
 MIN_INLIERS = 30
 SIDE_MIN = 20  # correspondences through one keyframe for that side's share to count
 SIDE_SHARE = 0.2  # a side whose points the pose explains under this share (the other over twice it) disagrees
-PATH_DEG = 2.0  # rotation off the path allowed on top of PATH_ROT_SHARE of the keyframes' angle
-PATH_ROT_SHARE = 0.35
+# Rotation off the path allowed: PATH_DEG plus PATH_ROT_SHARE of the median angle between consecutive
+# keyframes. Not a share of the two keyframes' own angle: a keyframe turned wrong widens that, and the
+# path's curvature and a hand's shake between keyframes stay small however far apart they are.
+PATH_DEG = 1.5
+PATH_ROT_SHARE = 0.15
 PATH_CENTRE_SHARE = 0.5  # centre off the segment allowed, as a share of the keyframes' distance ...
 PATH_CENTRE_STEP = 0.25  # ... plus this share of the median step between keyframes
 
 
-def _slerp_distance_deg(R: np.ndarray, Ra: np.ndarray, Rb: np.ndarray, steps: int = 41) -> float:
-    """Smallest angle (degrees) between rotation ``R`` and the geodesic from ``Ra`` to ``Rb`` ([3, 3] each)."""
+def _slerp(Ra: np.ndarray, Rb: np.ndarray, s: float) -> np.ndarray:
+    """The rotation a share ``s`` of the way from ``Ra`` to ``Rb`` ([3, 3] each) along their geodesic."""
     import cv2
 
-    w = cv2.Rodrigues(Rb @ Ra.T)[0].ravel()
-    best = 180.0
-    for s in np.linspace(0.0, 1.0, steps):
-        best = min(best, rotation_angle_deg(R, cv2.Rodrigues(s * w)[0] @ Ra))
-    return best
+    return cv2.Rodrigues(s * cv2.Rodrigues(Rb @ Ra.T)[0].ravel())[0] @ Ra
 
 
-def _segment_distance(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def _along_segment(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(share of the way from ``a`` to ``b`` of the point nearest ``c`` on the segment, distance to it)."""
     d = b - a
     s = float(np.clip(np.dot(c - a, d) / max(float(np.dot(d, d)), 1e-20), 0.0, 1.0))
-    return float(np.linalg.norm(c - (a + s * d)))
+    return s, float(np.linalg.norm(c - (a + s * d)))
 
 
 def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
-                step: float) -> dict[str, Any]:
+                step: float, step_deg: float) -> dict[str, Any]:
     """Verdict on one localised probe.
 
     Args:
         pose, pose_a, pose_b: [3, 4] world-to-camera of the probe and of the keyframes before and after it.
         inliers: [M] bool, the localisation's inliers; side: [M] 0 or 1, the keyframe each came through.
-        step: median distance between consecutive keyframes' centres (model units).
+        step, step_deg: median distance between consecutive keyframes' centres (model units) and median
+            angle between their rotations (degrees).
     """
     def centre(P: np.ndarray) -> np.ndarray:
         return -P[:, :3].T @ P[:, 3]
 
-    rot_off = _slerp_distance_deg(pose[:, :3], pose_a[:, :3], pose_b[:, :3])
-    rot_tol = PATH_DEG + PATH_ROT_SHARE * rotation_angle_deg(pose_a[:, :3], pose_b[:, :3])
     ca, cb = centre(pose_a), centre(pose_b)
-    centre_off = _segment_distance(centre(pose), ca, cb)
+    s, centre_off = _along_segment(centre(pose), ca, cb)
+    ab_deg = rotation_angle_deg(pose_a[:, :3], pose_b[:, :3])
+    if np.linalg.norm(cb - ca) < 0.25 * step:  # turning on the spot: the centre cannot say how far along
+        s = min(np.linspace(0, 1, 41), key=lambda v: rotation_angle_deg(pose[:, :3], _slerp(pose_a[:, :3],
+                                                                                             pose_b[:, :3], v)))
+    # the rotation expected where the centre is along the way; the share of the keyframes' own angle allows for
+    # the centre's share being a little off, capped so that a keyframe turned wrong cannot widen the bound
+    rot_off = rotation_angle_deg(pose[:, :3], _slerp(pose_a[:, :3], pose_b[:, :3], s))
+    rot_tol = PATH_DEG + PATH_ROT_SHARE * step_deg + 0.1 * min(ab_deg, 2 * step_deg)
     centre_tol = PATH_CENTRE_SHARE * float(np.linalg.norm(cb - ca)) + PATH_CENTRE_STEP * step
-    shares = [float(inliers[side == s].mean()) if (side == s).sum() >= SIDE_MIN else None for s in (0, 1)]
+    shares = [float(inliers[side == k].mean()) if (side == k).sum() >= SIDE_MIN else None for k in (0, 1)]
     split = None not in shares and min(shares) < SIDE_SHARE and max(shares) >= 2 * SIDE_SHARE
     off_path = rot_off > rot_tol or centre_off > centre_tol
     return {"verdict": "disagrees" if split or off_path else "agrees",
             "rotation_off_deg": round(rot_off, 3), "rotation_bound_deg": round(rot_tol, 3),
             "centre_off": round(centre_off / max(centre_tol, 1e-12), 3),
             "side_shares": [None if s is None else round(s, 3) for s in shares]}
+
+
+def _median_steps(rec, order: list[str]) -> tuple[float, float]:
+    """Median centre distance and rotation angle (degrees) between consecutive keyframes of ``order``."""
+    if len(order) < 2:
+        return 0.0, 0.0
+    poses = [np.asarray(rec.find_image_with_name(n).cam_from_world().matrix()) for n in order]
+    centres = np.array([-P[:, :3].T @ P[:, 3] for P in poses])
+    angles = [rotation_angle_deg(p[:, :3], q[:, :3]) for p, q in zip(poses[:-1], poses[1:])]
+    return float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1))), float(np.median(angles))
 
 
 def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, peak_scale: float) -> None:
@@ -141,25 +159,22 @@ def _localise(xy: np.ndarray, xyz: np.ndarray, camera) -> tuple[np.ndarray, np.n
 
 
 def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
-               peak_scale: float, drop: bool = True) -> dict[str, Any]:
-    """Localise every probe against ``rec``, judge the links, and (``drop``) deregister what a contradicted
-    link cuts off from the largest run of keyframes.
+               peak_scale: float) -> dict[str, Any]:
+    """Localise every probe between two registered keyframes against ``rec`` and judge its link.
 
-    Returns counts, the contradicted links (keyframe name pairs), the dropped keyframes and each probe's
-    verdict and figures.
+    Returns counts, ``links`` ([keyframe before, keyframe after, inliers, agrees] of every tested
+    probe) and each probe's verdict and figures (``results``).
     """
     import pycolmap
 
     reg = {rec.image(i).name for i in rec.reg_image_ids()}
     probes = [p for p in probes if all(k in reg for k in p["between"])]
-    info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0,
-                            "broken_links": [], "dropped": [], "results": []}
+    info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0, "links": [],
+                            "results": []}
     if not probes:
         return info
     _add_probes(ws, probes, cfg, peak_scale)
-    order = [n for n in names if n in reg]
-    centres = np.array([rec.find_image_with_name(n).projection_center() for n in order])
-    step = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1))) if len(order) > 1 else 0.0
+    step, step_deg = _median_steps(rec, [n for n in names if n in reg])
     db = pycolmap.Database.open(ws.probe_database_path)
     try:
         ids = {img.name: img.image_id for img in db.read_all_images()}
@@ -167,34 +182,23 @@ def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]
             row: dict[str, Any] = {"name": p["name"], "between": p["between"], "verdict": "untested"}
             info["results"].append(row)
             found = _correspondences(db, rec, ids, p)
+            row["correspondences"] = 0 if found is None else len(found[0])
             if found is None or len(found[0]) < MIN_CORRESPONDENCES:
-                row["correspondences"] = 0 if found is None else len(found[0])
                 continue
             xy, xyz, side = found
             a, b = (rec.find_image_with_name(k) for k in p["between"])
             loc = _localise(xy, xyz, rec.camera(a.camera_id))
-            row["correspondences"] = len(xy)
-            if loc is None or loc[1].sum() < MIN_INLIERS:
-                row["inliers"] = 0 if loc is None else int(loc[1].sum())
+            row["inliers"] = 0 if loc is None else int(loc[1].sum())
+            if loc is None or row["inliers"] < MIN_INLIERS:
                 continue
-            pose, inl = loc
-            row.update(inliers=int(inl.sum()), **judge_probe(pose, inl, side, np.asarray(a.cam_from_world().matrix()),
-                                                             np.asarray(b.cam_from_world().matrix()), step))
+            row.update(judge_probe(loc[0], loc[1], side, np.asarray(a.cam_from_world().matrix()),
+                                   np.asarray(b.cam_from_world().matrix()), step, step_deg))
+            info["links"].append([*p["between"], row["inliers"], row["verdict"] == "agrees"])
     finally:
         db.close()
-    tested = [r for r in info["results"] if r["verdict"] != "untested"]
-    broken = {tuple(r["between"]) for r in tested if r["verdict"] == "disagrees"}
-    info.update(tested=len(tested), agreeing=sum(r["verdict"] == "agrees" for r in tested),
-                disagreeing=len(broken), broken_links=sorted(broken))
-    runs: list[list[str]] = [[]]
-    for prev, cur in zip([None] + order[:-1], order):
-        if prev is not None and (prev, cur) in broken:
-            runs.append([])
-        runs[-1].append(cur)
-    keep = set(max(runs, key=len))
-    info["dropped"] = [n for n in order if n not in keep]
-    for n in info["dropped"] if drop else []:
-        rec.deregister_frame(rec.find_image_with_name(n).frame_id)
-    if broken:
-        log.info("held-out frames: %d of %d links tested, %d contradicted", len(tested), len(probes), len(broken))
+    info.update(tested=len(info["links"]), agreeing=sum(ok for *_, ok in info["links"]),
+                disagreeing=sum(not ok for *_, ok in info["links"]))
+    if info["disagreeing"]:
+        log.info("held-out frames: %d of %d links tested, %d contradicted", info["tested"], len(probes),
+                 info["disagreeing"])
     return info

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -196,21 +196,33 @@ def spans(names: list[str], dropped: set[str], times: dict[str, float | None]) -
     return out
 
 
+def with_links(judged: list[tuple[int, int, int, bool | None]], rec,
+               links: Iterable[tuple[str, str, int, bool]]) -> list[tuple[int, int, int, bool | None]]:
+    """``judged`` with the ``links`` verdicts added; a link that disagrees removes the pair's own agreement."""
+    by_name = {rec.image(i).name: i for i in rec.reg_image_ids()}
+    extra = [(by_name[a], by_name[b], n, ok) for a, b, n, ok in links if a in by_name and b in by_name]
+    vetoed = {frozenset((a, b)) for a, b, _, ok in extra if not ok}
+    kept = [j for j in judged if not (j[3] is True and frozenset(j[:2]) in vetoed)]
+    return kept + [(a, b, min(n, MIN_PAIR_INLIERS), ok) for a, b, n, ok in extra]
+
+
 def verify_model(database: Path, rec, names: list[str], times: dict[str, float | None],
-                 drop: bool = True) -> dict[str, Any]:
+                 drop: bool = True, links: Iterable[tuple[str, str, int, bool]] = ()) -> dict[str, Any]:
     """Judge ``rec`` against every verified pair; deregister what no agreeing pair ties to the largest
     verified block (in place; with ``drop`` False only name it).
 
     Args:
         names: every image to place, in capture order.
         times: timestamp (seconds) of each image for video, None for photos.
+        links: further verdicts on image pairs (name, name, weight, agrees), from held-out frames
+            (:mod:`vid2model.stages.sfm_probes`): one that disagrees overrules the pair's own agreement.
 
     Returns:
         pairs judged / agreeing / disagreeing, the dropped images and their spans, and ``kept_share``
         (registered after the check / all images).
     """
     ids = list(rec.reg_image_ids())
-    judged = judge_pairs(database, rec)
+    judged = with_links(judge_pairs(database, rec), rec, links)
     blocks, contradicted = verified_blocks(ids, judged)
     keep = set(blocks[0]) if blocks else set()
     dropped_ids = [i for i in ids if i not in keep]
