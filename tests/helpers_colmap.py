@@ -132,3 +132,14 @@ def make_dense_workspace(ws: Workspace, synth_result, *, n_points: int = 4000, s
                                   "center": [float(x) for x in s.scene_center], "radius": float(s.scene_radius),
                                   "capture": "orbit" if s.config.path == "orbit" else "walk"})
     return ws
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """[3, 4] cam_from_world of a camera at ``eye`` looking at ``target`` (world +Z up)."""
+    eye = np.asarray(eye, float)
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0, 0, 1.0])
+    x /= np.linalg.norm(x)
+    R = np.stack([x, np.cross(z, x), z])
+    return np.concatenate([R, (-R @ eye)[:, None]], 1)

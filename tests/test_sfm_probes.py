@@ -9,20 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
+from helpers_colmap import look_at
 from vid2model.config import SfmConfig
 from vid2model.stages.sfm_probes import judge_probe
 from vid2model.stages.sfm_verify import verified_blocks, with_links
-
-
-def _look(eye, target=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """[3, 4] cam_from_world of a camera at ``eye`` looking at ``target`` (world +Z up)."""
-    eye = np.asarray(eye, float)
-    z = np.asarray(target, float) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    R = np.stack([x, np.cross(z, x), z])
-    return np.concatenate([R, (-R @ eye)[:, None]], 1)
 
 
 def _roll(P: np.ndarray, deg: float) -> np.ndarray:
@@ -36,7 +26,7 @@ def _roll(P: np.ndarray, deg: float) -> np.ndarray:
 
 def _orbit(deg: float) -> np.ndarray:
     a = np.radians(deg)
-    return _look([2 * np.cos(a), 2 * np.sin(a), 0.5])
+    return look_at([2 * np.cos(a), 2 * np.sin(a), 0.5])
 
 
 def test_a_probe_on_the_path_agrees_and_one_off_it_does_not():

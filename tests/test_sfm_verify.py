@@ -8,20 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from helpers_colmap import look_at
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
 from vid2model.ops.similarity import rotation_angle_deg
 from vid2model.stages.sfm_verify import pair_agreement, rotation_disagreement, verify_model
-
-
-def _look(eye, target) -> np.ndarray:
-    """3x4 cam_from_world of a camera at ``eye`` looking at ``target`` (world +Z up)."""
-    z = np.asarray(target, float) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    R = np.stack([x, np.cross(z, x), z])
-    return np.concatenate([R, (-R @ eye)[:, None]], 1)
 
 
 def _project(P: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -38,7 +29,7 @@ def _rot_z(P: np.ndarray, deg: float) -> np.ndarray:
 def test_pair_agreement_tells_right_from_wrong_poses():
     rng = np.random.default_rng(0)
     X = rng.uniform(-0.5, 0.5, (300, 3))
-    P1, P2 = _look(np.array([2.0, 0, 0.5]), [0, 0, 0]), _look(np.array([1.9, 0.6, 0.5]), [0, 0, 0])
+    P1, P2 = look_at(np.array([2.0, 0, 0.5]), [0, 0, 0]), look_at(np.array([1.9, 0.6, 0.5]), [0, 0, 0])
     x1 = _project(P1, X) + rng.normal(0, 0.5 / 500, (300, 2))  # half-pixel noise at f = 500
     x2 = _project(P2, X) + rng.normal(0, 0.5 / 500, (300, 2))
     rel = P2[:, :3] @ P1[:, :3].T
