@@ -123,3 +123,25 @@ def test_a_keyframe_rolled_off_its_path_is_contradicted_by_both_its_probes(probe
     wrong = sorted((a, b) for a, b, _, ok in info["links"] if not ok)
     i = names.index(bad)
     assert wrong == [(names[i - 1], bad), (bad, names[i + 1])]
+
+
+def test_probes_next_to_a_left_out_keyframe_test_the_link_across_it():
+    from vid2model.stages.sfm_probes import anchored
+
+    names = ["k0", "k1", "k2", "k3"]
+    probes = [{"name": "p0", "between": ["k0", "k1"]}, {"name": "p1", "between": ["k1", "k2"]},
+              {"name": "p2", "between": ["k2", "k3"]}]
+    out = anchored(probes, names, {"k0", "k2", "k3"})  # k1 left out
+    assert [p["between"] for p in out] == [["k0", "k2"], ["k0", "k2"], ["k2", "k3"]]
+    assert anchored(probes, names, {"k1", "k2"}) == [{"name": "p1", "between": ["k1", "k2"]}]
+
+
+def test_a_contradicted_link_also_unlinks_the_pairs_across_it():
+    names = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    rec = _Rec(names)
+    judged = [(i, i + 1, 300, True) for i in range(1, 8)] + [(2, 4, 100, True), (1, 6, 80, True), (1, 8, 90, True)]
+    cut = with_links(judged, rec, [("c", "d", 200, False)], names)
+    kept = {tuple(j[:2]) for j in cut if j[3] is True}
+    # c-d itself and the pairs spanning it from within two positions (b-d, a-f) go; a-h reaches farther, stays
+    assert not kept & {(3, 4), (2, 4), (1, 6)}
+    assert {(1, 8), (1, 2), (4, 5)} <= kept

@@ -168,3 +168,21 @@ def test_loaded_views_keep_their_camera_parameters(solved):
     _ = [np.ones(10_000) for _ in range(50)]
     assert views[0].model == "SIMPLE_RADIAL" and views[0].params[0] == views[0].K[0, 0]
     assert np.isfinite(views[0].params).all() and abs(views[0].params[3]) < 0.5
+
+
+def test_a_video_join_resting_on_one_far_pair_is_not_enough():
+    from vid2model.stages.sfm_verify import verified_blocks
+
+    # two runs of a video, 0-4 and 6-9 (5 left out), joined by one agreeing pair 9 positions apart
+    order = {i: i for i in range(10)}
+    ids = [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    local = [(i, i + 1, 300, True) for i in (0, 1, 2, 3, 6, 7, 8)]
+    blocks, _ = verified_blocks(ids, local + [(0, 9, 90, True)], order=order)
+    assert [sorted(b) for b in blocks] == [[0, 1, 2, 3, 4], [6, 7, 8, 9]]
+    # a second far pair agrees: joined; photos (no order): one pair joins, as before
+    blocks, _ = verified_blocks(ids, local + [(0, 9, 90, True), (1, 8, 60, True)], order=order)
+    assert [sorted(b) for b in blocks] == [ids]
+    assert [sorted(b) for b in verified_blocks(ids, local + [(0, 9, 90, True)])[0]] == [ids]
+    # a pair across the gap but within three positions is a neighbour's link, not a far one
+    blocks, _ = verified_blocks(ids, local + [(4, 6, 80, True)], order=order)
+    assert [sorted(b) for b in blocks] == [ids]

@@ -304,7 +304,8 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     if cfg.probe_check and kf.get("probes") and ws.probes_dir.is_dir():
         from vid2model.stages.sfm_probes import probe_test
 
-        probe = probe_test(ws, rec, names, kf["probes"], cfg, (cam_info or {}).get("sift_peak_scale", 1.0))
+        probe = probe_test(ws, rec, names, kf["probes"], cfg, (cam_info or {}).get("sift_peak_scale", 1.0),
+                           {k["name"]: k["index"] for k in kf.get("keyframes", []) if "index" in k})
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified,
                          links=probe["links"] if probe else ())
     if probe:

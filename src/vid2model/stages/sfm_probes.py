@@ -10,7 +10,8 @@ of them. A link between two keyframes that the model got wrong does neither:
   rotations, or its centre farther from the segment joining their centres, than the bounds below;
 * or the pose explains one keyframe's points and not the other's: the two sides' 3D points disagree.
 
-A probe with too little evidence leaves its link untested. The verdicts join the image pairs' own in
+A probe next to a keyframe the model left out tests the link across the gap. A probe with too little
+evidence leaves its link untested. The verdicts join the image pairs' own in
 the self-check (:func:`vid2model.stages.sfm_verify.verify_model`): an agreeing probe links its two
 keyframes, a contradicted one unlinks them.
 """
@@ -60,7 +61,7 @@ def _along_segment(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, 
 
 
 def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a: np.ndarray, pose_b: np.ndarray,
-                step: float, step_deg: float) -> dict[str, Any]:
+                step: float, step_deg: float, gap_ratio: float = 1.0) -> dict[str, Any]:
     """Verdict on one localised probe.
 
     Args:
@@ -68,6 +69,8 @@ def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a:
         inliers: [M] bool, the localisation's inliers; side: [M] 0 or 1, the keyframe each came through.
         step, step_deg: median distance between consecutive keyframes' centres (model units) and median
             angle between their rotations (degrees).
+        gap_ratio: frames between the two keyframes over the median between consecutive ones: the longer
+            the gap, the less the path between them is a straight line and one steady turn.
     """
     def centre(P: np.ndarray) -> np.ndarray:
         return -P[:, :3].T @ P[:, 3]
@@ -79,15 +82,19 @@ def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a:
         s = min(np.linspace(0, 1, 41), key=lambda v: rotation_angle_deg(pose[:, :3], _slerp(pose_a[:, :3],
                                                                                              pose_b[:, :3], v)))
     # the rotation expected where the centre is along the way; the share of the keyframes' own angle allows for
-    # the centre's share being a little off, capped so that a keyframe turned wrong cannot widen the bound
+    # the centre's share being a little off, capped so that a keyframe turned wrong cannot widen the bound. Where
+    # the keyframes lie more frames apart than usual the path may wander between them (a walk turned 6 degrees
+    # away and back between keyframes 2 degrees apart): half a usual step's turn for each step more
     rot_off = rotation_angle_deg(pose[:, :3], _slerp(pose_a[:, :3], pose_b[:, :3], s))
-    rot_tol = PATH_DEG + PATH_ROT_SHARE * step_deg + 0.1 * min(ab_deg, 2 * step_deg)
+    rot_tol = (PATH_DEG + PATH_ROT_SHARE * step_deg + 0.1 * min(ab_deg, 2 * step_deg)
+               + 0.5 * step_deg * max(0.0, gap_ratio - 1.0))
     centre_tol = PATH_CENTRE_SHARE * float(np.linalg.norm(cb - ca)) + PATH_CENTRE_STEP * step
     shares = [float(inliers[side == k].mean()) if (side == k).sum() >= SIDE_MIN else None for k in (0, 1)]
     split = None not in shares and min(shares) < SIDE_SHARE and max(shares) >= 2 * SIDE_SHARE
     off_path = rot_off > rot_tol or centre_off > centre_tol
     return {"verdict": "disagrees" if split or off_path else "agrees",
             "rotation_off_deg": round(rot_off, 3), "rotation_bound_deg": round(rot_tol, 3),
+            "keyframes_deg": round(ab_deg, 3), "gap_ratio": round(gap_ratio, 2),
             "centre_off": round(centre_off / max(centre_tol, 1e-12), 3),
             "side_shares": [None if s is None else round(s, 3) for s in shares]}
 
@@ -158,9 +165,30 @@ def _localise(xy: np.ndarray, xyz: np.ndarray, camera) -> tuple[np.ndarray, np.n
     return np.asarray(out["cam_from_world"].matrix()), np.asarray(out["inlier_mask"], bool)
 
 
+def anchored(probes: list[dict[str, Any]], names: list[str], reg: set[str]) -> list[dict[str, Any]]:
+    """Each probe between the nearest registered keyframes before and after it (capture order ``names``).
+
+    Where a keyframe between was left out, its neighbours' link is the one in doubt (a rescue joined
+    them across the gap): the probes there test it.
+    """
+    pos = {n: i for i, n in enumerate(names)}
+    out = []
+    for p in probes:
+        a, b = (pos.get(k) for k in p["between"])
+        if a is None or b is None:
+            continue
+        before = next((names[i] for i in range(a, -1, -1) if names[i] in reg), None)
+        after = next((names[i] for i in range(b, len(names)) if names[i] in reg), None)
+        if before is not None and after is not None:
+            out.append({**p, "between": [before, after]})
+    return out
+
+
 def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
-               peak_scale: float) -> dict[str, Any]:
+               peak_scale: float, frames: dict[str, int] | None = None) -> dict[str, Any]:
     """Localise every probe between two registered keyframes against ``rec`` and judge its link.
+
+    ``frames``: each keyframe's frame number in the video (the gap between two keyframes in frames).
 
     Returns counts, ``links`` ([keyframe before, keyframe after, inliers, agrees] of every tested
     probe) and each probe's verdict and figures (``results``).
@@ -168,13 +196,15 @@ def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]
     import pycolmap
 
     reg = {rec.image(i).name for i in rec.reg_image_ids()}
-    probes = [p for p in probes if all(k in reg for k in p["between"])]
+    probes = anchored(probes, names, reg)
     info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0, "links": [],
                             "results": []}
     if not probes:
         return info
     _add_probes(ws, probes, cfg, peak_scale)
     step, step_deg = _median_steps(rec, [n for n in names if n in reg])
+    gaps = np.diff([frames[n] for n in names]) if frames and all(n in frames for n in names) else []
+    usual_gap = float(np.median(gaps)) if len(gaps) else 0.0
     db = pycolmap.Database.open(ws.probe_database_path)
     try:
         ids = {img.name: img.image_id for img in db.read_all_images()}
@@ -191,8 +221,9 @@ def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]
             row["inliers"] = 0 if loc is None else int(loc[1].sum())
             if loc is None or row["inliers"] < MIN_INLIERS:
                 continue
+            gap = (frames[b.name] - frames[a.name]) / usual_gap if usual_gap > 0 else 1.0
             row.update(judge_probe(loc[0], loc[1], side, np.asarray(a.cam_from_world().matrix()),
-                                   np.asarray(b.cam_from_world().matrix()), step, step_deg))
+                                   np.asarray(b.cam_from_world().matrix()), step, step_deg, gap))
             info["links"].append([*p["between"], row["inliers"], row["verdict"] == "agrees"])
     finally:
         db.close()

@@ -136,13 +136,19 @@ def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS,
 
 
 def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | None]],
-                    max_disagree: float = 1 / 3) -> tuple[list[list[int]], set[int]]:
+                    max_disagree: float = 1 / 3, order: dict[int, int] | None = None,
+                    local: int = 3) -> tuple[list[list[int]], set[int]]:
     """Blocks of images linked by agreeing pairs (largest first), and the images placed against their
     own evidence: one at a time, worst first, an image whose judged pairs disagree for more than
     ``max_disagree`` of their inliers is set aside (its pairs no longer count for the others).
 
     Weighting by inliers lets a look-alike pair (few inliers, the model rightly disagrees) count for
     less than the many true neighbours of an image.
+
+    With ``order`` (image id -> position in a video's capture order), a pair more than ``local``
+    positions apart (a loop closure, or a pair across a gap) joins two blocks only where a second such
+    pair agrees: one pair's coarse rotation bound lets a block through several degrees off (a fast
+    orbit's two halves, joined by one pair 100 degrees apart, came out 6 degrees wrong).
     """
     alive = set(ids)
     contradicted: set[int] = set()
@@ -169,9 +175,26 @@ def verified_blocks(ids: list[int], judged: list[tuple[int, int, int, bool | Non
             i = parent[i]
         return i
 
+    far = []
     for a, b, _, v in judged:
         if v is True and a in alive and b in alive:
-            parent[find(a)] = find(b)
+            if order is None or a not in order or b not in order or abs(order[a] - order[b]) <= local:
+                parent[find(a)] = find(b)
+            else:
+                far.append((a, b))
+    joined = True
+    while joined:
+        joined = False
+        support: dict[frozenset[int], int] = {}
+        for a, b in far:
+            key = frozenset((find(a), find(b)))
+            if len(key) == 2:
+                support[key] = support.get(key, 0) + 1
+        for key, n in support.items():
+            ra, rb = (find(r) for r in key)
+            if n >= 2 and ra != rb:
+                parent[ra] = rb
+                joined = True
     groups: dict[int, list[int]] = {}
     for i in ids:
         if i in alive:
@@ -196,13 +219,28 @@ def spans(names: list[str], dropped: set[str], times: dict[str, float | None]) -
     return out
 
 
-def with_links(judged: list[tuple[int, int, int, bool | None]], rec,
-               links: Iterable[tuple[str, str, int, bool]]) -> list[tuple[int, int, int, bool | None]]:
-    """``judged`` with the ``links`` verdicts added; a link that disagrees removes the pair's own agreement."""
+def with_links(judged: list[tuple[int, int, int, bool | None]], rec, links: Iterable[tuple[str, str, int, bool]],
+               names: list[str] | None = None, reach: int = 2) -> list[tuple[int, int, int, bool | None]]:
+    """``judged`` with the ``links`` verdicts added.
+
+    A link that disagrees removes the agreement of the pairs across it: its own, and with ``names``
+    (capture order) those of up to ``reach`` images on either side that span it, which would otherwise
+    join the two sides again where the pair check's tolerance let a small wrong turn pass.
+    """
     by_name = {rec.image(i).name: i for i in rec.reg_image_ids()}
+    pos = {by_name[n]: k for k, n in enumerate(names or []) if n in by_name}
     extra = [(by_name[a], by_name[b], n, ok) for a, b, n, ok in links if a in by_name and b in by_name]
-    vetoed = {frozenset((a, b)) for a, b, _, ok in extra if not ok}
-    kept = [j for j in judged if not (j[3] is True and frozenset(j[:2]) in vetoed)]
+
+    def across(i: int, j: int, a: int, b: int) -> bool:
+        if {i, j} == {a, b}:
+            return True
+        if i not in pos or j not in pos or a not in pos or b not in pos:
+            return False
+        (i, j), (a, b) = sorted((pos[i], pos[j])), sorted((pos[a], pos[b]))
+        return a - reach <= i <= a and b <= j <= b + reach
+
+    cut = [(a, b) for a, b, _, ok in extra if not ok]
+    kept = [j for j in judged if not (j[3] is True and any(across(j[0], j[1], a, b) for a, b in cut))]
     return kept + [(a, b, min(n, MIN_PAIR_INLIERS), ok) for a, b, n, ok in extra]
 
 
@@ -222,8 +260,11 @@ def verify_model(database: Path, rec, names: list[str], times: dict[str, float |
         (registered after the check / all images).
     """
     ids = list(rec.reg_image_ids())
-    judged = with_links(judge_pairs(database, rec), rec, links)
-    blocks, contradicted = verified_blocks(ids, judged)
+    by_id = {rec.image(i).name: i for i in ids}
+    judged = with_links(judge_pairs(database, rec), rec, links, names)
+    video = all(times.get(n) is not None for n in names)
+    order = {i: k for k, n in enumerate(names) for i in [by_id.get(n)] if i is not None} if video else None
+    blocks, contradicted = verified_blocks(ids, judged, order=order)
     keep = set(blocks[0]) if blocks else set()
     dropped_ids = [i for i in ids if i not in keep]
     dropped = {rec.image(i).name for i in dropped_ids}
