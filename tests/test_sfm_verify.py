@@ -186,3 +186,24 @@ def test_a_video_join_resting_on_one_far_pair_is_not_enough():
     # a pair across the gap but within three positions is a neighbour's link, not a far one
     blocks, _ = verified_blocks(ids, local + [(4, 6, 80, True)], order=order)
     assert [sorted(b) for b in blocks] == [ids]
+
+
+def test_a_view_held_by_few_points_leaves_its_turn_uncertain(solved):
+    import pycolmap
+
+    from vid2model.stages.sfm_verify import rotation_uncertainty
+
+    ws, names, summary = solved
+    rec = pycolmap.Reconstruction(str(ws.sparse_dir))
+    steps = rotation_uncertainty(rec, names)
+    assert len(steps) == rec.num_reg_images() - 1
+    assert max(d for *_, d in steps) < 0.2  # measured 0.11 at 320x240: hundreds of shared points per neighbour
+    assert summary["camera_check"] == "ok"
+    # keyframe 12 keeps 8 of its points: its turn from either neighbour is no longer fixed
+    img = rec.find_image_with_name(names[12])
+    held = [p.point3D_id for p in img.points2D if p.has_point3D()]
+    for pid in held[8:]:
+        rec.delete_point3D(pid)
+    loose = {(a, b): d for a, b, d in rotation_uncertainty(rec, names)}
+    assert loose[(names[11], names[12])] > 0.5 and loose[(names[12], names[13])] > 0.5
+    assert loose[(names[3], names[4])] < 0.2

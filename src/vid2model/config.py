@@ -76,6 +76,7 @@ class SfmConfig(_Choices):
     """Camera solving."""
 
     _bounds = {"max_features": (100, None), "min_verified_share": (0, 1), "max_focal_uncertainty": (0, None),
+               "max_rotation_uncertainty_deg": (0, None),
                "sequential_overlap": (1, None), "marker_size": (0, None), "known_distance": (0, None)}
 
     # xfeat: learned, needs onnxruntime + xfeat.onnx; aliked: known, refused with the reason (deformable conv)
@@ -106,6 +107,9 @@ class SfmConfig(_Choices):
     # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
     # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
     max_focal_uncertainty: float = 0.01
+    # a model in which the rotation between two consecutive keyframes is uncertain by more than this (degrees,
+    # 1 sigma at 1 px of image noise, from the bundle adjustment's covariance) is refused
+    max_rotation_uncertainty_deg: float = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)

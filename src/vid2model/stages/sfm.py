@@ -297,7 +297,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
                 cam_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
-    from vid2model.stages.sfm_verify import focal_uncertainty, spans, verify_model
+    from vid2model.stages.sfm_verify import focal_uncertainty, rotation_uncertainty, spans, verify_model
 
     times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
     probe = None
@@ -318,7 +318,16 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     ok = len(confirmed) >= need
     check["focal_std_rel"] = round(focal_uncertainty(rec), 5) if ok and cfg.max_focal_uncertainty > 0 else None
     loose = check["focal_std_rel"] is not None and check["focal_std_rel"] > cfg.max_focal_uncertainty
-    check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if ok and not loose else "refused"
+    shaky = None
+    video = all(times.get(n) is not None for n in names)  # photo order says nothing about which views neighbour
+    if ok and not loose and video and cfg.max_rotation_uncertainty_deg > 0:
+        steps = rotation_uncertainty(rec, names)
+        worst = max(steps, key=lambda x: x[2], default=None)
+        check["rotation_std_deg_max"] = round(worst[2], 4) if worst else None
+        if worst and worst[2] > cfg.max_rotation_uncertainty_deg:
+            shaky = worst
+    trusted = ok and not loose and not shaky
+    check["verdict"] = ("partial" if check["unplaced_spans"] else "ok") if trusted else "refused"
     msg = ""
     if not ok:
         where = "; ".join(check["unplaced_spans"][:6]) or "everywhere"
@@ -330,6 +339,11 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
         msg = (f"the cameras cannot be trusted: this capture leaves the lens's focal length uncertain by "
                f"{100 * check['focal_std_rel']:.1f} % (all of {whole}), and every camera angle inherits that error. "
                f"{_focal_advice(rec)} (or --set sfm.allow_unverified=true to carry on regardless)")
+    elif shaky:
+        a, b, deg = shaky
+        msg = (f"the cameras cannot be trusted: between {times[a]:.1f} and {times[b]:.1f} s the views share too few "
+               f"points to fix how the camera turned (uncertain by {deg:.1f} degrees). Film again more slowly, with "
+               f"more texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
     check["reason"] = msg or None
     check["pixel_aspect"] = _pixel_aspect(rec)
     if abs(check["pixel_aspect"] - 1.0) > 0.01:

@@ -348,3 +348,34 @@ def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float
         rises.append(_squared_reprojection(r, obs) - c0)
     rise = float(np.mean(rises))
     return float(delta * np.sqrt(sigma2 / rise) * np.sqrt(n / max(n_all, n))) if rise > 0 else float("inf")
+
+
+def rotation_uncertainty(rec, names: list[str]) -> list[tuple[str, str, float]]:
+    """(keyframe, next keyframe, degrees) for consecutive registered keyframes of ``names`` (capture order):
+    the 1-sigma uncertainty of the rotation between them at 1 px of image noise, from the bundle
+    adjustment's covariance (intrinsics and points marginalised).
+
+    A view sharing few points with its neighbours leaves that rotation loose while the reprojection error
+    stays small: the model then holds cameras a degree or more off with nothing else looking wrong.
+    """
+    import pycolmap
+
+    reg = {rec.image(i).name: i for i in rec.reg_image_ids()}
+    ids = [reg[n] for n in names if n in reg]
+    if len(ids) < 3:
+        return []
+    config = pycolmap.BundleAdjustmentConfig()
+    for i in ids:
+        config.add_image(i)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)  # every pose stays free: all steps get a value
+    adjuster = pycolmap.create_default_ceres_bundle_adjuster(pycolmap.BundleAdjustmentOptions(), config, rec)
+    cov = pycolmap.estimate_ba_covariance(pycolmap.BACovarianceOptions(), rec, adjuster)
+    if cov is None:
+        return []
+    out = []
+    for a, b in zip(ids[:-1], ids[1:]):
+        c = cov.get_cam2_cov_from_cam1(a, rec.image(a).cam_from_world(), b, rec.image(b).cam_from_world())
+        if c is not None:
+            out.append((rec.image(a).name, rec.image(b).name,
+                        float(np.degrees(np.sqrt(max(np.trace(np.asarray(c)[:3, :3]), 0.0))))))
+    return out
