@@ -173,7 +173,7 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     with _output_dirs(ws, cfg.keep_full_res) as (tmp_work, tmp_full), atomic_dir(ws.probes_dir) as tmp_probes, \
             bar("writing keyframes", len(by_index) + len(probes)) as b:
         for idx, t, img in prefetch(iter_frames(path, None, indices=set(by_index) | set(probes)), depth=2):
-            name = f"frame_{idx:06d}.jpg"
+            name = _frame_name(idx)
             work = _resize(img, cfg.max_side)
             if idx in probes:
                 _save(work, tmp_probes / name, cfg.jpeg_quality)
@@ -203,9 +203,14 @@ def _probes(rows: list[dict[str, Any]], picks: list[int], cfg: IngestConfig) -> 
     rel = np.array([r["rel_sharpness"] for r in rows], float)
     ok = ~np.array([r["duplicate"] for r in rows])
     found = probe_frames(picks, motion, rel, ok, cfg.blur_threshold)
-    return {rows[p]["index"]: {"index": rows[p]["index"], "between": [f"frame_{rows[a]['index']:06d}.jpg",
-                                                                      f"frame_{rows[b]['index']:06d}.jpg"]}
+    return {rows[p]["index"]: {"index": rows[p]["index"],
+                               "between": [_frame_name(rows[a]["index"]), _frame_name(rows[b]["index"])]}
             for p, a, b in found}
+
+
+def _frame_name(index: int) -> str:
+    """The image name of a video's frame ``index`` (keyframes and probes alike)."""
+    return f"frame_{index:06d}.jpg"
 
 
 def _damage_findings(path: Path, damaged: list[float]) -> list[dict[str, Any]]:

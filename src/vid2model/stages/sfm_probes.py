@@ -28,6 +28,8 @@ from vid2model.config import SfmConfig
 from vid2model.io.colmap import SEED
 from vid2model.ops.similarity import rotation_angle_deg
 from vid2model.stages import sfm_features as F
+from vid2model.stages.sfm_models import centres
+from vid2model.stages.sfm_verify import observed
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -103,10 +105,11 @@ def _median_steps(rec, order: list[str]) -> tuple[float, float]:
     """Median centre distance and rotation angle (degrees) between consecutive keyframes of ``order``."""
     if len(order) < 2:
         return 0.0, 0.0
-    poses = [np.asarray(rec.find_image_with_name(n).cam_from_world().matrix()) for n in order]
-    centres = np.array([-P[:, :3].T @ P[:, 3] for P in poses])
-    angles = [rotation_angle_deg(p[:, :3], q[:, :3]) for p, q in zip(poses[:-1], poses[1:])]
-    return float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1))), float(np.median(angles))
+    at = centres(rec)
+    rots = [np.asarray(rec.find_image_with_name(n).cam_from_world().rotation.matrix()) for n in order]
+    angles = [rotation_angle_deg(p, q) for p, q in zip(rots[:-1], rots[1:])]
+    steps = np.linalg.norm(np.diff([at[n] for n in order], axis=0), axis=1)
+    return float(np.median(steps)), float(np.median(angles))
 
 
 def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, peak_scale: float) -> None:
@@ -122,11 +125,13 @@ def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, pea
             cfg.features)
 
 
-def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any]):
+def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any], seen: dict[str, Any]):
     """[M, 2] probe pixels, [M, 3] model points, [M] side (0: keyframe before, 1: after), or None.
 
     The keyframe's matched keypoints are found among the model's observations by position, not index:
     a rescue may have extracted the database's features again after the kept model was solved.
+    ``seen``: keyframe name -> (KD-tree of its observations, their point ids), filled as needed (a
+    keyframe serves the probes on both of its sides).
     """
     from scipy.spatial import cKDTree
 
@@ -140,15 +145,18 @@ def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any]):
         kid = ids.get(kname)
         if img is None or not img.has_pose or kid is None or not db.exists_two_view_geometry(pid, kid):
             return None
+        if kname not in seen:
+            obs_xy, obs_ids = observed(img)
+            seen[kname] = (cKDTree(obs_xy) if len(obs_ids) else None, obs_ids)
+        tree, obs_ids = seen[kname]
         m = np.asarray(db.read_two_view_geometry(pid, kid).inlier_matches).reshape(-1, 2)
-        obs = [(p.xy, p.point3D_id) for p in img.points2D if p.has_point3D()]
-        if not len(m) or not obs:
+        if not len(m) or tree is None:
             continue
-        dist, at = cKDTree(np.array([o[0] for o in obs])).query(np.asarray(db.read_keypoints(kid))[m[:, 1], :2])
+        dist, at = tree.query(np.asarray(db.read_keypoints(kid))[m[:, 1], :2])
         for i, d, k in zip(m[:, 0], dist, at):
             if d < 0.5:
                 xy.append(kp[i])
-                xyz.append(rec.points3D[obs[k][1]].xyz)
+                xyz.append(rec.points3D[int(obs_ids[k])].xyz)
                 side.append(s)
     return np.array(xy).reshape(-1, 2), np.array(xyz).reshape(-1, 3), np.array(side, int)
 
@@ -208,10 +216,11 @@ def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]
     db = pycolmap.Database.open(ws.probe_database_path)
     try:
         ids = {img.name: img.image_id for img in db.read_all_images()}
+        seen: dict[str, Any] = {}
         for p in probes:
             row: dict[str, Any] = {"name": p["name"], "between": p["between"], "verdict": "untested"}
             info["results"].append(row)
-            found = _correspondences(db, rec, ids, p)
+            found = _correspondences(db, rec, ids, p, seen)
             row["correspondences"] = 0 if found is None else len(found[0])
             if found is None or len(found[0]) < MIN_CORRESPONDENCES:
                 continue

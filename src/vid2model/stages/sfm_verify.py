@@ -282,10 +282,16 @@ def _observations(rec) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(image id, observed pixels (M, 2), their 3D point ids (M,)) of every registered image."""
     out = []
     for i in rec.reg_image_ids():
-        obs = [(p.xy, p.point3D_id) for p in rec.image(i).points2D if p.has_point3D()]
-        if obs:
-            out.append((i, np.array([o[0] for o in obs], float), np.array([o[1] for o in obs], np.int64)))
+        xy, pids = observed(rec.image(i))
+        if len(pids):
+            out.append((i, xy, pids))
     return out
+
+
+def observed(img) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels [M, 2] of an image's observations of triangulated points, and those points' ids [M]."""
+    obs = [(p.xy, p.point3D_id) for p in img.points2D if p.has_point3D()]
+    return np.array([o[0] for o in obs], float).reshape(-1, 2), np.array([o[1] for o in obs], np.int64)
 
 
 def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) -> float:
