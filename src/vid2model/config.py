@@ -77,6 +77,7 @@ class SfmConfig(_Choices):
 
     _bounds = {"max_features": (100, None), "min_verified_share": (0, 1), "max_focal_uncertainty": (0, None),
                "max_rotation_uncertainty_deg": (0, None),
+               "bridge_min_inliers": (0, None),
                "sequential_overlap": (1, None), "marker_size": (0, None), "known_distance": (0, None)}
 
     # xfeat: learned, needs onnxruntime + xfeat.onnx; aliked: known, refused with the reason (deformable conv)
@@ -104,6 +105,9 @@ class SfmConfig(_Choices):
     min_verified_share: float = 0.3
     allow_unverified: bool = False  # carry on with the unverified model (a warning instead of a refusal)
     probe_check: bool = True  # video: localise the held-out frames between keyframes; cut links they contradict
+    # video: two consecutive keyframes sharing fewer verified matches than this get the held-out frame between
+    # them added to the solve (a bridge; taken out of the model again before it is written). 0: never
+    bridge_min_inliers: int = 100
     # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
     # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
     max_focal_uncertainty: float = 0.01

@@ -76,10 +76,12 @@ def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool, video: bool
 
 
 def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
-             peak_scale: float = 1.0) -> dict[str, Any]:
+             peak_scale: float = 1.0, bridges: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Features into a fresh database; ``peak_scale`` scales SIFT's contrast threshold (the rescue's
-    denser features)."""
+    denser features). ``bridges``: those of ``names`` that are held-out frames (sfm_bridges)."""
     import pycolmap
+
+    from vid2model.stages import sfm_bridges
 
     if cfg.features != "sift":
         from vid2model.features import check_learned_features
@@ -100,7 +102,14 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         reader.camera_params = ",".join(str(v) for v in params + [0.0] * n_extra)
     mode = pycolmap.CameraMode.SINGLE if one_camera else pycolmap.CameraMode.AUTO
     info = {"camera_model": model, "shared_camera": one_camera, "focal_prior_px": focal}
-    F.extract(ws.database_path, ws.images_dir, names, cfg, mode, reader, peak_scale)
+    keyframes = [n for n in names if n not in bridges]
+
+    def features(scale: float) -> None:
+        F.extract(ws.database_path, ws.images_dir, keyframes, cfg, mode, reader, scale)
+        if bridges:
+            sfm_bridges.extract(ws.database_path, ws.probes_dir, [n for n in names if n in bridges], cfg, scale)
+
+    features(peak_scale)
     if cfg.features != "sift":
         return {**info, "features_per_image": _median_keypoints(ws), "low_contrast_features": False,
                 "sift_peak_scale": 1.0}
@@ -112,7 +121,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         log.info("only %d features per image: extracting again with a lower contrast threshold", n_kp)
         ws.database_path.unlink(missing_ok=True)
         peak_scale /= 3
-        F.extract(ws.database_path, ws.images_dir, names, cfg, mode, reader, peak_scale)
+        features(peak_scale)
         renumber_images(ws.database_path, names)
         n_kp, relaxed = _median_keypoints(ws), True
     return {**info, "features_per_image": n_kp, "low_contrast_features": relaxed, "sift_peak_scale": peak_scale}
@@ -161,7 +170,8 @@ def _widen(ws: Workspace, names: list[str], missing: list[str], done: set[tuple[
 
 
 def _densify(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig, done: set[tuple[int, int]],
-             cam_info: dict[str, Any], exclude: set[tuple[str, str]] = frozenset()) -> bool:
+             cam_info: dict[str, Any], exclude: set[tuple[str, str]] = frozenset(),
+             bridges: frozenset[str] = frozenset()) -> bool:
     """Rescue step: guided re-matching of every pair tried so far (less ``exclude``, name pairs found to
     be false links), on denser features (contrast threshold a third again) when the views kept few.
     False when there is nothing to gain (learned features)."""
@@ -173,7 +183,8 @@ def _densify(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
         log.info("few features per image (%d): extracting denser ones", cam_info["features_per_image"])
         ws.database_path.unlink(missing_ok=True)
         scale = 1 / 9 if cam_info.get("low_contrast_features") else 1 / 3  # /3 more than the last extraction
-        cam_info.update(_extract(ws, names, kf, dataclasses.replace(cfg, min_keypoints=0), peak_scale=scale),
+        cam_info.update(_extract(ws, names, kf, dataclasses.replace(cfg, min_keypoints=0), peak_scale=scale,
+                                 bridges=bridges),
                         low_contrast_features=True)
     else:
         import pycolmap
@@ -236,6 +247,31 @@ def _pairs_and_match(ws: Workspace, names: list[str], video: bool, cfg: SfmConfi
     return {"strategy": strategy, "n_pairs": len(done), "fallback_pairs": added}
 
 
+def _bridge(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig, done: set[tuple[int, int]],
+            cam_info: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """Add the held-out frame between each weakly linked pair of consecutive keyframes to the solve
+    (stages.sfm_bridges). Returns the images to solve in capture order (``done`` re-indexed to it), the
+    bridges' probe records and counts."""
+    from vid2model.stages import sfm_bridges as B
+
+    if cfg.bridge_min_inliers <= 0 or cfg.features != "sift" or not kf.get("probes") or not ws.probes_dir.is_dir():
+        return names, [], {}
+    weak = B.weak_links(ws.database_path, names, cfg.bridge_min_inliers)
+    chosen = [p for p in B.choose(kf["probes"], weak) if (ws.probes_dir / p["name"]).exists()]
+    if not chosen:
+        return names, [], {"weak_links": len(weak), "bridges": 0}
+    order = B.in_order(names, chosen)
+    at = {n: i for i, n in enumerate(order)}
+    remapped = {(at[names[a]], at[names[b]]) for a, b in done}
+    done.clear()
+    done.update(remapped)
+    B.extract(ws.database_path, ws.probes_dir, [p["name"] for p in chosen], cfg, cam_info["sift_peak_scale"])
+    _match(ws, order, B.pairs(order, {p["name"] for p in chosen}), done, cfg.features)
+    log.info("%d of %d keyframe links are weak: the frames between them join the solve", len(chosen),
+             len(names) - 1)
+    return order, chosen, {"weak_links": len(weak), "bridges": len(chosen)}
+
+
 def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, Any]:
     """Rotate/translate (and scale) the model into the scene frame, in place."""
     import pycolmap
@@ -294,27 +330,35 @@ def _pixel_aspect(rec) -> float:
 
 
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
-                cam_info: dict[str, Any] | None = None) -> dict[str, Any]:
+                cam_info: dict[str, Any] | None = None, bridges: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
-    do not confirm, refuse a model that keeps too little, and write the verdict for the report."""
+    do not confirm, refuse a model that keeps too little, and write the verdict for the report.
+
+    ``names``: the images solved, in capture order, ``bridges`` among them (judged like keyframes,
+    counted apart)."""
     from vid2model.stages.sfm_verify import focal_uncertainty, rotation_uncertainty, spans, verify_model
 
-    times = {k["name"]: k.get("timestamp") for k in kf.get("keyframes", [])}
+    bridged = {p["name"] for p in bridges}
+    keyframes = [n for n in names if n not in bridged]
+    times = {k["name"]: k.get("timestamp") for k in [*kf.get("keyframes", []), *bridges]}
     probe = None
-    if cfg.probe_check and kf.get("probes") and ws.probes_dir.is_dir():
+    held_out = [p for p in kf.get("probes", []) if p["name"] not in bridged]
+    if cfg.probe_check and held_out and ws.probes_dir.is_dir():
         from vid2model.stages.sfm_probes import probe_test
 
-        probe = probe_test(ws, rec, names, kf["probes"], cfg, (cam_info or {}).get("sift_peak_scale", 1.0),
-                           {k["name"]: k["index"] for k in kf.get("keyframes", []) if "index" in k})
+        probe = probe_test(ws, rec, names, held_out, cfg, (cam_info or {}).get("sift_peak_scale", 1.0),
+                           {k["name"]: k["index"] for k in [*kf.get("keyframes", []), *bridges] if "index" in k})
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified,
                          links=probe["links"] if probe else ())
+    check["dropped"] = [n for n in check["dropped"] if n not in bridged]
+    check["bridges"] = sorted(bridged)
     if probe:
         check["probes"] = probe
         check["broken_links"] = [f"{times.get(a) or 0:.1f}-{times.get(b) or 0:.1f} s"
                                  for a, b, _, ok in probe["links"] if not ok]
-    confirmed = {rec.image(i).name for i in rec.reg_image_ids()} - set(check["dropped"])
-    check["unplaced_spans"] = spans(names, set(names) - confirmed, times)
-    need = max(3, int(np.ceil(cfg.min_verified_share * len(names))))
+    confirmed = {rec.image(i).name for i in rec.reg_image_ids()} - set(check["dropped"]) - bridged
+    check["unplaced_spans"] = spans(keyframes, set(keyframes) - confirmed, times)
+    need = max(3, int(np.ceil(cfg.min_verified_share * len(keyframes))))
     ok = len(confirmed) >= need
     check["focal_std_rel"] = round(focal_uncertainty(rec), 5) if ok and cfg.max_focal_uncertainty > 0 else None
     loose = check["focal_std_rel"] is not None and check["focal_std_rel"] > cfg.max_focal_uncertainty
@@ -331,11 +375,11 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     msg = ""
     if not ok:
         where = "; ".join(check["unplaced_spans"][:6]) or "everywhere"
-        msg = (f"the cameras cannot be trusted: only {len(confirmed)} of {len(names)} keyframes are placed where their "
+        msg = (f"the cameras cannot be trusted: only {len(confirmed)} of {len(keyframes)} keyframes are placed where their "
                f"own image pairs confirm (not confirmed: {where}). Film again more slowly, with more overlap "
                f"and texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
     elif loose:
-        whole = spans(names, set(names), times)[0]
+        whole = spans(keyframes, set(keyframes), times)[0]
         msg = (f"the cameras cannot be trusted: this capture leaves the lens's focal length uncertain by "
                f"{100 * check['focal_std_rel']:.1f} % (all of {whole}), and every camera angle inherits that error. "
                f"{_focal_advice(rec)} (or --set sfm.allow_unverified=true to carry on regardless)")
@@ -360,10 +404,11 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
         what = "kept anyway (sfm.allow_unverified)" if cfg.allow_unverified and check["dropped"] else \
             "kept the largest verified part"
         log.warning("%s: %d of %d keyframes confirmed by their image pairs; not confirmed: %s", what, len(confirmed),
-                    len(names), "; ".join(check["unplaced_spans"][:6]))
+                    len(keyframes), "; ".join(check["unplaced_spans"][:6]))
     return {"camera_check": check["verdict"], "pairs_judged": check["pairs_judged"],
             "pairs_disagreeing": check["pairs_disagreeing"], "dropped_unverified": check["dropped"],
             "dropped_spans": check["unplaced_spans"], "focal_std_rel": check["focal_std_rel"],
+            **({"bridges": len(bridged)} if bridged else {}),
             **({"probes_tested": check["probes"]["tested"], "probes_agreeing": check["probes"]["agreeing"],
                 "links_contradicted": check["broken_links"]} if "probes" in check else {})}
 
@@ -397,14 +442,25 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         match_info = _pairs_and_match(ws, names, video, cfg, done)
         t["matching_s"] = round(time.perf_counter() - t0, 2)
         match_info.update(check_pairs(ws.database_path))
+        keyframes = names
+        if video:
+            names, bridges, bridge_info = _bridge(ws, names, kf, cfg, done, cam_info)
+            match_info.update(bridge_info)
+        else:
+            bridges = []
+        bridged = frozenset(p["name"] for p in bridges)
         b.advance()
         rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.mapping_dir, cfg,
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
-                              lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude))
+                              lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude, bridged))
         t["mapping_s"] = map_info.pop("mapping_s")
         check_solution(rec)
-        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info))
-        map_info.update(check_motion(ws.database_path, rec, len(names)))
+        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges))
+        if bridged:
+            from vid2model.stages.sfm_bridges import remove
+
+            map_info["bridges_placed"] = remove(rec, bridged)
+        map_info.update(check_motion(ws.database_path, rec, len(keyframes)))
         b.advance()
         t0 = time.perf_counter()
         scene = _scene_frame(ws, rec, video, cfg)
@@ -416,8 +472,8 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
             pycolmap.undistort_images(tmp, ws.sparse_dir, ws.images_dir)
         t["outputs_s"] = round(time.perf_counter() - t0, 2)
         b.advance()
-    summary = {"n_images": len(names), "n_registered": rec.num_reg_images(),
-               "registered_share": round(rec.num_reg_images() / len(names), 4),
+    summary = {"n_images": len(keyframes), "n_registered": rec.num_reg_images(),
+               "registered_share": round(rec.num_reg_images() / len(keyframes), 4),
                "mean_reproj_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
                "n_points": int(rec.num_points3D()), "features": cfg.features, **cam_info, **match_info, **map_info, **t,
                "scale": scene["scale"], "scale_source": scene["scale_source"],
