@@ -98,9 +98,13 @@ def build_report(ws: Workspace) -> dict[str, Any]:
         log.warning("coverage section skipped: %s", exc)
         data["coverage"] = None
     check = ws.read_json(ws.camera_check_json, default=None)
-    data["camera_check"] = {k: check.get(k) for k in ("verdict", "pairs_judged", "pairs_disagreeing",
-                                                     "unplaced_spans", "focal_std_rel", "reason")} \
-        if isinstance(check, dict) else None
+    data["camera_check"] = None
+    if isinstance(check, dict):
+        data["camera_check"] = {k: check.get(k) for k in ("verdict", "pairs_judged", "pairs_disagreeing",
+                                                         "unplaced_spans", "focal_std_rel", "reason", "broken_links")}
+        probes = check.get("probes") or {}
+        data["camera_check"].update(probes_tested=probes.get("tested"), probes_agreeing=probes.get("agreeing"),
+                                    bridges=len(check.get("bridges") or []))
     data["exports"] = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
     data["viewer"] = "../site/index.html" if (ws.root / "site" / "index.html").exists() else None
     ws.write_json(ws.report_json, data)
@@ -157,6 +161,15 @@ def _html(d: dict[str, Any]) -> str:
         cov_html += (f"<p id='camera-check' class='{e(str(chk.get('verdict')))}'>Camera check: "
                      f"{e(verdict.get(chk.get('verdict'), str(chk.get('verdict'))))} "
                      f"({chk.get('pairs_judged')} image pairs judged, {chk.get('pairs_disagreeing')} disagree).</p>")
+        if chk.get("probes_tested"):
+            broken = "; ".join(chk.get("broken_links") or [])
+            cov_html += (f"<p id='held-out'>Frames held out of the solve: {chk['probes_agreeing']} of "
+                         f"{chk['probes_tested']} sit where the cameras say"
+                         + (f"; the link between keyframes is contradicted at {e(broken)}" if broken else "")
+                         + ".</p>")
+        if chk.get("bridges"):
+            cov_html += (f"<p id='bridges'>{chk['bridges']} frames between keyframes that shared few matches "
+                         "joined the solve (film more slowly where views change fast).</p>")
     links = [f"<a href='../export/{e(x)}'>{e(x)}</a>" for x in d.get("exports", [])]
     if d.get("viewer"):
         links.insert(0, f"<a href='{e(d['viewer'])}'>interactive viewer</a>")
