@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +84,7 @@ def filmed(seed: str):
 def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     cap, root, gen = filmed(seed)
     ws = root / f"ws-{preset}"
+    shutil.rmtree(ws, ignore_errors=True)  # a workspace keeps the settings it was run with: start clean
     extra = [a for s in sets for a in ("--set", s)]
     row = {"seed": seed, "label": f"seed {seed}: {cap.label.split(': ', 1)[1]}", "deg_per_frame": cap.deg_per_frame,
            "n_frames": cap.config.n_frames, "path": cap.config.path}

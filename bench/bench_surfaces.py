@@ -142,33 +142,37 @@ def plain_recall(gt: dict, mesh_pts_gt: np.ndarray, samples: np.ndarray, size: f
             "recall_textured": float(near[~plain].mean()) if (~plain).any() else None}
 
 
-def _reuse_cameras(src: Path, dst: Path) -> bool:
-    """Copy ``src``'s ingest and camera solution into a fresh ``dst`` (dense and mesh are not copied), so
-    that a variant of the surface stages is compared on the very same cameras. False when ``src`` has none."""
+def _reuse_cameras(src: Path, dst: Path, keep_dense: bool = False) -> bool:
+    """Copy ``src``'s ingest and camera solution (and its depth maps with ``keep_dense``) into a fresh
+    ``dst``, so that a variant of the surface stages is compared on the very same cameras. False when
+    ``src`` has none."""
     import shutil
 
     if not (src / "sparse").is_dir() or not (src / "dense" / "sparse").is_dir():
         return False
+    if keep_dense and not (src / "dense" / "fused.ply").exists():
+        return False
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, ignore=lambda d, names: [n for n in names if Path(d) == src and n in ("mesh", "texture")]
-                    + [n for n in names if Path(d) == src / "dense" and n not in ("sparse", "images")])
+                    + [n for n in names if Path(d) == src / "dense" and n not in ("sparse", "images")
+                       and not keep_dense])
     return True
 
 
-def run_one(seed: int, preset: str, timeout: float, sets: list[str], variant: str = "") -> dict:
+def run_one(seed: int, preset: str, timeout: float, sets: list[str], variant: str = "", mesh_only: bool = False) -> dict:
     cap, root, gen = filmed(str(seed))
     base = root / f"ws-surf-{preset}"
     ws = root / f"ws-surf-{preset}-{variant}" if variant else base
     extra = [a for s in sets for a in ("--set", s)]
     row = {"seed": seed, "capture": cap.label.split(": ", 1)[1], "n_frames": cap.config.n_frames}
-    if variant and _reuse_cameras(base, ws):
+    if variant and _reuse_cameras(base, ws, mesh_only):
         code, msg, times = 0, "", {}
     else:
         code, msg, dt = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q", *extra,
                              timeout=timeout)
         times = {"ingest": dt}
     for stage in ("sfm", "dense", "mesh"):
-        if stage == "sfm" and not times:  # cameras reused
+        if not times and (stage == "sfm" or (stage == "dense" and mesh_only)):  # reused
             continue
         if code != 0:
             break
@@ -221,6 +225,8 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="comma-separated seeds instead of the first --count texture-poor")
     ap.add_argument("--variant", default="", help="run dense and mesh (with --set) on a copy of the default "
                     "run's cameras, in ws-surf-<preset>-<variant>")
+    ap.add_argument("--mesh-only", action="store_true", help="with --variant: reuse the default run's depth maps "
+                    "too and run the mesh stage alone")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
     ap.add_argument("--rescore", action="store_true", help="with --tables-from: score the finished runs again")
@@ -244,7 +250,7 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else texture_poor_seeds(args.count, args.start)
     for seed in seeds:
         t0 = time.perf_counter()
-        row = run_one(seed, args.preset, args.timeout, args.sets, args.variant)
+        row = run_one(seed, args.preset, args.timeout, args.sets, args.variant, args.mesh_only)
         rows.append(row)
         print(f"[{time.perf_counter() - t0:5.0f} s] seed {seed}: {row['outcome']} mesh F1 {row.get('mesh_f1')} "
               f"F05 {row.get('mesh_f05')} holes {row.get('holes')} {row.get('reason', '')}", flush=True)

@@ -205,12 +205,25 @@ def test_keyframes_keep_the_orbit_linked(backdrop):
     bursts, azimuth, frames, keyframes = backdrop
     assert not [k for k in keyframes for a, b in bursts if a <= k < b]
     assert keyframes[0] <= 2 and keyframes[-1] >= 141
-    # the whole-frame judgement skipped 57.5 degrees at the wall. Measured 20 degrees; over a burst of 15 degrees,
-    # where the farthest sharp frame within max_gap_steps is taken, 27.5 on one CPU and 32.5 on another (AVX2
-    # only: the frame after the burst's sharpest neighbour wins a near-tie); the link itself is asserted below
-    assert np.diff(azimuth[keyframes]).max() <= (35.0 if bursts else 25.0)
+    # the whole-frame judgement skipped 57.5 degrees at the wall, image motion alone 20 degrees (it barely moves
+    # where the view turns to a plain backdrop). With the view's turn counted: measured 7.5 degrees, and 17.5 over
+    # the 15-degree burst at the backdrop (the first sharp frame past it); bounds two frames (5 degrees) above
+    assert np.diff(azimuth[keyframes]).max() <= (22.5 if bursts else 12.5)
     survival = {r["index"]: r["track_survival"] for r in frames["frames"]}
     assert min(survival[k] for k in keyframes[1:]) >= IngestConfig().min_track_survival  # measured 0.53
+
+
+def test_the_turn_of_the_view_is_estimated_from_the_tracks(backdrop):
+    """An orbit keeps the object mid-view: the image barely moves while the view turns 2.5 degrees a frame."""
+    bursts, azimuth, frames, _ = backdrop
+    turn = np.array([r["turn_deg"] for r in frames["frames"]])
+    true = azimuth - azimuth[0]
+    step = np.diff(turn)
+    assert np.all(step >= 0)
+    assert abs(np.median(step[step > 0]) / 2.5 - 1) < 0.2  # measured 2.08 a frame in the capture with bursts
+    # measured: 351 of 357.5 degrees; with bursts 292 (the blurred frames break the tracks, and a span no track
+    # crosses adds nothing: an estimate too low only leaves keyframes to the image motion, as before)
+    assert turn[-1] >= (0.75 if bursts else 0.95) * true[-1] and turn[-1] <= 1.05 * true[-1]
 
 
 def test_backdrop_orbit_solves_correctly(tmp_path):

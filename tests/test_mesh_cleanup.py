@@ -415,3 +415,41 @@ def test_isolate_by_views_grows_the_core_into_connected_parts_seen_by_few_views(
     assert len(C.arrays(out)[1]) == 2 * (n - 1)  # and not the separate piece
     cut = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, np.zeros(3))
     assert C.arrays(cut)[0][:, 0].max() < 1.1
+
+
+def _grid(x0: float, x1: float, y0: float, y1: float, z: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
+    V = np.stack([xs.ravel(), ys.ravel(), np.full(n * n, z)], 1)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    return V, np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+
+
+def test_free_space_carving_drops_what_views_saw_through_and_keeps_unmeasured_surface():
+    """A floor whose middle is plain (no depth measured there) and two floating sheets: one over measured
+    floor, which every view sees through, goes; one just over the plain middle stays (nothing the views
+    measured lies behind it), and so does the whole floor."""
+    cams = _ring_cams(np.zeros(3))
+    views = []
+    for K, R, t, w, h in cams:
+        c = -R.T @ t
+        uu, vv = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)  # pixel centres
+        rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones_like(uu)], -1) @ R
+        s = -c[2] / rays[..., 2]  # depth along the optical axis where the ray meets the floor z = 0
+        hit = c + s[..., None] * rays
+        depth = np.where((s > 0) & (np.abs(hit[..., :2]) <= 1.5).all(-1), s, 0.0)
+        depth[(np.abs(hit[..., :2]) < 0.4).all(-1)] = 0.0  # the plain middle: no measurement
+        views.append((K, R, t, w, h, depth[::2, ::2]))  # depth maps at half the image size
+    floor = _grid(-1.5, 1.5, -1.5, 1.5, 0.0, 61)
+    over_measured = _grid(0.6, 1.0, -0.2, 0.2, 0.2, 9)
+    over_plain = _grid(-0.2, 0.2, -0.2, 0.2, 0.02, 9)  # low: the views see past it onto the plain middle only
+    parts = [floor, over_measured, over_plain]
+    offs = np.cumsum([0] + [len(p[0]) for p in parts])
+    V = np.vstack([p[0] for p in parts])
+    F = np.vstack([p[1] + o for p, o in zip(parts, offs)])
+    votes = C.free_space_votes(V, views, margin=0.03, min_gap=0.01)
+    assert (votes[: offs[1]] >= 2).sum() == 0  # no floor vertex is seen through by two views
+    assert (votes[offs[1]: offs[2]] >= 2).all()  # every vertex of the sheet over measured floor is
+    assert (votes[offs[2]:] == 0).all()  # the plain middle says nothing about the sheet above it
+    out = C.carve_free_space(C.to_o3d(V, F), views, margin=0.03, min_gap=0.01, min_views=2)
+    assert len(C.arrays(out)[1]) == len(floor[1]) + len(over_plain[1])

@@ -46,7 +46,8 @@ class IngestConfig(_Choices):
 
     _bounds = {"max_side": (64, None), "analysis_side": (64, None), "jpeg_quality": (1, 100),
                "target_keyframes": (0, None), "min_keyframes": (3, None), "max_keyframes": (3, None),
-               "keyframe_step": (1e-4, None), "analysis_fps": (0, None), "min_track_survival": (0, 1)}
+               "keyframe_step": (1e-4, None), "analysis_fps": (0, None), "min_track_survival": (0, 1),
+               "keyframe_max_deg": (0, None)}
 
     max_side: int = 1280  # working resolution (long side) of images/
     analysis_side: int = 320  # resolution at which frames are scored
@@ -62,6 +63,8 @@ class IngestConfig(_Choices):
     # keyframes skip ~55 degrees of orbit where the view turned to a plain wall (0.2 of the tracks left), and
     # camera solving failed there. Synthetic captures keep 0.45-0.9 at the usual spacing, ~0.4 over a blur burst
     min_track_survival: float = 0.3
+    # a turn of the view by this many degrees (estimated from the tracks) counts as one keyframe_step; 0 = ignore
+    keyframe_max_deg: float = 5.0
     fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
     static_motion: float = 0.05  # net image motion (fraction of diagonal) under which the camera is static
     analysis_fps: float = 30.0  # frames scored per second at most (0 = every frame)
@@ -203,6 +206,10 @@ class MeshConfig(_Choices):
     # (closed over carve_close of the image diagonal) in carve_min_views views; 0 = keep it
     carve_close: float = 0.02
     carve_min_views: int = 2
+    # drop Poisson surface that carve_min_views depth maps saw through (measured depth farther than the surface's
+    # by more than free_space_margin of it); unmeasured, plain surface stays
+    carve_free_space: bool = False
+    free_space_margin: float = 0.03
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)

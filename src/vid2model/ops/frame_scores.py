@@ -104,6 +104,10 @@ class MotionTracker:
         # (T, 1, 2) where they were on the anchor frame (NaN: started after it)
         self.track_anchor = np.zeros((0, 1, 2), np.float32)
         self.track_first = np.zeros(0, int)  # (T,) the frame each started on
+        self.track_uid = np.zeros(0, int)  # (T,) a number for each track, never reused
+        self._next_uid = 0
+        self._seen: list[tuple[np.ndarray, np.ndarray]] = []  # per frame: (uids (T,), positions (T, 2)) alive on it
+        self.shape: tuple[int, int] | None = None
         self._ended: list[np.ndarray] = []  # (K, 2) first and last frame of lost tracks
 
     def _detect(self, u8: np.ndarray) -> np.ndarray | None:
@@ -140,6 +144,8 @@ class MotionTracker:
         self.track_pts = np.concatenate([self.track_pts, new])
         self.track_anchor = np.concatenate([self.track_anchor, np.full_like(new, np.nan)])
         self.track_first = np.concatenate([self.track_first, np.full(len(new), self.frame)])
+        self.track_uid = np.concatenate([self.track_uid, np.arange(self._next_uid, self._next_uid + len(new))])
+        self._next_uid += len(new)
 
     def spans(self) -> np.ndarray:
         """(T, 2) int: first and last frame (positions in update order) of every persistent track,
@@ -166,9 +172,11 @@ class MotionTracker:
         u8 = (np.clip(g, 0, 1) * 255).astype(np.uint8)
         focus = focus_map(g.astype(np.float32, copy=False))
         if self.prev is None:
+            self.shape = g.shape
             self.prev, self.prev_focus, self.fresh = u8, focus, self._detect(u8)
             self._replenish(g.shape)
             self._reanchor()
+            self._remember()
             return FrameMotion(0.0, 0.0, 1.0, float("nan"), len(self.track_pts))
         diag = float(np.hypot(*g.shape))
         diff = float(cv2.absdiff(u8, self.prev).mean() / 255.0)
@@ -202,7 +210,45 @@ class MotionTracker:
             disp = 0.0
             self._reanchor()
         self.prev, self.prev_focus = u8, focus
+        self._remember()
         return FrameMotion(motion, self.offset + disp, diff, step, len(self.track_pts))
+
+    def _remember(self) -> None:
+        self._seen.append((self.track_uid.copy(), self.track_pts.reshape(-1, 2).copy()))
+
+    def view_angles(self, focal_px: float | None = None, every: int = 4, min_points: int = 15) -> np.ndarray:
+        """(N,) degrees the camera has turned since the first frame, accumulated over every ``every`` frames.
+
+        The turn between frames ``every`` apart is the rotation of the essential matrix of the tracks they
+        share (focal length ``focal_px``, else that of a 65-degree lens across the long side). An orbit keeps
+        the object in the middle of the view, so its image barely moves while the view of it turns; this
+        says how far. Spans with fewer than ``min_points`` shared tracks add nothing (nothing to tell).
+        """
+        import cv2
+
+        n = len(self._seen)
+        out = np.zeros(n)
+        if n < 2 or self.shape is None:
+            return out
+        h, w = self.shape
+        f = focal_px or 0.5 * max(h, w) / np.tan(np.radians(32.5))
+        K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+        cv2.setRNGSeed(0)  # RANSAC: the same video gives the same keyframes
+        marks = list(range(0, n, every)) + ([n - 1] if (n - 1) % every else [])
+        for a, b in zip(marks[:-1], marks[1:]):
+            ua, pa = self._seen[a]
+            ub, pb = self._seen[b]
+            _, ia, ib = np.intersect1d(ua, ub, return_indices=True)
+            turn = 0.0
+            if len(ia) >= min_points:
+                E, inl = cv2.findEssentialMat(pa[ia].astype(np.float64), pb[ib].astype(np.float64), K,
+                                              method=cv2.RANSAC, prob=0.999, threshold=1.0)
+                if E is not None and E.shape == (3, 3) and inl is not None and int(inl.sum()) >= min_points:
+                    _, R, _, _ = cv2.recoverPose(E, pa[ia].astype(np.float64), pb[ib].astype(np.float64), K,
+                                                 mask=inl.copy())
+                    turn = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+            out[a + 1: b + 1] = out[a] + turn * np.arange(1, b - a + 1) / (b - a)
+        return out
 
     def _advance_tracks(self, prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray,
                         ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +286,7 @@ class MotionTracker:
             self._ended.append(np.stack([first, np.full(len(first), self.frame - 1)], 1))
         before = self.track_pts[kept]
         self.track_pts, self.track_anchor, self.track_first = nxt[kept], self.track_anchor[kept], self.track_first[kept]
+        self.track_uid = self.track_uid[kept]
         aged = self.track_first < self.frame - 1
         return before[aged], self.track_pts[aged]
 

@@ -52,11 +52,13 @@ class TrackSurvival:
 
 
 def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, max_gap: float,
-            linked: Callable[[int], int] | None = None) -> list[int]:
+            linked: Callable[[int], int] | None = None, gap_cum: np.ndarray | None = None) -> list[int]:
     """One pass of the walk along cumulative motion; see :func:`select_keyframes`.
 
     ``linked(k)``: the last position still sharing enough tracks with position k (none: no limit).
+    ``gap_cum``: the cumulative motion ``max_gap`` is measured on when skipping blurred frames (default ``cum``).
     """
+    gap_cum = cum if gap_cum is None else gap_cum
     n = len(cum)
     first = np.flatnonzero(cum <= cum[0] + 0.5 * step)
     pool = first[sharp[first]] if sharp[first].any() else first
@@ -77,11 +79,13 @@ def _greedy(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, step: float, ma
         if len(good):  # the sharpest frame of the neighbourhood
             picks.append(_sharpest(good, cum, rel, ideal, step))
             continue
-        # The neighbourhood is blurred: the farthest sharp frame still overlapping, if any.
-        reach = np.arange(k + 1, min(np.searchsorted(cum, c + max_gap, side="right"), end))
+        # The neighbourhood is blurred (or holds no frame: the views change faster than a step per frame): the
+        # first sharp frame past it within reach, so the gap the blur forces stays as small as it can
+        reach = np.arange(lo if len(win) else k + 1,
+                          min(np.searchsorted(gap_cum, gap_cum[k] + max_gap, side="right"), end))
         good = reach[sharp[reach]] if len(reach) else reach
         if len(good):
-            picks.append(int(good[-1]))
+            picks.append(int(good[0]))
         elif len(win):  # nothing sharp within reach: keep the chain connected with the least blurred
             picks.append(_sharpest(win, cum, rel, ideal, step))
         else:  # a single jump longer than the neighbourhood (too fast): take the next frame
@@ -97,17 +101,20 @@ def _linker(idx: np.ndarray, survival: TrackSurvival) -> Callable[[int], int]:
 def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float = 0.05, target: int = 0,
                      min_count: int = 8, max_count: int = 150, blur_threshold: float = 0.6,
                      max_gap_ratio: float = 4.0, candidates: np.ndarray | None = None,
-                     tracks: np.ndarray | None = None, min_survival: float = 0.3) -> list[int]:
+                     tracks: np.ndarray | None = None, min_survival: float = 0.3,
+                     angles: np.ndarray | None = None, max_angle: float = 0.0) -> list[int]:
     """Pick keyframe indices by walking along the accumulated camera motion.
 
     From each keyframe the next one is the sharpest frame whose motion since it lies in
     [0.5, 1.5] x ``step``: slow passages give few keyframes, fast ones many, and consecutive
     keyframes overlap. If that neighbourhood holds only blurred frames (``rel_sharp <
-    blur_threshold``), the farthest sharp frame within ``max_gap_ratio`` x ``step`` is taken
-    instead, so a blurred frame is chosen only when no sharp one keeps the chain overlapping.
+    blur_threshold``), the first sharp frame past it within ``max_gap_ratio`` x ``step`` (of image
+    motion) is taken instead, so a blurred frame is chosen only when no sharp one keeps the chain overlapping.
     With ``tracks``, a keyframe also comes before the share of the previous keyframe's tracks still
     alive falls under ``min_survival``, and blurred frames are skipped only as far as that holds:
     inside a long blurred span its least blurred frame is kept rather than a gap the tracks break.
+    With ``angles``, a turn of ``max_angle`` degrees counts as a ``step`` of motion (an orbit turns the
+    view while its image barely moves).
     With ``target`` (or when the automatic count falls outside [min_count, max_count]) the step
     is searched so the count lands on (or within) the wanted number.
 
@@ -124,11 +131,19 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
         tracks: (T, 2) int, first and last frame (positions in ``motion``) of every feature track
             (:meth:`MotionTracker.spans`); default: no limit from track survival.
         min_survival: share of a keyframe's tracks that must survive to the next keyframe.
+        angles: (N,) degrees the view has turned since the first frame (non-decreasing;
+            :meth:`MotionTracker.view_angles`); max_angle: the turn worth one ``step`` (0: ignore turns).
 
     Returns:
         Sorted frame indices (positions in ``motion``).
     """
     motion = np.nan_to_num(np.asarray(motion, float))
+    image_motion = motion
+    if angles is not None and max_angle > 0:
+        # a turn of max_angle counts as a step of image motion, so the walk (and its allowance for blurred
+        # frames) spaces keyframes by whichever of the two changes faster
+        turn = np.diff(np.nan_to_num(np.asarray(angles, float)), prepend=0.0)
+        motion = np.maximum(motion, np.maximum(turn, 0.0) * step / max_angle)
     rel = np.asarray(rel_sharp, float)
     n = len(motion)
     if n == 0:
@@ -137,6 +152,7 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     if len(idx) == 0:
         idx = np.arange(n)
     cum = np.concatenate([[0.0], np.cumsum(motion[1:])])[idx]
+    gap_cum = np.concatenate([[0.0], np.cumsum(image_motion[1:])])[idx]
     rel_c = rel[idx]
     sharp = rel_c >= blur_threshold
     total = float(cum[-1] - cum[0])
@@ -150,20 +166,20 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     gap = (step, max_gap_ratio)
     picks = None
     if tracks is not None:
-        picks = _walk(cum, rel_c, sharp, gap, counts, _linker(idx, TrackSurvival(tracks, min_survival)))
+        picks = _walk(cum, rel_c, sharp, gap, counts, _linker(idx, TrackSurvival(tracks, min_survival)), gap_cum)
     if picks is None or not counts[0] <= len(picks) <= counts[1]:
         # The wanted count wins over track survival: a long video under max_count needs wider spacing.
-        picks = _walk(cum, rel_c, sharp, gap, counts, None)
+        picks = _walk(cum, rel_c, sharp, gap, counts, None, gap_cum)
     return sorted({int(idx[p]) for p in picks})
 
 
 def _walk(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, gap: tuple[float, float], counts: tuple[int, int],
-          linked: Callable[[int], int] | None) -> list[int]:
+          linked: Callable[[int], int] | None, gap_cum: np.ndarray | None = None) -> list[int]:
     """:func:`_greedy` at ``gap`` = (step, max_gap_ratio); when the number of picks falls outside
     ``counts`` = (lo, hi), at the step that brings it closest to that range."""
     step, ratio = gap
     lo_n, hi_n = counts
-    picks = _greedy(cum, rel, sharp, step, ratio * step, linked)
+    picks = _greedy(cum, rel, sharp, step, ratio * step, linked, gap_cum)
     if lo_n <= len(picks) <= hi_n:
         return picks
     # Count falls (roughly) monotonically with the step: bisect in log space.
@@ -172,7 +188,7 @@ def _walk(cum: np.ndarray, rel: np.ndarray, sharp: np.ndarray, gap: tuple[float,
     best = picks
     for _ in range(40):
         m = 0.5 * (a + b)
-        p = _greedy(cum, rel, sharp, float(np.exp(m)), ratio * float(np.exp(m)), linked)
+        p = _greedy(cum, rel, sharp, float(np.exp(m)), ratio * float(np.exp(m)), linked, gap_cum)
         if abs(len(p) - np.clip(len(p), lo_n, hi_n)) < abs(len(best) - np.clip(len(best), lo_n, hi_n)):
             best = p
         if len(p) > hi_n:

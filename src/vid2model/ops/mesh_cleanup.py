@@ -6,6 +6,8 @@ vertex colours where open3d can.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 
@@ -196,6 +198,38 @@ def carve_outside_points(mesh, points: np.ndarray, cams: list, close_frac: float
         u, v, inb = _project(V, K, R, t, s, m.shape[1], m.shape[0])
         votes += inb & ~m[v, u]
     mesh.remove_vertices_by_mask(votes >= min_views)
+    return mesh
+
+
+def free_space_votes(V: np.ndarray, views: Iterable[tuple], margin: float, min_gap: float) -> np.ndarray:
+    """How many views saw past each vertex: [N] counts.
+
+    A view votes against a vertex when the vertex lands on a pixel whose measured depth lies farther than
+    the vertex's own by more than ``margin`` of it (and at least ``min_gap``): that view's ray passed
+    through the vertex to a surface behind, so nothing is there. Pixels without a measurement (plain,
+    texture-less surface) say nothing, so surface that fills a gap between measurements stays.
+
+    Args:
+        V: [N, 3] vertices; views: (K [3, 3], R [3, 3], t [3], width, height, depth [h, w]) with K for an
+            image of width x height and the depth map at any resolution (0 or non-finite: no measurement).
+    """
+    votes = np.zeros(len(V), np.int32)
+    for K, R, t, w, h, depth in views:
+        dh, dw = depth.shape
+        u, v, inb = _project(V, K, R, t, dw / w, dw, dh)
+        z = V @ R[2] + t[2]
+        d = depth[v, u]
+        seen = inb & np.isfinite(d) & (d > 0)
+        votes += seen & (d - z > np.maximum(margin * z, min_gap))
+    return votes
+
+
+def carve_free_space(mesh, views: Iterable[tuple], margin: float = 0.03, min_gap: float = 0.0, min_views: int = 2):
+    """Remove surface that at least ``min_views`` views saw through (:func:`free_space_votes`)."""
+    V, F = arrays(mesh)
+    if len(F) == 0:
+        return mesh
+    mesh.remove_vertices_by_mask(free_space_votes(V, views, margin, min_gap) >= min_views)
     return mesh
 
 

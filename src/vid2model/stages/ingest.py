@@ -59,11 +59,15 @@ def _relative_sharpness(rows: list[dict[str, Any]], window: int) -> np.ndarray:
 
 
 def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int,
-            tracks: np.ndarray | None = None) -> list[int]:
+            tracks: np.ndarray | None = None, angles: np.ndarray | None = None) -> list[int]:
     """Relative sharpness into ``rows`` and the positions of the keyframes among them.
 
-    ``tracks``: (T, 2) first and last row of every feature track, to keep consecutive keyframes linked.
+    ``tracks``: (T, 2) first and last row of every feature track, to keep consecutive keyframes linked;
+    ``angles``: (N,) degrees the view has turned since the first row, to keep keyframes this close.
     """
+    if angles is not None:
+        for r, a in zip(rows, angles):
+            r["turn_deg"] = round(float(a), 3)
     rel = _relative_sharpness(rows, window)
     for r, s in zip(rows, rel):
         r["rel_sharpness"] = round(float(s), 4)
@@ -72,7 +76,7 @@ def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int,
                              min_count=cfg.min_keyframes, max_count=cfg.max_keyframes,
                              blur_threshold=cfg.blur_threshold, max_gap_ratio=cfg.max_gap_steps,
                              candidates=~np.array([r["duplicate"] for r in rows]), tracks=tracks,
-                             min_survival=cfg.min_track_survival)
+                             min_survival=cfg.min_track_survival, angles=angles, max_angle=cfg.keyframe_max_deg)
     _mark_keyframes(rows, picks, motion, None if tracks is None else TrackSurvival(tracks, cfg.min_track_survival))
     return picks
 
@@ -157,7 +161,8 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
         raise UserError(f"{path.name} holds a single frame: a 3D model needs a video that moves around the object")
     duration = rows[-1]["timestamp"] - rows[0]["timestamp"]
     rate = (len(rows) - 1) / duration if duration > 0 else info.fps
-    picks = _choose(rows, cfg, window=max(15, round(cfg.sharpness_window_s * rate)), tracks=tracker.spans())
+    picks = _choose(rows, cfg, window=max(15, round(cfg.sharpness_window_s * rate)), tracks=tracker.spans(),
+                    angles=tracker.view_angles())
     found = capture_findings(rows, len(picks), cfg, video=True)
     found += _damage_findings(path, damaged)
     source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3),
@@ -256,7 +261,8 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
         r["name"] = p.name
     # Photos are chosen by the photographer: all are kept unless there are more than asked for.
     if len(files) > cfg.max_keyframes or cfg.target_keyframes:
-        picks = _choose(rows, cfg, window=max(15, len(rows) // 10), tracks=tracker.spans())
+        picks = _choose(rows, cfg, window=max(15, len(rows) // 10), tracks=tracker.spans(),
+                        angles=tracker.view_angles())
     else:
         _choose(rows, cfg, window=7)
         picks = list(range(len(files)))

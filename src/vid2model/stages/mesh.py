@@ -126,7 +126,17 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     if cfg.carve_close > 0 and views:  # ... and inside the cameras' view of the points
         cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
         mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), cams, cfg.carve_close, cfg.carve_min_views)
+    if cfg.carve_free_space and views:
+        mesh = C.carve_free_space(mesh, _depth_views(ws, views), cfg.free_space_margin, 2 * voxel, cfg.carve_min_views)
     return mesh, depth
+
+
+def _depth_views(ws: Workspace, views: list[View]):
+    """(K, R, t, width, height, depth map) of each view with a depth map, read one at a time."""
+    for v in views:
+        path = _depth_path(ws, v)
+        if path is not None:
+            yield v.K, v.R, v.t, v.width, v.height, np.nan_to_num(read_array(path), nan=0.0, posinf=0.0)
 
 
 def _write(mesh, path: Path) -> None:
