@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vid2model.camera import Camera
 from vid2model.config import MeshConfig
 from vid2model.ops import mesh_cleanup as C
 from vid2model.ops.metrics import fscore, sample_surface
@@ -354,7 +355,7 @@ def test_isolate_by_views_keeps_what_the_ring_of_cameras_sees(object_on_floor):
     for a in np.linspace(0, 2 * np.pi, 16, endpoint=False):
         eye = target + np.array([1.2 * np.cos(a), 1.2 * np.sin(a), 0.6])
         w2c = np.linalg.inv(look_at(eye, target))
-        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+        cams.append(Camera.from_world_to_cam(K, w2c, 320, 240))
     share = C.view_share(V, cams)
     assert share[np.linalg.norm(V - target, axis=1) < 0.2].min() == 1.0
     out = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, target)
@@ -373,7 +374,7 @@ def _ring_cams(target: np.ndarray, n: int = 12, dist: float = 2.5, height: float
     cams = []
     for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
         w2c = np.linalg.inv(look_at(target + np.array([dist * np.cos(a), dist * np.sin(a), height]), target))
-        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+        cams.append(Camera.from_world_to_cam(K, w2c, 320, 240))
     return cams
 
 
