@@ -105,3 +105,23 @@ def test_depth_warp_lands_where_projection_does():
     x = pix @ A.T * z[:, None] + b
     X = ref.unproject(pix[:, :2], z)
     np.testing.assert_allclose(x[:, :2] / x[:, 2:], src.project(X)[0], atol=1e-8)
+
+
+def test_lens_camera_follows_the_distortion_at_any_size():
+    pycolmap = pytest.importorskip("pycolmap")
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(pycolmap.Camera(model="SIMPLE_RADIAL", width=320, height=240,
+                                                    params=[250.0, 160.0, 120.0, -0.12], camera_id=1))
+    rec.add_image_with_trivial_frame(pycolmap.Image(name="a.png", camera_id=1, image_id=1),
+                                     pycolmap.Rigid3d(pycolmap.Rotation3d(_rot(0.2, 0.1)), np.array([0.0, 0.1, 0.2])))
+    image = rec.image(1)
+    c = Camera.from_colmap(image, image.camera, lens=True)
+    X = c.to_world(_points())
+    uv, z = c.project(X)
+    np.testing.assert_allclose(uv, np.asarray(image.camera.img_from_cam(c.to_cam(X))), atol=1e-9)
+    assert np.abs(uv - Camera(c.K, c.R, c.t, 320, 240).project(X)[0]).max() > 1.0  # the lens matters
+    np.testing.assert_allclose(c.unproject(uv, z), X, atol=1e-6)
+    big = c.scaled(2.0)
+    assert (big.width, big.height) == (640, 480)
+    np.testing.assert_allclose(big.project(X)[0], 2 * uv, atol=1e-9)
+    np.testing.assert_allclose(big.rays(2 * uv), c.rays(uv), atol=1e-9)

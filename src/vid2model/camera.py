@@ -28,6 +28,12 @@ def index_coords(uv: np.ndarray) -> np.ndarray:
     return uv - PIXEL_CENTRE
 
 
+def image_coords(xy: np.ndarray) -> np.ndarray:
+    """[..., 2] continuous array-index coordinates (OpenCV detectors' corners) -> image coordinates; the
+    inverse of :func:`index_coords`."""
+    return xy + PIXEL_CENTRE
+
+
 def pixel_index(uv: np.ndarray) -> np.ndarray:
     """[..., 2] image coordinates -> int64 (column, row) of the pixel they fall in (no bounds check)."""
     return np.floor(uv).astype(np.int64)
@@ -161,7 +167,11 @@ class Camera:
         return self.project_cam(Xc), Xc[..., 2]
 
     def rays(self, uv: np.ndarray) -> np.ndarray:
-        """[..., 2] image coordinates -> [..., 3] camera-frame rays with z = 1 (pinhole part only)."""
+        """[N, 2] image coordinates -> [N, 3] camera-frame rays with z = 1 (through the lens when there is one)."""
+        if self.lens is not None:
+            s = np.array([self.lens.width / self.width, self.lens.height / self.height])
+            xy = np.asarray(self.lens.cam_from_img(np.asarray(uv, np.float64) * s)).reshape(-1, 2)
+            return np.concatenate([xy, np.ones_like(xy[:, :1])], -1)
         return np.concatenate([uv, np.ones_like(uv[..., :1])], -1) @ np.linalg.inv(self.K).T
 
     def unproject(self, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
