@@ -18,8 +18,8 @@ from vid2model.camera import Camera
 from vid2model.ops.mvs.filtering import depth_seen_at
 
 
-def fill_levels(depth: np.ndarray, plain: np.ndarray, cam: Camera, up: np.ndarray, *, tol: float, max_depth: float, min_cos: float,
-                region: tuple[np.ndarray, float] | None = None, min_area: int = 150, min_rim: int = 30,
+def fill_levels(depth: np.ndarray, plain: np.ndarray, cam: Camera, up: np.ndarray, *, tol: float, max_depth: float,
+                min_cos: float, region: tuple[np.ndarray, float] | None = None, min_area: int = 150, min_rim: int = 30,
                 rim_share: float = 0.6, rim_px: int = 6) -> np.ndarray:
     """Depths (H, W) for the plain pixels without depth whose region's rim agrees on one horizontal level.
 
