@@ -71,8 +71,8 @@ def _iter_scene():
     views, pts, cols = _synth(WORK / "splat_iter", 480, 270, 4, 100_000)
     v = views[0]
     img = v.load()
-    np.savez(cache, img=img, K=v.K, viewmat=v.viewmat, pts=pts, cols=cols)
-    return img, v.K, v.viewmat, pts, cols
+    np.savez(cache, img=img, K=v.camera.K, viewmat=v.camera.world_to_cam, pts=pts, cols=cols)
+    return img, v.camera.K, v.camera.world_to_cam, pts, cols
 
 
 def bench_iter(n_iters: int, plain_reps: int = 2) -> dict:

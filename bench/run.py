@@ -233,7 +233,8 @@ def dense_micro(width: int = 640, height: int = 360, n_src: int = 4) -> dict:
     """One depth map (default-preset sweep) of a synthetic orbit view: our numba kernel vs the plain torch path."""
     import torch
 
-    from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
+    from vid2model.camera import Camera
+    from vid2model.ops.mvs.plane_sweep import sweep_depth
     from vid2model.synth import SynthConfig, make_scene, render_depth, render_views
     from vid2model.synth.camera import camera_path
 
@@ -245,7 +246,7 @@ def dense_micro(width: int = 640, height: int = 360, n_src: int = 4) -> dict:
     z = z[np.isfinite(z) & (z > 0)]
     lo, hi = 0.8 * float(np.percentile(z, 1)), 1.25 * float(np.percentile(z, 99))
     grays = [torch.from_numpy(np.asarray(im, np.float32).mean(-1) / 255.0) for im in imgs]
-    cams = [Cam(K, np.linalg.inv(m)[:3, :3], np.linalg.inv(m)[:3, 3]) for m in c2w]
+    cams = [Camera.from_cam_to_world(K, m, width, height) for m in c2w]
     out = {"resolution": [width, height], "sources": n_src}
     for impl in ("numba", "torch"):
         # compile / warm up on a crop

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vid2model.camera import Camera
 from vid2model.config import MeshConfig
 from vid2model.ops import mesh_cleanup as C
 from vid2model.ops.metrics import fscore, sample_surface
@@ -354,7 +355,7 @@ def test_isolate_by_views_keeps_what_the_ring_of_cameras_sees(object_on_floor):
     for a in np.linspace(0, 2 * np.pi, 16, endpoint=False):
         eye = target + np.array([1.2 * np.cos(a), 1.2 * np.sin(a), 0.6])
         w2c = np.linalg.inv(look_at(eye, target))
-        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+        cams.append(Camera.from_world_to_cam(K, w2c, 320, 240))
     share = C.view_share(V, cams)
     assert share[np.linalg.norm(V - target, axis=1) < 0.2].min() == 1.0
     out = C.isolate_by_views(C.to_o3d(V, F), share, 0.6, target)
@@ -373,7 +374,7 @@ def _ring_cams(target: np.ndarray, n: int = 12, dist: float = 2.5, height: float
     cams = []
     for a in np.linspace(0, 2 * np.pi, n, endpoint=False):
         w2c = np.linalg.inv(look_at(target + np.array([dist * np.cos(a), dist * np.sin(a), height]), target))
-        cams.append((K, w2c[:3, :3], w2c[:3, 3], 320, 240))
+        cams.append(Camera.from_world_to_cam(K, w2c, 320, 240))
     return cams
 
 
@@ -431,15 +432,14 @@ def test_free_space_carving_drops_what_views_saw_through_and_keeps_unmeasured_su
     measured lies behind it), and so does the whole floor."""
     cams = _ring_cams(np.zeros(3))
     views = []
-    for K, R, t, w, h in cams:
-        c = -R.T @ t
-        uu, vv = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)  # pixel centres
-        rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones_like(uu)], -1) @ R
-        s = -c[2] / rays[..., 2]  # depth along the optical axis where the ray meets the floor z = 0
+    for cam in cams:
+        c = cam.center
+        rays = cam.pixel_rays() @ cam.R  # [H, W, 3] world directions at unit depth along the optical axis
+        s = -c[2] / rays[..., 2]  # depth where the ray meets the floor z = 0
         hit = c + s[..., None] * rays
         depth = np.where((s > 0) & (np.abs(hit[..., :2]) <= 1.5).all(-1), s, 0.0)
         depth[(np.abs(hit[..., :2]) < 0.4).all(-1)] = 0.0  # the plain middle: no measurement
-        views.append((K, R, t, w, h, depth[::2, ::2]))  # depth maps at half the image size
+        views.append((cam, depth[::2, ::2]))  # depth maps at half the image size
     floor = _grid(-1.5, 1.5, -1.5, 1.5, 0.0, 61)
     over_measured = _grid(0.6, 1.0, -0.2, 0.2, 0.2, 9)
     over_plain = _grid(-0.2, 0.2, -0.2, 0.2, 0.02, 9)  # low: the views see past it onto the plain middle only

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from vid2model.camera import Camera
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
-from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
-                                         peel_rims, pixel_rays)
+from vid2model.ops.mvs.filtering import consistency, depth_normals, flat_fringe, incidence_cos, peel_rims
 from vid2model.ops.mvs.fusion import VoxelFusion
-from vid2model.ops.mvs.plane_sweep import Cam, sweep_depth
+from vid2model.ops.mvs.plane_sweep import sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
 
 
@@ -25,7 +25,7 @@ def small_views(synth_orbit):
     K[:2] *= 0.5
     imgs = render_views(s.config, K, 160, 120, c2w)
     depth = render_depth(s.config, K, 160, 120, c2w)
-    cams = [Cam(K, np.linalg.inv(m)[:3, :3], np.linalg.inv(m)[:3, 3]) for m in c2w]
+    cams = [Camera.from_cam_to_world(K, m, 160, 120) for m in c2w]
     grays = [torch.from_numpy(im.astype(np.float32).mean(-1) / 255) for im in imgs]
     return cams, grays, depth
 
@@ -59,9 +59,10 @@ def test_numba_scores_match_torch_scores():
         c, s = np.cos(a), np.sin(a)
         return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
-    ref = Cam(K, np.eye(3), np.zeros(3))
-    srcs = [Cam(K, rot(0.05), np.array([-0.2, 0.01, 0.0])), Cam(K, rot(-0.04), np.array([0.15, -0.02, 0.05])),
-            Cam(K, np.eye(3), np.array([0.3, 0, 0]))]
+    ref = Camera(K, np.eye(3), np.zeros(3), W, H)
+    srcs = [Camera(K, rot(0.05), np.array([-0.2, 0.01, 0.0]), W, H),
+            Camera(K, rot(-0.04), np.array([0.15, -0.02, 0.05]), W, H),
+            Camera(K, np.eye(3), np.array([0.3, 0, 0]), W + 6, H - 4)]
     r_img = torch.from_numpy(rng.random((H, W)).astype(np.float32))
     s_imgs = [torch.from_numpy(rng.random(sh).astype(np.float32)) for sh in ((H, W), (H, W), (H - 4, W + 6))]
     inv = torch.from_numpy((0.3 + 0.1 * rng.random((5, H, W))).astype(np.float32))
@@ -118,7 +119,7 @@ def test_backproject_inverts_projection():
     R = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
     t = np.array([0.1, -0.2, 0.3])
     depth = np.full((60, 80), 2.0)
-    X = backproject(depth, K, R, t)
+    X = Camera(K, R, t, 80, 60).backproject(depth)
     x = X @ R.T + t
     uv = x[..., :2] / x[..., 2:] * 100 + [40, 30]
     np.testing.assert_allclose(uv[10, 20], [20.5, 10.5], atol=1e-9)  # pixel centres at +0.5 (COLMAP)
@@ -129,13 +130,14 @@ def test_depth_normals_of_a_slanted_plane():
     K = np.array([[120.0, 0, 40], [0, 120.0, 30], [0, 0, 1]])
     n = np.array([0.3, -0.2, -1.0])
     n /= np.linalg.norm(n)  # facing the camera
-    rays = pixel_rays(60, 80, K)
+    cam = Camera(K, np.eye(3), np.zeros(3), 80, 60)
+    rays = cam.pixel_rays()
     depth = (-2.0 / (rays @ n)).astype(np.float32)  # plane n.X = -2
-    normals = depth_normals(depth, K, step=2)
+    normals = depth_normals(depth, cam, step=2)
     inner = normals[5:-5, 5:-5].reshape(-1, 3)
     np.testing.assert_allclose(inner, np.broadcast_to(n, inner.shape), atol=1e-4)
     assert np.all(normals[0] == 0) and np.all(normals[:, -1] == 0)
-    cos = incidence_cos(normals, K)
+    cos = incidence_cos(normals, cam)
     assert 0.9 < cos[30, 40] <= 1.0
 
 
@@ -144,10 +146,11 @@ def test_depth_normals_keep_the_rim_of_a_valid_region():
     K = np.array([[120.0, 0, 40], [0, 120.0, 30], [0, 0, 1]])
     n = np.array([0.3, -0.2, -1.0])
     n /= np.linalg.norm(n)
-    depth = (-2.0 / (pixel_rays(60, 80, K) @ n)).astype(np.float32)
+    cam = Camera(K, np.eye(3), np.zeros(3), 80, 60)
+    depth = (-2.0 / (cam.pixel_rays() @ n)).astype(np.float32)
     depth[:, 40:] = 0  # the right half has no depth
     depth[20:24, 10:14] = 0  # and a small hole
-    normals = depth_normals(depth, K, step=2)
+    normals = depth_normals(depth, cam, step=2)
     rim = normals[5:-5, 38:40].reshape(-1, 3)  # last valid columns: no right neighbour
     np.testing.assert_allclose(rim, np.broadcast_to(n, rim.shape), atol=1e-4)
     around = normals[18:26, 8:16][depth[18:26, 8:16] > 0]
@@ -156,14 +159,13 @@ def test_depth_normals_keep_the_rim_of_a_valid_region():
 
 
 def test_sweep_planes_follow_the_pixel_motion_of_the_range():
-    from vid2model.ops.mvs.plane_sweep import Cam
     from vid2model.ops.mvs.view_selection import sweep_planes
 
     K = np.array([[200.0, 0, 100], [0, 200.0, 75], [0, 0, 1]])
-    ref = Cam(K, np.eye(3), np.zeros(3))
+    ref = Camera(K, np.eye(3), np.zeros(3), 200, 150)
 
     def src(baseline):  # camera shifted along x, same orientation: disparity = f * b / z
-        return Cam(K, np.eye(3), np.array([-baseline, 0.0, 0.0]))
+        return Camera(K, np.eye(3), np.array([-baseline, 0.0, 0.0]), 200, 150)
 
     # centre pixel, depths 2..8: disparity 200 b (1/2 - 1/8) = 75 b full-res pixels, 37.5 b at half resolution
     assert sweep_planes(ref, [src(0.1)], 2.0, 8.0, (200, 150), 32, 256, 2.0) == 32  # 3.75 px: the minimum
@@ -203,17 +205,17 @@ def test_covisibility_and_depth_ranges():
     cv = covisibility(tracks, 3)
     assert cv[0, 1] == 2 and cv[1, 2] == 1 and cv[0, 2] == 1 and cv[0, 0] == 0
     pts = np.array([[0, 0, z] for z in np.linspace(2, 4, 20)])
-    R = np.eye(3)[None].repeat(2, 0)
-    t = np.zeros((2, 3))
-    t[1, 2] = -10.0  # every point behind the second camera
-    r = depth_ranges(pts, [np.array([0])] * 20, R, t, fallback=(0.5, 9.0))
+    K = np.eye(3)
+    cams = [Camera(K, np.eye(3), np.zeros(3), 1, 1),
+            Camera(K, np.eye(3), np.array([0.0, 0.0, -10.0]), 1, 1)]  # every point behind the second camera
+    r = depth_ranges(pts, [np.array([0])] * 20, cams, fallback=(0.5, 9.0))
     assert r[0][0] < 2.0 and 4.0 < r[0][1] < 7.0
     assert r[1] == (0.5, 9.0)
 
 
 def test_depth_range_of_a_distant_compact_object_stays_near_it():
     pts = np.array([[0, 0, z] for z in np.linspace(3.3, 3.8, 50)])
-    (lo, hi), = depth_ranges(pts, [np.array([0])] * 50, np.eye(3)[None], np.zeros((1, 3)))
+    (lo, hi), = depth_ranges(pts, [np.array([0])] * 50, [Camera(np.eye(3), np.eye(3), np.zeros(3), 1, 1)])
     # bounded by the depth spread (0.5), not by the 0.6 / 1.5 factors that suit deep scenes (2.0 / 5.7)
     assert 2.7 < lo < 3.3 and 3.8 < hi < 4.4
 
@@ -316,7 +318,7 @@ def test_silhouette_iou():
     assert silhouette_iou(a, b) == pytest.approx(25 / 75)
 
 
-def _two_planes(cam: Cam, W: int = 128, H: int = 96) -> tuple[np.ndarray, np.ndarray]:
+def _two_planes(cam: Camera, W: int = 128, H: int = 96) -> tuple[np.ndarray, np.ndarray]:
     """Grey image and z-depth of a textured square (|X|, |Y| < 0.5 at z = 2) before a textured wall (z = 4)."""
     v, u = np.mgrid[0:H, 0:W] + 0.5
     rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(cam.K).T @ cam.R  # world directions
@@ -342,8 +344,9 @@ def test_propagation_undoes_foreground_fattening(impl):
     """The half-resolution sweep smears the square's depth onto the wall beside it; scoring the estimates of
     pixels further out (propagate) takes most of that band back."""
     K = np.array([[110.0, 0, 64], [0, 110.0, 48], [0, 0, 1]])
-    ref = Cam(K, np.eye(3), np.zeros(3))
-    srcs = [Cam(K, np.eye(3), np.array(t, float)) for t in ((-0.3, 0, 0), (0.3, 0, 0), (0, -0.3, 0), (0, 0.3, 0))]
+    ref = Camera(K, np.eye(3), np.zeros(3), 128, 96)
+    srcs = [Camera(K, np.eye(3), np.array(t, float), 128, 96)
+            for t in ((-0.3, 0, 0), (0.3, 0, 0), (0, -0.3, 0), (0, 0.3, 0))]
     img, gt = _two_planes(ref)
     s_imgs = [torch.from_numpy(_two_planes(c)[0]) for c in srcs]
     wall = gt > 3

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
-from vid2model.ops.mvs.filtering import backproject, pixel_rays
+from vid2model.camera import Camera
 from vid2model.ops.mvs.plane_fill import fill_levels, seen_through
 
 H, W = 120, 160
@@ -24,8 +22,12 @@ def _camera(height: float = 1.0, pitch_deg: float = 40.0):
     return R, -R @ C
 
 
+def _cam(R, t) -> Camera:
+    return Camera(K, R, t, W, H)
+
+
 def _floor_depth(R, t, level: float = 0.0) -> np.ndarray:
-    rays = pixel_rays(H, W, K) @ R
+    rays = _cam(R, t).pixel_rays() @ R
     C = -R.T @ t
     with np.errstate(divide="ignore"):
         z = (level - C[2]) / rays[..., 2]
@@ -38,7 +40,7 @@ def test_plain_floor_takes_its_rims_level():
     plain = np.zeros((H, W), bool)
     plain[50:100, 40:120] = True  # a plain patch of the floor, its rim measured
     depth = np.where(plain, 0, truth)
-    got = fill_levels(depth, plain, K, R, t, np.array([0, 0, 1.0]), tol=0.01, max_depth=10.0, min_cos=0.17)
+    got = fill_levels(depth, plain, _cam(R, t), np.array([0, 0, 1.0]), tol=0.01, max_depth=10.0, min_cos=0.17)
     assert (got[plain] > 0).mean() > 0.99
     assert np.abs(got[plain] - truth[plain]).max() < 1e-3 * truth[plain].max()
     assert not got[~plain].any()
@@ -51,7 +53,7 @@ def test_rim_without_one_level_stays_empty():
     plain[50:100, 40:120] = True
     depth = np.where(plain, 0, truth)
     depth[:, :80] *= 0.7  # the left half of the rim is a different surface, nearer
-    got = fill_levels(depth, plain, K, R, t, np.array([0, 0, 1.0]), tol=0.01, max_depth=10.0, min_cos=0.17)
+    got = fill_levels(depth, plain, _cam(R, t), np.array([0, 0, 1.0]), tol=0.01, max_depth=10.0, min_cos=0.17)
     assert not got.any()
 
 
@@ -61,21 +63,21 @@ def test_no_fill_above_the_horizon_or_outside_the_region():
     plain = np.zeros((H, W), bool)
     plain[:, 30:130] = True  # sky above, floor below
     depth = np.where(plain, 0, truth)
-    got = fill_levels(depth, plain, K, R, t, np.array([0, 0, 1.0]), tol=0.01, max_depth=8.0, min_cos=0.17)
+    got = fill_levels(depth, plain, _cam(R, t), np.array([0, 0, 1.0]), tol=0.01, max_depth=8.0, min_cos=0.17)
     sky = truth == 0
     assert not got[sky].any()
     assert got.max() <= 8.0
-    near = fill_levels(depth, plain, K, R, t, np.array([0, 0, 1.0]), tol=0.01, max_depth=8.0, min_cos=0.17,
+    near = fill_levels(depth, plain, _cam(R, t), np.array([0, 0, 1.0]), tol=0.01, max_depth=8.0, min_cos=0.17,
                        region=(np.zeros(3), 3.0))
-    X = backproject(near, K, R, t)[near > 0]
+    X = _cam(R, t).backproject(near)[near > 0]
     assert len(X) and np.linalg.norm(X, axis=1).max() <= 3.0 + 1e-6
 
 
 def test_a_view_that_sees_through_a_point_rejects_it():
     R, t = _camera()
     floor = _floor_depth(R, t)
-    cam = SimpleNamespace(K=K, R=R, t=t)
-    X = backproject(floor, K, R, t)[floor > 0][::50]
+    cam = _cam(R, t)
+    X = cam.backproject(floor)[floor > 0][::50]
     assert not seen_through(X, [floor], [cam]).any()  # on the measured surface: fine
     above = X + np.array([0, 0, 0.3])  # floating above the floor the view measured
     x = (above @ R.T + t) @ K.T

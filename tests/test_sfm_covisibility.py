@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from vid2model.camera import Camera
 from vid2model.ops.covisibility import View, conflicting_pairs, pair_covisibility, predicted_shared
 
 F, W, H = 500.0, 640, 480
+K = np.array([[F, 0.0, W / 2], [0.0, F, H / 2], [0.0, 0.0, 1.0]])
 N = 72  # cameras on the ring, 5 degrees apart
 
 
@@ -41,7 +43,7 @@ def _scene(n_cams: int = N, seed: int = 0):
         facing = (ray * xyz).sum(1) > 0.3
         vis = facing & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
         seen = np.flatnonzero(vis & (rng.random(len(xyz)) < 0.6))  # features found on 60% of them
-        views[i] = View(cam_from_world=M, centre=c, width=W, height=H, points=seen, project=_project)
+        views[i] = View(Camera.from_world_to_cam(K, M, W, H), seen)
     return xyz, views
 
 
@@ -62,10 +64,9 @@ def test_a_view_placed_beside_its_look_alike_is_flagged():
     rng = np.random.default_rng(1)
     a = 2 * np.pi * 53 / N + 0.02
     c = np.array([4 * np.cos(a), 4 * np.sin(a), 1.0])
-    wrong = View(cam_from_world=_look_at(c, np.zeros(3)), centre=c, width=W, height=H,
-                 points=np.concatenate([rng.choice(views[52].points, 20, replace=False),
-                                        rng.choice(views[54].points, 20, replace=False)]),
-                 project=_project)
+    wrong = View(Camera.from_world_to_cam(K, _look_at(c, np.zeros(3)), W, H),
+                 np.concatenate([rng.choice(views[52].points, 20, replace=False),
+                                 rng.choice(views[54].points, 20, replace=False)]))
     views = {**views, 5: wrong}
     stats = pair_covisibility(xyz, views, pairs + [(5, 52), (5, 54)])
     flagged = conflicting_pairs(stats)

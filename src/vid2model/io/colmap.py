@@ -7,60 +7,27 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2model.camera import Camera
 from vid2model.errors import UserError
 from vid2model.workspace import holds_model
 
 
-@dataclass(frozen=True, kw_only=True)
-class View:
-    """One registered image.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class View(Camera):
+    """One registered image: its :class:`Camera` (K of the pinhole part, OpenCV world-to-camera pose,
+    image size) and where it comes from.
 
     Attributes:
         name: image file name (relative to the model's image folder).
         image_id: COLMAP image id.
-        K: (3, 3) intrinsics of the (pinhole part of the) camera.
-        R: (3, 3) world-to-camera rotation; ``x_cam = R @ x_world + t`` (OpenCV convention).
-        t: (3,) world-to-camera translation.
-        width, height: image size in pixels.
         model: COLMAP camera model name (PINHOLE after undistortion).
         params: COLMAP camera parameters.
     """
 
     name: str
     image_id: int
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    width: int
-    height: int
     model: str
     params: np.ndarray
-
-    @property
-    def center(self) -> np.ndarray:
-        """(3,) camera centre in world coordinates."""
-        return -self.R.T @ self.t
-
-    @property
-    def cam_to_world(self) -> np.ndarray:
-        """(4, 4) camera-to-world matrix, OpenCV axes (x right, y down, z forward)."""
-        m = np.eye(4)
-        m[:3, :3] = self.R.T
-        m[:3, 3] = self.center
-        return m
-
-    @property
-    def world_to_cam(self) -> np.ndarray:
-        """(4, 4) world-to-camera matrix."""
-        m = np.eye(4)
-        m[:3, :3] = self.R
-        m[:3, 3] = self.t
-        return m
-
-    @property
-    def P(self) -> np.ndarray:
-        """(3, 4) projection matrix ``K [R | t]``."""
-        return self.K @ np.hstack([self.R, self.t[:, None]])
 
 
 def read_model(sparse_dir: str | Path):

@@ -18,32 +18,30 @@ lego set 0.15-0.2 of it: the threshold is 0.25.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+
+from vid2model.camera import Camera
 
 OCCLUSION_PX = 6.0
 
 
 @dataclass(frozen=True)
 class View:
-    """A posed image: ``cam_from_world`` (3, 4), centre (3,), image size, its observed point indices."""
+    """A posed image: its camera (with the SfM lens: the model's points are where it saw them) and the
+    indices of the points it observes."""
 
-    cam_from_world: np.ndarray
-    centre: np.ndarray
-    width: int
-    height: int
+    camera: Camera
     points: np.ndarray  # indices into the point array
-    project: Callable[[np.ndarray], np.ndarray]  # (M, 3) camera-frame points -> (M, 2) pixels
 
 
 def _image_points(xyz: np.ndarray, v: View):
     """A view's own observed points in its image: (KD-tree of pixels, depths)."""
     from scipy.spatial import cKDTree
 
-    Xc = xyz[v.points] @ v.cam_from_world[:, :3].T + v.cam_from_world[:, 3]
+    Xc = v.camera.to_cam(xyz[v.points])
     keep = Xc[:, 2] > 1e-9
-    uv = v.project(Xc[keep]) if keep.any() else np.zeros((0, 2))
+    uv = v.camera.project_cam(Xc[keep]) if keep.any() else np.zeros((0, 2))
     return cKDTree(uv), Xc[keep, 2], v.points[keep]
 
 
@@ -66,16 +64,17 @@ def predicted_shared(xyz: np.ndarray, a: View, b: View, max_ray_deg: float = 10.
     if not len(b.points):
         return 0, 0
     X = xyz[b.points]
-    ra, rb = X - a.centre, X - b.centre
+    ca = a.camera
+    ra, rb = X - ca.center, X - b.camera.center
     da, db = np.linalg.norm(ra, axis=1), np.linalg.norm(rb, axis=1)
     cos = (ra * rb).sum(1) / np.maximum(da * db, 1e-12)
-    Xc = X @ a.cam_from_world[:, :3].T + a.cam_from_world[:, 3]
+    Xc = ca.to_cam(X)
     scale = np.maximum(da, db) / np.maximum(np.minimum(da, db), 1e-12)
     ok = (cos > np.cos(np.radians(max_ray_deg))) & (scale <= max_scale) & (Xc[:, 2] > 1e-9)
     if not ok.any():
         return 0, 0
-    uv = a.project(Xc[ok])
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < a.width) & (uv[:, 1] >= 0) & (uv[:, 1] < a.height)
+    uv = ca.project_cam(Xc[ok])
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < ca.width) & (uv[:, 1] >= 0) & (uv[:, 1] < ca.height)
     pred, uv, z = b.points[ok][inside], uv[inside], Xc[ok][inside, 2]
     if not len(pred):
         return 0, 0

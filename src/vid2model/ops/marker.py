@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vid2model.camera import Camera
+
 
 def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0) -> dict[int, np.ndarray]:
     """ArUco markers in a grey uint8 image: {id: (4, 2) corner pixels}.
@@ -73,11 +75,11 @@ def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
     return n, float(n @ c)
 
 
-def corners_on_plane(norm_corners: np.ndarray, R: np.ndarray, t: np.ndarray, n: np.ndarray,
-                     d: float) -> np.ndarray | None:
-    """Intersect the viewing rays of (4, 2) normalised corners with the plane n . x = d: (4, 3) or None."""
-    center = -R.T @ t
-    rays = np.c_[norm_corners, np.ones(len(norm_corners))] @ R  # camera rays in world axes (R^T r)
+def corners_on_plane(cam: Camera, corners: np.ndarray, n: np.ndarray, d: float) -> np.ndarray | None:
+    """Intersect the viewing rays of (4, 2) corners (image coordinates of ``cam``) with the plane n . x = d:
+    (4, 3) or None."""
+    center = cam.center
+    rays = cam.rays(corners) @ cam.R  # camera rays in world axes (R^T r)
     denom = rays @ n
     if np.any(np.abs(denom) < 1e-9):
         return None

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vid2model.camera import Camera, pixel_index
+
 
 def to_o3d(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None):
     """Build an open3d mesh from (V, 3) vertices, (F, 3) faces and optional (V, 3) colours in [0, 1]."""
@@ -102,16 +104,16 @@ def isolate_object(mesh, center: np.ndarray, radius: float):
     return _keep_faces(mesh, np.isin(lab, keep_labels))
 
 
-def view_share(points: np.ndarray, cams: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]) -> np.ndarray:
+def view_share(points: np.ndarray, cams: list[Camera]) -> np.ndarray:
     """Share (N,) of the cameras in whose image (and in front of which) each point lies.
 
     Args:
         points: (N, 3) world points.
-        cams: per camera (K (3, 3), R (3, 3), t (3,), width, height), ``x_cam = R @ x + t``.
+        cams: the cameras.
     """
     count = np.zeros(len(points), np.int32)
-    for K, R, t, w, h in cams:
-        count += _project(points, K, R, t, 1.0, w, h)[2]
+    for cam in cams:
+        count += _project(points, cam)[2]
     return count / max(len(cams), 1)
 
 
@@ -148,7 +150,7 @@ def point_silhouettes(points: np.ndarray, cams: list, close_frac: float = 0.02, 
 
     Args:
         points: (N, 3) world points (the fused cloud).
-        cams: per camera (K, R, t, width, height), as for :func:`view_share`.
+        cams: the cameras.
         close_frac: closing radius, share of the image diagonal.
         max_side: the masks' long side (pixels); cameras are scaled to it.
 
@@ -158,10 +160,11 @@ def point_silhouettes(points: np.ndarray, cams: list, close_frac: float = 0.02, 
     import cv2
 
     out = []
-    for K, R, t, w, h in cams:
-        s = min(1.0, max_side / max(w, h))
-        W, H = max(1, round(w * s)), max(1, round(h * s))
-        u, v, inb = _project(points, K, R, t, s, W, H)
+    for cam in cams:
+        s = min(1.0, max_side / max(cam.width, cam.height))
+        small = cam.scaled(s, max(1, round(cam.width * s)), max(1, round(cam.height * s)))
+        u, v, inb = _project(points, small)
+        H, W = small.height, small.width
         m = np.zeros((H, W), np.uint8)
         m[v[inb], u[inb]] = 1
         r = max(1, int(round(close_frac * np.hypot(W, H))))
@@ -171,15 +174,12 @@ def point_silhouettes(points: np.ndarray, cams: list, close_frac: float = 0.02, 
     return out
 
 
-def _project(X: np.ndarray, K, R, t, s: float, W: int, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer pixel (u, v) of points in a camera scaled by ``s`` and whether they land in front, inside."""
-    x = X @ R.T + t
-    z = x[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = (K[0, 0] * x[:, 0] / z + K[0, 2]) * s
-        v = (K[1, 1] * x[:, 1] / z + K[1, 2]) * s
-    inb = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    return np.where(inb, u, 0).astype(np.int64), np.where(inb, v, 0).astype(np.int64), inb
+def _project(X: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel column, row (N,) of points [N, 3] and whether they land in front of the camera and inside."""
+    uv, z = cam.project(X)
+    inb = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+    px = pixel_index(np.where(inb[:, None], uv, 0))
+    return px[:, 0], px[:, 1], inb
 
 
 def carve_outside_points(mesh, points: np.ndarray, cams: list, close_frac: float = 0.02, min_views: int = 2):
@@ -194,8 +194,8 @@ def carve_outside_points(mesh, points: np.ndarray, cams: list, close_frac: float
     if len(F) == 0 or len(points) == 0 or not cams:
         return mesh
     votes = np.zeros(len(V), np.int32)
-    for (K, R, t, w, h), (m, s) in zip(cams, point_silhouettes(points, cams, close_frac)):
-        u, v, inb = _project(V, K, R, t, s, m.shape[1], m.shape[0])
+    for cam, (m, s) in zip(cams, point_silhouettes(points, cams, close_frac)):
+        u, v, inb = _project(V, cam.scaled(s, m.shape[1], m.shape[0]))
         votes += inb & ~m[v, u]
     mesh.remove_vertices_by_mask(votes >= min_views)
     return mesh
@@ -210,14 +210,13 @@ def free_space_votes(V: np.ndarray, views: Iterable[tuple], margin: float, min_g
     texture-less surface) say nothing, so surface that fills a gap between measurements stays.
 
     Args:
-        V: [N, 3] vertices; views: (K [3, 3], R [3, 3], t [3], width, height, depth [h, w]) with K for an
-            image of width x height and the depth map at any resolution (0 or non-finite: no measurement).
+        V: [N, 3] vertices; views: (camera, depth [h, w]) pairs, the depth map at any resolution of the
+            camera's image (0 or non-finite: no measurement).
     """
     votes = np.zeros(len(V), np.int32)
-    for K, R, t, w, h, depth in views:
-        dh, dw = depth.shape
-        u, v, inb = _project(V, K, R, t, dw / w, dw, dh)
-        z = V @ R[2] + t[2]
+    for cam, depth in views:
+        u, v, inb = _project(V, cam.resized(depth.shape[1], depth.shape[0]))
+        z = cam.to_cam(V)[:, 2]
         d = depth[v, u]
         seen = inb & np.isfinite(d) & (d > 0)
         votes += seen & (d - z > np.maximum(margin * z, min_gap))

@@ -25,12 +25,15 @@ def visible_points(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np
 
 def view_counts(points: np.ndarray, depth_maps: list[np.ndarray], Ks: list[np.ndarray],
                 w2cs: list[np.ndarray], tol: float = 0.01) -> np.ndarray:
-    """How many views (N,) see each point (in front, inside, not occluded), given each view's z-depth map."""
+    """How many views (N,) see each point (in front, inside, not occluded), given each view's z-depth map,
+    intrinsics K (3, 3) at the map's resolution and world-to-camera matrix."""
+    from vid2model.camera import Camera
     from vid2model.ops.mvs.filtering import depth_seen_at
 
     seen = np.zeros(len(points), int)
     for depth, K, m in zip(depth_maps, Ks, w2cs):
-        z, d, inside = depth_seen_at(points, depth, np.asarray(K), m[:3, :3], m[:3, 3])
+        cam = Camera.from_world_to_cam(K, m, depth.shape[1], depth.shape[0])
+        z, d, inside = depth_seen_at(points, depth, cam)
         seen += inside & (np.abs(z - d) <= tol * np.maximum(d, 1e-9))
     return seen
 

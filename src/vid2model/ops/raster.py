@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from vid2model.camera import Camera
+
 
 @dataclass(frozen=True)
 class Raster:
@@ -97,12 +99,8 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_c
     """
     V = np.asarray(vertices, np.float64)
     F = np.ascontiguousarray(np.asarray(faces, np.int64))
-    M = np.asarray(world_to_cam, np.float64)
-    X = V @ M[:3, :3].T + M[:3, 3]
-    z = X[:, 2].copy()
-    zs = np.where(np.abs(z) > 1e-12, z, 1e-12)
-    px = np.stack([K[0, 0] * X[:, 0] / zs + K[0, 1] * X[:, 1] / zs + K[0, 2],
-                   K[1, 1] * X[:, 1] / zs + K[1, 2]], 1)
+    px, z = Camera.from_world_to_cam(K, world_to_cam, width, height).project(V)
+    z = z.copy()
     depth = np.full((height, width), np.inf, np.float64)
     fid = np.full((height, width), -1, np.int32)
     b0 = np.zeros((height, width), np.float64)

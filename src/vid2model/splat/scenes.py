@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2model.camera import Camera
 from vid2model.errors import UserError
 from vid2model.splat.train import TrainView
 
@@ -15,15 +16,6 @@ from vid2model.splat.train import TrainView
 def working_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     s = min(1.0, max_side / max(width, height))
     return max(1, round(width * s)), max(1, round(height * s))
-
-
-def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Intrinsics for an image resized by (sx, sy): exact with pixel centres at +0.5."""
-    K2 = np.array(K, np.float64).copy()
-    K2[0] *= sx
-    K2[1] *= sy
-    K2[2] = [0, 0, 1]
-    return K2
 
 
 def _read_rgb(path: Path, size: tuple[int, int], bg: tuple[float, float, float] | None = None) -> np.ndarray:
@@ -57,8 +49,7 @@ def views_from_colmap(sparse_dir: Path, images_dir: Path, max_side: int) -> list
                             "re-run the sfm stage")
         w, h = working_size(v.width, v.height, max_side)
         path = Path(images_dir) / v.name
-        out.append(TrainView(name=v.name, K=scale_K(v.K, w / v.width, h / v.height), viewmat=v.world_to_cam,
-                             width=w, height=h, load=lambda p=path, s=(w, h): _read_rgb(p, s)))
+        out.append(TrainView(name=v.name, camera=v.resized(w, h), load=lambda p=path, s=(w, h): _read_rgb(p, s)))
     return out
 
 
@@ -68,9 +59,8 @@ def views_from_arrays(images: np.ndarray, K: np.ndarray, cam_to_world: np.ndarra
     n, h, w = images.shape[:3]
     out = []
     for i in range(n):
-        out.append(TrainView(name=names[i] if names else f"{i:04d}", K=np.asarray(K, np.float64),
-                             viewmat=np.linalg.inv(cam_to_world[i]), width=w, height=h,
-                             load=lambda im=images[i]: im))
+        out.append(TrainView(name=names[i] if names else f"{i:04d}",
+                             camera=Camera.from_cam_to_world(K, cam_to_world[i], w, h), load=lambda im=images[i]: im))
     return out
 
 
@@ -92,6 +82,6 @@ def views_from_nerf_synthetic(folder: Path, size: int, background=(1.0, 1.0, 1.0
         s = size / full
         K = np.array([[f * s, 0, 0.5 * size], [0, f * s, 0.5 * size], [0, 0, 1.0]])
         c2w = np.asarray(fr["transform_matrix"], np.float64) @ flip
-        out.append(TrainView(name=path.name, K=K, viewmat=np.linalg.inv(c2w), width=size, height=size,
+        out.append(TrainView(name=path.name, camera=Camera.from_cam_to_world(K, c2w, size, size),
                              load=lambda p=path: _read_rgb(p, (size, size), background)))
     return out

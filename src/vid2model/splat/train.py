@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vid2model.camera import Camera
 from vid2model.splat.losses import photometric_loss, psnr, ssim
 from vid2model.splat.model import GaussianModel
 
@@ -55,13 +56,10 @@ class TrainOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainView:
-    """One training/eval camera: intrinsics at training resolution and a lazy image loader."""
+    """One training/eval view: its camera at training resolution and a lazy image loader."""
 
     name: str
-    K: np.ndarray  # (3, 3)
-    viewmat: np.ndarray  # (4, 4) world-to-camera
-    width: int
-    height: int
+    camera: Camera
     load: Callable[[], np.ndarray]  # -> (H, W, 3) uint8
 
 
@@ -91,9 +89,9 @@ class ImageCache:
             self._c.move_to_end(i)
             return self._c[i]
         img = np.ascontiguousarray(self.views[i].load())
-        v = self.views[i]
-        if img.shape[:2] != (v.height, v.width):
-            raise ValueError(f"image {v.name} is {img.shape[1]}x{img.shape[0]}, expected {v.width}x{v.height}")
+        v, c = self.views[i], self.views[i].camera
+        if img.shape[:2] != (c.height, c.width):
+            raise ValueError(f"image {v.name} is {img.shape[1]}x{img.shape[0]}, expected {c.width}x{c.height}")
         self._c[i] = img
         self._bytes += img.nbytes
         while self._bytes > self.budget and len(self._c) > 1:
@@ -115,7 +113,7 @@ def split_views(n: int, eval_every: int) -> tuple[list[int], list[int]]:
 
 def scene_extent(views: list[TrainView]) -> float:
     """Radius of the camera centres around their mean, times 1.1 (3DGS ``cameras_extent``)."""
-    c = np.array([-v.viewmat[:3, :3].T @ v.viewmat[:3, 3] for v in views])
+    c = np.array([v.camera.center for v in views])
     r = float(np.linalg.norm(c - c.mean(0), axis=1).max()) * 1.1
     return r if r > 1e-6 else 1.0
 
@@ -130,7 +128,7 @@ def add_far_points(xyz: np.ndarray, rgb: np.ndarray, views: list[TrainView], n: 
     if n <= 0:
         return xyz, rgb
     xyz = np.asarray(xyz, np.float64)
-    c = np.array([-v.viewmat[:3, :3].T @ v.viewmat[:3, 3] for v in views])
+    c = np.array([v.camera.center for v in views])
     center = c.mean(0)
     r_cam = float(np.linalg.norm(c - center, axis=1).max()) if len(c) else 1.0
     r_pts = float(np.percentile(np.linalg.norm(xyz - center, axis=1), 98)) if len(xyz) else 0.0
@@ -238,7 +236,7 @@ def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, dev
         model = GaussianModel.from_points(xyz, rgb, opts.sh_degree, opts.init_opacity, dev)
         exposure = torch.zeros((len(views), 6), device=dev, requires_grad=True)
     opt, exp_opt = _make_optimizer(model, exposure, opts, extent)
-    cams = np.array([-views[i].viewmat[:3, :3].T @ views[i].viewmat[:3, 3] for i in train_idx])
+    cams = np.array([views[i].camera.center for i in train_idx])
     dens = Densifier(opts, extent, dev, center=cams.mean(0))
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -257,12 +255,12 @@ def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, dev
             if not order:
                 order = list(rng.permutation(train_idx))
             i = order.pop()
-            v = views[i]
+            cam = views[i].camera
             for g in opt.param_groups:  # exponential decay of the position learning rate to 1%
                 if g["name"] == "means":
                     g["lr"] = opts.lr_means * extent * (0.01 ** (it / max(n_iter - 1, 1)))
             deg = min(opts.sh_degree, it // sh_up)
-            out = model.render(v.viewmat, v.K, v.width, v.height, sh_degree=deg, bg=bg)
+            out = model.render(cam.world_to_cam, cam.K, cam.width, cam.height, sh_degree=deg, bg=bg)
             means2d = out["means2d"]
             means2d.retain_grad()
             img = out["image"]
@@ -272,7 +270,7 @@ def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, dev
             loss = photometric_loss(img, gt, opts.ssim_weight)
             loss.backward()
             with torch.no_grad():
-                dens.accumulate(means2d.grad, out["visible"], v.width, v.height)
+                dens.accumulate(means2d.grad, out["visible"], cam.width, cam.height)
             opt.step()
             opt.zero_grad(set_to_none=True)
             if opts.exposure:
@@ -303,7 +301,8 @@ def evaluate(model: GaussianModel, views: list[TrainView], bg=None) -> tuple[flo
     """Mean PSNR (dB) and SSIM over views, rendered with no exposure correction."""
     ps, ss = [], []
     for v in views:
-        img = model.render(v.viewmat, v.K, v.width, v.height, bg=bg)["image"]
+        c = v.camera
+        img = model.render(c.world_to_cam, c.K, c.width, c.height, bg=bg)["image"]
         gt = _to_t(np.ascontiguousarray(v.load()), img.device)
         ps.append(psnr(img, gt))
         ss.append(float(ssim(img.clamp(0, 1), gt)))

@@ -20,11 +20,10 @@ from vid2model.config import DenseConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import load_views, quiet_colmap, read_model
 from vid2model.io.colmap_dense import write_array, write_points_ply
-from vid2model.ops.mvs.filtering import (backproject, consistency, depth_normals, flat_fringe, incidence_cos,
-                                          peel_rims)
+from vid2model.ops.mvs.filtering import consistency, depth_normals, flat_fringe, incidence_cos, peel_rims
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_fill import fill_levels, seen_through
-from vid2model.ops.mvs.plane_sweep import Cam, box, sweep_depth
+from vid2model.ops.mvs.plane_sweep import box, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, sweep_planes, visibility
 from vid2model.progress import bar
 from vid2model.workspace import Workspace
@@ -146,9 +145,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, cfg.threads or cores))
     points, tracks = _sparse_geometry(read_model(sparse), views)
-    R = np.array([v.R for v in views])
-    t = np.array([v.t for v in views])
-    ranges = depth_ranges(points, tracks, R, t, fallback=_fallback_range(ws, views))
+    ranges = depth_ranges(points, tracks, views, fallback=_fallback_range(ws, views))
     if any(r is None for r in ranges):
         raise UserError("too few 3D points to bound depths; the camera solution is too sparse for dense stereo")
     vis = visibility(tracks, len(views))
@@ -158,16 +155,13 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
     for v in views:
         s = min(1.0, cfg.max_side / max(v.width, v.height))
         size = (max(16, round(v.width * s)), max(16, round(v.height * s)))
-        K = v.K.copy()
-        K[0] *= size[0] / v.width
-        K[1] *= size[1] / v.height
-        cams.append(Cam(K, v.R, v.t))
+        cams.append(v.resized(*size))
         rgb = _read_image(ws.undistorted_dir / v.name, size)
         gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
         grays.append(torch.from_numpy(gray).to(dev))
         sizes.append(size)
     centers = np.array([v.center for v in views])
-    axes = R[:, 2]
+    axes = np.array([v.R[2] for v in views])  # viewing directions
     mids = [float(np.sqrt(lo * hi)) for lo, hi in ranges]
     sources = [select_sources(i, centers, axes, covis, mids[i], cfg.num_sources, vis=vis) for i in range(len(views))]
     t_setup = time.perf_counter() - t_start
@@ -226,20 +220,19 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
         n_filled = 0
         if fill is not None:
-            f = fill_levels(d, plains[i], cams[i].K, cams[i].R, cams[i].t, max_depth=ranges[i][1], min_cos=min_cos,
-                            **fill)
+            f = fill_levels(d, plains[i], cams[i], max_depth=ranges[i][1], min_cos=min_cos, **fill)
             got = f > 0
             if got.any():  # a view that measured a surface behind a filled point sees through it
-                X = backproject(f, cams[i].K, cams[i].R, cams[i].t)[got]
+                X = cams[i].backproject(f)[got]
                 got[got] = seen_through(X, [depths[j] for j in src], [cams[j] for j in src]) < 2
                 d = np.where(got, f, d).astype(np.float32)
                 n_filled = int(got.sum())
-        n_cam = depth_normals(d, cams[i].K, step=2)
-        ok = (d > 0) & (incidence_cos(n_cam, cams[i].K) >= min_cos)
+        n_cam = depth_normals(d, cams[i], step=2)
+        ok = (d > 0) & (incidence_cos(n_cam, cams[i]) >= min_cos)
         d[~ok] = 0
         n_cam[~ok] = 0
         rgb = _read_image(ws.undistorted_dir / views[i].name, sizes[i])
-        return d, n_cam, ok, rgb, backproject(d, cams[i].K, cams[i].R, cams[i].t), n_filled
+        return d, n_cam, ok, rgb, cams[i].backproject(d), n_filled
 
     kept_share, per_view, filled_share = [], [], []
     with bar("filtering + fusion", len(views)) as b:

@@ -47,7 +47,7 @@ def _depth_stats(ws: Workspace, views: list[View]) -> tuple[float, float, float]
             continue
         meds.append(np.median(ok))
         highs.append(np.percentile(ok, 98))
-        focals.append(v.K[0, 0] * d.shape[1] / v.width)
+        focals.append(v.fx * d.shape[1] / v.width)
     if not meds:
         raise UserError("no usable depth maps: run vid2model dense WORKSPACE first")
     return float(np.median(meds)), float(np.max(highs)), float(np.median(focals))
@@ -85,12 +85,8 @@ def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trun
             if color is None:
                 raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
             color = cv2.resize(color[:, :, ::-1], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-            K = v.K.copy()
-            K[0] *= w / v.width
-            K[1] *= h / v.height
-            K[0, 2] -= 0.5  # open3d samples pixel i at coordinate i; COLMAP's pixel centres are at i + 0.5
-            K[1, 2] -= 0.5
-            intr = o3c.Tensor(K, o3c.float64)
+            # Open3D's TSDF samples pixel i at coordinate i: it takes the integer-centred K
+            intr = o3c.Tensor(v.resized(w, h).K_index, o3c.float64)
             extr = o3c.Tensor(v.world_to_cam, o3c.float64)
             d = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
             c = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(color)))
@@ -124,19 +120,18 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
     mesh = mesh.crop(box)
     if cfg.carve_close > 0 and views:  # ... and inside the cameras' view of the points
-        cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
-        mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), cams, cfg.carve_close, cfg.carve_min_views)
+        mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), views, cfg.carve_close, cfg.carve_min_views)
     if cfg.carve_free_space and views:
         mesh = C.carve_free_space(mesh, _depth_views(ws, views), cfg.free_space_margin, 2 * voxel, cfg.carve_min_views)
     return mesh, depth
 
 
 def _depth_views(ws: Workspace, views: list[View]):
-    """(K, R, t, width, height, depth map) of each view with a depth map, read one at a time."""
+    """(camera, depth map) of each view with a depth map, read one at a time."""
     for v in views:
         path = _depth_path(ws, v)
         if path is not None:
-            yield v.K, v.R, v.t, v.width, v.height, np.nan_to_num(read_array(path), nan=0.0, posinf=0.0)
+            yield v, np.nan_to_num(read_array(path), nan=0.0, posinf=0.0)
 
 
 def _write(mesh, path: Path) -> None:
@@ -168,8 +163,7 @@ def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.nd
     info["floater_faces_removed"] = n0 - len(mesh.triangles)
     if cfg.isolate:
         if orbit and views:
-            cams = [(v.K, v.R, v.t, v.width, v.height) for v in views]
-            share = C.view_share(np.asarray(mesh.vertices), cams)
+            share = C.view_share(np.asarray(mesh.vertices), views)
             mesh = C.isolate_by_views(mesh, share, cfg.isolate_view_share * share.max(), center,
                                       cfg.isolate_grow_share * share.max())
         elif orbit:

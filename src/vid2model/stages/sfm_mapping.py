@@ -51,6 +51,7 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
 
 
 def _covisibility_views(rec) -> tuple[np.ndarray, dict[int, Any]]:
+    from vid2model.camera import Camera
     from vid2model.ops.covisibility import View
 
     pids = list(rec.point3D_ids())
@@ -59,11 +60,8 @@ def _covisibility_views(rec) -> tuple[np.ndarray, dict[int, Any]]:
     views = {}
     for i in rec.reg_image_ids():
         img = rec.image(i)
-        cam = rec.camera(img.camera_id)
         pts = np.array(sorted({index[p.point3D_id] for p in img.points2D if p.has_point3D()}), int)
-        views[i] = View(cam_from_world=np.asarray(img.cam_from_world().matrix()), centre=np.asarray(
-            img.projection_center()), width=cam.width, height=cam.height, points=pts,
-            project=lambda X, cam=cam: np.asarray(cam.img_from_cam(X, False)).reshape(-1, 2))
+        views[i] = View(Camera.from_colmap(img, rec.camera(img.camera_id), lens=True), pts)
     return xyz, views
 
 

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from vid2model.camera import Camera, image_coords, index_coords
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
 from vid2model.ops.marker import corners_on_plane, detect_aruco, fit_plane, marker_edge_length, square_edge
@@ -20,7 +21,7 @@ def _plane_near(rec, img, corners_px: np.ndarray) -> tuple[np.ndarray, float] | 
     # A wide neighbourhood: markers are small; points off the marker's plane are dropped below.
     reach = max(4 * np.linalg.norm(corners_px - c, axis=1).max(), 0.1 * np.hypot(img.camera.width, img.camera.height))
     pts = [rec.point3D(p.point3D_id).xyz for p in img.points2D
-           if p.has_point3D() and np.linalg.norm(np.asarray(p.xy) - 0.5 - c) < reach]
+           if p.has_point3D() and np.linalg.norm(index_coords(np.asarray(p.xy)) - c) < reach]
     if len(pts) < 6:
         return None
     pts = np.array(pts)
@@ -51,14 +52,13 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
         gray = cv2.imread(str(ws.images_dir / img.name), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             continue
-        m = np.asarray(img.cam_from_world().matrix())
+        cam = Camera.from_colmap(img, img.camera, lens=True)
         for mid, corners in detect_aruco(gray).items():
-            # OpenCV pixel centres are at integers, COLMAP's at +0.5
-            norm = np.asarray(img.camera.cam_from_img(corners.astype(np.float64) + 0.5))[:, :2]
-            obs.setdefault(mid, []).append((norm, m[:, :3], m[:, 3]))
+            uv = image_coords(corners.astype(np.float64))  # the detector's pixel centres are at integers
+            obs.setdefault(mid, []).append((cam.rays(uv)[:, :2], cam.R, cam.t))
             plane = _plane_near(rec, img, corners)
             if plane is not None:
-                xyz = corners_on_plane(norm, m[:, :3], m[:, 3], *plane)
+                xyz = corners_on_plane(cam, uv, *plane)
                 if xyz is not None:
                     edge, spread = square_edge(xyz)
                     if spread < 0.1:

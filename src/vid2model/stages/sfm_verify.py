@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from vid2model.camera import Camera
 from vid2model.ops.similarity import project_rotation, rotation_angle_deg
 
 log = logging.getLogger("vid2model")
@@ -112,10 +113,10 @@ def judge_pairs(database: Path, rec, min_inliers: int = MIN_PAIR_INLIERS,
     poses, norm, focal = {}, {}, {}
     for i in reg:
         img = rec.image(i)
-        cam = rec.camera(img.camera_id)
-        poses[i] = np.asarray(img.cam_from_world().matrix())
-        norm[i] = np.asarray(cam.cam_from_img(kps[i]))[:, :2]
-        focal[i] = float(cam.mean_focal_length())
+        cam = Camera.from_colmap(img, rec.camera(img.camera_id), lens=True)
+        poses[i] = cam.world_to_cam[:3]
+        norm[i] = cam.rays(kps[i])[:, :2]
+        focal[i] = float(cam.lens.mean_focal_length())
     out = []
     rng = np.random.default_rng(0)
     for pid, g in zip(pair_ids, geoms):
@@ -302,10 +303,10 @@ def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) ->
     total, start = 0.0, 0
     for i, xy, _ in obs:
         img = rec.image(i)
-        m = np.asarray(img.cam_from_world().matrix())
         X = xyz[start:start + len(xy)]
         start += len(xy)
-        proj = np.asarray(rec.camera(img.camera_id).img_from_cam(X @ m[:, :3].T + m[:, 3]))[:, :2]
+        proj, z = Camera.from_colmap(img, rec.camera(img.camera_id), lens=True).project(X)
+        proj[z < np.finfo(float).eps] = np.nan  # behind the camera: no projection (COLMAP's cheirality test)
         total += float(((proj - xy) ** 2).sum())
     return total
 

@@ -74,7 +74,7 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
     summary = {
         "gaussians": len(res.model), "iterations": res.iterations, "resumed_from": res.resumed_from,
         "train_views": len(train_idx), "eval_views": len(eval_idx), "init_points": int(len(xyz)),
-        "init_source": source, "resolution": [views[0].width, views[0].height],
+        "init_source": source, "resolution": [views[0].camera.width, views[0].camera.height],
         "eval_psnr": res.eval_psnr, "eval_ssim": res.eval_ssim, "train_psnr": res.train_psnr,
         "sec_per_iter": res.sec_per_iter, "seconds": time.perf_counter() - t0,
         "ply": str(ws.splat_ply.relative_to(ws.root)),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from vid2model.camera import Camera, index_coords
 from vid2model.config import TextureConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import load_views, read_model
@@ -30,11 +31,10 @@ def _raycast(mesh_v: np.ndarray, mesh_f: np.ndarray, views, scale: float):
     scene.add_triangles(o3c.Tensor(mesh_v.astype(np.float32)), o3c.Tensor(mesh_f.astype(np.uint32)))
     out = []
     for v in views:
-        w, h = max(8, int(v.width * scale)), max(8, int(v.height * scale))
-        K = v.K.copy()
-        K[0] *= w / v.width
-        K[1] *= h / v.height
-        rays = scene.create_rays_pinhole(o3c.Tensor(K, o3c.float64), o3c.Tensor(v.world_to_cam, o3c.float64), w, h)
+        cam = v.resized(max(8, int(v.width * scale)), max(8, int(v.height * scale)))
+        # Open3D's pinhole rays pass through pixel centres at +0.5, as our K has them
+        rays = scene.create_rays_pinhole(o3c.Tensor(cam.K, o3c.float64), o3c.Tensor(cam.world_to_cam, o3c.float64),
+                                         cam.width, cam.height)
         ids = scene.cast_rays(rays)["primitive_ids"].numpy().astype(np.int64).ravel()
         ids[ids == scene.INVALID_ID] = -1
         out.append(ids)
@@ -45,25 +45,25 @@ _MAX_SOURCE_SCALE = 2.0  # beyond twice the working size a 2-4k texel atlas cann
 
 
 class _Source:
-    """Where one view's colours come from: an image file and its projection (cv2 pixel centres at integers).
+    """Where one view's colours come from: an image file and the camera that projects into it.
 
-    With ``images_full/`` the original frames are sampled through the distorted SfM camera: this skips the
-    undistorted copy, whose resampling (a half-pixel shift, bilinear) blurs every edge, and uses the full
-    resolution where ingest kept one (area-averaged down to ``_MAX_SOURCE_SCALE`` x the working size).
+    With ``images_full/`` the original frames are sampled through the distorted SfM camera (``camera``, a
+    pycolmap camera, at ``scale`` x its size): this skips the undistorted copy, whose resampling (a
+    half-pixel shift, bilinear) blurs every edge, and uses the full resolution where ingest kept one
+    (area-averaged down to ``_MAX_SOURCE_SCALE`` x the working size).
     """
 
     def __init__(self, v, path, camera=None, scale: float = 1.0):
-        self.v, self.path, self.camera = v, path, camera
+        self.path, self.camera = path, camera
         self.scale = min(scale, _MAX_SOURCE_SCALE)
+        self.cam = v
+        if camera is not None:
+            lens = Camera(np.asarray(camera.calibration_matrix()), v.R, v.t, camera.width, camera.height, lens=camera)
+            self.cam = lens.scaled(self.scale)
 
     def project(self, X: np.ndarray) -> np.ndarray:
-        x = X @ self.v.R.T + self.v.t
-        if self.camera is not None:
-            # pixel-centre convention +0.5 scales with the image, so scaling the COLMAP coordinate is exact
-            return self.camera.img_from_cam(x, check_cheirality=False) * self.scale - 0.5
-        # COLMAP's K puts pixel centres at +0.5, so the cv2 coordinate is the projection less half a pixel
-        K = self.v.K
-        return np.stack([K[0, 0] * x[:, 0] / x[:, 2] + K[0, 2] - 0.5, K[1, 1] * x[:, 1] / x[:, 2] + K[1, 2] - 0.5], 1)
+        """[N, 2] OpenCV (``remap``) coordinates of world points [N, 3] in :meth:`image`."""
+        return index_coords(self.cam.project(X)[0])
 
     def image(self) -> np.ndarray:
         """(H, W, 3) float32 RGB in [0, 1] (read on demand: full-resolution frames add up)."""
@@ -73,7 +73,7 @@ class _Source:
         if img is None:
             raise UserError(f"missing keyframe image {self.path}: rerun vid2model sfm WORKSPACE --force")
         if self.camera is not None:
-            size = (round(self.camera.width * self.scale), round(self.camera.height * self.scale))
+            size = (self.cam.width, self.cam.height)
             if (img.shape[1], img.shape[0]) != size:
                 img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         return img[:, :, ::-1].astype(np.float32) / 255.0

@@ -46,9 +46,9 @@ def judge_cameras(ws: Workspace, gt: dict[str, Any]) -> dict[str, Any]:
     """:func:`camera_errors` plus focal-length error, pixel aspect and the verdict ``correct``."""
     err = camera_errors(ws, gt)
     views = load_views(ws.sparse_dir)
-    K, scale = views[0].K, views[0].width / gt["width"]
-    err["focal_err_rel"] = float(abs(0.5 * (K[0, 0] + K[1, 1]) / scale - gt["K"][0, 0]) / gt["K"][0, 0])
-    err["aspect"] = float(K[1, 1] / K[0, 0])
+    v, f_gt = views[0], gt["K"][0][0]
+    err["focal_err_rel"] = float(abs(0.5 * (v.fx + v.fy) / (v.width / gt["width"]) - f_gt) / f_gt)
+    err["aspect"] = float(v.fy / v.fx)
     err["correct"] = bool(err["rot_median_deg"] < ROT_OK_DEG and err["center_median_rel"] < CENTRE_OK_REL)
     return err
 

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from vid2model.camera import Camera, pixel_grid
 from vid2model.synth.scene import Box, Scene, surface_albedo
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
@@ -32,9 +33,8 @@ def shade(albedo: np.ndarray, normals: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _camera_rays(k: tuple[float, ...], width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit ray directions in the camera frame (H*W, 3) and their z components (H*W,)."""
-    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
-    d = pix @ np.linalg.inv(np.array(k).reshape(3, 3)).T
+    cam = Camera(np.array(k).reshape(3, 3), np.eye(3), np.zeros(3), width, height)
+    d = cam.rays(pixel_grid(height, width)[..., :2].reshape(-1, 2))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     d.flags.writeable = False
     return d, d[:, 2].copy()

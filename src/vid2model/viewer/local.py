@@ -177,7 +177,7 @@ def _add_cameras(server, ws: Workspace, views: list) -> tuple[list, int]:
     scale = float(np.clip(spacing * 1.5, 1e-3, None))
     handles = []
     for v in views:
-        fov = 2 * np.arctan2(v.height / 2, v.K[1, 1])
+        fov = 2 * np.arctan2(v.height / 2, v.fy)
         handles.append(server.scene.add_camera_frustum(
             f"/cameras/{_safe(v.name)}", fov=float(fov), aspect=v.width / v.height, scale=scale,
             thickness=scale * 0.02, color=(40, 110, 220), image=_thumbnail(ws.images_dir / v.name),

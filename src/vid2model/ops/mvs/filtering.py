@@ -1,41 +1,29 @@
 """Geometric consistency between depth maps, back-projection and depth-map normals.
 
-Pixel coordinates follow COLMAP: pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
+Cameras are :class:`vid2model.camera.Camera` at the depth maps' resolution (COLMAP pixel centres).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def pixel_rays(H: int, W: int, K: np.ndarray) -> np.ndarray:
-    """(H, W, 3) camera-frame rays with z = 1 through the pixel centres."""
-    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    return np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
+from vid2model.camera import Camera, pixel_index
 
 
-def depth_seen_at(points: np.ndarray, depth: np.ndarray, K: np.ndarray, R: np.ndarray,
-                  t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each world point's z in the camera ``x_cam = R x + t`` (N,), the depth map's value (N,) at the pixel
-    it falls in (inf where none), and whether it falls in the image in front of the camera (N,) bool."""
-    x = points @ R.T + t
-    z = x[:, 2]
+def depth_seen_at(points: np.ndarray, depth: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each world point's z in the camera (N,), the depth map's value (N,) at the pixel it falls in (inf
+    where none), and whether it falls in the image in front of the camera (N,) bool."""
+    uv, z = cam.project(points)
     front = z > 1e-6
     u = np.full(len(points), -1)
     v = np.full(len(points), -1)
-    u[front] = np.floor(K[0, 0] * x[front, 0] / z[front] + K[0, 2]).astype(int)
-    v[front] = np.floor(K[1, 1] * x[front, 1] / z[front] + K[1, 2]).astype(int)
+    px = pixel_index(uv[front])
+    u[front], v[front] = px[:, 0], px[:, 1]
     H, W = depth.shape
     inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
     d = np.full(len(points), np.inf)
     d[inside] = depth[v[inside], u[inside]]
     return z, d, inside
-
-
-def backproject(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """World points (H, W, 3) of a z-depth map (H, W) of the camera ``x_cam = R x + t``."""
-    X = pixel_rays(*depth.shape, K) * depth[..., None]
-    return (X - t) @ R  # R^T (X - t)
 
 
 def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], src_cams: list,
@@ -49,7 +37,7 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
 
     Args:
         ref_depth: (H, W) z-depth, 0 = none.
-        ref_cam, src_cams: cameras with K, R, t at the depth maps' resolution.
+        ref_cam, src_cams: cameras at the depth maps' resolution.
         src_depths: (H', W') source depth maps.
         max_px, max_rel: agreement tolerances.
 
@@ -158,7 +146,7 @@ def _diffs(X: np.ndarray, valid: np.ndarray, s: int, axis: int) -> tuple[np.ndar
     return d, ok_f | ok_b
 
 
-def depth_normals(depth: np.ndarray, K: np.ndarray, step: int = 1) -> np.ndarray:
+def depth_normals(depth: np.ndarray, cam: Camera, step: int = 1) -> np.ndarray:
     """Camera-frame unit normals (H, W, 3) of a depth map, facing the camera (zeros where invalid).
 
     Differences ``step`` pixels apart: central where both neighbours are valid, one-sided where only one
@@ -167,7 +155,7 @@ def depth_normals(depth: np.ndarray, K: np.ndarray, step: int = 1) -> np.ndarray
     """
     s = step
     valid = depth > 0
-    X = pixel_rays(*depth.shape, K) * depth[..., None]
+    X = cam.pixel_rays(*depth.shape) * depth[..., None]
     dx, ok_x = _diffs(X, valid, s, 1)
     dy, ok_y = _diffs(X, valid, s, 0)
     n = np.cross(dx, dy)
@@ -181,8 +169,8 @@ def depth_normals(depth: np.ndarray, K: np.ndarray, step: int = 1) -> np.ndarray
     return n.astype(np.float32)
 
 
-def incidence_cos(normals: np.ndarray, K: np.ndarray) -> np.ndarray:
+def incidence_cos(normals: np.ndarray, cam: Camera) -> np.ndarray:
     """|cos| (H, W) of the angle between each pixel's viewing ray and its camera-frame normal."""
-    rays = pixel_rays(*normals.shape[:2], K)
+    rays = cam.pixel_rays(*normals.shape[:2])
     rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
     return np.abs((rays * normals).sum(-1))

@@ -8,27 +8,25 @@ frame). A filled point is dropped where another view measured a surface behind i
 it: free space), where the plane is seen at a grazing angle, beyond the depth range of the view's sparse
 points, or outside the scene's region. Plain regions whose rim does not agree on one level (the sky beside
 an object, a wall) stay empty.
-
-Pixel coordinates follow COLMAP: pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vid2model.ops.mvs.filtering import depth_seen_at, pixel_rays
+from vid2model.camera import Camera
+from vid2model.ops.mvs.filtering import depth_seen_at
 
 
-def fill_levels(depth: np.ndarray, plain: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-                up: np.ndarray, *, tol: float, max_depth: float, min_cos: float,
-                region: tuple[np.ndarray, float] | None = None, min_area: int = 150, min_rim: int = 30,
+def fill_levels(depth: np.ndarray, plain: np.ndarray, cam: Camera, up: np.ndarray, *, tol: float, max_depth: float,
+                min_cos: float, region: tuple[np.ndarray, float] | None = None, min_area: int = 150, min_rim: int = 30,
                 rim_share: float = 0.6, rim_px: int = 6) -> np.ndarray:
     """Depths (H, W) for the plain pixels without depth whose region's rim agrees on one horizontal level.
 
     Args:
         depth: (H, W) z-depth of the measured pixels, 0 = none.
         plain: (H, W) bool, pixels without texture (no stereo can measure them).
-        K, R, t: the view's camera at the map's resolution (x_cam = R x + t).
+        cam: the view's camera at the map's resolution.
         up: (3,) unit up vector of the world.
         tol: how far (world units) rim heights may lie from their level.
         max_depth: no fill farther than this (the view's depth range).
@@ -55,8 +53,8 @@ def fill_levels(depth: np.ndarray, plain: np.ndarray, K: np.ndarray, R: np.ndarr
     if not len(big):
         return out
     up = np.asarray(up, float) / np.linalg.norm(up)
-    centre = -R.T @ t
-    rays = pixel_rays(H, W, K) @ R  # world directions of z = 1 camera rays (H, W, 3)
+    centre = cam.center
+    rays = cam.pixel_rays(H, W) @ cam.R  # world directions of z = 1 camera rays (H, W, 3)
     # each measured pixel next to a region counts for the region beside it (the largest label in reach)
     near = cv2.dilate(labels.astype(np.float32), np.ones((2 * rim_px + 1,) * 2, np.uint8)).astype(np.int64)
     rim = (depth > 0) & (near > 0) & (labels == 0)
@@ -103,10 +101,10 @@ def seen_through(points: np.ndarray, depths: list[np.ndarray], cams: list, rel: 
     """How many of the views (N,) measured a surface clearly behind each point (N, 3): a view that sees
     through a point says the point is not there.
 
-    ``cams`` have K, R, t at their depth maps' resolution; ``rel`` is the relative depth margin.
+    ``cams`` are at their depth maps' resolution; ``rel`` is the relative depth margin.
     """
     count = np.zeros(len(points), np.int32)
     for d, cam in zip(depths, cams):
-        z, measured, inside = depth_seen_at(points, d, cam.K, cam.R, cam.t)
+        z, measured, inside = depth_seen_at(points, d, cam)
         count += (inside & (measured > z * (1 + rel))).astype(np.int32)
     return count

@@ -3,33 +3,17 @@ resolution, then per-pixel refinement sweeps at full resolution around the upsam
 
 On CPU tensors the hypotheses are scored by the fused numba kernel of kernels.py (warp, windowed NCC and
 best-k aggregation in one pass, ~10x faster than the chain of torch ops); the torch path is the reference
-and the one that runs on CUDA. Pixel coordinates follow COLMAP: the centre of pixel
-(row i, column j) is at (j + 0.5, i + 0.5), so K from a COLMAP model is used unchanged and scales by
-plain multiplication.
+and the one that runs on CUDA. Cameras are :class:`vid2model.camera.Camera` at the images' resolution
+(COLMAP pixel centres, so halving an image halves K).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class Cam:
-    """A pinhole view at the working resolution: K (3, 3), R (3, 3), t (3,) world-to-camera."""
-
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-
-    def scaled(self, f: float) -> "Cam":
-        """The same camera for an image resized by ``f`` (COLMAP pixel convention)."""
-        K = self.K.copy()
-        K[:2] *= f
-        return Cam(K, self.R, self.t)
+from vid2model.camera import Camera, pixel_grid
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -42,23 +26,13 @@ def box(x: torch.Tensor, r: int) -> torch.Tensor:
     return y.reshape(shape)
 
 
-def pixel_grid(H: int, W: int, dev) -> torch.Tensor:
-    """(H, W, 3) homogeneous pixel-centre coordinates (u, v, 1)."""
-    v, u = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float32) + 0.5,
-                          torch.arange(W, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
-    return torch.stack([u, v, torch.ones_like(u)], -1)
-
-
 class _Pair:
-    """Precomputed warp of reference pixels into one source: x_src ~ A @ pix * depth + b."""
+    """Precomputed warp of reference pixels into one source (:meth:`Camera.depth_warp`)."""
 
-    def __init__(self, ref: Cam, cam: Cam, pix: torch.Tensor):
+    def __init__(self, A: np.ndarray, b: np.ndarray, pix: torch.Tensor):
         dev = pix.device
-        R_rel = cam.R @ ref.R.T
-        t_rel = cam.t - R_rel @ ref.t
-        A = torch.as_tensor(cam.K @ R_rel @ np.linalg.inv(ref.K), dtype=torch.float32, device=dev)
-        self.b = torch.as_tensor(cam.K @ t_rel, dtype=torch.float32, device=dev)
-        self.rays = pix @ A.T  # (H, W, 3)
+        self.b = torch.as_tensor(b, dtype=torch.float32, device=dev)
+        self.rays = pix @ torch.as_tensor(A, dtype=torch.float32, device=dev).T  # (H, W, 3)
 
 
 def _warp(src: torch.Tensor, pair: _Pair, depth: torch.Tensor) -> torch.Tensor:
@@ -108,23 +82,20 @@ def _scores(ref: _RefStats, src_imgs, pairs, depth: torch.Tensor, best_k: int) -
 class _Scorer:
     """Scores inverse-depth hypothesis maps (D, H, W) of one level: fused numba kernel on the CPU, torch elsewhere."""
 
-    def __init__(self, ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam], window: int,
-                 best_k: int, impl: str, chunk: int):
+    def __init__(self, ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Camera, srcs: list[Camera],
+                 window: int, best_k: int, impl: str, chunk: int):
         H, W = ref_img.shape
         self.window, self.best_k, self.chunk = window, best_k, chunk
         self.numba = impl == "numba" or (impl == "auto" and ref_img.device.type == "cpu")
         self.stats = _RefStats(ref_img, window)
+        warps = [ref.depth_warp(c) for c in srcs]
         if not self.numba:
-            pix = pixel_grid(H, W, ref_img.device)
-            self.pairs = [_Pair(ref, c, pix) for c in srcs]
+            pix = torch.as_tensor(pixel_grid(H, W), dtype=torch.float32, device=ref_img.device)
+            self.pairs = [_Pair(A, b, pix) for A, b in warps]
             self.srcs = src_imgs
             return
-        A, b = [], []
-        for cam in srcs:
-            R_rel = cam.R @ ref.R.T
-            A.append(cam.K @ R_rel @ np.linalg.inv(ref.K))
-            b.append(cam.K @ (cam.t - R_rel @ ref.t))
-        self.A, self.b = np.array(A, np.float64), np.array(b, np.float64)
+        self.A = np.array([A for A, _ in warps], np.float64).reshape(-1, 3, 3)
+        self.b = np.array([b for _, b in warps], np.float64).reshape(-1, 3)
         from vid2model.ops.mvs.kernels import zero_padded
 
         self.src_np = zero_padded([s.cpu().numpy() for s in src_imgs])
@@ -163,6 +134,11 @@ def _half(img: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(img[None, None], 2, ceil_mode=False)[0, 0]
 
 
+def _halved(cam: Camera, img: torch.Tensor) -> Camera:
+    """The camera of :func:`_half` of its (H, W) image: 2x2 pooling (odd edges dropped) halves coordinates."""
+    return cam.scaled(0.5, img.shape[-1] // 2, img.shape[-2] // 2)
+
+
 def spacing_of(radius: float, n: int) -> float:
     """Step between ``n`` evenly spaced hypotheses spanning [-radius, radius]."""
     return 2 * radius / max(n - 1, 1)
@@ -176,7 +152,7 @@ def shifted(x: torch.Tensor, px: int) -> torch.Tensor:
     return torch.stack([p[px:px + H, :W], p[px:px + H, 2 * px:], p[:H, px:px + W], p[2 * px:, px:px + W]])
 
 
-def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, srcs: list[Cam],
+def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Camera, srcs: list[Camera],
                 dmin: float, dmax: float, n_planes: int = 48, n_refine: int = 8, window: int = 3,
                 best_k: int = 2, chunk: int = 8, rounds: int = 3, impl: str = "auto",
                 anchor: float = 1.0, refine_planes: int = 0,
@@ -225,8 +201,8 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Cam, s
     r_lo = _half(ref_img)
     h, w = r_lo.shape
     # 2x2 average pooling (odd edges dropped) halves COLMAP pixel coordinates exactly
-    score = _Scorer(r_lo, [_half(s) for s in src_imgs], ref.scaled(0.5), [c.scaled(0.5) for c in srcs], window,
-                    best_k, impl, chunk)
+    score = _Scorer(r_lo, [_half(s) for s in src_imgs], _halved(ref, ref_img),
+                    [_halved(c, s) for c, s in zip(srcs, src_imgs)], window, best_k, impl, chunk)
     inv = torch.linspace(1 / dmax, 1 / dmin, n_planes, device=dev)
     lo_inv, hi_inv = 0.5 / dmax, 2.0 / dmin
     best = torch.full((h, w), -2.0, device=dev)

@@ -14,7 +14,7 @@ def covisibility(tracks: list[np.ndarray], n_views: int, vis=None) -> np.ndarray
     return covis
 
 
-def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t: np.ndarray,
+def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], cams: list,
                  margin: tuple[float, float] = (0.6, 1.5), spread: float = 1.0,
                  fallback: tuple[float, float] | None = None) -> list[tuple[float, float] | None]:
     """Depth search range of every view from the sparse points it sees (all points when it sees few).
@@ -22,7 +22,7 @@ def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t:
     Args:
         points: (P, 3) sparse points.
         tracks: per point, the indices of the views observing it.
-        R, t: (N, 3, 3), (N, 3) world-to-camera poses.
+        cams: the N views' cameras.
         margin: factors on the 1st / 99th depth percentiles (stereo must reach a little past the sparse points).
         spread: ... but no farther than this many times the percentiles' spread: an object seen from afar
             (depths 3.3-3.8) gets 2.8-4.3 rather than 2.0-5.7, and fewer wrong depths fit its thin parts
@@ -32,7 +32,7 @@ def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t:
     Returns:
         per view (dmin, dmax), or None when nothing bounds it.
     """
-    n = len(R)
+    n = len(cams)
     seen: list[list[int]] = [[] for _ in range(n)]
     for p, tr in enumerate(tracks):
         for i in np.unique(tr):
@@ -40,7 +40,7 @@ def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], R: np.ndarray, t:
     out: list[tuple[float, float] | None] = []
     for i in range(n):
         P = points[seen[i]] if len(seen[i]) >= 10 else points
-        z = (P @ R[i].T + t[i])[:, 2] if len(P) else np.zeros(0)
+        z = cams[i].to_cam(P)[:, 2] if len(P) else np.zeros(0)
         z = z[z > 0]
         if len(z) < 5:
             out.append(fallback)
@@ -122,18 +122,15 @@ def sweep_planes(ref, srcs: list, dmin: float, dmax: float, size: tuple[int, int
     refinement around it never reaches them (wide baselines, deep ranges).
 
     Args:
-        ref, srcs: cameras (K, R, t world-to-camera) at the working resolution ``size`` = (W, H).
+        ref, srcs: cameras at the working resolution ``size`` = (W, H).
     """
     W, H = size
-    Kinv = np.linalg.inv(ref.K)
     span = 0.0
     for u, v in ((W / 2, H / 2), (W / 4, H / 4), (3 * W / 4, H / 4), (W / 4, 3 * H / 4), (3 * W / 4, 3 * H / 4)):
-        ray = Kinv @ np.array([u, v, 1.0])
-        X = np.array([(ray * z - ref.t) @ ref.R for z in (dmin, dmax)])  # world points at both ends
+        X = ref.unproject(np.array([[u, v], [u, v]]), np.array([dmin, dmax]))  # world points at both ends
         for s in srcs:
-            x = (X @ s.R.T + s.t) @ s.K.T
-            if (x[:, 2] <= 0).any():  # the near end is behind this source: it bounds nothing here
+            uv, z = s.project(X)
+            if (z <= 0).any():  # the near end is behind this source: it bounds nothing here
                 continue
-            uv = x[:, :2] / x[:, 2:]
             span = max(span, 0.5 * float(np.linalg.norm(uv[0] - uv[1])))
     return int(np.clip(np.ceil(span / max(step_px, 1e-6)), n_min, n_max))
