@@ -87,7 +87,9 @@ def extract(database: Path, probes_dir: Path, names: list[str], cfg: SfmConfig, 
         db.close()
     reader = pycolmap.ImageReaderOptions()
     reader.existing_camera_id = cameras[0].camera_id
-    F.extract(database, probes_dir, names, cfg, pycolmap.CameraMode.SINGLE, reader, peak_scale)
+    # one at a time: COLMAP numbers images in the order its threads finish them, the mapper follows the numbers
+    for name in names:
+        F.extract(database, probes_dir, [name], cfg, pycolmap.CameraMode.SINGLE, reader, peak_scale)
 
 
 def remove(rec, names: set[str]) -> int:
