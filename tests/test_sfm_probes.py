@@ -192,3 +192,18 @@ def test_frames_between_weak_links_bridge_the_solve_and_leave_keyframes_only(pro
     err = judge_cameras(ws, load_gt(probed.root.parent / "gen" / "gt.json"))
     # measured: rotation median 0.10 deg, focal 0.76 % off; the suite's bars are 0.5 deg and 2 %
     assert err["correct"] and err["rot_median_deg"] < 0.25 and err["focal_err_rel"] < 0.02, err
+
+
+def test_rotation_uncertainty_skips_frames_left_without_a_pose(probed):
+    """A bridge the mapper could not place stays in the model without a pose; the covariance must not trip on it."""
+    import pycolmap
+
+    from vid2model.stages.sfm_verify import rotation_uncertainty
+
+    names = [k["name"] for k in json.loads(probed.keyframes_json.read_text())["keyframes"]]
+    rec = pycolmap.Reconstruction(str(probed.sparse_dir))
+    full = rotation_uncertainty(rec, names)
+    rec.deregister_frame(rec.find_image_with_name(names[5]).frame_id)
+    steps = rotation_uncertainty(rec, names)
+    assert len(steps) == len(full) - 1 and all(np.isfinite(d) and d > 0 for *_, d in steps)
+    assert (names[4], names[6]) in {(a, b) for a, b, _ in steps}

@@ -371,6 +371,8 @@ def rotation_uncertainty(rec, names: list[str]) -> list[tuple[str, str, float]]:
     ids = [reg[n] for n in names if n in reg]
     if len(ids) < 3:
         return []
+    rec = pycolmap.Reconstruction(rec)
+    rec.tear_down()  # the covariance walks every frame: those left without a pose (not placed, dropped) go
     config = pycolmap.BundleAdjustmentConfig()
     for i in ids:
         config.add_image(i)
