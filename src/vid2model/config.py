@@ -47,7 +47,7 @@ class IngestConfig(_Choices):
     _bounds = {"max_side": (64, None), "analysis_side": (64, None), "jpeg_quality": (1, 100),
                "target_keyframes": (0, None), "min_keyframes": (3, None), "max_keyframes": (3, None),
                "keyframe_step": (1e-4, None), "analysis_fps": (0, None), "min_track_survival": (0, 1),
-               "keyframe_max_deg": (0, None)}
+               "keyframe_max_deg": (0, None), "keyframe_turn_views": (0, None)}
 
     max_side: int = 1280  # working resolution (long side) of images/
     analysis_side: int = 320  # resolution at which frames are scored
@@ -65,6 +65,7 @@ class IngestConfig(_Choices):
     min_track_survival: float = 0.3
     # a turn of the view by this many degrees (estimated from the tracks) counts as one keyframe_step; 0 = ignore
     keyframe_max_deg: float = 5.0
+    keyframe_turn_views: int = 20  # ... and a shorter arc still gets this many keyframe steps (0 = no minimum)
     fast_motion: float = 0.08  # per-frame motion (fraction of diagonal) that is "too fast"
     static_motion: float = 0.05  # net image motion (fraction of diagonal) under which the camera is static
     analysis_fps: float = 30.0  # frames scored per second at most (0 = every frame)

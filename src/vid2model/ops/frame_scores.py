@@ -216,7 +216,8 @@ class MotionTracker:
     def _remember(self) -> None:
         self._seen.append((self.track_uid.copy(), self.track_pts.reshape(-1, 2).copy()))
 
-    def view_angles(self, focal_px: float | None = None, every: int = 4, min_points: int = 15) -> np.ndarray:
+    def view_angles(self, focal_px: float | None = None, every: int = 4, min_points: int = 15,
+                    max_turn_per_frame: float = 6.0) -> np.ndarray:
         """(N,) degrees the camera has turned since the first frame, accumulated over every ``every`` frames.
 
         The turn between frames ``every`` apart is the rotation of the essential matrix of the tracks they
@@ -247,6 +248,9 @@ class MotionTracker:
                     _, R, _, _ = cv2.recoverPose(E, pa[ia].astype(np.float64), pb[ib].astype(np.float64), K,
                                                  mask=inl.copy())
                     turn = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+                    # a hand-held video does not turn this fast: a degenerate fit (little parallax, one plane
+                    # filling the view) tells nothing
+                    turn = turn if turn <= max_turn_per_frame * (b - a) else 0.0
             out[a + 1: b + 1] = out[a] + turn * np.arange(1, b - a + 1) / (b - a)
         return out
 

@@ -102,7 +102,8 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
                      min_count: int = 8, max_count: int = 150, blur_threshold: float = 0.6,
                      max_gap_ratio: float = 4.0, candidates: np.ndarray | None = None,
                      tracks: np.ndarray | None = None, min_survival: float = 0.3,
-                     angles: np.ndarray | None = None, max_angle: float = 0.0) -> list[int]:
+                     angles: np.ndarray | None = None, max_angle: float = 0.0,
+                     turn_views: int = 0) -> list[int]:
     """Pick keyframe indices by walking along the accumulated camera motion.
 
     From each keyframe the next one is the sharpest frame whose motion since it lies in
@@ -133,6 +134,7 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
         min_survival: share of a keyframe's tracks that must survive to the next keyframe.
         angles: (N,) degrees the view has turned since the first frame (non-decreasing;
             :meth:`MotionTracker.view_angles`); max_angle: the turn worth one ``step`` (0: ignore turns).
+        turn_views: an arc turning less than ``turn_views`` x ``max_angle`` is divided into this many steps.
 
     Returns:
         Sorted frame indices (positions in ``motion``).
@@ -142,8 +144,10 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     if angles is not None and max_angle > 0:
         # a turn of max_angle counts as a step of image motion, so the walk (and its allowance for blurred
         # frames) spaces keyframes by whichever of the two changes faster
-        turn = np.diff(np.nan_to_num(np.asarray(angles, float)), prepend=0.0)
-        motion = np.maximum(motion, np.maximum(turn, 0.0) * step / max_angle)
+        turn = np.maximum(np.diff(np.nan_to_num(np.asarray(angles, float)), prepend=0.0), 0.0)
+        # a short arc still gets turn_views keyframes: the focal length is fixed by views at many angles
+        per_step = min(max_angle, max(float(turn.sum()) / turn_views, 0.5)) if turn_views > 0 else max_angle
+        motion = np.maximum(motion, turn * step / per_step)
     rel = np.asarray(rel_sharp, float)
     n = len(motion)
     if n == 0:

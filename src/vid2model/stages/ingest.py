@@ -76,7 +76,8 @@ def _choose(rows: list[dict[str, Any]], cfg: IngestConfig, window: int,
                              min_count=cfg.min_keyframes, max_count=cfg.max_keyframes,
                              blur_threshold=cfg.blur_threshold, max_gap_ratio=cfg.max_gap_steps,
                              candidates=~np.array([r["duplicate"] for r in rows]), tracks=tracks,
-                             min_survival=cfg.min_track_survival, angles=angles, max_angle=cfg.keyframe_max_deg)
+                             min_survival=cfg.min_track_survival, angles=angles, max_angle=cfg.keyframe_max_deg,
+                             turn_views=cfg.keyframe_turn_views)
     _mark_keyframes(rows, picks, motion, None if tracks is None else TrackSurvival(tracks, cfg.min_track_survival))
     return picks
 
