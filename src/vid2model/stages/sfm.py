@@ -450,7 +450,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
             bridges = []
         bridged = frozenset(p["name"] for p in bridges)
         b.advance()
-        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.mapping_dir, cfg,
+        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws, cfg,
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude, bridged))
         t["mapping_s"] = map_info.pop("mapping_s")
