@@ -23,6 +23,48 @@ def test_layout_is_colmap_compatible(tmp_path):
     assert rel(ws.splat_ply) == "splat/point_cloud.ply"
 
 
+def test_named_files_keep_the_layout_stages_used_to_build(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    rel = lambda p: p.relative_to(ws.root).as_posix()  # noqa: E731
+    assert rel(ws.keyframe_image("f.jpg")) == "images/f.jpg"
+    assert rel(ws.full_image("f.jpg")) == "images_full/f.jpg"
+    assert rel(ws.probe_image("p.jpg")) == "ingest/probes/p.jpg"
+    assert rel(ws.undistorted_image("f.jpg")) == "dense/images/f.jpg"
+    assert rel(ws.texture_png) == "texture/texture.png" and rel(ws.texture_mtl) == "texture/model.mtl"
+    assert rel(ws.mapping_scratch("global")) == "sfm/models/global"
+    assert rel(ws.mapping_scratch("relaxed", merged=True)) == "sfm/models/relaxed_merged"
+    attempt = ws.rescue_scratch("fixed_focal0")
+    assert [rel(p) for p in attempt] == ["sfm/models/rescue/fixed_focal0" + s for s in
+                                         ("", "/database.db", "/models", "/merged")]
+    assert rel(ws.thumbs_dir) == "report/thumbs" and rel(ws.coverage_png) == "report/coverage.png"
+    assert rel(ws.timeline_png) == "report/timeline.png" and rel(ws.site_html) == "site/index.html"
+
+
+def test_scratch_models_are_the_model_folders_in_name_order(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    assert ws.scratch_models("incremental") == []
+    for name in ("2", "10", "0", "empty"):
+        (ws.mapping_scratch("incremental") / name).mkdir(parents=True)
+    for name in ("2", "10", "0"):
+        (ws.mapping_scratch("incremental") / name / "cameras.bin").touch()
+    (ws.mapping_scratch("incremental") / "stray.bin").touch()
+    assert [p.name for p in ws.scratch_models("incremental")] == ["0", "10", "2"]
+
+
+def test_image_names_and_exports_leave_out_temps_and_other_files(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.images_dir.mkdir(parents=True)
+    for name in ("b.jpg", "a.jpg", ".tmp-c.jpg"):
+        (ws.images_dir / name).touch()
+    assert ws.image_names() == ["a.jpg", "b.jpg"]
+    assert ws.exported_models() == []
+    ws.export_dir.mkdir()
+    for fmt, stem in (("obj", "model"), ("glb", "model"), ("ply", "splat")):
+        ws.export_path(fmt, stem).touch()
+    ws.export_json.touch()
+    assert [p.name for p in ws.exported_models()] == ["model.glb", "model.obj"]
+
+
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     target = tmp_path / "a" / "out.json"
     with atomic_path(target) as tmp:

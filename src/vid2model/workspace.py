@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from vid2model.errors import UserError
 
@@ -43,6 +43,15 @@ MANIFEST_KEYS = ("vid2model", "stages")
 def holds_model(folder: Path) -> bool:
     """Whether ``folder`` holds a COLMAP model (binary or text)."""
     return (folder / "images.bin").exists() or (folder / "images.txt").exists()
+
+
+class RescueScratch(NamedTuple):
+    """The scratch folder of one rescue attempt and what it holds."""
+
+    root: Path  # made afresh for each attempt
+    database: Path  # a copy of the database, its focal priors changed
+    models: Path  # the mapper's models
+    merged: Path  # their pieces merged
 
 
 class Workspace:
@@ -91,13 +100,28 @@ class Workspace:
         """Frames between consecutive keyframes (working resolution), held out of the solve to test it."""
         return self.ingest_dir / "probes"
 
+    def probe_image(self, name: str) -> Path:
+        return self.probes_dir / name
+
     @property
     def images_dir(self) -> Path:
         return self.root / "images"
 
+    def keyframe_image(self, name: str) -> Path:
+        """A keyframe at working resolution, as the camera solve saw it."""
+        return self.images_dir / name
+
+    def image_names(self) -> list[str]:
+        """Names of the images in ``images/``, sorted; temp files of a killed run left out."""
+        return sorted(p.name for p in self.images_dir.iterdir() if not p.name.startswith("."))
+
     @property
     def images_full_dir(self) -> Path:
         return self.root / "images_full"
+
+    def full_image(self, name: str) -> Path:
+        """A keyframe at full resolution (kept only with ``ingest.keep_full_res``)."""
+        return self.images_full_dir / name
 
     # ---- sfm -------------------------------------------------------------------------------
     @property
@@ -117,6 +141,22 @@ class Workspace:
     def mapping_dir(self) -> Path:
         """Scratch models of the mappers and the rescue (each attempt in a folder of its own)."""
         return self.sfm_dir / "models"
+
+    def mapping_scratch(self, kind: str, merged: bool = False) -> Path:
+        """One mapper's models (kind global, incremental or relaxed), or its pieces merged."""
+        return self.mapping_dir / (f"{kind}_merged" if merged else kind)
+
+    def scratch_models(self, kind: str) -> list[Path]:
+        """The model folders the mapper of this kind wrote (numbered, in name order)."""
+        out = self.mapping_scratch(kind)
+        if not out.is_dir():
+            return []
+        return [d for d in sorted(out.iterdir()) if d.is_dir() and (d / "cameras.bin").exists()]
+
+    def rescue_scratch(self, attempt: str) -> RescueScratch:
+        """The folders of one rescue attempt (e.g. ``fixed_focal0``)."""
+        root = self.mapping_dir / "rescue" / attempt
+        return RescueScratch(root, root / "database.db", root / "models", root / "merged")
 
     @property
     def probe_database_path(self) -> Path:
@@ -159,6 +199,9 @@ class Workspace:
     def undistorted_dir(self) -> Path:
         """Keyframes undistorted to pinhole (written by sfm; read by dense, mesh, texture, splat)."""
         return self.dense_dir / "images"
+
+    def undistorted_image(self, name: str) -> Path:
+        return self.undistorted_dir / name
 
     @property
     def dense_sparse_dir(self) -> Path:
@@ -224,6 +267,15 @@ class Workspace:
         return self.texture_dir / "model.obj"
 
     @property
+    def texture_mtl(self) -> Path:
+        return self.texture_dir / "model.mtl"
+
+    @property
+    def texture_png(self) -> Path:
+        """The atlas; the MTL's ``map_Kd`` names it, but older workspaces are read by this name too."""
+        return self.texture_dir / "texture.png"
+
+    @property
     def splat_dir(self) -> Path:
         return self.root / "splat"
 
@@ -243,6 +295,10 @@ class Workspace:
     def export_path(self, fmt: str, stem: str = "model") -> Path:
         return self.export_dir / f"{stem}.{fmt}"
 
+    def exported_models(self) -> list[Path]:
+        """The model files export wrote (``model.*``), in name order."""
+        return sorted(self.export_dir.glob("model.*")) if self.export_dir.exists() else []
+
     @property
     def export_json(self) -> Path:
         """What the export stage wrote: files, sizes, conventions, notes."""
@@ -259,6 +315,34 @@ class Workspace:
     @property
     def report_json(self) -> Path:
         return self.report_dir / "report.json"
+
+    @property
+    def timeline_png(self) -> Path:
+        return self.report_dir / "timeline.png"
+
+    @property
+    def coverage_png(self) -> Path:
+        return self.report_dir / "coverage.png"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        """Small JPEGs of the keyframes for the report, named ``<image stem>.jpg``."""
+        return self.report_dir / "thumbs"
+
+    @property
+    def site_dir(self) -> Path:
+        """Where the report expects the published site (``vid2model publish -o``), if it is published here."""
+        return self.root / "site"
+
+    @property
+    def site_html(self) -> Path:
+        return self.site_dir / "index.html"
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The workspace's own folders, which nothing else may replace."""
+        return (self.images_dir, self.images_full_dir, self.sparse_root, self.dense_dir, self.mesh_dir,
+                self.texture_dir, self.splat_dir, self.export_dir, self.report_dir, self.sfm_dir, self.ingest_dir)
 
     # ---- ownership ---------------------------------------------------------------------------
     def create(self) -> "Workspace":

@@ -55,9 +55,9 @@ def _thumbnails(ws: Workspace, names: list[str], limit: int = 60) -> list[str]:
 
     step = max(1, int(np.ceil(len(names) / limit)))
     out = []
-    with atomic_dir(ws.report_dir / "thumbs") as tmp:
+    with atomic_dir(ws.thumbs_dir) as tmp:
         for name in names[::step]:
-            src = ws.images_dir / name
+            src = ws.keyframe_image(name)
             if not src.exists():
                 continue
             dst = tmp / (Path(name).stem + ".jpg")
@@ -84,8 +84,8 @@ def build_report(ws: Workspace) -> dict[str, Any]:
             data[k] = keyframes[k]
     if frames.get("frames"):
         try:
-            _plot_timeline(frames["frames"], data["findings"], video, ws.report_dir / "timeline.png")
-            data["timeline_plot"] = "timeline.png"
+            _plot_timeline(frames["frames"], data["findings"], video, ws.timeline_png)
+            data["timeline_plot"] = ws.timeline_png.name
         except Exception as exc:  # a plot must never sink the report
             log.warning("timeline plot failed: %s", exc)
     kf = keyframes.get("keyframes", [])
@@ -105,8 +105,8 @@ def build_report(ws: Workspace) -> dict[str, Any]:
         probes = check.get("probes") or {}
         data["camera_check"].update(probes_tested=probes.get("tested"), probes_agreeing=probes.get("agreeing"),
                                     bridges=len(check.get("bridges") or []))
-    data["exports"] = sorted(p.name for p in ws.export_dir.glob("model.*")) if ws.export_dir.exists() else []
-    data["viewer"] = "../site/index.html" if (ws.root / "site" / "index.html").exists() else None
+    data["exports"] = [p.name for p in ws.exported_models()]
+    data["viewer"] = "../site/index.html" if ws.site_html.exists() else None
     ws.write_json(ws.report_json, data)
     with atomic_path(ws.report_html) as tmp:
         tmp.write_text(_html(data), encoding="utf-8")

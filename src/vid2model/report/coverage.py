@@ -108,7 +108,7 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
     if np.isfinite(mre) and mre > 2.0:
         advice.append(f"camera solving is imprecise (mean reprojection error {mre:.1f} px): avoid blur, moving "
                       f"objects and zooming")
-    plot = ws.report_dir / "coverage.png"
+    plot = ws.coverage_png
     if len(centers):
         e1 = np.cross(up, np.cross(centers[0] - target, up))
         e1 = e1 / (np.linalg.norm(e1) or 1.0)

@@ -156,7 +156,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         s = min(1.0, cfg.max_side / max(v.width, v.height))
         size = (max(16, round(v.width * s)), max(16, round(v.height * s)))
         cams.append(v.resized(*size))
-        rgb = _read_image(ws.undistorted_dir / v.name, size)
+        rgb = _read_image(ws.undistorted_image(v.name), size)
         gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
         grays.append(torch.from_numpy(gray).to(dev))
         sizes.append(size)
@@ -199,7 +199,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
             if cfg.fringe_radius > 0:
                 keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius)
             if cfg.peel_iters > 0:
-                keep = peel_rims(_read_image(ws.undistorted_dir / v.name, sizes[i]), keep, cfg.peel_iters)
+                keep = peel_rims(_read_image(ws.undistorted_image(v.name), sizes[i]), keep, cfg.peel_iters)
             depths.append(np.where(keep, d.cpu().numpy(), 0).astype(np.float32))
             timings.append(time.perf_counter() - t0)
             b.advance()
@@ -231,7 +231,7 @@ def run(ws: Workspace, cfg: DenseConfig) -> dict[str, Any]:
         ok = (d > 0) & (incidence_cos(n_cam, cams[i]) >= min_cos)
         d[~ok] = 0
         n_cam[~ok] = 0
-        rgb = _read_image(ws.undistorted_dir / views[i].name, sizes[i])
+        rgb = _read_image(ws.undistorted_image(views[i].name), sizes[i])
         return d, n_cam, ok, rgb, cams[i].backproject(d), n_filled
 
     kept_share, per_view, filled_share = [], [], []

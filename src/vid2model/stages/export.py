@@ -68,7 +68,7 @@ def load_mesh(ws: Workspace) -> MeshData:
     if ws.textured_obj.exists():
         mesh = trimesh.load(ws.textured_obj, process=False, force="mesh")
         uv = getattr(mesh.visual, "uv", None)
-        texture = _mtl_texture(ws.textured_obj) or (ws.texture_dir / "texture.png")
+        texture = _mtl_texture(ws.textured_obj) or ws.texture_png
         if uv is not None and len(uv) == len(mesh.vertices) and texture.exists():
             return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64),
                             np.asarray(uv, np.float64), texture, None, "texture/model.obj")
@@ -223,8 +223,9 @@ def _write_mesh(fmt: str, path: Path, m: MeshData, normals: np.ndarray, name: st
         with atomic_path(path) as tmp:
             write_usd(tmp, m.vertices, m.faces, m.uvs, normals, m.texture, up_axis="Y", meters_per_unit=1.0,
                       name=name, colors=m.colors)
-        tex = path.parent / "texture.png"
-        return [path, tex] if fmt != "usdz" and m.texture is not None else [path]
+        if fmt == "usdz" or m.texture is None:
+            return [path]
+        return [path, path.with_name(m.texture.name)]  # write_usd copies the texture beside it, name kept
     if fmt == "fbx":
         from vid2model.io.fbx import write_fbx
 

@@ -81,7 +81,7 @@ def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trun
             depth = np.nan_to_num(read_array(path).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
             depth[depth < 0] = 0
             h, w = depth.shape
-            color = cv2.imread(str(ws.undistorted_dir / v.name), cv2.IMREAD_COLOR)
+            color = cv2.imread(str(ws.undistorted_image(v.name)), cv2.IMREAD_COLOR)
             if color is None:
                 raise UserError(f"missing undistorted image {v.name}: rerun vid2model sfm WORKSPACE --force")
             color = cv2.resize(color[:, :, ::-1], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0

@@ -45,9 +45,9 @@ def _image_order(ws: Workspace) -> tuple[list[str], dict[str, Any]]:
     if kf and kf.get("keyframes"):
         names = [k["name"] for k in kf["keyframes"]]
     else:
-        names = sorted(p.name for p in ws.images_dir.iterdir() if not p.name.startswith("."))
+        names = ws.image_names()
         kf = {"video": False}
-    names = [n for n in names if (ws.images_dir / n).exists()]
+    names = [n for n in names if ws.keyframe_image(n).exists()]
     if len(names) < 3:
         raise UserError(f"only {len(names)} images to solve: at least 3 (better 20+) views are needed")
     return names, kf
@@ -61,7 +61,7 @@ def _image_sizes(ws: Workspace, names: list[str], kf: dict[str, Any]) -> set[tup
 
     out = set()
     for n in names:
-        with Image.open(ws.images_dir / n) as im:  # reads the header only
+        with Image.open(ws.keyframe_image(n)) as im:  # reads the header only
             out.add(im.size)
     return out
 
@@ -257,7 +257,7 @@ def _bridge(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
     if cfg.bridge_min_inliers <= 0 or cfg.features != "sift" or not kf.get("probes") or not ws.probes_dir.is_dir():
         return names, [], {}
     weak = B.weak_links(ws.database_path, names, cfg.bridge_min_inliers)
-    chosen = [p for p in B.choose(kf["probes"], weak) if (ws.probes_dir / p["name"]).exists()]
+    chosen = [p for p in B.choose(kf["probes"], weak) if ws.probe_image(p["name"]).exists()]
     if not chosen:
         return names, [], {"weak_links": len(weak), "bridges": 0}
     order = B.in_order(names, chosen)
@@ -450,7 +450,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
             bridges = []
         bridged = frozenset(p["name"] for p in bridges)
         b.advance()
-        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws.mapping_dir, cfg,
+        rec, map_info = solve(ws.database_path, ws.images_dir, names, ws, cfg,
                               lambda missing: _widen(ws, names, missing, done, cfg.features),
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude, bridged))
         t["mapping_s"] = map_info.pop("mapping_s")

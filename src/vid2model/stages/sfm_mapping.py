@@ -22,7 +22,8 @@ from vid2model.config import SfmConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import SEED
 from vid2model.stages.sfm_models import incremental_options, merge_pieces, model_score, names_of, prune_weak_images
-from vid2model.stages.sfm_rescue import needs_rescue, rescue_into
+from vid2model.stages.sfm_rescue import needs_rescue, read_models, rescue_into
+from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
 
@@ -94,20 +95,20 @@ def drop_pairs(database: Path, pairs: list[tuple[int, int]]) -> None:
         db.close()
 
 
-def _map(kind: str, database: Path, images: Path, scratch: Path) -> tuple[list, int, float]:
+def _map(kind: str, database: Path, images: Path, ws: Workspace) -> tuple[list, int, float]:
     """One mapper run with its pieces merged: (models largest first, pieces merged, seconds)."""
     t0 = time.perf_counter()
-    models = run_mapper(kind, database, images, scratch / kind)
+    models = run_mapper(kind, database, images, ws.mapping_scratch(kind))
     n_merged = 0
     if len(models) > 1:
-        rec, n_merged, apart = merge_pieces(models, database, images, scratch / f"{kind}_merged")
+        rec, n_merged, apart = merge_pieces(models, database, images, ws.mapping_scratch(kind, merged=True))
         if n_merged:
             log.info("%s mapping: merged %d pieces through shared frames", kind, n_merged)
             models = sorted([rec] + apart, key=model_score, reverse=True)
     return models, n_merged, round(time.perf_counter() - t0, 2)
 
 
-def _without_false_links(kind: str, models: list, n_merged: int, database: Path, images: Path, scratch: Path,
+def _without_false_links(kind: str, models: list, n_merged: int, database: Path, images: Path, ws: Workspace,
                          names: list[str], add_pairs: Callable[[list[str]], int],
                          rounds: int = 2) -> tuple[list, int, dict[str, Any]]:
     """Drop the false links of a model and map again while that places at least as many images.
@@ -134,7 +135,7 @@ def _without_false_links(kind: str, models: list, n_merged: int, database: Path,
                                                  for a, b in bad)
         add_pairs(involved)
         info["s"] += time.perf_counter() - t0
-        new, merged, dt = _map(kind, database, images, scratch)
+        new, merged, dt = _map(kind, database, images, ws)
         info["s"] += dt
         missing = [n for n in names if not new or n not in names_of(new[0])]
         if missing and len(missing) < len(names):
@@ -143,7 +144,7 @@ def _without_false_links(kind: str, models: list, n_merged: int, database: Path,
             info["s"] += time.perf_counter() - t0
             log.info("%s mapping: %d images not placed, %d pairs added for them", kind, len(missing), added)
             if added:
-                new, merged, dt = _map(kind, database, images, scratch)
+                new, merged, dt = _map(kind, database, images, ws)
                 info["s"] += dt
         if not new or new[0].num_reg_images() < rec.num_reg_images():
             log.info("%s mapping without the false links placed fewer images: keeping the first model", kind)
@@ -153,14 +154,14 @@ def _without_false_links(kind: str, models: list, n_merged: int, database: Path,
     return models, n_merged, info
 
 
-def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: SfmConfig,
+def solve(database: Path, images: Path, names: list[str], ws: Workspace, cfg: SfmConfig,
           add_pairs: Callable[[list[str]], int],
           densify: Callable[[set[tuple[str, str]]], bool] | None = None) -> tuple[Any, dict[str, Any]]:
     """Run the mappers until every image is placed in one model or all options are spent.
 
     Args:
         names: all image names to place.
-        scratch: folder for mapper outputs.
+        ws: the workspace, for the mappers' scratch folders.
         add_pairs: callback matching the given unplaced images more widely; returns pairs added.
         densify: callback for the rescue (sfm_rescue): denser features and guided matching of the pairs
             tried so far less the given (name, name) pairs (false links dropped here).
@@ -176,14 +177,16 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
     best, best_info, tried = None, {}, []
     dropped = 0
     false_links: set[tuple[str, str]] = set()
+    mapped: set[str] = set()
     for kind in order:
+        mapped.add(kind)
         if kind == "relaxed":
             missing = [n for n in names if best is None or n not in names_of(best)]
             added = add_pairs(missing)
             log.info("retrying with relaxed incremental mapping (%d extra pairs)", added)
-        models, n_merged, dt = _map(kind, database, images, scratch)
+        models, n_merged, dt = _map(kind, database, images, ws)
         if models:
-            models, n_merged, fix = _without_false_links(kind, models, n_merged, database, images, scratch, names,
+            models, n_merged, fix = _without_false_links(kind, models, n_merged, database, images, ws, names,
                                                          add_pairs)
             dt = round(dt + fix["s"], 2)
             dropped += fix["false_links_dropped"]
@@ -202,9 +205,13 @@ def solve(database: Path, images: Path, names: list[str], scratch: Path, cfg: Sf
             best_info = {"mapper": kind, "n_models": len(models), "pieces_merged": n_merged}
         if best.num_reg_images() == len(names):
             break
-    if needs_rescue(best, names, scratch):  # frames missing or a block placed wrong: fixed-focal mapping
+    # The rescue is seeded and judged by the models as the mappers wrote them (before pruning), of the
+    # kinds this solve ran: a folder left by an earlier run may hold another set of images.
+    pieces = read_models([d for k in ("incremental", "relaxed") if k in mapped for d in ws.scratch_models(k)])
+    if needs_rescue(best, names, pieces):  # frames missing or a block placed wrong: fixed-focal mapping
         before, before_info = best, best_info
-        best, best_info = rescue_into(best, best_info, tried, database, images, names, scratch,
+        seen = (read_models(ws.scratch_models("global")) if "global" in mapped else []) + pieces
+        best, best_info = rescue_into(best, best_info, tried, database, images, names, ws, seen, pieces,
                                       (lambda: densify(false_links)) if densify else None)
         # the rescue maps with fewer safeguards: a model it places on false links (look-alike views, NeRF
         # lego: 3 cameras 127 degrees off) is not an improvement

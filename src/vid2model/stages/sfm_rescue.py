@@ -31,6 +31,7 @@ from vid2model.io.colmap import bundle_adjust
 from vid2model.ops.similarity import mean_rotation, rotation_angle_deg, similarity_residuals
 from vid2model.stages.sfm_models import (centres, incremental_options, merge_pieces, model_score, prune_weak_images,
                                          rotations)
+from vid2model.workspace import RescueScratch, Workspace
 
 log = logging.getLogger("vid2model")
 
@@ -72,7 +73,7 @@ def _fixed_focal_options():
     return opts
 
 
-def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: float) -> tuple[list, list]:
+def fixed_focal_mapping(database: Path, images: Path, scratch: RescueScratch, ratio: float) -> tuple[list, list]:
     """Relaxed incremental mapping with every camera's focal length fixed at ``ratio`` x its long
     side (on a copy of the database), pieces merged through shared frames, then one bundle adjustment
     that refines the focal length too.
@@ -82,13 +83,13 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
     """
     import pycolmap
 
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    db = scratch / "database.db"
+    shutil.rmtree(scratch.root, ignore_errors=True)
+    scratch.root.mkdir(parents=True)
+    db = scratch.database
     shutil.copyfile(database, db)
     _set_focal(db, ratio)
     try:
-        models = pycolmap.incremental_mapping(db, images, scratch / "models", _fixed_focal_options())
+        models = pycolmap.incremental_mapping(db, images, scratch.models, _fixed_focal_options())
     except Exception as exc:  # noqa: BLE001 - a failed attempt is a result
         log.warning("fixed-focal mapping failed: %s", exc)
         return [], []
@@ -99,7 +100,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: Path, ratio: floa
     pieces = [rotations(m) for m in models]
     merged = 0
     if len(models) > 1:
-        rec, merged, apart = merge_pieces(models, db, images, scratch / "merged")
+        rec, merged, apart = merge_pieces(models, db, images, scratch.merged)
         models = [rec] + apart
     if not merged:  # merge_pieces bundle-adjusts (focal included) only what it merged
         bundle_adjust(models[0])
@@ -153,7 +154,7 @@ def centre_disagreement(rec, pieces: list[dict[str, np.ndarray]], max_rel: float
     return bad
 
 
-def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: list, best,
+def rescue(database: Path, images: Path, ws: Workspace, names: list[str], seen: list, best,
            densify: Callable[[], bool] | None = None, judges: list | None = None) -> tuple[Any, dict[str, Any]]:
     """Try fixed-focal incremental mapping (then denser features, when ``densify`` is given and the
     first try still leaves frames out) for a model better than ``best``.
@@ -178,7 +179,7 @@ def rescue(database: Path, images: Path, scratch: Path, names: list[str], seen: 
                 break
         for r in range(2):
             t0 = time.perf_counter()
-            models, pcs = fixed_focal_mapping(database, images, scratch / f"{step}{r}", ratio)
+            models, pcs = fixed_focal_mapping(database, images, ws.rescue_scratch(f"{step}{r}"), ratio)
             rec = models[0] if models else None
             n = rec.num_reg_images() if rec is not None else 0
             attempts.append({"mapper": step, "focal_ratio": round(ratio, 3), "registered": n, "models": len(models),
@@ -215,27 +216,26 @@ def _weighted_median(values: list[tuple[float, int]]) -> float:
     return float(v[int(np.searchsorted(w, w[-1] / 2))][0])
 
 
-def _seen_models(scratch: Path, kinds: tuple[str, ...] = ("global", "incremental", "relaxed")) -> list:
-    """The models the mappers of these kinds wrote under ``scratch``."""
+def read_models(folders: list[Path]) -> list:
+    """The models of at least 3 images in these folders (as a mapper wrote them), in the order given."""
     import pycolmap
 
     out = []
-    for d in sorted(scratch.glob("*/*")):
-        if d.is_dir() and (d / "cameras.bin").exists() and d.parent.name in kinds:
-            try:
-                out.append(pycolmap.Reconstruction(str(d)))
-            except Exception:  # noqa: BLE001 - an unreadable model is just not a focal estimate
-                continue
+    for d in folders:
+        try:
+            out.append(pycolmap.Reconstruction(str(d)))
+        except Exception:  # noqa: BLE001 - an unreadable model is just not a focal estimate
+            continue
     return [m for m in out if m.num_reg_images() >= 3]
 
 
 def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], database: Path, images: Path,
-                names: list[str], scratch: Path, densify: Callable[[], bool] | None) -> tuple[Any, dict[str, Any]]:
+                names: list[str], ws: Workspace, seen: list, judges: list,
+                densify: Callable[[], bool] | None) -> tuple[Any, dict[str, Any]]:
     """:func:`rescue` as a last step of ``sfm_mapping.solve``: its attempts appended to ``tried``;
     (best model, its info)."""
     t0 = time.perf_counter()
-    rec, info = rescue(database, images, scratch / "rescue", names, _seen_models(scratch), best, densify,
-                       judges=_seen_models(scratch, ("incremental", "relaxed")))
+    rec, info = rescue(database, images, ws, names, seen, best, densify, judges=judges)
     attempts = info.pop("rescue_attempts")
     if attempts:  # time outside the mapping runs (densify: extraction, matching) counted in the last
         attempts[-1]["s"] = round(time.perf_counter() - t0 - sum(a["s"] for a in attempts[:-1]), 2)
@@ -245,15 +245,14 @@ def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], da
     return best, {**best_info, "disagreeing_frames": info.get("disagreeing", [])}
 
 
-def needs_rescue(best, names: list[str], scratch: Path, missing_share: float = 0.05) -> bool:
+def needs_rescue(best, names: list[str], pieces: list, missing_share: float = 0.05) -> bool:
     """Whether ``sfm_mapping.solve``'s model should be rescued: frames missing (more than a stray one or
     two of a large capture, which the rescue would not place either), or frames whose rotation or centre
     disagrees with an incremental piece (a wrong-but-registered block)."""
     if best is None or len(names) - best.num_reg_images() >= max(1.0, missing_share * len(names)):
         return True
-    models = _seen_models(scratch, ("incremental", "relaxed"))
-    bad = piece_disagreement(best, [rotations(m) for m in models])
-    bad |= centre_disagreement(best, [centres(m) for m in models])
+    bad = piece_disagreement(best, [rotations(m) for m in pieces])
+    bad |= centre_disagreement(best, [centres(m) for m in pieces])
     if bad:
         log.info("%d frames disagree with the incremental pieces: %s", len(bad), ", ".join(sorted(bad)[:10]))
     return bool(bad)

@@ -49,7 +49,7 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
     obs: dict[int, list] = {}
     for image_id in rec.reg_image_ids():
         img = rec.image(image_id)
-        gray = cv2.imread(str(ws.images_dir / img.name), cv2.IMREAD_GRAYSCALE)
+        gray = cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             continue
         cam = Camera.from_colmap(img, img.camera, lens=True)

@@ -81,7 +81,7 @@ class _Source:
 
 def _sources(ws: Workspace, views, use_full: bool) -> list[_Source]:
     """Colour sources per view: the original frames when available (see :class:`_Source`), else dense/images."""
-    out = [_Source(v, ws.undistorted_dir / v.name) for v in views]
+    out = [_Source(v, ws.undistorted_image(v.name)) for v in views]
     if not use_full:
         return out
     try:
@@ -94,7 +94,7 @@ def _sources(ws: Workspace, views, use_full: bool) -> list[_Source]:
     cams = {img.name: pycolmap.Camera(model=img.camera.model, width=img.camera.width, height=img.camera.height,
                                       params=np.asarray(img.camera.params)) for img in rec.images.values()}
     for k, v in enumerate(views):
-        path = ws.images_full_dir / v.name
+        path = ws.full_image(v.name)
         cam = cams.get(v.name)
         size = _image_size(path) if cam is not None and path.exists() else None
         if size is None:
@@ -249,24 +249,24 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
     out_mesh.visual = trimesh.visual.TextureVisuals(
         uv=uvs, material=trimesh.visual.material.SimpleMaterial(image=Image.fromarray(tex), name="material0"))
     with atomic_dir(ws.texture_dir) as tmp:
-        obj = trimesh.exchange.obj.export_obj(out_mesh, include_texture=True, mtl_name="model.mtl",
+        obj = trimesh.exchange.obj.export_obj(out_mesh, include_texture=True, mtl_name=ws.texture_mtl.name,
                                               return_texture=True)
         text, files = obj
-        (tmp / "model.obj").write_text(text)
+        (tmp / ws.textured_obj.name).write_text(text)
         for name, data in files.items():
-            target = "texture.png" if name.lower().endswith(".png") else name
+            target = ws.texture_png.name if name.lower().endswith(".png") else name
             (tmp / target).write_bytes(data)
             if target != name:
-                for fname in ("model.mtl",):
-                    p = tmp / fname
-                    if p.exists():
-                        p.write_text(p.read_text().replace(name, target))
-        if (tmp / "model.mtl").exists():
-            m = (tmp / "model.mtl").read_text()
+                p = tmp / ws.texture_mtl.name
+                if p.exists():
+                    p.write_text(p.read_text().replace(name, target))
+        mtl = tmp / ws.texture_mtl.name
+        if mtl.exists():
+            m = mtl.read_text()
             for name in files:
                 if name.lower().endswith(".png"):
-                    m = m.replace(name, "texture.png")
-            (tmp / "model.mtl").write_text(m)
+                    m = m.replace(name, ws.texture_png.name)
+            mtl.write_text(m)
     return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources),
             "faces_unseen": int((~seen).sum()),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}

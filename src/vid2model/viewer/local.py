@@ -180,7 +180,7 @@ def _add_cameras(server, ws: Workspace, views: list) -> tuple[list, int]:
         fov = 2 * np.arctan2(v.height / 2, v.fy)
         handles.append(server.scene.add_camera_frustum(
             f"/cameras/{_safe(v.name)}", fov=float(fov), aspect=v.width / v.height, scale=scale,
-            thickness=scale * 0.02, color=(40, 110, 220), image=_thumbnail(ws.images_dir / v.name),
+            thickness=scale * 0.02, color=(40, 110, 220), image=_thumbnail(ws.keyframe_image(v.name)),
             format="jpeg", jpeg_quality=80, wxyz=_wxyz(v.R.T), position=v.center))
     return handles, len(views)
 

@@ -40,7 +40,7 @@ _BACKGROUND = "#f4f4f4"
 def find_splat(ws: Workspace) -> tuple[Path, str] | None:
     """The splat to publish and its Spark file type: compressed web formats first, the training PLY last."""
     for path, kind in ((ws.export_path("spz"), "spz"), (ws.export_path("splat"), "splat"),
-                       (ws.export_dir / "splat.ply", "ply"), (ws.splat_ply, "ply")):
+                       (ws.export_path("ply", "splat"), "ply"), (ws.splat_ply, "ply")):
         if path.exists() and path.stat().st_size > 0:
             return path, kind
     return None
@@ -140,10 +140,8 @@ def _check_out_dir(ws: Workspace, out: Path) -> None:
     """Refuse output folders whose replacement would destroy something that is not an earlier site."""
     if out == ws.root or ws.root.is_relative_to(out):
         raise UserError(f"the site folder {out} would replace the workspace; choose another folder (-o SITE)")
-    if out.is_relative_to(ws.root) and out.parent == ws.root and out.name in {
-            "images", "images_full", "sparse", "dense", "mesh", "texture", "splat", "export", "report", "sfm",
-            "ingest"}:
-        raise UserError(f"{out} is a workspace folder; choose another site folder (e.g. {ws.root / 'site'})")
+    if out in ws.folders:
+        raise UserError(f"{out} is a workspace folder; choose another site folder (e.g. {ws.site_dir})")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / _MARKER).exists())):
         raise UserError(f"{out} exists and is not a vid2model site; choose an empty or new folder")
 
