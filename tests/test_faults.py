@@ -373,7 +373,13 @@ def test_damaged_stretch_of_video_is_skipped_and_reported(tmp_path):
     by_time = {round(float(t), 3): i for i, t in enumerate(res.timestamps)}
     t_of = {k["name"]: round(float(k["timestamp"]), 3) for k in kf["keyframes"]}
     views = load_views(ws.sparse_dir)
-    assert len(views) == len(times)
+    # every keyframe away from the damage is placed; one next to it may not be (the decoder conceals the frames
+    # around a damaged stretch differently from run to run), and then the check names it
+    placed = {v.name for v in views}
+    near = {k["name"] for k in kf["keyframes"] if finding["start"] - 0.5 <= k["timestamp"] <= finding["end"] + 0.5}
+    assert {k["name"] for k in kf["keyframes"]} - near <= placed
+    check = json.loads(ws.camera_check_json.read_text())
+    assert len(views) == len(times) or check["verdict"] == "partial" and check["unplaced_spans"]
     err = pose_errors(np.array([v.cam_to_world for v in views]),
                       np.array([res.cam_to_world[by_time[t_of[v.name]]] for v in views]))
     assert err["rot_median_deg"] < 0.5 and err["center_median_rel"] < 0.01, err
