@@ -290,7 +290,7 @@ STAGE_CONFIGS: dict[str, type] = {
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
-        "ingest": {"max_side": 960, "max_keyframes": 60},
+        "ingest": {"max_side": 960, "max_keyframes": 60, "keyframe_max_deg": 10.0},
         "sfm": {"max_features": 2048},
         "dense": {"max_side": 480, "num_sources": 4, "n_planes": 32, "n_refine": 8, "rounds": 2},
         "mesh": {"target_faces": 100_000, "voxel_divisions": 150, "poisson_max_depth": 9, "poisson_trim": 0.05},
