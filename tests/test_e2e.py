@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from vid2model.cli import main
-from vid2model.io.colmap import load_views
 from vid2model.io.colmap_dense import read_array, read_points_ply
 from vid2model.synth.evaluate import camera_errors, load_gt, surface_fscore
 

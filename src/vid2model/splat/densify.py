@@ -45,7 +45,6 @@ class Densifier:
     @torch.no_grad()
     def step(self, it: int, model, opt) -> None:
         """Run densification / pruning / opacity reset when the schedule says so (after ``it``)."""
-        o = self.o
         done = it + 1
         if self.start <= done <= self.stop and done % self.every == 0 and done > self.start:
             self.densify_and_prune(model, opt)
