@@ -242,11 +242,10 @@ class MotionTracker:
             _, ia, ib = np.intersect1d(ua, ub, return_indices=True)
             turn = 0.0
             if len(ia) >= min_points:
-                E, inl = cv2.findEssentialMat(pa[ia].astype(np.float64), pb[ib].astype(np.float64), K,
-                                              method=cv2.RANSAC, prob=0.999, threshold=1.0)
+                x1, x2 = pa[ia].astype(np.float64), pb[ib].astype(np.float64)
+                E, inl = cv2.findEssentialMat(x1, x2, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
                 if E is not None and E.shape == (3, 3) and inl is not None and int(inl.sum()) >= min_points:
-                    _, R, _, _ = cv2.recoverPose(E, pa[ia].astype(np.float64), pb[ib].astype(np.float64), K,
-                                                 mask=inl.copy())
+                    _, R, _, _ = cv2.recoverPose(E, x1, x2, K, mask=inl.copy())
                     turn = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
                     # a hand-held video does not turn this fast: a degenerate fit (little parallax, one plane
                     # filling the view) tells nothing

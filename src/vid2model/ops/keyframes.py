@@ -156,7 +156,7 @@ def select_keyframes(motion: np.ndarray, rel_sharp: np.ndarray, *, step: float =
     if len(idx) == 0:
         idx = np.arange(n)
     cum = np.concatenate([[0.0], np.cumsum(motion[1:])])[idx]
-    gap_cum = np.concatenate([[0.0], np.cumsum(image_motion[1:])])[idx]
+    gap_cum = cum if image_motion is motion else np.concatenate([[0.0], np.cumsum(image_motion[1:])])[idx]
     rel_c = rel[idx]
     sharp = rel_c >= blur_threshold
     total = float(cum[-1] - cum[0])

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from vid2model.camera import Camera, pixel_index
+from vid2model.ops.mvs.plane_fill import seen_through
 
 
 def to_o3d(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None):
@@ -211,15 +212,11 @@ def free_space_votes(V: np.ndarray, views: Iterable[tuple], margin: float, min_g
 
     Args:
         V: [N, 3] vertices; views: (camera, depth [h, w]) pairs, the depth map at any resolution of the
-            camera's image (0 or non-finite: no measurement).
+            camera's image (0 or NaN: no measurement).
     """
     votes = np.zeros(len(V), np.int32)
-    for cam, depth in views:
-        u, v, inb = _project(V, cam.resized(depth.shape[1], depth.shape[0]))
-        z = cam.to_cam(V)[:, 2]
-        d = depth[v, u]
-        seen = inb & np.isfinite(d) & (d > 0)
-        votes += seen & (d - z > np.maximum(margin * z, min_gap))
+    for cam, depth in views:  # one at a time: the maps are read lazily
+        votes += seen_through(V, [depth], [cam.resized(depth.shape[1], depth.shape[0])], margin, min_gap)
     return votes
 
 

@@ -443,11 +443,8 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
         t["matching_s"] = round(time.perf_counter() - t0, 2)
         match_info.update(check_pairs(ws.database_path))
         keyframes = names
-        if video:
-            names, bridges, bridge_info = _bridge(ws, names, kf, cfg, done, cam_info)
-            match_info.update(bridge_info)
-        else:
-            bridges = []
+        names, bridges, bridge_info = _bridge(ws, names, kf, cfg, done, cam_info)  # video only: probes
+        match_info.update(bridge_info)
         bridged = frozenset(p["name"] for p in bridges)
         b.advance()
         rec, map_info = solve(ws.database_path, ws.images_dir, names, ws, cfg,

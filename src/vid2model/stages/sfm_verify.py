@@ -371,8 +371,9 @@ def rotation_uncertainty(rec, names: list[str]) -> list[tuple[str, str, float]]:
     ids = [reg[n] for n in names if n in reg]
     if len(ids) < 3:
         return []
-    rec = pycolmap.Reconstruction(rec)
-    rec.tear_down()  # the covariance walks every frame: those left without a pose (not placed, dropped) go
+    if rec.num_reg_frames() < rec.num_frames():  # the covariance walks every frame: those without a pose go
+        rec = pycolmap.Reconstruction(rec)
+        rec.tear_down()
     config = pycolmap.BundleAdjustmentConfig()
     for i in ids:
         config.add_image(i)

@@ -97,14 +97,16 @@ def _agreed_level(heights: np.ndarray, tol: float, min_rim: int, share: float) -
     return float(np.median(heights[inliers]))
 
 
-def seen_through(points: np.ndarray, depths: list[np.ndarray], cams: list, rel: float = 0.03) -> np.ndarray:
+def seen_through(points: np.ndarray, depths: list[np.ndarray], cams: list, rel: float = 0.03,
+                 min_gap: float = 0.0) -> np.ndarray:
     """How many of the views (N,) measured a surface clearly behind each point (N, 3): a view that sees
     through a point says the point is not there.
 
-    ``cams`` are at their depth maps' resolution; ``rel`` is the relative depth margin.
+    ``cams`` are at their depth maps' resolution; "clearly behind" is farther by ``rel`` of the point's
+    depth and by at least ``min_gap``.
     """
     count = np.zeros(len(points), np.int32)
     for d, cam in zip(depths, cams):
         z, measured, inside = depth_seen_at(points, d, cam)
-        count += (inside & (measured > z * (1 + rel))).astype(np.int32)
+        count += (inside & (measured > z + np.maximum(rel * z, min_gap))).astype(np.int32)
     return count
