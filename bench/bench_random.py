@@ -120,6 +120,7 @@ def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
     row["outcome"] = "correct" if err["correct"] else "wrong"
     summ = json.loads((ws / "manifest.json").read_text())["stages"]["sfm"].get("summary", {})
     row["dropped_spans"] = summ.get("dropped_spans", [])
+    row["focal_std_rel"] = summ.get("focal_std_rel")
     return row
 
 

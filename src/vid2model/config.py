@@ -118,6 +118,9 @@ class SfmConfig(_Choices):
     # a model in which the rotation between two consecutive keyframes is uncertain by more than this (degrees,
     # 1 sigma at 1 px of image noise, from the bundle adjustment's covariance) is refused
     max_rotation_uncertainty_deg: float = 0.5
+    # the solved model is re-adjusted with a Cauchy loss at its own noise level, observations beyond three
+    # times that noise removed (stages.sfm_refine): outliers otherwise pull the focal length and every rotation
+    robust_refine: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

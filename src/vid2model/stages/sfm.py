@@ -452,6 +452,12 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude, bridged))
         t["mapping_s"] = map_info.pop("mapping_s")
         check_solution(rec)
+        if cfg.robust_refine:
+            from vid2model.stages.sfm_refine import refine_robust
+
+            t0 = time.perf_counter()
+            map_info["refine"] = refine_robust(rec)
+            t["refine_s"] = round(time.perf_counter() - t0, 2)
         map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges))
         if bridged:
             from vid2model.stages.sfm_bridges import remove

@@ -295,20 +295,29 @@ def observed(img) -> tuple[np.ndarray, np.ndarray]:
     return np.array([o[0] for o in obs], float).reshape(-1, 2), np.array([o[1] for o in obs], np.int64)
 
 
-def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) -> float:
-    """Sum of squared reprojection errors (px^2) of the observations ``obs`` (see :func:`_observations`)."""
+def reprojection_residuals(rec, obs: list[tuple[int, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """Reprojection error (px) of each observation in ``obs`` (see :func:`_observations`; all of the
+    model's when None), in that order [M]; NaN where the point lies behind the camera."""
+    obs = _observations(rec) if obs is None else obs
+    if not obs:
+        return np.zeros(0)
     pids = np.concatenate([o[2] for o in obs])
     uniq, inv = np.unique(pids, return_inverse=True)
     xyz = np.array([rec.point3D(int(p)).xyz for p in uniq], float)[inv]
-    total, start = 0.0, 0
+    out, start = [], 0
     for i, xy, _ in obs:
         img = rec.image(i)
         X = xyz[start:start + len(xy)]
         start += len(xy)
         proj, z = Camera.from_colmap(img, rec.camera(img.camera_id), lens=True).project(X)
         proj[z < np.finfo(float).eps] = np.nan  # behind the camera: no projection (COLMAP's cheirality test)
-        total += float(((proj - xy) ** 2).sum())
-    return total
+        out.append(np.linalg.norm(proj - xy, axis=1))
+    return np.concatenate(out)
+
+
+def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) -> float:
+    """Sum of squared reprojection errors (px^2) of the observations ``obs`` (see :func:`_observations`)."""
+    return float((reprojection_residuals(rec, obs) ** 2).sum())
 
 
 def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float:
