@@ -65,3 +65,18 @@ def step_export(ws, cfg):
     with atomic_path(ws.root / "export.txt") as tmp:
         tmp.write_text(",".join(have))
     return {}
+
+
+def step_refuse(ws, cfg):
+    """Refuses as sfm does: writes its verdict for the report, then raises."""
+    from vid2model.errors import UserError
+
+    _count(ws, "refuse")
+    reason = "the cameras cannot be trusted: a test refusal"
+    ws.write_json(ws.camera_check_json, {"verdict": "refused", "reason": reason})
+    raise UserError(reason)
+
+
+def step_crash(ws, cfg):
+    _count(ws, "crash")
+    raise RuntimeError("a bug in the stage")

@@ -70,11 +70,11 @@ def test_fused_cloud_fscore(small_orbit):
     res = surface_fscore(cloud["xyz"], ws, load_gt(synth.gt_path), synth.mesh_vertices, synth.mesh_faces,
                          thresholds=(0.02, 0.01), n_samples=100_000)
     print("small orbit F-scores", res)
-    # measured 0.87 / 0.75 (precision 0.999 / 0.80; 0.81 / 0.60 before the refinement's window-mean anchoring):
+    # measured at 1335721: F 0.955 / 0.813, P 0.994 / 0.773; floors 0.05 under. Lower than the e2e orbit:
     # 240x180 is coarse, the arc ends see little, and 100k GT samples cap the precision at 1 %
     assert res["at_0.02"]["precision"] >= 0.95
-    assert res["at_0.02"]["fscore"] >= 0.8
-    assert res["at_0.01"]["fscore"] >= 0.65
+    assert res["at_0.02"]["fscore"] >= 0.90
+    assert res["at_0.01"]["fscore"] >= 0.76
 
 
 def test_held_out_views_stay_out_of_stereo(small_orbit, tmp_path):

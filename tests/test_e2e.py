@@ -42,8 +42,10 @@ def test_dense_points_are_accurate(orbit_workspace, synth_orbit):
     assert pts["normals"] is not None and pts["rgb"] is not None
     res = surface_fscore(pts["xyz"], orbit_workspace, load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices,
                          synth_orbit.mesh_faces)
-    # measured: F 0.979, P 0.986 (F@0.5 % 0.90); floors 0.04-0.05 under that
+    # measured at 1335721: F 0.980, P 0.987, F@0.5 % 0.903 (same in two runs); floors about 0.05 under, for other
+    # machines and library builds
     assert res["at_0.01"]["fscore"] > 0.93 and res["at_0.01"]["precision"] > 0.94
+    assert res["at_0.005"]["fscore"] > 0.85
 
 
 def test_mesh_is_accurate(orbit_workspace, synth_orbit):
@@ -55,7 +57,7 @@ def test_mesh_is_accurate(orbit_workspace, synth_orbit):
     pts = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), 100_000)
     res = surface_fscore(pts, orbit_workspace, load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices,
                          synth_orbit.mesh_faces)
-    # measured: F 0.906 (P 0.993, R 0.833); floors 0.04-0.05 under that
+    # measured at 1335721: F 0.907-0.908 (P 0.994-0.995, R 0.835) in two runs; floors about 0.05 under
     assert res["at_0.01"]["fscore"] > 0.86 and res["at_0.01"]["precision"] > 0.95
 
 
@@ -68,7 +70,8 @@ def test_glb_reads_back_textured(orbit_workspace):
     assert geom.visual.material.baseColorTexture is not None
     exp = json.loads(orbit_workspace.export_json.read_text())
     assert exp["triangles"] == len(geom.faces)
-    # Y-up: the floor spans X and Z, and the objects stand on it towards +Y (the floor is at the bottom)
+    # Y-up: the floor spans X and Z, and the objects stand on it towards +Y (the floor is at the bottom);
+    # measured 0.13 and 0.09 against the bounds 0.3 and 0.25 (upside down: 0.95)
     v = np.asarray(geom.vertices)
     span = np.ptp(v, axis=0)
     assert span[1] < 0.3 * min(span[0], span[2])

@@ -100,6 +100,70 @@ def test_failed_stage_is_recorded_and_not_done(tmp_path):
     assert m["stages"]["b"]["status"] == "failed"
 
 
+def _count_reports(monkeypatch, fail: bool = False) -> list[str]:
+    """Count report builds (by the stages done so far); ``fail`` makes every build raise."""
+    import vid2model.report as report
+
+    built: list[str] = []
+    real = report.build_report
+
+    def build(ws):
+        built.append(ws.read_json(ws.manifest_path)["stages"])
+        if fail:
+            raise RuntimeError("the report builder broke")
+        return real(ws)
+
+    monkeypatch.setattr(report, "build_report", build)
+    return built
+
+
+def test_report_rebuilt_after_every_stage_that_ran(tmp_path, monkeypatch):
+    ws = _ws(tmp_path)
+    built = _count_reports(monkeypatch)
+    run_stages(ws, STAGES, _cfg())
+    assert [list(m) for m in built] == [["a"], ["a", "b"], ["a", "b", "c"]]  # each after its stage is recorded
+    run_stages(ws, STAGES, _cfg())
+    assert len(built) == 3  # skipped stages change nothing the report shows
+    assert ws.report_html.exists()
+
+
+@pytest.mark.parametrize("target,error", [("runner_stages:step_refuse", UserError),
+                                          ("runner_stages:step_crash", RuntimeError)])
+def test_report_shows_a_refused_or_failed_stage(tmp_path, monkeypatch, target, error):
+    ws = _ws(tmp_path)
+    built = _count_reports(monkeypatch)
+    with pytest.raises(error):
+        run_stages(ws, [STAGES[0], Stage(name="b", target=target, needs=("a",))], _cfg())
+    assert len(built) == 2 and built[-1]["b"]["status"] == "failed"
+    if error is UserError:  # the refusal's reason is in the report when the error reaches the user
+        assert "Camera check: refused: the cameras cannot be trusted: a test refusal" in ws.report_html.read_text()
+
+
+def test_a_broken_report_never_hides_the_stages_outcome(tmp_path, monkeypatch, caplog):
+    ws = _ws(tmp_path)
+    _count_reports(monkeypatch, fail=True)
+    res = run_stages(ws, STAGES[:1], _cfg())  # a finished stage stays finished
+    assert res["a"]["status"] == "done"
+    with pytest.raises(UserError, match="a test refusal"):  # the stage's own error, not the report's
+        run_stages(ws, [Stage(name="b", target="runner_stages:step_refuse", needs=("a",))], _cfg())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["could not build the report: the report builder broke"] * 2
+
+
+def test_no_report_built_when_the_user_stops_a_stage(tmp_path, monkeypatch):
+    ws = _ws(tmp_path)
+    built = _count_reports(monkeypatch)
+    cfg = SimpleNamespace(a=StepConfig(value=1), splat=StepConfig(value=-1))
+    with pytest.raises(KeyboardInterrupt):  # a stop ends the run at once
+        run_stages(ws, [STAGES[0], Stage(name="splat", target="runner_stages:step_splat", needs=("a",))], cfg)
+    assert len(built) == 1
+
+
+def test_stages_leave_the_report_to_the_runner():
+    stages = Path(__file__).resolve().parents[1] / "src" / "vid2model" / "stages"
+    assert not [p.name for p in stages.glob("*.py") if "build_report" in p.read_text()]
+
+
 def test_resume_after_kill_9(tmp_path):
     """Kill the process while stage b is half-way through writing: a stays done, b reruns, no half file."""
     ws = _ws(tmp_path)

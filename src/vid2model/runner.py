@@ -6,6 +6,11 @@ recorded when it finished): a deleted or truncated artifact makes the stage, and
 fingerprints everything after it, run again instead of being read as garbage. The manifest is written
 atomically after the stage's own atomic writes, so a process killed at any moment leaves either a
 finished stage or one that reruns. One process at a time works in a workspace (its lock).
+
+Stages never build the report: the runner rebuilds it after every stage that ran, whether it finished,
+refused (:class:`UserError`) or failed, so a refusal's reasons are in the report before the error reaches
+the user. A stop (Ctrl-C, SIGTERM) ends the run at once instead. A report that cannot be built logs one
+warning and is never raised: the stage's own result or error is what the caller gets.
 """
 
 from __future__ import annotations
@@ -175,6 +180,16 @@ def fingerprint(stage: Stage, cfg: Any, manifest: Manifest, ws: Workspace) -> st
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _refresh_report(ws: Workspace) -> None:
+    """Rebuild the report; on failure log one warning and return (the policy in the module docstring)."""
+    try:
+        from vid2model.report import build_report  # here: the CLI starts without numpy
+
+        build_report(ws)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not build the report: %s", exc)
+
+
 class PeakMemory:
     """Samples resident memory of this process and its children while a stage runs."""
 
@@ -277,6 +292,8 @@ def _run_locked(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, forc
                                finished=_now(),
                                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                                config=config_to_dict(scfg) if scfg is not None else None)
+            if not stopped:
+                _refresh_report(ws)
             raise
         entry = dict(status="done", fingerprint=fp, finished=_now(),
                      wall_s=round(time.perf_counter() - t0, 3), cpu_s=round(time.process_time() - c0, 3),
@@ -288,6 +305,7 @@ def _run_locked(ws: Workspace, stages: list[Stage], cfg: PipelineConfig, *, forc
         # already differ, so they rerun when asked for. Nothing to delete here.
         manifest.set_stage(stage.name, **entry)
         log.info("%s: done in %.1f s (peak %.0f MB)", stage.name, entry["wall_s"], entry["peak_mem_mb"])
+        _refresh_report(ws)
         results[stage.name] = entry
         if stop_requested():  # the stop came while the stage was finishing: keep it, start nothing new
             raise KeyboardInterrupt

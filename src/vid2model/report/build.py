@@ -115,15 +115,6 @@ def build_report(ws: Workspace) -> dict[str, Any]:
             "_human": f"report: {ws.report_html} ({n_find} findings)"}
 
 
-def refresh_report(ws: Workspace) -> None:
-    """:func:`build_report` for stages: a report that fails is logged, never raised, so it cannot sink
-    (or hide) the stage's own outcome."""
-    try:
-        build_report(ws)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not build the report: %s", exc)
-
-
 def _html(d: dict[str, Any]) -> str:
     e = html.escape
     items = d.get("findings", []) + [{"message": m, "kind": "coverage"} for m in

@@ -20,7 +20,6 @@ import numpy as np
 from vid2model.config import ExportConfig
 from vid2model.errors import UserError
 from vid2model.progress import track
-from vid2model.report import refresh_report
 from vid2model.workspace import Workspace, atomic_path
 
 log = logging.getLogger("vid2model")
@@ -185,7 +184,6 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
         sizes.update(f.get("companions", {}))
     summary = {**info, "files": files, "notes": notes, "total_bytes": int(sum(sizes.values()))}
     ws.write_json(ws.export_json, summary)
-    refresh_report(ws)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""Ingest: decode the input, score every frame, choose keyframes, write them and the capture report."""
+"""Ingest: decode the input, score every frame, choose keyframes, write them and the capture findings."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from vid2model.ops.frame_scores import (MotionTracker, chained_focus, exposure, 
                                         sharpness)
 from vid2model.ops.keyframes import TrackSurvival, probe_frames, select_keyframes
 from vid2model.progress import bar
-from vid2model.report import refresh_report
 from vid2model.report.findings import capture_findings
 from vid2model.workspace import Workspace, atomic_dir
 
@@ -169,8 +168,7 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
     source = {**vars(info), "analysed_frames": len(rows), "analysis_rate": round(rate, 3),
               "damaged_packets": len(damaged)}
     ws.write_json(ws.frames_json, {"source": source, "frames": rows, "findings": found})
-    if any(f["kind"] == "static" for f in found):
-        refresh_report(ws)
+    if any(f["kind"] == "static" for f in found):  # frames.json is written: the runner's report shows why
         raise UserError(f"{path.name}: the camera does not move, so depth cannot be recovered; walk around the "
                         f"object while filming (see {ws.report_html})")
     by_index = {rows[i]["index"]: rows[i] for i in picks}
@@ -301,11 +299,11 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
 
 
 def run(ws: Workspace, cfg: IngestConfig) -> dict[str, Any]:
-    """Decode, score, choose and write keyframes; build the capture report.
+    """Decode, score, choose and write keyframes and the findings the capture report shows.
 
-    Writes ``images/`` (and ``images_full/``), ``ingest/frames.json``, ``ingest/keyframes.json`` and
-    ``report/``. Raises :class:`UserError` on unreadable input or an impossible capture; then no
-    ``keyframes.json`` or ``images/`` of this run is left behind.
+    Writes ``images/`` (and ``images_full/``), ``ingest/frames.json`` and ``ingest/keyframes.json``.
+    Raises :class:`UserError` on unreadable input or an impossible capture; then no ``keyframes.json`` or
+    ``images/`` of this run is left behind.
     """
     src = ws.read_json(ws.input_path)
     if not src or "path" not in src:
@@ -318,7 +316,6 @@ def run(ws: Workspace, cfg: IngestConfig) -> dict[str, Any]:
     kind = src.get("kind") or ("images" if path.is_dir() else "video")
     result = _ingest_images(ws, path, cfg) if kind == "images" else _ingest_video(ws, path, cfg)
     ws.write_json(ws.keyframes_json, result)
-    refresh_report(ws)
     return {"kind": result["kind"], "n_frames": result["n_frames"], "n_keyframes": len(result["keyframes"]),
             "working_size": result["working_size"], "findings": [f["message"] for f in result["findings"]],
             "_human": f"{len(result['keyframes'])} keyframes of {result['n_frames']} frames; "

@@ -30,7 +30,6 @@ from vid2model.io.colmap import SEED
 from vid2model.ops import pairs as P
 from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
 from vid2model.progress import bar
-from vid2model.report import refresh_report
 from vid2model.stages import sfm_features as F
 from vid2model.stages.sfm_checks import check_motion, check_pairs, check_solution
 from vid2model.stages.sfm_mapping import solve
@@ -396,8 +395,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
                     check["pixel_aspect"])
     ws.write_json(ws.camera_check_json, check)
     if msg:
-        if not cfg.allow_unverified:
-            refresh_report(ws)
+        if not cfg.allow_unverified:  # camera_check.json is written: the runner's report shows the refusal
             raise UserError(msg)
         log.warning("%s", msg)
     elif check["unplaced_spans"]:
@@ -481,5 +479,4 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                "n_points": int(rec.num_points3D()), "features": cfg.features, **cam_info, **match_info, **map_info, **t,
                "scale": scene["scale"], "scale_source": scene["scale_source"],
                "metres_per_unit": scene["metres_per_unit"], "capture": scene["capture"]}
-    refresh_report(ws)
     return summary
