@@ -2,6 +2,7 @@
 
 A preset is a set of per-stage overrides; the CLI's ``--set stage.field=value`` applies on top.
 Configs are saved in ``manifest.json`` as plain JSON and compared to decide whether a stage reruns.
+The measurements behind the defaults are in ``bench/results/config-history.md``.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ class IngestConfig(_Choices):
     keyframe_step: float = 0.05  # camera motion between keyframes, fraction of the image diagonal
     blur_threshold: float = 0.6  # relative sharpness under which a frame counts as blurred
     max_gap_steps: float = 4.0  # keyframe spacing (in keyframe_step units) accepted to skip blurred frames
-    # share of a keyframe's feature tracks that must still be alive on the next keyframe: image motion alone let
-    # keyframes skip ~55 degrees of orbit where the view turned to a plain wall (0.2 of the tracks left), and
-    # camera solving failed there. Synthetic captures keep 0.45-0.9 at the usual spacing, ~0.4 over a blur burst
+    # share of a keyframe's feature tracks that must still be alive on the next keyframe: image motion alone lets
+    # keyframes skip a long arc where the view turns to a plain wall, and the camera solve breaks there. Set under
+    # what usual spacing and blur bursts keep
     min_track_survival: float = 0.3
     # a turn of the view by this many degrees (estimated from the tracks) counts as one keyframe_step; 0 = ignore
     keyframe_max_deg: float = 5.0
@@ -136,22 +137,19 @@ class DenseConfig(_Choices):
     plane_step_px: float = 4.0  # more planes (up to max_planes) where consecutive ones would move a source pixel more
     max_planes: int = 128
     # per-pixel hypotheses of each refinement sweep (the centre makes it odd); each round narrows the search by
-    # 2.5 / n_refine. 12 -> 8: 60 views at 640x360 172 s -> 142 s wall, synthetic orbit / walk F-scores within
-    # 0.002; 8 -> 6 with propagation (below): 176 s -> 165 s, F@1% within 0.002, walk F@0.5% 0.900 -> 0.896
+    # 2.5 / n_refine. The fewest that lose no accuracy, with the propagation below (time grows with it)
     n_refine: int = 6
     window: int = 3  # NCC window radius (pixels)
     # refinement round k also scores the estimates of the 4 pixels propagate_px[k] away (working-resolution
-    # pixels), which undoes the foreground fattening of the half-resolution sweep: Middlebury temple held-out
-    # IoU 0.918 -> 0.944 (fast preset); synthetic orbit / walk F@1% 0.980 / 0.921 -> 0.985 / 0.932 (default
-    # preset, GT cameras); 60 views at 640x360 +34 s. Scoring (4, 8, 16) in every round: 0.947, +73 s; () = off
+    # pixels), which undoes the foreground fattening of the half-resolution sweep. One distance per round, coarse
+    # to fine: every distance in every round gains little more at twice the cost; () = off
     propagate_px: tuple[int, ...] = (16, 8, 4)
     min_ncc: float = 0.3  # matching score under which a depth is dropped
-    # other views that must agree with a depth: with 2, the thin parts of a sparse capture (Middlebury temple's
-    # columns, each seen by a few views 22-45 degrees apart) were lost (silhouette IoU 0.75 -> 0.84 with 1);
-    # synthetic orbit / walk F@1% 0.984 / 0.915 with 2, 0.984 / 0.921 with 1 (precision 0.995 -> 0.991)
+    # other views that must agree with a depth: the thin parts of a sparse capture (columns seen by a few views far
+    # apart) have no second agreeing view, and dense captures lose almost no precision with one
     min_consistent: int = 1
-    # reprojection tolerance (working-resolution pixels) of that agreement: 1.5 lost the temple's columns
-    # (held-out IoU 0.911 -> 0.920 with 3); synthetic orbit / walk F-scores unchanged (within 0.002)
+    # reprojection tolerance (working-resolution pixels) of that agreement: a tighter one loses the thin parts of
+    # sparse captures, while dense captures score the same
     consistency_px: float = 3.0
     consistency_rel: float = 0.02
     rounds: int = 3  # full-resolution refinement sweeps
@@ -166,14 +164,13 @@ class DenseConfig(_Choices):
     weak_texture: float = 0.01
     weak_min_ncc: float = 0.75
     dark_level: float = 0.1
-    # drop pixels at a depth map's edge that are untextured over this radius (foreground fattening onto
-    # plain backdrops: Middlebury temple silhouette IoU 0.840 -> 0.847, raw mesh 0.79 -> 0.83); 0 = keep
+    # drop pixels at a depth map's edge that are untextured over this radius: the matching window fattens the
+    # foreground onto plain backdrops there; 0 = keep
     fringe_radius: int = 1
     # ... where the grey std over that radius is under this (the fringe's own flatness, apart from min_texture)
     fringe_flat_std: float = 0.01
-    # peel depth-map rims that have the colour of a plain backdrop beside them, one pixel ring per iteration
-    # (fattening past the window's edge: Middlebury temple held-out IoU 0.878 -> 0.911, fused points outside
-    # the object 7.4 % -> 2.5 % of its area; DTU 0.966 -> 0.969; synthetic orbit F@1% 0.984 -> 0.980); 0 = off
+    # peel depth-map rims that have the colour of a plain backdrop beside them, one pixel ring per iteration:
+    # fattening reaches past the window's edge; it costs a little on richly textured scenes; 0 = off
     peel_iters: int = 6
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     # plain regions (no texture at all) whose measured rim agrees on one horizontal level take that plane's
@@ -191,8 +188,8 @@ class DenseConfig(_Choices):
 class MeshConfig(_Choices):
     """Surface extraction and cleanup."""
 
-    # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave; on the
-    # synthetic orbit it gave held-out texture PSNR 25.2 dB against 18.2 dB for TSDF (bench/bench_texture.py).
+    # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
+    # keeps as holes (bench/bench_texture.py compares the two)
     method: Literal["poisson", "tsdf"] = "poisson"
     voxel_size: float = 0.0  # 0 = automatic: max(scene radius / voxel_divisions, voxel_footprint pixels)
     voxel_divisions: int = 200
@@ -201,10 +198,9 @@ class MeshConfig(_Choices):
     poisson_depth: int = 0  # octree depth, 0 = automatic from the voxel size (capped at poisson_max_depth)
     poisson_max_depth: int = 10  # each level costs ~3x time and memory
     # drop the lowest-density quantile of Poisson vertices (surface the data never saw: membranes, bridges to
-    # background clutter). The fine octree (depth 10) spreads sparse real surface into that tail: 0.05 cut
-    # see-through holes into the Middlebury temple's colonnade (held-out IoU 0.947 -> 0.952 at 0.02, fixed
-    # cameras; DTU scan24 0.9705 either way). The fast preset's coarser octree keeps 0.05 (0.02 let the
-    # curtain behind the temple join it: 0.926)
+    # background clutter). The fine octree spreads sparse real surface into that tail, so a larger share cuts
+    # see-through holes into thin structures; the fast preset's coarser octree trims more (less let background
+    # surface join the object)
     poisson_trim: float = 0.02
     # Poisson reaches past the data (unseen backs, rims): drop surface outside the fused points' silhouettes
     # (closed over carve_close of the image diagonal) in carve_min_views views; 0 = keep it
@@ -235,13 +231,13 @@ class TextureConfig(_Choices):
     size: int = 2048
     use_full_res: bool = True  # sample the original frames (images_full/) through the distorted camera
     # the textured mesh is decimated to this: fewer faces move the surface off the views' geometry, which
-    # misregisters the texture (synthetic orbit, one mesh: object PSNR 24.5 dB at 40k faces, 24.9 at 100k, 25.0 at 200k)
+    # misregisters the texture; more cost baking time for little gain
     max_faces: int = 100_000
     chunk_faces: int = 1_000  # faces per xatlas chart group (xatlas time grows faster than linearly in it)
     visibility_scale: float = 0.5  # ray-cast visibility at this fraction of image size
     level_exposure: bool = True  # per-view gains so seams between views do not show
     # down-weight views whose colour of a face is far from the median of all views (0: off); catches views
-    # that see the surface behind/in front where the geometry is slightly off (+0.4-0.7 dB on the synthetic orbit)
+    # that see the surface behind/in front where the geometry is slightly off
     consistency_sigma: float = 0.1
     padding: int = 8  # texels of dilation around charts
 

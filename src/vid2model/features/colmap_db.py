@@ -71,9 +71,9 @@ def match_pairs(database_path: Path, pairs: Iterable[tuple[str, str]], pairs_pat
     Args:
         min_sim, max_ratio: see :func:`vid2model.features.matching.mutual_nn`.
         radius_cells: > 0: the ratio test's second best is looked for farther than this many
-            descriptor-map cells (8 px of the 640 px network input) from the best. Measured: 1.5 keeps
-            ~5x more right matches at 15-30 deg, but also lets through many wrong pairs (silhouettes,
-            horizon, Middlebury temple: 119/120 pairs "verified", model wrong), so it is off by default.
+            descriptor-map cells (8 px of the 640 px network input) from the best. It keeps many more
+            right matches across wide angles, but also lets through many wrong pairs (silhouettes, horizon:
+            nearly every pair "verified", the model wrong), so it is off by default.
         min_inlier_ratio: TwoViewGeometryOptions.min_inlier_ratio.
         max_error_px: RANSAC threshold (None: COLMAP's default).
 

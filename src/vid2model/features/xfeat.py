@@ -130,10 +130,8 @@ def keypoint_heatmap(logits: np.ndarray) -> np.ndarray:
 
 
 def subpixel(heat: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Peak positions refined by a parabola through the log-heatmap (a Gaussian fit), per axis, +-0.5 px.
-
-    Measured on warped synthetic frames: median re-detection error 0.63 -> 0.51 px.
-    """
+    """Peak positions refined by a parabola through the log-heatmap (a Gaussian fit), per axis, +-0.5 px:
+    the cell grid alone leaves keypoints a fraction of a pixel off where the same point is found again."""
     hp = np.log(np.maximum(np.pad(heat, 1, mode="edge"), 1e-9))
     y1, x1 = ys + 1, xs + 1
 

@@ -97,8 +97,8 @@ def bundle_adjust(rec, options=None) -> None:
     if options is None:
         options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
-    # Ceres' threaded Schur elimination sums in whatever order its threads finish: the same capture then
-    # came out up to 0.02 deg apart on a loaded machine. One thread gives the same cameras every run.
+    # Ceres' threaded Schur elimination sums in whatever order its threads finish, so the same capture came out
+    # a little different between runs on a loaded machine. One thread gives the same cameras every run.
     options.ceres.solver_options.num_threads = 1
     quiet = level >= 2
     saved = os.dup(2) if quiet else -1

@@ -121,7 +121,7 @@ def iter_frames(path: str | Path, max_side: int | None = None, indices: set[int]
         s = c.streams.video[0]
         s.thread_type = "AUTO"
         if max_side and indices is None:
-            # Deblocking is invisible once downscaled for analysis: skip it (about 10% of decoding).
+            # Deblocking is invisible once downscaled for analysis: skipping it saves decoding time.
             s.codec_context.options = {"skip_loop_filter": "all"}
         fmt = "gray" if gray else "rgb24"
         rot = None

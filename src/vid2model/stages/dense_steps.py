@@ -176,7 +176,7 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     cam, g = frames.cams[i], frames.grays[i]
     src_cams, src_grays = [frames.cams[j] for j in src], [frames.grays[j] for j in src]
     # a denser global sweep where planes would jump; the refinement keeps searching +-1.5 steps of
-    # n_planes (narrower, it misses the half-resolution errors: synthetic orbit F@0.5% 0.95 -> 0.84)
+    # n_planes (narrower, it misses the half-resolution sweep's errors)
     planes = sweep_planes(cam, src_cams, lo, hi, frames.sizes[i], cfg.n_planes, max(cfg.max_planes, cfg.n_planes),
                           cfg.plane_step_px)
     d, sc = sweep_depth(g, src_grays, cam, src_cams, lo, hi, n_planes=planes, refine_planes=cfg.n_planes,

@@ -67,8 +67,8 @@ def _image_sizes(ws: Workspace, names: list[str], kf: dict[str, Any]) -> set[tup
 
 def choose_camera_model(cfg: SfmConfig, n_images: int, shared: bool, video: bool = False) -> str:
     """Phones and cameras have square pixels: never a model whose fx and fy can drift apart (OPENCV let
-    them reach fy/fx = 1.034 on a 50-photo orbit, and every rotation was 0.6 deg off). Many views of one
-    camera (a video, or a same-size photo set) get RADIAL's two distortion terms, others SIMPLE_RADIAL."""
+    them drift on a photo orbit, and every rotation inherited the error). Many views of one camera (a
+    video, or a same-size photo set) get RADIAL's two distortion terms, others SIMPLE_RADIAL."""
     if cfg.camera_model != "auto":
         return cfg.camera_model
     return "RADIAL" if (video or shared) and n_images >= cfg.opencv_min_images else "SIMPLE_RADIAL"

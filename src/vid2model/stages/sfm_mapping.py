@@ -170,8 +170,8 @@ def solve(database: Path, images: Path, names: list[str], ws: Workspace, cfg: Sf
         (best reconstruction, info: mapper, n_models, pieces_merged, false_links_dropped, unregistered,
         timings).
     """
-    # Measured on 2 CPU cores (bench/bench_sfm.py): up to ~150 images incremental mapping is as fast
-    # as global and places weakly connected images more reliably; beyond that global wins on time.
+    # On small sets incremental mapping is as fast as global and places weakly connected images more
+    # reliably; on large ones global wins on time (bench/bench_sfm.py; the crossover: incremental_max_images).
     auto = ["incremental", "global"] if len(names) <= cfg.incremental_max_images else ["global", "incremental"]
     order = {"global": ["global"], "incremental": ["incremental"]}.get(cfg.mapper, auto) + ["relaxed"]
     best, best_info, tried = None, {}, []
@@ -213,8 +213,8 @@ def solve(database: Path, images: Path, names: list[str], ws: Workspace, cfg: Sf
         seen = (read_models(ws.scratch_models("global")) if "global" in mapped else []) + pieces
         best, best_info = rescue_into(best, best_info, tried, database, images, names, ws, seen, pieces,
                                       (lambda: densify(false_links)) if densify else None)
-        # the rescue maps with fewer safeguards: a model it places on false links (look-alike views, NeRF
-        # lego: 3 cameras 127 degrees off) is not an improvement
+        # the rescue maps with fewer safeguards: a model it places on false links (look-alike views put
+        # cameras on the wrong side of the object) is not an improvement
         if best is not before and before is not None and find_false_links(best, database):
             log.info("the rescue's model rests on false links: keeping the mappers' model")
             best, best_info = before, before_info

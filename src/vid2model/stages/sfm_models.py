@@ -31,8 +31,8 @@ def incremental_options(relaxed: bool):
 
     opts = pycolmap.IncrementalPipelineOptions()
     opts.random_seed = SEED
-    # COLMAP's multi-threaded mapping steps reach different results under different thread timing (a
-    # 24-frame orbit: 0.06 deg apart between runs on a loaded machine); one thread gives the same cameras.
+    # COLMAP's multi-threaded mapping steps reach different results under different thread timing (cameras
+    # move a little between runs on a loaded machine); one thread gives the same cameras.
     opts.num_threads = 1
     opts.min_model_size = 3
     opts.multiple_models = True

@@ -85,8 +85,8 @@ def judge_probe(pose: np.ndarray, inliers: np.ndarray, side: np.ndarray, pose_a:
                                                                                              pose_b[:, :3], v)))
     # the rotation expected where the centre is along the way; the share of the keyframes' own angle allows for
     # the centre's share being a little off, capped so that a keyframe turned wrong cannot widen the bound. Where
-    # the keyframes lie more frames apart than usual the path may wander between them (a walk turned 6 degrees
-    # away and back between keyframes 2 degrees apart): half a usual step's turn for each step more
+    # the keyframes lie more frames apart than usual the path may wander between them (a walk can turn away and
+    # back by more than the keyframes' own angle): half a usual step's turn for each step more
     rot_off = rotation_angle_deg(pose[:, :3], _slerp(pose_a[:, :3], pose_b[:, :3], s))
     rot_tol = (PATH_DEG + PATH_ROT_SHARE * step_deg + 0.1 * min(ab_deg, 2 * step_deg)
                + 0.5 * step_deg * max(0.0, gap_ratio - 1.0))

@@ -105,7 +105,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: RescueScratch, ra
     if not merged:  # merge_pieces bundle-adjusts (focal included) only what it merged
         bundle_adjust(models[0])
     # No further retriangulation + robust BA here: on a ring joined at two weak frames it can slide the
-    # block between them along the hinge (seen: 1.2 -> 8.7 degrees) at an unchanged reprojection error.
+    # block between them along the hinge by degrees at an unchanged reprojection error.
     for m in models:  # every frame was placed from >= 15 inliers: only drop the nearly empty ones
         prune_weak_images(m, min_points=12, rel=0.03)
     return sorted([m for m in models if m.num_reg_images() >= 3], key=model_score, reverse=True), pieces

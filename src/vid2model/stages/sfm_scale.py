@@ -63,8 +63,8 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
                     edge, spread = square_edge(xyz)
                     if spread < 0.1:
                         per_view.setdefault(mid, []).append(edge)
-    # Direct triangulation of the corners is the more precise where it holds (measured: 0.2% vs 1% on
-    # 50 px markers); the per-view plane measure takes over for markers seen once or from close views.
+    # Direct triangulation of the corners is the more precise where it holds; the per-view plane measure
+    # takes over for markers seen once or from close views.
     best: tuple[int, float] | None = None
     for mid in set(obs) | set(per_view):
         views, edge = obs.get(mid, []), None

@@ -34,7 +34,7 @@ REPROJ_PX = 4.0  # a correspondence the model explains reprojects within this (w
 AGREE_SHARE = 0.6  # a pair agrees when at least this share of its inliers is explained
 DISAGREE_SHARE = 0.3  # and disagrees when under this share is
 # The pair's own relative rotation is only a coarse judge: narrow views and planar scenes leave it a few
-# degrees loose (seen: 1-10 deg on correct pairs of a 320x240 orbit), so it catches gross turns only.
+# degrees loose even on correct pairs, so it catches gross turns only.
 AGREE_DEG = 15.0
 DISAGREE_DEG = 25.0
 

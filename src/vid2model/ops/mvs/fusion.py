@@ -12,8 +12,8 @@ _OFF = 1 << (_BITS - 1)
 def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique rows of integer keys (N, 3) and the inverse index (N,).
 
-    Rows are packed into one int64 each when they fit (20x faster than ``np.unique(axis=0)``, which sorts
-    structured rows: 33 s -> 1.5 s for 8 M keys); keys beyond +-2^20 voxels fall back to the row-wise unique.
+    Rows are packed into one int64 each when they fit (far faster than ``np.unique(axis=0)``, which sorts
+    structured rows); keys beyond +-2^20 voxels fall back to the row-wise unique.
     """
     if len(keys) and np.abs(keys).max() < _OFF:
         k = keys + _OFF

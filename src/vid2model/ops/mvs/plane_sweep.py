@@ -2,7 +2,7 @@
 resolution, then per-pixel refinement sweeps at full resolution around the upsampled estimate.
 
 On CPU tensors the hypotheses are scored by the fused numba kernel of kernels.py (warp, windowed NCC and
-best-k aggregation in one pass, ~10x faster than the chain of torch ops); the torch path is the reference
+best-k aggregation in one pass, much faster than the chain of torch ops); the torch path is the reference
 and the one that runs on CUDA. Cameras are :class:`vid2model.camera.Camera` at the images' resolution
 (COLMAP pixel centres, so halving an image halves K).
 """
@@ -185,7 +185,7 @@ def sweep_depth(ref_img: torch.Tensor, src_imgs: list[torch.Tensor], ref: Camera
             where the two differ by at most ``anchor`` x (the round's search radius + step); past that the
             window straddles a depth edge and the centre value is kept (0 = always the centre).
             A window matches where the offset surface fits the scene on average, so the centre value puts the
-            surface's own pixel noise into the result (median error 0.5 % -> 0.1 % of the orbit's size).
+            surface's own pixel noise into the result.
         refine_planes: the first refinement searches +-1.5 plane steps of a sweep with this many planes
             (0 = ``n_planes``): a denser global sweep does not narrow it below what the half-resolution
             estimate is accurate to.

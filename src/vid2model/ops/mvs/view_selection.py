@@ -25,8 +25,7 @@ def depth_ranges(points: np.ndarray, tracks: list[np.ndarray], cams: list,
         cams: the N views' cameras.
         margin: factors on the 1st / 99th depth percentiles (stereo must reach a little past the sparse points).
         spread: ... but no farther than this many times the percentiles' spread: an object seen from afar
-            (depths 3.3-3.8) gets 2.8-4.3 rather than 2.0-5.7, and fewer wrong depths fit its thin parts
-            (Middlebury temple: silhouette IoU 0.72 -> 0.77).
+            (depths 3.3-3.8) gets 2.8-4.3 rather than 2.0-5.7, and fewer wrong depths fit its thin parts.
         fallback: range used when a view has too few points in front of it.
 
     Returns:
@@ -77,7 +76,7 @@ def select_sources(ref: int, centers: np.ndarray, axes: np.ndarray, covis: np.nd
             source is scored by the reference's points that fewer than ``cover`` chosen sources see yet.
             Walking forward, the views with the most shared points all lie ahead and miss the near floor
             at the bottom of the frame; scoring the not-yet-covered points brings in the view behind that
-            sees it (synthetic walk: F@1% 0.83 -> 0.9 at the same number of sources).
+            sees it.
         cover: sources each reference point should be seen by (the matching score averages the best 2).
     """
     p = centers[ref] + axes[ref] * depth
