@@ -38,6 +38,19 @@ def test_named_files_keep_the_layout_stages_used_to_build(tmp_path):
                                          ("", "/database.db", "/models", "/merged")]
     assert rel(ws.thumbs_dir) == "report/thumbs" and rel(ws.coverage_png) == "report/coverage.png"
     assert rel(ws.timeline_png) == "report/timeline.png" and rel(ws.site_html) == "site/index.html"
+    assert rel(ws.thumb("frame_000012.jpg")) == "report/thumbs/frame_000012.jpg"
+    assert rel(ws.thumb("IMG_1.png")) == "report/thumbs/IMG_1.jpg"
+    assert [rel(p) for p in ws.texture_files()] == ["texture/model.obj", "texture/model.mtl", "texture/texture.png"]
+    assert ws.relative(ws.textured_obj) == "texture/model.obj"
+
+
+def test_a_temp_folder_gets_the_names_of_the_folder_it_stands_in_for(tmp_path):
+    ws, tmp = Workspace(tmp_path / "ws"), tmp_path / "ws" / ".tmp-images-x"
+    for named, folder in ((ws.keyframe_image, ws.images_dir), (ws.full_image, ws.images_full_dir),
+                          (ws.probe_image, ws.probes_dir), (ws.thumb, ws.thumbs_dir)):
+        assert named("f.jpg", root=tmp) == tmp / named("f.jpg").relative_to(folder)
+    assert [p.name for p in ws.texture_files(root=tmp)] == [p.name for p in ws.texture_files()]
+    assert {p.parent for p in ws.texture_files(root=tmp)} == {tmp}
 
 
 def test_scratch_models_are_the_model_folders_in_name_order(tmp_path):

@@ -54,14 +54,30 @@ class RescueScratch(NamedTuple):
     merged: Path  # their pieces merged
 
 
+class TextureFiles(NamedTuple):
+    """The textured mesh's files: the OBJ, its material library and the atlas the library names."""
+
+    obj: Path
+    mtl: Path
+    png: Path
+
+
 class Workspace:
-    """One reconstruction's folder. Stage code asks it for every path it reads or writes."""
+    """One reconstruction's folder. Stage code asks it for every path it reads or writes.
+
+    Methods that name a file inside one of its folders take ``root``: a folder standing in for that one (the
+    temporary folder ``atomic_dir`` fills and then swaps in), so a file gets the same name either way.
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().resolve()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
+
+    def relative(self, path: Path) -> str:
+        """A workspace file as records and messages name it (``texture/model.obj``)."""
+        return path.relative_to(self.root).as_posix()
 
     # ---- top level -------------------------------------------------------------------------
     @property
@@ -100,16 +116,16 @@ class Workspace:
         """Frames between consecutive keyframes (working resolution), held out of the solve to test it."""
         return self.ingest_dir / "probes"
 
-    def probe_image(self, name: str) -> Path:
-        return self.probes_dir / name
+    def probe_image(self, name: str, root: Path | None = None) -> Path:
+        return (self.probes_dir if root is None else root) / name
 
     @property
     def images_dir(self) -> Path:
         return self.root / "images"
 
-    def keyframe_image(self, name: str) -> Path:
+    def keyframe_image(self, name: str, root: Path | None = None) -> Path:
         """A keyframe at working resolution, as the camera solve saw it."""
-        return self.images_dir / name
+        return (self.images_dir if root is None else root) / name
 
     def image_names(self) -> list[str]:
         """Names of the images in ``images/``, sorted; temp files of a killed run left out."""
@@ -119,9 +135,9 @@ class Workspace:
     def images_full_dir(self) -> Path:
         return self.root / "images_full"
 
-    def full_image(self, name: str) -> Path:
+    def full_image(self, name: str, root: Path | None = None) -> Path:
         """A keyframe at full resolution (kept only with ``ingest.keep_full_res``)."""
-        return self.images_full_dir / name
+        return (self.images_full_dir if root is None else root) / name
 
     # ---- sfm -------------------------------------------------------------------------------
     @property
@@ -262,18 +278,23 @@ class Workspace:
     def texture_dir(self) -> Path:
         return self.root / "texture"
 
+    def texture_files(self, root: Path | None = None) -> TextureFiles:
+        """The textured mesh: ``model.obj``, ``model.mtl`` and the atlas ``texture.png``."""
+        folder = self.texture_dir if root is None else root
+        return TextureFiles(folder / "model.obj", folder / "model.mtl", folder / "texture.png")
+
     @property
     def textured_obj(self) -> Path:
-        return self.texture_dir / "model.obj"
+        return self.texture_files().obj
 
     @property
     def texture_mtl(self) -> Path:
-        return self.texture_dir / "model.mtl"
+        return self.texture_files().mtl
 
     @property
     def texture_png(self) -> Path:
         """The atlas; the MTL's ``map_Kd`` names it, but older workspaces are read by this name too."""
-        return self.texture_dir / "texture.png"
+        return self.texture_files().png
 
     @property
     def splat_dir(self) -> Path:
@@ -326,8 +347,12 @@ class Workspace:
 
     @property
     def thumbs_dir(self) -> Path:
-        """Small JPEGs of the keyframes for the report, named ``<image stem>.jpg``."""
+        """Small JPEGs of the keyframes for the report."""
         return self.report_dir / "thumbs"
+
+    def thumb(self, image: str, root: Path | None = None) -> Path:
+        """A keyframe's thumbnail: ``<image stem>.jpg``."""
+        return (self.thumbs_dir if root is None else root) / f"{Path(image).stem}.jpg"
 
     @property
     def site_dir(self) -> Path:

@@ -100,8 +100,11 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
 
 def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
                uvs: np.ndarray | None = None, texture: Path | None = None, colors: np.ndarray | None = None,
-               name: str = "model") -> None:
-    """Write ``.glb`` (single file) or ``.gltf`` (+ ``<stem>.bin``, texture inside it); see ``build_gltf``."""
+               name: str = "model") -> list[Path]:
+    """Write ``.glb`` (single file) or ``.gltf`` (+ ``<stem>.bin``, texture inside it); see ``build_gltf``.
+
+    Returns every file written (``path`` first).
+    """
     path = Path(path)
     gltf, payload = build_gltf(vertices, faces, normals, uvs, texture, colors, name)
     if path.suffix == ".glb":
@@ -114,10 +117,11 @@ def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.
                 f.write(js)
                 f.write(struct.pack("<I4s", len(payload), b"BIN\x00"))
                 f.write(payload)
-        return
+        return [path]
     bin_path = path.with_suffix(".bin")
     gltf["buffers"][0]["uri"] = bin_path.name
     with atomic_path(bin_path) as tmp:
         tmp.write_bytes(payload)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(gltf, indent=1))
+    return [path, bin_path]

@@ -1,4 +1,4 @@
-"""Wavefront OBJ + MTL writer for one mesh (textured, vertex-coloured or plain)."""
+"""Wavefront OBJ + MTL writer for one mesh (textured, vertex-coloured or plain), and the texture an OBJ names."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ def _rows(fmt: str, arr: np.ndarray, chunk: int = 200_000) -> str:
         rows = flat[i:i + chunk]
         out.append((line * len(rows)) % tuple(v for r in rows for v in r))
     return "".join(out)
+
+
+def obj_texture(path: Path) -> Path | None:
+    """The ``map_Kd`` image named by the OBJ's material library, if it exists (both named relative to it)."""
+    path = Path(path)
+    for line in path.read_text(errors="replace").splitlines()[:50]:
+        if line.startswith("mtllib "):
+            mtl = path.parent / line.split(None, 1)[1].strip()
+            if mtl.exists():
+                for m in mtl.read_text(errors="replace").splitlines():
+                    if m.strip().startswith("map_Kd "):
+                        tex = path.parent / m.strip().split()[-1]
+                        return tex if tex.exists() else None
+    return None
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None,

@@ -11,7 +11,7 @@ import numpy as np
 
 def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None, normals: np.ndarray | None,
               texture_png: Path | None, up_axis: str = "Y", meters_per_unit: float = 1.0, name: str = "model",
-              colors: np.ndarray | None = None) -> None:
+              colors: np.ndarray | None = None) -> list[Path]:
     """Write ``.usda``/``.usdc`` (by suffix) or ``.usdz`` (packaged with its texture).
 
     Args:
@@ -24,10 +24,14 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
         meters_per_unit: stage units.
         name: root prim name (the default prim).
         colors: (V, 3) uint8 vertex colours used when there is no texture (``displayColor``), or None.
+
+    Returns:
+        Every file written: ``path``, then the texture copied beside it (``.usda``/``.usdc`` with a texture).
     """
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdUtils, Vt
 
     path = Path(path)
+    written = [path]
     work = Path(tempfile.mkdtemp(prefix="v2m-usd-"))
     try:
         layer_path = work / (f"{name}.usdc" if path.suffix == ".usdz" else path.name)
@@ -94,10 +98,12 @@ def write_usd(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
             shutil.move(str(tmp_out), path)
         else:
             if texture_png is not None and uvs is not None:
-                shutil.copy(work / tex_name, path.parent / tex_name)
+                written.append(path.parent / tex_name)
+                shutil.copy(work / tex_name, written[-1])
             shutil.move(str(layer_path), path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return written
 
 
 def validate_usd(path: Path) -> list[str]:

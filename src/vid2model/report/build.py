@@ -60,7 +60,7 @@ def _thumbnails(ws: Workspace, names: list[str], limit: int = 60) -> list[str]:
             src = ws.keyframe_image(name)
             if not src.exists():
                 continue
-            dst = tmp / (Path(name).stem + ".jpg")
+            dst = ws.thumb(name, root=tmp)
             with Image.open(src) as im:
                 im.thumbnail((200, 160))
                 im.convert("RGB").save(dst, quality=80)

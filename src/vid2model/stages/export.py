@@ -47,35 +47,24 @@ class MeshData:
         self.source = source  # the workspace file it came from
 
 
-def _mtl_texture(obj: Path) -> Path | None:
-    """The ``map_Kd`` image named by the OBJ's material library, if it exists."""
-    for line in obj.read_text(errors="replace").splitlines()[:50]:
-        if line.startswith("mtllib "):
-            mtl = obj.parent / line.split(None, 1)[1].strip()
-            if mtl.exists():
-                for m in mtl.read_text(errors="replace").splitlines():
-                    if m.strip().startswith("map_Kd "):
-                        tex = obj.parent / m.strip().split()[-1]
-                        return tex if tex.exists() else None
-    return None
-
-
 def load_mesh(ws: Workspace) -> MeshData:
     """The textured mesh (OBJ + atlas) or, failing that, the clean mesh with its vertex colours."""
     import trimesh
 
+    from vid2model.io.obj import obj_texture
+
     if ws.textured_obj.exists():
         mesh = trimesh.load(ws.textured_obj, process=False, force="mesh")
         uv = getattr(mesh.visual, "uv", None)
-        texture = _mtl_texture(ws.textured_obj) or ws.texture_png
+        texture = obj_texture(ws.textured_obj) or ws.texture_png
         if uv is not None and len(uv) == len(mesh.vertices) and texture.exists():
             return MeshData(np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64),
-                            np.asarray(uv, np.float64), texture, None, "texture/model.obj")
+                            np.asarray(uv, np.float64), texture, None, ws.relative(ws.textured_obj))
         log.warning("%s has no usable UVs/texture; exporting it untextured", ws.textured_obj)
-        source = "texture/model.obj"
+        source = ws.relative(ws.textured_obj)
     elif ws.clean_mesh.exists():
         mesh = trimesh.load(ws.clean_mesh, process=False, force="mesh")
-        source = "mesh/mesh.ply"
+        source = ws.relative(ws.clean_mesh)
     else:
         raise UserError("nothing to export yet: run the mesh (and texture) stages first")
     colors = None
@@ -168,7 +157,8 @@ def run(ws: Workspace, cfg: ExportConfig) -> dict[str, Any]:
             files["points_ply"] = {"path": dst.name, "bytes": dst.stat().st_size, "points": n,
                                    "convention": "dense points: workspace axes (+Z up), metres"}
         else:
-            notes.append("no dense points (dense/fused.ply): points.ply skipped")
+            notes.append(f"no dense points ({ws.relative(ws.fused_ply)}): "
+                         f"{ws.export_path('ply', 'points').name} skipped")
     for fmt in [f for f in SPLAT_FORMATS if f in fmts]:
         path, note = _write_splat(ws, fmt)
         if path is not None:
@@ -209,8 +199,7 @@ def _write_mesh(fmt: str, path: Path, m: MeshData, normals: np.ndarray, name: st
     if fmt in ("glb", "gltf"):
         from vid2model.io.gltf import write_gltf
 
-        write_gltf(path, m.vertices, m.faces, normals, m.uvs, m.texture, m.colors, name=name)
-        return [path] if fmt == "glb" else [path, path.with_suffix(".bin")]
+        return write_gltf(path, m.vertices, m.faces, normals, m.uvs, m.texture, m.colors, name=name)
     if fmt == "obj":
         from vid2model.io.obj import write_obj
 
@@ -219,11 +208,9 @@ def _write_mesh(fmt: str, path: Path, m: MeshData, normals: np.ndarray, name: st
         from vid2model.io.usd import write_usd
 
         with atomic_path(path) as tmp:
-            write_usd(tmp, m.vertices, m.faces, m.uvs, normals, m.texture, up_axis="Y", meters_per_unit=1.0,
-                      name=name, colors=m.colors)
-        if fmt == "usdz" or m.texture is None:
-            return [path]
-        return [path, path.with_name(m.texture.name)]  # write_usd copies the texture beside it, name kept
+            _, *companions = write_usd(tmp, m.vertices, m.faces, m.uvs, normals, m.texture, up_axis="Y",
+                                       meters_per_unit=1.0, name=name, colors=m.colors)
+        return [path, *companions]
     if fmt == "fbx":
         from vid2model.io.fbx import write_fbx
 
@@ -236,7 +223,7 @@ def _write_mesh(fmt: str, path: Path, m: MeshData, normals: np.ndarray, name: st
 
 def _write_splat(ws: Workspace, fmt: str) -> tuple[Path | None, str | None]:
     if not ws.splat_ply.exists():
-        return None, f"no splat (splat/point_cloud.ply): {fmt} skipped"
+        return None, f"no splat ({ws.relative(ws.splat_ply)}): {fmt} skipped"
     if fmt == "splat_ply":
         dst = ws.export_path("ply", "splat")
         with atomic_path(dst) as tmp:

@@ -180,12 +180,12 @@ def _ingest_video(ws: Workspace, path: Path, cfg: IngestConfig) -> dict[str, Any
             name = _frame_name(idx)
             work = _resize(img, cfg.max_side)
             if idx in probes:
-                _save(work, tmp_probes / name, cfg.jpeg_quality)
+                _save(work, ws.probe_image(name, root=tmp_probes), cfg.jpeg_quality)
                 written.append({**probes[idx], "name": name, "timestamp": round(t, 4)})
             else:
                 if tmp_full is not None:
-                    _save(img, tmp_full / name, cfg.jpeg_quality)
-                _save(work, tmp_work / name, cfg.jpeg_quality)
+                    _save(img, ws.full_image(name, root=tmp_full), cfg.jpeg_quality)
+                _save(work, ws.keyframe_image(name, root=tmp_work), cfg.jpeg_quality)
                 keyframes.append(_keyframe(name, by_index[idx], work, round(t, 4)))
             b.advance()
     if len(keyframes) < len(by_index):
@@ -284,9 +284,9 @@ def _ingest_images(ws: Workspace, folder: Path, cfg: IngestConfig) -> dict[str, 
             if f and focal is None:
                 focal = f * min(1.0, cfg.max_side / max(img.shape[:2]))
             if tmp_full is not None:
-                _save(img, tmp_full / p.name, cfg.jpeg_quality)
+                _save(img, ws.full_image(p.name, root=tmp_full), cfg.jpeg_quality)
             work = _resize(img, cfg.max_side)
-            _save(work, tmp_work / p.name, cfg.jpeg_quality)
+            _save(work, ws.keyframe_image(p.name, root=tmp_work), cfg.jpeg_quality)
             keyframes.append(_keyframe(p.name, rows[i], work, None))
             sizes.add((img.shape[1], img.shape[0]))
             b.advance()

@@ -249,24 +249,19 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
     out_mesh.visual = trimesh.visual.TextureVisuals(
         uv=uvs, material=trimesh.visual.material.SimpleMaterial(image=Image.fromarray(tex), name="material0"))
     with atomic_dir(ws.texture_dir) as tmp:
-        obj = trimesh.exchange.obj.export_obj(out_mesh, include_texture=True, mtl_name=ws.texture_mtl.name,
-                                              return_texture=True)
-        text, files = obj
-        (tmp / ws.textured_obj.name).write_text(text)
-        for name, data in files.items():
-            target = ws.texture_png.name if name.lower().endswith(".png") else name
-            (tmp / target).write_bytes(data)
-            if target != name:
-                p = tmp / ws.texture_mtl.name
-                if p.exists():
-                    p.write_text(p.read_text().replace(name, target))
-        mtl = tmp / ws.texture_mtl.name
-        if mtl.exists():
-            m = mtl.read_text()
-            for name in files:
-                if name.lower().endswith(".png"):
-                    m = m.replace(name, ws.texture_png.name)
-            mtl.write_text(m)
+        out = ws.texture_files(root=tmp)
+        text, files = trimesh.exchange.obj.export_obj(out_mesh, include_texture=True, mtl_name=out.mtl.name,
+                                                      return_texture=True)
+        out.obj.write_text(text)
+        # trimesh names the atlas after the material: it takes the workspace's name, in the MTL too
+        atlases = [name for name in files if name.lower().endswith(".png")]
+        for name in atlases:
+            out.png.write_bytes(files[name])
+        if out.mtl.name in files:
+            m = files[out.mtl.name].decode()
+            for name in atlases:
+                m = m.replace(name, out.png.name)
+            out.mtl.write_text(m)
     return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources),
             "faces_unseen": int((~seen).sum()),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}
