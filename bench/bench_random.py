@@ -64,16 +64,16 @@ def _cli(*args: str, timeout: float) -> tuple[int, str, float]:
     return code, (lines[-1] if lines else ""), time.perf_counter() - t0
 
 
-def filmed(seed: str):
+def filmed(seed: str, supersample: int = 1):
     """(capture, its folder, the folder with video.mp4 and gt.json), rendered once and kept."""
     from vid2model.synth import generate
     from vid2model.synth.generate import scene_fields
 
     cap = draw(seed)
-    root = WORK / f"seed{seed}"
+    root = WORK / (f"seed{seed}" if supersample == 1 else f"seed{seed}-ss{supersample}")
     gen = root / "gen"
     if not (gen / "video.mp4").exists() or not (gen / "gt.json").exists():
-        generate(gen, replace(cap.config, write_video=True))
+        generate(gen, replace(cap.config, write_video=True, supersample=supersample))
     gt = json.loads((gen / "gt.json").read_text())
     if "scene_config" not in gt:  # rendered before gt.json named its scene: add it, the frames stay
         gt["scene_config"] = scene_fields(cap.config)
@@ -81,8 +81,8 @@ def filmed(seed: str):
     return cap, root, gen
 
 
-def run_one(seed: str, preset: str, timeout: float, sets: list[str]) -> dict:
-    cap, root, gen = filmed(seed)
+def run_one(seed: str, preset: str, timeout: float, sets: list[str], supersample: int = 1) -> dict:
+    cap, root, gen = filmed(seed, supersample)
     ws = root / f"ws-{preset}"
     shutil.rmtree(ws, ignore_errors=True)  # a workspace keeps the settings it was run with: start clean
     extra = [a for s in sets for a in ("--set", s)]
@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--supersample", type=int, default=1, help="rays per pixel along each axis when rendering")
     ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
     ap.add_argument("--tables-from", nargs="+", default=None, metavar="JSON",
                     help="only write the tables for the rows of these results files (merged, in order)")
@@ -183,7 +184,7 @@ def main() -> None:
     rows = []
     for seed in parse_seeds(args.seeds):
         t0 = time.perf_counter()
-        row = run_one(seed, args.preset, args.timeout, args.sets)
+        row = run_one(seed, args.preset, args.timeout, args.sets, args.supersample)
         rows.append(row)
         print(f"[{time.perf_counter() - t0:5.0f} s] {row['label']}: {row['outcome']} "
               f"{row.get('rot_median_deg', '')} {row.get('center_median_rel', '')} {row.get('reason', '')}", flush=True)

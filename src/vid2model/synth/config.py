@@ -35,10 +35,15 @@ class SynthConfig:
     orbit_height: float = 0.75  # camera height above the floor
     orbit_target: tuple[float, float, float] = (0.05, 0.0, 0.25)  # the point an orbit looks at
     orbit_start_deg: float = 0.0  # azimuth of the first frame
+    # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
+    # centre aliases fine texture seen far or at a grazing angle into patterns that move with the camera
+    supersample: int = 1
 
     def __post_init__(self) -> None:
         if self.path not in ("orbit", "walk"):
             raise ValueError(f"path must be 'orbit' or 'walk', not {self.path!r}")
+        if self.supersample < 1:
+            raise ValueError("supersample must be at least 1")
         if self.rotation % 90 or self.n_frames < 1 or self.width < 2 or self.height < 2:
             raise ValueError("rotation must be a multiple of 90, n_frames >= 1 and the image at least 2x2")
         if self.write_video and (self.width % 2 or self.height % 2):

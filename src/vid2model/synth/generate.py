@@ -88,6 +88,15 @@ def _gain(cfg: SynthConfig, i: int) -> float:
     return gain
 
 
+def render_area(scene: Scene, K: np.ndarray, c2w: np.ndarray, width: int, height: int, s: int = 1) -> np.ndarray:
+    """:func:`render` with ``s`` x ``s`` rays per pixel averaged (a box filter over the pixel's area) [H, W, 3]."""
+    if s <= 1:
+        return render(scene, K, c2w, width, height)
+    Ks = np.diag([s, s, 1.0]) @ np.asarray(K, float)  # pixel-centre rule: continuous coordinates scale by s
+    img = render(scene, Ks, c2w, width * s, height * s)
+    return img.reshape(height, s, width, s, 3).mean(axis=(1, 3))
+
+
 def render_frame(scene: Scene, cfg: SynthConfig, K: np.ndarray, i: int, u: np.ndarray) -> np.ndarray:
     """Frame ``i`` as uint8 (H, W, 3) with its motion blur and exposure gain applied."""
     if any(a <= i < b for a, b in cfg.blur_frames):
@@ -96,9 +105,9 @@ def render_frame(scene: Scene, cfg: SynthConfig, K: np.ndarray, i: int, u: np.nd
         du = step * cfg.blur_strength * 3
         n_sub = int(np.clip(round(10 * cfg.blur_strength), 5, 25))
         subs = camera_path(cfg, u[i] + np.linspace(-du / 2, du / 2, n_sub))
-        img = np.mean([render(scene, K, c, cfg.width, cfg.height) for c in subs], axis=0)
+        img = np.mean([render_area(scene, K, c, cfg.width, cfg.height, cfg.supersample) for c in subs], axis=0)
     else:
-        img = render(scene, K, camera_path(cfg, u[i:i + 1])[0], cfg.width, cfg.height)
+        img = render_area(scene, K, camera_path(cfg, u[i:i + 1])[0], cfg.width, cfg.height, cfg.supersample)
     return (np.clip(img * _gain(cfg, i), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
