@@ -302,9 +302,10 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
             "camera_distance_median": float(np.median(np.linalg.norm(Cs, axis=1)))}
 
 
-def _focal_advice(rec, few_views: int = 15, narrow_deg: float = 120.0) -> str:
-    """What would pin the focal length down, from what the solved views lack: more of them, a wider arc."""
-    ids = list(rec.reg_image_ids())
+def _focal_advice(rec, skip: frozenset[str] = frozenset(), few_views: int = 15, narrow_deg: float = 120.0) -> str:
+    """What would pin the focal length down, from what the solved views lack: more of them, a wider arc.
+    ``skip``: images that are not views of their own (bridges between keyframes)."""
+    ids = [i for i in rec.reg_image_ids() if rec.image(i).name not in skip]
     axes = np.array([np.asarray(rec.image(i).cam_from_world().rotation.matrix())[2] for i in ids])  # view directions
     span = float(np.degrees(np.arccos(np.clip(axes @ axes.T, -1, 1))).max()) if len(axes) > 1 else 0.0
     tips = []
@@ -381,7 +382,7 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
         whole = spans(keyframes, set(keyframes), times)[0]
         msg = (f"the cameras cannot be trusted: this capture leaves the lens's focal length uncertain by "
                f"{100 * check['focal_std_rel']:.1f} % (all of {whole}), and every camera angle inherits that error. "
-               f"{_focal_advice(rec)} (or --set sfm.allow_unverified=true to carry on regardless)")
+               f"{_focal_advice(rec, frozenset(bridged))} (or --set sfm.allow_unverified=true to carry on regardless)")
     elif shaky:
         a, b, deg = shaky
         msg = (f"the cameras cannot be trusted: between {times[a]:.1f} and {times[b]:.1f} s the views share too few "
