@@ -125,3 +125,56 @@ def test_lens_camera_follows_the_distortion_at_any_size():
     assert (big.width, big.height) == (640, 480)
     np.testing.assert_allclose(big.project(X)[0], 2 * uv, atol=1e-9)
     np.testing.assert_allclose(big.rays(2 * uv), c.rays(uv), atol=1e-9)
+
+
+def test_torch_projection_is_the_camera_projection_with_its_jacobian():
+    """:func:`project_with_jacobian` (the splat rasteriser's projection) lands where :meth:`Camera.project` does,
+    and J is its derivative, linearised at the projection clamped to JACOBIAN_BOX far off-screen."""
+    torch = pytest.importorskip("torch")
+    from vid2model.camera import JACOBIAN_BOX, project_with_jacobian
+
+    K = np.array([[300.0, 0.0, 161.0], [0.0, 310.0, 118.5], [0.0, 0.0, 1.0]])
+    c = Camera(K, _rot(-0.4, 0.25), np.array([0.3, 0.1, -0.2]), 320, 240)
+    Xc = _points(300, seed=3)
+    Xc[:40, :2] *= 6.0  # far off-screen: the clamp applies
+    X = c.to_world(Xc)
+    pts = torch.tensor(X, requires_grad=True)
+    uv, z, J = project_with_jacobian(pts, torch.tensor(c.world_to_cam), torch.tensor(K), 320, 240, 0.01)
+    ref_uv, ref_z = c.project(X)
+    np.testing.assert_allclose(uv.detach().numpy(), ref_uv, atol=1e-9)
+    np.testing.assert_allclose(z.detach().numpy(), ref_z, atol=1e-12)
+    auto = torch.autograd.functional.jacobian(lambda p: project_with_jacobian(
+        p, torch.tensor(c.world_to_cam), torch.tensor(K), 320, 240, 0.01)[0].sum(0), pts)  # (2, N, 3)
+    auto = auto.permute(1, 0, 2).numpy()
+    lo, hi = JACOBIAN_BOX
+    inside = np.all((ref_uv >= [lo * 320, lo * 240]) & (ref_uv <= [hi * 320, hi * 240]), 1)
+    assert 20 < (~inside).sum() < 60
+    np.testing.assert_allclose(J.detach().numpy()[inside], auto[inside], rtol=1e-9, atol=1e-9)
+    # outside: J is that of the point moved along its depth plane to the box's edge
+    Xe = Xc[~inside].copy()
+    uve = np.clip(ref_uv[~inside], [lo * 320, lo * 240], [hi * 320, hi * 240])
+    Xe[:, :2] = c.rays(uve)[:, :2] * Xe[:, 2:]
+    pe = torch.tensor(c.to_world(Xe), requires_grad=True)
+    Je = project_with_jacobian(pe, torch.tensor(c.world_to_cam), torch.tensor(K), 320, 240, 0.01)[2]
+    np.testing.assert_allclose(J.detach().numpy()[~inside], Je.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_grid_sample_coords_hit_pixel_centres():
+    torch = pytest.importorskip("torch")
+    from vid2model.camera import grid_sample_coords
+
+    img = torch.rand(1, 1, 5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    uv = torch.as_tensor(pixel_grid(5, 7)[..., :2])
+    grid = torch.stack(grid_sample_coords(uv[..., 0], uv[..., 1], 7, 5), -1)[None]
+    out = torch.nn.functional.grid_sample(img, grid, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out, img, rtol=0, atol=1e-12)
+
+
+def test_camera_module_imports_without_torch():
+    """The camera sits in the lowest layer: importing it must not pull in torch (its torch helper imports lazily)."""
+    import subprocess
+    import sys
+
+    code = "import sys, vid2model.camera; assert 'torch' not in sys.modules, 'torch imported'"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]

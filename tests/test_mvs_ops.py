@@ -114,6 +114,67 @@ def test_consistency_with_source_maps_of_other_sizes(small_views):
     assert (full[0] > a[0]).sum() > 100  # the crop did remove agreements
 
 
+def test_consistency_kernel_repeats_the_camera_maths():
+    """The numba consistency kernel repeats Camera.unproject / project and pixel_index (its comments say so):
+    on noisy depth maps of a slanted plane it counts and sums exactly what those functions give."""
+    from vid2model.camera import pixel_grid, pixel_index
+    from vid2model.ops.mvs.kernels import agree_counts, zero_padded
+
+    rng = np.random.default_rng(4)
+
+    def rot(a, b):
+        ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
+        return np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]]) @ np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])
+
+    ref = Camera(np.array([[60.0, 0, 25.0], [0, 62.0, 18.5], [0, 0, 1]]), rot(0.05, -0.02), np.zeros(3), 50, 37)
+    srcs = [Camera(np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]), rot(a, b), tv, w, h)
+            for f, w, h, a, b, tv in [(55.0, 50, 37, 0.1, 0.0, np.array([-0.2, 0.0, 0.05])),
+                                      (70.0, 61, 40, -0.08, 0.05, np.array([0.25, -0.05, 0.0])),
+                                      (50.0, 44, 30, 0.02, -0.1, np.array([0.0, 0.3, -0.1]))]]
+    n, d0 = np.array([0.2, -0.1, 1.0]), 2.0  # the world plane n . X = d0
+
+    def plane_depth(cam):
+        rays = cam.pixel_rays()  # camera frame, z = 1
+        Rw = rays @ cam.R  # world directions (R^T d)
+        return ((d0 - n @ cam.center) / (Rw @ n)).astype(np.float32)
+
+    def noisy(d):
+        d = d * (1 + rng.normal(0, 0.006, d.shape)).astype(np.float32)
+        d[rng.random(d.shape) < 0.1] = 0
+        return d.astype(np.float32)
+
+    ref_d = noisy(plane_depth(ref))
+    src_d = [noisy(plane_depth(c)) for c in srcs]
+    max_px, max_rel = 0.8, 0.01
+    count = np.zeros(ref_d.shape, np.int32)
+    dsum = np.zeros(ref_d.shape, np.float64)
+    f64 = np.float64
+    agree_counts(ref_d, ref.K.astype(f64), ref.R.astype(f64), ref.t.astype(f64), zero_padded(src_d),
+                 np.array([c.K for c in srcs], f64), np.array([c.R for c in srcs], f64),
+                 np.array([c.t for c in srcs], f64), max_px, max_rel, count, dsum)
+    # the same with the camera's own functions
+    centres = pixel_grid(*ref_d.shape)[..., :2].reshape(-1, 2)
+    z = ref_d.reshape(-1).astype(f64)
+    X = ref.unproject(centres, z)
+    exp_count = np.zeros(len(z), np.int32)
+    exp_sum = np.where(z > 0, z, 0.0)
+    for c, ds_map in zip(srcs, src_d):
+        uv, zs = c.project(X)
+        col, row = pixel_index(uv).T
+        ok = (z > 0) & (zs > 0) & (col >= 0) & (row >= 0) & (col < c.width) & (row < c.height)
+        ds = np.zeros(len(z))
+        ds[ok] = ds_map[row[ok], col[ok]]
+        ok &= ds > 0
+        ur, zr = ref.project(c.unproject(uv, ds))
+        err = np.linalg.norm(ur - centres, axis=1)
+        ok &= (zr > 1e-9) & (err < max_px) & (np.abs(zr - z) < max_rel * z)
+        exp_count += ok
+        exp_sum += np.where(ok, zr, 0.0)
+    assert 0.2 < np.mean(exp_count[z > 0] >= 2) < 0.95  # a mix of agreeing and disagreeing sources
+    np.testing.assert_array_equal(count.reshape(-1), exp_count)
+    np.testing.assert_allclose(dsum.reshape(-1), exp_sum, rtol=1e-9)
+
+
 def test_backproject_inverts_projection():
     K = np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
     R = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])

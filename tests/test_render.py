@@ -94,3 +94,23 @@ def test_poses_file_values_are_checked_where_they_enter(tmp_path, name, pose, ne
     with pytest.raises(UserError, match=needle):
         render_poses(ws, pj, out)
     assert not (tmp_path / "a").exists() and not list(tmp_path.rglob("escaped*"))
+
+
+def test_mesh_rasteriser_samples_pixel_centres():
+    """The numba triangle rasteriser's pixel centres repeat camera.pixel_grid (its comments say so): the depth it
+    gives a slanted plane is the plane's depth along Camera.pixel_rays, pixel by pixel."""
+    from vid2model.camera import Camera
+    from vid2model.ops.raster import rasterize
+
+    centre = np.random.default_rng(2).normal(size=3) * 0.2
+    K = np.array([[70.0, 0, 31.0], [0, 66.0, 22.5], [0, 0, 1]])
+    cam = Camera(K, np.eye(3), -centre, 61, 45)
+    n, d0 = np.array([0.3, -0.2, 1.0]), 3.0  # the plane n . X = d0, as two triangles past the view's edges
+    corners = np.array([[x, y, (d0 - n[0] * x - n[1] * y) / n[2]] for x, y in [(-3, -3), (3, -3), (3, 3), (-3, 3)]])
+    r = rasterize(corners, np.array([[0, 1, 2], [0, 2, 3]]), K, cam.world_to_cam, 61, 45)
+    along = lambda rays: (d0 - n @ centre) / (rays @ n)  # noqa: E731  z-depth of the plane along z = 1 rays
+    assert r.mask.all()
+    np.testing.assert_allclose(r.depth, along(cam.pixel_rays()), rtol=1e-6)
+    # a half-pixel shift of the centres would be off by far more than that
+    shifted = Camera(cam.K_index, cam.R, cam.t, 61, 45).pixel_rays()
+    assert np.abs(along(shifted) - r.depth).min() > 1e-4

@@ -162,3 +162,40 @@ def test_fused_projection_matches_torch(degree):
     for name, gg, gr in zip(["means", "quats", "scales", "sh"], grads, grads_r):
         rel = float((gg.double() - gr).abs().max() / gr.abs().max().clamp_min(1e-12))
         assert rel < 1e-4, f"{name} gradient off by {rel:.2e}"
+
+
+def test_fused_kernel_repeats_the_camera_projection():
+    """The C++ projection repeats :func:`vid2model.camera.project_with_jacobian` (its comment says so): on random
+    splats, on- and off-screen and behind the camera, its means2d and depths are the camera's, and its conics
+    invert J Sigma J^T + LOWPASS with the camera's J."""
+    if kernels.load_cpp() is None:
+        pytest.skip("no C++ compiler")
+    from vid2model.camera import Camera, project_with_jacobian
+    from vid2model.splat.rasterize import LOWPASS, NEAR, project_fused, quat_to_rotmat
+
+    rng = np.random.default_rng(11)
+    n, w, h = 500, 97, 71
+    Km = np.array([[rng.uniform(60, 120), 0, rng.uniform(40, 57)], [0, rng.uniform(60, 120), rng.uniform(30, 41)],
+                   [0, 0, 1.0]])
+    a, b = rng.uniform(-0.5, 0.5, 2)
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]) @ \
+        np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    cam = Camera(Km, R, rng.normal(size=3) * 0.3, w, h)
+    xc = np.c_[rng.uniform(-1, 1, (n, 2)) * 3, rng.uniform(-0.5, 5, n)]  # some behind, some far off-screen
+    f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    means, vm, K = f32(cam.to_world(xc)), f32(cam.world_to_cam), f32(Km)
+    quats, scales = f32(rng.normal(size=(n, 4))), f32(rng.uniform(0.01, 0.2, (n, 3)))
+    opac, sh = f32(rng.uniform(0.1, 0.9, n)), f32(rng.normal(size=(n, 16, 3)))
+    m2, cn, _, d, ext = project_fused(means, quats, scales, opac, sh[:, :1], sh[:, 1:], 3, vm, K, w, h)
+    uv, z, J = project_with_jacobian(means.double(), vm.double(), K.double(), w, h, NEAR)
+    front = z > NEAR
+    assert 20 < int((~front).sum()) and bool((ext[~front] == 0).all())
+    assert int((uv[front, 0].abs() > 2 * w).sum()) > 20  # the Jacobian clamp is exercised
+    torch.testing.assert_close(d.double(), z, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(m2.double()[front], uv[front], rtol=1e-5, atol=1e-3)
+    M = quat_to_rotmat(quats.double()) * scales.double()[:, None, :]
+    JM = J @ M
+    cov = JM @ JM.transpose(1, 2) + LOWPASS * torch.eye(2, dtype=torch.float64)
+    inv = torch.linalg.inv(cov[front])
+    torch.testing.assert_close(cn.double()[front], torch.stack([inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 1]], -1),
+                               rtol=1e-3, atol=1e-5)

@@ -15,11 +15,17 @@ original frames through the distorted SfM camera, passes the pycolmap camera as 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:  # torch is imported only where a torch function runs: this module sits below torch users
+    import torch
+
 PIXEL_CENTRE = 0.5  # offset of a pixel's centre from its integer corner, in both axes
+# The EWA Jacobian is linearised at the projection clamped to this box, in fractions of the image size (3DGS):
+# far off-screen a splat's footprint would otherwise blow up.
+JACOBIAN_BOX = (-0.15, 1.15)
 
 
 def index_coords(uv: np.ndarray) -> np.ndarray:
@@ -43,6 +49,61 @@ def pixel_grid(height: int, width: int) -> np.ndarray:
     """[H, W, 3] homogeneous image coordinates (u, v, 1) of every pixel centre."""
     u, v = np.meshgrid(np.arange(width) + PIXEL_CENTRE, np.arange(height) + PIXEL_CENTRE)
     return np.stack([u, v, np.ones_like(u)], -1)
+
+
+def grid_sample_coords(u, v, width: int, height: int):
+    """Image coordinates (numpy or torch) -> the normalised coordinates of torch's ``grid_sample`` with
+    ``align_corners=False``, whose -1 and 1 are the image's outer edges, i.e. pixel corners at integers as here."""
+    return u * (2.0 / width) - 1, v * (2.0 / height) - 1
+
+
+def pinhole(K):
+    """(fx, fy, cx, cy) of a [3, 3] ``K`` (numpy or torch), skew dropped."""
+    return K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+
+
+def scale_intrinsics(K: np.ndarray, f: float) -> np.ndarray:
+    """``K`` of the image scaled by ``f`` about its corner: the first two rows times ``f`` (no half-pixel term)."""
+    K = np.array(K, np.float64)
+    K[:2] *= f
+    return K
+
+
+def center_of(world_to_cam):
+    """[3] camera centre of a [3, 4] or [4, 4] world-to-camera matrix (numpy or torch)."""
+    return -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]
+
+
+def project_with_jacobian(points: "torch.Tensor", world_to_cam: "torch.Tensor", K: "torch.Tensor", width: int,
+                          height: int, near: float) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """Differentiable pinhole projection for EWA splatting (torch): world points -> image coordinates, and the
+    Jacobian of that map for projecting 3D covariances.
+
+    Args:
+        points: [N, 3] world points; world_to_cam: [4, 4] (or [3, 4]); K: [3, 3] (its skew is ignored, as
+            the compiled splat kernels and gsplat do); width, height: image size in pixels.
+        near: depths are clamped to at least this before the division (points behind stay finite).
+
+    Returns:
+        uv [N, 2] image coordinates (COLMAP pixel centres, as :meth:`Camera.project`), z [N] depth along the
+        optical axis (unclamped), J [N, 2, 3] d uv / d world point, linearised at the projection clamped to
+        :data:`JACOBIAN_BOX` (only J's direction is clamped; uv is not).
+    """
+    import torch
+
+    R, t = world_to_cam[:3, :3], world_to_cam[:3, 3]
+    fx, fy, cx, cy = pinhole(K)
+    pc = points @ R.T + t
+    z = pc[:, 2]
+    zs = z.clamp_min(near)
+    u, v = pc[:, 0] / zs, pc[:, 1] / zs
+    lo, hi = JACOBIAN_BOX
+    tu = u.clamp((lo * width - cx) / fx, (hi * width - cx) / fx)
+    tv = v.clamp((lo * height - cy) / fy, (hi * height - cy) / fy)
+    row0 = (fx / zs)[:, None] * (R[0][None] - tu[:, None] * R[2][None])  # (N, 3) = J_cam[0] @ R
+    row1 = (fy / zs)[:, None] * (R[1][None] - tv[:, None] * R[2][None])
+    uv = torch.stack([fx * u + cx, fy * v + cy], -1)
+    return uv, z, torch.stack([row0, row1], 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,8 +252,7 @@ class Camera:
     def scaled(self, f: float, width: int | None = None, height: int | None = None) -> "Camera":
         """The camera of the image scaled by ``f`` about its corner (K's first two rows times ``f``),
         ``width`` x ``height`` pixels (default: the scaled size rounded)."""
-        K = np.array(self.K, np.float64)
-        K[:2] *= f
+        K = scale_intrinsics(self.K, f)
         w = round(self.width * f) if width is None else int(width)
         h = round(self.height * f) if height is None else int(height)
         return Camera(K, self.R, self.t, w, h, lens=self.lens)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2model.camera import image_coords
+
 SIZE = 640  # the exported graph's fixed input side
 CELL = 8  # descriptor / reliability maps are at 1/8 resolution
 
@@ -106,7 +108,7 @@ class XFeat:
         desc = bilinear(dm, u, v)
         desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
         fx, fy = subpixel(heat, xs, ys)
-        kp = np.stack([(fx + 0.5) / sx, (fy + 0.5) / sy], axis=1)
+        kp = image_coords(np.stack([fx, fy], axis=1)) / (sx, sy)  # canvas pixel indices -> image coordinates
         return Features(kp.astype(np.float32), scores.astype(np.float32), desc.astype(np.float32))
 
     def from_file(self, path: str | Path, top_k: int | None = None) -> Features:

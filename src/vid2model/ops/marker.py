@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vid2model.camera import Camera
+from vid2model.camera import Camera, image_coords, index_coords
 
 
 def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0) -> dict[int, np.ndarray]:
@@ -32,7 +32,7 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(img)
     found = {}
     for i, c in zip(() if ids is None else ids.ravel(), corners):
-        c = (c.reshape(4, 2) + 0.5) / up - 0.5  # pixel-centre convention: back to input pixels
+        c = index_coords(image_coords(c.reshape(4, 2)) / up)  # upsampled corners back to input pixels
         if np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean() >= min_side_px:
             found[int(i)] = c
     return found

@@ -54,6 +54,7 @@ def _raster_kernel(px, z, faces, W, H, near, cull, depth, fid, b0, b1):  # pragm
             continue
         if cull and area < 0:  # clockwise on screen (y down) = facing away for CCW meshes
             continue
+        # pixels whose centre (vid2model.camera.pixel_grid: index + 0.5) lies in the triangle's box
         xmin = max(int(np.floor(min(x0, x1, x2) - 0.5)), 0)
         xmax = min(int(np.ceil(max(x0, x1, x2) - 0.5)), W - 1)
         ymin = max(int(np.floor(min(y0, y1, y2) - 0.5)), 0)
@@ -62,6 +63,7 @@ def _raster_kernel(px, z, faces, W, H, near, cull, depth, fid, b0, b1):  # pragm
             continue
         inv_area = 1.0 / area
         iz0, iz1, iz2 = 1.0 / z0, 1.0 / z1, 1.0 / z2
+        # pixel centres (col + 0.5, row + 0.5): the rule of vid2model.camera.pixel_grid
         for row in range(ymin, ymax + 1):
             py = row + 0.5
             for col in range(xmin, xmax + 1):

@@ -7,7 +7,7 @@ SOURCE = r"""
 // Tile-based Gaussian splat compositing for CPU (forward + backward), OpenMP over tiles.
 //
 // Conventions (shared with vid2model/splat/reference.py):
-//   pixel (x, y) has its centre at (x + 0.5, y + 0.5) (COLMAP / synth convention);
+//   pixel (x, y) has its centre at (x + 0.5, y + 0.5) (COLMAP convention, vid2model.camera.pixel_grid);
 //   power = -0.5 (A dx^2 + C dy^2) - B dx dy with d = centre - mean, conic = (A, B, C);
 //   alpha = min(0.99, opacity * exp(power)); a splat is skipped when alpha < 1/255;
 //   a pixel stops before the splat that would bring its transmittance below 1e-4.
@@ -29,6 +29,7 @@ static const int kMaxTile = 32;
 
 static inline bool pixel_range(float m, float e, int size, int* lo, int* hi) {
   if (!(e > 0.0f)) return false;
+  // pixels whose centre (vid2model.camera.pixel_grid: index + 0.5) lies in [m - e, m + e]
   float a = std::ceil(m - e - 0.5f), b = std::floor(m + e - 0.5f);
   if (b < 0.0f || a > (float)(size - 1) || a > b) return false;
   *lo = a < 0.0f ? 0 : (int)a;
@@ -55,6 +56,7 @@ static inline void tile_fwd_init(int bx, int by, int tile, int W, int H, float* 
                                  float* cr, float* cg, float* cb, int32_t* lst) {
   for (int p = 0; p < tile * tile; ++p) {
     int x = bx + p % tile, y = by + p / tile;
+    // pixel centre: the rule of vid2model.camera.pixel_grid
     px[p] = x + 0.5f;
     py[p] = y + 0.5f;
     T[p] = 1.0f;
@@ -72,6 +74,7 @@ static inline int32_t tile_bwd_init(int bx, int by, int tile, int W, int H, cons
   int32_t kmax = -1;
   for (int p = 0; p < tile * tile; ++p) {
     int x = bx + p % tile, y = by + p / tile;
+    // pixel centre: the rule of vid2model.camera.pixel_grid
     px[p] = x + 0.5f;
     py[p] = y + 0.5f;
     sr[p] = sg[p] = sb[p] = 0.0f;
@@ -286,8 +289,9 @@ void v2m_backward(int n, const float* means, const float* conics, const float* c
 
 // ---------------------------------------------------------------------------------------------------
 // Projection (EWA splatting) + SH colour, forward and analytic backward, one splat per loop iteration.
-// Mirrors vid2model.splat.rasterize.project and sh.sh_to_rgb_split exactly (same clamps, same
-// gradient masks as torch autograd), so the torch versions serve as the reference in the tests.
+// Mirrors vid2model.splat.rasterize.project (its projection: vid2model.camera.project_with_jacobian) and
+// sh.sh_to_rgb_split exactly (same clamps, same gradient masks as torch autograd), so the torch versions serve
+// as the reference in the tests.
 // cam: fx, fy, cx, cy, near, lowpass, width, height; vm: 4x4 row-major world-to-camera.
 
 static const float kSH_C0 = 0.28209479177387814f, kSH_C1 = 0.4886025119029199f;
@@ -357,6 +361,7 @@ static inline void proj_one(int g, const float* means, const float* quats, const
                             const float* cam, ProjCtx& P) {
   const float fx = cam[0], fy = cam[1], cx = cam[2], cy = cam[3], nearp = cam[4], lowpass = cam[5];
   const float W = cam[6], H = cam[7];
+  // pc, z, zs, u, v, the clamp of (u, v) and row0/row1 repeat vid2model.camera.project_with_jacobian
   const float* m = means + 3 * g;
   for (int i = 0; i < 3; ++i) P.pc[i] = vm[4 * i] * m[0] + vm[4 * i + 1] * m[1] + vm[4 * i + 2] * m[2] + vm[4 * i + 3];
   P.z = P.pc[2];
@@ -364,6 +369,7 @@ static inline void proj_one(int g, const float* means, const float* quats, const
   P.zs = P.z_ok ? P.z : nearp;
   P.u = P.pc[0] / P.zs;
   P.v = P.pc[1] / P.zs;
+  // the box of vid2model.camera.JACOBIAN_BOX
   float ulo = (-0.15f * W - cx) / fx, uhi = (1.15f * W - cx) / fx;
   float vlo = (-0.15f * H - cy) / fy, vhi = (1.15f * H - cy) / fy;
   P.tu_ok = P.u >= ulo && P.u <= uhi;
@@ -418,6 +424,7 @@ void v2m_project_fwd(int n, const float* means, const float* quats, const float*
     conics[3 * g] = P.c / P.det;
     conics[3 * g + 1] = -P.b / P.det;
     conics[3 * g + 2] = P.a / P.det;
+    // uv of vid2model.camera.project_with_jacobian
     means2d[2 * g] = cam[0] * P.u + cam[2];
     means2d[2 * g + 1] = cam[1] * P.v + cam[3];
     depths[g] = P.z;
@@ -495,13 +502,14 @@ void v2m_project_bwd(int n, const float* means, const float* quats, const float*
       bool nclamp = P.qnorm <= 1e-12f;
       for (int i = 0; i < 4; ++i) d_quats[4 * g + i] = (nclamp ? dq[i] : dq[i] - P.qn[i] * dot) / P.qnorm;
     }
-    // ---- rows: row0 = fx/zs (R0 - tu R2), row1 = fy/zs (R1 - tv R2)
+    // ---- rows: row0 = fx/zs (R0 - tu R2), row1 = fy/zs (R1 - tv R2): J of vid2model.camera.project_with_jacobian
     float dzs = 0.0f, dtu = 0.0f, dtv = 0.0f;
     for (int i = 0; i < 3; ++i) {
       dzs -= (drow0[i] * P.row0[i] + drow1[i] * P.row1[i]) / P.zs;
       dtu -= fx / P.zs * drow0[i] * vm[8 + i];
       dtv -= fy / P.zs * drow1[i] * vm[8 + i];
     }
+    // d uv / d (u, v) of vid2model.camera.project_with_jacobian
     float du = fx * d_means2d[2 * g] + (P.tu_ok ? dtu : 0.0f);
     float dv = fy * d_means2d[2 * g + 1] + (P.tv_ok ? dtv : 0.0f);
     float dpc[3];

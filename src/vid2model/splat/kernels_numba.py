@@ -20,6 +20,7 @@ MIN_T = 1e-4
 def _prange(m, e, size):
     if not e > 0.0:
         return 0, -1
+    # pixels whose centre (vid2model.camera.pixel_grid: index + 0.5) lies in [m - e, m + e]
     a = math.ceil(m - e - 0.5)
     b = math.floor(m + e - 0.5)
     if b < 0 or a > size - 1 or a > b:
@@ -70,7 +71,7 @@ def _forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, img
         by = (t // tw) * tile
         for y in range(by, min(by + tile, H)):
             for x in range(bx, min(bx + tile, W)):
-                px, py = x + 0.5, y + 0.5
+                px, py = x + 0.5, y + 0.5  # pixel centre: the rule of vid2model.camera.pixel_grid
                 T = 1.0
                 c0 = c1 = c2 = 0.0
                 lst = -1
@@ -117,7 +118,7 @@ def _backward(means, conics, colors, opac, W, H, tile, bg, offsets, ids, Tfin, l
         by = (t // tw) * tile
         for y in range(by, min(by + tile, H)):
             for x in range(bx, min(bx + tile, W)):
-                px, py = x + 0.5, y + 0.5
+                px, py = x + 0.5, y + 0.5  # pixel centre: the rule of vid2model.camera.pixel_grid
                 T = Tfin[y, x]
                 d0, d1, d2 = dimg[y, x, 0], dimg[y, x, 1], dimg[y, x, 2]
                 bgd = T * (bg[0] * d0 + bg[1] * d1 + bg[2] * d2)

@@ -7,8 +7,8 @@ back-to-front backward). :func:`project` and :func:`sh.sh_to_rgb` are the vector
 the first step: the reference for the tests and the path taken when no C++ compiler is available
 (numba compositing). On CUDA the whole thing is delegated to gsplat when it is installed.
 
-Pixel centres are at ``(x + 0.5, y + 0.5)`` (COLMAP convention), cameras are OpenCV
-(x right, y down, z forward), ``viewmat`` is world-to-camera.
+The projection and its Jacobian are :func:`vid2model.camera.project_with_jacobian` (COLMAP pixel
+centres, OpenCV axes: x right, y down, z forward); ``viewmat`` is world-to-camera.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import math
 import numpy as np
 import torch
 
+from vid2model.camera import center_of, pinhole, project_with_jacobian
 from vid2model.splat import kernels
 from vid2model.ops.sh import sh_to_rgb, sh_to_rgb_split
 
 TILE = 16
+NEAR = 0.01  # splats closer than this (world units along z) are culled
 LOWPASS = 0.3  # pixel^2 added to every 2D covariance (3DGS): keeps splats >= ~1 pixel wide
 
 
@@ -37,7 +39,7 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
 
 
 def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-            viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int, near: float = 0.01):
+            viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int, near: float = NEAR):
     """Project 3D Gaussians to screen-space 2D Gaussians.
 
     Args:
@@ -48,20 +50,11 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
         means2d (N, 2) pixels, conics (N, 3) inverse 2D covariance (A, B, C), depths (N,),
         ext (N, 2) no-grad half extents in pixels of the region where alpha >= 1/255 (0 = culled).
     """
-    R, t = viewmat[:3, :3], viewmat[:3, 3]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    pc = means @ R.T + t
-    z = pc[:, 2]
-    zs = z.clamp_min(near)
-    u, v = pc[:, 0] / zs, pc[:, 1] / zs
-    # Clamp the Jacobian's direction far off-screen (3DGS): keeps the linearisation sane at the edges.
-    tu = u.clamp((-0.15 * width - cx) / fx, (1.15 * width - cx) / fx)
-    tv = v.clamp((-0.15 * height - cy) / fy, (1.15 * height - cy) / fy)
+    means2d, z, J = project_with_jacobian(means, viewmat, K, width, height, near)
     rot = quat_to_rotmat(quats)
     M = rot * scales[:, None, :]  # (N, 3, 3): columns scaled
-    row0 = (fx / zs)[:, None] * (R[0][None] - tu[:, None] * R[2][None])  # (N, 3) = J[0] @ R
-    row1 = (fy / zs)[:, None] * (R[1][None] - tv[:, None] * R[2][None])
-    # T M and (T M)(T M)^T written out: batched 2x3 / 3x3 matmuls are slow on CPU
+    row0, row1 = J[:, 0], J[:, 1]  # (N, 3) each
+    # J M and the 2D covariance (J M)(J M)^T written out: batched 2x3 / 3x3 matmuls are slow on CPU
     t0 = (row0[:, :, None] * M).sum(1)  # (N, 3)
     t1 = (row1[:, :, None] * M).sum(1)
     a = (t0 * t0).sum(-1) + LOWPASS
@@ -69,7 +62,6 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
     c = (t1 * t1).sum(-1) + LOWPASS
     det = (a * c - b * b).clamp_min(1e-12)
     conics = torch.stack([c / det, -b / det, a / det], -1)
-    means2d = torch.stack([fx * u + cx, fy * v + cy], -1)
     with torch.no_grad():
         o = opacities.detach().clamp_min(1e-12)
         k = 2.0 * torch.log(255.0 * o).clamp_min(0.0)
@@ -116,8 +108,8 @@ class _Project(torch.autograd.Function):
         dev, dt = means.device, means.dtype
         vm = _np32(viewmat)
         Kn = K.detach().cpu().double().numpy()
-        cam = np.array([Kn[0, 0], Kn[1, 1], Kn[0, 2], Kn[1, 2], 0.01, LOWPASS, width, height], np.float32)
-        campos = np.ascontiguousarray((-vm[:3, :3].T.astype(np.float64) @ vm[:3, 3]).astype(np.float32))
+        cam = np.array([*pinhole(Kn), NEAR, LOWPASS, width, height], np.float32)
+        campos = np.ascontiguousarray(center_of(vm.astype(np.float64)).astype(np.float32))
         ins = [_np32(x) for x in (means, quats, scales, opacities, sh0, shN)]
         deg = min(deg, math.isqrt(shN.shape[1] + 1) - 1)
         m2, cn, col, d, ex = kernels.project_forward(*ins, deg, vm, cam, campos)
@@ -188,8 +180,7 @@ def render(means, quats, scales, opacities, sh, sh_degree: int, viewmat, K, widt
         img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)
         return {"image": img, "alpha": 1.0 - T, "means2d": means2d, "visible": ext[:, 0] > 0}
     means2d, conics, depths, ext = project(means, quats, scales, opacities, viewmat, K, width, height)
-    campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
-    dirs = means - campos  # 3DGS also back-propagates the view direction of the SH colour
+    dirs = means - center_of(viewmat)  # 3DGS also back-propagates the view direction of the SH colour
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     colors = sh_to_rgb(sh, dirs, sh_degree) if shN is None else sh_to_rgb_split(sh, shN, dirs, sh_degree)
     img, T = composite(means2d, conics, colors, opacities, ext, depths, bg, width, height, tile)

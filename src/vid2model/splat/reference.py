@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from vid2model.camera import pixel_grid
+
 MIN_ALPHA = 1.0 / 255.0
 MAX_ALPHA = 0.99
 MIN_T = 1e-4
@@ -47,9 +49,7 @@ def composite_reference(means2d, conics, colors, opacities, ext, depths, bg, wid
     order = vis[torch.argsort(depths.detach()[vis], stable=True)]
     m, cn, col, op, ex = means2d[order], conics[order], colors[order], opacities[order], ext[order]
     bg = torch.as_tensor(bg, dtype=dt, device=dev)
-    ys, xs = torch.meshgrid(torch.arange(height, device=dev, dtype=dt), torch.arange(width, device=dev, dtype=dt),
-                            indexing="ij")
-    px = torch.stack([xs, ys], -1) + 0.5  # (H, W, 2)
+    px = torch.as_tensor(pixel_grid(height, width)[..., :2], dtype=dt, device=dev)  # (H, W, 2) pixel centres
     if tile is None:
         img, T = _composite_block(px.reshape(-1, 2), m, cn, col, op, bg)
         return img.reshape(height, width, 3), T.reshape(height, width)

@@ -10,8 +10,8 @@ from vid2model.synth.config import SynthConfig
 def intrinsics(cfg: SynthConfig) -> np.ndarray:
     """(3, 3) pinhole K of the upright image: square pixels, ``fov_deg`` horizontal, centred principal point.
 
-    COLMAP pixel convention: pixel (u, v) covers [u, u+1) x [v, v+1), so its centre projects to
-    (u + 0.5, v + 0.5). OpenCV functions that put pixel centres at integers need cx, cy - 0.5.
+    COLMAP pixel convention (:mod:`vid2model.camera`): the principal point of a centred camera is at
+    (width / 2, height / 2); OpenCV functions that put pixel centres at integers take :attr:`Camera.K_index`.
     """
     f = 0.5 * cfg.width / np.tan(np.radians(cfg.fov_deg) / 2)
     return np.array([[f, 0, cfg.width / 2], [0, f, cfg.height / 2], [0, 0, 1.0]])

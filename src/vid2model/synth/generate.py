@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2model.camera import scale_intrinsics
 from vid2model.synth.camera import camera_path, frame_params, intrinsics
 from vid2model.synth.config import SynthConfig
 from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
@@ -92,8 +93,7 @@ def render_area(scene: Scene, K: np.ndarray, c2w: np.ndarray, width: int, height
     """:func:`render` with ``s`` x ``s`` rays per pixel averaged (a box filter over the pixel's area) [H, W, 3]."""
     if s <= 1:
         return render(scene, K, c2w, width, height)
-    Ks = np.diag([s, s, 1.0]) @ np.asarray(K, float)  # pixel-centre rule: continuous coordinates scale by s
-    img = render(scene, Ks, c2w, width * s, height * s)
+    img = render(scene, scale_intrinsics(K, s), c2w, width * s, height * s)
     return img.reshape(height, s, width, s, 3).mean(axis=(1, 3))
 
 

@@ -52,7 +52,7 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                         for x in range(W):
                             col[s, c, x] -= ring[s, c, slot, x]
             if yi < H:
-                v = yi + 0.5
+                v = yi + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
                 for s in range(S):
                     hs = sizes[s, 0]
                     wsz = sizes[s, 1]
@@ -66,8 +66,9 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                     b1 = b[s, 1]
                     b2 = b[s, 2]
                     for x in range(W):
-                        u = x + 0.5
+                        u = x + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
                         iz = inv[d, yi, x]
+                        # the warp of vid2model.camera.Camera.depth_warp, then index_coords (centre at 0)
                         Z = a20 * u + c2 + b2 * iz
                         val = 0.0
                         ok = False
@@ -204,7 +205,7 @@ def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel,
     H, W = ref_depth.shape
     S, Hs, Ws = src_depths.shape
     for i in range(H):
-        v = i + 0.5
+        v = i + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
         for j in range(W):
             z = ref_depth[i, j]
             count[i, j] = 0
@@ -212,7 +213,7 @@ def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel,
             if z <= 0:
                 continue
             depth_sum[i, j] = z
-            # reference pixel -> camera -> world
+            # reference pixel -> camera -> world: vid2model.camera.Camera.unproject
             xc = (j + 0.5 - Kr[0, 2]) / Kr[0, 0] * z
             yc = (v - Kr[1, 2]) / Kr[1, 1] * z
             X0 = Rr[0, 0] * (xc - tr[0]) + Rr[1, 0] * (yc - tr[1]) + Rr[2, 0] * (z - tr[2])
@@ -222,9 +223,10 @@ def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel,
                 zs = Rs[s, 2, 0] * X0 + Rs[s, 2, 1] * X1 + Rs[s, 2, 2] * X2 + ts[s, 2]
                 if zs <= 0:
                     continue
+                # vid2model.camera.Camera.project (skew dropped: the undistorted PINHOLE models have none)
                 px = Ks[s, 0, 0] * (Rs[s, 0, 0] * X0 + Rs[s, 0, 1] * X1 + Rs[s, 0, 2] * X2 + ts[s, 0]) / zs + Ks[s, 0, 2]
                 py = Ks[s, 1, 1] * (Rs[s, 1, 0] * X0 + Rs[s, 1, 1] * X1 + Rs[s, 1, 2] * X2 + ts[s, 1]) / zs + Ks[s, 1, 2]
-                # nearest source pixel (centres at +0.5)
+                # the source pixel it falls in: vid2model.camera.pixel_index
                 c = int(np.floor(px))
                 r = int(np.floor(py))
                 if c < 0 or r < 0 or c >= Ws or r >= Hs:
@@ -232,7 +234,7 @@ def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel,
                 ds = src_depths[s, r, c]
                 if ds <= 0:
                     continue
-                # the source's own point there: source camera -> world -> reference camera
+                # the source's own point there, source camera -> world -> reference camera: Camera.unproject, project
                 a0 = (px - Ks[s, 0, 2]) / Ks[s, 0, 0] * ds - ts[s, 0]
                 a1 = (py - Ks[s, 1, 2]) / Ks[s, 1, 1] * ds - ts[s, 1]
                 a2 = ds - ts[s, 2]
@@ -244,7 +246,7 @@ def agree_counts(ref_depth, Kr, Rr, tr, src_depths, Ks, Rs, ts, max_px, max_rel,
                     continue
                 ur = Kr[0, 0] * (Rr[0, 0] * Y0 + Rr[0, 1] * Y1 + Rr[0, 2] * Y2 + tr[0]) / zr + Kr[0, 2]
                 vr = Kr[1, 1] * (Rr[1, 0] * Y0 + Rr[1, 1] * Y1 + Rr[1, 2] * Y2 + tr[1]) / zr + Kr[1, 2]
-                err = np.sqrt((ur - j - 0.5) ** 2 + (vr - v) ** 2)
+                err = np.sqrt((ur - j - 0.5) ** 2 + (vr - v) ** 2)  # to the pixel centre (camera.pixel_grid)
                 if err < max_px and abs(zr - z) < max_rel * z:
                     count[i, j] += 1
                     depth_sum[i, j] += zr

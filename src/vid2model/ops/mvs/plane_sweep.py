@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vid2model.camera import Camera, pixel_grid
+from vid2model.camera import Camera, grid_sample_coords, pixel_grid
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def _warp(src: torch.Tensor, pair: _Pair, depth: torch.Tensor) -> torch.Tensor:
     z = x[..., 2]
     zc = z.clamp_min(1e-6)
     hs, ws = src.shape[-2:]
-    grid = torch.stack([x[..., 0] / zc * (2.0 / ws) - 1, x[..., 1] / zc * (2.0 / hs) - 1], -1)
+    grid = torch.stack(grid_sample_coords(x[..., 0] / zc, x[..., 1] / zc, ws, hs), -1)
     out = F.grid_sample(src.expand(grid.shape[0], 1, hs, ws), grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False)[:, 0]
     valid = (grid.abs() <= 1).all(-1) & (z > 0)
