@@ -49,3 +49,59 @@ def refine_robust(rec, rounds: int = 2, cutoff_sigmas: float = 3.0, min_cutoff_p
     bundle_adjust(rec, opts)
     return {"noise_px_before": round(sigma0, 3), "noise_px": round(noise_px(rec), 3),
             "observations_removed": removed}
+
+
+# one focal length and square pixels (video frames share one camera), simplest first; each adds a radial term
+LENSES = ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL")
+MIN_HELD_OUT = 5  # probes that must count before the held-out frames choose the lens model
+
+
+def robust_adjust(rec) -> None:
+    """One bundle adjustment of ``rec`` with a Cauchy loss at its own noise level."""
+    import pycolmap
+
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    opts.ceres.loss_function_scale = max(noise_px(rec), 0.1)
+    bundle_adjust(rec, opts)
+
+
+def refit(rec, lens: str):
+    """A copy of ``rec`` with every camera turned into ``lens`` (focal, principal point and the radial terms
+    it shares with the old model kept, new ones 0) and adjusted again."""
+    import pycolmap
+
+    n_radial = LENSES.index(lens)
+    r = pycolmap.Reconstruction(rec)
+    for cam in r.cameras.values():
+        p = np.asarray(cam.params, float)
+        k = list(p[3:5]) if cam.model.name in LENSES[1:] else []
+        cam.model = lens
+        cam.params = [p[0], p[1], p[2], *(k + [0.0, 0.0])[:n_radial]]
+    robust_adjust(r)
+    return r
+
+
+def choose_lens(rec, matched: dict[str, Any], min_gain: float = 0.02) -> tuple[Any, dict[str, Any]]:
+    """The lens model the held-out frames (``matched``: :func:`vid2model.stages.sfm_probes.held_out`) are
+    best predicted by: each model of :data:`LENSES` is fitted to the keyframes, and the simplest whose
+    held-out error is within ``min_gain`` of the lowest wins (a model that fits the solve better but predicts
+    unseen frames no better is fitting noise, and its extra terms trade off against the focal length).
+
+    Returns the model to keep (``rec`` itself when too few probes count) and what was measured."""
+    from vid2model.stages.sfm_probes import held_out_error
+
+    own = {c.model.name for c in rec.cameras.values()}
+    if len(own) != 1 or next(iter(own)) not in LENSES:
+        return rec, {"lens": sorted(own), "chosen_by": "settings"}
+    own_lens = next(iter(own))
+    fits = {lens: refit(rec, lens) for lens in LENSES}  # the same adjustment for each, the solve's own included
+    scored = {lens: held_out_error(r, matched) for lens, r in fits.items()}
+    counted = min(n for _, n in scored.values())
+    errors = {lens: e for lens, (e, _) in scored.items()}
+    info: dict[str, Any] = {"held_out_error_px2": {k: round(v, 5) for k, v in errors.items()}, "probes": counted}
+    if counted < MIN_HELD_OUT or not all(np.isfinite(list(errors.values()))):
+        return rec, {**info, "lens": own_lens, "chosen_by": "views (too few held-out frames)"}
+    best = min(errors.values())
+    lens = next(m for m in LENSES if errors[m] <= best * (1 + min_gain))
+    return fits[lens], {**info, "lens": lens, "chosen_by": "held-out frames"}
