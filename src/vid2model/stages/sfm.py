@@ -329,8 +329,31 @@ def _pixel_aspect(rec) -> float:
     return round(float(worst), 5)
 
 
+def _held_out(ws: Workspace, kf: dict[str, Any], cfg: SfmConfig, bridged: set[str] | frozenset[str]) -> list[dict]:
+    """The video's probes that stay held out (not bridges), when the probe check is on."""
+    if not cfg.probe_check or not ws.probes_dir.is_dir():
+        return []
+    return [p for p in kf.get("probes", []) if p["name"] not in bridged]
+
+
+def _choose_lens(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
+                 cam_info: dict[str, Any], bridged: frozenset[str]):
+    """(model, held-out matches or None, what was chosen): the lens model chosen on the held-out frames
+    (stages.sfm_refine.choose_lens), for a video whose camera model the settings leave to us."""
+    probes = _held_out(ws, kf, cfg, bridged)
+    if cfg.camera_model != "auto" or not probes:
+        return rec, None, None
+    from vid2model.stages.sfm_probes import held_out
+    from vid2model.stages.sfm_refine import choose_lens
+
+    matched = held_out(ws, rec, names, probes, cfg, cam_info.get("sift_peak_scale", 1.0))
+    rec, info = choose_lens(rec, matched)
+    return rec, matched, info
+
+
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
-                cam_info: dict[str, Any] | None = None, bridges: list[dict[str, Any]] = ()) -> dict[str, Any]:
+                cam_info: dict[str, Any] | None = None, bridges: list[dict[str, Any]] = (),
+                matched: dict[str, Any] | None = None) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report.
 
@@ -342,12 +365,13 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     keyframes = [n for n in names if n not in bridged]
     times = {k["name"]: k.get("timestamp") for k in [*kf.get("keyframes", []), *bridges]}
     probe = None
-    held_out = [p for p in kf.get("probes", []) if p["name"] not in bridged]
-    if cfg.probe_check and held_out and ws.probes_dir.is_dir():
+    held_out = _held_out(ws, kf, cfg, bridged)
+    if held_out:
         from vid2model.stages.sfm_probes import probe_test
 
         probe = probe_test(ws, rec, names, held_out, cfg, (cam_info or {}).get("sift_peak_scale", 1.0),
-                           {k["name"]: k["index"] for k in [*kf.get("keyframes", []), *bridges] if "index" in k})
+                           {k["name"]: k["index"] for k in [*kf.get("keyframes", []), *bridges] if "index" in k},
+                           matched)
     check = verify_model(ws.database_path, rec, names, times, drop=not cfg.allow_unverified,
                          links=probe["links"] if probe else ())
     check["dropped"] = [n for n in check["dropped"] if n not in bridged]
@@ -457,7 +481,13 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
             map_info["refine"] = refine_robust(rec)
             t["refine_s"] = round(time.perf_counter() - t0, 2)
-        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges))
+        t0 = time.perf_counter()
+        rec, matched, lens = _choose_lens(ws, rec, names, kf, cfg, cam_info, bridged)
+        if lens:
+            map_info["lens_choice"] = lens
+            cam_info["camera_model"] = lens["lens"]
+            t["lens_s"] = round(time.perf_counter() - t0, 2)
+        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges, matched))
         if bridged:
             from vid2model.stages.sfm_bridges import remove
 

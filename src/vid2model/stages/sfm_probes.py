@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -126,7 +127,7 @@ def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, pea
 
 
 def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any], seen: dict[str, Any]):
-    """[M, 2] probe pixels, [M, 3] model points, [M] side (0: keyframe before, 1: after), or None.
+    """[M, 2] probe pixels, [M] ids of the model points they see, [M] side (0: keyframe before, 1: after), or None.
 
     The keyframe's matched keypoints are found among the model's observations by position, not index:
     a rescue may have extracted the database's features again after the kept model was solved.
@@ -139,7 +140,7 @@ def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any], seen: 
     if pid is None:
         return None
     kp = np.asarray(db.read_keypoints(pid))[:, :2].astype(np.float64)
-    xy, xyz, side = [], [], []
+    xy, pids, side = [], [], []
     for s, kname in enumerate(probe["between"]):
         img = rec.find_image_with_name(kname)
         kid = ids.get(kname)
@@ -156,9 +157,9 @@ def _correspondences(db, rec, ids: dict[str, int], probe: dict[str, Any], seen: 
         for i, d, k in zip(m[:, 0], dist, at):
             if d < 0.5:
                 xy.append(kp[i])
-                xyz.append(rec.points3D[int(obs_ids[k])].xyz)
+                pids.append(int(obs_ids[k]))
                 side.append(s)
-    return np.array(xy).reshape(-1, 2), np.array(xyz).reshape(-1, 3), np.array(side, int)
+    return np.array(xy).reshape(-1, 2), np.array(pids, np.int64), np.array(side, int)
 
 
 def _localise(xy: np.ndarray, xyz: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray] | None:
@@ -192,50 +193,99 @@ def anchored(probes: list[dict[str, Any]], names: list[str], reg: set[str]) -> l
     return out
 
 
-def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
-               peak_scale: float, frames: dict[str, int] | None = None) -> dict[str, Any]:
-    """Localise every probe between two registered keyframes against ``rec`` and judge its link.
+def held_out(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
+             peak_scale: float) -> dict[str, Any]:
+    """Match every probe between two registered keyframes of ``rec`` (capture order ``names``) with them.
 
-    ``frames``: each keyframe's frame number in the video (the gap between two keyframes in frames).
-
-    Returns counts, ``links`` ([keyframe before, keyframe after, inliers, agrees] of every tested
-    probe) and each probe's verdict and figures (``results``).
-    """
+    Returns ``probes`` (anchored, see :func:`anchored`) and ``found``: probe name -> (pixels [M, 2], model
+    point ids [M], side [M]) or None. Point ids outlive a re-adjustment of the model, so the same
+    correspondences test any refit of it."""
     import pycolmap
 
     reg = {rec.image(i).name for i in rec.reg_image_ids()}
     probes = anchored(probes, names, reg)
-    info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0, "links": [],
-                            "results": []}
+    found: dict[str, Any] = {}
     if not probes:
-        return info
+        return {"probes": probes, "found": found}
     _add_probes(ws, probes, cfg, peak_scale)
-    step, step_deg = _median_steps(rec, [n for n in names if n in reg])
-    gaps = np.diff([frames[n] for n in names]) if frames and all(n in frames for n in names) else []
-    usual_gap = float(np.median(gaps)) if len(gaps) else 0.0
     db = pycolmap.Database.open(ws.probe_database_path)
     try:
         ids = {img.name: img.image_id for img in db.read_all_images()}
         seen: dict[str, Any] = {}
         for p in probes:
-            row: dict[str, Any] = {"name": p["name"], "between": p["between"], "verdict": "untested"}
-            info["results"].append(row)
-            found = _correspondences(db, rec, ids, p, seen)
-            row["correspondences"] = 0 if found is None else len(found[0])
-            if found is None or len(found[0]) < MIN_CORRESPONDENCES:
-                continue
-            xy, xyz, side = found
-            a, b = (rec.find_image_with_name(k) for k in p["between"])
-            loc = _localise(xy, xyz, rec.camera(a.camera_id))
-            row["inliers"] = 0 if loc is None else int(loc[1].sum())
-            if loc is None or row["inliers"] < MIN_INLIERS:
-                continue
-            gap = (frames[b.name] - frames[a.name]) / usual_gap if usual_gap > 0 else 1.0
-            row.update(judge_probe(loc[0], loc[1], side, np.asarray(a.cam_from_world().matrix()),
-                                   np.asarray(b.cam_from_world().matrix()), step, step_deg, gap))
-            info["links"].append([*p["between"], row["inliers"], row["verdict"] == "agrees"])
+            found[p["name"]] = _correspondences(db, rec, ids, p, seen)
     finally:
         db.close()
+    return {"probes": probes, "found": found}
+
+
+def points_of(rec, pids: np.ndarray) -> np.ndarray:
+    """[M, 3] positions of the model points ``pids`` [M]."""
+    return np.array([rec.points3D[int(i)].xyz for i in pids], float).reshape(-1, 3)
+
+
+def held_out_error(rec, matched: dict[str, Any]) -> tuple[float, int]:
+    """How well ``rec`` predicts the held-out frames: each probe localised with the model's camera, the mean
+    of its correspondences' squared reprojection errors truncated at the RANSAC threshold (an outlier costs
+    the same under any model), averaged over the probes; and the number of probes that count."""
+    from vid2model.camera import Camera
+
+    scores = []
+    for p in matched["probes"]:
+        found = matched["found"].get(p["name"])
+        if found is None or len(found[0]) < MIN_CORRESPONDENCES:
+            continue
+        a = rec.find_image_with_name(p["between"][0])
+        xy, xyz = found[0], points_of(rec, found[1])
+        loc = _localise(xy, xyz, rec.camera(a.camera_id))
+        if loc is None or loc[1].sum() < MIN_INLIERS:
+            continue
+        cam = replace(Camera.from_colmap(a, rec.camera(a.camera_id), lens=True), R=loc[0][:3, :3], t=loc[0][:3, 3])
+        proj, z = cam.project(xyz)
+        r2 = ((proj - xy) ** 2).sum(axis=1)
+        r2[~np.isfinite(r2) | (z <= 0)] = REPROJ_PX ** 2
+        scores.append(float(np.minimum(r2, REPROJ_PX ** 2).mean()))
+    return (float(np.mean(scores)) if scores else float("nan")), len(scores)
+
+
+def probe_test(ws: Workspace, rec, names: list[str], probes: list[dict[str, Any]], cfg: SfmConfig,
+               peak_scale: float, frames: dict[str, int] | None = None,
+               matched: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Localise every probe between two registered keyframes against ``rec`` and judge its link.
+
+    ``frames``: each keyframe's frame number in the video (the gap between two keyframes in frames).
+    ``matched``: :func:`held_out` of this model's registered set, when already done.
+
+    Returns counts, ``links`` ([keyframe before, keyframe after, inliers, agrees] of every tested
+    probe) and each probe's verdict and figures (``results``).
+    """
+    reg = {rec.image(i).name for i in rec.reg_image_ids()}
+    matched = matched or held_out(ws, rec, names, probes, cfg, peak_scale)
+    probes = matched["probes"]
+    info: dict[str, Any] = {"probes": len(probes), "tested": 0, "agreeing": 0, "disagreeing": 0, "links": [],
+                            "results": []}
+    if not probes:
+        return info
+    step, step_deg = _median_steps(rec, [n for n in names if n in reg])
+    gaps = np.diff([frames[n] for n in names]) if frames and all(n in frames for n in names) else []
+    usual_gap = float(np.median(gaps)) if len(gaps) else 0.0
+    for p in probes:
+        row: dict[str, Any] = {"name": p["name"], "between": p["between"], "verdict": "untested"}
+        info["results"].append(row)
+        found = matched["found"].get(p["name"])
+        row["correspondences"] = 0 if found is None else len(found[0])
+        if found is None or len(found[0]) < MIN_CORRESPONDENCES:
+            continue
+        xy, pids, side = found
+        a, b = (rec.find_image_with_name(k) for k in p["between"])
+        loc = _localise(xy, points_of(rec, pids), rec.camera(a.camera_id))
+        row["inliers"] = 0 if loc is None else int(loc[1].sum())
+        if loc is None or row["inliers"] < MIN_INLIERS:
+            continue
+        gap = (frames[b.name] - frames[a.name]) / usual_gap if usual_gap > 0 else 1.0
+        row.update(judge_probe(loc[0], loc[1], side, np.asarray(a.cam_from_world().matrix()),
+                               np.asarray(b.cam_from_world().matrix()), step, step_deg, gap))
+        info["links"].append([*p["between"], row["inliers"], row["verdict"] == "agrees"])
     info.update(tested=len(info["links"]), agreeing=sum(ok for *_, ok in info["links"]),
                 disagreeing=sum(not ok for *_, ok in info["links"]))
     if info["disagreeing"]:
