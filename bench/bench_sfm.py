@@ -87,6 +87,8 @@ def solve_child(name: str, max_side: int, overrides: dict) -> dict:
 
     set_quiet(True)
     images, gt, video = prepare(name, max_side)
+    if name == "synth_marker":  # its marker gives the scale only when the solve is told its size
+        overrides = {"marker_size": SYNTH[name]["marker_size"], **overrides}
     tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()))
     ws = Workspace(WORK / f"{name}_{max_side}" / f"ws{('_' + tag) if tag else ''}")
     shutil.rmtree(ws.root, ignore_errors=True)  # the bench's own scratch folder: always start afresh

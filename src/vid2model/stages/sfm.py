@@ -353,12 +353,14 @@ def _choose_lens(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: 
 
 def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: SfmConfig,
                 cam_info: dict[str, Any] | None = None, bridges: list[dict[str, Any]] = (),
-                matched: dict[str, Any] | None = None) -> dict[str, Any]:
+                matched: dict[str, Any] | None = None, noise2: float = 0.0) -> dict[str, Any]:
     """Judge the solved model against the image pairs' own evidence (stages.sfm_verify): drop what they
     do not confirm, refuse a model that keeps too little, and write the verdict for the report.
 
     ``names``: the images solved, in capture order, ``bridges`` among them (judged like keyframes,
-    counted apart)."""
+    counted apart). ``matched``: the held-out frames' matches, when the lens choice made them.
+    ``noise2``: the least image noise (px^2) the focal length's uncertainty is judged at
+    (see sfm_verify.focal_uncertainty)."""
     from vid2model.stages.sfm_verify import focal_uncertainty, rotation_uncertainty, spans, verify_model
 
     bridged = {p["name"] for p in bridges}
@@ -384,7 +386,8 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
     check["unplaced_spans"] = spans(keyframes, set(keyframes) - confirmed, times)
     need = max(3, int(np.ceil(cfg.min_verified_share * len(keyframes))))
     ok = len(confirmed) >= need
-    check["focal_std_rel"] = round(focal_uncertainty(rec), 5) if ok and cfg.max_focal_uncertainty > 0 else None
+    check["focal_std_rel"] = round(focal_uncertainty(rec, min_variance=noise2), 5) \
+        if ok and cfg.max_focal_uncertainty > 0 else None
     loose = check["focal_std_rel"] is not None and check["focal_std_rel"] > cfg.max_focal_uncertainty
     shaky = None
     video = all(times.get(n) is not None for n in names)  # photo order says nothing about which views neighbour
@@ -475,10 +478,13 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
                               lambda exclude: _densify(ws, names, kf, cfg, done, cam_info, exclude, bridged))
         t["mapping_s"] = map_info.pop("mapping_s")
         check_solution(rec)
+        noise2 = 0.0
         if cfg.robust_refine:
             from vid2model.stages.sfm_refine import refine_robust
+            from vid2model.stages.sfm_verify import noise_variance
 
             t0 = time.perf_counter()
+            noise2 = noise_variance(rec)  # the noise the focal length's uncertainty is judged at (see there)
             map_info["refine"] = refine_robust(rec)
             t["refine_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
@@ -487,7 +493,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
             map_info["lens_choice"] = lens
             cam_info["camera_model"] = lens["lens"]
             t["lens_s"] = round(time.perf_counter() - t0, 2)
-        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges, matched))
+        map_info.update(_self_check(ws, rec, names, kf, cfg, cam_info, bridges, matched, noise2))
         if bridged:
             from vid2model.stages.sfm_bridges import remove
 

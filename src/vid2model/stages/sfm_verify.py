@@ -320,10 +320,24 @@ def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) ->
     return float((reprojection_residuals(rec, obs) ** 2).sum())
 
 
-def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float:
+def noise_variance(rec) -> float:
+    """Per-coordinate variance (px^2) of the model's reprojection errors: their sum of squares over the
+    degrees of freedom left (observations less points and poses)."""
+    obs = _observations(rec)
+    n = sum(len(o[1]) for o in obs)
+    if not n:
+        return 0.0
+    return _squared_reprojection(rec, obs) / max(2 * n - 3 * rec.num_points3D() - 6 * rec.num_reg_images(), n)
+
+
+def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000, min_variance: float = 0.0) -> float:
     """Relative standard deviation of the solved focal length, from how much the reprojection error
     rises when it is held ``delta`` off and everything else re-adjusts (a profile of the bundle
     adjustment's cost on a copy; at most ``max_points`` points, the figure scaled back to all of them).
+
+    ``min_variance``: image noise (px^2 per coordinate) the figure assumes at least. A model whose worst
+    observations were removed (stages.sfm_refine) fits what is left more tightly than its geometry is
+    known: measured on the observations as solved, the noise keeps the figure honest.
 
     Few views over a narrow arc, or few tracked points, leave the focal length nearly free: depth and
     focal trade off, and every rotation inherits the error while the reprojection error stays small.
@@ -351,7 +365,7 @@ def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000) -> float
     if n < 10:
         return float("inf")
     c0 = _squared_reprojection(base, obs)
-    sigma2 = c0 / max(2 * n - 3 * base.num_points3D() - 6 * base.num_reg_images(), n)
+    sigma2 = max(c0 / max(2 * n - 3 * base.num_points3D() - 6 * base.num_reg_images(), n), min_variance)
     rises = []
     for d in (-delta, delta):
         r = pycolmap.Reconstruction(base)
