@@ -101,11 +101,14 @@ def test_marker_gives_metric_scale(marker):
     scene = ws.read_json(ws.scene_json)
     assert scene["scale"] == "metric" and scene["metres_per_unit"] == 1.0 and summary["scale_source"] == "marker"
     views, gt, err = _errors(synth, ws)
-    assert abs(err["scale"] - 1.0) < 0.01, err  # similarity to GT metres needs no scaling
+    # similarity to GT metres needs no scaling. The marker is triangulated from the 3 of 10 views that see it:
+    # over seeds 1-5 of this capture the scale came out -1.2 to +0.6 % off, with or without the robust
+    # refinement (seed 1: +0.04 % without, -1.13 % with, 37a97a0); 48 views of it: 0.09 % (bench_sfm synth_marker)
+    assert abs(err["scale"] - 1.0) < 0.015, err
     c, g = np.array([v.center for v in views]), gt[:, :3, 3]
     d, dg = (np.linalg.norm(x[:, None] - x[None], axis=-1) for x in (c, g))
     far = dg > 0.2 * dg.max()
-    assert np.median(np.abs(d[far] / dg[far] - 1)) < 0.01
+    assert np.median(np.abs(d[far] / dg[far] - 1)) < 0.015  # camera distances in metres: the same scale
 
 
 @pytest.mark.parametrize("case", ["orbit", "walk"])

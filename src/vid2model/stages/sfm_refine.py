@@ -3,7 +3,7 @@
 The mapper's global bundle adjustment weighs every observation it kept (up to 4 px off) by its square.
 A few points that are not one surface point (an object's outline against the backdrop, a highlight)
 then bend the whole model: on orbits with few points (a plain floor, a texture-poor object) they held
-the focal length 2-3.6 % off while rotations agreed to within half a degree. A Cauchy loss at the
+the focal length a few percent off while rotations still looked right. A Cauchy loss at the
 model's own noise level and removing observations beyond three times that noise leave the geometry to
 the points that agree with each other.
 """
@@ -34,8 +34,8 @@ def robust_adjust(rec) -> None:
     opts = pycolmap.BundleAdjustmentOptions()
     opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     opts.ceres.loss_function_scale = max(noise_px(rec), 0.1)
-    # from a solved model the cost flattens long before the gradient test stops it: a relative change
-    # under 1e-6 moves the focal length by about 1e-6 of itself and saves a third of the time
+    # from a solved model the cost flattens long before the gradient test stops it; a relative change of
+    # the cost under 1e-6 no longer moves the focal length by anything that matters
     opts.ceres.solver_options.function_tolerance = 1e-6
     bundle_adjust(rec, opts)
 
