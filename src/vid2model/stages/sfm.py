@@ -347,7 +347,7 @@ def _choose_lens(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: 
     from vid2model.stages.sfm_refine import choose_lens
 
     matched = held_out(ws, rec, names, probes, cfg, cam_info.get("sift_peak_scale", 1.0))
-    rec, info = choose_lens(rec, matched)
+    rec, info = choose_lens(rec, matched, adjusted=cfg.robust_refine)
     return rec, matched, info
 
 
