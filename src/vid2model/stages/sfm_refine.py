@@ -27,13 +27,14 @@ def noise_px(rec) -> float:
     return float(np.median(r) / RAYLEIGH_MEDIAN) if len(r) else 0.0
 
 
-def robust_adjust(rec) -> None:
-    """One bundle adjustment of ``rec`` with a Cauchy loss at its own noise level."""
+def robust_adjust(rec, sigma: float | None = None) -> None:
+    """One bundle adjustment of ``rec`` with a Cauchy loss at its noise level (``sigma`` px when already
+    known: :func:`noise_px`)."""
     import pycolmap
 
     opts = pycolmap.BundleAdjustmentOptions()
     opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
-    opts.ceres.loss_function_scale = max(noise_px(rec), 0.1)
+    opts.ceres.loss_function_scale = max(noise_px(rec) if sigma is None else sigma, 0.1)
     # from a solved model the cost flattens long before the gradient test stops it; a relative change of
     # the cost under 1e-6 no longer moves the focal length by anything that matters
     opts.ceres.solver_options.function_tolerance = 1e-6
@@ -47,7 +48,7 @@ def refine_robust(rec, cutoff_sigmas: float = 3.0, min_cutoff_px: float = 1.0,
     import pycolmap
 
     sigma0 = noise_px(rec)
-    robust_adjust(rec)
+    robust_adjust(rec, sigma0)
     cutoff = max(cutoff_sigmas * noise_px(rec), min_cutoff_px)
     removed = int(pycolmap.ObservationManager(rec).filter_all_points3D(cutoff, min_tri_angle_deg))
     robust_adjust(rec)

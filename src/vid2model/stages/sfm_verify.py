@@ -320,14 +320,17 @@ def _squared_reprojection(rec, obs: list[tuple[int, np.ndarray, np.ndarray]]) ->
     return float((reprojection_residuals(rec, obs) ** 2).sum())
 
 
+def _per_dof(rec, squared: float, n: int) -> float:
+    """A sum of ``squared`` reprojection errors over ``n`` observations of ``rec``, per degree of freedom left
+    (coordinates less points and poses)."""
+    return squared / max(2 * n - 3 * rec.num_points3D() - 6 * rec.num_reg_images(), n)
+
+
 def noise_variance(rec) -> float:
-    """Per-coordinate variance (px^2) of the model's reprojection errors: their sum of squares over the
-    degrees of freedom left (observations less points and poses)."""
+    """Per-coordinate variance (px^2) of the model's reprojection errors."""
     obs = _observations(rec)
     n = sum(len(o[1]) for o in obs)
-    if not n:
-        return 0.0
-    return _squared_reprojection(rec, obs) / max(2 * n - 3 * rec.num_points3D() - 6 * rec.num_reg_images(), n)
+    return _per_dof(rec, _squared_reprojection(rec, obs), n) if n else 0.0
 
 
 def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000, min_variance: float = 0.0) -> float:
@@ -365,7 +368,7 @@ def focal_uncertainty(rec, delta: float = 0.02, max_points: int = 3000, min_vari
     if n < 10:
         return float("inf")
     c0 = _squared_reprojection(base, obs)
-    sigma2 = max(c0 / max(2 * n - 3 * base.num_points3D() - 6 * base.num_reg_images(), n), min_variance)
+    sigma2 = max(_per_dof(base, c0, n), min_variance)
     rises = []
     for d in (-delta, delta):
         r = pycolmap.Reconstruction(base)
