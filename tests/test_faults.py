@@ -209,8 +209,11 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
     proc = subprocess.Popen([sys.executable, "-m", "vid2model.cli", stage, str(ws.root), "--force", "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": SRC})
+    # the stop lands inside the stage's native/compiled work: at 40 % of the time this machine took for the
+    # stage when the fixture was built (sfm takes ~3 s, so a fixed delay raced its end on a fast machine)
+    took = json.loads((orbit_workspace.root / "manifest.json").read_text())["stages"].get(stage, {}).get("wall_s")
     assert _wait_for(lambda: _stage_status(ws.root, stage) == "running", 60)
-    time.sleep(3.0)  # past the imports, inside the stage's native/compiled work (dense takes ~7 s here)
+    time.sleep(min(3.0, 0.4 * took) if took else 3.0)
     assert proc.poll() is None, "the stage ended before it could be stopped"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
@@ -225,7 +228,8 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
         got = {v.name: v.cam_to_world for v in load_views(ws.sparse_dir)}
         want = {v.name: v.cam_to_world for v in load_views(orbit_workspace.sparse_dir)}
         assert sorted(got) == sorted(want)
-        assert max(float(abs(got[n] - want[n]).max()) for n in got) < 1e-6
+        rot, shift = _camera_difference(want, got)
+        assert rot < 0.05 and shift < 4e-4, (rot, shift)  # bounds: test_same_capture_same_cameras
 
 
 def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
@@ -296,23 +300,35 @@ def test_a_diverged_solve_is_never_done(orbit_workspace):
 
 
 def test_same_capture_same_cameras(orbit_workspace, tmp_path):
-    """Three solves of one capture: the same cameras, to the last bit that matters."""
-    import numpy as np
+    """Three solves of one capture: the same cameras, far inside the solve's own accuracy.
 
+    Not bit for bit: separate processes repeat a solve exactly, but inside the test suite's long process two
+    solves were seen to differ by 0.013 deg and 8e-5 of the camera path's extent (the multi-threaded native
+    steps are the likely source; not pinned down). The bounds are 4-5x that, and under a tenth of the
+    median rotation error this capture is solved with (about 0.1 deg)."""
     from vid2model.io.colmap import load_views
-    from vid2model.ops.similarity import rotation_angle_deg
 
     ws = _copy_ws(orbit_workspace, tmp_path / "ws")
     runs = []
     for _ in range(3):
         assert main(["sfm", str(ws.root), "--force", "-q"]) == 0
         runs.append({v.name: v.cam_to_world for v in load_views(ws.sparse_dir)})
-    first = runs[0]
     for other in runs[1:]:
-        assert sorted(other) == sorted(first)
-        rot = max(rotation_angle_deg(first[n][:3, :3], other[n][:3, :3]) for n in first)
-        shift = max(np.linalg.norm(first[n][:3, 3] - other[n][:3, 3]) for n in first)
-        assert rot < 0.001 and shift < 1e-6, (rot, shift)
+        assert sorted(other) == sorted(runs[0])
+        rot, shift = _camera_difference(runs[0], other)
+        assert rot < 0.05 and shift < 4e-4, (rot, shift)
+
+
+def _camera_difference(a: dict, b: dict) -> tuple[float, float]:
+    """(largest rotation difference in degrees, largest centre shift over the camera path's extent)."""
+    import numpy as np
+
+    from vid2model.ops.similarity import rotation_angle_deg
+
+    centres = np.array([m[:3, 3] for m in a.values()])
+    extent = float(np.linalg.norm(centres.max(0) - centres.min(0)))
+    rot = max(rotation_angle_deg(a[n][:3, :3], b[n][:3, :3]) for n in a)
+    return rot, max(float(np.linalg.norm(a[n][:3, 3] - b[n][:3, 3])) for n in a) / extent
 
 
 def test_images_are_numbered_in_capture_order(tmp_path):
