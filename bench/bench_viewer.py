@@ -48,7 +48,12 @@ def page_times(browser: Browser, url: str, selector: str, visible: str, shot: Pa
     from PIL import Image
 
     Image.fromarray(img).save(shot)
-    return {"load_s": round(t_load, 2), "first_frame_s": round(time.time() - t0, 2), "coverage": round(coverage(img), 3)}
+    # what the visitor's browser fetched until the first frame: page, scripts, styles and the model
+    fetched = browser.eval("[...performance.getEntriesByType('navigation'), ...performance.getEntriesByType("
+                           "'resource')].map(e => [e.name.split('/').pop(), e.transferSize || e.encodedBodySize])")
+    return {"load_s": round(t_load, 2), "first_frame_s": round(time.time() - t0, 2), "coverage": round(coverage(img), 3),
+            "page_mb": round(sum(b for _, b in fetched) / 1e6, 2),
+            "largest": sorted(fetched, key=lambda x: -x[1])[:3]}
 
 
 def bench_workspace(ws: Workspace, browser: Browser, tmp: Path) -> dict:
@@ -66,6 +71,9 @@ def bench_workspace(ws: Workspace, browser: Browser, tmp: Path) -> dict:
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
         if "model.glb" in res["assets"]:
+            out["web_glb_mb"] = round((site / "model-web.glb").stat().st_size / 1e6, 2) \
+                if "model-web.glb" in res["assets"] else None
+            out["full_glb_mb"] = round((site / "model.glb").stat().st_size / 1e6, 2)
             out["product"] = page_times(browser, base + "/index.html", "#product",
                                         "document.getElementById('product').modelIsVisible",
                                         SHOTS / f"{ws.root.name}_product.png")

@@ -235,7 +235,8 @@ def coverage(img: np.ndarray) -> float:
 # ---- tests -----------------------------------------------------------------------------------------------
 def test_site_layout(site):
     out, res = site
-    for name in ("index.html", "splat.html", "model.glb", "model.ply", "model.glb.js", "style.css", "product.js",
+    for name in ("index.html", "splat.html", "model-web.glb", "model-web.glb.js", "model.glb", "model.ply",
+                 "model.glb.js", "style.css", "product.js",
                  "vendor/model-viewer/model-viewer-umd.min.js", "vendor/splat-view.js", "report/index.html",
                  "site.json"):
         assert (out / name).is_file(), name
@@ -267,7 +268,8 @@ def test_publish_errors(tmp_path, site):
     ws.export_path("usdz").write_bytes(b"PK\x03\x04 stand-in usdz")
     res = publish(ws, tmp_path / "s")  # mesh only, no splat, no report; republishing replaces it
     res = publish(ws, tmp_path / "s")
-    assert res["assets"] == ["model.glb", "model.usdz"] and not res["report"] and res["splat_type"] is None
+    assert res["assets"] == ["model-web.glb", "model.glb", "model.usdz"] and not res["report"]
+    assert res["splat_type"] is None
     assert 'ios-src="model.usdz"' in (tmp_path / "s" / "index.html").read_text()
     assert "Gaussian splat" not in (tmp_path / "s" / "index.html").read_text()
 
@@ -277,6 +279,9 @@ def test_product_view_loads_and_orbits(browser, server):
     browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
     assert browser.eval("document.body.dataset.error") is None, browser.console
     browser.wait_for("document.getElementById('product').modelIsVisible", 30)
+    # the page opens on the light copy: the full GLB is not fetched until asked for
+    fetched = browser.eval("performance.getEntriesByType('resource').map(e => e.name.split('/').pop())")
+    assert "model-web.glb" in fetched and "model.glb" not in fetched, fetched
     time.sleep(1.0)
     r = browser.rect("#product")
     before = browser.screenshot(r)
@@ -291,6 +296,19 @@ def test_product_view_loads_and_orbits(browser, server):
     changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
     assert changed > 0.02, f"only {changed:.1%} of the pixels changed after orbiting"
     assert coverage(after) > 0.05
+
+
+def test_full_detail_on_request(browser, server):
+    browser.goto(server + "/index.html")
+    browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
+    assert browser.eval("document.getElementById('full-detail').textContent").startswith("Full detail (")
+    browser.eval("document.getElementById('full-detail').click()")
+    browser.wait_for("document.body.dataset.full === '1' || document.body.dataset.error === '1'", 60)
+    assert browser.eval("document.body.dataset.error") is None, browser.console
+    assert browser.eval("document.getElementById('product').src") == "model.glb"
+    fetched = browser.eval("performance.getEntriesByType('resource').map(e => e.name.split('/').pop())")
+    assert "model.glb" in fetched
+    assert browser.eval("document.getElementById('full-detail').hidden") is True
 
 
 def test_splat_view_loads_and_orbits(browser, server):

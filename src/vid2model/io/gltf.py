@@ -15,7 +15,7 @@ import numpy as np
 from vid2model import __version__
 from vid2model.workspace import atomic_path
 
-FLOAT, UINT32 = 5126, 5125
+BYTE, UBYTE, USHORT, UINT32, FLOAT = 5120, 5121, 5123, 5125, 5126
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
@@ -29,63 +29,97 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 
 
 def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
-               uvs: np.ndarray | None = None, texture: Path | None = None, colors: np.ndarray | None = None,
-               name: str = "model") -> tuple[dict, bytes]:
+               uvs: np.ndarray | None = None, texture: Path | bytes | None = None,
+               colors: np.ndarray | None = None, name: str = "model", quantize: bool = False) -> tuple[dict, bytes]:
     """glTF JSON (without buffer URIs) and the binary payload (image included).
 
     Args:
         vertices: (V, 3) Y-up metres; faces: (F, 3); normals: (V, 3) or None;
-        uvs: (V, 2) with the OBJ convention (origin bottom-left) or None; texture: PNG/JPEG file;
+        uvs: (V, 2) with the OBJ convention (origin bottom-left) or None; texture: PNG/JPEG file or its bytes;
         colors: (V, 3) uint8 sRGB vertex colours, used when there is no texture.
+        quantize: KHR_mesh_quantization, for the web: positions as 16-bit integers on the node's
+            translation and uniform scale (steps of 1/65535 of the largest extent), normals as 8-bit, UVs
+            as 16-bit normalised, colours as 8-bit, 16-bit indices where they fit. About half the bytes of
+            the float layout; three.js (model-viewer) reads it without a decoder.
     """
     V = np.ascontiguousarray(vertices, np.float32)
     F = np.ascontiguousarray(faces, np.uint32)
     chunks: list[bytes] = []
     views, accessors = [], []
+    node: dict = {"name": name, "mesh": 0}
 
-    def add(data: bytes, target: int | None) -> int:
+    def add(data: bytes, target: int | None, stride: int | None = None) -> int:
         offset = sum(len(c) for c in chunks)
         chunks.append(_pad(data))
         view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
         if target:
             view["target"] = target
+        if stride:
+            view["byteStride"] = stride
         views.append(view)
         return len(views) - 1
 
-    def accessor(arr: np.ndarray, ctype: int, typ: str, target: int, minmax: bool = True) -> int:
-        view = add(arr.tobytes(), target)
+    def accessor(arr: np.ndarray, ctype: int, typ: str, target: int, minmax: bool = True,
+                 normalized: bool = False) -> int:
+        n = {"SCALAR": 1, "VEC2": 2, "VEC3": 3}[typ]
+        if arr.ndim == 2 and arr.shape[1] * arr.itemsize % 4:  # vertex elements start on 4-byte boundaries
+            padded = np.zeros((len(arr), -(-arr.shape[1] * arr.itemsize // 4) * 4 // arr.itemsize), arr.dtype)
+            padded[:, :n] = arr
+            view = add(padded.tobytes(), target, padded.shape[1] * arr.itemsize)
+        else:
+            view = add(arr.tobytes(), target)
         acc = {"bufferView": view, "componentType": ctype, "count": int(len(arr)), "type": typ}
+        if normalized:
+            acc["normalized"] = True
         if minmax:
             acc["min"] = np.atleast_1d(arr.min(0)).tolist()
             acc["max"] = np.atleast_1d(arr.max(0)).tolist()
         accessors.append(acc)
         return len(accessors) - 1
 
-    attrs = {"POSITION": accessor(V, FLOAT, "VEC3", ARRAY_BUFFER)}
+    if quantize:
+        lo = V.min(0).astype(np.float64)
+        step = max(float((V.max(0) - lo).max()), 1e-9) / 65535.0
+        Q = np.clip(np.round((V - lo) / step), 0, 65535).astype(np.uint16)
+        node.update(translation=lo.tolist(), scale=[step] * 3)
+        attrs = {"POSITION": accessor(Q, USHORT, "VEC3", ARRAY_BUFFER)}
+    else:
+        attrs = {"POSITION": accessor(V, FLOAT, "VEC3", ARRAY_BUFFER)}
     if normals is not None:
         N = np.asarray(normals, np.float64)
         N = N / np.maximum(np.linalg.norm(N, axis=1, keepdims=True), 1e-12)
-        attrs["NORMAL"] = accessor(N.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
+        attrs["NORMAL"] = accessor(np.round(N * 127).astype(np.int8), BYTE, "VEC3", ARRAY_BUFFER, minmax=False,
+                                   normalized=True) if quantize else \
+            accessor(N.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
     material: dict = {"name": f"{name}_material",
                       "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
                       "doubleSided": False}
     gltf: dict = {"asset": {"version": "2.0", "generator": f"vid2model {__version__}"}, "scene": 0,
-                  "scenes": [{"name": "scene", "nodes": [0]}], "nodes": [{"name": name, "mesh": 0}]}
+                  "scenes": [{"name": "scene", "nodes": [0]}], "nodes": [node]}
+    if quantize:
+        gltf["extensionsUsed"] = gltf["extensionsRequired"] = ["KHR_mesh_quantization"]
     if texture is not None and uvs is not None:
         T = np.asarray(uvs, np.float32).copy()
         T[:, 1] = 1.0 - T[:, 1]  # glTF's UV origin is the image's top-left
-        attrs["TEXCOORD_0"] = accessor(T, FLOAT, "VEC2", ARRAY_BUFFER)
-        png = Path(texture).read_bytes()
+        attrs["TEXCOORD_0"] = accessor(np.round(np.clip(T, 0, 1) * 65535).astype(np.uint16), USHORT, "VEC2",
+                                       ARRAY_BUFFER, normalized=True) if quantize else \
+            accessor(T, FLOAT, "VEC2", ARRAY_BUFFER)
+        png = texture if isinstance(texture, bytes) else Path(texture).read_bytes()
         img_view = add(png, None)
         mime = "image/jpeg" if png[:3] == b"\xff\xd8\xff" else "image/png"
-        gltf["images"] = [{"bufferView": img_view, "mimeType": mime, "name": Path(texture).stem}]
+        gltf["images"] = [{"bufferView": img_view, "mimeType": mime,
+                           "name": "texture" if isinstance(texture, bytes) else Path(texture).stem}]
         gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
         gltf["textures"] = [{"sampler": 0, "source": 0}]
         material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
     elif colors is not None and len(colors) == len(V):
         C = srgb_to_linear(np.asarray(colors, np.float64)[:, :3] / 255.0)
-        attrs["COLOR_0"] = accessor(C.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
-    idx = accessor(F.ravel(), UINT32, "SCALAR", ELEMENT_ARRAY_BUFFER, minmax=False)
+        attrs["COLOR_0"] = accessor(np.round(C * 255).astype(np.uint8), UBYTE, "VEC3", ARRAY_BUFFER, minmax=False,
+                                    normalized=True) if quantize else \
+            accessor(C.astype(np.float32), FLOAT, "VEC3", ARRAY_BUFFER)
+    small = quantize and (F.size == 0 or int(F.max()) < 65535)  # 65535 is primitive restart in WebGL 2
+    idx = accessor(F.ravel().astype(np.uint16) if small else F.ravel(), USHORT if small else UINT32, "SCALAR",
+                   ELEMENT_ARRAY_BUFFER, minmax=False)
     accessors[idx]["min"] = [int(F.min())]
     accessors[idx]["max"] = [int(F.max())]
     gltf["meshes"] = [{"name": name, "primitives": [{"attributes": attrs, "indices": idx, "material": 0,
@@ -99,14 +133,14 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
 
 
 def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
-               uvs: np.ndarray | None = None, texture: Path | None = None, colors: np.ndarray | None = None,
-               name: str = "model") -> list[Path]:
+               uvs: np.ndarray | None = None, texture: Path | bytes | None = None, colors: np.ndarray | None = None,
+               name: str = "model", quantize: bool = False) -> list[Path]:
     """Write ``.glb`` (single file) or ``.gltf`` (+ ``<stem>.bin``, texture inside it); see ``build_gltf``.
 
     Returns every file written (``path`` first).
     """
     path = Path(path)
-    gltf, payload = build_gltf(vertices, faces, normals, uvs, texture, colors, name)
+    gltf, payload = build_gltf(vertices, faces, normals, uvs, texture, colors, name, quantize)
     if path.suffix == ".glb":
         js = _pad(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
         total = 12 + 8 + len(js) + 8 + len(payload)
@@ -125,3 +159,65 @@ def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(gltf, indent=1))
     return [path, bin_path]
+
+
+_DTYPES = {BYTE: np.int8, UBYTE: np.uint8, 5122: np.int16, USHORT: np.uint16, UINT32: np.uint32, FLOAT: np.float32}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def read_glb(path: Path) -> dict:
+    """The one mesh of a GLB this module wrote (either layout), back in :func:`build_gltf`'s terms.
+
+    Also reads other single-mesh GLBs whose mesh node is only translated and scaled (or has a matrix); its
+    parents' transforms are not applied.
+
+    Returns ``{"vertices": (V, 3), "faces": (F, 3), "normals": (V, 3) | None, "uvs": (V, 2) | None (OBJ
+    convention), "texture": bytes | None, "colors": (V, 3) uint8 sRGB | None}``, vertices after the node's
+    translation and scale.
+    """
+    data = Path(path).read_bytes()
+    magic, _, _ = struct.unpack_from("<4sII", data, 0)
+    js_len, js_type = struct.unpack_from("<I4s", data, 12)
+    if magic != b"glTF" or js_type != b"JSON":
+        raise ValueError(f"{path} is not a GLB file")
+    gltf = json.loads(data[20:20 + js_len])
+    bin_start = 20 + js_len + 8
+    (prim,) = gltf["meshes"][0]["primitives"]
+
+    def read(i: int) -> np.ndarray:
+        acc = gltf["accessors"][i]
+        view = gltf["bufferViews"][acc["bufferView"]]
+        dt = np.dtype(_DTYPES[acc["componentType"]])
+        n, count = _WIDTH[acc["type"]], acc["count"]
+        stride = view.get("byteStride") or n * dt.itemsize
+        start = bin_start + view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+        rows = np.frombuffer(data, np.uint8, count=stride * count, offset=start).reshape(count, stride)
+        out = rows[:, :n * dt.itemsize].copy().view(dt).reshape(count, n)
+        if acc.get("normalized"):
+            out = np.maximum(out / float(np.iinfo(dt).max), -1.0)
+        return out if n > 1 else out.ravel()
+
+    attrs = prim["attributes"]
+    node = next(n for n in gltf["nodes"] if n.get("mesh") == 0)
+    V = read(attrs["POSITION"]).astype(np.float64)
+    if "matrix" in node:
+        M = np.asarray(node["matrix"], np.float64).reshape(4, 4).T  # column-major
+        V = V @ M[:3, :3].T + M[:3, 3]
+    else:
+        if "rotation" in node and not np.allclose(node["rotation"], [0, 0, 0, 1]):
+            raise ValueError(f"{path}: a rotated mesh node is not read here")
+        V = V * np.asarray(node.get("scale", [1.0] * 3)) + np.asarray(node.get("translation", [0.0] * 3))
+    out = {"vertices": V, "faces": read(prim["indices"]).astype(np.int64).reshape(-1, 3),
+           "normals": read(attrs["NORMAL"]).astype(np.float64) if "NORMAL" in attrs else None,
+           "uvs": None, "texture": None, "colors": None}
+    if "TEXCOORD_0" in attrs and gltf.get("images"):
+        T = read(attrs["TEXCOORD_0"]).astype(np.float64)
+        T[:, 1] = 1.0 - T[:, 1]
+        view = gltf["bufferViews"][gltf["images"][0]["bufferView"]]
+        start = bin_start + view.get("byteOffset", 0)
+        out["uvs"], out["texture"] = T, data[start:start + view["byteLength"]]
+    if "COLOR_0" in attrs:
+        C = np.clip(read(attrs["COLOR_0"])[:, :3].astype(np.float64), 0, 1)
+        srgb = np.where(C <= 0.0031308, C * 12.92, 1.055 * C ** (1 / 2.4) - 0.055)
+        out["colors"] = np.round(srgb * 255).astype(np.uint8)
+    return out

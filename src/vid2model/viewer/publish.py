@@ -1,9 +1,12 @@
 """``vid2model publish``: a self-contained static site (product viewer, splat viewer, report).
 
 SITE/
-  index.html        product view: <model-viewer> on model.glb (orbit/zoom, AR; model.usdz for iOS Quick Look)
+  index.html        product view: <model-viewer> on model-web.glb (orbit/zoom, AR; model.usdz for iOS Quick
+                    Look); a button swaps in model.glb, the full model, when the viewer asks for it
   splat.html        Gaussian splat view (three.js + Spark)
   style.css, product.js
+  model-web.glb     the page's model: model.glb with quantized geometry and a JPEG texture of at most
+                    2048 px (see :func:`web_glb`), a fraction of the bytes for a shop page or a phone
   model.glb, model.usdz, model.<spz|splat|ply>    the assets, copied from the workspace
   <asset>.js        base64 copies used only when a page is opened from disk (browsers block file:// fetches)
   report/           the capture/reconstruction report, with links back to both viewers
@@ -98,11 +101,20 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
         copy_vendor(tmp)
         assets: list[str] = []
         embedded: list[str] = []
-        for src, name in ((glb, "model.glb"), (usdz, "model.usdz"),
+        light = None
+        if glb is not None:
+            try:
+                web_glb(glb, tmp / "model-web.glb")
+                light = tmp / "model-web.glb"
+            except (ValueError, KeyError, StopIteration, OSError) as exc:  # a GLB from elsewhere: ship it as is
+                log.warning("no light copy of %s for the page (%s); the page loads the full model", glb, exc)
+        for src, name in ((light, "model-web.glb"), (glb, "model.glb"),
+                          (usdz, "model.usdz"),
                           (splat[0] if splat else None, f"model.{splat[1]}" if splat else None)):
             if src is None:
                 continue
-            shutil.copy(src, tmp / name)
+            if src != tmp / name:
+                shutil.copy(src, tmp / name)
             assets.append(name)
             if name != "model.usdz" and src.stat().st_size <= embed_max_mb * 1e6:
                 _write_embedded(tmp / name)
@@ -113,7 +125,8 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
         if has_report:
             shutil.copytree(ws.report_dir, tmp / "report")
             _link_report(tmp / "report" / "index.html", pages, assets)
-        config = {"model": "model.glb" if glb else None,
+        config = {"model": ("model-web.glb" if light else "model.glb") if glb else None,
+                  "full": {"file": "model.glb", "bytes": glb.stat().st_size} if light else None,
                   "splat": {"file": f"model.{splat[1]}", "type": splat[1]} if splat else None,
                   "frame": splat_frame(ws) if splat else None, "embedded": embedded, "background": _BACKGROUND,
                   "view": {"azimuth_deg": -60.0, "elevation_deg": 25.0, "distance": 2.6}}
@@ -136,6 +149,32 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
     return summary
 
 
+def web_glb(src: Path, dst: Path, *, max_texture: int = 2048, quality: int = 85) -> dict[str, int]:
+    """The page's copy of a GLB: KHR_mesh_quantization geometry and a JPEG texture of at most ``max_texture``
+    px on its longer side, at JPEG ``quality``. The full GLB stays beside it for whoever asks for detail.
+
+    Returns the byte counts of source and copy.
+    """
+    import io
+
+    from PIL import Image
+
+    from vid2model.io.gltf import read_glb, write_gltf
+
+    m = read_glb(src)
+    texture = None
+    if m["texture"] is not None:
+        img = Image.open(io.BytesIO(m["texture"])).convert("RGB")
+        if max(img.size) > max_texture:
+            f = max_texture / max(img.size)
+            img = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=quality, optimize=True)
+        texture = buf.getvalue()
+    write_gltf(dst, m["vertices"], m["faces"], m["normals"], m["uvs"], texture, m["colors"], quantize=True)
+    return {"bytes": dst.stat().st_size, "source_bytes": src.stat().st_size}
+
+
 def _check_out_dir(ws: Workspace, out: Path) -> None:
     """Refuse output folders whose replacement would destroy something that is not an earlier site."""
     if out == ws.root or ws.root.is_relative_to(out):
@@ -155,7 +194,8 @@ def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
     return (f'<model-viewer id="product" alt="{html.escape(title)}: 3D model"{ios} camera-controls ar '
             'ar-modes="webxr scene-viewer quick-look" shadow-intensity="0.8" exposure="1" '
             'touch-action="pan-y" interaction-prompt="none">'
-            '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>')
+            '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>'
+            '<button id="full-detail" class="full-detail" hidden>Full detail</button>')
 
 
 def _nav(title: str, page: str, pages: dict[str, bool]) -> str:

@@ -34,12 +34,27 @@
     document.body.dataset.error = "1";
     say("The 3D model could not be loaded" + (location.protocol === "file:" ? ". " + servedHint : "."));
   });
-  var src = cfg.model;
-  if (location.protocol === "file:" && cfg.embedded.indexOf(src) >= 0) {
-    loadEmbedded(src).then(function (bytes) {
-      mv.src = URL.createObjectURL(new Blob([bytes], { type: "model/gltf-binary" }));
-    }).catch(function () { say("The 3D model could not be loaded. " + servedHint); });
-  } else {
-    mv.src = src;
+  function show(src) {
+    if (location.protocol === "file:" && cfg.embedded.indexOf(src) >= 0) {
+      loadEmbedded(src).then(function (bytes) {
+        mv.src = URL.createObjectURL(new Blob([bytes], { type: "model/gltf-binary" }));
+      }).catch(function () { say("The 3D model could not be loaded. " + servedHint); });
+    } else {
+      mv.src = src;
+    }
+  }
+  show(cfg.model);
+  // the page opens on the light copy; the full model is fetched only when asked for
+  var full = document.getElementById("full-detail");
+  if (full && cfg.full) {
+    full.textContent = "Full detail (" + (cfg.full.bytes / 1e6).toFixed(1) + " MB)";
+    full.hidden = false;
+    full.addEventListener("click", function () {
+      full.disabled = true;
+      full.textContent = "Loading full detail...";
+      mv.addEventListener("load", function () { full.hidden = true; document.body.dataset.full = "1"; },
+                          { once: true });
+      show(cfg.full.file);
+    });
   }
 })();
