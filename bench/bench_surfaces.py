@@ -70,13 +70,27 @@ def _cached_seen(gen: Path, gt: dict, V: np.ndarray, F: np.ndarray) -> tuple[np.
     costly part of scoring, and the variants of one capture share it."""
     from vid2model.synth.evaluate import gt_surface_samples
 
-    cache = gen / "seen-samples.npz"
+    cache = gen / "seen-samples-region.npz"  # samples drawn inside the scoring region (not seen-samples.npz)
     if cache.exists() and cache.stat().st_mtime >= (gen / "gt.json").stat().st_mtime:
         z = np.load(cache)
         return z["samples"], z["seen"]
     samples, seen = gt_surface_samples(gt, V, F)
     np.savez(cache, samples=samples, seen=seen)
     return samples, seen
+
+
+def _near_region(ws, gt: dict, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The faces of a workspace mesh near the scoring region (a quarter of its radius to spare for the
+    ICP correction): the mesh's samples are spent where they are scored, as the GT's are."""
+    from vid2model.synth.evaluate import region_of, to_gt_frame
+
+    region = region_of(gt)
+    if region is None:
+        return V, F
+    s, R, t = to_gt_frame(ws, gt)
+    near = np.linalg.norm((s * (R @ V.T)).T + t - region[0], axis=1) <= 1.25 * region[1]
+    keep = F[near[F].any(axis=1)]
+    return (V, keep) if len(keep) else (V, F)
 
 
 def score(ws_root: Path, gen: Path) -> dict:
@@ -96,8 +110,8 @@ def score(ws_root: Path, gen: Path) -> dict:
     seen = _cached_seen(gen, gt, V, F)
     out: dict = {}
     mesh = trimesh.load(ws.clean_mesh, process=False)
-    mesh_pts = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), N_MESH_SAMPLES) \
-        if len(mesh.faces) else np.zeros((0, 3))
+    mesh_pts = sample_surface(*_near_region(ws, gt, np.asarray(mesh.vertices), np.asarray(mesh.faces)),
+                              N_MESH_SAMPLES) if len(mesh.faces) else np.zeros((0, 3))
     m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True, gt_samples=seen, icp=True)
     out["mesh_f1"], out["mesh_f05"] = m["at_0.01"]["fscore"], m["at_0.005"]["fscore"]
     out["mesh_p1"], out["mesh_r1"] = m["at_0.01"]["precision"], m["at_0.01"]["recall"]

@@ -42,10 +42,26 @@ def test_dense_points_are_accurate(orbit_workspace, synth_orbit):
     assert pts["normals"] is not None and pts["rgb"] is not None
     res = surface_fscore(pts["xyz"], orbit_workspace, load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices,
                          synth_orbit.mesh_faces)
-    # measured at 1335721: F 0.980, P 0.987, F@0.5 % 0.903 (same in two runs); floors about 0.05 under, for other
-    # machines and library builds
+    # measured at 1335721: F 0.980, P 0.987, F@0.5 % 0.903 (same in two runs); with the GT samples drawn inside
+    # the scored region: 0.979, 0.987, 0.922. Floors about 0.05 under, for other machines and
+    # library builds
     assert res["at_0.01"]["fscore"] > 0.93 and res["at_0.01"]["precision"] > 0.94
-    assert res["at_0.005"]["fscore"] > 0.85
+    assert res["at_0.005"]["fscore"] > 0.87
+
+
+def test_a_perfect_cloud_scores_one(orbit_workspace, synth_orbit):
+    """The scoring itself: points drawn on the seen ground-truth surface (other draws than the GT samples)
+    score F 1 at both thresholds; with the samples spread over the whole scene this scored F@0.5 % ~0.6."""
+    from vid2model.synth.evaluate import gt_surface_samples, region_of, to_gt_frame
+
+    gt, V, F = load_gt(synth_orbit.gt_path), synth_orbit.mesh_vertices, synth_orbit.mesh_faces
+    samples = gt_surface_samples(gt, V, F)  # 1M samples, as every score here uses
+    q, seen = gt_surface_samples(gt, V, F, seed=1)
+    centre, radius = region_of(gt)
+    q = q[seen & (np.linalg.norm(q - centre, axis=1) <= radius)]
+    s, R, t = to_gt_frame(orbit_workspace, gt)
+    res = surface_fscore(((q - t) @ R) / s, orbit_workspace, gt, V, F, gt_samples=samples)
+    assert res["at_0.005"]["precision"] > 0.99 and res["at_0.005"]["recall"] > 0.99, res
 
 
 def test_mesh_is_accurate(orbit_workspace, synth_orbit):

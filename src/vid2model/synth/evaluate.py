@@ -61,16 +61,56 @@ def to_gt_frame(ws: Workspace, gt: dict[str, Any]) -> tuple[float, np.ndarray, n
     return umeyama(est, ref)
 
 
+def region_of(gt: dict[str, Any], region_radii: float = 2.0) -> tuple[np.ndarray, float] | None:
+    """(centre, radius) of the ball an orbit is scored in (the object and the floor around it, DTU-style);
+    None for walks, which are scored wherever their frames see."""
+    if gt["path"] != "orbit":
+        return None
+    return np.asarray(gt["scene_center"], float), region_radii * float(gt["scene_radius"])
+
+
+def crop_to_ball(vertices: np.ndarray, faces: np.ndarray, centre: np.ndarray, radius: float,
+                 max_rounds: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a mesh (V, 3), (F, 3) near a ball: faces that reach it, the large ones split (4-way)
+    until each is under a tenth of the radius, so that a floor of two triangles keeps only its piece
+    inside. Faces crossing the sphere are kept whole; the caller masks samples by distance."""
+    import trimesh
+
+    V, F = np.asarray(vertices, float), np.asarray(faces, np.int64)
+    for _ in range(max_rounds):
+        tri = V[F]
+        cen = tri.mean(1)
+        reach = np.linalg.norm(tri - cen[:, None], axis=2).max(1)
+        F = F[np.linalg.norm(cen - centre, axis=1) <= radius + reach]
+        reach = reach[np.linalg.norm(cen - centre, axis=1) <= radius + reach]
+        used, F = np.unique(F, return_inverse=True)
+        V, F = V[used], F.reshape(-1, 3)
+        big = np.flatnonzero(reach > 0.1 * radius)
+        if not len(big):
+            break
+        V, F = trimesh.remesh.subdivide(V, F, face_index=big)
+    return V, F
+
+
 def gt_surface_samples(gt: dict[str, Any], mesh_vertices: np.ndarray, mesh_faces: np.ndarray,
-                       n_samples: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
+                       n_samples: int = 1_000_000, region_radii: float = 2.0,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(whole (N, 3), seen mask (N,)): samples of the GT surface and which of them any GT frame sees.
+
+    Orbits are sampled only inside their scoring region (:func:`region_of`): precision and recall are
+    measured to the nearest sample, so the samples must be far denser than the tightest threshold, and
+    spread over a whole room only a few percent of them fell near a small object (a perfect cloud then
+    scored F@0.5% 0.59).
 
     Rendering every frame's depth is the costly part of scoring: compute it once per capture and pass it
     to :func:`surface_fscore` for each point set scored.
     """
     from vid2model.synth.generate import render_depth, scene_of_gt
 
-    samples = sample_surface(mesh_vertices, mesh_faces, n_samples)
+    region = region_of(gt, region_radii)
+    if region is not None:
+        mesh_vertices, mesh_faces = crop_to_ball(mesh_vertices, mesh_faces, *region)
+    samples = sample_surface(mesh_vertices, mesh_faces, n_samples, seed)
     cfg = scene_of_gt(gt)  # the capture's own scene: a default one would judge visibility wrongly
     idx = sorted(gt["c2w"])
     c2w = np.array([gt["c2w"][i] for i in idx])
@@ -89,9 +129,8 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     stays on the seen surface.
 
     Thresholds are fractions of the scene size (GT ``scene_radius`` * 2). For orbits the evaluation
-    region is the sphere of ``region_radii`` scene radii around the object. Precision is measured to the
-    nearest GT sample, so samples must be much denser than the tightest threshold: with 200k samples over
-    the whole synthetic scene only ~44k fall in the orbit's region and a perfect cloud scores P@0.5% ~0.62.
+    region is the sphere of ``region_radii`` scene radii around the object, and the GT samples are drawn
+    inside it (see :func:`gt_surface_samples`).
     ``gt_samples``: :func:`gt_surface_samples` of this capture, when already computed.
     ``icp``: refine the camera-based alignment by rigid ICP onto the GT surface first (``icp`` in the result:
     the correction), so that the score judges the surface's shape, not the cameras' registration, which
@@ -100,13 +139,13 @@ def surface_fscore(points_ws: np.ndarray, ws: Workspace, gt: dict[str, Any], mes
     s, R, t = to_gt_frame(ws, gt)
     pts = (s * (R @ points_ws.T)).T + t
     whole, vis = gt_samples if gt_samples is not None else gt_surface_samples(gt, mesh_vertices, mesh_faces,
-                                                                              n_samples)
+                                                                              n_samples, region_radii)
     samples = whole[vis]
-    if gt["path"] == "orbit":
+    region = region_of(gt, region_radii)
+    if region is not None:
         # An orbit films an object: evaluate the object and the floor around it (DTU-style region),
         # not the far floor seen at grazing angles near the horizon.
-        c = np.asarray(gt["scene_center"])
-        r = region_radii * float(gt["scene_radius"])
+        c, r = region
         samples = samples[np.linalg.norm(samples - c, axis=1) <= r]
         pts = pts[np.linalg.norm(pts - c, axis=1) <= r]
     else:
