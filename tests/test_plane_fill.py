@@ -73,6 +73,26 @@ def test_no_fill_above_the_horizon_or_outside_the_region():
     assert len(X) and np.linalg.norm(X, axis=1).max() <= 3.0 + 1e-6
 
 
+def test_floor_and_sky_beside_it_are_filled_apart():
+    """A plain floor meets a plain sky at the horizon; what is measured against the sky sits on the sky's
+    side of the rim. Taken as one region the rim agreed on no level; split at the horizon, the floor does."""
+    R, t = _camera(pitch_deg=-10.0)  # looking up a little: more sky than floor
+    truth = _floor_depth(R, t)
+    sky = truth == 0
+    plain = np.zeros((H, W), bool)
+    plain[:, 30:130] = True
+    depth = np.where(plain, 0, truth).astype(np.float32)
+    depth[sky & ~plain] = 4.0  # something measured against the sky (a wall, a tall object), above the floor
+    assert (sky & ~plain).sum() > 2 * (~sky & ~plain).sum()  # more outline than floor rim
+    args = dict(tol=0.01, max_depth=8.0, min_cos=0.17)
+    got = fill_levels(depth, plain, _cam(R, t), np.array([0, 0, 1.0]), **args)
+    alone = fill_levels(np.where(sky, 0, depth), plain, _cam(R, t), np.array([0, 0, 1.0]), **args)
+    floor = plain & ~sky & (truth <= 8.0)
+    assert (alone[floor] > 0).sum() > 500  # the floor short of grazing angles
+    assert np.array_equal(got, alone)  # the outline against the sky changes nothing
+    assert np.abs(got[got > 0] - truth[got > 0]).max() < 1e-3 * 8.0
+
+
 def test_a_view_that_sees_through_a_point_rejects_it():
     R, t = _camera()
     floor = _floor_depth(R, t)

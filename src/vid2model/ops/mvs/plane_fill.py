@@ -47,14 +47,21 @@ def fill_levels(depth: np.ndarray, plain: np.ndarray, cam: Camera, up: np.ndarra
     todo = plain & (depth <= 0)
     if not todo.any():
         return out
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(todo.astype(np.uint8), connectivity=8)
-    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
-    big = big[big > 0]
-    if not len(big):
-        return out
     up = np.asarray(up, float) / np.linalg.norm(up)
     centre = cam.center
     rays = cam.pixel_rays(H, W) @ cam.R  # world directions of z = 1 camera rays (H, W, 3)
+    # A horizontal plane under the camera is seen only below the horizon, one above it only above: a plain
+    # floor and the plain sky or wall behind it meet at the horizon, and as one region their rim (the
+    # floor's contacts and the objects' outlines against the sky) agreed on no level.
+    below = (rays @ up) < 0
+    n_lo, lab_lo = cv2.connectedComponents((todo & below).astype(np.uint8), connectivity=8)
+    n_hi, lab_hi = cv2.connectedComponents((todo & ~below).astype(np.uint8), connectivity=8)
+    labels = np.where(lab_hi > 0, lab_hi + n_lo - 1, lab_lo).astype(np.int32)
+    area = np.bincount(labels.ravel(), minlength=n_lo + n_hi - 1)
+    big = np.flatnonzero(area >= min_area)
+    big = big[big > 0]
+    if not len(big):
+        return out
     # each measured pixel next to a region counts for the region beside it (the largest label in reach)
     near = cv2.dilate(labels.astype(np.float32), np.ones((2 * rim_px + 1,) * 2, np.uint8)).astype(np.int64)
     rim = (depth > 0) & (near > 0) & (labels == 0)
