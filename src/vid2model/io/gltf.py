@@ -28,6 +28,11 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear values in [0, 1] to sRGB encoding: the inverse of :func:`srgb_to_linear`."""
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
 def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
                uvs: np.ndarray | None = None, texture: Path | bytes | None = None,
                colors: np.ndarray | None = None, name: str = "model", quantize: bool = False) -> tuple[dict, bytes]:
@@ -176,6 +181,8 @@ def read_glb(path: Path) -> dict:
     translation and scale.
     """
     data = Path(path).read_bytes()
+    if len(data) < 20:
+        raise ValueError(f"{path} is not a GLB file")
     magic, _, _ = struct.unpack_from("<4sII", data, 0)
     js_len, js_type = struct.unpack_from("<I4s", data, 12)
     if magic != b"glTF" or js_type != b"JSON":
@@ -198,7 +205,9 @@ def read_glb(path: Path) -> dict:
         return out if n > 1 else out.ravel()
 
     attrs = prim["attributes"]
-    node = next(n for n in gltf["nodes"] if n.get("mesh") == 0)
+    node = next((n for n in gltf.get("nodes", []) if n.get("mesh") == 0), None)
+    if node is None:
+        raise ValueError(f"{path}: no node holds its mesh")
     V = read(attrs["POSITION"]).astype(np.float64)
     if "matrix" in node:
         M = np.asarray(node["matrix"], np.float64).reshape(4, 4).T  # column-major
@@ -218,6 +227,5 @@ def read_glb(path: Path) -> dict:
         out["uvs"], out["texture"] = T, data[start:start + view["byteLength"]]
     if "COLOR_0" in attrs:
         C = np.clip(read(attrs["COLOR_0"])[:, :3].astype(np.float64), 0, 1)
-        srgb = np.where(C <= 0.0031308, C * 12.92, 1.055 * C ** (1 / 2.4) - 0.055)
-        out["colors"] = np.round(srgb * 255).astype(np.uint8)
+        out["colors"] = np.round(linear_to_srgb(C) * 255).astype(np.uint8)
     return out

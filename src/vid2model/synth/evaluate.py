@@ -81,8 +81,8 @@ def crop_to_ball(vertices: np.ndarray, faces: np.ndarray, centre: np.ndarray, ra
         tri = V[F]
         cen = tri.mean(1)
         reach = np.linalg.norm(tri - cen[:, None], axis=2).max(1)
-        F = F[np.linalg.norm(cen - centre, axis=1) <= radius + reach]
-        reach = reach[np.linalg.norm(cen - centre, axis=1) <= radius + reach]
+        near = np.linalg.norm(cen - centre, axis=1) <= radius + reach
+        F, reach = F[near], reach[near]
         used, F = np.unique(F, return_inverse=True)
         V, F = V[used], F.reshape(-1, 3)
         big = np.flatnonzero(reach > 0.1 * radius)

@@ -106,7 +106,7 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
             try:
                 web_glb(glb, tmp / "model-web.glb")
                 light = tmp / "model-web.glb"
-            except (ValueError, KeyError, StopIteration, OSError) as exc:  # a GLB from elsewhere: ship it as is
+            except (ValueError, KeyError, OSError) as exc:  # a GLB from elsewhere: ship it as is
                 log.warning("no light copy of %s for the page (%s); the page loads the full model", glb, exc)
         for src, name in ((light, "model-web.glb"), (glb, "model.glb"),
                           (usdz, "model.usdz"),
