@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     _common(p)
 
+    p = sub.add_parser("measure", help="the object's dimensions (metres with a marker or a known size)")
+    p.add_argument("workspace")
+    p.add_argument("--known-size", default=None, metavar="\"box height=0.30\"",
+                   help="a size you know (box height, width or depth, in metres) sets the scale")
+    _common(p)
+
     p = sub.add_parser("publish", help="a self-contained static web page (product viewer, splat viewer, report)")
     p.add_argument("workspace")
     p.add_argument("-o", "--output", required=True, help="site folder")
@@ -254,6 +260,8 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
         return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source)
     if args.command == "view":
         return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port)
+    if args.command == "measure":
+        return _call("vid2model.measure:measure_object", ws, known_size=args.known_size)
     if args.command == "publish":
         return _call("vid2model.viewer.publish:publish", ws, Path(args.output))
     raise UserError(f"unknown command {args.command}")  # pragma: no cover

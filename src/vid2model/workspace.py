@@ -326,6 +326,11 @@ class Workspace:
         return self.export_dir / "export.json"
 
     @property
+    def measure_json(self) -> Path:
+        """The object's dimensions and what they rest on (``vid2model measure``)."""
+        return self.root / "measure" / "measure.json"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 

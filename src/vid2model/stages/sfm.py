@@ -288,7 +288,7 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
         pts = np.array([p.xyz for p in rec.points3D.values()]) if rec.num_points3D() else Cs
         target = np.median(pts, axis=0)
     rec.transform(pycolmap.Sim3d(1.0, pycolmap.Rotation3d(R), -R @ target))
-    scale, how = metric_scale(ws, rec, cfg)
+    scale, how, scale_unc = metric_scale(ws, rec, cfg)
     if scale is not None:
         rec.transform(pycolmap.Sim3d(scale, pycolmap.Rotation3d(np.eye(3)), np.zeros(3)))
     Cs = np.array([rec.image(i).projection_center() for i in ids])
@@ -298,6 +298,7 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
         min(np.percentile(dist, 70), np.median(np.linalg.norm(Cs, axis=1)) * 0.8))
     return {"up": [0.0, 0.0, 1.0], "scale": "metric" if scale is not None else "arbitrary",
             "metres_per_unit": 1.0 if scale is not None else None, "scale_source": how,
+            "scale_rel_uncertainty": scale_unc,
             "center": [0.0, 0.0, 0.0], "radius": radius, "capture": kind,
             "camera_distance_median": float(np.median(np.linalg.norm(Cs, axis=1)))}
 

@@ -35,8 +35,9 @@ def _plane_near(rec, img, corners_px: np.ndarray) -> tuple[np.ndarray, float] | 
     return n, d
 
 
-def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
-    """Metres per model unit from each view's marker corners.
+def _marker_scale(ws: Workspace, rec, size: float) -> tuple[float, float] | None:
+    """Metres per model unit from each view's marker corners, and its relative uncertainty (from how far the
+    corners' edges disagree, or the views' measures).
 
     Per view, the corner rays meet the plane of the sparse points around the marker (its support is
     measured by many features, so this holds for a marker seen in one view, small, or at a grazing
@@ -45,7 +46,7 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
     """
     import cv2
 
-    per_view: dict[int, list[float]] = {}
+    per_view: dict[int, list[tuple[float, float]]] = {}
     obs: dict[int, list] = {}
     for image_id in rec.reg_image_ids():
         img = rec.image(image_id)
@@ -62,35 +63,41 @@ def _marker_scale(ws: Workspace, rec, size: float) -> float | None:
                 if xyz is not None:
                     edge, spread = square_edge(xyz)
                     if spread < 0.1:
-                        per_view.setdefault(mid, []).append(edge)
+                        per_view.setdefault(mid, []).append((edge, spread))
     # Direct triangulation of the corners is the more precise where it holds; the per-view plane measure
     # takes over for markers seen once or from close views.
-    best: tuple[int, float] | None = None
+    best: tuple[int, float, float] | None = None
     for mid in set(obs) | set(per_view):
         views, edge = obs.get(mid, []), None
         if len(views) >= 2:
             tri, _, spread = marker_edge_length(views)
             if spread < (0.03 if len(views) >= 3 else 0.015):
-                edge, how = tri, f"triangulated from {len(views)} views"
+                # the six edge and diagonal estimates rest on four corners
+                edge, rel, how = tri, spread / 2, f"triangulated from {len(views)} views"
         if edge is None and per_view.get(mid):
-            edge, how = float(np.median(per_view[mid])), f"on the local plane in {len(per_view[mid])} views"
+            edges = np.array([e for e, _ in per_view[mid]])
+            edge = float(np.median(edges))
+            rel = (float(edges.std() / edge / np.sqrt(len(edges) - 1)) if len(edges) > 2
+                   else max(sp for _, sp in per_view[mid]) / 2)
+            how = f"on the local plane in {len(edges)} views"
         if edge is None:
             continue
-        log.info("marker %d: edge %.4f model units, %s", mid, edge, how)
+        log.info("marker %d: edge %.4f model units (+-%.2f %%), %s", mid, edge, 100 * rel, how)
         n = max(len(views), len(per_view.get(mid, [])))
         if best is None or n > best[0]:
-            best = (n, edge)
-    return None if best is None else size / best[1]
+            best = (n, edge, rel)
+    return None if best is None else (size / best[1], best[2])
 
 
-def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]:
-    """Scale factor model units -> metres, and where it came from ('marker', 'known_distance' or 'none')."""
+def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str, float | None]:
+    """Scale factor model units -> metres, where it came from ('marker', 'known_distance' or 'none') and its
+    relative uncertainty (None where unknown)."""
     if cfg.marker_size > 0:
         s = _marker_scale(ws, rec, cfg.marker_size)
         if s is None:
             raise UserError("--marker-size was given but no ArUco marker (DICT_4X4_50) could be measured in the "
                             "keyframes: print one, lay it flat and keep it in view, or drop --marker-size")
-        return s, "marker"
+        return s[0], "marker", s[1]
     if cfg.known_distance > 0:
         names = [n.strip() for n in cfg.known_distance_images.split(",") if n.strip()]
         if len(names) != 2:
@@ -104,5 +111,5 @@ def metric_scale(ws: Workspace, rec, cfg: SfmConfig) -> tuple[float | None, str]
         d = float(np.linalg.norm(centers[0] - centers[1]))
         if d <= 0:
             raise UserError("the two images for the known distance were taken from the same place")
-        return cfg.known_distance / d, "known_distance"
-    return None, "none"
+        return cfg.known_distance / d, "known_distance", None
+    return None, "none", None

@@ -17,7 +17,7 @@ from vid2model.synth.camera import camera_path, frame_params, intrinsics
 from vid2model.synth.config import SynthConfig
 from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
 from vid2model.synth.render import render
-from vid2model.synth.scene import Scene, make_marker, orbit_scene, walk_scene
+from vid2model.synth.scene import Scene, make_marker, orbit_scene, product_scene, walk_scene
 
 log = logging.getLogger("vid2model")
 
@@ -53,6 +53,8 @@ def make_scene(cfg: SynthConfig) -> Scene:
         make = random_orbit_scene if cfg.path == "orbit" else random_walk_scene
         scene = make(cfg.layout_seed, seed=cfg.seed, contrast=cfg.contrast, backdrop=cfg.backdrop,
                      orbit_radius=cfg.orbit_radius)
+    elif cfg.product and cfg.path == "orbit":
+        scene = product_scene(tuple(cfg.product), cfg.seed)
     else:
         scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
     if cfg.marker_size:
@@ -61,7 +63,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
     return scene
 
 
-SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius")
+SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product")
 
 
 def scene_fields(cfg: SynthConfig) -> dict:

@@ -57,6 +57,14 @@ def orbit_scene(seed: int = 0) -> Scene:
                  center=(0.05, 0.0, 0.25), radius=0.5)
 
 
+def product_scene(size: tuple[float, float, float], seed: int = 0) -> Scene:
+    """One box of ``size`` (x, y, z extents, metres) standing at the origin on a textured floor: a product of
+    exactly known dimensions."""
+    sx, sy, h = size
+    return Scene(boxes=(Box((-sx / 2, -sy / 2, 0.0), (sx / 2, sy / 2, h)),), ground_half=2.0, seed=seed,
+                 center=(0.0, 0.0, h / 2), radius=0.5 * float(np.linalg.norm(size)))
+
+
 def walk_scene(seed: int = 0) -> Scene:
     """A 4 m x 6 m room with textured walls and floor and a few objects."""
     return Scene(boxes=(Box((-1.2, 0.8, 0.0), (-0.6, 1.4, 0.8)), Box((0.7, -0.5, 0.0), (1.3, 0.3, 0.5)),

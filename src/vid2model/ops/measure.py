@@ -1,0 +1,167 @@
+"""Measuring an object in a gravity-aligned model (+Z up): the level it stands on, which surface is the
+object, its upright bounding box, area and volume.
+
+Meshes are plain arrays: vertices ``V`` [N, 3] and triangles ``F`` [M, 3] int.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def face_geometry(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per triangle: centroid [M, 3], area [M] and unit normal [M, 3] (zero for degenerate triangles)."""
+    a, b, c = V[F[:, 0]], V[F[:, 1]], V[F[:, 2]]
+    cr = np.cross(b - a, c - a)
+    norm = np.linalg.norm(cr, axis=1)
+    return (a + b + c) / 3, 0.5 * norm, cr / np.maximum(norm, 1e-300)[:, None]
+
+
+def horizontal_levels(V: np.ndarray, F: np.ndarray, bin_size: float, min_cos: float = 0.95) -> list[tuple[float, float]]:
+    """Heights of the horizontal, upward-facing surfaces (floors, table tops, shelves) and their areas,
+    largest first: [(z, area)]. Faces within ``acos(min_cos)`` of facing straight up are binned by height
+    (``bin_size``); each peak's height is the area-weighted mean of it and its two neighbour bins."""
+    cen, area, nrm = face_geometry(V, F)
+    up = nrm[:, 2] >= min_cos
+    if not up.any():
+        return []
+    z, w = cen[up, 2], area[up]
+    lo = z.min()
+    idx = np.floor((z - lo) / bin_size).astype(np.int64)
+    hist = np.bincount(idx, weights=w)
+    zsum = np.bincount(idx, weights=w * z)
+    levels = []
+    for i in np.argsort(-hist):
+        if hist[i] <= 0:
+            break
+        if any(abs(i - j) <= 2 for j, _ in levels):  # a neighbour of a larger peak
+            continue
+        levels.append((int(i), float(hist[max(i - 1, 0):i + 2].sum())))
+    out = []
+    for i, a in levels:
+        s = slice(max(i - 1, 0), i + 2)
+        out.append((float(zsum[s].sum() / max(hist[s].sum(), 1e-300)), a))
+    return sorted(out, key=lambda x: -x[1])
+
+
+def support_level(V: np.ndarray, F: np.ndarray, top: float, bin_size: float,
+                  min_share: float = 0.25) -> float | None:
+    """Height of the surface the object stands on: the highest horizontal level below ``top`` (a height
+    inside the object) holding at least ``min_share`` of the largest level's area. A box's lid is a level
+    too, but a small one: the floor or table around the object is far larger. None when the model has no
+    level below ``top`` (an object already cut from its support).
+    """
+    levels = [(z, a) for z, a in horizontal_levels(V, F, bin_size) if z < top]
+    if not levels:
+        return None
+    big = max(a for _, a in levels)
+    for z, a in sorted(levels, key=lambda x: -x[0]):
+        if a >= min_share * big:
+            return z
+    return None  # pragma: no cover (the largest level always qualifies)
+
+
+def object_faces(V: np.ndarray, F: np.ndarray, axis_xy: np.ndarray, base: float, cut: float,
+                 reach: float) -> np.ndarray:
+    """Triangles [M] bool of the object standing at ``axis_xy`` on the level ``base``.
+
+    The surface up to ``cut`` above the level (the support itself and the join Poisson rounds into it) is set
+    aside; of the connected pieces above, the one nearest the axis (within ``reach``) is the object, with the
+    pieces whose footprint overlaps it (a lid or a ball the mesh did not join to it).
+    """
+    from vid2model.ops.mesh_cleanup import component_labels
+
+    keep = ~(V[F, 2] < base + cut).all(1)
+    lab = np.full(len(F), -1, np.int64)
+    lab[keep] = component_labels(len(V), F[keep])
+    if not keep.any():
+        return keep
+    cen = V[F].mean(1)
+    d = np.linalg.norm(cen[:, :2] - axis_xy, axis=1)
+    d[~keep] = np.inf
+    if d.min() > reach:
+        return np.zeros(len(F), bool)
+    main = lab[np.argmin(d)]
+    out = lab == main
+    lo, hi = cen[out, :2].min(0), cen[out, :2].max(0)
+    for k in np.unique(lab[keep]):
+        if k == main:
+            continue
+        c = cen[lab == k, :2]
+        inside = np.all((c >= lo) & (c <= hi), axis=1).mean()
+        if inside >= 0.5:
+            out |= lab == k
+    return out
+
+
+@dataclass(frozen=True)
+class ObjectBox:
+    """An object's upright bounding box and sizes, in model units (metres when the model is metric)."""
+
+    height: float  # from the level it stands on to its top
+    width: float  # the box's longer horizontal side
+    depth: float  # its shorter horizontal side
+    yaw_deg: float  # direction of the width side from +X, counter-clockwise seen from above
+    base: float  # height of the level it stands on
+    center: np.ndarray  # [3] centre of the box
+    corners: np.ndarray  # [8, 3] the box's corners, bottom four then top four
+    footprint: float  # area of the outline seen from above (convex hull)
+    surface: float  # area of its surface (what the cameras saw; not the bottom on the support)
+    volume: float | None  # enclosed down to the level, when the surface is closed apart from its base
+    n_faces: int
+
+
+def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float) -> ObjectBox:
+    """The object's box: the smallest-area rectangle around its outline seen from above, from ``base`` to its
+    highest point. ``F`` holds the object's triangles only; ``cut``: the band above ``base`` left out of it
+    (its boundary there is where the support was cut away)."""
+    import cv2
+
+    used = np.unique(F)
+    P = V[used]
+    xy = P[:, :2]
+    hull = cv2.convexHull(xy.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    (cx, cy), (w, h), ang = cv2.minAreaRect(xy.astype(np.float32))
+    if w < h:
+        w, h, ang = h, w, ang + 90.0
+    th = np.radians(ang)
+    u, v = np.array([np.cos(th), np.sin(th)]), np.array([-np.sin(th), np.cos(th)])
+    # the rectangle from the float32 routine, refined on the float64 points along its own axes
+    pu, pv = xy @ u, xy @ v
+    w, h = float(pu.max() - pu.min()), float(pv.max() - pv.min())
+    c2 = u * (pu.max() + pu.min()) / 2 + v * (pv.max() + pv.min()) / 2
+    top = float(P[:, 2].max())
+    corners2 = np.array([c2 + su * w / 2 * u + sv * h / 2 * v for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+    corners = np.vstack([np.c_[corners2, np.full(4, base)], np.c_[corners2, np.full(4, top)]])
+    x, y = hull[:, 0], hull[:, 1]
+    footprint = float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    area = face_geometry(V, F)[1]
+    return ObjectBox(height=top - base, width=w, depth=h, yaw_deg=float(np.degrees(th)) % 180.0, base=base,
+                     center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
+                     surface=float(area.sum()), volume=closed_volume(V, F, base, cut), n_faces=len(F))
+
+
+def boundary_vertices(F: np.ndarray) -> np.ndarray:
+    """Vertex indices on the mesh's open boundary (edges used by one triangle)."""
+    e = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
+    uniq, count = np.unique(e, axis=0, return_counts=True)
+    return np.unique(uniq[count == 1])
+
+
+def closed_volume(V: np.ndarray, F: np.ndarray, base: float, cut: float) -> float | None:
+    """Volume between an object's surface and the level ``base`` it stands on, or None when the surface is
+    open anywhere but at its base (a hole in a side, a top no camera saw).
+
+    By the divergence theorem with the field (0, 0, z - base): the open base contributes nothing where it lies
+    on the level, so the volume is the sum over the triangles of (centroid height - base) x area x n_z.
+    The band ``cut`` above the level, cut off with the support, is counted as the walls continued straight
+    down (the same sum, as its cap at the cut height carries (cut) x (its area) back in).
+    """
+    rim = boundary_vertices(F)
+    if len(rim) and (V[rim, 2] > base + 2.5 * cut).any():
+        return None
+    cen, area, nrm = face_geometry(V, F)
+    vol = float(((cen[:, 2] - base) * area * nrm[:, 2]).sum())
+    return vol if vol > 0 else None
