@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workspace")
     p.add_argument("--known-size", default=None, metavar="\"box height=0.30\"",
                    help="a size you know (box height, width or depth, in metres) sets the scale")
+    p.add_argument("--point", dest="points", action="append", default=[], metavar="A.jpg:X,Y/B.jpg:X,Y",
+                   help="a spot marked in two or more keyframes (pixel column,row); two --point give a distance")
     _common(p)
 
     p = sub.add_parser("publish", help="a self-contained static web page (product viewer, splat viewer, report)")
@@ -261,7 +263,7 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "view":
         return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port)
     if args.command == "measure":
-        return _call("vid2model.measure:measure_object", ws, known_size=args.known_size)
+        return _call("vid2model.measure:measure", ws, known_size=args.known_size, points=args.points)
     if args.command == "publish":
         return _call("vid2model.viewer.publish:publish", ws, Path(args.output))
     raise UserError(f"unknown command {args.command}")  # pragma: no cover

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vid2model.errors import UserError
-from vid2model.ops.measure import object_faces, support_level, upright_box
+from vid2model.ops.measure import girth_profile, object_faces, support_level, upright_box
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -31,6 +31,55 @@ def parse_known_size(text: str) -> tuple[str, float]:
         raise UserError(f"--known-size must look like \"box height=0.30\" (height, width or depth, in metres, "
                         f"or with cm / mm after the number), not {text!r}")
     return m.group(1), float(m.group(2)) * _UNIT[m.group(3)]
+
+
+_VIEW = re.compile(r"^\s*([^:/]+):\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)\s*$")
+
+
+def parse_point(text: str) -> list[tuple[str, float, float]]:
+    """``"A.jpg:412,300/B.jpg:398,310"`` -> [(image, column, row), ...]: one spot marked in two or more
+    keyframes, at the pixel's 0-based column and row as an image viewer shows them."""
+    views = [_VIEW.match(part) for part in (text or "").split("/")]
+    if len(views) < 2 or not all(views):
+        raise UserError(f"--point must mark one spot in two or more keyframes, like \"A.jpg:412,300/B.jpg:398,310\" "
+                        f"(column,row of the pixel in each image), not {text!r}")
+    return [(m.group(1).strip(), float(m.group(2)), float(m.group(3))) for m in views]
+
+
+def triangulate_point(rec, views: list[tuple[str, float, float]], max_px: float = 3.0,
+                      click_px: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The 3D point [3] the marked pixels see, and its covariance [3, 3] for pixels marked to within
+    ``click_px`` (each coordinate, independently). A spot whose pixels do not meet within ``max_px`` of
+    reprojection in every view is refused: they do not mark the same spot."""
+    from vid2model.camera import Camera, image_coords
+    from vid2model.ops.marker import triangulate
+
+    cams, uvs = [], []
+    for name, x, y in views:
+        img = rec.find_image_with_name(name)
+        if img is None or not img.has_pose:
+            raise UserError(f"--point names {name}, which is not among the solved keyframes (see the images/ folder)")
+        cams.append(Camera.from_colmap(img, img.camera, lens=True))
+        uvs.append(image_coords(np.array([[x, y]], float)))
+
+    def solve(uv: list[np.ndarray]) -> np.ndarray:
+        return triangulate([c.rays(u)[0, :2] for c, u in zip(cams, uv)], [c.R for c in cams], [c.t for c in cams])
+
+    X = solve(uvs)
+    for (name, _, _), cam, uv in zip(views, cams, uvs):
+        proj, z = cam.project(X[None])
+        err = float(np.linalg.norm(proj[0] - uv[0]))
+        if z[0] <= 0 or err > max_px:
+            raise UserError(f"the pixels given by --point do not mark one spot: it lands {err:.1f} px from the "
+                            f"pixel given in {name}; mark the same spot in each image")
+    cov = np.zeros((3, 3))
+    for i in range(len(uvs)):
+        for a in range(2):
+            uv = [u.copy() for u in uvs]
+            uv[i][0, a] += click_px
+            d = solve(uv) - X
+            cov += np.outer(d, d)
+    return X, cov
 
 
 def _surface_error(ws: Workspace, V: np.ndarray, F: np.ndarray, corners: np.ndarray, pad: float) -> float | None:
@@ -54,18 +103,17 @@ def _surface_error(ws: Workspace, V: np.ndarray, F: np.ndarray, corners: np.ndar
     return float(1.4826 * np.median(d)) if len(d) >= 50 else None
 
 
-def measure_object(ws: Workspace, known_size: str | None = None) -> dict[str, Any]:
-    """Measure the object an orbit films; writes ``measure/measure.json`` and returns it (plus ``_human``,
-    the table printed for the user)."""
+GIRTH_SLICES = 40
+
+
+def _object(ws: Workspace, scene: dict[str, Any]) -> tuple[Any, float | None, np.ndarray] | None:
+    """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
+    [GIRTH_SLICES, 2] (height above its base, girth), or None when the workspace has no mesh or is not an
+    orbit."""
     import trimesh
 
-    if not ws.clean_mesh.exists():
-        raise UserError(f"{ws.root} has no mesh to measure; run: vid2model mesh {ws.root}")
-    scene = ws.read_json(ws.scene_json, default=None)
-    if not scene or scene.get("up") is None:
-        raise UserError("the workspace has no gravity-aligned scene frame (scene.json); rerun: vid2model sfm WS --force")
-    if scene.get("capture", "orbit") != "orbit":
-        raise UserError("object measurements need an orbit around the object; this capture is a walk-through")
+    if not ws.clean_mesh.exists() or scene.get("capture", "orbit") != "orbit":
+        return None
     mesh = trimesh.load(ws.clean_mesh, process=False)
     V, F = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
     if len(F) == 0:
@@ -74,8 +122,7 @@ def measure_object(ws: Workspace, known_size: str | None = None) -> dict[str, An
     # the mesh's voxel is about radius / 200: levels are binned finer, and three voxels of Poisson's rounded
     # join between object and support are left out of the object
     cut = 0.015 * radius
-    base = support_level(V, F, top=0.0, bin_size=0.004 * radius)
-    stands = base is not None
+    base = support_level(V, F, top=0.0, bin_size=0.004 * radius, axis_xy=np.zeros(2), reach=radius)
     if base is None:
         base, cut = float(V[:, 2].min()), 0.0
     obj = object_faces(V, F, np.zeros(2), base, cut, reach=0.5 * radius)
@@ -83,59 +130,92 @@ def measure_object(ws: Workspace, known_size: str | None = None) -> dict[str, An
         raise UserError("no object stands near the centre of the orbit; film around the object, keeping it in "
                         "the middle of the view")
     box = upright_box(V, F[obj], base, cut)
-    noise = _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius)
+    # slice centres over the height, clear of the cut band at the foot
+    z = base + cut + (box.height - cut) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
+    girths = np.c_[z - base, girth_profile(V, F[obj], z)]
+    return box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius), girths
+
+
+def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Measure the object an orbit films and the distances between ``points`` (pairs of ``--point`` strings,
+    see :func:`parse_point`); writes ``measure/measure.json`` and returns it (plus ``_human``, the table
+    printed for the user)."""
+    scene = ws.read_json(ws.scene_json, default=None)
+    if not scene or scene.get("up") is None:
+        raise UserError(f"{ws.root} has no solved cameras in a scene frame; run: vid2model sfm {ws.root}")
+    if len(points) % 2:
+        raise UserError("--point comes in pairs: each two give one distance")
+    marked = [parse_point(p) for p in points]
+    found = _object(ws, scene)
+    if found is None and not marked:
+        if scene.get("capture", "orbit") != "orbit":
+            raise UserError("object measurements need an orbit around the object; this capture is a walk-through "
+                            "(--point still measures between spots you mark)")
+        raise UserError(f"{ws.root} has no mesh to measure; run: vid2model mesh {ws.root}")
+    box, noise, girths = found if found is not None else (None, None, None)
 
     metric = scene.get("scale") == "metric"
-    k, source, rel = 1.0, scene.get("scale_source", "none") if metric else "none", scene.get("scale_rel_uncertainty")
-    if not metric:
-        rel = None
-    note = ""
+    k, source = 1.0, scene.get("scale_source", "none") if metric else "none"
+    rel = scene.get("scale_rel_uncertainty") if metric else None
+    notes = []
     if known_size:
         dim, value = parse_known_size(known_size)
+        if box is None:
+            raise UserError("--known-size names a side of the object's box, and this workspace has no object to "
+                            "measure (it needs a mesh of an orbit)")
         measured = getattr(box, dim)
         k = value / measured
         if metric:
-            note = (f"the {source}'s scale makes the box {dim} {measured:.4f} m, {100 * (k - 1):+.1f} % from the "
-                    f"known {value:.4f} m; the known size is used")
+            notes.append(f"the {source}'s scale makes the box {dim} {measured:.4f} m, {100 * (k - 1):+.1f} % from "
+                         f"the known {value:.4f} m; the known size is used")
         source = f"known size (box {dim} = {value:g} m)"
         metric = True
         # the known side's own surface noise (two faces) is now the scale's uncertainty
         rel = (np.sqrt(2) * noise / measured) if noise is not None else None
     unit = "m" if metric else "relative units"
 
-    def fig(value: float, faces: int = 2, power: int = 1) -> dict[str, Any]:
+    def fig(value: float, spread: list[float], power: int = 1) -> dict[str, Any]:
+        """A figure in output units: ``spread`` holds its model-unit standard errors besides the scale's."""
         v = value * k ** power
-        parts = []
-        if rel is not None:
-            parts.append(power * rel * v)
-        if noise is not None and power == 1:
-            parts.append(np.sqrt(faces) * noise * k)
+        parts = [power * rel * v] if rel is not None else []
+        parts += [x * k ** power for x in spread]
         unc = float(np.hypot.reduce(parts)) if parts else None
-        u = unit if power == 1 else (f"{unit}^{power}" if metric else "relative units")
+        u = unit if power == 1 or not metric else f"{unit}^{power}"
         return {"value": round(float(v), 6), "uncertainty": None if unc is None else round(unc, 6), "unit": u}
 
-    out = {
-        "units": unit,
-        "scale_source": source,
-        "scale_rel_uncertainty": None if rel is None else round(float(rel), 5),
-        "surface_noise": None if noise is None else round(float(noise * k), 6),
-        "object": {
-            **{d: fig(getattr(box, d)) for d in DIMENSIONS},
-            "footprint": fig(box.footprint, power=2),
-            "surface_area": fig(box.surface, power=2),
-            "volume": None if box.volume is None else fig(box.volume, power=3),
+    out: dict[str, Any] = {"units": unit, "scale_source": source,
+                           "scale_rel_uncertainty": None if rel is None else round(float(rel), 5),
+                           "surface_noise": None if noise is None else round(float(noise * k), 6), "object": None,
+                           "distances": [], "notes": notes}
+    if box is not None:
+        two = [np.sqrt(2) * noise] if noise is not None else []  # a size spans two surfaces
+        out["object"] = {
+            **{d: fig(getattr(box, d), two) for d in DIMENSIONS},
+            "footprint": fig(box.footprint, [], power=2),
+            "surface_area": fig(box.surface, [], power=2),
+            "volume": None if box.volume is None else fig(box.volume, [], power=3),
             "yaw_deg": round(box.yaw_deg, 2),
-            "stands_on": {"height": round(box.base * k, 6), "found": stands},
+            "stands_on": round(box.base * k, 6),
+            # a surface offset by d changes a convex outline's perimeter by 2 pi d
+            "girths": [{"height": round(float(h * k), 6), "girth": fig(g, [2 * np.pi * noise] if noise else [])}
+                       for h, g in girths if np.isfinite(g)],
             "corners": np.round(box.corners * k, 6).tolist(),
-            "faces": box.n_faces,
-        },
-        "notes": [n for n in (note, "" if box.volume is not None else
-                              "volume: the surface is open somewhere other than its base (a side or top no camera "
-                              "saw); no volume is given") if n],
-    }
+            "faces": box.n_faces}
+        if box.volume is None:
+            notes.append("volume: the surface is open somewhere other than its base (a side or top no camera saw); "
+                         "no volume is given")
+    if marked:
+        from vid2model.io.colmap import read_model
+
+        rec = read_model(ws.sparse_dir)
+        spots = [triangulate_point(rec, m) for m in marked]
+        for (a, ca), (b, cb) in zip(spots[::2], spots[1::2]):
+            u = (b - a) / max(float(np.linalg.norm(b - a)), 1e-12)
+            out["distances"].append({"from": np.round(a * k, 6).tolist(), "to": np.round(b * k, 6).tolist(),
+                                     **fig(float(np.linalg.norm(b - a)), [float(np.sqrt(u @ (ca + cb) @ u))])})
     if not metric:
-        out["notes"].append("no scale: the model is in relative units; film an ArUco marker (--marker-size) or give "
-                            "--known-size \"box height=0.30\"")
+        notes.append("no scale: the model is in relative units; film an ArUco marker (--marker-size) or give "
+                     "--known-size \"box height=0.30\"")
     ws.write_json(ws.measure_json, out)
     return {**out, "_human": table(out)}
 
@@ -144,13 +224,22 @@ def table(m: dict[str, Any]) -> str:
     """The measurements as printed: one line per figure, each with its unit and uncertainty."""
     def line(name: str, f: dict[str, Any] | None) -> str:
         if f is None:
-            return f"  {name:13s} -"
+            return f"  {name:16s} -"
         unc = f" ± {f['uncertainty']:.4g}" if f.get("uncertainty") is not None else " (uncertainty unknown)"
-        return f"  {name:13s} {f['value']:.4g}{unc} {f['unit']}"
+        return f"  {name:16s} {f['value']:.4g}{unc} {f['unit']}"
 
     o = m["object"]
-    lines = [f"object (scale: {m['scale_source']}; units: {m['units']})"]
-    lines += [line(d, o[d]) for d in DIMENSIONS]
-    lines += [line("footprint", o["footprint"]), line("surface area", o["surface_area"]), line("volume", o["volume"])]
+    lines = [f"scale: {m['scale_source']}; units: {m['units']}"]
+    if o is not None:
+        lines.append("object")
+        lines += [line(d, o[d]) for d in DIMENSIONS]
+        lines += [line("footprint", o["footprint"]), line("surface area", o["surface_area"]),
+                  line("volume", o["volume"])]
+        if o["girths"]:
+            g = max(o["girths"], key=lambda x: x["girth"]["value"])
+            lines.append(line(f"girth at {g['height']:.3g}", g["girth"]))  # the largest; every level in the JSON
+    if m["distances"]:
+        lines.append("between the marked points")
+        lines += [line(f"distance {i + 1}", d) for i, d in enumerate(m["distances"])]
     lines += [f"note: {n}" for n in m["notes"]]
     return "\n".join(lines)

@@ -19,12 +19,16 @@ def face_geometry(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return (a + b + c) / 3, 0.5 * norm, cr / np.maximum(norm, 1e-300)[:, None]
 
 
-def horizontal_levels(V: np.ndarray, F: np.ndarray, bin_size: float, min_cos: float = 0.95) -> list[tuple[float, float]]:
+def horizontal_levels(V: np.ndarray, F: np.ndarray, bin_size: float, min_cos: float = 0.95,
+                      axis_xy: np.ndarray | None = None, reach: float = np.inf) -> list[tuple[float, float]]:
     """Heights of the horizontal, upward-facing surfaces (floors, table tops, shelves) and their areas,
-    largest first: [(z, area)]. Faces within ``acos(min_cos)`` of facing straight up are binned by height
-    (``bin_size``); each peak's height is the area-weighted mean of it and its two neighbour bins."""
+    largest first: [(z, area)]. Faces within ``acos(min_cos)`` of facing straight up (and within ``reach`` of
+    the vertical axis through ``axis_xy``) are binned by height (``bin_size``); each peak's height is the
+    area-weighted mean of it and its two neighbour bins."""
     cen, area, nrm = face_geometry(V, F)
     up = nrm[:, 2] >= min_cos
+    if axis_xy is not None:
+        up &= np.linalg.norm(cen[:, :2] - axis_xy, axis=1) <= reach
     if not up.any():
         return []
     z, w = cen[up, 2], area[up]
@@ -46,14 +50,15 @@ def horizontal_levels(V: np.ndarray, F: np.ndarray, bin_size: float, min_cos: fl
     return sorted(out, key=lambda x: -x[1])
 
 
-def support_level(V: np.ndarray, F: np.ndarray, top: float, bin_size: float,
+def support_level(V: np.ndarray, F: np.ndarray, top: float, bin_size: float, axis_xy: np.ndarray, reach: float,
                   min_share: float = 0.25) -> float | None:
-    """Height of the surface the object stands on: the highest horizontal level below ``top`` (a height
-    inside the object) holding at least ``min_share`` of the largest level's area. A box's lid is a level
-    too, but a small one: the floor or table around the object is far larger. None when the model has no
-    level below ``top`` (an object already cut from its support).
+    """Height of the surface the object on the vertical axis through ``axis_xy`` stands on: the highest
+    horizontal level below ``top`` (a height inside the object) holding, within ``reach`` of the axis, at least
+    ``min_share`` of the largest such level's area. A box's lid is a level too, but a small one: the floor or
+    table around the object is far larger; and only the floor near the object counts against a table top.
+    None when the model has no level below ``top`` (an object already cut from its support).
     """
-    levels = [(z, a) for z, a in horizontal_levels(V, F, bin_size) if z < top]
+    levels = [(z, a) for z, a in horizontal_levels(V, F, bin_size, axis_xy=axis_xy, reach=reach) if z < top]
     if not levels:
         return None
     big = max(a for _, a in levels)
@@ -165,3 +170,23 @@ def closed_volume(V: np.ndarray, F: np.ndarray, base: float, cut: float) -> floa
     cen, area, nrm = face_geometry(V, F)
     vol = float(((cen[:, 2] - base) * area * nrm[:, 2]).sum())
     return vol if vol > 0 else None
+
+
+def girth_profile(V: np.ndarray, F: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Girth [K] of the object at each of ``heights`` [K]: the perimeter of the convex outline of its horizontal
+    cross-section there, what a tape measure drawn around it reads (around everything the slice cuts; nan
+    where it cuts nothing)."""
+    import cv2
+    import trimesh
+    from trimesh.intersections import mesh_plane
+
+    mesh = trimesh.Trimesh(V, F, process=False)
+    out = np.full(len(heights), np.nan)
+    for i, z in enumerate(heights):
+        seg = mesh_plane(mesh, plane_normal=[0.0, 0.0, 1.0], plane_origin=[0.0, 0.0, float(z)])
+        if len(seg) < 2:
+            continue
+        # relative to the first point: float32 (what OpenCV takes) keeps its digits
+        xy = seg.reshape(-1, 3)[:, :2]
+        out[i] = cv2.arcLength(cv2.convexHull((xy - xy[0]).astype(np.float32)), True)
+    return out

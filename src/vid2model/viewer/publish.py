@@ -132,7 +132,8 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
                   "view": {"azimuth_deg": -60.0, "elevation_deg": 25.0, "distance": 2.6}}
         footer = "Made with vid2model. Drag to orbit, scroll to zoom, right-drag to pan."
         for page, template in (("index.html", "index.html"), ("splat.html", "splat.html")):
-            main = _product_main(glb is not None, usdz is not None, title) if page == "index.html" else ""
+            main = (_product_main(glb is not None, usdz is not None, title)
+                    + dimensions_line(ws.read_json(ws.measure_json, default=None))) if page == "index.html" else ""
             text = Template((WEB_DIR / template).read_text(encoding="utf-8")).substitute(
                 title=html.escape(f"{title} - vid2model"), nav=_nav(title, page, pages),
                 main=main, footer=footer, config=_script_json(config))
@@ -196,6 +197,26 @@ def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
             'touch-action="pan-y" interaction-prompt="none">'
             '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>'
             '<button id="full-detail" class="full-detail" hidden>Full detail</button>')
+
+
+def dimensions_line(measured: dict[str, Any] | None) -> str:
+    """The object's size under the product viewer (``vid2model measure``'s figures), or nothing."""
+    obj = (measured or {}).get("object")
+    if not obj:
+        return ""
+    unit = measured["units"]
+    metric = unit == "m"
+
+    def one(name: str) -> str:
+        f = obj[name]
+        if metric:
+            v = f"{100 * f['value']:.1f} cm"
+            unc = f" ± {100 * f['uncertainty']:.1f}" if f.get("uncertainty") is not None else ""
+            return f"{name} {v[:-3]}{unc} cm" if unc else f"{name} {v}"
+        return f"{name} {f['value']:.3g}"
+    sizes = " × ".join(one(d) for d in ("height", "width", "depth"))
+    tail = f" (scale: {measured['scale_source']})" if metric else " (relative units: the capture had no scale)"
+    return f"<p class='dimensions' id='dimensions'>{html.escape(sizes + tail)}</p>"
 
 
 def _nav(title: str, page: str, pages: dict[str, bool]) -> str:

@@ -1,0 +1,168 @@
+"""Object measurements: the support level, the object cut from it, its upright box, area and volume, and the
+``measure`` command's units, scale sources and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from vid2model.cli import main
+from vid2model.ops.measure import (closed_volume, girth_profile, horizontal_levels, object_faces, support_level,
+                                   upright_box)
+from vid2model.workspace import Workspace
+
+
+def _box(size, center, yaw_deg=0.0, subdiv=3) -> trimesh.Trimesh:
+    m = trimesh.creation.box(extents=size)
+    for _ in range(subdiv):
+        m = m.subdivide()
+    T = trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0, 0, 1])
+    T[:3, 3] = center
+    m.apply_transform(T)
+    return m
+
+
+def _plane(half: float, z: float, n: int = 40) -> trimesh.Trimesh:
+    g = np.linspace(-half, half, n)
+    X, Y = np.meshgrid(g, g)
+    V = np.c_[X.ravel(), Y.ravel(), np.full(X.size, z)]
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
+    F = np.r_[np.c_[a, b, c], np.c_[a, c, d]]
+    return trimesh.Trimesh(V, F, process=False)
+
+
+def _arrays(*meshes) -> tuple[np.ndarray, np.ndarray]:
+    m = trimesh.util.concatenate(meshes)
+    return np.asarray(m.vertices, float), np.asarray(m.faces, np.int64)
+
+
+def test_a_rotated_box_on_the_floor_is_measured_exactly():
+    # a 0.30 x 0.20 x 0.25 box turned 30 degrees, a lid-sized ball on it, on a 3 m floor; origin mid-box
+    box = _box((0.30, 0.20, 0.25), (0.02, -0.01, 0.125 - 0.12), yaw_deg=30)
+    floor = _plane(1.5, -0.12)
+    V, F = _arrays(box, floor)
+    base = support_level(V, F, top=0.0, bin_size=0.002, axis_xy=np.zeros(2), reach=0.3)
+    assert base == pytest.approx(-0.12, abs=1e-9)
+    obj = object_faces(V, F, np.zeros(2), base, cut=0.005, reach=0.3)
+    assert obj.sum() == len(box.faces) - 2 * 4 ** 3  # all but the bottom, which lies on the floor
+    b = upright_box(V, F[obj], base, cut=0.005)
+    assert (b.height, b.width, b.depth) == pytest.approx((0.25, 0.30, 0.20), abs=1e-6)
+    assert b.yaw_deg == pytest.approx(30.0, abs=0.01)
+    assert b.footprint == pytest.approx(0.06, rel=1e-6)
+    assert b.volume == pytest.approx(0.30 * 0.20 * 0.25, rel=1e-6)
+    assert b.surface == pytest.approx(2 * (0.3 * 0.25 + 0.2 * 0.25) + 0.06, rel=1e-6)
+    g = girth_profile(V, F[obj], np.array([-0.1, 0.0, 0.1, 0.2]))
+    assert g[:3] == pytest.approx([1.0, 1.0, 1.0], rel=1e-6) and np.isnan(g[3])  # above the lid: nothing
+
+
+def test_the_object_stands_on_the_table_not_the_floor():
+    # floor (9 m^2) at 0, table top (1 m^2) at 0.7, a box (0.04 m^2 lid) on it; the orbit looks at z = 0.8
+    table = _box((1.0, 1.0, 0.7), (0, 0, 0.35), subdiv=2)
+    item = _box((0.2, 0.2, 0.2), (0.1, 0, 0.8), subdiv=3)
+    V, F = _arrays(table, item, _plane(1.5, 0.0))
+    V[:, 2] -= 0.8
+    levels = horizontal_levels(V, F, 0.002)
+    assert [round(z, 6) for z, _ in levels[:3]] == [-0.8, -0.1, 0.1]  # floor, table top, the box's lid
+    base = support_level(V, F, top=0.0, bin_size=0.002, axis_xy=np.zeros(2), reach=0.5)
+    assert base == pytest.approx(-0.1, abs=1e-9)
+    obj = object_faces(V, F, np.zeros(2), base, cut=0.005, reach=0.3)
+    b = upright_box(V, F[obj], base, cut=0.005)
+    assert (b.height, b.width, b.depth) == pytest.approx((0.2, 0.2, 0.2), abs=1e-6)
+
+
+def test_an_open_side_gives_no_volume():
+    box = _box((0.2, 0.2, 0.2), (0, 0, 0.1))
+    V, F = np.asarray(box.vertices), np.asarray(box.faces)
+    cen = V[F].mean(1)
+    F = F[~((cen[:, 0] > 0.0999) | (cen[:, 2] < 1e-4))]  # no bottom, and one side missing
+    assert closed_volume(V, F, 0.0, 0.005) is None
+    F2 = np.asarray(box.faces)[V[np.asarray(box.faces)].mean(1)[:, 2] > 1e-4]  # only the bottom missing
+    assert closed_volume(V, F2, 0.0, 0.005) == pytest.approx(0.008, rel=1e-9)
+
+
+def _workspace(tmp_path, scale: str, scale_unc=None) -> Workspace:
+    """A workspace holding just what ``measure`` reads: a mesh of a 0.3 x 0.2 x 0.25 box on a floor, in model
+    units of 1/2 m (so metric figures are double), and the scene frame."""
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    box = _box((0.15, 0.10, 0.125), (0, 0, 0.0), yaw_deg=12)
+    V, F = _arrays(box, _plane(1.0, -0.0625))
+    if scale == "metric":
+        V = V * 2
+    ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
+    trimesh.Trimesh(V, F, process=False).export(ws.clean_mesh)
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": scale, "scale_source": "marker" if scale == "metric"
+                                  else "none", "scale_rel_uncertainty": scale_unc, "center": [0, 0, 0],
+                                  "radius": 0.5 if scale == "metric" else 0.25, "capture": "orbit"})
+    return ws
+
+
+def test_without_scale_every_figure_says_relative_units(tmp_path, capsys):
+    ws = _workspace(tmp_path, "arbitrary")
+    assert main(["measure", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    figures = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert len(figures) == 7 and all(ln.endswith("relative units") or ln.endswith("-") for ln in figures)
+    assert "--marker-size" in out and "--known-size" in out
+    m = json.loads(ws.measure_json.read_text())
+    assert m["units"] == "relative units" and m["scale_source"] == "none"
+    assert m["object"]["height"]["value"] == pytest.approx(0.125, abs=1e-6)
+
+
+def test_known_size_sets_the_scale(tmp_path, capsys):
+    ws = _workspace(tmp_path, "arbitrary")
+    assert main(["measure", str(ws.root), "--known-size", "box height=25cm", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    o = m["object"]
+    assert m["units"] == "m" and m["scale_source"].startswith("known size")
+    assert (o["height"]["value"], o["width"]["value"], o["depth"]["value"]) == pytest.approx((0.25, 0.30, 0.20), abs=1e-6)
+    assert o["volume"]["value"] == pytest.approx(0.015, rel=1e-6) and o["volume"]["unit"] == "m^3"
+    assert len(o["girths"]) == 40 and all(g["girth"]["value"] == pytest.approx(1.0, rel=1e-5) for g in o["girths"])
+
+
+def test_marker_scale_and_its_uncertainty_carry_into_every_figure(tmp_path):
+    ws = _workspace(tmp_path, "metric", scale_unc=0.004)
+    assert main(["measure", str(ws.root), "-q"]) == 0
+    m = json.loads(ws.measure_json.read_text())
+    o = m["object"]
+    assert m["units"] == "m" and m["scale_source"] == "marker"
+    assert (o["height"]["value"], o["width"]["value"], o["depth"]["value"]) == pytest.approx((0.25, 0.30, 0.20), abs=1e-6)
+    # no dense points: the scale's share alone
+    assert o["width"]["uncertainty"] == pytest.approx(0.004 * 0.30, rel=1e-3)
+    assert o["footprint"]["uncertainty"] == pytest.approx(2 * 0.004 * 0.06, rel=1e-3)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--known-size", "box weight=3"], "--known-size must look like"),
+    (["--known-size", "height=-1"], "--known-size must look like"),
+])
+def test_bad_known_size_is_one_line(tmp_path, capsys, args, says):
+    ws = _workspace(tmp_path, "arbitrary")
+    assert main(["measure", str(ws.root), *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_workspace_without_a_mesh_says_what_to_run(tmp_path, capsys):
+    ws = _workspace(tmp_path, "arbitrary")
+    ws.clean_mesh.unlink()
+    assert main(["measure", str(ws.root)]) == 2
+    assert "vid2model mesh" in capsys.readouterr().err
+
+
+def test_the_product_page_line_carries_the_figures(tmp_path):
+    from vid2model.viewer.publish import dimensions_line
+
+    ws = _workspace(tmp_path, "metric", scale_unc=0.004)
+    assert main(["measure", str(ws.root), "-q"]) == 0
+    line = dimensions_line(json.loads(ws.measure_json.read_text()))
+    assert "height 25.0 ± 0.1 cm × width 30.0 ± 0.1 cm × depth 20.0 ± 0.1 cm (scale: marker)" in line
+    ws2 = _workspace(tmp_path / "b", "arbitrary")
+    assert main(["measure", str(ws2.root), "-q"]) == 0
+    assert "height 0.125 × width 0.15 × depth 0.1 (relative units" in dimensions_line(
+        json.loads(ws2.measure_json.read_text()))
+    assert dimensions_line(None) == ""
