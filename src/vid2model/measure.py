@@ -1,5 +1,6 @@
-"""``vid2model measure``: the filmed object's dimensions in metres (or relative units), each with its
-uncertainty and the scale it rests on; writes ``measure/measure.json``.
+"""``vid2model measure``: the filmed object's dimensions (an orbit) or the room's walls, floor and ceiling (a
+walk-through), in metres or relative units, each with its uncertainty and the scale it rests on; writes
+``measure/measure.json`` (and a walk-through's floor plan, ``measure/floorplan.svg`` and ``.json``).
 
 The model is gravity-aligned (+Z up) with its origin at the point an orbit looks at (the SfM stage's scene
 frame), so the object stands on the highest large horizontal level below the origin.
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from vid2model.errors import UserError
 from vid2model.ops.measure import girth_profile, object_faces, support_level, upright_box
+from vid2model.ops.room import floor_plan_svg, room_layout
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -106,18 +109,22 @@ def _surface_error(ws: Workspace, V: np.ndarray, F: np.ndarray, corners: np.ndar
 GIRTH_SLICES = 40
 
 
-def _object(ws: Workspace, scene: dict[str, Any]) -> tuple[Any, float | None, np.ndarray] | None:
-    """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
-    [GIRTH_SLICES, 2] (height above its base, girth), or None when the workspace has no mesh or is not an
-    orbit."""
+def _mesh(ws: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cleaned mesh's vertices [N, 3] and triangles [M, 3], or None when there is none yet."""
     import trimesh
 
-    if not ws.clean_mesh.exists() or scene.get("capture", "orbit") != "orbit":
+    if not ws.clean_mesh.exists():
         return None
     mesh = trimesh.load(ws.clean_mesh, process=False)
     V, F = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
     if len(F) == 0:
         raise UserError("the mesh is empty; nothing to measure")
+    return V, F
+
+
+def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:
+    """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
+    [GIRTH_SLICES, 2] (height above its base, girth)."""
     radius = float(scene["radius"])
     # the mesh's voxel is about radius / 200: levels are binned finer, and three voxels of Poisson's rounded
     # join between object and support are left out of the object
@@ -136,6 +143,18 @@ def _object(ws: Workspace, scene: dict[str, Any]) -> tuple[Any, float | None, np
     return box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius), girths
 
 
+def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None]:
+    """The :class:`~vid2model.ops.room.Room` a walk-through's mesh shows and the surface noise about it."""
+    radius = float(scene["radius"])
+    room = room_layout(V, F, bin_size=0.004 * radius)
+    if room is None:
+        raise UserError("no room in this model: it needs the floor and two facing walls in each direction; film "
+                        "the walls all around, holding the camera level")
+    lo, hi = room.corners.min(0), room.corners.max(0)
+    box = np.array([lo, [hi[0], hi[1], room.ceiling if room.ceiling is not None else V[:, 2].max()]])
+    return room, _surface_error(ws, V, F, box, pad=0.01 * radius)
+
+
 def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Measure the object an orbit films and the distances between ``points`` (pairs of ``--point`` strings,
     see :func:`parse_point`); writes ``measure/measure.json`` and returns it (plus ``_human``, the table
@@ -146,13 +165,14 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
     if len(points) % 2:
         raise UserError("--point comes in pairs: each two give one distance")
     marked = [parse_point(p) for p in points]
-    found = _object(ws, scene)
-    if found is None and not marked:
-        if scene.get("capture", "orbit") != "orbit":
-            raise UserError("object measurements need an orbit around the object; this capture is a walk-through "
-                            "(--point still measures between spots you mark)")
+    mesh = _mesh(ws)
+    if mesh is None and not marked:
         raise UserError(f"{ws.root} has no mesh to measure; run: vid2model mesh {ws.root}")
-    box, noise, girths = found if found is not None else (None, None, None)
+    box = room = girths = noise = None
+    if mesh is not None and scene.get("capture", "orbit") == "orbit":
+        box, noise, girths = _object(ws, scene, *mesh)
+    elif mesh is not None:
+        room, noise = _room(ws, scene, *mesh)
 
     metric = scene.get("scale") == "metric"
     k, source = 1.0, scene.get("scale_source", "none") if metric else "none"
@@ -186,7 +206,7 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
     out: dict[str, Any] = {"units": unit, "scale_source": source,
                            "scale_rel_uncertainty": None if rel is None else round(float(rel), 5),
                            "surface_noise": None if noise is None else round(float(noise * k), 6), "object": None,
-                           "distances": [], "notes": notes}
+                           "room": None, "distances": [], "notes": notes}
     if box is not None:
         two = [np.sqrt(2) * noise] if noise is not None else []  # a size spans two surfaces
         out["object"] = {
@@ -204,6 +224,25 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         if box.volume is None:
             notes.append("volume: the surface is open somewhere other than its base (a side or top no camera saw); "
                          "no volume is given")
+    if room is not None:
+        two = [np.sqrt(2) * noise] if noise is not None else []  # a length between two measured surfaces
+        walls = [fig(w, two) for w in room.walls]
+        sides = sorted(room.walls[:2])
+        rel_area = np.hypot(*[np.sqrt(2) * noise / w for w in sides]) if noise is not None else None
+        out["room"] = {
+            "walls": walls, "width": fig(sides[0], two), "length": fig(sides[1], two),
+            "ceiling_height": None if room.height is None else fig(room.height, two),
+            "floor_area": fig(room.floor_area, [rel_area * room.floor_area] if rel_area is not None else [],
+                              power=2),
+            "corners": np.round(room.corners * k, 6).tolist(), "wall_direction_deg": round(room.angle_deg, 2),
+            "wall_surface_seen": [fig(a, [], power=2)["value"] for a in room.wall_area],
+            "shape": "rectangle (four walls at right angles)"}
+        if room.height is None:
+            notes.append("ceiling: no ceiling in the model (the cameras did not look up at it); no height is given")
+        notes.append("openings (doors, windows) are not measured yet")
+        ws.write_text(ws.floor_plan_svg, floor_plan_svg(replace(room, walls=[w["value"] for w in walls],
+                                                                corners=room.corners * k), unit))
+        ws.write_json(ws.floor_plan_json, {"units": unit, "scale_source": source, **out["room"]})
     if marked:
         from vid2model.io.colmap import read_model
 
@@ -238,6 +277,12 @@ def table(m: dict[str, Any]) -> str:
         if o["girths"]:
             g = max(o["girths"], key=lambda x: x["girth"]["value"])
             lines.append(line(f"girth at {g['height']:.3g}", g["girth"]))  # the largest; every level in the JSON
+    r = m.get("room")
+    if r is not None:
+        lines.append("room")
+        lines += [line("length", r["length"]), line("width", r["width"]), line("ceiling height", r["ceiling_height"]),
+                  line("floor area", r["floor_area"])]
+        lines += [line(f"wall {i + 1}", w) for i, w in enumerate(r["walls"])]
     if m["distances"]:
         lines.append("between the marked points")
         lines += [line(f"distance {i + 1}", d) for i, d in enumerate(m["distances"])]

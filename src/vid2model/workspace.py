@@ -331,6 +331,14 @@ class Workspace:
         return self.root / "measure" / "measure.json"
 
     @property
+    def floor_plan_svg(self) -> Path:
+        return self.root / "measure" / "floorplan.svg"
+
+    @property
+    def floor_plan_json(self) -> Path:
+        return self.root / "measure" / "floorplan.json"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 
@@ -473,6 +481,11 @@ class Workspace:
         with atomic_path(path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=2, default=_json_default)
+
+    def write_text(self, path: Path, text: str) -> None:
+        """Write a text file atomically (temp file, then rename)."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 _LOCKS: dict[Path, list[int]] = {}

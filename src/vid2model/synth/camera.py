@@ -51,6 +51,13 @@ def camera_path(cfg: SynthConfig, u: np.ndarray) -> np.ndarray:
             r, h = cfg.orbit_radius + 0.04 * sh[i, 0], cfg.orbit_height + 0.04 * sh[i, 1]
             eye = np.array([r * np.cos(az), r * np.sin(az), h])
             target = np.asarray(cfg.orbit_target, float) + 0.03 * sh[i, 2:5]
+        elif cfg.walk_tour:  # a loop round the room's middle, looking out at the walls and up to the ceiling
+            az = np.radians(cfg.orbit_start_deg) + 2 * np.pi * ui
+            eye = np.array([0.45 * np.cos(az) + 0.03 * sh[i, 0], 0.65 * np.sin(az) + 0.03 * sh[i, 1],
+                            cfg.orbit_height + 0.03 * sh[i, 2]])
+            look = az + 0.4 * np.sin(2 * np.pi * 3 * ui) + 0.05 * sh[i, 3]
+            fwd = np.array([np.cos(look), np.sin(look), 0.45 * np.sin(2 * np.pi * 2 * ui) + 0.05 * sh[i, 4]])
+            target = eye + fwd
         else:
             y = -2.3 + 3.2 * ui
             eye = np.array([0.35 * np.sin(2 * np.pi * ui) + 0.03 * sh[i, 0], y, 1.5 + 0.03 * sh[i, 1]])
@@ -67,7 +74,7 @@ def frame_params(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     Timestamps are rounded to milliseconds, the video's time base, so file PTS equal them exactly.
     """
     n = cfg.n_frames
-    closed = cfg.path == "orbit" and abs(cfg.arc_deg) >= 360
+    closed = (cfg.path == "orbit" and abs(cfg.arc_deg) >= 360) or (cfg.path == "walk" and cfg.walk_tour)
     if cfg.vfr:
         # Irregular gaps; the camera moves at constant speed in time, so a long gap is a big step.
         rng = np.random.default_rng(cfg.seed + 7)

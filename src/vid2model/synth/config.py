@@ -36,6 +36,9 @@ class SynthConfig:
     orbit_height: float = 0.75  # camera height above the floor
     orbit_target: tuple[float, float, float] = (0.05, 0.0, 0.25)  # the point an orbit looks at
     orbit_start_deg: float = 0.0  # azimuth of the first frame
+    # walk: a loop round the room's middle at orbit_height looking out at the walls and up at the ceiling (a room
+    # tour; every wall is seen), instead of walking down the room
+    walk_tour: bool = False
     # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
     # centre aliases fine texture seen far or at a grazing angle into patterns that move with the camera
     supersample: int = 1

@@ -1,0 +1,126 @@
+"""A room's layout from its gravity-aligned mesh (+Z up): floor, ceiling and four walls at right angles.
+
+Surfaces are told apart by their normals, which the meshing orients towards the cameras, so in a
+walk-through every wall, the floor and the ceiling face into the room; furniture stands inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vid2model.ops.measure import face_geometry
+
+
+def _peaks(x: np.ndarray, w: np.ndarray, bin_size: float, min_share: float) -> list[tuple[float, float]]:
+    """Positions and weights of the histogram peaks of ``x`` [N] weighted by ``w`` [N] holding at least
+    ``min_share`` of the largest peak's weight, in position order; each position is the weighted mean of
+    the peak's bin and its two neighbours."""
+    if len(x) == 0:
+        return []
+    lo = x.min()
+    idx = np.floor((x - lo) / bin_size).astype(np.int64)
+    hist = np.bincount(idx, weights=w)
+    xs = np.bincount(idx, weights=w * x)
+    n = len(hist)
+    near = np.array([hist[max(i - 1, 0):i + 2].sum() for i in range(n)])
+    xsum = np.array([xs[max(i - 1, 0):i + 2].sum() for i in range(n)])
+    taken: list[int] = []
+    for i in np.argsort(-near):
+        if near[i] <= 0 or near[i] < min_share * near[taken[0] if taken else i]:
+            break
+        if any(abs(i - j) <= 2 for j in taken):
+            continue
+        taken.append(int(i))
+    return sorted((float(xsum[i] / near[i]), float(near[i])) for i in taken)
+
+
+def dominant_wall_angle(nrm: np.ndarray, area: np.ndarray) -> float:
+    """Direction (radians, in [0, pi/2)) of a Manhattan room's walls: the area-weighted circular mean of the
+    vertical faces' normal azimuths taken modulo 90 degrees."""
+    az = np.arctan2(nrm[:, 1], nrm[:, 0])
+    c = (area * np.exp(4j * az)).sum()
+    return float((np.angle(c) / 4) % (np.pi / 2))
+
+
+@dataclass(frozen=True)
+class Room:
+    """A rectangular room in model units; ``corners`` [4, 3] on the floor, counter-clockwise from above."""
+
+    floor: float
+    ceiling: float | None  # None: no ceiling in the model (the cameras never looked up)
+    corners: np.ndarray
+    walls: list[float]  # wall lengths, corner k to corner k + 1
+    angle_deg: float  # direction of the first wall from +X
+    wall_area: list[float]  # area of measured surface on each wall (how well it was seen)
+
+    @property
+    def height(self) -> float | None:
+        return None if self.ceiling is None else self.ceiling - self.floor
+
+    @property
+    def floor_area(self) -> float:
+        return self.walls[0] * self.walls[1]
+
+
+def room_layout(V: np.ndarray, F: np.ndarray, bin_size: float, min_share: float = 0.2) -> Room | None:
+    """The floor, ceiling and four walls of the room a walk-through's mesh (vertices [N, 3], triangles [M, 3])
+    shows, or None when it shows no floor or not two walls facing each other along both directions.
+
+    The floor is the lowest upward-facing level and the ceiling the highest downward-facing one holding at
+    least ``min_share`` of the largest such level's area; along each of the two wall directions the walls are
+    the outermost inward-facing levels holding that share of the largest.
+    """
+    cen, area, nrm = face_geometry(V, F)
+    ups = _peaks(cen[nrm[:, 2] > 0.95, 2], area[nrm[:, 2] > 0.95], bin_size, min_share)
+    downs = _peaks(cen[nrm[:, 2] < -0.95, 2], area[nrm[:, 2] < -0.95], bin_size, min_share)
+    if not ups:
+        return None
+    floor = ups[0][0]
+    ceiling = downs[-1][0] if downs and downs[-1][0] > floor else None
+    vert = np.abs(nrm[:, 2]) < 0.2
+    if not vert.any():
+        return None
+    phi = dominant_wall_angle(nrm[vert], area[vert])
+    sides = []
+    for axis in (np.array([np.cos(phi), np.sin(phi)]), np.array([-np.sin(phi), np.cos(phi)])):
+        facing = nrm[:, :2] @ axis
+        pos = cen[:, :2] @ axis
+        lo = _peaks(pos[vert & (facing > 0.9)], area[vert & (facing > 0.9)], bin_size, min_share)  # face +axis
+        hi = _peaks(pos[vert & (facing < -0.9)], area[vert & (facing < -0.9)], bin_size, min_share)
+        if not lo or not hi or hi[-1][0] <= lo[0][0]:
+            return None
+        sides.append((axis, lo[0], hi[-1]))
+    (a, (x0, ax0), (x1, ax1)), (b, (y0, ay0), (y1, ay1)) = sides
+    corners2 = np.array([x0 * a + y0 * b, x1 * a + y0 * b, x1 * a + y1 * b, x0 * a + y1 * b])
+    corners = np.c_[corners2, np.full(4, floor)]
+    walls = [float(np.linalg.norm(corners2[(k + 1) % 4] - corners2[k])) for k in range(4)]
+    # wall k runs from corner k to k + 1: y0 (normal +b), x1 (-a), y1 (-b), x0 (+a)
+    return Room(floor=floor, ceiling=ceiling, corners=corners, walls=walls, angle_deg=float(np.degrees(phi)),
+                wall_area=[ay0, ax1, ay1, ax0])
+
+
+def floor_plan_svg(room: Room, unit: str, px_per_unit: float | None = None) -> str:
+    """The room seen from above as an SVG: its outline and each wall's length (in ``unit``)."""
+    c = room.corners[:, :2]
+    span = float(np.ptp(c, axis=0).max())
+    s = px_per_unit or 600.0 / max(span, 1e-9)
+    pad = 60.0
+    lo = c.min(0)
+    xy = (c - lo) * s + pad
+    xy[:, 1] = (np.ptp(c[:, 1]) * s + 2 * pad) - xy[:, 1]  # SVG's y runs down
+    W, H = np.ptp(c[:, 0]) * s + 2 * pad, np.ptp(c[:, 1]) * s + 2 * pad
+    pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W:.0f}" height="{H:.0f}" '
+             f'viewBox="0 0 {W:.1f} {H:.1f}" font-family="sans-serif" font-size="14">',
+             f'<polygon points="{pts}" fill="#f4f1ea" stroke="#333" stroke-width="4"/>']
+    centre = xy.mean(0)
+    for k, length in enumerate(room.walls):
+        m = (xy[k] + xy[(k + 1) % 4]) / 2
+        m = m + 22 * (m - centre) / max(np.linalg.norm(m - centre), 1e-9)
+        label = f"{length:.3f} {unit}" if unit == "m" else f"{length:.3g} ({unit})"
+        parts.append(f'<text x="{m[0]:.1f}" y="{m[1]:.1f}" text-anchor="middle" dominant-baseline="middle">'
+                     f'{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
