@@ -91,6 +91,9 @@ def site(tmp_path_factory, npm_ready) -> tuple[Path, dict]:
     ws.report_dir.mkdir(parents=True)
     ws.report_html.write_text("<!doctype html><html><body><h1>Capture report</h1>"
                               "<a href='../export/model.glb'>model.glb</a></body></html>", encoding="utf-8")
+    size = {d: {"value": v, "uncertainty": 0.0012, "unit": "m"} for d, v in (("height", 0.25), ("width", 0.3),
+                                                                                ("depth", 0.2))}
+    ws.write_json(ws.measure_json, {"units": "m", "scale_source": "marker", "object": size})  # measure's layout
     out = ws.root.parent / "site"
     return out, publish(ws, out)
 
@@ -282,6 +285,8 @@ def test_product_view_loads_and_orbits(browser, server):
     # the page opens on the light copy: the full GLB is not fetched until asked for
     fetched = browser.eval("performance.getEntriesByType('resource').map(e => e.name.split('/').pop())")
     assert "model-web.glb" in fetched and "model.glb" not in fetched, fetched
+    assert browser.eval("document.getElementById('dimensions').innerText") == \
+        "height 25.0 ± 0.1 cm × width 30.0 ± 0.1 cm × depth 20.0 ± 0.1 cm (scale: marker)"
     time.sleep(1.0)
     r = browser.rect("#product")
     before = browser.screenshot(r)
