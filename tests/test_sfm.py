@@ -324,3 +324,14 @@ def test_points_marked_in_keyframes_give_their_distance(marker, capsys):
     bad = marks[0][0] + "/" + marks[1][1]
     assert main(["measure", str(ws.root), "--point", bad, "--point", "/".join(marks[1][:2])]) == 2
     assert "do not mark one spot" in capsys.readouterr().err
+
+
+def test_a_missing_marker_is_named(orbit):
+    """--marker-size on a capture without a marker: one line that says what was not found and what to do."""
+    import pycolmap
+
+    from vid2model.stages.sfm_scale import metric_scale
+
+    _, ws, _ = orbit
+    with pytest.raises(UserError, match=r"no ArUco marker \(DICT_4X4_50\) could be measured.*drop --marker-size"):
+        metric_scale(ws, pycolmap.Reconstruction(str(ws.sparse_dir)), SfmConfig(marker_size=0.15))
