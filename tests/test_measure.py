@@ -166,3 +166,26 @@ def test_the_product_page_line_carries_the_figures(tmp_path):
     assert "height 0.125 × width 0.15 × depth 0.1 (relative units" in dimensions_line(
         json.loads(ws2.measure_json.read_text()))
     assert dimensions_line(None) == ""
+
+
+def test_noisy_flat_sides_are_measured_at_their_level_not_their_farthest_vertex():
+    # 1 mm of noise: the farthest vertices stand about 4 mm out of each side; the sides' levels do not
+    box = _box((0.30, 0.20, 0.25), (0, 0, 0.125), yaw_deg=-20, subdiv=5)
+    V, F = np.asarray(box.vertices).copy(), np.asarray(box.faces)
+    V += np.random.default_rng(0).normal(0, 0.001, V.shape)
+    F = F[V[F].mean(1)[:, 2] > 0.005]  # the bottom stood on the support
+    b = upright_box(V, F, 0.0, cut=0.005, bin_size=0.002)
+    assert (b.height, b.width, b.depth) == pytest.approx((0.25, 0.30, 0.20), abs=0.0005)
+    # the farthest vertices, for contrast: along the box's own axes
+    th = np.radians(b.yaw_deg)
+    along = V[np.unique(F)] @ np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
+    assert np.ptp(along[:, 0]) - 0.30 > 0.004 and along[:, 2].max() - 0.25 > 0.002
+
+
+def test_a_handle_standing_out_of_a_flat_side_is_kept():
+    body = _box((0.20, 0.20, 0.25), (0, 0, 0.125), subdiv=4)
+    handle = _box((0.06, 0.03, 0.10), (0.125, 0, 0.14), subdiv=3)  # reaches 0.155 along +x
+    V, F = _arrays(body, handle)
+    F = F[V[F].mean(1)[:, 2] > 0.005]
+    b = upright_box(V, F, 0.0, cut=0.005, bin_size=0.002)
+    assert b.width == pytest.approx(0.255, abs=1e-6) and b.depth == pytest.approx(0.20, abs=1e-6)

@@ -130,15 +130,18 @@ def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) 
     # join between object and support are left out of the object
     cut = 0.015 * radius
     base = support_level(V, F, top=0.0, bin_size=0.004 * radius, axis_xy=np.zeros(2), reach=radius)
+    stands = base is not None
     if base is None:
         base, cut = float(V[:, 2].min()), 0.0
     obj = object_faces(V, F, np.zeros(2), base, cut, reach=0.5 * radius)
     if not obj.any():
         raise UserError("no object stands near the centre of the orbit; film around the object, keeping it in "
                         "the middle of the view")
-    box = upright_box(V, F[obj], base, cut)
-    # slice centres over the height, clear of the cut band at the foot
-    z = base + cut + (box.height - cut) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
+    # Poisson's rounded join with the support flares the outline out up to about six mesh voxels above it
+    skirt = max(cut, 0.03 * radius) if stands else 0.0
+    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=0.004 * radius)
+    # slice centres over the height, clear of that flare at the foot
+    z = base + skirt + (box.height - skirt) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
     girths = np.c_[z - base, girth_profile(V, F[obj], z)]
     return box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius), girths
 

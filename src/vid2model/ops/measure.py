@@ -118,33 +118,98 @@ class ObjectBox:
     n_faces: int
 
 
-def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float) -> ObjectBox:
+def peaks(x: np.ndarray, w: np.ndarray, bin_size: float, min_share: float) -> list[tuple[float, float]]:
+    """Positions and weights of the histogram peaks of ``x`` [N] weighted by ``w`` [N] holding at least
+    ``min_share`` of the largest peak's weight, in position order; each position is the weighted mean of
+    the peak's bin and its two neighbours."""
+    if len(x) == 0:
+        return []
+    lo = x.min()
+    idx = np.floor((x - lo) / bin_size).astype(np.int64)
+    hist = np.bincount(idx, weights=w)
+    xs = np.bincount(idx, weights=w * x)
+    near = np.convolve(hist, np.ones(3), mode="same")
+    xsum = np.convolve(xs, np.ones(3), mode="same")
+    taken: list[int] = []
+    for i in np.argsort(-near):
+        if near[i] <= 0 or near[i] < min_share * near[taken[0] if taken else i]:
+            break
+        if any(abs(i - j) <= 2 for j in taken):
+            continue
+        taken.append(int(i))
+    return sorted((float(xsum[i] / near[i]), float(near[i])) for i in taken)
+
+
+def outer_side(x_vert: np.ndarray, x_face: np.ndarray, facing: np.ndarray, area: np.ndarray, bin_size: float,
+               min_share: float = 0.02) -> float:
+    """How far an object reaches along one direction: the flat side facing that way, where it is the outermost
+    surface, else its farthest vertex.
+
+    The farthest vertex lies outside a flat side by about three times the surface's noise (the largest of
+    thousands of noisy samples), a bias of a few tenths of a percent per side; the side's own level, the
+    area-weighted mean of its faces, has none. ``x_vert`` [N]: vertex positions along the direction;
+    ``x_face`` [M], ``facing`` [M] (normal . direction) and ``area`` [M] of the faces. A flat side must hold
+    ``min_share`` of the surface, and no more than the top 0.5 % of the vertices may lie beyond three times its
+    faces' spread about it (a handle, a lid standing out).
+    """
+    far = float(x_vert.max())
+    out = facing > 0.9
+    if not out.any():
+        return far
+    found = peaks(x_face[out], area[out], bin_size, 0.3)
+    if not found:
+        return far
+    level, weight = found[-1]
+    if weight < min_share * area.sum():
+        return far
+    near = out & (np.abs(x_face - level) <= 1.5 * bin_size)
+    spread = float(np.sqrt(np.average((x_face[near] - level) ** 2, weights=area[near])))
+    if np.quantile(x_vert, 0.995) > level + 3 * spread + bin_size:
+        return far
+    return level
+
+
+def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: float = 0.0,
+                bin_size: float | None = None) -> ObjectBox:
     """The object's box: the smallest-area rectangle around its outline seen from above, from ``base`` to its
-    highest point. ``F`` holds the object's triangles only; ``cut``: the band above ``base`` left out of it
-    (its boundary there is where the support was cut away)."""
+    top; each side and the top at the object's flat side there, if it has one (see :func:`outer_side`).
+    ``F`` holds the object's triangles only; ``cut``: the band above ``base`` left out of it (its boundary
+    there is where the support was cut away); ``skirt``: the band above ``base`` whose outline is not taken
+    (the rounded join a watertight surface makes with the support flares out there); ``bin_size``: for
+    finding flat sides (default: a 500th of the box's diagonal)."""
     import cv2
 
     used = np.unique(F)
     P = V[used]
-    xy = P[:, :2]
-    hull = cv2.convexHull(xy.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    (cx, cy), (w, h), ang = cv2.minAreaRect(xy.astype(np.float32))
+    above = P[P[:, 2] >= base + skirt]
+    xy = (above if len(above) >= 20 else P)[:, :2]
+    hull = cv2.convexHull((xy - xy[0]).astype(np.float32)).reshape(-1, 2).astype(np.float64) + xy[0]
+    (_, _), (w, h), ang = cv2.minAreaRect((xy - xy[0]).astype(np.float32))
     if w < h:
-        w, h, ang = h, w, ang + 90.0
+        ang = ang + 90.0
     th = np.radians(ang)
     u, v = np.array([np.cos(th), np.sin(th)]), np.array([-np.sin(th), np.cos(th)])
-    # the rectangle from the float32 routine, refined on the float64 points along its own axes
-    pu, pv = xy @ u, xy @ v
-    w, h = float(pu.max() - pu.min()), float(pv.max() - pv.min())
-    c2 = u * (pu.max() + pu.min()) / 2 + v * (pv.max() + pv.min()) / 2
-    top = float(P[:, 2].max())
+    cen, area, nrm = face_geometry(V, F)
+    keep = cen[:, 2] >= base + skirt
+    bin_size = bin_size or float(np.linalg.norm(np.ptp(P, axis=0))) / 500
+    ext = {}
+    for name, d in (("u", u), ("v", v)):
+        xv, xf, fc = xy @ d, cen[keep, :2] @ d, nrm[keep, :2] @ d
+        hi = outer_side(xv, xf, fc, area[keep], bin_size)
+        lo = -outer_side(-xv, -xf, -fc, area[keep], bin_size)
+        ext[name] = (lo, hi)
+    top = outer_side(P[:, 2], cen[:, 2], nrm[:, 2], area, bin_size)
+    (u0, u1), (v0, v1) = ext["u"], ext["v"]
+    w, h = u1 - u0, v1 - v0
+    if w < h:  # width is the longer side
+        u, v, w, h, (u0, u1), (v0, v1), th = v, -u, h, w, (v0, v1), (-u1, -u0), th + np.pi / 2
+    c2 = u * (u0 + u1) / 2 + v * (v0 + v1) / 2
     corners2 = np.array([c2 + su * w / 2 * u + sv * h / 2 * v for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
     corners = np.vstack([np.c_[corners2, np.full(4, base)], np.c_[corners2, np.full(4, top)]])
     x, y = hull[:, 0], hull[:, 1]
     footprint = float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-    area = face_geometry(V, F)[1]
-    return ObjectBox(height=top - base, width=w, depth=h, yaw_deg=float(np.degrees(th)) % 180.0, base=base,
-                     center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
+    return ObjectBox(height=top - base, width=float(w), depth=float(h), yaw_deg=float(np.degrees(th)) % 180.0,
+                     base=base, center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
                      surface=float(area.sum()), volume=closed_volume(V, F, base, cut), n_faces=len(F))
 
 

@@ -10,30 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vid2model.ops.measure import face_geometry
-
-
-def _peaks(x: np.ndarray, w: np.ndarray, bin_size: float, min_share: float) -> list[tuple[float, float]]:
-    """Positions and weights of the histogram peaks of ``x`` [N] weighted by ``w`` [N] holding at least
-    ``min_share`` of the largest peak's weight, in position order; each position is the weighted mean of
-    the peak's bin and its two neighbours."""
-    if len(x) == 0:
-        return []
-    lo = x.min()
-    idx = np.floor((x - lo) / bin_size).astype(np.int64)
-    hist = np.bincount(idx, weights=w)
-    xs = np.bincount(idx, weights=w * x)
-    n = len(hist)
-    near = np.array([hist[max(i - 1, 0):i + 2].sum() for i in range(n)])
-    xsum = np.array([xs[max(i - 1, 0):i + 2].sum() for i in range(n)])
-    taken: list[int] = []
-    for i in np.argsort(-near):
-        if near[i] <= 0 or near[i] < min_share * near[taken[0] if taken else i]:
-            break
-        if any(abs(i - j) <= 2 for j in taken):
-            continue
-        taken.append(int(i))
-    return sorted((float(xsum[i] / near[i]), float(near[i])) for i in taken)
+from vid2model.ops.measure import face_geometry, peaks
 
 
 def dominant_wall_angle(nrm: np.ndarray, area: np.ndarray) -> float:
@@ -73,8 +50,8 @@ def room_layout(V: np.ndarray, F: np.ndarray, bin_size: float, min_share: float 
     the outermost inward-facing levels holding that share of the largest.
     """
     cen, area, nrm = face_geometry(V, F)
-    ups = _peaks(cen[nrm[:, 2] > 0.95, 2], area[nrm[:, 2] > 0.95], bin_size, min_share)
-    downs = _peaks(cen[nrm[:, 2] < -0.95, 2], area[nrm[:, 2] < -0.95], bin_size, min_share)
+    ups = peaks(cen[nrm[:, 2] > 0.95, 2], area[nrm[:, 2] > 0.95], bin_size, min_share)
+    downs = peaks(cen[nrm[:, 2] < -0.95, 2], area[nrm[:, 2] < -0.95], bin_size, min_share)
     if not ups:
         return None
     floor = ups[0][0]
@@ -87,8 +64,8 @@ def room_layout(V: np.ndarray, F: np.ndarray, bin_size: float, min_share: float 
     for axis in (np.array([np.cos(phi), np.sin(phi)]), np.array([-np.sin(phi), np.cos(phi)])):
         facing = nrm[:, :2] @ axis
         pos = cen[:, :2] @ axis
-        lo = _peaks(pos[vert & (facing > 0.9)], area[vert & (facing > 0.9)], bin_size, min_share)  # face +axis
-        hi = _peaks(pos[vert & (facing < -0.9)], area[vert & (facing < -0.9)], bin_size, min_share)
+        lo = peaks(pos[vert & (facing > 0.9)], area[vert & (facing > 0.9)], bin_size, min_share)  # face +axis
+        hi = peaks(pos[vert & (facing < -0.9)], area[vert & (facing < -0.9)], bin_size, min_share)
         if not lo or not hi or hi[-1][0] <= lo[0][0]:
             return None
         sides.append((axis, lo[0], hi[-1]))
