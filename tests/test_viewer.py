@@ -68,6 +68,20 @@ def write_dense_and_mesh(ws: Workspace) -> int:
     return len(mesh.faces)
 
 
+def first_hit(tri: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Nearest point where the ray o + t d (t > 0) meets triangles [M, 3, 3] (Moller-Trumbore, every triangle)."""
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    p = np.cross(d, e2)
+    det = (e1 * p).sum(1)
+    s = o - tri[:, 0]
+    u = (s * p).sum(1) / det
+    q = np.cross(s, e1)
+    v = (q @ d) / det
+    t = (e2 * q).sum(1) / det
+    ok = (np.abs(det) > 1e-12) & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+    return o + t[ok].min() * d
+
+
 @pytest.fixture(scope="module")
 def full_ws(tmp_path_factory):
     pytest.importorskip("viser", reason="the local viewer needs the 'viewer' extra (pip install 'vid2model[viewer]')")
@@ -102,6 +116,16 @@ def test_view_shows_every_layer_and_serves_page_and_websocket(full_ws):
             first = conn.recv(timeout=10)  # the scene is pushed to a new client right away
             assert isinstance(first, bytes) and len(first) > 0
         viewer.handles["mesh"][0].visible = False  # the toggles' effect, reachable from Python too
+        # the ruler: two clicks on the sphere, from above and from the side; a plain ray-triangle test agrees
+        import trimesh
+
+        mesh = trimesh.load(ws.clean_mesh, process=False)
+        rays = [((0.1, 0.05, 5.0), (0, 0, -1.0)), ((5.0, -0.1, 0.2), (-1.0, 0, 0))]
+        true = [first_hit(np.asarray(mesh.triangles), np.array(o), np.array(d)) for o, d in rays]
+        assert viewer.ruler.click(*rays[0]) is None and viewer.ruler.click((0, 0, 5.0), (0, 1.0, 0)) is None  # a miss
+        d = viewer.ruler.click(*rays[1])
+        assert d == pytest.approx(np.linalg.norm(true[1] - true[0]), abs=1e-5) and 0.85 < d < 0.95
+        assert viewer.ruler.unit == "relative units" and len(viewer.ruler.points) == 2
     finally:
         t0 = time.time()
         viewer.stop()

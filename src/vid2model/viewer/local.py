@@ -39,6 +39,7 @@ class Viewer:
     url: str
     layers: dict[str, int] = field(default_factory=dict)  # layer name -> number of items drawn
     handles: dict[str, list] = field(default_factory=dict)
+    ruler: Any = None  # :class:`vid2model.viewer.ruler.Ruler` on the mesh, when there is one
 
     def stop(self) -> None:
         with _viser_chatter():
@@ -66,6 +67,9 @@ def start(ws: Workspace, host: str = "127.0.0.1", port: int = 8080) -> Viewer:
             viewer.handles[name] = handles
             viewer.layers[name] = count
         _add_toggles(server, viewer)
+        mesh_path = _mesh_path(ws)
+        if mesh_path is not None:
+            viewer.ruler = _add_ruler(server, ws, mesh_path)
         _initial_camera(server, ws)
     except BaseException:
         server.stop()
@@ -150,7 +154,7 @@ def _load_layers(ws: Workspace) -> dict[str, Any]:
         xyz, rgb = _read_point_ply(ws.fused_ply)
         if len(xyz):
             layers["dense points"] = lambda s, p=(xyz, rgb): _add_points(s, "/dense", *p, _extent([], xyz))
-    mesh_path = next((p for p in (ws.textured_obj, ws.clean_mesh, ws.raw_mesh) if p.exists()), None)
+    mesh_path = _mesh_path(ws)
     if mesh_path is not None:
         layers["mesh"] = lambda s, p=mesh_path: _add_mesh(s, p)
     if ws.splat_ply.exists():
@@ -228,6 +232,20 @@ def _read_point_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         rgb = np.full_like(xyz, 180, dtype=np.uint8)
     return xyz, rgb
+
+
+def _mesh_path(ws: Workspace) -> Path | None:
+    return next((p for p in (ws.textured_obj, ws.clean_mesh, ws.raw_mesh) if p.exists()), None)
+
+
+def _add_ruler(server, ws: Workspace, path: Path):
+    import trimesh
+
+    from vid2model.viewer.ruler import Ruler
+
+    mesh = trimesh.load(str(path), force="mesh", process=False)
+    metric = (ws.read_json(ws.scene_json, default=None) or {}).get("scale") == "metric"
+    return Ruler(np.asarray(mesh.vertices), np.asarray(mesh.faces), "m" if metric else "relative units", server)
 
 
 def _add_mesh(server, path: Path) -> tuple[list, int]:
