@@ -71,6 +71,11 @@ def write_dense_and_mesh(ws: Workspace) -> int:
 def first_hit(tri: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Nearest point where the ray o + t d (t > 0) meets triangles [M, 3, 3] (Moller-Trumbore, every triangle)."""
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):  # rays parallel to a triangle: det 0, filtered below
+        return _first_hit(tri, o, d, e1, e2)
+
+
+def _first_hit(tri, o, d, e1, e2) -> np.ndarray:
     p = np.cross(d, e2)
     det = (e1 * p).sum(1)
     s = o - tri[:, 0]

@@ -80,4 +80,4 @@ class Ruler:
     def _draw_line(self, a: np.ndarray, b: np.ndarray) -> None:
         if self._server is not None:
             self._nodes.append(self._server.scene.add_line_segments(
-                "/ruler/line", points=np.array([[a, b]], np.float32), colors=(230, 60, 40), line_width=3.0))
+                "/ruler/line", points=np.array([[a, b]], np.float32), colors=(230, 60, 40), thickness=3.0, thickness_units="screen"))
