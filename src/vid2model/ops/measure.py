@@ -149,8 +149,8 @@ def outer_side(x_vert: np.ndarray, x_face: np.ndarray, facing: np.ndarray, area:
     thousands of noisy samples), a bias of a few tenths of a percent per side; the side's own level, the
     area-weighted mean of its faces, has none. ``x_vert`` [N]: vertex positions along the direction;
     ``x_face`` [M], ``facing`` [M] (normal . direction) and ``area`` [M] of the faces. A flat side must hold
-    ``min_share`` of the surface, and no more than the top 0.5 % of the vertices may lie beyond three times its
-    faces' spread about it (a handle, a lid standing out).
+    ``min_share`` of the surface, and no more than that share may lie beyond three times its faces' spread about
+    it (a handle, a lid standing out; the lip a smooth surface leaves along an edge is far less).
     """
     far = float(x_vert.max())
     out = facing > 0.9
@@ -164,7 +164,8 @@ def outer_side(x_vert: np.ndarray, x_face: np.ndarray, facing: np.ndarray, area:
         return far
     near = out & (np.abs(x_face - level) <= 1.5 * bin_size)
     spread = float(np.sqrt(np.average((x_face[near] - level) ** 2, weights=area[near])))
-    if np.quantile(x_vert, 0.995) > level + 3 * spread + bin_size:
+    beyond = x_face > level + 3 * spread + bin_size
+    if area[beyond].sum() > min_share * area.sum():
         return far
     return level
 

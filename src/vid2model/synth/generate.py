@@ -58,12 +58,14 @@ def make_scene(cfg: SynthConfig) -> Scene:
     else:
         scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
     if cfg.marker_size:
-        pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.0, -1.5)
+        # a room tour looks out at the walls: its marker lies by one, where the view tilting down reaches
+        pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.85, -0.7) if cfg.walk_tour else (-1.0, -1.5)
         scene = replace(scene, marker=make_marker(cfg.marker_size, pos))
     return scene
 
 
-SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product")
+SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product",
+                "walk_tour")
 
 
 def scene_fields(cfg: SynthConfig) -> dict:
