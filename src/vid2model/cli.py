@@ -141,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a spot marked in two or more keyframes (pixel column,row); two --point give a distance")
     _common(p)
 
+    p = sub.add_parser("serve", help="a web service: upload captures in a browser or by API, collect the models")
+    p.add_argument("--data", required=True, help="folder for the job store, uploads and workspaces")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once")
+    p.add_argument("--token", default=None, help="API token (default: $VID2MODEL_TOKEN; made up when not on loopback)")
+    p.add_argument("--max-upload-mb", type=float, default=2048.0)
+    _common(p)
+
     p = sub.add_parser("publish", help="a self-contained static web page (product viewer, splat viewer, report)")
     p.add_argument("workspace")
     p.add_argument("-o", "--output", required=True, help="site folder")
@@ -251,6 +260,10 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
         lines = [f"{r['status']:6s} {r['input']}" + (f": {r['error']}" if r["error"] else "") for r in res["results"]]
         lines.append(f"{res['n_done']} of {res['n_inputs']} done; summary in {res['out_dir']}/batch.json")
         return {**res, "_human": "\n".join(lines)}
+    if args.command == "serve":
+        _setup_logging(args.verbose, None)
+        return _call("vid2model.service.app:serve", args.data, host=args.host, port=args.port,
+                     n_workers=args.workers, token=args.token, max_upload_mb=args.max_upload_mb)
     ws = _existing_ws(args.workspace, args.verbose)
     if args.command == "report":
         return _call("vid2model.report:build_report", ws)

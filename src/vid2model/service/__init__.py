@@ -1,0 +1,1 @@
+"""A self-hosted service: upload captures over HTTP, collect models (``vid2model serve``)."""

@@ -1,0 +1,172 @@
+"""Local workers: each runs one job at a time as a ``vid2model run`` child process in the job's workspace.
+
+A child is a process of its own so that a job can be cancelled (SIGTERM: the stage stops where it can resume)
+and cannot take the server down. Children get SIGTERM when the server dies (Linux's parent-death signal),
+and a restarted server requeues what was running: the stage runner resumes each workspace where it stopped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from vid2model.service.store import JobStore
+from vid2model.workspace import Workspace
+
+log = logging.getLogger("vid2model")
+
+FORMATS = ("glb", "gltf", "obj", "usdz", "fbx", "ply", "splat_ply", "spz")
+PRESETS = ("fast", "default", "quality")
+
+
+def job_dir(data: Path, job_id: str) -> Path:
+    return data / "jobs" / job_id
+
+
+def job_paths(data: Path, job_id: str) -> dict[str, Path]:
+    """Where a job keeps its input, workspace, published site and log (all under its own folder)."""
+    d = job_dir(data, job_id)
+    return {"input": d / "input", "workspace": d / "ws", "site": d / "site", "log": d / "job.log"}
+
+
+def command(job: dict[str, Any], paths: dict[str, Path]) -> list[str]:
+    """The ``vid2model run`` command line of a job's settings (only the fixed fields the API accepts)."""
+    s = job["settings"]
+    src = paths["input"]
+    if job["input_kind"] == "video":
+        src = next(src.iterdir())
+    cmd = [sys.executable, "-m", "vid2model.cli", "run", str(src), "-o", str(paths["workspace"]), "-q",
+           "--preset", s.get("preset", "default"), "--formats", ",".join(s.get("formats") or ["glb", "usdz"])]
+    if s.get("marker_size"):
+        cmd += ["--marker-size", str(float(s["marker_size"]))]
+    if s.get("isolate"):
+        cmd.append("--isolate")
+    if not s.get("splat", True):
+        cmd += ["--skip", "splat"]
+    return cmd
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child between fork and exec)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+class Workers:
+    """``n`` threads taking queued jobs from the store and running them."""
+
+    def __init__(self, store: JobStore, data: Path, n: int = 1, poll_s: float = 0.5):
+        self.store, self.data, self.n, self.poll_s = store, data, max(1, n), poll_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        requeued = self.store.requeue_interrupted()
+        if requeued:
+            log.info("service: %d unfinished job(s) requeued; they resume where they stopped", requeued)
+        for i in range(self.n):
+            t = threading.Thread(target=self._loop, name=f"vid2model-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs and stop the running ones (they stay queued and resume on the next start)."""
+        self._stop.set()
+        with self._lock:
+            procs = list(self._procs.values())
+        for p in procs:
+            _terminate(p)
+        for t in self._threads:
+            t.join(timeout)
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            p = self._procs.get(job_id)
+        if p is not None:
+            _terminate(p)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim()
+            if job is None:
+                self._stop.wait(self.poll_s)
+                continue
+            try:
+                self._run(job)
+            except Exception as exc:  # a worker outlives any one job
+                log.exception("service: job %s", job["id"])
+                self.store.finish(job["id"], "failed", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _run(self, job: dict[str, Any]) -> None:
+        paths = job_paths(self.data, job["id"])
+        ws = Workspace(paths["workspace"])
+        deadline = time.time() + 60
+        while ws.root.exists() and ws.is_busy() and time.time() < deadline:  # a killed server's child winding down
+            time.sleep(0.5)
+        with open(paths["log"], "a", encoding="utf-8") as logf:
+            logf.write(f"--- attempt {job['attempts']} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            logf.flush()
+            p = subprocess.Popen(command(job, paths), stdout=logf, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            with self._lock:
+                self._procs[job["id"]] = p
+            try:
+                _, err = p.communicate()
+            finally:
+                with self._lock:
+                    self._procs.pop(job["id"], None)
+            logf.write(err)
+        if self._stop.is_set() and p.returncode != 0:
+            self.store.finish(job["id"], "queued")  # the server is stopping: resume on its next start
+            return
+        current = self.store.get(job["id"])
+        if current is None:  # deleted while running
+            return
+        if current["cancel"]:
+            self.store.finish(job["id"], "cancelled")
+            return
+        if p.returncode != 0:
+            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+            self.store.finish(job["id"], "failed", lines[-1] if lines else f"exit code {p.returncode}")
+            return
+        self._publish(job, paths)
+        self.store.finish(job["id"], "done")
+
+    def _publish(self, job: dict[str, Any], paths: dict[str, Path]) -> None:
+        """The job's product page (a failure to publish leaves the models downloadable: logged, not fatal)."""
+        p = subprocess.run([sys.executable, "-m", "vid2model.cli", "publish", str(paths["workspace"]), "-o",
+                            str(paths["site"]), "-q"], capture_output=True, text=True, preexec_fn=_die_with_parent)
+        if p.returncode != 0:
+            with open(paths["log"], "a", encoding="utf-8") as logf:
+                logf.write(f"publish failed: {p.stderr}")
+
+
+def _terminate(p: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM to the child's process group (the stage stops resumably), SIGKILL if it lingers past ``grace_s``;
+    returns at once."""
+    def kill() -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    t = threading.Timer(grace_s, kill)
+    t.daemon = True
+    t.start()
