@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("batch", help="reconstruct a catalogue of videos, one workspace each (locally or on Ray)")
-    p.add_argument("inputs", nargs="+", help="video files, folders of videos, or image folders")
+    p.add_argument("inputs", nargs="+", help="video files, folders of videos, image folders, or a catalogue CSV "
+                                             "(columns: input, name, preset, marker_size, isolate, options)")
     p.add_argument("-o", "--output", required=True, help="parent folder of the workspaces")
     p.add_argument("--stages", default=None, help="comma separated stages to run (default: all)")
     p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
@@ -255,10 +256,12 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
 
         _setup_logging(args.verbose, None)
         stages = [x.strip() for x in args.stages.split(",")] if args.stages else None
-        res = run_batch(find_inputs(args.inputs), Path(args.output), build_config(args.preset, sets=args.sets),
+        build_config(args.preset, sets=args.sets)  # a typo stops the batch before anything runs
+        res = run_batch(find_inputs(args.inputs), Path(args.output), args.preset, args.sets,
                         stages=stages, skip=tuple(args.skip), ray_address=args.ray_address)
         lines = [f"{r['status']:6s} {r['input']}" + (f": {r['error']}" if r["error"] else "") for r in res["results"]]
-        lines.append(f"{res['n_done']} of {res['n_inputs']} done; summary in {res['out_dir']}/batch.json")
+        lines.append(f"{res['n_done']} of {res['n_inputs']} done; summary in {res['out_dir']}/batch.json, "
+                     f"catalogue page {res['out_dir']}/index.html")
         return {**res, "_human": "\n".join(lines)}
     if args.command == "serve":
         _setup_logging(args.verbose, None)
