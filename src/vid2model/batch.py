@@ -133,6 +133,13 @@ def _one(name: str, input_path: str, ws_root: str, preset: str, sets: list[str],
             "stages": done, "size": size, "wall_s": round(time.perf_counter() - t0, 2)}
 
 
+def _on_ray(*args: Any) -> dict[str, Any]:
+    """:func:`_one` as a Ray task, recording the node it ran on."""
+    import ray
+
+    return {**_one(*args), "node": ray.get_runtime_context().get_node_id()}
+
+
 def run_batch(items: list[Item], out_dir: Path, preset: str = "default", sets: list[str] | tuple[str, ...] = (), *,
               stages: list[str] | None = None, skip: tuple[str, ...] = (), ray_address: str | None = None
               ) -> dict[str, Any]:
@@ -159,7 +166,9 @@ def run_batch(items: list[Item], out_dir: Path, preset: str = "default", sets: l
         ray = require("ray", "running a batch on a Ray cluster", extra="cluster")
         ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True,
                  log_to_driver=False)
-        remote = ray.remote(num_cpus=1)(_one)
+        # a job whose node dies is run again elsewhere (Ray retries tasks lost to a system failure); its
+        # workspace, on the shared folder, resumes where the lost run stopped
+        remote = ray.remote(num_cpus=1, max_retries=3)(_on_ray)
         results = ray.get([remote.remote(*j, stages, skip) for j in jobs])
     summary = {"out_dir": str(out_dir.resolve()), "n_inputs": len(jobs),
                "n_done": sum(r["status"] == "done" for r in results), "results": results}
