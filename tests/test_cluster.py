@@ -123,3 +123,33 @@ def test_a_job_on_a_killed_node_runs_again_elsewhere_and_finishes(cluster, tmp_p
     assert a.keys() == b.keys()
     assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-6
     shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_service_runs_its_jobs_as_ray_tasks(cluster, tmp_path, synth_orbit):
+    import psutil
+
+    from test_service import Server, upload, request
+
+    address, _ = cluster
+    s = Server(tmp_path / "data", "--ray", address, "--workers", "2")
+    try:
+        video = synth_orbit.video_path.read_bytes()
+        ids = [json.loads(upload(s.url, f"v{i}.mp4", video, preset="fast", splat="false", formats="glb")[2])["id"]
+               for i in range(2)]
+        parents, t0 = set(), time.time()
+        while time.time() - t0 < 600:
+            jobs = [json.loads(request(f"{s.url}/api/jobs/{i}")[2]) for i in ids]
+            for i in ids:
+                m = tmp_path / "data" / "jobs" / i / "ws" / "manifest.json"
+                stages = json.loads(m.read_text())["stages"] if m.exists() else {}
+                pid = next((v.get("pid") for v in stages.values() if v.get("status") == "running"), None)
+                if pid and psutil.pid_exists(pid):
+                    parents.add(" ".join(psutil.Process(pid).parent().cmdline()))
+            if all(j["state"] in ("done", "failed", "cancelled") for j in jobs):
+                break
+            time.sleep(0.5)
+        assert [j["state"] for j in jobs] == ["done", "done"], jobs
+        assert parents and all("ray" in p for p in parents), parents  # each run is a Ray worker's child
+    finally:
+        s.kill()

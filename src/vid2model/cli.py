@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="jobs run at once")
     p.add_argument("--token", default=None, help="API token (default: $VID2MODEL_TOKEN; made up when not on loopback)")
     p.add_argument("--max-upload-mb", type=float, default=2048.0)
+    p.add_argument("--ray", dest="ray_address", default=None, metavar="ADDRESS",
+                   help="run jobs on a Ray cluster ('auto', HOST:PORT or 'local'); --data must be a folder every "
+                        "node shares at the same path")
     _common(p)
 
     p = sub.add_parser("publish", help="a self-contained static web page (product viewer, splat viewer, report)")
@@ -266,7 +269,8 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "serve":
         _setup_logging(args.verbose, None)
         return _call("vid2model.service.app:serve", args.data, host=args.host, port=args.port,
-                     n_workers=args.workers, token=args.token, max_upload_mb=args.max_upload_mb)
+                     n_workers=args.workers, token=args.token, max_upload_mb=args.max_upload_mb,
+                     ray_address=args.ray_address)
     ws = _existing_ws(args.workspace, args.verbose)
     if args.command == "report":
         return _call("vid2model.report:build_report", ws)

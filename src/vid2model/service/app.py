@@ -293,8 +293,9 @@ def create_app(data: Path, *, workers: Workers | None = None, token: str | None 
 
 
 def serve(data: str | Path, host: str = "127.0.0.1", port: int = 8000, n_workers: int = 1,
-          token: str | None = None, max_upload_mb: float = 2048.0) -> dict[str, Any]:
-    """Run the service until interrupted: the API and page on ``host:port``, ``n_workers`` local workers."""
+          token: str | None = None, max_upload_mb: float = 2048.0, ray_address: str | None = None) -> dict[str, Any]:
+    """Run the service until interrupted: the API and page on ``host:port``, ``n_workers`` jobs at once (here,
+    or as Ray tasks on the cluster at ``ray_address``, with ``data`` on a folder every node shares)."""
     import os
 
     require("uvicorn", "the service", package="uvicorn", extra="service")
@@ -307,7 +308,7 @@ def serve(data: str | Path, host: str = "127.0.0.1", port: int = 8000, n_workers
         token = secrets.token_urlsafe(24)
         print(f"vid2model service: API token (needed by every client): {token}", flush=True)
     store = JobStore(data / "jobs.sqlite")
-    workers = Workers(store, data, n_workers)
+    workers = Workers(store, data, n_workers, ray_address=ray_address)
     workers.start()
     app = create_app(data, workers=workers, token=token, max_upload_mb=max_upload_mb)
     shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"

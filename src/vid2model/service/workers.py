@@ -62,17 +62,44 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child between f
     os.setsid()
 
 
-class Workers:
-    """``n`` threads taking queued jobs from the store and running them."""
+def _spawn(cmd: list[str], logf) -> subprocess.Popen:
+    """A job's command as a child that dies with its parent, its output appended to ``logf``."""
+    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def __init__(self, store: JobStore, data: Path, n: int = 1, poll_s: float = 0.5):
+
+def run_child(cmd: list[str], log_path: str) -> tuple[int, str]:
+    """Run a job's command to its end: (exit code, its stderr); what a Ray task does on the node that takes
+    the job."""
+    with open(log_path, "a", encoding="utf-8") as logf:
+        p = _spawn(cmd, logf)
+        _, err = p.communicate()
+        logf.write(err)
+    return p.returncode, err
+
+
+class Workers:
+    """``n`` threads taking queued jobs from the store and running them: here as child processes, or with
+    ``ray_address`` as Ray tasks on a cluster (the data folder must then be shared by every node, at the same
+    path). Ray runs a task again when its node dies; the job's workspace resumes where the lost run stopped."""
+
+    def __init__(self, store: JobStore, data: Path, n: int = 1, poll_s: float = 0.5, ray_address: str | None = None):
         self.store, self.data, self.n, self.poll_s = store, data, max(1, n), poll_s
+        self.ray_address = ray_address
+        self._remote = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self.ray_address is not None:
+            from vid2model.errors import require
+
+            ray = require("ray", "running the service's jobs on a Ray cluster", extra="cluster")
+            ray.init(address=None if self.ray_address == "local" else self.ray_address, ignore_reinit_error=True,
+                     log_to_driver=False)
+            self._remote = ray.remote(num_cpus=1, max_retries=3)(run_child)
         requeued = self.store.requeue_interrupted()
         if requeued:
             log.info("service: %d unfinished job(s) requeued; they resume where they stopped", requeued)
@@ -115,20 +142,14 @@ class Workers:
         deadline = time.time() + 60
         while ws.root.exists() and ws.is_busy() and time.time() < deadline:  # a killed server's child winding down
             time.sleep(0.5)
+        paths["log"].parent.mkdir(parents=True, exist_ok=True)
         with open(paths["log"], "a", encoding="utf-8") as logf:
             logf.write(f"--- attempt {job['attempts']} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            logf.flush()
-            p = subprocess.Popen(command(job, paths), stdout=logf, stderr=subprocess.PIPE, text=True,
-                                 preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            with self._lock:
-                self._procs[job["id"]] = p
-            try:
-                _, err = p.communicate()
-            finally:
-                with self._lock:
-                    self._procs.pop(job["id"], None)
-            logf.write(err)
-        if self._stop.is_set() and p.returncode != 0:
+        if self._remote is not None:
+            code, err = self._on_ray(job, command(job, paths), str(paths["log"]))
+        else:
+            code, err = self._here(job, command(job, paths), paths["log"])
+        if self._stop.is_set() and code != 0:
             self.store.finish(job["id"], "queued")  # the server is stopping: resume on its next start
             return
         current = self.store.get(job["id"])
@@ -137,12 +158,46 @@ class Workers:
         if current["cancel"]:
             self.store.finish(job["id"], "cancelled")
             return
-        if p.returncode != 0:
+        if code != 0:
             lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-            self.store.finish(job["id"], "failed", lines[-1] if lines else f"exit code {p.returncode}")
+            self.store.finish(job["id"], "failed", lines[-1] if lines else f"exit code {code}")
             return
         self._publish(job, paths)
         self.store.finish(job["id"], "done")
+
+    def _here(self, job: dict[str, Any], cmd: list[str], log_path: Path) -> tuple[int, str]:
+        with open(log_path, "a", encoding="utf-8") as logf:
+            p = _spawn(cmd, logf)
+            with self._lock:
+                self._procs[job["id"]] = p
+            try:
+                _, err = p.communicate()
+            finally:
+                with self._lock:
+                    self._procs.pop(job["id"], None)
+            logf.write(err)
+        return p.returncode, err
+
+    def _on_ray(self, job: dict[str, Any], cmd: list[str], log_path: str) -> tuple[int, str]:
+        """The job as a Ray task; cancelling it (or stopping the server) kills the task's worker, and with it
+        the run (its parent-death signal)."""
+        import ray
+
+        ref = self._remote.remote(cmd, log_path)
+        cancelled = False
+        while True:
+            done, _ = ray.wait([ref], timeout=self.poll_s)
+            if done:
+                try:
+                    return ray.get(ref)
+                except (ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError) as exc:
+                    return 143, f"vid2model: the job's task ended: {type(exc).__name__}"
+                except ray.exceptions.RayError as exc:
+                    return 1, f"vid2model: error: the cluster lost the job: {str(exc).splitlines()[0]}"
+            current = self.store.get(job["id"])
+            if not cancelled and (self._stop.is_set() or current is None or current["cancel"]):
+                ray.cancel(ref, force=True)
+                cancelled = True
 
     def _publish(self, job: dict[str, Any], paths: dict[str, Path]) -> None:
         """The job's product page (a failure to publish leaves the models downloadable: logged, not fatal)."""
