@@ -74,51 +74,63 @@ def _pipeline(gen: Path, ws: Path, preset: str, timeout: float, remeasure: bool)
     return code, msg, times
 
 
-def run_room(seed: int, preset: str, timeout: float, remeasure: bool = False) -> dict:
+def _measured(cfg, folder: str, row: dict, preset: str, timeout: float, remeasure: bool) -> dict | None:
+    """Film ``cfg`` (once) into ``WORK/measure/<folder>``, run it through the pipeline and ``measure``; fills
+    ``row`` with the outcome, times and scale, and returns measure.json (None when the run stopped)."""
     from vid2model.synth import generate
 
-    cfg = room_capture(seed)
-    root = WORK / "measure" / f"room{seed}"
+    root = WORK / "measure" / folder
     gen, ws = root / "gen", root / f"ws-{preset}"
     if not (gen / "video.mp4").exists():
         generate(gen, cfg)
-    row: dict = {"room": seed, "frames": cfg.n_frames, "truth": ROOM_TRUTH}
     code, msg, times = _pipeline(gen, ws, preset, timeout, remeasure)
+    if remeasure and (ws / "manifest.json").exists():  # the stages' own times, from the run that made them
+        stages = json.loads((ws / "manifest.json").read_text())["stages"]
+        times = {k: v["wall_s"] for k, v in stages.items() if "wall_s" in v} | times
     row["secs"] = {k: round(v, 1) for k, v in times.items()}
     if code != 0:
         row.update(outcome="refused" if code == 2 else "error", reason=msg)
-        return row
+        return None
     m = json.loads((ws / "measure" / "measure.json").read_text())
-    r = m["room"]
     row.update(outcome="measured", units=m["units"], scale_source=m["scale_source"],
-               scale_rel_uncertainty=m["scale_rel_uncertainty"],
-               measured={k: (r[k] or {}).get("value") for k in ROOM_TRUTH},
+               scale_rel_uncertainty=m["scale_rel_uncertainty"], surface_noise=m["surface_noise"],
+               scale_error=_scale_error(ws, gen))
+    return m
+
+
+def _scale_error(ws: Path, gen: Path) -> float:
+    """How far the solved cameras' scale is from the truth (relative): the part of every size's error that the
+    marker's scale, not the surface, carries."""
+    from vid2model.synth.evaluate import load_gt, to_gt_frame
+    from vid2model.workspace import Workspace
+
+    s, _, _ = to_gt_frame(Workspace(ws), load_gt(gen / "gt.json"))
+    return 1.0 / s - 1.0
+
+
+def run_room(seed: int, preset: str, timeout: float, remeasure: bool = False) -> dict:
+    cfg = room_capture(seed)
+    row: dict = {"room": seed, "frames": cfg.n_frames, "truth": ROOM_TRUTH}
+    m = _measured(cfg, f"room{seed}", row, preset, timeout, remeasure)
+    if m is None:
+        return row
+    r = m["room"]
+    row.update(measured={k: (r[k] or {}).get("value") for k in ROOM_TRUTH},
                uncertainty={k: (r[k] or {}).get("uncertainty") for k in ROOM_TRUTH})
     row["error"] = {k: (v / ROOM_TRUTH[k] - 1 if v is not None else None) for k, v in row["measured"].items()}
     return row
 
 
 def run_one(seed: int, preset: str, timeout: float, remeasure: bool = False) -> dict:
-    from vid2model.synth import generate
-
     cfg = product_capture(seed)
-    root = WORK / "measure" / f"seed{seed}"
-    gen, ws = root / "gen", root / f"ws-{preset}"
-    if not (gen / "video.mp4").exists():
-        generate(gen, cfg)
     sx, sy, h = cfg.product
     truth = {"height": h, "width": max(sx, sy), "depth": min(sx, sy)}
     row: dict = {"seed": seed, "truth": truth, "frames": cfg.n_frames, "orbit_radius": round(cfg.orbit_radius, 2)}
-    code, msg, times = _pipeline(gen, ws, preset, timeout, remeasure)
-    row["secs"] = {k: round(v, 1) for k, v in times.items()}
-    if code != 0:
-        row.update(outcome="refused" if code == 2 else "error", reason=msg)
+    m = _measured(cfg, f"seed{seed}", row, preset, timeout, remeasure)
+    if m is None:
         return row
-    m = json.loads((ws / "measure" / "measure.json").read_text())
     o = m["object"]
-    row.update(outcome="measured", units=m["units"], scale_source=m["scale_source"],
-               scale_rel_uncertainty=m["scale_rel_uncertainty"], surface_noise=m["surface_noise"],
-               measured={d: o[d]["value"] for d in truth}, uncertainty={d: o[d]["uncertainty"] for d in truth},
+    row.update(measured={d: o[d]["value"] for d in truth}, uncertainty={d: o[d]["uncertainty"] for d in truth},
                error={d: o[d]["value"] / truth[d] - 1 for d in truth},
                volume=(o["volume"] or {}).get("value"), volume_truth=sx * sy * h, girth_truth=2 * (sx + sy))
     # the box's girth is the same at every height: the middle half of the levels, clear of the rounded edges
@@ -129,18 +141,18 @@ def run_one(seed: int, preset: str, timeout: float, remeasure: bool = False) -> 
 
 def room_table(rows: list[dict]) -> str:
     keys = list(ROOM_TRUTH)
-    out = ["| room | frames | " + " | ".join(f"{k} (true {ROOM_TRUTH[k]:g})" for k in keys) + " | scale from | time (s) |",
-           "|---" * (len(keys) + 4) + "|"]
+    out = ["| room | frames | " + " | ".join(f"{k} (true {ROOM_TRUTH[k]:g})" for k in keys) +
+           " | the cameras' scale error | scale from | time (s) |", "|---" * (len(keys) + 5) + "|"]
     for r in rows:
         if r["outcome"] != "measured":
-            out.append(f"| {r['room']} | {r['frames']} | {r['outcome']}: {r.get('reason', '')} |" + " |" * (len(keys) + 1))
+            out.append(f"| {r['room']} | {r['frames']} | {r['outcome']}: {r.get('reason', '')} |" + " |" * (len(keys) + 2))
             continue
         cells = []
         for k in keys:
             v, u, e = r["measured"][k], r["uncertainty"][k], r["error"][k]
             cells.append("-" if v is None else f"{v:.4f} ± {u or 0:.4f} ({100 * e:+.2f} %)")
         out.append(f"| {r['room']} | {r['frames']} | " + " | ".join(cells) +
-                   f" | {r['scale_source']} (±{100 * (r['scale_rel_uncertainty'] or 0):.2f} %) | "
+                   f" | {100 * r.get('scale_error', 0.0):+.2f} % | {r['scale_source']} (±{100 * (r['scale_rel_uncertainty'] or 0):.2f} %) | "
                    f"{sum(r['secs'].values()):.0f} |")
     return "\n".join(out)
 
@@ -148,28 +160,37 @@ def room_table(rows: list[dict]) -> str:
 def tables(rows: list[dict]) -> str:
     rooms = [r for r in rows if "room" in r]
     rows = [r for r in rows if "room" not in r]
-    out = ["| seed | box (h x w x d, m) | measured (m) | error h / w / d | within the stated uncertainty | "
-           "girth error | volume error | scale from | time (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    errs = []
+    out = ["| seed | box (h x w x d, m) | measured (m) | error h / w / d | the cameras' scale error | error less "
+           "the scale's h / w / d | within the stated uncertainty | girth error | volume error | scale from | "
+           "time (s) |", "|---" * 11 + "|"]
+    errs: list[float] = []
+    shape_errs: list[float] = []
     for r in rows:
         t = r["truth"]
         box = " x ".join(f"{t[d]:.4f}" for d in ("height", "width", "depth"))
         if r["outcome"] != "measured":
-            out.append(f"| {r['seed']} | {box} | {r['outcome']}: {r.get('reason', '')} | | | | | | |")
+            out.append(f"| {r['seed']} | {box} | {r['outcome']}: {r.get('reason', '')} |" + " |" * 8)
             continue
         e = r["error"]
         errs += [abs(e[d]) for d in e]
         inside = sum(abs(r["measured"][d] - t[d]) <= (r["uncertainty"][d] or 0) for d in t)
         vol = f"{100 * (r['volume'] / r['volume_truth'] - 1):+.2f} %" if r.get("volume") else "-"
         girth = f"{100 * (r['girth'] / r['girth_truth'] - 1):+.2f} %" if r.get("girth") else "-"
+        se = r.get("scale_error", 0.0)
+        shape = " / ".join(f"{100 * ((1 + e[d]) / (1 + se) - 1):+.2f} %" for d in e)
+        shape_errs += [abs((1 + e[d]) / (1 + se) - 1) for d in e]
         out.append(f"| {r['seed']} | {box} | " + " x ".join(f"{r['measured'][d]:.4f}" for d in t) + " | "
-                   + " / ".join(f"{100 * e[d]:+.2f} %" for d in e) + f" | {inside} of 3 | {girth} | {vol} | "
+                   + " / ".join(f"{100 * e[d]:+.2f} %" for d in e) + f" | {100 * se:+.2f} % | {shape} | "
+                   f"{inside} of 3 | {girth} | {vol} | "
                    f"{r['scale_source']} (±{100 * (r['scale_rel_uncertainty'] or 0):.2f} %) | "
                    f"{sum(r['secs'].values()):.0f} |")
     if errs:
         out.append("")
         out.append(f"{len(errs) // 3} captures measured; |error| median {100 * np.median(errs):.2f} %, max "
-                   f"{100 * np.max(errs):.2f} %; within 0.5 %: {sum(e <= 0.005 for e in errs)} of {len(errs)}.")
+                   f"{100 * np.max(errs):.2f} %; within 0.5 %: {sum(e <= 0.005 for e in errs)} of {len(errs)}. "
+                   f"Less the cameras' scale error: median {100 * np.median(shape_errs):.2f} %, max "
+                   f"{100 * np.max(shape_errs):.2f} %, within 0.5 %: {sum(e <= 0.005 for e in shape_errs)} of "
+                   f"{len(shape_errs)}.")
     if rooms:
         out += ["", "Room tours (targets: walls and ceiling height within 1 %, floor area within 2 %):", "",
                 room_table(rooms)]
