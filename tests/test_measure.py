@@ -189,3 +189,49 @@ def test_a_handle_standing_out_of_a_flat_side_is_kept():
     F = F[V[F].mean(1)[:, 2] > 0.005]
     b = upright_box(V, F, 0.0, cut=0.005, bin_size=0.002)
     assert b.width == pytest.approx(0.255, abs=1e-6) and b.depth == pytest.approx(0.20, abs=1e-6)
+
+
+def _room_mesh(tilt_deg: float = 0.0) -> trimesh.Trimesh:
+    """A 4 x 6 x 2.5 room seen from inside (faces inward), a cupboard and a table in it, turned 25 degrees about
+    the vertical and tilted by ``tilt_deg`` (a gravity estimate that far off)."""
+    room = trimesh.creation.box(extents=(4, 6, 2.5))
+    room.invert()
+    for _ in range(3):
+        room = room.subdivide()
+    room.apply_translation([0, 0, 1.25])
+    cupboard = _box((0.6, 0.5, 1.8), (1.6, 2.0, 0.9), subdiv=2)
+    table = _box((1.2, 0.8, 0.75), (-0.5, -1.0, 0.375), subdiv=2)
+    m = trimesh.util.concatenate([room, cupboard, table])
+    m.apply_transform(trimesh.transformations.rotation_matrix(np.radians(25), [0, 0, 1]))
+    m.apply_transform(trimesh.transformations.rotation_matrix(np.radians(tilt_deg), [1, 0.4, 0]))
+    return m
+
+
+@pytest.mark.parametrize("tilt", [0.0, 0.6])
+def test_a_room_is_read_as_floor_ceiling_and_four_walls(tilt):
+    from vid2model.ops.room import room_layout
+
+    m = _room_mesh(tilt)
+    r = room_layout(np.asarray(m.vertices), np.asarray(m.faces), bin_size=0.012)
+    assert sorted(r.walls) == pytest.approx([4, 4, 6, 6], abs=0.002 + 0.001 * tilt)
+    assert r.height == pytest.approx(2.5, abs=1e-3) and r.floor_area == pytest.approx(24, abs=0.02)
+    assert r.angle_deg % 90 == pytest.approx(25, abs=0.2)
+
+
+def test_measure_writes_a_room_tour_floor_plan(tmp_path, capsys):
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    m = _room_mesh()
+    m.apply_scale(0.5)  # model units of 2 m: relative units
+    ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
+    m.export(ws.clean_mesh)
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": "arbitrary", "scale_source": "none", "center": [0, 0, 0],
+                                  "radius": 1.5, "capture": "walk"})
+    assert main(["measure", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert "ceiling height   1.25 (uncertainty unknown) relative units" in out
+    plan = json.loads(ws.floor_plan_json.read_text())
+    assert plan["units"] == "relative units" and sorted(w["value"] for w in plan["walls"]) == pytest.approx(
+        [2, 2, 3, 3], abs=0.002)
+    svg = ws.floor_plan_svg.read_text()
+    assert svg.startswith("<svg") and svg.count("<text") == 4 and "(relative units)" in svg

@@ -25,8 +25,8 @@ def dominant_wall_angle(nrm: np.ndarray, area: np.ndarray) -> float:
 class Room:
     """A rectangular room in model units; ``corners`` [4, 3] on the floor, counter-clockwise from above."""
 
-    floor: float
-    ceiling: float | None  # None: no ceiling in the model (the cameras never looked up)
+    floor: float  # at the room's middle
+    ceiling: float | None  # the same, along the floor's normal; None: no ceiling in the model (never filmed)
     corners: np.ndarray
     walls: list[float]  # wall lengths, corner k to corner k + 1
     angle_deg: float  # direction of the first wall from +X
@@ -41,21 +41,47 @@ class Room:
         return self.walls[0] * self.walls[1]
 
 
+def fit_level(cen: np.ndarray, area: np.ndarray, sel: np.ndarray, z0: float, window: float) -> np.ndarray:
+    """The plane z = a x + b y + c [3] through the faces ``sel`` [M] bool near height ``z0``: an area-weighted
+    least-squares fit to the face centroids ``cen`` [M, 3] within ``window`` of it, refitted twice on those
+    within three times its spread (furniture tops and the plane's other side drop out). A gravity estimate a
+    fraction of a degree off tilts a floor by centimetres across a room: a level would split into bins."""
+    take = sel & (np.abs(cen[:, 2] - z0) <= window)
+    coef = np.array([0.0, 0.0, z0])
+    for _ in range(3):
+        if take.sum() < 3:
+            break
+        w = np.sqrt(area[take])
+        A = np.c_[cen[take, :2], np.ones(take.sum())]
+        coef = np.linalg.lstsq(A * w[:, None], cen[take, 2] * w, rcond=None)[0]
+        resid = cen[:, 2] - (cen[:, :2] @ coef[:2] + coef[2])
+        spread = float(np.sqrt(np.average(resid[take] ** 2, weights=area[take])))
+        take = sel & (np.abs(resid) <= max(3 * spread, 1e-9))
+    return coef
+
+
+def _at(plane: np.ndarray, xy: np.ndarray) -> float:
+    return float(plane[0] * xy[0] + plane[1] * xy[1] + plane[2])
+
+
 def room_layout(V: np.ndarray, F: np.ndarray, bin_size: float, min_share: float = 0.2) -> Room | None:
     """The floor, ceiling and four walls of the room a walk-through's mesh (vertices [N, 3], triangles [M, 3])
     shows, or None when it shows no floor or not two walls facing each other along both directions.
 
     The floor is the lowest upward-facing level and the ceiling the highest downward-facing one holding at
-    least ``min_share`` of the largest such level's area; along each of the two wall directions the walls are
+    least ``min_share`` of the largest such level's area, each refined to a plane (:func:`fit_level`); the
+    height is taken between them at the room's middle. Along each of the two wall directions the walls are
     the outermost inward-facing levels holding that share of the largest.
     """
     cen, area, nrm = face_geometry(V, F)
-    ups = peaks(cen[nrm[:, 2] > 0.95, 2], area[nrm[:, 2] > 0.95], bin_size, min_share)
-    downs = peaks(cen[nrm[:, 2] < -0.95, 2], area[nrm[:, 2] < -0.95], bin_size, min_share)
+    up, down = nrm[:, 2] > 0.95, nrm[:, 2] < -0.95
+    ups = peaks(cen[up, 2], area[up], bin_size, min_share)
+    downs = peaks(cen[down, 2], area[down], bin_size, min_share)
     if not ups:
         return None
-    floor = ups[0][0]
-    ceiling = downs[-1][0] if downs and downs[-1][0] > floor else None
+    floor_plane = fit_level(cen, area, up, ups[0][0], 5 * bin_size)
+    ceiling_plane = fit_level(cen, area, down, downs[-1][0], 5 * bin_size) if downs and downs[-1][0] > ups[0][0] \
+        else None
     vert = np.abs(nrm[:, 2]) < 0.2
     if not vert.any():
         return None
@@ -71,7 +97,14 @@ def room_layout(V: np.ndarray, F: np.ndarray, bin_size: float, min_share: float 
         sides.append((axis, lo[0], hi[-1]))
     (a, (x0, ax0), (x1, ax1)), (b, (y0, ay0), (y1, ay1)) = sides
     corners2 = np.array([x0 * a + y0 * b, x1 * a + y0 * b, x1 * a + y1 * b, x0 * a + y1 * b])
-    corners = np.c_[corners2, np.full(4, floor)]
+    mid = corners2.mean(0)
+    floor = _at(floor_plane, mid)
+    ceiling = None
+    if ceiling_plane is not None:
+        # along the two planes' mean normal: a model whose up is a little off tilts both levels alike
+        slope = (floor_plane[:2] + ceiling_plane[:2]) / 2
+        ceiling = floor + (_at(ceiling_plane, mid) - floor) / float(np.sqrt(1 + slope @ slope))
+    corners = np.c_[corners2, [_at(floor_plane, c) for c in corners2]]
     walls = [float(np.linalg.norm(corners2[(k + 1) % 4] - corners2[k])) for k in range(4)]
     # wall k runs from corner k to k + 1: y0 (normal +b), x1 (-a), y1 (-b), x0 (+a)
     return Room(floor=floor, ceiling=ceiling, corners=corners, walls=walls, angle_deg=float(np.degrees(phi)),
