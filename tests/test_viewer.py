@@ -213,3 +213,64 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"no answer from {url} within {timeout} s")
+
+
+def test_follow_draws_what_a_run_writes(tmp_path):
+    """``view --follow`` on a workspace a run is filling: it opens empty, then each refresh draws the layers
+    whose files appeared or changed, and only those."""
+    pytest.importorskip("viser", reason="the local viewer needs the 'viewer' extra (pip install 'vid2model[viewer]')")
+    import trimesh
+
+    from vid2model.viewer.local import serve
+
+    ws = Workspace(tmp_path / "ws").create()
+    with pytest.raises(UserError, match="--follow"):
+        serve(ws, port=0, block=False)
+    viewer = serve(ws, port=0, block=False, follow=True)["viewer"]
+    try:
+        assert viewer.layers == {} and viewer.refresh() == []
+        write_colmap_model(ws)
+        assert sorted(viewer.refresh()) == ["cameras", "sparse points"]
+        n_faces = write_dense_and_mesh(ws)
+        assert sorted(viewer.refresh()) == ["dense points", "mesh"] and viewer.layers["mesh"] == n_faces
+        assert viewer.ruler is not None and viewer.refresh() == []
+        bigger = trimesh.creation.icosphere(subdivisions=3, radius=0.8)
+        bigger.export(ws.clean_mesh)  # the mesh stage wrote again
+        assert viewer.refresh() == ["mesh"] and viewer.layers["mesh"] == len(bigger.faces)
+        assert viewer._boxes["mesh"].label == f"mesh ({len(bigger.faces)})"
+        # the follow thread does the same on its own
+        write_splat_ply(ws.splat_ply, n=700)
+        t0 = time.time()
+        while "splat" not in viewer.layers and time.time() - t0 < 20:
+            time.sleep(0.2)
+        assert viewer.layers.get("splat") == 700
+    finally:
+        viewer.stop()
+
+
+@pytest.mark.slow
+def test_run_with_view_serves_while_it_runs_and_stays_open(tmp_path, synth_orbit):
+    pytest.importorskip("viser", reason="the local viewer needs the 'viewer' extra (pip install 'vid2model[viewer]')")
+    ws = tmp_path / "ws"
+    p = subprocess.Popen([sys.executable, "-m", "vid2model.cli", "run", str(synth_orbit.video_path), "-o", str(ws),
+                          "--preset", "fast", "--skip", "splat", "-q", "--view"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stderr.readline()  # the viewer is up before the first stage
+        assert line.startswith("vid2model viewer: http://"), line
+        url = line.split()[2]
+        with urllib.request.urlopen(url + "/", timeout=10) as r:
+            assert r.status == 200
+        assert not (ws / "mesh").exists()  # it served while the run had not got far
+        t0 = time.time()
+        out = p.stdout.readline()
+        while "stays open" not in out and time.time() - t0 < 600:
+            out = p.stdout.readline()
+        assert "stays open" in out and (ws / "mesh" / "mesh.ply").exists()
+        with urllib.request.urlopen(url + "/", timeout=10) as r:  # after the run: still there
+            assert r.status == 200
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="rerun from this stage on")
     p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
     p.add_argument("--formats", default=None, help="export formats, comma separated")
+    p.add_argument("--view", action="store_true",
+                   help="open the local viewer at once and fill it as the run goes (it stays open after the run)")
     _config_args(p)
     _common(p)
 
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workspace")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--follow", action="store_true", help="keep drawing what a running job writes")
     _common(p)
 
     p = sub.add_parser("measure", help="the object's dimensions (metres with a marker or a known size)")
@@ -208,16 +211,27 @@ def _cmd_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         from vid2model.pipeline import set_input
         set_input(ws, input_path)
     _setup_logging(args.verbose, ws)
+    viewer = None
+    if getattr(args, "view", False):
+        viewer = _call("vid2model.viewer.local:serve", ws, block=False, follow=True)["viewer"]
     with ws.locked():
         _save_options(ws, preset, sets)
         if args.command == "run":
-            res = run_pipeline(ws, cfg, skip=tuple(args.skip), force=args.force, from_stage=args.from_stage)
+            try:
+                res = run_pipeline(ws, cfg, skip=tuple(args.skip), force=args.force, from_stage=args.from_stage)
+            finally:
+                if viewer is not None:
+                    viewer.refresh()  # the last state, whether the run finished or stopped
         else:
             force = args.force or args.command == "export" and bool(args.formats)
             res = run_pipeline(ws, cfg, stages=[args.command], force=force)
     lines = [f"{name}: {r['status']}" + (f" in {r['wall_s']:.1f} s" if r["status"] == "done" else "")
              for name, r in res.items()]
     lines.append(f"workspace: {ws.root}")
+    if viewer is not None:
+        print("\n".join(lines) + f"\nthe viewer stays open at {viewer.url} (Ctrl-C to close)", flush=True)
+        _call("vid2model.viewer.local:keep_open", viewer)
+        return {"workspace": str(ws.root), "stages": res}
     return {"workspace": str(ws.root), "stages": res, "_human": "\n".join(lines)}
 
 
@@ -281,7 +295,7 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError("render needs --poses POSES.json (or --orbit)")
         return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source)
     if args.command == "view":
-        return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port)
+        return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port, follow=args.follow)
     if args.command == "measure":
         return _call("vid2model.measure:measure", ws, known_size=args.known_size, points=args.points)
     if args.command == "publish":

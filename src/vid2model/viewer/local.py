@@ -40,37 +40,103 @@ class Viewer:
     layers: dict[str, int] = field(default_factory=dict)  # layer name -> number of items drawn
     handles: dict[str, list] = field(default_factory=dict)
     ruler: Any = None  # :class:`vid2model.viewer.ruler.Ruler` on the mesh, when there is one
+    ws: Workspace | None = None
+    _drawn: dict[str, tuple] = field(default_factory=dict)  # layer name -> signature of the files it was drawn from
+    _boxes: dict[str, Any] = field(default_factory=dict)
+    _status: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
+        self._stop.set()
         with _viser_chatter():
             self.server.stop()
 
+    def refresh(self) -> list[str]:
+        """Show what the workspace holds now: layers whose files appeared or changed since they were drawn are
+        drawn again (a run's cameras, then its dense points, mesh and splats). Returns their names."""
+        sources = _layer_sources(self.ws)
+        todo = [n for n, sig in sources.items() if self._drawn.get(n) != sig]
+        if todo:
+            layers = _load_layers(self.ws)
+            for name in todo:
+                if name not in layers:
+                    continue
+                for h in self.handles.get(name, []):
+                    h.remove()
+                self.handles[name], self.layers[name] = layers[name](self.server)
+                self._drawn[name] = sources[name]
+                self._toggle(name)
+            if "mesh" in todo and "mesh" in layers:
+                if self.ruler is not None:
+                    self.ruler.clear()
+                self.ruler = _add_ruler(self.server, self.ws, _mesh_path(self.ws))
+        self._show_run()
+        return [n for n in todo if n in self._drawn]
 
-def start(ws: Workspace, host: str = "127.0.0.1", port: int = 8080) -> Viewer:
-    """Start the viser server on ``host:port`` (the next free port if taken) and add every layer present.
+    def follow(self, every_s: float = 2.0) -> threading.Thread:
+        """Refresh every ``every_s`` seconds until the viewer stops (``vid2model view --follow``)."""
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                try:
+                    self.refresh()
+                except Exception:  # a file read between a stage's writes: the next pass draws it
+                    log.debug("viewer refresh", exc_info=True)
+
+        t = threading.Thread(target=loop, name="vid2model-viewer-follow", daemon=True)
+        t.start()
+        return t
+
+    def _toggle(self, name: str) -> None:
+        label = f"{name} ({self.layers[name]})"
+        if name in self._boxes:
+            self._boxes[name].label = label
+            return
+        with self.server.gui.add_folder("Layers"):
+            box = self.server.gui.add_checkbox(label, initial_value=True)
+
+        @box.on_update
+        def _(event, n=name, b=box) -> None:
+            for h in self.handles.get(n, []):
+                h.visible = b.value
+
+        self._boxes[name] = box
+
+    def _show_run(self) -> None:
+        """One line on where the workspace's run stands (stage: status), for a viewer following it."""
+        if not self.ws.manifest_path.exists():
+            return
+        try:
+            stages = self.ws.read_manifest().get("stages", {})
+        except UserError:
+            return
+        text = ", ".join(f"{k}: {v.get('status', '?')}" for k, v in stages.items()) or "starting"
+        if self._status is None:
+            self._status = self.server.gui.add_markdown(f"**run** {text}")
+        else:
+            self._status.content = f"**run** {text}"
+
+
+def start(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, follow: bool = False) -> Viewer:
+    """Start the viser server on ``host:port`` (the next free port if taken) and add every layer present;
+    with ``follow``, keep adding what a run writes (an empty workspace is then fine).
 
     Raises:
         MissingDependency: viser is not installed.
-        UserError: the workspace has nothing to show yet.
+        UserError: the workspace has nothing to show yet (and is not followed).
     """
     viser = require("viser", "the local viewer", package="viser", extra="viewer")
-    layers = _load_layers(ws)
-    if not layers:
-        raise UserError(f"nothing to show in {ws.root} yet: run at least the camera step (vid2model sfm WORKSPACE)")
+    if not follow and not _layer_sources(ws):
+        raise UserError(f"nothing to show in {ws.root} yet: run at least the camera step (vid2model sfm WORKSPACE), "
+                        f"or follow a run with: vid2model view {ws.root} --follow")
     with _viser_chatter():
         server = viser.ViserServer(host=host, port=port, label=f"vid2model: {ws.root.name}", verbose=False)
     try:
         server.scene.set_up_direction("+z")  # vid2model's world frame is +Z up
-        viewer = Viewer(server=server, url=f"http://{_url_host(host)}:{server.get_port()}")
-        for name, add in layers.items():
-            handles, count = add(server)
-            viewer.handles[name] = handles
-            viewer.layers[name] = count
-        _add_toggles(server, viewer)
-        mesh_path = _mesh_path(ws)
-        if mesh_path is not None:
-            viewer.ruler = _add_ruler(server, ws, mesh_path)
+        viewer = Viewer(server=server, url=f"http://{_url_host(host)}:{server.get_port()}", ws=ws)
+        viewer.refresh()
         _initial_camera(server, ws)
+        if follow:
+            viewer.follow()
     except BaseException:
         server.stop()
         raise
@@ -78,7 +144,7 @@ def start(ws: Workspace, host: str = "127.0.0.1", port: int = 8080) -> Viewer:
 
 
 def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bool = True,
-          stop_event: threading.Event | None = None) -> dict:
+          stop_event: threading.Event | None = None, follow: bool = False) -> dict:
     """Run the viewer until Ctrl-C / SIGTERM (or until ``stop_event`` is set).
 
     Args:
@@ -87,18 +153,25 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bo
         port: preferred port; the next free one is used when taken.
         block: False returns right after starting, with the running :class:`Viewer` under ``"viewer"``.
         stop_event: set it (from another thread) to stop a blocking call.
+        follow: keep drawing what a run writes into the workspace (cameras, dense points, mesh, splats).
 
     Returns:
         Summary: url, port and the layers shown (name -> items).
     """
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a port; use a number from 1024 to 65535 (0 picks a free one)")
-    viewer = start(ws, host, port)
+    viewer = start(ws, host, port, follow=follow)
     log.info("viewer running at %s (Ctrl-C to stop)", viewer.url)
     print(f"vid2model viewer: {viewer.url}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     summary = {"url": viewer.url, "port": int(viewer.server.get_port()), "layers": dict(viewer.layers)}
     if not block:
         return {**summary, "viewer": viewer}
+    keep_open(viewer, stop_event)
+    return {**summary, "_human": f"viewer stopped ({viewer.url})"}
+
+
+def keep_open(viewer: Viewer, stop_event: threading.Event | None = None) -> None:
+    """Serve until Ctrl-C / SIGTERM (or ``stop_event``), then stop the viewer."""
     stop = stop_event or threading.Event()
     restore = _on_sigterm(stop)
     try:
@@ -110,7 +183,6 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8080, *, block: bo
         restore()
         viewer.stop()
         log.info("viewer stopped")
-    return {**summary, "_human": f"viewer stopped ({viewer.url})"}
 
 
 @contextlib.contextmanager
@@ -138,6 +210,26 @@ def _url_host(host: str) -> str:
 
 
 # ---- layers -------------------------------------------------------------------------------------------
+def _layer_sources(ws: Workspace) -> dict[str, tuple]:
+    """Layer name -> (path, size, mtime) of the file it is drawn from, for the layers present."""
+    def sig(p: Path) -> tuple:
+        st = p.stat()
+        return (str(p), st.st_size, st.st_mtime_ns)
+
+    out: dict[str, tuple] = {}
+    if ws.has_cameras:
+        model = next((ws.sparse_dir / n for n in ("images.bin", "images.txt") if (ws.sparse_dir / n).exists()))
+        out["cameras"] = out["sparse points"] = sig(model)
+    if ws.fused_ply.exists():
+        out["dense points"] = sig(ws.fused_ply)
+    mesh_path = _mesh_path(ws)
+    if mesh_path is not None:
+        out["mesh"] = sig(mesh_path)
+    if ws.splat_ply.exists():
+        out["splat"] = sig(ws.splat_ply)
+    return out
+
+
 def _load_layers(ws: Workspace) -> dict[str, Any]:
     """Layer name -> function(server) -> (handles, count), for every artifact present (read now, drawn later)."""
     layers: dict[str, Any] = {}
@@ -276,17 +368,6 @@ def _add_splat(server, path: Path) -> tuple[list, int]:
                                          covariances=cov.astype(np.float32), rgbs=rgb.astype(np.float32),
                                          opacities=opacity.astype(np.float32))
     return [h], len(idx)
-
-
-def _add_toggles(server, viewer: Viewer) -> None:
-    with server.gui.add_folder("Layers"):
-        for name, handles in viewer.handles.items():
-            box = server.gui.add_checkbox(f"{name} ({viewer.layers[name]})", initial_value=True)
-
-            @box.on_update
-            def _(event, hs=handles, b=box) -> None:
-                for h in hs:
-                    h.visible = b.value
 
 
 def _initial_camera(server, ws: Workspace) -> None:
