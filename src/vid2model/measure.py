@@ -159,8 +159,9 @@ def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
 
 
 def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Measure the object an orbit films and the distances between ``points`` (pairs of ``--point`` strings,
-    see :func:`parse_point`); writes ``measure/measure.json`` and returns it (plus ``_human``, the table
+    """Measure the object an orbit films (or a walk-through's room, with its floor plan) and the distances
+    between ``points`` (pairs of ``--point`` strings, see :func:`parse_point`); ``known_size`` (``"box
+    height=0.30"``) sets the scale. Writes ``measure/measure.json`` and returns it (plus ``_human``, the table
     printed for the user)."""
     scene = ws.read_json(ws.scene_json, default=None)
     if not scene or scene.get("up") is None:
