@@ -249,3 +249,31 @@ def test_page_upload_survives_a_killed_server_and_finishes(tmp_path, synth_orbit
     finally:
         browser.close()
         s.kill(signal.SIGKILL)
+
+
+def test_a_running_job_is_cancelled_and_its_events_say_so(small_server, synth_orbit):
+    s, data = small_server
+    status, _, body = upload(s.url, "orbit.mp4", synth_orbit.video_path.read_bytes(), preset="fast", splat="false")
+    assert status == 201, body
+    job_id = json.loads(body)["id"]
+    ws = data / "jobs" / job_id / "ws"
+    _wait(lambda: json.loads(request(f"{s.url}/api/jobs/{job_id}")[2])["state"] == "running", 60, "the job to start")
+    _wait(lambda: _children_running(ws), 60, "the job's run to start")
+    states = []
+
+    def listen() -> None:
+        with urllib.request.urlopen(f"{s.url}/api/jobs/{job_id}/events", timeout=120) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    states.append(json.loads(line[6:])["state"])
+
+    t = threading.Thread(target=listen)
+    t.start()
+    _wait(lambda: states, 30, "the first event")
+    assert request(f"{s.url}/api/jobs/{job_id}/cancel", "POST")[0] == 200
+    t.join(120)
+    assert states[0] == "running" and states[-1] == "cancelled", states  # the stream ends with the job
+    _wait(lambda: not _children_running(ws), 60, "the cancelled run to stop")
+    log = request(f"{s.url}/api/jobs/{job_id}/log")[2].decode()
+    assert "attempt 1" in log
