@@ -217,7 +217,7 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -
 
 def test_follow_draws_what_a_run_writes(tmp_path):
     """``view --follow`` on a workspace a run is filling: it opens empty, then each refresh draws the layers
-    whose files appeared or changed, and only those."""
+    whose files appeared or changed, and only those; splats appear from training's checkpoints."""
     pytest.importorskip("viser", reason="the local viewer needs the 'viewer' extra (pip install 'vid2model[viewer]')")
     import trimesh
 
@@ -238,12 +238,24 @@ def test_follow_draws_what_a_run_writes(tmp_path):
         bigger.export(ws.clean_mesh)  # the mesh stage wrote again
         assert viewer.refresh() == ["mesh"] and viewer.layers["mesh"] == len(bigger.faces)
         assert viewer._boxes["mesh"].label == f"mesh ({len(bigger.faces)})"
-        # the follow thread does the same on its own
-        write_splat_ply(ws.splat_ply, n=700)
-        t0 = time.time()
-        while "splat" not in viewer.layers and time.time() - t0 < 20:
-            time.sleep(0.2)
-        assert viewer.layers.get("splat") == 700
+        # the follow thread does the same on its own: splats from training's checkpoint, then from the PLY
+        import torch
+
+        from vid2model.splat.model import GaussianModel
+
+        n = 300
+        params = {"means": torch.randn(n, 3), "log_scales": torch.full((n, 3), -3.0),
+                  "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), "opacity_logits": torch.zeros(n, 1),
+                  "sh0": torch.rand(n, 1, 3), "shN": torch.zeros(n, 0, 3)}
+        ws.splat_checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"iteration": 500, "model": GaussianModel(params, 0).state_dict()}, ws.splat_checkpoint)
+        for expected, write in ((n, None), (700, lambda: write_splat_ply(ws.splat_ply, n=700))):
+            if write:
+                write()
+            t0 = time.time()
+            while viewer.layers.get("splat") != expected and time.time() - t0 < 20:
+                time.sleep(0.2)
+            assert viewer.layers.get("splat") == expected
     finally:
         viewer.stop()
 

@@ -227,6 +227,8 @@ def _layer_sources(ws: Workspace) -> dict[str, tuple]:
         out["mesh"] = sig(mesh_path)
     if ws.splat_ply.exists():
         out["splat"] = sig(ws.splat_ply)
+    elif ws.splat_checkpoint.exists():  # training: its last checkpoint (every splat.checkpoint_every iterations)
+        out["splat"] = sig(ws.splat_checkpoint)
     return out
 
 
@@ -249,8 +251,9 @@ def _load_layers(ws: Workspace) -> dict[str, Any]:
     mesh_path = _mesh_path(ws)
     if mesh_path is not None:
         layers["mesh"] = lambda s, p=mesh_path: _add_mesh(s, p)
-    if ws.splat_ply.exists():
-        layers["splat"] = lambda s: _add_splat(s, ws.splat_ply)
+    splat = ws.splat_ply if ws.splat_ply.exists() else ws.splat_checkpoint
+    if splat.exists():
+        layers["splat"] = lambda s, p=splat: _add_splat(s, p)
     return layers
 
 
@@ -349,22 +352,37 @@ def _add_mesh(server, path: Path) -> tuple[list, int]:
 
 
 def _add_splat(server, path: Path) -> tuple[list, int]:
-    """3DGS PLY -> viser gaussians (centres, covariances, colours from the DC term, opacities)."""
+    """3DGS PLY (or, while training runs, its last checkpoint) -> viser gaussians."""
+    if path.suffix == ".pt":  # the trainer's checkpoint: parameters as the model holds them
+        import torch
+
+        p = {k: v.float().numpy() for k, v in torch.load(path, map_location="cpu", weights_only=False)["model"]
+             ["params"].items()}
+        return _draw_splats(server, p["means"], p["log_scales"], p["quats"], p["opacity_logits"].reshape(-1),
+                            p["sh0"].reshape(len(p["means"]), 3))
     from plyfile import PlyData
-    from scipy.spatial.transform import Rotation
 
     v = PlyData.read(str(path))["vertex"]
-    idx = _subsample(len(v.data), MAX_SPLATS)
-    col = lambda k: np.asarray(v[k], np.float64)[idx]  # noqa: E731
-    centers = np.stack([col(k) for k in "xyz"], axis=1)
-    scales = np.exp(np.stack([col(f"scale_{i}") for i in range(3)], axis=1))
-    quat = np.stack([col(f"rot_{i}") for i in (1, 2, 3, 0)], axis=1)  # PLY stores w first
+    col = lambda k: np.asarray(v[k], np.float64)  # noqa: E731
+    return _draw_splats(server, np.stack([col(k) for k in "xyz"], 1), np.stack([col(f"scale_{i}") for i in range(3)], 1),
+                        np.stack([col(f"rot_{i}") for i in range(4)], 1), col("opacity"),
+                        np.stack([col(f"f_dc_{i}") for i in range(3)], 1))
+
+
+def _draw_splats(server, means, log_scales, quats_wxyz, opacity_logits, dc) -> tuple[list, int]:
+    """Gaussians [N] (centres [N, 3], log scales [N, 3], rotations [N, 4] w first, opacity logits [N], SH DC
+    terms [N, 3]) as viser splats: covariances, colours from the DC term, opacities."""
+    from scipy.spatial.transform import Rotation
+
+    idx = _subsample(len(means), MAX_SPLATS)
+    scales = np.exp(np.asarray(log_scales, np.float64)[idx])
+    quat = np.asarray(quats_wxyz, np.float64)[idx][:, [1, 2, 3, 0]]
     quat /= np.clip(np.linalg.norm(quat, axis=1, keepdims=True), 1e-12, None)
     R = Rotation.from_quat(quat).as_matrix()
     cov = np.einsum("nij,nj,nkj->nik", R, scales ** 2, R)
-    rgb = np.clip(0.5 + SH_C0 * np.stack([col(f"f_dc_{i}") for i in range(3)], axis=1), 0, 1)
-    opacity = 1 / (1 + np.exp(-col("opacity")))[:, None]
-    h = server.scene.add_gaussian_splats("/splat", centers=centers.astype(np.float32),
+    rgb = np.clip(0.5 + SH_C0 * np.asarray(dc, np.float64)[idx], 0, 1)
+    opacity = 1 / (1 + np.exp(-np.asarray(opacity_logits, np.float64)[idx]))[:, None]
+    h = server.scene.add_gaussian_splats("/splat", centers=np.asarray(means, np.float32)[idx],
                                          covariances=cov.astype(np.float32), rgbs=rgb.astype(np.float32),
                                          opacities=opacity.astype(np.float32))
     return [h], len(idx)
