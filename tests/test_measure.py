@@ -10,8 +10,8 @@ import pytest
 import trimesh
 
 from vid2model.cli import main
-from vid2model.ops.measure import (closed_volume, girth_profile, horizontal_levels, object_faces, support_level,
-                                   upright_box)
+from vid2model.ops.measure import (closed_volume, face_geometry, fit_level, girth_profile, horizontal_levels,
+                                   object_faces, support_level, upright_box)
 from vid2model.workspace import Workspace
 
 
@@ -235,3 +235,19 @@ def test_measure_writes_a_room_tour_floor_plan(tmp_path, capsys):
         [2, 2, 3, 3], abs=0.002)
     svg = ws.floor_plan_svg.read_text()
     assert svg.startswith("<svg") and svg.count("<text") == 4 and "(relative units)" in svg
+
+
+def test_a_slightly_tilted_model_still_stands_the_object_on_its_floor():
+    # up 0.4 deg off, and the floor seen in two patches either side of the object: each patch is a level of its
+    # own, 6 mm above and 7 mm below the floor under the object; the plane through the one taken reads it there
+    box = _box((0.30, 0.20, 0.25), (0, 0, 0.125 - 0.12), subdiv=3)
+    near, far = _plane(0.5, -0.12, n=30), _plane(0.5, -0.12, n=30)
+    near.vertices[:, 0] -= 1.0  # x from -1.5 to -0.5
+    far.vertices[:, 0] += 1.0  # x from 0.5 to 1.5
+    V, F = _arrays(box, near, far)
+    V = V @ trimesh.transformations.rotation_matrix(np.radians(0.4), [0, 1, 0])[:3, :3].T
+    base0 = support_level(V, F, top=0.0, bin_size=0.002, axis_xy=np.zeros(2), reach=2.0)
+    cen, area, nrm = face_geometry(V, F)
+    plane = fit_level(cen, area, nrm[:, 2] > 0.95, base0, 0.01)
+    assert abs(base0 - (-0.12)) > 0.005  # the level taken is off under the object...
+    assert plane[2] == pytest.approx(-0.12, abs=2e-4)  # ...its plane is not

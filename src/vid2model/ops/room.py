@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vid2model.ops.measure import face_geometry, peaks
+from vid2model.ops.measure import face_geometry, fit_level, peaks
 
 
 def dominant_wall_angle(nrm: np.ndarray, area: np.ndarray) -> float:
@@ -39,25 +39,6 @@ class Room:
     @property
     def floor_area(self) -> float:
         return self.walls[0] * self.walls[1]
-
-
-def fit_level(cen: np.ndarray, area: np.ndarray, sel: np.ndarray, z0: float, window: float) -> np.ndarray:
-    """The plane z = a x + b y + c [3] through the faces ``sel`` [M] bool near height ``z0``: an area-weighted
-    least-squares fit to the face centroids ``cen`` [M, 3] within ``window`` of it, refitted twice on those
-    within three times its spread (furniture tops and the plane's other side drop out). A gravity estimate a
-    fraction of a degree off tilts a floor by centimetres across a room: a level would split into bins."""
-    take = sel & (np.abs(cen[:, 2] - z0) <= window)
-    coef = np.array([0.0, 0.0, z0])
-    for _ in range(3):
-        if take.sum() < 3:
-            break
-        w = np.sqrt(area[take])
-        A = np.c_[cen[take, :2], np.ones(take.sum())]
-        coef = np.linalg.lstsq(A * w[:, None], cen[take, 2] * w, rcond=None)[0]
-        resid = cen[:, 2] - (cen[:, :2] @ coef[:2] + coef[2])
-        spread = float(np.sqrt(np.average(resid[take] ** 2, weights=area[take])))
-        take = sel & (np.abs(resid) <= max(3 * spread, 1e-9))
-    return coef
 
 
 def _at(plane: np.ndarray, xy: np.ndarray) -> float:
