@@ -38,8 +38,8 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-extras="viewer,service"
-[ "$want_test" = 1 ] && extras="viewer,service,cluster,test,learned"
+extras="viewer,service,measure"
+[ "$want_test" = 1 ] && extras="viewer,service,measure,cluster,test,learned"
 # torch is pinned (2.13.0) so pip takes the CPU build where one is provided instead of a newer CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]"

@@ -235,6 +235,13 @@ def test_measure_writes_a_room_tour_floor_plan(tmp_path, capsys):
         [2, 2, 3, 3], abs=0.002)
     svg = ws.floor_plan_svg.read_text()
     assert svg.startswith("<svg") and svg.count("<text") == 4 and "(relative units)" in svg
+    ezdxf = pytest.importorskip("ezdxf", reason="DXF plans need the 'measure' extra")
+    doc = ezdxf.readfile(str(ws.floor_plan_dxf))
+    [outline] = doc.modelspace().query("LWPOLYLINE")
+    pts = np.array([p[:2] for p in outline.get_points()])
+    sides = np.linalg.norm(pts - np.roll(pts, -1, axis=0), axis=1)
+    assert outline.closed and sorted(sides) == pytest.approx([2, 2, 3, 3], abs=0.002)
+    assert len(doc.modelspace().query("TEXT")) == 4
 
 
 def test_a_slightly_tilted_model_still_stands_the_object_on_its_floor():

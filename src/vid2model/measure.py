@@ -1,6 +1,6 @@
 """``vid2model measure``: the filmed object's dimensions (an orbit) or the room's walls, floor and ceiling (a
 walk-through), in metres or relative units, each with its uncertainty and the scale it rests on; writes
-``measure/measure.json`` (and a walk-through's floor plan, ``measure/floorplan.svg`` and ``.json``).
+``measure/measure.json`` (and a walk-through's floor plan, ``measure/floorplan.svg``, ``.json`` and ``.dxf``).
 
 The model is gravity-aligned (+Z up) with its origin at the point an orbit looks at (the SfM stage's scene
 frame), so the object stands on the highest large horizontal level below the origin.
@@ -17,7 +17,7 @@ import numpy as np
 
 from vid2model.errors import UserError
 from vid2model.ops.measure import face_geometry, fit_level, girth_profile, object_faces, support_level, upright_box
-from vid2model.ops.room import floor_plan_svg, room_layout
+from vid2model.ops.room import floor_plan_svg, room_layout, write_floor_plan_dxf
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
@@ -252,6 +252,14 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         ws.write_text(ws.floor_plan_svg, floor_plan_svg(replace(room, walls=[w["value"] for w in walls],
                                                                 corners=room.corners * k), unit))
         ws.write_json(ws.floor_plan_json, {"units": unit, "scale_source": source, **out["room"]})
+        try:
+            from vid2model.workspace import atomic_path
+
+            with atomic_path(ws.floor_plan_dxf) as tmp:
+                write_floor_plan_dxf(replace(room, walls=[w["value"] for w in walls], corners=room.corners * k), tmp,
+                                     unit)
+        except ImportError:
+            notes.append("floor plan: no DXF (pip install ezdxf); SVG and JSON are written")
     if marked:
         from vid2model.io.colmap import read_model
 

@@ -339,6 +339,10 @@ class Workspace:
         return self.root / "measure" / "floorplan.json"
 
     @property
+    def floor_plan_dxf(self) -> Path:
+        return self.root / "measure" / "floorplan.dxf"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 

@@ -115,3 +115,23 @@ def floor_plan_svg(room: Room, unit: str, px_per_unit: float | None = None) -> s
                      f'{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def write_floor_plan_dxf(room: Room, path, unit: str) -> None:
+    """The room's outline (a closed polyline on layer WALLS) and its wall lengths (text on layer DIMENSIONS) as
+    DXF, in the room's units (metres when ``unit`` is "m"), for CAD programs."""
+    import ezdxf
+
+    doc = ezdxf.new("R2010")
+    doc.units = ezdxf.units.M if unit == "m" else 0  # 0: unitless (relative units)
+    msp = doc.modelspace()
+    doc.layers.add("WALLS")
+    doc.layers.add("DIMENSIONS")
+    c = room.corners[:, :2]
+    msp.add_lwpolyline([tuple(p) for p in c], close=True, dxfattribs={"layer": "WALLS"})
+    height = 0.02 * float(np.ptp(c, axis=0).max())
+    for k, length in enumerate(room.walls):
+        a, b = c[k], c[(k + 1) % 4]
+        msp.add_text(f"{length:.3f}", height=height, dxfattribs={"layer": "DIMENSIONS"}).set_placement(
+            tuple((a + b) / 2), align=ezdxf.enums.TextEntityAlignment.MIDDLE_CENTER)
+    doc.saveas(str(path))
