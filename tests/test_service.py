@@ -277,3 +277,20 @@ def test_a_running_job_is_cancelled_and_its_events_say_so(small_server, synth_or
     _wait(lambda: not _children_running(ws), 60, "the cancelled run to stop")
     log = request(f"{s.url}/api/jobs/{job_id}/log")[2].decode()
     assert "attempt 1" in log
+
+
+def test_a_killed_run_is_run_again(small_server, synth_orbit):
+    """The OOM killer (or anyone) SIGKILLs a job's run: the worker queues it again and it resumes."""
+    s, data = small_server
+    status, _, body = upload(s.url, "orbit.mp4", synth_orbit.video_path.read_bytes(), preset="fast", splat="false")
+    job_id = json.loads(body)["id"]
+    ws = data / "jobs" / job_id / "ws"
+    first = _wait(lambda: _children_running(ws), 60, "the job's run to start")
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    _wait(lambda: json.loads(request(f"{s.url}/api/jobs/{job_id}")[2])["attempts"] == 2, 60, "a second attempt")
+    second = _wait(lambda: _children_running(ws), 60, "the second run to start")
+    assert not set(second) & set(first)
+    assert json.loads(request(f"{s.url}/api/jobs/{job_id}")[2])["state"] == "running"
+    request(f"{s.url}/api/jobs/{job_id}/cancel", "POST")
+    _wait(lambda: json.loads(request(f"{s.url}/api/jobs/{job_id}")[2])["state"] == "cancelled", 60, "the cancel")

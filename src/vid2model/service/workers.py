@@ -24,6 +24,7 @@ from vid2model.workspace import Workspace
 log = logging.getLogger("vid2model")
 
 FORMATS = ("glb", "gltf", "obj", "usdz", "fbx", "ply", "splat_ply", "spz")
+MAX_ATTEMPTS = 3  # runs of a job killed from outside before it is given up
 PRESETS = ("fast", "default", "quality")
 
 
@@ -158,9 +159,17 @@ class Workers:
         if current["cancel"]:
             self.store.finish(job["id"], "cancelled")
             return
+        if code < 0 and job["attempts"] < MAX_ATTEMPTS:
+            # the run was killed from outside (the OOM killer, an operator): it resumes where it stopped
+            log.warning("service: job %s's run was killed (signal %d); running it again", job["id"], -code)
+            self.store.finish(job["id"], "queued")
+            return
         if code != 0:
             lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-            self.store.finish(job["id"], "failed", lines[-1] if lines else f"exit code {code}")
+            reason = lines[-1] if lines else f"exit code {code}"
+            if code < 0:
+                reason = f"the run was killed (signal {-code}) {MAX_ATTEMPTS} times; see the job's log"
+            self.store.finish(job["id"], "failed", reason)
             return
         self._publish(job, paths)
         self.store.finish(job["id"], "done")
