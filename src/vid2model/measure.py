@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -202,64 +202,23 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         # the known side's own surface noise (two faces) is now the scale's uncertainty
         rel = (np.sqrt(2) * noise / measured) if noise is not None else None
     unit = "m" if metric else "relative units"
-
-    def fig(value: float, spread: list[float], power: int = 1) -> dict[str, Any]:
-        """A figure in output units: ``spread`` holds its model-unit standard errors besides the scale's."""
-        v = value * k ** power
-        parts = [power * rel * v] if rel is not None else []
-        parts += [x * k ** power for x in spread]
-        unc = float(np.hypot.reduce(parts)) if parts else None
-        u = unit if power == 1 or not metric else f"{unit}^{power}"
-        return {"value": round(float(v), 6), "uncertainty": None if unc is None else round(unc, 6), "unit": u}
-
+    fig = Figures(k, rel, unit)
     out: dict[str, Any] = {"units": unit, "scale_source": source,
                            "scale_rel_uncertainty": None if rel is None else round(float(rel), 5),
                            "surface_noise": None if noise is None else round(float(noise * k), 6), "object": None,
                            "room": None, "distances": [], "notes": notes}
     if box is not None:
-        two = [np.sqrt(2) * noise] if noise is not None else []  # a size spans two surfaces
-        out["object"] = {
-            **{d: fig(getattr(box, d), two) for d in DIMENSIONS},
-            "footprint": fig(box.footprint, [], power=2),
-            "surface_area": fig(box.surface, [], power=2),
-            "volume": None if box.volume is None else fig(box.volume, [], power=3),
-            "yaw_deg": round(box.yaw_deg, 2),
-            "stands_on": round(box.base * k, 6),
-            # a surface offset by d changes a convex outline's perimeter by 2 pi d
-            "girths": [{"height": round(float(h * k), 6), "girth": fig(g, [2 * np.pi * noise] if noise else [])}
-                       for h, g in girths if np.isfinite(g)],
-            "corners": np.round(box.corners * k, 6).tolist(),
-            "faces": box.n_faces}
+        out["object"] = _object_figures(fig, box, noise, girths)
         if box.volume is None:
             notes.append("volume: the surface is open somewhere other than its base (a side or top no camera saw); "
                          "no volume is given")
     if room is not None:
-        two = [np.sqrt(2) * noise] if noise is not None else []  # a length between two measured surfaces
-        walls = [fig(w, two) for w in room.walls]
-        sides = sorted(room.walls[:2])
-        rel_area = np.hypot(*[np.sqrt(2) * noise / w for w in sides]) if noise is not None else None
-        out["room"] = {
-            "walls": walls, "width": fig(sides[0], two), "length": fig(sides[1], two),
-            "ceiling_height": None if room.height is None else fig(room.height, two),
-            "floor_area": fig(room.floor_area, [rel_area * room.floor_area] if rel_area is not None else [],
-                              power=2),
-            "corners": np.round(room.corners * k, 6).tolist(), "wall_direction_deg": round(room.angle_deg, 2),
-            "wall_surface_seen": [fig(a, [], power=2)["value"] for a in room.wall_area],
-            "shape": "rectangle (four walls at right angles)"}
+        out["room"] = _room_figures(fig, room, noise)
         if room.height is None:
             notes.append("ceiling: no ceiling in the model (the cameras did not look up at it); no height is given")
         notes.append("openings (doors, windows) are not measured yet")
-        ws.write_text(ws.floor_plan_svg, floor_plan_svg(replace(room, walls=[w["value"] for w in walls],
-                                                                corners=room.corners * k), unit))
-        ws.write_json(ws.floor_plan_json, {"units": unit, "scale_source": source, **out["room"]})
-        try:
-            from vid2model.workspace import atomic_path
-
-            with atomic_path(ws.floor_plan_dxf) as tmp:
-                write_floor_plan_dxf(replace(room, walls=[w["value"] for w in walls], corners=room.corners * k), tmp,
-                                     unit)
-        except ImportError:
-            notes.append("floor plan: no DXF (pip install ezdxf); SVG and JSON are written")
+        notes += _write_floor_plan(ws, replace(room, walls=[w["value"] for w in out["room"]["walls"]],
+                                               corners=room.corners * k), out["room"], source, unit)
     if marked:
         from vid2model.io.colmap import read_model
 
@@ -274,6 +233,67 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
                      "--known-size \"box height=0.30\"")
     ws.write_json(ws.measure_json, out)
     return {**out, "_human": table(out)}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Model-unit values as reported figures: times the scale ``k`` (to its power for areas and volumes), with
+    an uncertainty from the scale's relative one (``rel``) and the value's own standard errors."""
+
+    k: float
+    rel: float | None
+    unit: str
+
+    def __call__(self, value: float, spread: list[float], power: int = 1) -> dict[str, Any]:
+        v = value * self.k ** power
+        parts = [power * self.rel * v] if self.rel is not None else []
+        parts += [x * self.k ** power for x in spread]
+        unc = float(np.hypot.reduce(parts)) if parts else None
+        u = self.unit if power == 1 or self.unit != "m" else f"{self.unit}^{power}"
+        return {"value": round(float(v), 6), "uncertainty": None if unc is None else round(unc, 6), "unit": u}
+
+
+def _object_figures(fig: Figures, box, noise: float | None, girths: np.ndarray) -> dict[str, Any]:
+    two = [np.sqrt(2) * noise] if noise is not None else []  # a size spans two surfaces
+    return {
+        **{d: fig(getattr(box, d), two) for d in DIMENSIONS},
+        "footprint": fig(box.footprint, [], power=2),
+        "surface_area": fig(box.surface, [], power=2),
+        "volume": None if box.volume is None else fig(box.volume, [], power=3),
+        "yaw_deg": round(box.yaw_deg, 2),
+        "stands_on": round(box.base * fig.k, 6),
+        # a surface offset by d changes a convex outline's perimeter by 2 pi d
+        "girths": [{"height": round(float(h * fig.k), 6), "girth": fig(g, [2 * np.pi * noise] if noise else [])}
+                   for h, g in girths if np.isfinite(g)],
+        "corners": np.round(box.corners * fig.k, 6).tolist(),
+        "faces": box.n_faces}
+
+
+def _room_figures(fig: Figures, room, noise: float | None) -> dict[str, Any]:
+    two = [np.sqrt(2) * noise] if noise is not None else []  # a length between two measured surfaces
+    sides = sorted(room.walls[:2])
+    rel_area = np.hypot(*[np.sqrt(2) * noise / w for w in sides]) if noise is not None else None
+    return {
+        "walls": [fig(w, two) for w in room.walls], "width": fig(sides[0], two), "length": fig(sides[1], two),
+        "ceiling_height": None if room.height is None else fig(room.height, two),
+        "floor_area": fig(room.floor_area, [rel_area * room.floor_area] if rel_area is not None else [], power=2),
+        "corners": np.round(room.corners * fig.k, 6).tolist(), "wall_direction_deg": round(room.angle_deg, 2),
+        "wall_surface_seen": [fig(a, [], power=2)["value"] for a in room.wall_area],
+        "shape": "rectangle (four walls at right angles)"}
+
+
+def _write_floor_plan(ws: Workspace, room, figures: dict[str, Any], source: str, unit: str) -> list[str]:
+    """``measure/floorplan.svg``, ``.json`` and (with ezdxf) ``.dxf`` of ``room`` in output units; returns notes."""
+    from vid2model.workspace import atomic_path
+
+    ws.write_text(ws.floor_plan_svg, floor_plan_svg(room, unit))
+    ws.write_json(ws.floor_plan_json, {"units": unit, "scale_source": source, **figures})
+    try:
+        with atomic_path(ws.floor_plan_dxf) as tmp:
+            write_floor_plan_dxf(room, tmp, unit)
+    except ImportError:
+        return ["floor plan: no DXF (pip install ezdxf); SVG and JSON are written"]
+    return []
 
 
 def table(m: dict[str, Any]) -> str:
