@@ -353,3 +353,74 @@ def test_product_view_from_disk(browser, site):
     assert browser.eval("document.getElementById('product').src").startswith("blob:")
     browser.wait_for("document.getElementById('product').modelIsVisible", 30)
     assert coverage(browser.screenshot(browser.rect("#product"))) > 0.05
+
+
+def _walk_workspace(root: Path) -> Workspace:
+    """A walk-through's workspace as publish reads it: a 4 x 6 x 2.5 room's mesh exported as GLB (+Y up,
+    vertex colours), one camera at (0, -1.5, 1.5) looking along +y, the scene frame and the measured plan."""
+    import pycolmap
+    import trimesh
+
+    from vid2model.stages.export import Z_UP_TO_Y_UP
+
+    ws = Workspace(root).create()
+    room = trimesh.creation.box(extents=(4, 6, 2.5))
+    room.invert()
+    for _ in range(4):
+        room = room.subdivide()
+    room.apply_translation([0, 0, 1.25])
+    rgb = (colour_of(room.vertices / [2, 3, 1.25]) * 255).astype(np.uint8)
+    room.vertices = room.vertices @ Z_UP_TO_Y_UP.T
+    room.visual = trimesh.visual.ColorVisuals(room, vertex_colors=np.hstack([rgb, np.full((len(rgb), 1), 255, np.uint8)]))
+    ws.export_path("glb").parent.mkdir(parents=True, exist_ok=True)
+    room.export(ws.export_path("glb"))
+    ws.write_json(ws.export_json, {"scale_to_metres": 1.0})
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(pycolmap.Camera(camera_id=1, model="PINHOLE", width=64, height=48,
+                                                    params=[60.0, 60.0, 32.0, 24.0]))
+    R = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # rows: camera x right, y down, z = +y of the world
+    c = np.array([0.0, -1.5, 1.5])
+    rec.add_image_with_trivial_frame(pycolmap.Image(name="frame_000.jpg", camera_id=1, image_id=1),
+                                     pycolmap.Rigid3d(np.hstack([R, (-R @ c)[:, None]])))
+    ws.sparse_dir.mkdir(parents=True, exist_ok=True)
+    rec.write(str(ws.sparse_dir))
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": "metric", "metres_per_unit": 1.0, "capture": "walk",
+                                  "center": [0, 0, 0], "radius": 3.0})
+    ws.write_json(ws.measure_json, {"units": "m", "room": {"corners": [[-2, -3, 0], [2, -3, 0], [2, 3, 0], [-2, 3, 0]]}})
+    return ws
+
+
+def test_walk_through_page_walks_and_shows_where_you_are(browser, tmp_path, npm_ready):
+    ws = _walk_workspace(tmp_path / "walk")
+    out = tmp_path / "site"
+    publish(ws, out)
+    assert (out / "tour.html").is_file() and (out / "vendor" / "tour-view.js").is_file()
+    assert "href='tour.html'" in (out / "index.html").read_text()
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        browser.goto(f"http://127.0.0.1:{httpd.server_address[1]}/tour.html")
+        browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 60)
+        assert browser.eval("document.body.dataset.error") is None, browser.console
+        r = browser.rect("#tour-canvas")
+        before = browser.screenshot(r)
+        assert coverage(before) > 0.5  # the room's walls fill the view
+        x0, y0 = browser.eval("[v2mTour.state.x, v2mTour.state.y]")
+        assert (x0, y0) == pytest.approx((0.0, -1.5), abs=1e-6)
+        dot0 = browser.eval("document.getElementById('map-me').getAttribute('cy')")
+        browser.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "w", "code": "KeyW",
+                                                "windowsVirtualKeyCode": 87})
+        time.sleep(1.0)
+        browser.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "w", "code": "KeyW",
+                                                "windowsVirtualKeyCode": 87})
+        x1, y1 = browser.eval("[v2mTour.state.x, v2mTour.state.y]")
+        assert abs(x1 - x0) < 0.05 and 0.3 < y1 - y0 < 2.0, (x1, y1)  # walked forward, along +y, at ~1 m/s
+        assert float(browser.eval("document.getElementById('map-me').getAttribute('cy')")) < float(dot0)
+        time.sleep(0.3)
+        after = browser.screenshot(r)
+        changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
+        assert changed > 0.02, f"only {changed:.1%} of the view changed after walking"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -121,7 +121,9 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
                 embedded.append(name)
         for name in ("style.css", "product.js"):
             shutil.copy(WEB_DIR / name, tmp / name)
-        pages = {"index.html": bool(glb), "splat.html": bool(splat), "report/index.html": has_report}
+        tour = tour_config(ws, ("model-web.glb" if light else "model.glb"), embedded) if glb else None
+        pages = {"index.html": bool(glb), "splat.html": bool(splat), "tour.html": tour is not None,
+                 "report/index.html": has_report}
         if has_report:
             shutil.copytree(ws.report_dir, tmp / "report")
             _link_report(tmp / "report" / "index.html", pages, assets)
@@ -131,6 +133,12 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
                   "frame": splat_frame(ws) if splat else None, "embedded": embedded, "background": _BACKGROUND,
                   "view": {"azimuth_deg": -60.0, "elevation_deg": 25.0, "distance": 2.6}}
         footer = "Made with vid2model. Drag to orbit, scroll to zoom, right-drag to pan."
+        if tour is not None:
+            text = Template((WEB_DIR / "tour.html").read_text(encoding="utf-8")).substitute(
+                title=html.escape(f"{title} - walk through - vid2model"), nav=_nav(title, "tour.html", pages),
+                footer="Made with vid2model. W / S or the arrow keys walk, A / D step aside, drag to look.",
+                config=_script_json({**tour, "background": _BACKGROUND}))
+            (tmp / "tour.html").write_text(text, encoding="utf-8")
         for page, template in (("index.html", "index.html"), ("splat.html", "splat.html")):
             main = (_product_main(glb is not None, usdz is not None, title)
                     + dimensions_line(ws.read_json(ws.measure_json, default=None))) if page == "index.html" else ""
@@ -199,6 +207,30 @@ def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
             '<button id="full-detail" class="full-detail" hidden>Full detail</button>')
 
 
+def tour_config(ws: Workspace, model: str, embedded: list[str]) -> dict[str, Any] | None:
+    """What the walk-through page needs, for a walk-through capture with an exported mesh (else None): the
+    model, the export's scale (workspace units to the GLB's), where to start (the first keyframe's place and
+    heading), a walking speed and the floor plan from ``vid2model measure``, when there is one."""
+    from vid2model.io.colmap import load_views
+
+    scene = ws.read_json(ws.scene_json, default=None) or {}
+    if scene.get("capture") != "walk" or not ws.has_cameras:
+        return None
+    views = sorted(load_views(ws.sparse_dir), key=lambda v: v.name)
+    if not views:
+        return None
+    first = views[0]
+    look = first.R[2]  # viewing direction in the world
+    scale = float((ws.read_json(ws.export_json, default=None) or {}).get("scale_to_metres") or 1.0)
+    room = ((ws.read_json(ws.measure_json, default=None) or {}).get("room") or {})
+    metres_per_unit = 1.0 if scene.get("scale") == "metric" else None
+    # a walking pace: 1 m/s in a metric model, else a twentieth of the scene's size
+    speed = 1.0 / (metres_per_unit or 1.0) if metres_per_unit else 0.1 * float(scene.get("radius") or 1.0)
+    return {"model": model, "embedded": embedded, "scale": scale, "speed": speed,
+            "start": {"position": [float(c) for c in first.center], "yaw": float(np.arctan2(look[1], look[0]))},
+            "plan": {"corners": room["corners"]} if room.get("corners") else None}
+
+
 def dimensions_line(measured: dict[str, Any] | None) -> str:
     """The object's size under the product viewer (``vid2model measure``'s figures), or nothing."""
     obj = (measured or {}).get("object")
@@ -220,7 +252,8 @@ def dimensions_line(measured: dict[str, Any] | None) -> str:
 
 
 def _nav(title: str, page: str, pages: dict[str, bool]) -> str:
-    labels = {"index.html": "3D model", "splat.html": "Gaussian splat", "report/index.html": "Capture report"}
+    labels = {"index.html": "3D model", "splat.html": "Gaussian splat", "tour.html": "Walk through",
+              "report/index.html": "Capture report"}
     links = [f"<a href='{p}'{' class=here' if p == page else ''}>{labels[p]}</a>"
              for p, present in pages.items() if present]
     return f"<h1>{html.escape(title)}</h1>" + "".join(links)

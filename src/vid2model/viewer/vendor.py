@@ -22,8 +22,8 @@ from vid2model.workspace import atomic_dir
 log = logging.getLogger("vid2model")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-_INPUTS = ("package.json", "package-lock.json", "splat-view.js")
-_BUNDLE = "splat-view.js"
+_INPUTS = ("package.json", "package-lock.json", "splat-view.js", "tour-view.js")
+_BUNDLES = ("splat-view.js", "tour-view.js")
 
 _ESBUILD_JS = ("require('esbuild').buildSync({entryPoints: [process.argv[1]], outfile: process.argv[2], bundle: true, "
                "format: 'iife', minify: true, target: 'es2020', logLevel: 'error'})")
@@ -32,7 +32,8 @@ _ESBUILD_JS = ("require('esbuild').buildSync({entryPoints: [process.argv[1]], ou
 VENDOR_FILES = {
     "model-viewer/model-viewer-umd.min.js": "node_modules/@google/model-viewer/dist/model-viewer-umd.min.js",
     "model-viewer/LICENSE": "node_modules/@google/model-viewer/LICENSE",
-    "splat-view.js": f"dist/{_BUNDLE}",
+    "splat-view.js": "dist/splat-view.js",
+    "tour-view.js": "dist/tour-view.js",
     "three/LICENSE": "node_modules/three/LICENSE",
     "spark/LICENSE": "node_modules/@sparkjsdev/spark/LICENSE",
 }
@@ -75,8 +76,9 @@ def ensure_web_libs(timeout_s: float = 600.0) -> Path:
         _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], tmp, timeout_s,
              "installing the viewer libraries with npm failed (is the npm registry reachable?)")
         # esbuild's JS API: its bin/ entry may be the native binary or a JS shim depending on the platform
-        _run([node, "-e", _ESBUILD_JS, _BUNDLE, f"dist/{_BUNDLE}"], tmp, timeout_s,
-             "bundling the splat viewer with esbuild failed")
+        for bundle in _BUNDLES:
+            _run([node, "-e", _ESBUILD_JS, bundle, f"dist/{bundle}"], tmp, timeout_s,
+                 f"bundling {bundle} with esbuild failed")
         (tmp / ".complete").write_text(web_hash() + "\n", encoding="utf-8")
     if not _complete(folder):
         raise UserError(f"the viewer libraries in {folder} are incomplete; delete that folder and run again")
