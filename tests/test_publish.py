@@ -422,5 +422,6 @@ def test_walk_through_page_walks_and_shows_where_you_are(browser, tmp_path, npm_
         changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
         assert changed > 0.02, f"only {changed:.1%} of the view changed after walking"
     finally:
+        browser.goto("about:blank")  # nothing left drawing in software GL for the tests after this one
         httpd.shutdown()
         httpd.server_close()

@@ -100,10 +100,18 @@ async function main() {
   const drawMap = makeMap();
   window.v2mTour = { state: st, camera };
 
-  let last = performance.now(), frames = 0;
+  // Render on demand (battery, and software GL): only while a key is held, after a drag or a resize
+  let last = performance.now(), frames = 0, pending = 5;
+  const wake = () => { pending = Math.max(pending, 3); };
+  window.addEventListener("keydown", wake);
+  canvas.addEventListener("pointermove", wake);
+  new ResizeObserver(wake).observe(canvas);
   renderer.setAnimationLoop((now) => {
     const dt = Math.min(0.1, (now - last) / 1000);
     last = now;
+    if (keys.size) pending = Math.max(pending, 3);
+    if (pending <= 0) return;
+    pending--;
     const fwd = (keys.has("w") || keys.has("arrowup") ? 1 : 0) - (keys.has("s") || keys.has("arrowdown") ? 1 : 0);
     const side = (keys.has("d") ? 1 : 0) - (keys.has("a") ? 1 : 0);
     st.yaw += ((keys.has("arrowleft") || keys.has("q") ? 1 : 0) - (keys.has("arrowright") || keys.has("e") ? 1 : 0)) * dt;
@@ -114,7 +122,7 @@ async function main() {
     camera.lookAt(toGl(st.x + d[0], st.y + d[1], st.z + d[2]));
     renderer.render(scene, camera);
     drawMap(st);
-    if (++frames === 5) { say(""); document.body.dataset.loaded = "1"; }
+    if (++frames === 3) { say(""); document.body.dataset.loaded = "1"; }
   });
 }
 
