@@ -22,7 +22,7 @@ from vid2model.workspace import atomic_dir
 log = logging.getLogger("vid2model")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-_INPUTS = ("package.json", "package-lock.json", "splat-view.js", "tour-view.js")
+_INPUTS = ("package.json", "package-lock.json", "embedded.js", "splat-view.js", "tour-view.js")
 _BUNDLES = ("splat-view.js", "tour-view.js")
 
 _ESBUILD_JS = ("require('esbuild').buildSync({entryPoints: [process.argv[1]], outfile: process.argv[2], bundle: true, "

@@ -1,6 +1,7 @@
 // Splat view: three.js + Spark (bundled by esbuild into vendor/splat-view.js at publish time).
 // The world is vid2model's frame: +Z up, so the camera's up vector is +Z.
 import * as THREE from "three";
+import { loadEmbedded, statusLine } from "./embedded.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { SparkRenderer, SplatMesh } from "@sparkjsdev/spark";
 
@@ -8,25 +9,7 @@ const cfg = JSON.parse(document.getElementById("v2m-config").textContent);
 const statusEl = document.getElementById("status");
 const canvas = document.getElementById("splat-canvas");
 
-function say(html) { statusEl.innerHTML = html || ""; statusEl.hidden = !html; }
-
-function loadEmbedded(name) {
-  return new Promise((resolve, reject) => {
-    const s = document.createElement("script");
-    s.src = name + ".js";
-    s.onload = () => {
-      const b64 = (window.V2M_EMBED || {})[name];
-      if (!b64) { reject(new Error("no embedded copy of " + name)); return; }
-      const bin = atob(b64);
-      const bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-      delete window.V2M_EMBED[name];
-      resolve(bytes);
-    };
-    s.onerror = () => reject(new Error("cannot read " + name + ".js"));
-    document.head.appendChild(s);
-  });
-}
+const say = statusLine(statusEl);
 
 function framing(mesh) {
   if (cfg.frame) return { center: new THREE.Vector3(...cfg.frame.center), radius: cfg.frame.radius };

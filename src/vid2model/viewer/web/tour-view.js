@@ -2,6 +2,7 @@
 // (three.js, bundled by esbuild into vendor/tour-view.js at publish time). Positions are kept in vid2model's
 // frame (+Z up, the plan's frame); the GLB is +Y up: (x, y, z) -> (x, z, -y), times the export's scale.
 import * as THREE from "three";
+import { loadEmbedded, statusLine } from "./embedded.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 
 const cfg = JSON.parse(document.getElementById("v2m-config").textContent);
@@ -10,24 +11,7 @@ const canvas = document.getElementById("tour-canvas");
 const s = cfg.scale;
 const toGl = (x, y, z) => new THREE.Vector3(x * s, z * s, -y * s);
 
-function say(html) { statusEl.innerHTML = html || ""; statusEl.hidden = !html; }
-
-function loadEmbedded(name) {
-  return new Promise((resolve, reject) => {
-    const el = document.createElement("script");
-    el.src = name + ".js";
-    el.onload = () => {
-      const b64 = (window.V2M_EMBED || {})[name];
-      if (!b64) { reject(new Error("no embedded copy of " + name)); return; }
-      const bin = atob(b64);
-      const bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-      resolve(bytes.buffer);
-    };
-    el.onerror = () => reject(new Error("cannot read " + name + ".js"));
-    document.head.appendChild(el);
-  });
-}
+const say = statusLine(statusEl);
 
 // the map: the plan's outline and the viewer as a dot with a heading line, in an SVG beside the view
 function makeMap() {
@@ -77,7 +61,7 @@ async function main() {
   new ResizeObserver(resize).observe(canvas);
   resize();
 
-  const buf = location.protocol === "file:" ? await loadEmbedded(cfg.model)
+  const buf = location.protocol === "file:" ? (await loadEmbedded(cfg.model)).buffer
     : await (await fetch(cfg.model)).arrayBuffer();
   const gltf = await new GLTFLoader().parseAsync(buf, "");
   scene.add(gltf.scene);
