@@ -39,6 +39,9 @@ class SynthConfig:
     # walk: a loop round the room's middle at orbit_height looking out at the walls and up at the ceiling (a room
     # tour; every wall is seen), instead of walking down the room
     walk_tour: bool = False
+    # orbit: instead of the fixed scene, a mannequin of exactly known girths standing on the floor ("body") or a
+    # shirt of known flat measurements laid on it ("garment"), drawn from ``seed``
+    subject: str = ""
     # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
     # centre aliases fine texture seen far or at a grazing angle into patterns that move with the camera
     supersample: int = 1
@@ -46,6 +49,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.path not in ("orbit", "walk"):
             raise ValueError(f"path must be 'orbit' or 'walk', not {self.path!r}")
+        if self.subject not in ("", "body", "garment"):
+            raise ValueError(f"subject must be '', 'body' or 'garment', not {self.subject!r}")
         if self.supersample < 1:
             raise ValueError("supersample must be at least 1")
         if self.rotation % 90 or self.n_frames < 1 or self.width < 2 or self.height < 2:

@@ -53,6 +53,10 @@ def make_scene(cfg: SynthConfig) -> Scene:
         make = random_orbit_scene if cfg.path == "orbit" else random_walk_scene
         scene = make(cfg.layout_seed, seed=cfg.seed, contrast=cfg.contrast, backdrop=cfg.backdrop,
                      orbit_radius=cfg.orbit_radius)
+    elif cfg.subject and cfg.path == "orbit":
+        from vid2model.synth.subjects import body_scene, garment_scene
+
+        scene = (body_scene if cfg.subject == "body" else garment_scene)(cfg.seed)
     elif cfg.product and cfg.path == "orbit":
         scene = product_scene(tuple(cfg.product), cfg.seed)
     else:
@@ -65,7 +69,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
 
 
 SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product",
-                "walk_tour")
+                "walk_tour", "subject")
 
 
 def scene_fields(cfg: SynthConfig) -> dict:

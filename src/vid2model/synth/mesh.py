@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vid2model.synth.render import primitives, shade, surface_normals
-from vid2model.synth.scene import Scene, surface_albedo
+from vid2model.synth.scene import Scene, inside_polygon, polygon_distance, surface_albedo
 
 
 def _grid(origin, eu, ev, nu: int, nv: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +65,71 @@ def _icosphere(center, radius: float, subdivisions: int) -> tuple[np.ndarray, np
     return v * radius + np.asarray(center, float), f
 
 
+def ear_clip(poly: np.ndarray) -> np.ndarray:
+    """Triangles [K - 2, 3] (indices, counter-clockwise) of a simple counter-clockwise polygon [K, 2]."""
+    idx = list(range(len(poly)))
+    tris = []
+
+    def cross(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    while len(idx) > 3:
+        for k in range(len(idx)):
+            i0, i1, i2 = idx[k - 1], idx[k], idx[(k + 1) % len(idx)]
+            a, b, c = poly[i0], poly[i1], poly[i2]
+            if cross(a, b, c) <= 1e-15:
+                continue  # reflex corner
+            others = [poly[j] for j in idx if j not in (i0, i1, i2)]
+            if any(cross(a, b, q) >= 0 and cross(b, c, q) >= 0 and cross(c, a, q) >= 0 for q in others):
+                continue
+            tris.append((i0, i1, i2))
+            idx.pop(k)
+            break
+        else:
+            raise ValueError("the polygon is not simple or not counter-clockwise")
+    tris.append(tuple(idx))
+    return np.asarray(tris, np.int64)
+
+
+def _cylinder_mesh(c, tol: float, resolution: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Side and caps of an elliptic cylinder; the side's vertices lie exactly on it, within ``tol`` between."""
+    r = max(c.a, c.b)
+    n = max(16, int(np.ceil(2 * np.pi / (2 * np.arccos(max(1 - tol / r, -1.0))))))
+    phi = 2 * np.pi * np.arange(n) / n
+    ring = np.c_[c.a * np.cos(phi), c.b * np.sin(phi)] + np.asarray(c.center)
+    rows = max(1, int(np.ceil((c.z1 - c.z0) / resolution)))
+    z = np.linspace(c.z0, c.z1, rows + 1)
+    v = np.c_[np.tile(ring, (rows + 1, 1)), np.repeat(z, n)]
+    i = np.arange(n)
+    j = (i + 1) % n
+    f = np.concatenate([np.concatenate([np.c_[r * n + i, r * n + j, (r + 1) * n + j],
+                                        np.c_[r * n + i, (r + 1) * n + j, (r + 1) * n + i]]) for r in range(rows)])
+    nrm = np.c_[np.cos(phi) / c.a, np.sin(phi) / c.b, np.zeros(n)]
+    parts = [(v, f, np.tile(nrm / np.linalg.norm(nrm, axis=1, keepdims=True), (rows + 1, 1)))]
+    for level, up in ((c.z1, True), (c.z0, False)):
+        cv = np.r_[[[*c.center, level]], np.c_[ring, np.full(n, level)]]
+        cf = np.c_[np.zeros(n, np.int64), i + 1, j + 1]
+        parts.append((cv, cf if up else cf[:, ::-1], np.tile([0.0, 0.0, 1.0 if up else -1.0], (n + 1, 1))))
+    return parts
+
+
+def _prism_mesh(p, resolution: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Caps and side walls of a level prism."""
+    poly = np.asarray(p.outline, float)
+    tris = ear_clip(poly)
+    parts = []
+    for level, up in ((p.z1, True), (p.z0, False)):
+        parts.append((np.c_[poly, np.full(len(poly), level)], tris if up else tris[:, ::-1],
+                      np.tile([0.0, 0.0, 1.0 if up else -1.0], (len(poly), 1))))
+    for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+        e = b - a
+        nu = max(1, int(np.ceil(np.linalg.norm(e) / resolution)))
+        v, f = _grid((a[0], a[1], p.z0), (e[0], e[1], 0.0), (0.0, 0.0, p.z1 - p.z0), nu, 1)
+        n = np.array([e[1], -e[0], 0.0]) / np.linalg.norm(e)
+        parts.append((v, f, np.tile(n, (len(v), 1))))
+    return parts
+
+
 def write_ply(path, verts: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
               colors: np.ndarray | None = None) -> None:
     """Binary little-endian PLY: double x y z, float normals, uchar colours, int32 triangles."""
@@ -121,6 +186,10 @@ def scene_mesh(scene: Scene, resolution: float = 0.05,
             for v, f in _box_faces(prim.lo, prim.hi, resolution * (4 if kind == "room" else 1), kind == "room"):
                 fn = np.cross(v[f[0, 1]] - v[f[0, 0]], v[f[0, 2]] - v[f[0, 0]])
                 parts.append((v, f, np.tile(fn / np.linalg.norm(fn), (len(v), 1))))
+        elif kind == "cylinder":
+            parts += _cylinder_mesh(prim, tol, resolution)
+        elif kind == "prism":
+            parts += _prism_mesh(prim, resolution)
         else:
             for sub in range(2, 8):  # refine until every facet's centroid is within tolerance
                 v, f = _icosphere(prim.center, prim.radius, sub)
@@ -146,6 +215,8 @@ def nearest_surface(scene: Scene, points: np.ndarray) -> tuple[np.ndarray, np.nd
             dist.append(np.hypot(np.abs(p[:, 2]), out))
         elif kind == "sphere":
             dist.append(np.abs(np.linalg.norm(p - np.asarray(prim.center), axis=1) - prim.radius))
+        elif kind in ("cylinder", "prism"):
+            dist.append(np.abs(_level_sdf(prim, p) if kind == "prism" else _cylinder_sdf(prim, p)))
         else:
             lo, hi = np.asarray(prim.lo), np.asarray(prim.hi)
             q = np.maximum(lo - p, p - hi)  # box SDF: outside part + inside part, then |.| for the surface
@@ -154,6 +225,27 @@ def nearest_surface(scene: Scene, points: np.ndarray) -> tuple[np.ndarray, np.nd
     dist = np.stack(dist, 1)
     pid = np.argmin(dist, axis=1)
     return pid.astype(np.int16), dist[np.arange(len(p)), pid]
+
+
+def _cylinder_sdf(c, p: np.ndarray) -> np.ndarray:
+    """Signed distance [N] of points [N, 3] to an elliptic cylinder (the side's to first order)."""
+    rel = p[:, :2] - np.asarray(c.center)
+    s2 = np.array([1.0 / c.a ** 2, 1.0 / c.b ** 2])
+    qr = ((rel * rel * s2).sum(1) - 1) / (2 * np.linalg.norm(rel * s2, axis=1) + 1e-12)
+    return _extrude_sdf(qr, p[:, 2], c.z0, c.z1)
+
+
+def _level_sdf(prism, p: np.ndarray) -> np.ndarray:
+    """Signed distance [N] of points [N, 3] to a level prism."""
+    poly = np.asarray(prism.outline, float)
+    d = polygon_distance(p[:, :2], poly)
+    return _extrude_sdf(np.where(inside_polygon(p[:, :2], poly), -d, d), p[:, 2], prism.z0, prism.z1)
+
+
+def _extrude_sdf(q_xy: np.ndarray, z: np.ndarray, z0: float, z1: float) -> np.ndarray:
+    """A 2D signed distance [N] extruded between two levels (exact where the 2D one is)."""
+    q = np.c_[q_xy, np.maximum(z0 - z, z - z1)]
+    return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
 
 
 def surface_colors(scene: Scene, points: np.ndarray, normals: np.ndarray | None = None,

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from vid2model.camera import Camera, pixel_grid
-from vid2model.synth.scene import Box, Scene, surface_albedo
+from vid2model.synth.scene import Box, Scene, inside_polygon, surface_albedo
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 SKY = np.array([0.62, 0.66, 0.72], np.float32)
@@ -41,14 +41,64 @@ def _camera_rays(k: tuple[float, ...], width: int, height: int) -> tuple[np.ndar
 
 
 def primitives(scene: Scene) -> list[tuple[str, object]]:
-    """The scene's surfaces in id order: ("ground", half) | ("box", Box) | ("room", Box) | ("sphere", Sphere)."""
+    """The scene's surfaces in id order: ("ground", half) | ("box", Box) | ("room", Box) | ("sphere", Sphere) |
+    ("cylinder", EllipticCylinder) | ("prism", Prism)."""
     out: list[tuple[str, object]] = []
     if scene.ground_half > 0:
         out.append(("ground", scene.ground_half))
     out += [("box", b) for b in scene.boxes + scene.plain_boxes]
     out += [("room", b) for b in scene.inner_boxes]
     out += [("sphere", s) for s in scene.spheres]
+    out += [("cylinder", c) for c in scene.cylinders]
+    out += [("prism", p) for p in scene.prisms]
     return out
+
+
+def _level_t(o: np.ndarray, inv: np.ndarray, d: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance along rays (N,) to the level z (inf behind or parallel) and the (x, y) [N, 2] met there."""
+    t = (z - o[2]) * inv[:, 2]
+    t = np.where(np.isfinite(t) & (t > EPS), t, np.inf)
+    xy = o[:2] + d[:, :2] * np.where(np.isfinite(t), t, 0.0)[:, None]
+    return t, xy
+
+
+def _cylinder_t(o: np.ndarray, d: np.ndarray, inv: np.ndarray, c) -> np.ndarray:
+    """Entry distance (N,) of rays from outside into an elliptic cylinder: its side or a cap; inf = miss."""
+    s = np.array([1.0 / c.a, 1.0 / c.b])
+    q0 = (o[:2] - np.asarray(c.center)) * s  # in units where the section is the unit circle
+    dq = d[:, :2] * s
+    A = (dq * dq).sum(1)
+    B = 2 * dq @ q0
+    disc = B * B - 4 * A * (q0 @ q0 - 1)
+    t = (-B - np.sqrt(np.maximum(disc, 0))) / np.maximum(2 * A, 1e-300)
+    z = o[2] + d[:, 2] * t
+    best = np.where((disc > 0) & (A > 1e-12) & (t > EPS) & (z >= c.z0) & (z <= c.z1), t, np.inf)
+    for level in (c.z0, c.z1):
+        tc, xy = _level_t(o, inv, d, level)
+        inside = ((((xy - np.asarray(c.center)) * s) ** 2).sum(1) <= 1)
+        best = np.where(inside & (tc < best), tc, best)
+    return best
+
+
+def _prism_t(o: np.ndarray, d: np.ndarray, inv: np.ndarray, p) -> np.ndarray:
+    """Entry distance (N,) of rays from outside into a level prism: a cap or a side wall; inf = miss."""
+    poly = np.asarray(p.outline, float)
+    best = np.full(len(d), np.inf)
+    for level in (p.z0, p.z1):
+        tc, xy = _level_t(o, inv, d, level)
+        best = np.where(inside_polygon(xy, poly) & (tc < best), tc, best)
+    for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+        e = b - a
+        n = np.array([e[1], -e[0]])  # outward for a counter-clockwise outline
+        den = d[:, :2] @ n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = ((a - o[:2]) @ n) / den
+        hit = o[:2] + d[:, :2] * np.where(np.isfinite(t), t, 0.0)[:, None]
+        along = (hit - a) @ e / (e @ e)
+        z = o[2] + d[:, 2] * t
+        ok = (den < 0) & (t > EPS) & (along >= 0) & (along <= 1) & (z >= p.z0) & (z <= p.z1)
+        best = np.where(ok & (t < best), t, best)
+    return best
 
 
 def _sphere_t(o: np.ndarray, d: np.ndarray, c, r: float, far: bool = False) -> np.ndarray:
@@ -96,6 +146,11 @@ def cast(scene: Scene, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nda
                 t = _sphere_t(o, d, prim.center, prim.radius)
             elif kind == "room":
                 t = _box_t(o, inv, prim, inside=True)
+            elif kind in ("cylinder", "prism"):
+                lo, hi = _extent(kind, prim)
+                idx = np.flatnonzero(np.isfinite(_sphere_t(o, d, (lo + hi) / 2, np.linalg.norm(hi - lo) / 2,
+                                                           far=True)))
+                t = (_cylinder_t if kind == "cylinder" else _prism_t)(o, d[idx], inv[idx], prim)
             else:
                 # Objects cover a small part of the view: cull with the bounding sphere, slab-test the rest.
                 lo, hi = np.asarray(prim.lo), np.asarray(prim.hi)
@@ -111,6 +166,42 @@ def cast(scene: Scene, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nda
     return best, pid
 
 
+def _extent(kind: str, prim) -> tuple[np.ndarray, np.ndarray]:
+    """Corners lo, hi (3,) of a cylinder's or a prism's axis-aligned bounds."""
+    if kind == "cylinder":
+        r = np.array([prim.a, prim.b])
+        return np.r_[np.asarray(prim.center) - r, prim.z0], np.r_[np.asarray(prim.center) + r, prim.z1]
+    poly = np.asarray(prim.outline, float)
+    return np.r_[poly.min(0), prim.z0], np.r_[poly.max(0), prim.z1]
+
+
+def _side_or_cap_normals(kind: str, prim, q: np.ndarray) -> np.ndarray:
+    """Outward unit normals [N, 3] at points [N, 3] on a cylinder or prism: a cap's where the point is nearer
+    a cap's level than the side."""
+    out = np.zeros_like(q)
+    if kind == "cylinder":
+        rel = q[:, :2] - np.asarray(prim.center)
+        s2 = np.array([1.0 / prim.a ** 2, 1.0 / prim.b ** 2])
+        side = rel * s2
+        # distance to the side, to first order: (|q|_ellipse - 1) / |grad|
+        gap = np.abs((rel * rel * s2).sum(1) - 1) / (2 * np.linalg.norm(side, axis=1) + 1e-12)
+    else:
+        poly = np.asarray(prim.outline, float)
+        gap = np.full(len(q), np.inf)
+        side = np.zeros((len(q), 2))
+        for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+            e = b - a
+            s = np.clip((q[:, :2] - a) @ e / (e @ e), 0, 1)
+            dist = np.linalg.norm(q[:, :2] - (a + s[:, None] * e), axis=1)
+            better = dist < gap
+            gap[better], side[better] = dist[better], (e[1], -e[0])
+    cap = np.minimum(np.abs(q[:, 2] - prim.z0), np.abs(q[:, 2] - prim.z1)) < gap
+    out[:, :2] = side / (np.linalg.norm(side, axis=1, keepdims=True) + 1e-300)
+    out[cap] = 0.0
+    out[cap, 2] = np.where(np.abs(q[cap, 2] - prim.z1) <= np.abs(q[cap, 2] - prim.z0), 1.0, -1.0)
+    return out
+
+
 def surface_normals(scene: Scene, p: np.ndarray, pid: np.ndarray) -> np.ndarray:
     """Unit normals (N, 3) facing the visible side, at points ``p`` (N, 3) on primitives ``pid`` (N,).
 
@@ -124,6 +215,8 @@ def surface_normals(scene: Scene, p: np.ndarray, pid: np.ndarray) -> np.ndarray:
         q = p[m]
         if kind == "ground":
             n[m] = (0.0, 0.0, 1.0)
+        elif kind in ("cylinder", "prism"):
+            n[m] = _side_or_cap_normals(kind, prim, q)
         elif kind == "sphere":
             n[m] = (q - np.asarray(prim.center)) / prim.radius
         else:

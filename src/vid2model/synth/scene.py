@@ -28,6 +28,28 @@ class Sphere:
 
 
 @dataclass(frozen=True)
+class EllipticCylinder:
+    """Upright cylinder of elliptic cross-section with flat caps: semi-axes ``a`` along x and ``b`` along y about
+    ``center`` (x, y), from height ``z0`` to ``z1`` (metres)."""
+
+    center: tuple[float, float]
+    a: float
+    b: float
+    z0: float
+    z1: float
+
+
+@dataclass(frozen=True)
+class Prism:
+    """A flat shape lying level: the simple polygon ``outline`` [K, 2] (counter-clockwise seen from above)
+    extruded from height ``z0`` to ``z1`` (metres)."""
+
+    outline: tuple[tuple[float, float], ...]
+    z0: float
+    z1: float
+
+
+@dataclass(frozen=True)
 class Scene:
     """Primitives of a scene (world +Z up, metres).
 
@@ -48,6 +70,8 @@ class Scene:
     # untextured boxes (a plain backdrop, a painted object): one flat colour, no detail at all
     plain_boxes: tuple[Box, ...] = ()
     plain_color: tuple[float, float, float] = (0.78, 0.76, 0.72)
+    cylinders: tuple[EllipticCylinder, ...] = ()
+    prisms: tuple[Prism, ...] = ()
 
 
 def orbit_scene(seed: int = 0) -> Scene:
@@ -146,10 +170,38 @@ def albedo(p: np.ndarray, seed: int, contrast: float = 1.0) -> np.ndarray:
     return np.clip(base * (0.25 + 0.95 * detail[:, None]), 0, 1)
 
 
+def inside_polygon(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Which points [N, 2] lie inside the simple polygon [K, 2] (crossing number)."""
+    inside = np.zeros(len(xy), bool)
+    x, y = xy[:, 0], xy[:, 1]
+    for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0)):
+        crosses = (y0 > y) != (y1 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xc = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < xc)
+    return inside
+
+
+def polygon_distance(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance [N] of points [N, 2] to the outline of the polygon [K, 2]."""
+    d = np.full(len(xy), np.inf)
+    for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+        e = b - a
+        s = np.clip((xy - a) @ e / (e @ e), 0, 1)
+        d = np.minimum(d, np.linalg.norm(xy - (a + s[:, None] * e), axis=1))
+    return d
+
+
 def surface_albedo(scene: Scene, p: np.ndarray) -> np.ndarray:
     """Unlit surface colour (N, 3) float32 in [0, 1] at surface points ``p`` (N, 3): texture, plain boxes,
     marker."""
     col = albedo(p, scene.seed, scene.contrast)
+    for prism in scene.prisms:  # a fabric of its own pattern, not the floor's continued up through it
+        poly = np.asarray(prism.outline, float)
+        on = (p[:, 2] >= prism.z0 - 1e-6) & (p[:, 2] <= prism.z1 + 1e-6)
+        on[on] = inside_polygon(p[on, :2], poly) | (polygon_distance(p[on, :2], poly) < 1e-6)
+        if on.any():
+            col[on] = albedo(p[on] + 37.1, scene.seed + 7, scene.contrast) * np.array([0.7, 0.8, 1.0], np.float32)
     for box in scene.plain_boxes:
         on = np.all((p >= np.asarray(box.lo) - 1e-6) & (p <= np.asarray(box.hi) + 1e-6), axis=1)
         col[on] = scene.plain_color

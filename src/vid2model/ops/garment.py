@@ -1,0 +1,260 @@
+"""A garment laid flat, from the gravity-aligned mesh (+Z up) of a capture filmed from above: its outline on
+the table and the usual flat measurements.
+
+The garment is what stands above the table by more than half its own thickness, seen straight down. Its
+centre line is the outline's mirror axis (a principal axis of a symmetric shape: of the two, the one the
+shape is more nearly symmetric about); the neck end is the end the sleeves are at. Along the centre line:
+length from the shoulders' highest point to the hem; hem width just above the hem; chest width a little
+below the armpits, where the body's sides turn out into the sleeves; waist width the narrowest in between;
+sleeve length from the shoulder point (where the body's side, continued up, meets the top of the outline)
+along the sleeve's top edge to the cuff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FlatGarment:
+    """Flat measurements in model units (metres when the model is metric)."""
+
+    length: float
+    chest_width: float
+    waist_width: float
+    hem_width: float
+    sleeve_length: float
+    sleeves: tuple[float, float]  # left and right, as seen with the neck up
+    outline: np.ndarray  # [K, 2] world (x, y) on the table, counter-clockwise
+    axis_deg: float  # the centre line's direction (hem to neck) from +X
+    thickness: float  # how far the garment stands above the table
+    symmetry: float  # intersection over union of the shape and its mirror image
+
+
+def height_map(V: np.ndarray, F: np.ndarray, table: np.ndarray, lo: np.ndarray, pixel: float,
+               size: tuple[int, int]) -> np.ndarray:
+    """Height [H, W] above the plane ``table`` (z = a x + b y + c) of the mesh's top surface seen straight
+    down, on a grid of ``pixel`` from ``lo`` (x, y) (row = y); nan where no surface lies below."""
+    import open3d as o3d
+
+    h, w = size
+    xs = lo[0] + (np.arange(w) + 0.5) * pixel
+    ys = lo[1] + (np.arange(h) + 0.5) * pixel
+    gx, gy = np.meshgrid(xs, ys)
+    top = float(V[:, 2].max()) + 1.0
+    rays = np.c_[gx.ravel(), gy.ravel(), np.full(gx.size, top), np.zeros((gx.size, 2)), -np.ones(gx.size)]
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
+    t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().reshape(h, w)
+    z = top - t
+    return np.where(np.isfinite(t), z - (table[0] * gx + table[1] * gy + table[2]), np.nan)
+
+
+def two_levels(x: np.ndarray, bins: int = 256) -> float | None:
+    """The value [scalar] splitting ``x`` [N] into two groups of least spread within (Otsu's rule on a histogram
+    of its middle 99.8 %); the middle of the best bins' run where several split equally well. None if ``x``
+    has a single value."""
+    lo, hi = np.percentile(x, [0.1, 99.9])
+    if hi <= lo:
+        return None
+    count, edges = np.histogram(np.clip(x, lo, hi), bins=bins, range=(lo, hi))
+    centre = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(count)[:-1].astype(float)
+    w1 = count.sum() - w0
+    s0 = np.cumsum(count * centre)[:-1]
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = ((count * centre).sum() - s0) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(edges[1:-1][best].mean())
+
+
+def _largest_near(mask: np.ndarray, at: tuple[int, int]) -> np.ndarray:
+    """The connected part of ``mask`` [H, W] nearest the pixel ``at`` (row, col), holes filled."""
+    import cv2
+
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n < 2:
+        return np.zeros_like(mask)
+    rr, cc = np.nonzero(lab)
+    k = lab[rr, cc][np.argmin((rr - at[0]) ** 2 + (cc - at[1]) ** 2)]
+    part = (lab == k).astype(np.uint8)
+    contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(part)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def _mirror_iou(mask: np.ndarray, centre: np.ndarray, direction: np.ndarray) -> float:
+    """IoU [0, 1] of ``mask`` and its mirror image about the line through ``centre`` (col, row) along
+    ``direction``."""
+    import cv2
+
+    d = direction / np.linalg.norm(direction)
+    M = 2 * np.outer(d, d) - np.eye(2)  # reflection about the line's direction
+    A = np.c_[M, centre - M @ centre]
+    flipped = cv2.warpAffine(mask.astype(np.uint8), A, mask.shape[::-1], flags=cv2.INTER_NEAREST) > 0
+    return float((mask & flipped).sum() / max((mask | flipped).sum(), 1))
+
+
+def _upright(h: np.ndarray, part: np.ndarray, mean: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, int]:
+    """The heights ``h`` [H, W] of the garment ``part`` [H, W] bool resampled (bilinear) on a grid of the same
+    pixel turned so that rows run along the centre line ``axis`` (pixel units, rows up it) through ``mean``
+    (col, row) and the middle column lies on it; nothing outside the part. Returns [R, C] and the middle
+    column."""
+    import cv2
+
+    rr, cc = np.nonzero(part)
+    rel = np.c_[cc, rr] - mean
+    across = np.array([axis[1], -axis[0]])
+    half = int(np.ceil(np.abs(rel @ across).max())) + 3
+    s = rel @ axis
+    s_lo, s_hi = int(np.floor(s.min())) - 3, int(np.ceil(s.max())) + 3
+    mid = half
+    src = np.where(cv2.dilate(part.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, np.nan_to_num(h), 0.0)
+    M = np.c_[across, axis, mean - mid * across + s_lo * axis]  # upright (col, row, 1) -> source (col, row)
+    up = cv2.warpAffine(src.astype(np.float32), M, (2 * half + 1, s_hi - s_lo + 1),
+                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0.0)
+    return up, mid
+
+
+def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, s_row: int, pixel: float) -> float:
+    """Length [model units] of one sleeve: from the shoulder point along the line fitted to the sleeve's top
+    edge to the farthest part of the sleeve. ``side`` is +1 (columns right of the middle) or -1."""
+    mid = mask.shape[1] // 2
+    cols = np.arange(mask.shape[1])
+    out = (cols - mid) * side > (shoulder_col - mid) * side
+    has = mask.any(0) & out
+    if has.sum() < 5:
+        return float("nan")
+    top = np.where(mask.any(0), mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0), -1)
+    sc = np.flatnonzero(has)
+    span = np.abs(sc - shoulder_col).max()
+    fit = has & (np.abs(cols - shoulder_col) >= 0.1 * span) & (np.abs(cols - shoulder_col) <= 0.7 * span)
+    if fit.sum() < 3:
+        return float("nan")
+    slope = np.polyfit((cols[fit] - shoulder_col) * side, top[fit], 1)[0]
+    u = np.array([1.0, slope]) / np.hypot(1.0, slope)
+    rr, cc = np.nonzero(mask[:, out])
+    cc = np.flatnonzero(out)[cc]
+    proj = ((cc - shoulder_col) * side) * u[0] + (rr - s_row) * u[1]
+    return float(proj.max() * pixel)
+
+
+def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.ndarray, reach: float,
+                 pixel: float) -> FlatGarment | None:
+    """The garment lying on the plane ``table`` (z = a x + b y + c) within ``reach`` of ``centre`` (x, y), from
+    a height map of ``pixel``; None when nothing stands clearly above the table there."""
+    import cv2
+
+    n = int(np.ceil(2 * reach / pixel))
+    lo = np.asarray(centre, float) - reach
+    h = height_map(V, F, table, lo, pixel, (n, n))
+    near = np.isfinite(h)
+    if near.sum() < 100:
+        return None
+    # the table and the garment are the two heights the view down shows most of: split them where they are
+    # told apart best, and take the garment's thickness from the table's level to its own
+    hs = h[near]
+    cut = two_levels(hs)
+    if cut is None:
+        return None
+    table_level, top_level = float(np.median(hs[hs <= cut])), float(np.median(hs[hs > cut]))
+    table_noise = float(1.4826 * np.median(np.abs(hs[hs <= cut] - table_level)))
+    thickness = top_level - table_level
+    if thickness <= 4 * table_noise:
+        return None
+    mask = np.nan_to_num(h, nan=table_level) > table_level + 0.5 * thickness
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+    mask = _largest_near(mask, (n // 2, n // 2))
+    if mask.sum() < 100:
+        return None
+    rr, cc = np.nonzero(mask)
+    pts = np.c_[cc, rr].astype(float)
+    mean = pts.mean(0)
+    _, vecs = np.linalg.eigh(np.cov((pts - mean).T))
+    scores = [_mirror_iou(mask, mean, v) for v in vecs.T]
+    axis = vecs[:, int(np.argmax(scores))]
+    best = max(scores)
+    for da in np.radians(np.linspace(-2, 2, 17)):  # refine the mirror axis by a fraction of a degree
+        v = np.array([[np.cos(da), -np.sin(da)], [np.sin(da), np.cos(da)]]) @ vecs[:, int(np.argmax(scores))]
+        score = _mirror_iou(mask, mean, v)
+        if score > best:
+            best, axis = score, v
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    ring = lo + (max(contours, key=len)[:, 0, :].astype(float) + 0.5) * pixel  # world (x, y) of the outline
+    up, mid = _upright(h, mask, mean, axis)
+    level = table_level + 0.5 * thickness
+    inside = up > level
+    if int(np.argmax(inside.sum(1))) < len(up) / 2:  # the sleeves are at the neck end: the widest row
+        axis = -axis
+        up, mid = _upright(h, mask, mean, axis)
+    return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best)
+
+
+def _edges(row: np.ndarray, mid: int, level: float) -> tuple[float, float] | None:
+    """Where the run of ``row`` [C] above ``level`` through column ``mid`` crosses it, to a fraction of a pixel
+    (linear between the pixels on either side): (left, right) in columns; None if ``mid`` is not in it."""
+    above = row > level
+    if not above[mid]:
+        return None
+    gaps_l = np.flatnonzero(~above[:mid])
+    gaps_r = np.flatnonzero(~above[mid:])
+    i = gaps_l.max() if len(gaps_l) else 0  # last pixel below the level, left of the run
+    j = mid + gaps_r.min() if len(gaps_r) else len(row) - 1
+    left = i + (level - row[i]) / max(row[i + 1] - row[i], 1e-12)
+    right = j - (level - row[j]) / max(row[j - 1] - row[j], 1e-12)
+    return float(left), float(right)
+
+
+def _armpit_row(edge: np.ndarray, start: int, step: int) -> int | None:
+    """The row where one side's edge (its distance from the centre line per row [R], pixels; nan where none)
+    turns out into the sleeve: the first row from ``start`` up from which the edge runs outwards by more than
+    it rises over ``step`` rows."""
+    for r in range(start, len(edge) - step):
+        if edge[r + step] - edge[r] > step:
+            return r
+    return None
+
+
+def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring: np.ndarray, axis: np.ndarray,
+                     thickness: float, symmetry: float) -> FlatGarment | None:
+    """The flat measurements of a garment's heights ``up`` [R, C] drawn upright (rows along its centre line,
+    neck at the top, the line on column ``mid``); it is where they exceed ``level``."""
+    inside = up > level
+    rows = np.flatnonzero(inside.any(1))
+    bottom, top = int(rows.min()), int(rows.max())
+    length = (top - bottom + 1) * pixel
+    edges = [_edges(row, mid, level) for row in up]
+    left = np.array([e[0] if e else np.nan for e in edges])
+    right = np.array([e[1] if e else np.nan for e in edges])
+    step = max(2, int(round(0.02 * length / pixel)))
+    start = bottom + int(0.3 * (top - bottom))
+    arm = [_armpit_row(right - mid, start, step), _armpit_row(mid - left, start, step)]
+    if any(a is None for a in arm):
+        return None
+    armpit = int(round(np.mean(arm)))
+
+    def width(r: int) -> float:  # the median of five rows about r
+        return float(np.nanmedian((right - left)[max(r - 2, 0):r + 3]) * pixel)
+
+    chest_row = armpit - int(round(0.035 * length / pixel))
+    hem_row = bottom + max(3, int(round(0.015 * length / pixel)))
+    band = np.arange(bottom + int(round(0.1 * length / pixel)), armpit - int(round(0.07 * length / pixel)))
+    chest, hem = width(chest_row), width(hem_row)
+    waist = min(width(r) for r in band) if len(band) else np.nan
+    sleeves = []
+    for side, edge in ((-1, left[chest_row]), (1, right[chest_row])):
+        col = int(round(edge))
+        s_row = int(np.flatnonzero(inside[:, col]).max())  # the top of the outline above the body's side
+        sleeves.append(_sleeve(inside, side, col, s_row, pixel))
+    if not np.isfinite([chest, waist, hem, *sleeves]).all():
+        return None
+    area2 = np.sum(ring[:, 0] * np.roll(ring[:, 1], -1) - np.roll(ring[:, 0], -1) * ring[:, 1])
+    return FlatGarment(length=length, chest_width=chest, waist_width=waist, hem_width=hem,
+                       sleeve_length=float(np.mean(sleeves)), sleeves=(sleeves[0], sleeves[1]),
+                       outline=ring if area2 > 0 else ring[::-1],
+                       axis_deg=float(np.degrees(np.arctan2(axis[1], axis[0]))), thickness=thickness,
+                       symmetry=symmetry)
