@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a size you know (box height, width or depth, in metres) sets the scale")
     p.add_argument("--point", dest="points", action="append", default=[], metavar="A.jpg:X,Y/B.jpg:X,Y",
                    help="a spot marked in two or more keyframes (pixel column,row); two --point give a distance")
+    p.add_argument("--subject", default="auto", choices=("auto", "object", "body", "garment", "room"),
+                   help="what was filmed: an object, a person standing (body), a garment laid flat and filmed "
+                        "from above, a room (default: object for an orbit, room for a walk-through)")
     _common(p)
 
     p = sub.add_parser("serve", help="a web service: upload captures in a browser or by API, collect the models")
@@ -297,7 +300,8 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "view":
         return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port, follow=args.follow)
     if args.command == "measure":
-        return _call("vid2model.measure:measure", ws, known_size=args.known_size, points=args.points)
+        return _call("vid2model.measure:measure", ws, known_size=args.known_size, points=args.points,
+                     subject=args.subject)
     if args.command == "publish":
         return _call("vid2model.viewer.publish:publish", ws, Path(args.output))
     raise UserError(f"unknown command {args.command}")  # pragma: no cover

@@ -122,9 +122,10 @@ def _mesh(ws: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
     return V, F
 
 
-def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:
-    """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
-    [GIRTH_SLICES, 2] (height above its base, girth)."""
+def _standing(scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+    """What stands at the orbit's centre: the level it stands on, the band above it cut off with the support,
+    its triangles [M] bool and the height of Poisson's flared join with the support (0 when it stands on
+    nothing the mesh shows)."""
     radius = float(scene["radius"])
     # the mesh's voxel is about radius / 200: levels are binned finer, and three voxels of Poisson's rounded
     # join between object and support are left out of the object
@@ -144,11 +145,57 @@ def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) 
                         "the middle of the view")
     # Poisson's rounded join with the support flares the outline out up to about six mesh voxels above it
     skirt = max(cut, 0.03 * radius) if stands else 0.0
-    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=bin_size)
+    return base, cut, obj, skirt
+
+
+def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:
+    """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
+    [GIRTH_SLICES, 2] (height above its base, girth)."""
+    radius = float(scene["radius"])
+    base, cut, obj, skirt = _standing(scene, V, F)
+    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=0.004 * radius)
     # slice centres over the height, clear of that flare at the foot
     z = base + skirt + (box.height - skirt) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
     girths = np.c_[z - base, girth_profile(V, F[obj], z)]
     return box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius), girths
+
+
+def _body(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, Any, float | None]:
+    """The :class:`~vid2model.ops.body.Body` standing at the orbit's centre, its upright box and the surface
+    noise about it."""
+    from vid2model.ops.body import body_measurements
+
+    radius = float(scene["radius"])
+    base, cut, obj, skirt = _standing(scene, V, F)
+    body = body_measurements(V, F[obj], base)
+    if body is None:
+        raise UserError("no body standing on two legs at the centre of the orbit: film all round a person "
+                        "standing feet apart, arms held away from the body (or measure it with --subject object)")
+    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=0.004 * radius)
+    return body, box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius)
+
+
+def _garment(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None]:
+    """The :class:`~vid2model.ops.garment.FlatGarment` lying under the cameras and the surface noise about it."""
+    from vid2model.ops.garment import flat_garment
+    from vid2model.ops.measure import horizontal_levels
+
+    radius = float(scene["radius"])
+    bin_size = 0.004 * radius
+    levels = horizontal_levels(V, F, bin_size, axis_xy=np.zeros(2), reach=1.5 * radius)
+    if not levels:
+        raise UserError("no table or floor under the cameras: film the garment from above, laid flat")
+    big = max(a for _, a in levels)
+    table_z = min(z for z, a in levels if a >= 0.25 * big)
+    cen, area, nrm = face_geometry(V, F)
+    plane = fit_level(cen, area, nrm[:, 2] > 0.95, table_z, 2 * bin_size)
+    g = flat_garment(V, F, plane, np.zeros(2), reach=1.3 * radius, pixel=radius / 1000)
+    if g is None:
+        raise UserError("no garment lying flat under the cameras: lay it out flat on a table of another colour, "
+                        "front up, and film it from above all round")
+    lo, hi = g.outline.min(0), g.outline.max(0)
+    corners = np.array([[lo[0], lo[1], plane[2] - g.thickness], [hi[0], hi[1], plane[2] + 2 * g.thickness]])
+    return g, _surface_error(ws, V, F, corners, pad=0.0)
 
 
 def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None]:
@@ -163,11 +210,20 @@ def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
     return room, _surface_error(ws, V, F, box, pad=0.01 * radius)
 
 
-def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Measure the object an orbit films (or a walk-through's room, with its floor plan) and the distances
-    between ``points`` (pairs of ``--point`` strings, see :func:`parse_point`); ``known_size`` (``"box
-    height=0.30"``) sets the scale. Writes ``measure/measure.json`` and returns it (plus ``_human``, the table
-    printed for the user)."""
+SUBJECTS = ("auto", "object", "body", "garment", "room")
+
+
+def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = (),
+            subject: str = "auto") -> dict[str, Any]:
+    """Measure what was filmed and the distances between ``points`` (pairs of ``--point`` strings, see
+    :func:`parse_point`); ``known_size`` (``"box height=0.30"``) sets the scale. ``subject``: ``object`` (an
+    orbit's upright box, girths, volume), ``body`` (a person standing in an orbit: height, chest, waist, hips,
+    thigh), ``garment`` (a garment laid flat and filmed from above: its outline and flat measurements),
+    ``room`` (a walk-through's walls, floor plan and ceiling) or ``auto`` (object for an orbit, room for a
+    walk-through). Writes ``measure/measure.json`` and returns it (plus ``_human``, the table printed for the
+    user)."""
+    if subject not in SUBJECTS:
+        raise UserError(f"--subject must be one of {', '.join(SUBJECTS)}, not {subject!r}")
     scene = ws.read_json(ws.scene_json, default=None)
     if not scene or scene.get("up") is None:
         raise UserError(f"{ws.root} has no solved cameras in a scene frame; run: vid2model sfm {ws.root}")
@@ -177,9 +233,19 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
     mesh = _mesh(ws)
     if mesh is None and not marked:
         raise UserError(f"{ws.root} has no mesh to measure; run: vid2model mesh {ws.root}")
-    box = room = girths = noise = None
-    if mesh is not None and scene.get("capture", "orbit") == "orbit":
+    capture = scene.get("capture", "orbit")
+    if subject == "auto":
+        subject = "object" if capture == "orbit" else "room"
+    if mesh is not None and (capture == "orbit") != (subject != "room"):
+        raise UserError(f"this workspace is {'a walk-through' if capture == 'walk' else 'an orbit'}; --subject "
+                        f"{subject} needs {'an orbit' if subject != 'room' else 'a walk-through'}")
+    box = room = girths = noise = body = garment = None
+    if mesh is not None and subject == "object":
         box, noise, girths = _object(ws, scene, *mesh)
+    elif mesh is not None and subject == "body":
+        body, box, noise = _body(ws, scene, *mesh)
+    elif mesh is not None and subject == "garment":
+        garment, noise = _garment(ws, scene, *mesh)
     elif mesh is not None:
         room, noise = _room(ws, scene, *mesh)
 
@@ -206,12 +272,17 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
     out: dict[str, Any] = {"units": unit, "scale_source": source,
                            "scale_rel_uncertainty": None if rel is None else round(float(rel), 5),
                            "surface_noise": None if noise is None else round(float(noise * k), 6), "object": None,
-                           "room": None, "distances": [], "notes": notes}
-    if box is not None:
+                           "room": None, "body": None, "garment": None, "distances": [], "notes": notes}
+    if body is not None:
+        out["body"] = _body_figures(fig, body, box, noise)
+    elif box is not None:
         out["object"] = _object_figures(fig, box, noise, girths)
         if box.volume is None:
             notes.append("volume: the surface is open somewhere other than its base (a side or top no camera saw); "
                          "no volume is given")
+    if garment is not None:
+        out["garment"] = _garment_figures(fig, garment, noise)
+        notes += _write_garment_outline(ws, garment, fig.k, unit)
     if room is not None:
         out["room"] = _room_figures(fig, room, noise)
         if room.height is None:
@@ -269,6 +340,48 @@ def _object_figures(fig: Figures, box, noise: float | None, girths: np.ndarray) 
         "faces": box.n_faces}
 
 
+def _body_figures(fig: Figures, body, box, noise: float | None) -> dict[str, Any]:
+    tape = [2 * np.pi * noise] if noise is not None else []  # a surface offset by d lengthens a girth by 2 pi d
+    return {"height": fig(body.height, [noise] if noise is not None else []),
+            **{k: fig(getattr(body, k), tape) for k in ("chest", "waist", "hips", "thigh")},
+            "levels": {k: round(float(v * fig.k), 6) for k, v in body.levels.items()},
+            "girths": [{"height": round(float(z * fig.k), 6),
+                        "torso": None if not np.isfinite(t) else round(float(t * fig.k), 6),
+                        "leg": None if not np.isfinite(g) else round(float(g * fig.k), 6)}
+                       for z, t, g in body.profile[::4]],
+            "box": {d: fig(getattr(box, d), [np.sqrt(2) * noise] if noise is not None else []) for d in DIMENSIONS},
+            "definitions": "girths round the convex outline of horizontal sections (a tape); hips fullest within "
+                           "0.12 of the height above the crotch, waist narrowest 0.09-0.24 above it, chest "
+                           "fullest 0.20-0.33 above it, thigh fullest 0.02-0.15 below it"}
+
+
+def _garment_figures(fig: Figures, g, noise: float | None) -> dict[str, Any]:
+    two = [np.sqrt(2) * noise] if noise is not None else []  # a width spans two edges
+    return {**{k: fig(getattr(g, k), two) for k in ("length", "chest_width", "waist_width", "hem_width",
+                                                    "sleeve_length")},
+            "sleeves": [round(float(v * fig.k), 6) for v in g.sleeves],
+            "thickness": round(float(g.thickness * fig.k), 6), "centre_line_deg": round(g.axis_deg, 2),
+            "symmetry": round(g.symmetry, 4),
+            "definitions": "along the centre line: length from the shoulders' highest point to the hem; chest width "
+                           "0.035 of the length below the armpits; waist width the narrowest between; hem width just "
+                           "above the hem; sleeve length from the shoulder point along the sleeve's top edge"}
+
+
+def _write_garment_outline(ws: Workspace, g, k: float, unit: str) -> list[str]:
+    """``measure/garment.svg`` and ``garment.json``: the outline on the table, in output units."""
+    pts = g.outline * k
+    ws.write_json(ws.garment_json, {"units": unit, "outline": np.round(pts, 5).tolist()})
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.05 * float(np.max(hi - lo))
+    w, h = (hi - lo) + 2 * pad
+    path = " ".join(f"{x - lo[0] + pad:.4f},{hi[1] - y + pad:.4f}" for x, y in pts[::2])
+    ws.write_text(ws.garment_svg,
+                  f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.4f} {h:.4f}" width="{w * 1000:.0f}" '
+                  f'height="{h * 1000:.0f}"><polygon points="{path}" fill="#dde7f5" stroke="#234" '
+                  f'stroke-width="{0.003 * max(w, h):.4f}"/></svg>\n')
+    return []
+
+
 def _room_figures(fig: Figures, room, noise: float | None) -> dict[str, Any]:
     two = [np.sqrt(2) * noise] if noise is not None else []  # a length between two measured surfaces
     sides = sorted(room.walls[:2])
@@ -314,6 +427,15 @@ def table(m: dict[str, Any]) -> str:
         if o["girths"]:
             g = max(o["girths"], key=lambda x: x["girth"]["value"])
             lines.append(line(f"girth at {g['height']:.3g}", g["girth"]))  # the largest; every level in the JSON
+    b = m.get("body")
+    if b is not None:
+        lines.append("body")
+        lines += [line(k, b[k]) for k in ("height", "chest", "waist", "hips", "thigh")]
+    g = m.get("garment")
+    if g is not None:
+        lines.append("garment (laid flat)")
+        lines += [line(k.replace("_", " "), g[k]) for k in ("length", "chest_width", "waist_width", "hem_width",
+                                                           "sleeve_length")]
     r = m.get("room")
     if r is not None:
         lines.append("room")

@@ -343,6 +343,15 @@ class Workspace:
         return self.root / "measure" / "floorplan.dxf"
 
     @property
+    def garment_svg(self) -> Path:
+        """A garment's outline laid flat, drawn (``vid2model measure --subject garment``)."""
+        return self.root / "measure" / "garment.svg"
+
+    @property
+    def garment_json(self) -> Path:
+        return self.root / "measure" / "garment.json"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
 

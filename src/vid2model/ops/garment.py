@@ -161,6 +161,17 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     cut = two_levels(hs)
     if cut is None:
         return None
+    # the table as a plane through what lies below the cut (the plane given may lean on the garment's top)
+    gy, gx = np.nonzero(near)
+    low = hs <= cut
+    A = np.c_[gx[low], gy[low], np.ones(low.sum())]
+    coef = np.linalg.lstsq(A, hs[low], rcond=None)[0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    h = h - (coef[0] * xx + coef[1] * yy + coef[2])
+    hs = h[near]
+    cut = two_levels(hs)
+    if cut is None:
+        return None
     table_level, top_level = float(np.median(hs[hs <= cut])), float(np.median(hs[hs > cut]))
     table_noise = float(1.4826 * np.median(np.abs(hs[hs <= cut] - table_level)))
     thickness = top_level - table_level

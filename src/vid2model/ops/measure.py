@@ -93,7 +93,7 @@ def object_faces(V: np.ndarray, F: np.ndarray, axis_xy: np.ndarray, base: float,
 
     The surface up to ``cut`` above the level (the support itself and the join Poisson rounds into it) is set
     aside; of the connected pieces above, the one nearest the axis (within ``reach``) is the object, with the
-    pieces whose footprint overlaps it (a lid or a ball the mesh did not join to it).
+    pieces standing within its footprint (a lid or a ball the mesh did not join to it) or around it.
     """
     from vid2model.ops.mesh_cleanup import component_labels
 
@@ -109,14 +109,20 @@ def object_faces(V: np.ndarray, F: np.ndarray, axis_xy: np.ndarray, base: float,
         return np.zeros(len(F), bool)
     main = lab[np.argmin(d)]
     out = lab == main
-    lo, hi = cen[out, :2].min(0), cen[out, :2].max(0)
-    for k in np.unique(lab[keep]):
-        if k == main:
-            continue
-        c = cen[lab == k, :2]
-        inside = np.all((c >= lo) & (c <= hi), axis=1).mean()
-        if inside >= 0.5:
-            out |= lab == k
+    # pieces the mesh did not join: one standing mostly within the object's footprint, or one whose footprint
+    # holds the object's (a body's sections each a piece of their own), until no more join
+    pieces = {int(k): cen[lab == k, :2] for k in np.unique(lab[keep]) if k != main}
+    grew = True
+    while grew:
+        grew = False
+        lo, hi = cen[out, :2].min(0), cen[out, :2].max(0)
+        for k, c in list(pieces.items()):
+            within = np.all((c >= lo) & (c <= hi), axis=1).mean()
+            holds = np.all((cen[out, :2] >= c.min(0)) & (cen[out, :2] <= c.max(0)), axis=1).mean()
+            if within >= 0.5 or holds >= 0.5:
+                out |= lab == k
+                del pieces[k]
+                grew = True
     return out
 
 

@@ -1,0 +1,135 @@
+"""Bodies and garments: the synthetic mannequin and shirt render as their meshes, and ``measure --subject``
+reads their girths and flat measurements from a surface with a measurement's waviness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vid2model.cli import main
+from vid2model.synth.mesh import scene_mesh
+from vid2model.synth.subjects import body_scene, garment, garment_scene, mannequin
+from vid2model.workspace import Workspace
+
+
+def _look(eye, target) -> np.ndarray:
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.c_[x, np.cross(z, x), z]
+    c2w[:3, 3] = eye
+    return c2w
+
+
+@pytest.mark.parametrize("scene, eye, target", [
+    (body_scene(0), (2.0, -0.9, 1.2), (0.0, 0.0, 0.9)),
+    (garment_scene(1), (0.9, -0.6, 1.3), (0.0, 0.0, 0.0)),
+])
+def test_new_primitives_render_where_their_mesh_is(scene, eye, target):
+    """Depth rendered from the analytic cylinders and prisms equals the ground-truth mesh's, ray for ray."""
+    import open3d as o3d
+
+    from vid2model.synth.render import render
+
+    w, h = 160, 120
+    K = np.array([[140.0, 0, w / 2], [0, 140.0, h / 2], [0, 0, 1]])
+    c2w = _look(eye, target)
+    _, depth = render(scene, K, c2w, w, h, with_depth=True)
+    V, F, _ = scene_mesh(scene, resolution=0.02)
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    d = np.c_[(u.ravel() - K[0, 2]) / K[0, 0], (v.ravel() - K[1, 2]) / K[1, 1], np.ones(u.size)]
+    rays = np.c_[np.tile(c2w[:3, 3], (len(d), 1)), d @ c2w[:3, :3].T]
+    rc = o3d.t.geometry.RaycastingScene()
+    rc.add_triangles(o3d.core.Tensor(V.astype(np.float32)), o3d.core.Tensor(F.astype(np.uint32)))
+    t = rc.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().reshape(h, w)
+    both = np.isfinite(t) & np.isfinite(depth)
+    assert (np.isfinite(t) == np.isfinite(depth)).mean() > 0.999
+    # the mesh's facets lie within 0.2 mm of the curved sides: depths agree to that, but for silhouette rays
+    assert np.mean(np.abs(t[both] - depth[both]) < 1e-3) > 0.995
+
+
+def _wavy(V: np.ndarray, amp: float) -> np.ndarray:
+    """Vertices moved by a smooth field of ``amp`` metres (a reconstructed surface's slow waviness)."""
+    phase = V @ np.array([[7.1, -4.3, 3.7], [2.9, 8.3, -5.1], [-3.3, 4.9, 9.7]]).T
+    return V + amp * np.sin(phase * 2 * np.pi / 1.3)
+
+
+def _workspace(tmp_path, V, F, radius: float, scale: str = "metric") -> Workspace:
+    import trimesh
+
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
+    trimesh.Trimesh(V, F, process=False).export(ws.clean_mesh)
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": scale, "scale_source": "marker" if scale == "metric"
+                                  else "none", "scale_rel_uncertainty": 0.002 if scale == "metric" else None,
+                                  "center": [0, 0, 0], "radius": radius, "capture": "orbit"})
+    return ws
+
+
+def test_a_mannequin_s_girths_are_read_within_one_percent(tmp_path, capsys):
+    seed = 2
+    scene = body_scene(seed)
+    V, F, _ = scene_mesh(scene, resolution=0.02)
+    V = _wavy(V, 0.0015)
+    V[:, 2] -= 0.8  # the orbit's scene frame has its origin where the cameras look, at the middle of the body
+    ws = _workspace(tmp_path, V, F, radius=0.9)
+    assert main(["measure", str(ws.root), "--subject", "body"]) == 0
+    out = capsys.readouterr().out
+    truth = mannequin(seed)[2]
+    b = json.loads(ws.measure_json.read_text())["body"]
+    for k in ("height", "chest", "waist", "hips", "thigh"):
+        assert b[k]["value"] == pytest.approx(truth[k], rel=0.01), k  # the issue's target: within 1 %
+        assert b[k]["unit"] == "m" and b[k]["uncertainty"] > 0
+        assert f"  {k:16s} {b[k]['value']:.4g} ± " in out
+    assert b["levels"]["crotch"] == pytest.approx(truth["crotch_height"], abs=0.03)
+    assert b["levels"]["thigh"] < b["levels"]["crotch"] < b["levels"]["hips"] < b["levels"]["waist"] < \
+        b["levels"]["chest"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # long and short sleeves
+def test_a_flat_shirt_s_measurements_and_outline(tmp_path, seed):
+    scene = garment_scene(seed)
+    V, F, _ = scene_mesh(scene, resolution=0.02)
+    V = _wavy(V, 0.0005)
+    ws = _workspace(tmp_path, V, F, radius=scene.radius, scale="arbitrary")
+    assert main(["measure", str(ws.root), "--subject", "garment", "-q"]) == 0
+    m = json.loads(ws.measure_json.read_text())
+    g = m["garment"]
+    outline, truth = garment(seed)
+    for k, v in truth.items():
+        assert g[k]["value"] == pytest.approx(v, rel=0.01), k
+        assert g[k]["unit"] == "relative units"
+    assert g["thickness"] == pytest.approx(0.008, abs=0.002)
+    drawn = np.array(json.loads(ws.garment_json.read_text())["outline"])
+
+    def area(p):
+        return 0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
+
+    assert area(drawn) == pytest.approx(area(outline), rel=0.01)
+    assert ws.garment_svg.read_text().startswith("<svg")
+
+
+@pytest.mark.parametrize("subject, says", [
+    ("body", "no body standing on two legs"),
+    ("garment", "no garment lying flat"),
+    ("room", "this workspace is an orbit; --subject room needs a walk-through"),
+])
+def test_the_wrong_subject_is_one_clear_line(tmp_path, capsys, subject, says):
+    """A box on a floor is neither a body nor a garment, and an orbit is not a room."""
+    import trimesh
+
+    box = trimesh.creation.box((0.3, 0.2, 0.25))
+    box.apply_translation((0, 0, 0.125 - 0.1))
+    floor = trimesh.creation.box((3.0, 3.0, 0.01))
+    floor.apply_translation((0, 0, -0.105))
+    V = np.r_[box.vertices, floor.vertices]
+    F = np.r_[box.faces, floor.faces + len(box.vertices)]
+    ws = _workspace(tmp_path, V, F, radius=0.5)
+    assert main(["measure", str(ws.root), "--subject", subject]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
