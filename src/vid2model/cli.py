@@ -56,6 +56,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                    help="edge length in metres of an ArUco marker (DICT_4X4_50) seen in the video, for metric scale")
     g.add_argument("--isolate", action="store_true", default=None,
                    help="keep only the object the cameras circle (drop floor/background)")
+    g.add_argument("--watertight", action="store_true", default=None,
+                   help="a closed mesh: the object an orbit circles as a solid, its unseen bottom flat on the "
+                        "table or floor it stands on")
     g.add_argument("--force", action="store_true", help="rerun stages even if finished and unchanged")
 
 
@@ -178,6 +181,8 @@ def _settings(args: argparse.Namespace, ws: Workspace) -> tuple[str, list[str]]:
         new.append(f"sfm.marker_size={args.marker_size}")
     if getattr(args, "isolate", None):
         new.append("mesh.isolate=true")
+    if getattr(args, "watertight", None):
+        new.append("mesh.watertight=true")
     if getattr(args, "formats", None):
         new.append(f"export.formats={args.formats}")
     keys = {s.partition("=")[0] for s in new}

@@ -219,7 +219,9 @@ class MeshConfig(_Choices):
     fill_holes: bool = True
     max_hole_size: float = 0.1  # in scene radii
     smooth_iterations: int = 5
-    watertight: bool = False  # close every hole (not only those under max_hole_size)
+    # a closed surface: an orbit's object becomes a solid standing on its support (its unseen bottom flat on it,
+    # the floor dropped); a walk-through gets every hole filled
+    watertight: bool = False
     target_faces: int = 200_000
     lods: tuple[int, ...] = (200_000, 50_000, 10_000)
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from vid2model.errors import UserError
-from vid2model.ops.measure import face_geometry, fit_level, girth_profile, object_faces, support_level, upright_box
+from vid2model.ops.close_object import standing_object
+from vid2model.ops.measure import face_geometry, fit_level, girth_profile, upright_box
 from vid2model.ops.room import floor_plan_svg, room_layout, write_floor_plan_dxf
 from vid2model.workspace import Workspace
 
@@ -123,29 +124,12 @@ def _mesh(ws: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _standing(scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[float, float, np.ndarray, float]:
-    """What stands at the orbit's centre: the level it stands on, the band above it cut off with the support,
-    its triangles [M] bool and the height of Poisson's flared join with the support (0 when it stands on
-    nothing the mesh shows)."""
-    radius = float(scene["radius"])
-    # the mesh's voxel is about radius / 200: levels are binned finer, and three voxels of Poisson's rounded
-    # join between object and support are left out of the object
-    cut = 0.015 * radius
-    bin_size = 0.004 * radius
-    base = support_level(V, F, top=0.0, bin_size=bin_size, axis_xy=np.zeros(2), reach=radius)
-    stands = base is not None
-    if base is None:
-        base, cut = float(V[:, 2].min()), 0.0
-    else:  # the support as a plane, read under the object: a slightly tilted up splits its level in the bins
-        cen, area, nrm = face_geometry(V, F)
-        near = (nrm[:, 2] > 0.95) & (np.linalg.norm(cen[:, :2], axis=1) <= radius)
-        base = float(fit_level(cen, area, near, base, 5 * bin_size)[2])
-    obj = object_faces(V, F, np.zeros(2), base, cut, reach=0.5 * radius)
-    if not obj.any():
+    """What stands at the orbit's centre (see :func:`~vid2model.ops.close_object.standing_object`)."""
+    st = standing_object(V, F, float(scene["radius"]))
+    if st is None:
         raise UserError("no object stands near the centre of the orbit; film around the object, keeping it in "
                         "the middle of the view")
-    # Poisson's rounded join with the support flares the outline out up to about six mesh voxels above it
-    skirt = max(cut, 0.03 * radius) if stands else 0.0
-    return base, cut, obj, skirt
+    return st.base, st.cut, st.faces, st.skirt
 
 
 def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:

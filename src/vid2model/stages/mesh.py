@@ -20,6 +20,7 @@ from vid2model.errors import UserError
 from vid2model.io.colmap import View, load_views
 from vid2model.io.colmap_dense import read_array
 from vid2model.ops import mesh_cleanup as C
+from vid2model.ops.close_object import is_closed
 from vid2model.progress import bar
 from vid2model.workspace import Workspace, atomic_path
 
@@ -172,13 +173,51 @@ def cleanup(mesh, cfg: MeshConfig, *, voxel: float, radius: float, center: np.nd
             log.warning("--isolate applies to orbit captures; this capture is a walk-through, keeping everything")
     if cfg.drop_floor:
         mesh = C.drop_floor(mesh, up=up, distance=2 * voxel)
-    if cfg.fill_holes or cfg.watertight:
+    if cfg.fill_holes or (cfg.watertight and not orbit):
         mesh = C.fill_holes(mesh, 1e9 if cfg.watertight else cfg.max_hole_size * radius)
     mesh = C.smooth(mesh, cfg.smooth_iterations)
+    if cfg.watertight and orbit:
+        mesh, info["closed"] = close_product(mesh, radius, voxel)
     mesh = C.decimate(mesh, cfg.target_faces)
     mesh = C.tidy(mesh)
     mesh.compute_vertex_normals()
     return mesh, info
+
+
+def close_product(mesh, radius: float, voxel: float) -> tuple[Any, dict[str, Any]]:
+    """The orbit's object as a closed solid standing on its support (see :mod:`vid2model.ops.close_object`),
+    coloured from the nearest surface the cameras saw; what it adds (its bottom) is reported."""
+    from scipy.spatial import cKDTree
+
+    from vid2model.ops.close_object import close_on_support, crossing_faces, standing_object
+
+    V, F = C.arrays(mesh)
+    st = standing_object(V, F, radius)
+    closed = close_on_support(V, F, st, voxel) if st is not None else None
+    if closed is None:
+        raise UserError("--watertight closes an object standing on a floor or table, and no support was found "
+                        "under the object in the middle of the orbit: film it standing on a table, with the "
+                        "table top in view, or drop --watertight")
+    Vc, Fc = closed
+    colors = None
+    if mesh.has_vertex_colors():
+        colors = np.asarray(mesh.vertex_colors)[cKDTree(V).query(Vc)[1]]
+    out = C.to_o3d(Vc, Fc, colors)
+    for _ in range(3):  # Poisson's surface can fold through itself by a hair where it turns sharply
+        bad = crossing_faces(*C.arrays(out))
+        if not len(bad):
+            break
+        out.remove_triangles_by_index(bad.tolist())
+        out.remove_unreferenced_vertices()
+        out = C.fill_holes(out, 1e9)
+    Vc, Fc = C.arrays(out)
+    seen = np.abs(Vc[:, 2] - st.base) > 2 * voxel
+    a, b, c = Vc[Fc[:, 0]], Vc[Fc[:, 1]], Vc[Fc[:, 2]]
+    volume = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
+    info = {"support_height": round(st.base, 6), "volume": round(volume, 9),
+            "vertices_on_the_added_bottom": int((~seen).sum())}
+    log.info("closed the object on its support at z=%.4f: volume %.6g", st.base, info["volume"])
+    return out, info
 
 
 def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
@@ -215,6 +254,6 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         written[faces] = len(lod.triangles)
     summary.update(info)
     summary.update({"voxel_size": voxel, "raw_faces": n_raw, "faces": len(mesh.triangles),
-                    "vertices": len(mesh.vertices), "lods": written, "watertight": bool(mesh.is_watertight()),
+                    "vertices": len(mesh.vertices), "lods": written, "watertight": is_closed(*C.arrays(mesh)),
                     "object_center": [float(x) for x in center]})
     return summary
