@@ -101,28 +101,35 @@ def test_gltf_validator_reports_no_errors(exported, fmt):
     assert report["info"]["hasTextures"] is True and report["info"]["materialCount"] == 1
 
 
-def test_web_copy_is_quantized_lighter_and_valid(exported, tmp_path):
-    """The published page's GLB (KHR_mesh_quantization, JPEG texture): same mesh within its quantization
-    steps, fewer bytes, and the Khronos validator finds nothing wrong."""
+def test_web_copy_without_node_is_quantized_lighter_and_valid(exported, tmp_path, monkeypatch):
+    """The page's GLB where gltfpack cannot run (no Node.js): KHR_mesh_quantization and a WebP texture, the
+    same mesh within its quantization steps, fewer bytes, and the Khronos validator finds nothing wrong. (The
+    simplified, compressed copy is tested on a capture-sized model in test_publish.py.)"""
     from PIL import Image
 
+    from vid2model.errors import UserError
     from vid2model.io.gltf import read_glb
-    from vid2model.viewer.publish import web_glb
+    from vid2model.viewer import publish
 
+    def no_node(*args, **kwargs):
+        raise UserError("Node.js is not installed")
+
+    monkeypatch.setattr(publish, "_gltfpack", no_node)
     src, dst = exported[0].export_path("glb"), tmp_path / "web.glb"
-    sizes = web_glb(src, dst, max_texture=64)
+    sizes = publish.web_glb(src, dst, publish.WebCopy(max_texture=64))
     full, web = read_glb(src), read_glb(dst)
     extent = float(np.ptp(full["vertices"], axis=0).max())
+    assert not sizes["compressed"] and sizes["faces"] == sizes["source_faces"] == 1280
     assert np.array_equal(full["faces"], web["faces"])
     assert np.abs(full["vertices"] - web["vertices"]).max() <= 0.51 * extent / 65535  # half a step
     assert np.abs(full["normals"] - web["normals"]).max() < 0.01  # 8-bit normals: 1/127 per component
     assert np.abs(full["uvs"] - web["uvs"]).max() <= 0.51 / 65535
     img = Image.open(io.BytesIO(web["texture"]))
-    assert img.format == "JPEG" and max(img.size) == 64
+    assert img.format == "WEBP" and max(img.size) == 64
     assert sizes["bytes"] < 0.6 * sizes["source_bytes"]
     report = _validate_gltf(dst)
     assert report["issues"]["numErrors"] == 0 and report["issues"]["numWarnings"] == 0, report["issues"]
-    assert report["info"]["extensionsRequired"] == ["KHR_mesh_quantization"]
+    assert report["info"]["extensionsRequired"] == ["KHR_mesh_quantization", "EXT_texture_webp"]
     assert report["info"]["totalTriangleCount"] == 1280
 
 

@@ -117,6 +117,8 @@ class Browser:
         self.ws = connect(url, max_size=None, open_timeout=10)
         self._id = 0
         self.console: list[str] = []
+        self._urls: dict[str, str] = {}
+        self.received: dict[str, int] = {}  # URL -> bytes over the wire, once Network is enabled
         self.send("Runtime.enable")
         self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
                                                          "deviceScaleFactor": 1, "mobile": False})
@@ -144,6 +146,11 @@ class Browser:
                                              for a in msg["params"]["args"]))
             elif msg.get("method") == "Runtime.exceptionThrown":
                 self.console.append(str(msg["params"]["exceptionDetails"].get("exception", {}).get("description")))
+            elif msg.get("method") == "Network.responseReceived":
+                self._urls[msg["params"]["requestId"]] = msg["params"]["response"]["url"]
+            elif msg.get("method") == "Network.loadingFinished":
+                url = self._urls.get(msg["params"]["requestId"], msg["params"]["requestId"])
+                self.received[url] = self.received.get(url, 0) + int(msg["params"]["encodedDataLength"])
             if msg.get("id") == my_id:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
@@ -422,6 +429,104 @@ def test_walk_through_page_walks_and_shows_where_you_are(browser, tmp_path, npm_
         changed = float((np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 24).mean())
         assert changed > 0.02, f"only {changed:.1%} of the view changed after walking"
     finally:
+        browser.goto("about:blank")  # nothing left drawing in software GL for the tests after this one
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# ---- the page of a capture-sized model: 100k textured faces ----------------------------------------------
+PAGE_BUDGET = 5_000_000  # bytes the product page may fetch before the visitor asks for more (issue #22)
+DRAW_BUDGET_S = 5.0  # from navigation to the model on the canvas
+
+
+def write_textured_glb(path: Path, n_u: int = 316, n_v: int = 158, texture_px: int = 2048, seed: int = 0) -> int:
+    """A capture-sized textured model in export's layout: a bumpy ellipsoid band of 2 n_u n_v (~100k) faces
+    with a lat-long UV map (its seam split) and a photo-like texture (blotches and grain); returns its faces."""
+    from PIL import Image
+
+    from vid2model.io.gltf import write_gltf
+
+    rng = np.random.default_rng(seed)
+    u, v = np.meshgrid(np.linspace(0, 1, n_u + 1), np.linspace(0.03, 0.97, n_v + 1))
+    lon, lat = 2 * np.pi * u, np.pi * (v - 0.5)
+    r = 1 + 0.06 * np.sin(7 * lon) * np.cos(5 * lat) + 0.01 * np.sin(41 * lon) * np.sin(29 * lat)
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.sin(lat), -np.cos(lat) * np.sin(lon)], -1) * r[..., None]
+    V = (xyz * [0.5, 0.3, 0.35]).reshape(-1, 3)  # Y up, half a metre wide
+    N = xyz.reshape(-1, 3) / np.linalg.norm(xyz.reshape(-1, 3), axis=1, keepdims=True)
+    i = (np.arange(n_v)[:, None] * (n_u + 1) + np.arange(n_u)[None, :]).ravel()
+    F = np.concatenate([np.stack([i, i + 1, i + n_u + 2], 1), np.stack([i, i + n_u + 2, i + n_u + 1], 1)])
+    blotches = Image.fromarray(rng.integers(30, 225, (24, 24, 3), dtype=np.uint8)).resize(
+        (texture_px, texture_px), Image.BICUBIC)
+    img = np.clip(np.asarray(blotches, np.float32) + rng.normal(0, 6, (texture_px, texture_px, 1)), 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8)).save(buf, "JPEG", quality=92)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_gltf(path, V, F, N, np.stack([u, v], -1).reshape(-1, 2), buf.getvalue())
+    return len(F)
+
+
+@pytest.fixture(scope="module")
+def big_site(tmp_path_factory, npm_ready) -> tuple[Path, dict, int]:
+    ws = Workspace(tmp_path_factory.mktemp("big") / "ws").create()
+    faces = write_textured_glb(ws.export_path("glb"))
+    out = ws.root.parent / "site"
+    return out, publish(ws, out), faces
+
+
+def test_light_copy_of_a_100k_face_model_is_valid(big_site):
+    from test_export import _validate_gltf
+
+    from vid2model.viewer.publish import WebCopy
+
+    out, res, faces = big_site
+    assert 95_000 <= faces <= 105_000
+    assert res["page_model"]["compressed"] and res["page_model"]["source_faces"] == faces
+    report = _validate_gltf(out / "model-web.glb")
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"][:5]
+    # compressed geometry: the validator reads the file's structure, not inside the meshopt stream
+    assert {"EXT_meshopt_compression", "EXT_texture_webp"} <= set(report["info"]["extensionsRequired"])
+    assert WebCopy().max_faces // 2 <= report["info"]["totalTriangleCount"] <= WebCopy().max_faces
+    assert report["info"]["hasTextures"] and _validate_gltf(out / "model.glb")["info"]["totalTriangleCount"] == faces
+
+
+def test_page_of_a_100k_face_model_is_light_and_draws_fast(browser, big_site):
+    """What a visitor's browser fetches for the product page before asking for more, counted by Chromium
+    (bytes over the wire, cache off), and the time until the model is on the canvas."""
+    out, res, _ = big_site
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        browser.send("Network.enable")
+        browser.send("Network.setCacheDisabled", {"cacheDisabled": True})
+        browser.received.clear()
+        t0 = time.time()
+        browser.goto(base + "/index.html")
+        browser.wait_for("document.body.dataset.loaded === '1' || document.body.dataset.error === '1'", 30)
+        assert browser.eval("document.body.dataset.error") is None, browser.console
+        browser.wait_for("document.getElementById('product').modelIsVisible", 30)
+        r = browser.rect("#product")
+        while coverage(browser.screenshot(r)) < 0.05 and time.time() - t0 < 30:
+            time.sleep(0.1)
+        drawn_s = time.time() - t0
+        first = dict(browser.received)
+        names = {url.rsplit("/", 1)[-1] for url in first}
+        assert "model-web.glb" in names and "model.glb" not in names, names
+        assert not any(n.endswith(".glb.js") for n in names), names  # embedded copies are for file:// only
+        total = sum(first.values())
+        print(f"first load {total} bytes ({len(first)} requests), drawn in {drawn_s:.2f} s")
+        assert total <= PAGE_BUDGET, sorted(first.items(), key=lambda kv: -kv[1])[:4]
+        assert drawn_s <= DRAW_BUDGET_S, f"the model took {drawn_s:.2f} s to draw"
+        # the full model is one click away
+        browser.eval("document.getElementById('full-detail').click()")
+        browser.wait_for("document.body.dataset.full === '1' || document.body.dataset.error === '1'", 60)
+        assert browser.eval("document.body.dataset.error") is None, browser.console
+        assert any(url.endswith("/model.glb") for url in browser.received)
+        assert coverage(browser.screenshot(r)) > 0.05
+    finally:
+        browser.send("Network.setCacheDisabled", {"cacheDisabled": False})
+        browser.send("Network.disable")
         browser.goto("about:blank")  # nothing left drawing in software GL for the tests after this one
         httpd.shutdown()
         httpd.server_close()

@@ -40,7 +40,8 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
 
     Args:
         vertices: (V, 3) Y-up metres; faces: (F, 3); normals: (V, 3) or None;
-        uvs: (V, 2) with the OBJ convention (origin bottom-left) or None; texture: PNG/JPEG file or its bytes;
+        uvs: (V, 2) with the OBJ convention (origin bottom-left) or None; texture: PNG/JPEG/WebP file or its bytes
+            (WebP through EXT_texture_webp, required);
         colors: (V, 3) uint8 sRGB vertex colours, used when there is no texture.
         quantize: KHR_mesh_quantization, for the web: positions as 16-bit integers on the node's
             translation and uniform scale (steps of 1/65535 of the largest extent), normals as 8-bit, UVs
@@ -111,11 +112,16 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
             accessor(T, FLOAT, "VEC2", ARRAY_BUFFER)
         png = texture if isinstance(texture, bytes) else Path(texture).read_bytes()
         img_view = add(png, None)
-        mime = "image/jpeg" if png[:3] == b"\xff\xd8\xff" else "image/png"
+        mime = _image_mime(png)
         gltf["images"] = [{"bufferView": img_view, "mimeType": mime,
                            "name": "texture" if isinstance(texture, bytes) else Path(texture).stem}]
         gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
-        gltf["textures"] = [{"sampler": 0, "source": 0}]
+        if mime == "image/webp":  # core glTF knows PNG and JPEG only; WebP is an extension every viewer must read
+            gltf["textures"] = [{"sampler": 0, "extensions": {"EXT_texture_webp": {"source": 0}}}]
+            for key in ("extensionsUsed", "extensionsRequired"):
+                gltf[key] = gltf.get(key, []) + ["EXT_texture_webp"]
+        else:
+            gltf["textures"] = [{"sampler": 0, "source": 0}]
         material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
     elif colors is not None and len(colors) == len(V):
         C = srgb_to_linear(np.asarray(colors, np.float64)[:, :3] / 255.0)
@@ -135,6 +141,14 @@ def build_gltf(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | No
     payload = b"".join(chunks)
     gltf["buffers"] = [{"byteLength": len(payload)}]
     return gltf, payload
+
+
+def _image_mime(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"
 
 
 def write_gltf(path: Path, vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
@@ -170,6 +184,23 @@ _DTYPES = {BYTE: np.int8, UBYTE: np.uint8, 5122: np.int16, USHORT: np.uint16, UI
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
 
+def _glb_json(data: bytes, path: Path) -> tuple[dict, int]:
+    if len(data) < 20:
+        raise ValueError(f"{path} is not a GLB file")
+    magic, _, _ = struct.unpack_from("<4sII", data, 0)
+    js_len, js_type = struct.unpack_from("<I4s", data, 12)
+    if magic != b"glTF" or js_type != b"JSON":
+        raise ValueError(f"{path} is not a GLB file")
+    return json.loads(data[20:20 + js_len]), js_len
+
+
+def glb_triangles(path: Path) -> int:
+    """Triangles in a GLB's meshes (indexed triangle lists), read from its JSON alone: any layout or compression."""
+    gltf, _ = _glb_json(Path(path).read_bytes(), path)
+    return sum(gltf["accessors"][p["indices"]]["count"] // 3 for m in gltf.get("meshes", [])
+               for p in m["primitives"] if p.get("mode", 4) == 4 and "indices" in p)
+
+
 def read_glb(path: Path) -> dict:
     """The one mesh of a GLB this module wrote (either layout), back in :func:`build_gltf`'s terms.
 
@@ -181,13 +212,7 @@ def read_glb(path: Path) -> dict:
     translation and scale.
     """
     data = Path(path).read_bytes()
-    if len(data) < 20:
-        raise ValueError(f"{path} is not a GLB file")
-    magic, _, _ = struct.unpack_from("<4sII", data, 0)
-    js_len, js_type = struct.unpack_from("<I4s", data, 12)
-    if magic != b"glTF" or js_type != b"JSON":
-        raise ValueError(f"{path} is not a GLB file")
-    gltf = json.loads(data[20:20 + js_len])
+    gltf, js_len = _glb_json(data, path)
     bin_start = 20 + js_len + 8
     (prim,) = gltf["meshes"][0]["primitives"]
 

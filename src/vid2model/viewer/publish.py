@@ -5,8 +5,9 @@ SITE/
                     Look); a button swaps in model.glb, the full model, when the viewer asks for it
   splat.html        Gaussian splat view (three.js + Spark)
   style.css, product.js
-  model-web.glb     the page's model: model.glb with quantized geometry and a JPEG texture of at most
-                    2048 px (see :func:`web_glb`), a fraction of the bytes for a shop page or a phone
+  model-web.glb     the page's model: model.glb simplified to a level of detail for the page, its geometry
+                    quantized and meshopt-compressed, its texture WebP (see :func:`web_glb`): a page of a
+                    few MB for a shop or a phone
   model.glb, model.usdz, model.<spz|splat|ply>    the assets, copied from the workspace
   <asset>.js        base64 copies used only when a page is opened from disk (browsers block file:// fetches)
   report/           the capture/reconstruction report, with links back to both viewers
@@ -24,6 +25,8 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -31,13 +34,14 @@ from typing import Any
 import numpy as np
 
 from vid2model.errors import UserError
-from vid2model.viewer.vendor import WEB_DIR, copy_vendor
+from vid2model.viewer.vendor import GLTFPACK, WEB_DIR, copy_vendor, ensure_web_libs
 from vid2model.workspace import Workspace, atomic_dir
 
 log = logging.getLogger("vid2model")
 
 _MARKER = "site.json"
 _BACKGROUND = "#f4f4f4"
+_EXPOSURE = 1.8  # the studio environment is low dynamic range: this matches the default lighting's brightness
 
 
 def find_splat(ws: Workspace) -> tuple[Path, str] | None:
@@ -80,7 +84,8 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
         title: page title (default: the workspace folder name).
 
     Returns:
-        Summary: site index path, published assets, file count and total bytes.
+        Summary: site index path, published assets, the page's copy of the model (:func:`web_glb`'s counts),
+        file count and total bytes.
 
     Raises:
         UserError: nothing to publish, an unsafe output folder, or the viewer libraries cannot be installed.
@@ -101,10 +106,10 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
         copy_vendor(tmp)
         assets: list[str] = []
         embedded: list[str] = []
-        light = None
+        light, page_model = None, None
         if glb is not None:
             try:
-                web_glb(glb, tmp / "model-web.glb")
+                page_model = web_glb(glb, tmp / "model-web.glb")
                 light = tmp / "model-web.glb"
             except (ValueError, KeyError, OSError) as exc:  # a GLB from elsewhere: ship it as is
                 log.warning("no light copy of %s for the page (%s); the page loads the full model", glb, exc)
@@ -148,8 +153,8 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
             (tmp / page).write_text(text, encoding="utf-8")
         files = [p for p in tmp.rglob("*") if p.is_file()]
         summary = {"site": str(out / "index.html"), "assets": assets, "embedded": embedded,
-                   "splat_type": splat[1] if splat else None, "report": has_report, "n_files": len(files) + 1,
-                   "bytes": int(sum(p.stat().st_size for p in files))}
+                   "page_model": page_model, "splat_type": splat[1] if splat else None, "report": has_report,
+                   "n_files": len(files) + 1, "bytes": int(sum(p.stat().st_size for p in files))}
         (tmp / _MARKER).write_text(json.dumps({"workspace": str(ws.root), **summary}, indent=2), encoding="utf-8")
     log.info("published %s (%d files, %.1f MB)", out, summary["n_files"], summary["bytes"] / 1e6)
     summary["_human"] = (f"site: {out / 'index.html'} ({', '.join(assets)}; {summary['bytes'] / 1e6:.1f} MB)\n"
@@ -158,30 +163,80 @@ def publish(ws: Workspace, out_dir: str | Path, *, embed_max_mb: float = 100.0, 
     return summary
 
 
-def web_glb(src: Path, dst: Path, *, max_texture: int = 2048, quality: int = 85) -> dict[str, int]:
-    """The page's copy of a GLB: KHR_mesh_quantization geometry and a JPEG texture of at most ``max_texture``
-    px on its longer side, at JPEG ``quality``. The full GLB stays beside it for whoever asks for detail.
+@dataclass(frozen=True)
+class WebCopy:
+    """How the page's copy of the model is made (:func:`web_glb`). The page's budget is a few MB (a shop page,
+    a phone on a mobile network): model-viewer's script is 1.1 MB, the copy at most texture_bytes plus the
+    geometry, which meshopt compression keeps to about 6 bytes a triangle."""
 
-    Returns the byte counts of source and copy.
+    max_faces: int = 50_000  # the page's level of detail; the full model is one click away
+    # simplification stops short of max_faces where it would move the surface by more than this share of the
+    # model's size: a flat wall simplifies much further than a detailed object
+    max_error: float = 0.005
+    max_texture: int = 2048  # px, longer side
+    texture_bytes: int = 2_000_000  # the texture is shrunk until it fits
+    quality: int = 80  # WebP quality
+
+
+def web_glb(src: Path, dst: Path, opts: WebCopy = WebCopy()) -> dict[str, Any]:
+    """The page's copy of a GLB: simplified to ``opts.max_faces``, geometry quantized and meshopt-compressed
+    (EXT_meshopt_compression, by gltfpack; model-viewer and three.js decode it), texture as WebP within
+    ``opts.texture_bytes``. Without Node.js (needed only here) the geometry is quantized but kept whole.
+
+    Returns byte and triangle counts of source and copy, and whether the geometry was compressed.
     """
+    import tempfile
+
+    from vid2model.io.gltf import glb_triangles, read_glb, write_gltf
+
+    m = read_glb(src)
+    texture = _web_texture(m["texture"], opts) if m["texture"] is not None else None
+    compressed = False
+    with tempfile.TemporaryDirectory(prefix="v2m-web-") as tmp:
+        whole = Path(tmp) / "whole.glb"  # gltfpack's input: the model as it is, with the page's texture
+        write_gltf(whole, m["vertices"], m["faces"], m["normals"], m["uvs"], texture, m["colors"])
+        try:
+            _gltfpack(whole, dst, min(1.0, opts.max_faces / max(1, len(m["faces"]))), opts.max_error)
+            compressed = True
+        except (OSError, subprocess.SubprocessError, UserError) as exc:
+            log.warning("the page's model is not compressed (%s): it keeps every triangle", exc)
+            write_gltf(dst, m["vertices"], m["faces"], m["normals"], m["uvs"], texture, m["colors"], quantize=True)
+    return {"bytes": dst.stat().st_size, "source_bytes": src.stat().st_size, "faces": glb_triangles(dst),
+            "source_faces": len(m["faces"]), "compressed": compressed}
+
+
+def _web_texture(data: bytes, opts: WebCopy) -> bytes:
+    """The texture as WebP, at most ``opts.max_texture`` px and ``opts.texture_bytes`` (shrunk by steps of
+    3/4 until it fits: for a fixed budget a smaller image reads better than a lower quality)."""
     import io
 
     from PIL import Image
 
-    from vid2model.io.gltf import read_glb, write_gltf
-
-    m = read_glb(src)
-    texture = None
-    if m["texture"] is not None:
-        img = Image.open(io.BytesIO(m["texture"])).convert("RGB")
-        if max(img.size) > max_texture:
-            f = max_texture / max(img.size)
-            img = img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))), Image.LANCZOS)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    side = min(max(img.size), opts.max_texture)
+    while True:
+        f = side / max(img.size)
+        small = img if f >= 1 else img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))),
+                                              Image.LANCZOS)
         buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=quality, optimize=True)
-        texture = buf.getvalue()
-    write_gltf(dst, m["vertices"], m["faces"], m["normals"], m["uvs"], texture, m["colors"], quantize=True)
-    return {"bytes": dst.stat().st_size, "source_bytes": src.stat().st_size}
+        small.save(buf, "WEBP", quality=opts.quality, method=4)
+        if buf.tell() <= opts.texture_bytes or side <= 64:
+            return buf.getvalue()
+        side = int(side * 0.75)
+
+
+def _gltfpack(src: Path, dst: Path, ratio: float, max_error: float, timeout_s: float = 300.0) -> None:
+    """gltfpack (pinned with the viewer libraries) on ``src``: simplified to ``ratio`` of its triangles (seams
+    of the texture atlas kept), quantized, meshopt-compressed; written to ``dst``."""
+    node = shutil.which("node")
+    if node is None:
+        raise UserError("Node.js is not installed")
+    args = [node, str(ensure_web_libs() / GLTFPACK), "-i", str(src), "-o", str(dst), "-cc"]
+    if ratio < 1.0:
+        args += ["-si", f"{ratio:.6f}", "-se", f"{max_error:g}"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0 or not dst.exists():
+        raise UserError(f"gltfpack failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
 
 
 def _check_out_dir(ws: Workspace, out: Path) -> None:
@@ -201,10 +256,38 @@ def _product_main(has_glb: bool, has_usdz: bool, title: str) -> str:
     ios = ' ios-src="model.usdz"' if has_usdz else ""
     # src is set by product.js (from the file, or from its embedded copy on file:// pages)
     return (f'<model-viewer id="product" alt="{html.escape(title)}: 3D model"{ios} camera-controls ar '
-            'ar-modes="webxr scene-viewer quick-look" shadow-intensity="0.8" exposure="1" '
+            f'ar-modes="webxr scene-viewer quick-look" shadow-intensity="0.8" '
+            f'environment-image="{studio_environment()}" exposure="{_EXPOSURE}" '
             'touch-action="pan-y" interaction-prompt="none">'
             '<button slot="ar-button" class="ar-button">View in your space</button></model-viewer>'
             '<button id="full-detail" class="full-detail" hidden>Full detail</button>')
+
+
+def studio_environment(width: int = 128) -> str:
+    """The product view's lighting: a small studio environment (bright overhead, light walls, a soft key light
+    in front, a darker floor) as an inline PNG (a data: URL also works on file:// pages).
+
+    model-viewer's default lighting is a room scene rendered and prefiltered on the GPU as the page starts:
+    seconds where WebGL runs on the CPU or a weak phone's GPU, more than the model itself takes to arrive and
+    draw. vid2model's models are matte (roughness 1), lit by the environment's broad light alone, so a map this
+    small lights them as the default does; :data:`_EXPOSURE` brings its mean brightness to the default's.
+    """
+    import io
+
+    from PIL import Image
+
+    h = width // 2
+    lat = (0.5 - (np.arange(h) + 0.5) / h) * np.pi  # equirectangular: +90 deg (up) on the top row
+    lon = ((np.arange(width) + 0.5) / width) * 2 * np.pi - np.pi
+    lon, lat = np.meshgrid(lon, lat)
+    up = np.sin(lat)
+    v = np.where(up > 0, 0.95 + 0.05 * up ** 2, 0.95 - 0.45 * np.minimum(1.0, -3 * up))
+    key = np.arccos(np.clip(np.cos(lat) * np.cos(lon) * np.cos(0.6) + up * np.sin(0.6), -1, 1))
+    v = v + 0.4 * np.exp(-(key / 0.35) ** 2)
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat((np.clip(v, 0, 1) * 255 + 0.5).astype(np.uint8)[..., None], 3, 2)).save(
+        buf, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def tour_config(ws: Workspace, model: str, embedded: list[str]) -> dict[str, Any] | None:

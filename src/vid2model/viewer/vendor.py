@@ -4,7 +4,8 @@
 publish they are installed with ``npm ci`` into ``~/.cache/vid2model/web-<hash>`` (``$VID2MODEL_CACHE``
 overrides the parent folder) and the splat view is bundled there with esbuild into one classic script, so
 sites never fetch anything at view time and also run from ``file://``. Later publishes reuse the cache
-and need neither npm nor the network.
+and need neither npm nor the network. The cache also holds gltfpack, which publish runs with Node.js to
+compress the page's copy of the model.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ VENDOR_FILES = {
 }
 
 
+# tools run at publish time, from the cache folder (not copied to sites)
+GLTFPACK = "node_modules/gltfpack/cli.js"
+
+
 def cache_root() -> Path:
     """Parent folder of vid2model's caches (``$VID2MODEL_CACHE`` or ``~/.cache/vid2model``)."""
     return Path(os.environ.get("VID2MODEL_CACHE", Path.home() / ".cache" / "vid2model")).expanduser()
@@ -53,7 +58,8 @@ def web_hash() -> str:
 
 
 def _complete(folder: Path) -> bool:
-    return (folder / ".complete").exists() and all((folder / src).exists() for src in VENDOR_FILES.values())
+    return (folder / ".complete").exists() and all((folder / src).exists()
+                                                   for src in (*VENDOR_FILES.values(), GLTFPACK))
 
 
 def ensure_web_libs(timeout_s: float = 600.0) -> Path:

@@ -43,6 +43,10 @@
       mv.src = src;
     }
   }
+  // the light copy's geometry is meshopt-compressed: model-viewer decodes it with the decoder it bundles once
+  // meshoptDecoderLocation names a script that loads, so an empty inline one does (nothing is fetched)
+  var MV = customElements.get("model-viewer");
+  if (MV && !MV.meshoptDecoderLocation) { MV.meshoptDecoderLocation = "data:text/javascript,"; }
   show(cfg.model);
   // the page opens on the light copy; the full model is fetched only when asked for
   var full = document.getElementById("full-detail");

@@ -4,6 +4,7 @@
 import * as THREE from "three";
 import { loadEmbedded, statusLine } from "./embedded.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { MeshoptDecoder } from "three/addons/libs/meshopt_decoder.module.js";
 
 const cfg = JSON.parse(document.getElementById("v2m-config").textContent);
 const statusEl = document.getElementById("status");
@@ -63,7 +64,8 @@ async function main() {
 
   const buf = location.protocol === "file:" ? (await loadEmbedded(cfg.model)).buffer
     : await (await fetch(cfg.model)).arrayBuffer();
-  const gltf = await new GLTFLoader().parseAsync(buf, "");
+  // the site's light copy of the model is meshopt-compressed (EXT_meshopt_compression)
+  const gltf = await new GLTFLoader().setMeshoptDecoder(MeshoptDecoder).parseAsync(buf, "");
   scene.add(gltf.scene);
 
   const st = { x: cfg.start.position[0], y: cfg.start.position[1], z: cfg.start.position[2], yaw: cfg.start.yaw,
