@@ -92,6 +92,32 @@ def fill_labels(labels: np.ndarray, seen: np.ndarray, table: np.ndarray, rounds:
     return lab
 
 
+def harmonic_fill(n_vertices: int, faces: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Values [V, C] for every vertex: ``values`` [V, C] where ``known`` [V] bool, and elsewhere the smoothest
+    continuation over the surface (each unknown vertex the mean of its neighbours: a discrete harmonic
+    function). Pieces with no known vertex take the mean of all known values."""
+    from scipy.sparse import coo_matrix, diags
+    from scipy.sparse.linalg import spsolve
+
+    out = np.asarray(values, np.float64).copy()
+    unknown = np.flatnonzero(~known)
+    if len(unknown) == 0:
+        return out
+    fallback = out[known].mean(0) if known.any() else np.zeros(out.shape[1])
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = np.unique(np.sort(e, axis=1), axis=0)
+    W = coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])),
+                   shape=(n_vertices, n_vertices)).tocsr()
+    L = diags(np.asarray(W.sum(1)).ravel()) - W
+    Luu = L[unknown][:, unknown]
+    rhs = -(L[unknown][:, np.flatnonzero(known)] @ out[known])
+    # a piece of unknown vertices touching no known one makes Luu singular: anchor it weakly to the fallback
+    Luu = Luu + diags(np.full(len(unknown), 1e-6))
+    rhs = rhs + 1e-6 * fallback
+    out[unknown] = np.asarray(spsolve(Luu.tocsc(), rhs)).reshape(len(unknown), -1)
+    return out
+
+
 def consistency_weights(samples: np.ndarray, valid: np.ndarray, sigma: float, min_views: int = 3,
                         block: int = 16384) -> np.ndarray:
     """Per (view, face) weight in [0, 1]: how well the view's colour of the face agrees with the other views.

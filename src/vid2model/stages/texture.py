@@ -128,6 +128,39 @@ def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return out.reshape(-1, img.shape[2])[:n]
 
 
+def _hidden(V: np.ndarray, F: np.ndarray, centers: np.ndarray, normals: np.ndarray, faces: np.ndarray,
+            labels: np.ndarray, views) -> np.ndarray:
+    """Which of ``faces`` [K] (ids) the view their label names [K] cannot see (behind the camera, outside its
+    frame, turned away, or behind other surface): bool [K]. Faces too small for the visibility raster that
+    the view does see are not hidden."""
+    import open3d as o3d
+    import open3d.core as o3c
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3c.Tensor(V.astype(np.float32)), o3c.Tensor(F.astype(np.uint32)))
+    hidden = np.ones(len(faces), bool)
+    for i in np.unique(labels):
+        sel = np.flatnonzero(labels == i)
+        c = centers[faces[sel]]
+        v = views[i]
+        uv, z = v.project(c)
+        inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < v.width) & (uv[:, 1] >= 0) & (uv[:, 1] < v.height)
+        to_cam = v.center - c
+        dist = np.linalg.norm(to_cam, axis=1)
+        facing = np.einsum("ij,ij->i", normals[faces[sel]], to_cam) > 0
+        rays = np.c_[np.tile(v.center, (len(sel), 1)), -to_cam / dist[:, None]].astype(np.float32)
+        t = scene.cast_rays(o3c.Tensor(rays))["t_hit"].numpy()
+        edge = np.linalg.norm(V[F[faces[sel], 0]] - V[F[faces[sel], 1]], axis=1)
+        clear = np.abs(t - dist) <= np.maximum(2 * edge, 1e-3 * dist)
+        hidden[sel] = ~(inside & facing & clear)
+    return hidden
+
+
+def _area(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Triangle areas [M]."""
+    return 0.5 * np.linalg.norm(np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1)
+
+
 def _adjacency(faces: np.ndarray) -> np.ndarray:
     import trimesh
 
@@ -226,6 +259,12 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         seen = scores.max(0) > 0
         adjacency = _adjacency(F)
         labels = T.smooth_labels(T.fill_labels(labels, seen, adjacency), scores, adjacency)
+        # a face no view sees is never painted from a view that cannot see it (a product's underside would take
+        # the floor's colours): it is completed from the surface around it instead
+        completed = np.zeros(len(F), bool)
+        unseen = np.flatnonzero(~seen)
+        if len(unseen):
+            completed[unseen[_hidden(V, F, centers, normals, unseen, labels[unseen], views)]] = True
         b.advance()
         size = cfg.size
         uv_faces = uvs[idx]
@@ -233,12 +272,35 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         X = np.einsum("ij,ijk->ik", bary, tri[face])
         atlas = np.zeros((size, size, 3), np.float32)
         mask = np.zeros((size, size), bool)
-        lab = labels[face]
+        lab = np.where(completed[face], -1, labels[face])
+        painted = np.zeros((len(V), 3))
+        count = np.zeros(len(V))
         for i, src in enumerate(sources):
             sel = np.flatnonzero(lab == i)
             if len(sel):
-                atlas[rows[sel], cols[sel]] = _sample(src.image(), src.project(X[sel])) * gains[i]
+                img = src.image()
+                atlas[rows[sel], cols[sel]] = _sample(img, src.project(X[sel])) * gains[i]
                 mask[rows[sel], cols[sel]] = True
+                if completed.any():  # the colours at the corners of what it paints, to carry over
+                    fs = np.flatnonzero((labels == i) & ~completed)
+                    # a little inside each face: a corner on a silhouette would pick up what lies behind it
+                    inner = 0.7 * V[F[fs]] + 0.3 * centers[fs, None, :]
+                    c = _sample(img, src.project(inner.reshape(-1, 3))) * gains[i]
+                    np.add.at(painted, F[fs].ravel(), c)
+                    np.add.at(count, F[fs].ravel(), 1)
+        if completed.any():
+            sel = np.flatnonzero(lab < 0)
+            # the photos' colours two rings of faces away from the completed region: at its rim the views see
+            # the support or the background beside the surface within a pixel
+            near = np.zeros(len(V), bool)
+            near[F[completed]] = True
+            for _ in range(2):
+                near[F[near[F].any(1)]] = True
+            known = (count > 0) & ~near
+            painted[known] /= count[known, None]
+            colours = T.harmonic_fill(len(V), F, known, painted)
+            atlas[rows[sel], cols[sel]] = np.einsum("ij,ijk->ik", bary[sel], colours[F[face[sel]]])
+            mask[rows[sel], cols[sel]] = True
         b.advance()
         atlas = T.dilate(np.clip(atlas, 0, 1), mask, cfg.padding)
         b.advance()
@@ -263,5 +325,6 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
                 m = m.replace(name, out.png.name)
             out.mtl.write_text(m)
     return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources),
-            "faces_unseen": int((~seen).sum()),
+            "faces_unseen": int((~seen).sum()), "faces_completed": int(completed.sum()),
+            "completed_share": round(float(_area(V, F)[completed].sum() / max(_area(V, F).sum(), 1e-30)), 5),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}
