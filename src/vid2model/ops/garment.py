@@ -140,7 +140,9 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, s_row: int, pixel: f
     rr, cc = np.nonzero(mask[:, out])
     cc = np.flatnonzero(out)[cc]
     proj = ((cc - shoulder_col) * side) * u[0] + (rr - s_row) * u[1]
-    return float(proj.max() * pixel)
+    # the cuff's edge runs across the sleeve: a speck standing off it is fewer pixels than a line across
+    k = min(len(proj) - 1, max(1, int(0.01 * span)))
+    return float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k] * pixel)
 
 
 def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.ndarray, reach: float,
@@ -205,45 +207,86 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best)
 
 
-def _edges(row: np.ndarray, mid: int, level: float) -> tuple[float, float] | None:
-    """Where the run of ``row`` [C] above ``level`` through column ``mid`` crosses it, to a fraction of a pixel
-    (linear between the pixels on either side): (left, right) in columns; None if ``mid`` is not in it."""
-    above = row > level
-    if not above[mid]:
+def _edges(inside: np.ndarray, heights: np.ndarray, mid: int, level: float) -> tuple[float, float] | None:
+    """Where the run of ``inside`` [C] through column ``mid`` ends on either side, to a fraction of a pixel
+    (``heights`` [C] crossing ``level``, linearly between the last pixel out and the first in): (left, right)
+    in columns; None if ``mid`` is not in it."""
+    if not inside[mid]:
         return None
-    gaps_l = np.flatnonzero(~above[:mid])
-    gaps_r = np.flatnonzero(~above[mid:])
-    i = gaps_l.max() if len(gaps_l) else 0  # last pixel below the level, left of the run
-    j = mid + gaps_r.min() if len(gaps_r) else len(row) - 1
-    left = i + (level - row[i]) / max(row[i + 1] - row[i], 1e-12)
-    right = j - (level - row[j]) / max(row[j - 1] - row[j], 1e-12)
-    return float(left), float(right)
+    gaps_l = np.flatnonzero(~inside[:mid])
+    gaps_r = np.flatnonzero(~inside[mid:])
+    i = gaps_l.max() if len(gaps_l) else 0  # last pixel out, left of the run
+    j = mid + gaps_r.min() if len(gaps_r) else len(inside) - 1
+
+    def frac(out: float, inn: float) -> float:
+        return float(np.clip((level - out) / (inn - out), 0.0, 1.0)) if inn > out else 0.5
+
+    return i + frac(heights[i], heights[i + 1]), j - frac(heights[j], heights[j - 1])
 
 
 def _armpit_row(edge: np.ndarray, start: int, step: int) -> int | None:
     """The row where one side's edge (its distance from the centre line per row [R], pixels; nan where none)
     turns out into the sleeve: the first row from ``start`` up from which the edge runs outwards by more than
     it rises over ``step`` rows."""
-    for r in range(start, len(edge) - step):
-        if edge[r + step] - edge[r] > step:
+    for r in range(start, len(edge) - 2 * step):
+        # and stays out a step further up: a bump of the edge comes back
+        if edge[r + step] - edge[r] > step and edge[r + 2 * step] - edge[r] > step:
             return r
     return None
+
+
+def _solid(mask: np.ndarray) -> np.ndarray:
+    """``mask`` [R, C] with specks opened away, its largest piece kept and holes filled (a dip of the
+    surface inside the garment is not its edge)."""
+    import cv2
+
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros_like(m)
+    if contours:
+        cv2.drawContours(out, [max(contours, key=cv2.contourArea)], -1, 1, thickness=cv2.FILLED)
+    return out.astype(bool)
+
+
+def _running_median(x: np.ndarray, k: int) -> np.ndarray:
+    """Running median [N] of ``x`` [N] over ``k`` (odd) entries, nan-aware."""
+    pad = np.pad(x, k // 2, mode="edge")
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
 
 
 def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring: np.ndarray, axis: np.ndarray,
                      thickness: float, symmetry: float) -> FlatGarment | None:
     """The flat measurements of a garment's heights ``up`` [R, C] drawn upright (rows along its centre line,
     neck at the top, the line on column ``mid``); it is where they exceed ``level``."""
-    inside = up > level
-    rows = np.flatnonzero(inside.any(1))
-    bottom, top = int(rows.min()), int(rows.max())
+    import cv2
+
+    inside = _solid(up > level)
+    count = inside.sum(1)
+    rows = np.flatnonzero(count)
+    first, last = int(rows.min()), int(rows.max())
+    span = last - first
+    body = float(np.median(count[first + span // 20:first + span // 7 + 1]))
+    # the hem is the first row across most of the body, the top the last with more than a sliver: a speck
+    # of surface noise standing off the outline is not where the garment ends
+    bottom = first + int(np.argmax(count[first:] >= 0.9 * body))
+    top = last - int(np.argmax(count[::-1][len(count) - 1 - last:] >= 0.02 * body))
     length = (top - bottom + 1) * pixel
-    edges = [_edges(row, mid, level) for row in up]
+    # notches of a ragged outline do not cut a row's run: close gaps up to 2 % of the length along the rows
+    gap = max(3, int(round(0.02 * length / pixel))) | 1
+    joined = cv2.morphologyEx(inside.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8)).astype(bool)
+    edges = [_edges(m, h, mid, level) for m, h in zip(joined, up)]
     left = np.array([e[0] if e else np.nan for e in edges])
     right = np.array([e[1] if e else np.nan for e in edges])
     step = max(2, int(round(0.02 * length / pixel)))
     start = bottom + int(0.3 * (top - bottom))
-    arm = [_armpit_row(right - mid, start, step), _armpit_row(mid - left, start, step)]
+    smooth = max(3, step // 2) | 1  # rows: a running median, so that a notch of the outline is not a turn
+    arm = [_armpit_row(_running_median(right - mid, smooth), start, step),
+           _armpit_row(_running_median(mid - left, smooth), start, step)]
     if any(a is None for a in arm):
         return None
     armpit = int(round(np.mean(arm)))
@@ -259,7 +302,9 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     sleeves = []
     for side, edge in ((-1, left[chest_row]), (1, right[chest_row])):
         col = int(round(edge))
-        s_row = int(np.flatnonzero(inside[:, col]).max())  # the top of the outline above the body's side
+        # the top of the outline above the body's side (the median over a few columns: the corner is rounded)
+        s_row = int(np.median([np.flatnonzero(inside[:, c]).max() for c in range(col - 3, col + 4)
+                               if inside[:, c].any()]))
         sleeves.append(_sleeve(inside, side, col, s_row, pixel))
     if not np.isfinite([chest, waist, hem, *sleeves]).all():
         return None
