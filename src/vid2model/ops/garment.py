@@ -122,7 +122,7 @@ def _upright(h: np.ndarray, part: np.ndarray, mean: np.ndarray, axis: np.ndarray
 
 def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, s_row: int, pixel: float) -> float:
     """Length [model units] of one sleeve: from the shoulder point along the line fitted to the sleeve's top
-    edge to the farthest part of the sleeve. ``side`` is +1 (columns right of the middle) or -1."""
+    edge to where that edge ends at the cuff. ``side`` is +1 (columns right of the middle) or -1."""
     mid = mask.shape[1] // 2
     cols = np.arange(mask.shape[1])
     out = (cols - mid) * side > (shoulder_col - mid) * side
@@ -132,15 +132,29 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, s_row: int, pixel: f
     top = np.where(mask.any(0), mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0), -1)
     sc = np.flatnonzero(has)
     span = np.abs(sc - shoulder_col).max()
-    fit = has & (np.abs(cols - shoulder_col) >= 0.1 * span) & (np.abs(cols - shoulder_col) <= 0.7 * span)
+    fit = has & (np.abs(cols - shoulder_col) >= 0.1 * span) & (np.abs(cols - shoulder_col) <= 0.8 * span)
     if fit.sum() < 3:
         return float("nan")
-    slope = np.polyfit((cols[fit] - shoulder_col) * side, top[fit], 1)[0]
-    u = np.array([1.0, slope]) / np.hypot(1.0, slope)
+    x, y = (cols[fit] - shoulder_col) * side, top[fit].astype(float)
+    coef = np.polyfit(x, y, 1)
+    for _ in range(2):  # a ragged stretch of the top edge does not tilt the line
+        res = y - np.polyval(coef, x)
+        keep = np.abs(res) <= max(2.5 * 1.4826 * np.median(np.abs(res)), 1.0)
+        coef = np.polyfit(x[keep], y[keep], 1)
+    u = np.array([1.0, coef[0]]) / np.hypot(1.0, coef[0])
     rr, cc = np.nonzero(mask[:, out])
     cc = np.flatnonzero(out)[cc]
-    proj = ((cc - shoulder_col) * side) * u[0] + (rr - s_row) * u[1]
-    # the cuff's edge runs across the sleeve: a speck standing off it is fewer pixels than a line across
+    along = (cc - shoulder_col) * side
+    # where the top edge ends: the sleeve's pixels along that edge (a line across a cuff that is not square
+    # to the fitted edge would otherwise add its width's share)
+    below = (np.polyval(coef, along) - rr) * u[0]
+    edge = (below >= -1) & (below <= max(3.0, 0.03 * span))
+    # the shoulder point on the fitted edge, where it meets the body's side: a bump of the rounded corner
+    # there does not move it
+    proj = along[edge] * u[0] + (rr[edge] - np.polyval(coef, 0.0)) * u[1]
+    if len(proj) < 2:
+        return float("nan")
+    # a speck standing off the cuff is fewer pixels than the edge's width
     k = min(len(proj) - 1, max(1, int(0.01 * span)))
     return float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k] * pixel)
 
@@ -185,17 +199,31 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     if mask.sum() < 100:
         return None
     rr, cc = np.nonzero(mask)
+    # the mirror tests run on the garment's box (with room to turn), not the whole view
+    pad = int(0.1 * max(np.ptp(rr), np.ptp(cc))) + 4
+    r0, c0 = max(rr.min() - pad, 0), max(cc.min() - pad, 0)
+    box = mask[r0:rr.max() + pad + 1, c0:cc.max() + pad + 1]
     pts = np.c_[cc, rr].astype(float)
     mean = pts.mean(0)
     _, vecs = np.linalg.eigh(np.cov((pts - mean).T))
-    scores = [_mirror_iou(mask, mean, v) for v in vecs.T]
+    off = np.array([c0, r0], float)
+    scores = [_mirror_iou(box, mean - off, v) for v in vecs.T]
     axis = vecs[:, int(np.argmax(scores))]
     best = max(scores)
     for da in np.radians(np.linspace(-2, 2, 17)):  # refine the mirror axis by a fraction of a degree
         v = np.array([[np.cos(da), -np.sin(da)], [np.sin(da), np.cos(da)]]) @ vecs[:, int(np.argmax(scores))]
-        score = _mirror_iou(mask, mean, v)
+        score = _mirror_iou(box, mean - off, v)
         if score > best:
             best, axis = score, v
+    # ... and sideways: surface noise along one side moves the centroid off the centre line
+    across = np.array([axis[1], -axis[0]])
+    reach_px = max(2, int(0.02 * np.sqrt(mask.sum())))
+    shift = 0.0
+    for d in range(-reach_px, reach_px + 1):
+        score = _mirror_iou(box, mean - off + d * across, axis)
+        if score > best:
+            best, shift = score, float(d)
+    mean = mean + shift * across
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     ring = lo + (max(contours, key=len)[:, 0, :].astype(float) + 0.5) * pixel  # world (x, y) of the outline
     up, mid = _upright(h, mask, mean, axis)
