@@ -128,7 +128,10 @@ def close_on_support(V: np.ndarray, F: np.ndarray, st: Standing, voxel: float,
     pcd.normals = o3d.utility.Vector3dVector(nrm)
     extent = float(np.max(pts.max(0) - pts.min(0)))
     depth = int(np.clip(np.ceil(np.log2(extent * 1.2 / voxel)), 6, 10))
-    mesh, _ = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.2)
+    from vid2model.ops.native import quiet_stderr
+
+    with quiet_stderr():
+        mesh, _ = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.2)
     mesh.remove_duplicated_vertices()
     mesh.remove_degenerate_triangles()
     mesh.remove_unreferenced_vertices()

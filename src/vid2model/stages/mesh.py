@@ -113,7 +113,10 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
-    mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1)
+    from vid2model.ops.native import quiet_stderr
+
+    with quiet_stderr():
+        mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, scale=1.1)
     dens = np.asarray(dens)
     if cfg.poisson_trim > 0:
         mesh.remove_vertices_by_mask(dens < np.quantile(dens, cfg.poisson_trim))
