@@ -336,7 +336,7 @@ def _body_figures(fig: Figures, body, box, noise: float | None) -> dict[str, Any
             "box": {d: fig(getattr(box, d), [np.sqrt(2) * noise] if noise is not None else []) for d in DIMENSIONS},
             "definitions": "girths round the convex outline of horizontal sections (a tape); hips fullest within "
                            "0.12 of the height above the crotch, waist narrowest 0.09-0.24 above it, chest "
-                           "fullest 0.20-0.33 above it, thigh fullest 0.02-0.15 below it"}
+                           "fullest 0.20-0.33 above it, thigh fullest 0.02-0.08 below it"}
 
 
 def _garment_figures(fig: Figures, g, noise: float | None) -> dict[str, Any]:
