@@ -46,14 +46,20 @@ def textured_box(tmp_path_factory):
     _write_text_model(txt, SimpleNamespace(K=K, width=w, height=h), names, np.array(w2c), np.zeros((0, 3)),
                       np.zeros((0, 3)), [])
     rec = pycolmap.Reconstruction(str(txt))
-    ws.dense_sparse_dir.mkdir(parents=True, exist_ok=True)
-    rec.write(str(ws.dense_sparse_dir))
+    for d in (ws.dense_sparse_dir, ws.sparse_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        rec.write(str(d))
     V, F, _ = scene_mesh(Scene(boxes=(box,), ground_half=0.0, radius=0.3), resolution=0.02)
     closed = trimesh.Trimesh(V, F, process=False)
     closed.merge_vertices()
     ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
     closed.export(ws.clean_mesh)
     summary = texture.run(ws, TextureConfig(size=512, use_full_res=False))
+    from vid2model.runner import Manifest
+
+    m = Manifest(ws)  # as the stage runner records it, for the report
+    m.set_stage("texture", status="done", summary=summary)
+    m.save()
     return ws, summary
 
 
@@ -91,3 +97,13 @@ def test_the_underside_takes_the_colour_of_the_sides_not_the_floor(textured_box)
     assert np.abs(col[bottom].mean(0) - col[sides].mean(0)).mean() <= 10
     # a painted, untextured side: completed texels are as even as the paint (the floor's texture would not be)
     assert col[bottom].std(0).max() < 25
+
+
+def test_the_report_says_how_much_was_completed(textured_box):
+    from vid2model.report import build_report
+
+    ws, summary = textured_box
+    build_report(ws)
+    findings = ws.read_json(ws.report_json)["coverage"]["findings"]
+    said = [f for f in findings if "never seen by any keyframe" in f]
+    assert len(said) == 1 and said[0].startswith(f"{100 * summary['completed_share']:.1f} %")

@@ -108,6 +108,12 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
     if np.isfinite(mre) and mre > 2.0:
         advice.append(f"camera solving is imprecise (mean reprojection error {mre:.1f} px): avoid blur, moving "
                       f"objects and zooming")
+    texture = ((ws.read_manifest() if ws.manifest_path.exists() else {}).get("stages", {}).get("texture") or {})
+    completed = (texture.get("summary") or {}).get("completed_share")
+    if completed and completed >= 0.005:
+        advice.append(f"{100 * completed:.1f} % of the model's surface was never seen by any keyframe (an underside, "
+                      f"a hidden side) and is coloured from the surface around it, not from a photo; film it from "
+                      f"there too where it matters")
     plot = ws.coverage_png
     if len(centers):
         e1 = np.cross(up, np.cross(centers[0] - target, up))
@@ -120,5 +126,5 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
             "n_points": int(rec.num_points3D()), "capture": capture, "azimuth_gaps_deg": gaps,
             "azimuth_deg": [round(float(a), 2) for a in az], "elevation_deg": [round(float(x), 2) for x in el],
             "elevation_range_deg": [float(el.min()), float(el.max())] if len(el) else None,
-            "scale": scene.get("scale", "arbitrary"), "findings": advice,
+            "scale": scene.get("scale", "arbitrary"), "findings": advice, "texture_completed_share": completed,
             "plot": plot.name if len(centers) else None}
