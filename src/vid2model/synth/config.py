@@ -39,6 +39,8 @@ class SynthConfig:
     # walk: a loop round the room's middle at orbit_height looking out at the walls and up at the ceiling (a room
     # tour; every wall is seen), instead of walking down the room
     walk_tour: bool = False
+    # walk: a door and two windows in the room's walls, with a larger room round it seen through them
+    room_openings: bool = False
     # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
     # centre aliases fine texture seen far or at a grazing angle into patterns that move with the camera
     supersample: int = 1

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from vid2model.camera import Camera, pixel_grid
-from vid2model.synth.scene import Box, Scene, surface_albedo
+from vid2model.synth.scene import Box, Scene, in_opening, surface_albedo
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 SKY = np.array([0.62, 0.66, 0.72], np.float32)
@@ -96,6 +96,9 @@ def cast(scene: Scene, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nda
                 t = _sphere_t(o, d, prim.center, prim.radius)
             elif kind == "room":
                 t = _box_t(o, inv, prim, inside=True)
+                if scene.openings:  # through a door or window the ray goes on, to the room beyond
+                    hit = np.flatnonzero(np.isfinite(t))
+                    t[hit[in_opening(scene, o + d[hit] * t[hit, None])]] = np.inf
             else:
                 # Objects cover a small part of the view: cull with the bounding sphere, slab-test the rest.
                 lo, hi = np.asarray(prim.lo), np.asarray(prim.hi)
