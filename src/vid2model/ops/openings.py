@@ -1,0 +1,221 @@
+"""Doors and windows in a room's walls: where a wall plane found by :func:`~vid2model.ops.room.room_layout` has
+no surface and the model shows surface beyond the plane, seen through it.
+
+A wall that is merely absent from the model (never filmed, or hidden behind furniture) leaves a hole too, but
+nothing stands beyond it: the cameras could not see past a wall that is there. Each wall is rasterised in its
+own frame (along the wall from its first corner, and height above the floor); the hole's edges are then read
+to a fraction of a cell from how much wall surface lies in strips across them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vid2model.ops.measure import face_geometry
+
+
+@dataclass(frozen=True, kw_only=True)
+class Opening:
+    """A rectangular opening in wall ``wall`` of a :class:`~vid2model.ops.room.Room` (model units): from
+    ``start`` to ``start + width`` along the wall from its first corner, ``sill`` to ``sill + height`` above
+    the floor. ``*_se``: standard errors from how the edges scatter along their length (the start and sill:
+    of one edge; the width and height: of two)."""
+
+    wall: int
+    start: float
+    width: float
+    sill: float
+    height: float
+    kind: str  # "door" (it reaches the floor) or "window"
+    center: np.ndarray  # [3], its middle on the wall plane
+    start_se: float
+    width_se: float
+    sill_se: float
+    height_se: float
+    seen_through: float  # share of the hole's cells with surface seen beyond the wall through them
+
+    def scaled(self, k: float) -> "Opening":
+        return Opening(wall=self.wall, start=self.start * k, width=self.width * k, sill=self.sill * k,
+                       height=self.height * k, kind=self.kind, center=self.center * k, start_se=self.start_se * k,
+                       width_se=self.width_se * k, sill_se=self.sill_se * k, height_se=self.height_se * k,
+                       seen_through=self.seen_through)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _WallFrame:
+    """Wall k's frame: ``origin`` [2] (its first corner), ``along`` [2] and ``inward`` [2] unit vectors,
+    ``length``, the floor's height at either end ``z0``, ``z1``, the room's ``height`` and its ``middle`` [2] in
+    the wall's frame (along it, in front of it)."""
+
+    origin: np.ndarray
+    along: np.ndarray
+    inward: np.ndarray
+    length: float
+    z0: float
+    z1: float
+    height: float
+    middle: np.ndarray
+
+    def coords(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points [N, 3] as (along the wall, in front of it (+: inside the room), above the floor), each [N]."""
+        d = p[:, :2] - self.origin
+        u = d @ self.along
+        return u, d @ self.inward, p[:, 2] - (self.z0 + (self.z1 - self.z0) * u / self.length)
+
+
+def _frames(room) -> list[_WallFrame]:
+    c = room.corners
+    mid = c[:, :2].mean(0)
+    height = room.height if room.height is not None else np.nan
+    out = []
+    for k in range(4):
+        a, b = c[k], c[(k + 1) % 4]
+        e = (b[:2] - a[:2]) / np.linalg.norm(b[:2] - a[:2])
+        n = np.array([-e[1], e[0]])
+        n = n if (mid - a[:2]) @ n > 0 else -n
+        out.append(_WallFrame(origin=a[:2], along=e, inward=n, length=float(np.linalg.norm(b[:2] - a[:2])),
+                              z0=float(a[2]), z1=float(b[2]), height=float(height),
+                              middle=np.array([(mid - a[:2]) @ e, (mid - a[:2]) @ n])))
+    return out
+
+
+def _box_blur(a: np.ndarray) -> np.ndarray:
+    """3 x 3 mean of a grid [H, W] (edges: the mean of the cells there)."""
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(a, size=3, mode="nearest")
+
+
+def _spread(r: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Shares [N, K] of faces spread evenly over their reach ``r`` [N, 2] (least, greatest coordinate) that fall
+    within the intervals ``lo``..``hi`` [K] (a face no wider than rounding: all of it where its middle is)."""
+    a, b = r[:, :1], r[:, 1:]
+    width = b - a
+    part = np.clip(np.minimum(b, hi) - np.maximum(a, lo), 0, None) / np.maximum(width, 1e-12)
+    mid = (a + b) / 2
+    return np.where(width > 1e-12, part, ((mid >= lo) & (mid < hi)).astype(float))
+
+
+def _edge(across_r: np.ndarray, along_r: np.ndarray, w: np.ndarray, across: tuple[float, float],
+          span: tuple[float, float], wall_below: bool, n_strips: int) -> tuple[float, float]:
+    """Where wall surface ends across one edge of a hole, from the wall faces' reach across the edge and along
+    it (``across_r``, ``along_r`` [N, 2]: least and greatest vertex coordinate) and projected areas ``w`` [N], in
+    the window ``across`` = (lo, hi) split along ``span`` into ``n_strips`` strips. Each face's area is spread
+    evenly over its reach, so the pieces of facets that the window's and strips' sides cut count for their
+    share; in each strip the covered length is its wall area over its width, so the edge lies that far in from
+    the window's wall side (``wall_below``: the wall is on the low side). Returns the median over the strips and
+    its standard error."""
+    lo, hi = across
+    edges = np.linspace(span[0], span[1], n_strips + 1)
+    near = (across_r[:, 1] > lo) & (across_r[:, 0] < hi) & (along_r[:, 1] > span[0]) & (along_r[:, 0] < span[1])
+    share = _spread(across_r[near], np.array([lo]), np.array([hi]))[:, 0]
+    cover = (w[near] * share) @ _spread(along_r[near], edges[:-1], edges[1:]) / np.diff(edges)
+    cover = np.clip(cover, 0, hi - lo)
+    at = lo + cover if wall_below else hi - cover
+    se = 1.2533 * float(np.std(at)) / np.sqrt(n_strips)  # the median's, for a normal spread
+    return float(np.median(at)), se
+
+
+def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float) -> list[Opening]:
+    """The doors and windows in ``room``'s four walls that a mesh (vertices [N, 3], triangles [M, 3]) shows,
+    by wall then along it.
+
+    Per wall, the surface within four bins of its plane and facing into the room is rasterised in cells of four
+    bins (a bin is the level histograms' resolution, a little under the mesh's voxel); holes in it are the cells
+    it covers less than half of, after a box blur, leaving out a band of eight bins at the floor, ceiling and
+    ends, where meshing rounds the room's corners off. A hole is an opening when it is at least an eighth of the
+    room's height on each side, fills most of its bounding rectangle and at least a quarter of its cells show
+    surface beyond the plane (seen from the room's middle: what lies more than 6 % of the room's height behind
+    it, projected through it). A hole reaching the floor's band is a door.
+    """
+    cen, area, nrm = face_geometry(V, F)
+    out = []
+    for k, fr in enumerate(_frames(room)):
+        u, s, h = fr.coords(cen)
+        uv, _, hv = fr.coords(V)
+        reach = (np.c_[uv[F].min(1), uv[F].max(1)], np.c_[hv[F].min(1), hv[F].max(1)])
+        H = fr.height if np.isfinite(fr.height) else float(np.quantile(h[np.abs(s) <= 4 * bin_size], 0.99))
+        out += _holes(k, fr, (u, s, h), reach, area, nrm[:, :2] @ fr.inward, H, bin_size)
+    return out
+
+
+def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray],
+           reach: tuple[np.ndarray, np.ndarray], area: np.ndarray, facing: np.ndarray, H: float,
+           bin_size: float) -> list[Opening]:
+    """The openings of wall ``k`` (:func:`wall_openings`) from its faces' wall coordinates ``ush`` (centroids
+    along, in front of and above the floor, each [M]), their vertices' ``reach`` along and in height ([M, 2]
+    each: least, greatest), areas [M] and normals' component into the room ``facing`` [M]."""
+    from scipy.ndimage import label
+
+    u, s, h = ush
+    cell, band, L = 4 * bin_size, 8 * bin_size, fr.length
+    nu, nh = int(np.ceil(L / cell)), int(np.ceil(H / cell))
+    on = (np.abs(s) <= 4 * bin_size) & (facing > 0.5) & (u >= 0) & (u < L) & (h >= 0) & (h < H)
+    w = area * np.abs(facing)  # area projected onto the wall
+    cov = np.zeros((nh, nu))
+    np.add.at(cov, (np.minimum((h[on] / cell).astype(int), nh - 1), np.minimum((u[on] / cell).astype(int), nu - 1)),
+              w[on])
+    hole = _box_blur(cov / cell ** 2) < 0.5
+    m = int(np.ceil(band / cell))
+    hole[:m], hole[-m:], hole[:, :m], hole[:, -m:] = False, False, False, False
+    seen = _seen_through(u, s, h, fr, H, cell, (nh, nu))
+    lab, n = label(hole)
+    found = []
+    for i in range(1, n + 1):
+        rows, cols = np.nonzero(lab == i)
+        j0, j1, i0, i1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < 0.7 * (j1 - j0) * (i1 - i0):
+            continue
+        through = float(seen[rows, cols].mean())
+        if through < 0.25:
+            continue
+        found.append(_rectangle(k, fr, (reach[0][on], reach[1][on]), w[on],
+                                (i0 * cell, i1 * cell), (j0 * cell, j1 * cell), j0 <= m, j1 >= nh - m, cell, through))
+    return sorted(found, key=lambda o: o.start)
+
+
+def _seen_through(u: np.ndarray, s: np.ndarray, h: np.ndarray, fr: _WallFrame, H: float, cell: float,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Cells [nh, nu] bool of the wall's raster through which, from the room's middle at half its height, some
+    surface well beyond the wall plane (``s`` below -6 % of the height ``H``) is seen; grown by a cell, as the
+    cameras stood round the middle, not at it."""
+    from scipy.ndimage import binary_dilation
+
+    far = s < -0.06 * H
+    lam = fr.middle[1] / (fr.middle[1] - s[far])  # where the line from the middle crosses the plane
+    pu = fr.middle[0] + lam * (u[far] - fr.middle[0])
+    ph = H / 2 + lam * (h[far] - H / 2)
+    nh, nu = shape
+    ok = (pu >= 0) & (pu < nu * cell) & (ph >= 0) & (ph < nh * cell)
+    seen = np.zeros(shape, bool)
+    seen[(ph[ok] / cell).astype(int), (pu[ok] / cell).astype(int)] = True
+    return binary_dilation(seen)
+
+
+def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: np.ndarray,
+               us: tuple[float, float], hs: tuple[float, float], on_floor: bool, to_ceiling: bool, cell: float,
+               through: float) -> Opening:
+    """The opening of wall ``k`` whose hole spans ``us`` along the wall and ``hs`` in height on the raster, its
+    edges read from the wall faces (their vertices' ``reach`` along and in height [N, 2] each, projected areas
+    ``w`` [N]) in windows two cells either side of each (:func:`_edge`); a door's foot is the floor (height 0),
+    an edge in the ceiling's band stays at the raster's."""
+    (ul, ur), (hb, ht) = us, hs
+    ru, rh = reach
+    inner_h, inner_u = (hb + cell, ht - cell), (ul + cell, ur - cell)
+    n_h = max(3, int(round((inner_h[1] - inner_h[0]) / (4 * cell))))
+    n_u = max(3, int(round((inner_u[1] - inner_u[0]) / (4 * cell))))
+    left, se_l = _edge(ru, rh, w, (ul - 2 * cell, ul + 2 * cell), inner_h, True, n_h)
+    right, se_r = _edge(ru, rh, w, (ur - 2 * cell, ur + 2 * cell), inner_h, False, n_h)
+    bottom, se_b = (0.0, 0.0) if on_floor else _edge(rh, ru, w, (hb - 2 * cell, hb + 2 * cell), inner_u, True, n_u)
+    top, se_t = (ht, cell / np.sqrt(12)) if to_ceiling else _edge(rh, ru, w, (ht - 2 * cell, ht + 2 * cell),
+                                                                   inner_u, False, n_u)
+    um = (left + right) / 2
+    xy = fr.origin + fr.along * um
+    z = fr.z0 + (fr.z1 - fr.z0) * um / fr.length + (bottom + top) / 2
+    return Opening(wall=k, start=left, width=right - left, sill=bottom, height=top - bottom,
+                   kind="door" if on_floor else "window", center=np.array([xy[0], xy[1], z]),
+                   start_se=se_l, width_se=float(np.hypot(se_l, se_r)), sill_se=se_b,
+                   height_se=float(np.hypot(se_b, se_t)),
+                   seen_through=round(through, 3))
