@@ -105,16 +105,19 @@ def _edge(across_r: np.ndarray, along_r: np.ndarray, w: np.ndarray, across: tupl
     the window ``across`` = (lo, hi) split along ``span`` into ``n_strips`` strips. Each face's area is spread
     evenly over its reach, so the pieces of facets that the window's and strips' sides cut count for their
     share; in each strip the covered length is its wall area over its width, so the edge lies that far in from
-    the window's wall side (``wall_below``: the wall is on the low side). Returns the median over the strips and
-    its standard error."""
+    the window's wall side (``wall_below``: the wall is on the low side). Returns the median over the strips with
+    wall in the window and its standard error (fewer than two: the window's middle, half the window uncertain)."""
     lo, hi = across
     edges = np.linspace(span[0], span[1], n_strips + 1)
     near = (across_r[:, 1] > lo) & (across_r[:, 0] < hi) & (along_r[:, 1] > span[0]) & (along_r[:, 0] < span[1])
     share = _spread(across_r[near], np.array([lo]), np.array([hi]))[:, 0]
     cover = (w[near] * share) @ _spread(along_r[near], edges[:-1], edges[1:]) / np.diff(edges)
-    cover = np.clip(cover, 0, hi - lo)
-    at = lo + cover if wall_below else hi - cover
-    se = 1.2533 * float(np.std(at)) / np.sqrt(n_strips)  # the median's, for a normal spread
+    # a strip with no wall in the window (the wall beside the opening was not seen there) says nothing
+    ok = cover > 0.1 * (hi - lo)
+    if ok.sum() < 2:
+        return (lo + hi) / 2, (hi - lo) / 2
+    at = (lo + cover if wall_below else hi - cover)[ok]
+    se = 1.2533 * float(np.std(at)) / np.sqrt(len(at))  # the median's, for a normal spread
     return float(np.median(at)), se
 
 
@@ -125,10 +128,11 @@ def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float) -> list[O
     Per wall, the surface within four bins of its plane and facing into the room is rasterised in cells of four
     bins (a bin is the level histograms' resolution, a little under the mesh's voxel); holes in it are the cells
     it covers less than half of, after a box blur, leaving out a band of eight bins at the floor, ceiling and
-    ends, where meshing rounds the room's corners off. A hole is an opening when it is at least an eighth of the
-    room's height on each side, fills most of its bounding rectangle and at least a quarter of its cells show
-    surface beyond the plane (seen from the room's middle: what lies more than 6 % of the room's height behind
-    it, projected through it). A hole reaching the floor's band is a door.
+    ends, where meshing rounds the room's corners off. The cells through which surface beyond the plane is seen
+    (from the room's middle: what lies more than 6 % of the room's height behind it, projected through it) make
+    the openings; each grows by up to three cells over the hole round it, to the wall, and must be at least an
+    eighth of the room's height on each side and fill most of its rectangle. One whose foot is in the floor's
+    band is a door.
     """
     cen, area, nrm = face_geometry(V, F)
     out = []
@@ -147,7 +151,7 @@ def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray
     """The openings of wall ``k`` (:func:`wall_openings`) from its faces' wall coordinates ``ush`` (centroids
     along, in front of and above the floor, each [M]), their vertices' ``reach`` along and in height ([M, 2]
     each: least, greatest), areas [M] and normals' component into the room ``facing`` [M]."""
-    from scipy.ndimage import label
+    from scipy.ndimage import binary_closing, label
 
     u, s, h = ush
     cell, band, L = 4 * bin_size, 8 * bin_size, fr.length
@@ -161,19 +165,56 @@ def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray
     m = int(np.ceil(band / cell))
     hole[:m], hole[-m:], hole[:, :m], hole[:, -m:] = False, False, False, False
     seen = _seen_through(u, s, h, fr, H, cell, (nh, nu))
-    lab, n = label(hole)
+    # where the hole is seen through: a hole whose edge runs on into wall never seen is cut off there
+    lab, n = label(binary_closing(hole & seen, iterations=2) & hole)
     found = []
     for i in range(1, n + 1):
         rows, cols = np.nonzero(lab == i)
-        j0, j1, i0, i1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < 0.7 * (j1 - j0) * (i1 - i0):
+        box, shut = _grow(hole, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1), GROW)
+        j0, j1, i0, i1 = box
+        if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < 0.6 * (j1 - j0) * (i1 - i0):
             continue
-        through = float(seen[rows, cols].mean())
-        if through < 0.25:
-            continue
-        found.append(_rectangle(k, fr, (reach[0][on], reach[1][on]), w[on],
-                                (i0 * cell, i1 * cell), (j0 * cell, j1 * cell), j0 <= m, j1 >= nh - m, cell, through))
+        found.append(_rectangle(k, fr, (reach[0][on], reach[1][on]), w[on], (i0 * cell, i1 * cell),
+                                (j0 * cell, j1 * cell), shut, j0 <= m, j1 >= nh - m, cell,
+                                float(seen[j0:j1, i0:i1].mean())))
     return sorted(found, key=lambda o: o.start)
+
+
+GROW = 3  # cells a hole's rectangle may grow beyond the cells seen through to reach the wall round it
+
+
+def _grow(hole: np.ndarray, box: tuple[int, int, int, int], limit: int) -> tuple[tuple[int, int, int, int],
+                                                                                tuple[bool, bool, bool, bool]]:
+    """``box`` (rows j0:j1, columns i0:i1 of the raster ``hole`` [nh, nu]) grown on each side while the row or
+    column beside it is mostly hole, by ``limit`` cells at most; and whether each side (left, right, bottom,
+    top) then meets wall (False: the hole runs on, into wall the model does not show)."""
+    j0, j1, i0, i1 = (int(x) for x in box)
+    nh, nu = hole.shape
+
+    def more(side: str) -> bool:
+        if side == "l":
+            return i0 > 0 and hole[j0:j1, i0 - 1].mean() > 0.5
+        if side == "r":
+            return i1 < nu and hole[j0:j1, i1].mean() > 0.5
+        if side == "b":
+            return j0 > 0 and hole[j0 - 1, i0:i1].mean() > 0.5
+        return j1 < nh and hole[j1, i0:i1].mean() > 0.5
+
+    shut = []
+    for side in "lrbt":
+        for _ in range(limit):
+            if not more(side):
+                break
+            if side == "l":
+                i0 -= 1
+            elif side == "r":
+                i1 += 1
+            elif side == "b":
+                j0 -= 1
+            else:
+                j1 += 1
+        shut.append(not more(side))
+    return (j0, j1, i0, i1), tuple(shut)
 
 
 def _seen_through(u: np.ndarray, s: np.ndarray, h: np.ndarray, fr: _WallFrame, H: float, cell: float,
@@ -195,22 +236,34 @@ def _seen_through(u: np.ndarray, s: np.ndarray, h: np.ndarray, fr: _WallFrame, H
 
 
 def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: np.ndarray,
-               us: tuple[float, float], hs: tuple[float, float], on_floor: bool, to_ceiling: bool, cell: float,
-               through: float) -> Opening:
+               us: tuple[float, float], hs: tuple[float, float], shut: tuple[bool, bool, bool, bool], on_floor: bool,
+               to_ceiling: bool, cell: float, through: float) -> Opening:
     """The opening of wall ``k`` whose hole spans ``us`` along the wall and ``hs`` in height on the raster, its
     edges read from the wall faces (their vertices' ``reach`` along and in height [N, 2] each, projected areas
-    ``w`` [N]) in windows two cells either side of each (:func:`_edge`); a door's foot is the floor (height 0),
-    an edge in the ceiling's band stays at the raster's."""
+    ``w`` [N]) in windows two cells either side of each (:func:`_edge`); a door's foot is the floor (height 0).
+    An edge in the ceiling's band, or not ``shut`` by wall (left, right, bottom, top), stays at the raster's, a
+    few cells uncertain."""
     (ul, ur), (hb, ht) = us, hs
     ru, rh = reach
     inner_h, inner_u = (hb + cell, ht - cell), (ul + cell, ur - cell)
     n_h = max(3, int(round((inner_h[1] - inner_h[0]) / (4 * cell))))
     n_u = max(3, int(round((inner_u[1] - inner_u[0]) / (4 * cell))))
-    left, se_l = _edge(ru, rh, w, (ul - 2 * cell, ul + 2 * cell), inner_h, True, n_h)
-    right, se_r = _edge(ru, rh, w, (ur - 2 * cell, ur + 2 * cell), inner_h, False, n_h)
-    bottom, se_b = (0.0, 0.0) if on_floor else _edge(rh, ru, w, (hb - 2 * cell, hb + 2 * cell), inner_u, True, n_u)
-    top, se_t = (ht, cell / np.sqrt(12)) if to_ceiling else _edge(rh, ru, w, (ht - 2 * cell, ht + 2 * cell),
-                                                                   inner_u, False, n_u)
+    rough = GROW * cell / 2
+
+    def edge(at: float, shut_: bool, across_r, along_r, span, wall_below: bool, n: int) -> tuple[float, float]:
+        if not shut_:
+            return at, rough
+        for _ in range(3):  # the raster's edge can be a cell or two off: centre the window on the last reading
+            new, se = _edge(across_r, along_r, w, (at - 2 * cell, at + 2 * cell), span, wall_below, n)
+            if abs(new - at) < cell / 2:
+                break
+            at = new
+        return new, se
+
+    left, se_l = edge(ul, shut[0], ru, rh, inner_h, True, n_h)
+    right, se_r = edge(ur, shut[1], ru, rh, inner_h, False, n_h)
+    bottom, se_b = (0.0, 0.0) if on_floor else edge(hb, shut[2], rh, ru, inner_u, True, n_u)
+    top, se_t = (ht, rough) if to_ceiling else edge(ht, shut[3], rh, ru, inner_u, False, n_u)
     um = (left + right) / 2
     xy = fr.origin + fr.along * um
     z = fr.z0 + (fr.z1 - fr.z0) * um / fr.length + (bottom + top) / 2

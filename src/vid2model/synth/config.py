@@ -39,6 +39,9 @@ class SynthConfig:
     # walk: a loop round the room's middle at orbit_height looking out at the walls and up at the ceiling (a room
     # tour; every wall is seen), instead of walking down the room
     walk_tour: bool = False
+    # the tour's look down and up, cycles per loop: 2 sees the x walls' feet and the y walls' tops; 4 sees all
+    # of every wall, looking down and up at each
+    tour_pitch_cycles: int = 2
     # walk: a door and two windows in the room's walls, with a larger room round it seen through them
     room_openings: bool = False
     # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
