@@ -310,6 +310,12 @@ def test_doors_and_windows_are_found_to_a_few_millimetres(seen_room):
         assert (o.width, o.height, o.sill) == pytest.approx((t["width"], t["height"], t["sill"]), abs=0.005)
         assert o.seen_through > 0.5 and o.width_se < 0.005 and o.height_se < 0.005
     assert len({o.wall for o in found}) == 2
+    # edges read from points on the surface (as from the dense points: 5 per 100 cm^2) instead of the triangles
+    pts = trimesh.sample.sample_surface(trimesh.Trimesh(V, F, process=False), 1_000_000, seed=0)[0]
+    again = wall_openings(V, F, room, bin_size=0.012, points=pts)
+    assert [o.kind for o in again] == [o.kind for o in found]
+    for a, b in zip(again, found):
+        assert (a.width, a.height, a.sill) == pytest.approx((b.width, b.height, b.sill), abs=0.01)
 
 
 def test_a_hole_with_nothing_beyond_it_is_no_opening():

@@ -155,7 +155,7 @@ def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) 
 
 def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, list]:
     """The :class:`~vid2model.ops.room.Room` a walk-through's mesh shows, the surface noise about it and the
-    :class:`~vid2model.ops.openings.Opening` s in its walls."""
+    :class:`~vid2model.ops.openings.Opening` s in its walls (their edges read from the dense points)."""
     radius = float(scene["radius"])
     room = room_layout(V, F, bin_size=0.004 * radius)
     if room is None:
@@ -163,7 +163,15 @@ def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
                         "the walls all around, holding the camera level")
     lo, hi = room.corners.min(0), room.corners.max(0)
     box = np.array([lo, [hi[0], hi[1], room.ceiling if room.ceiling is not None else V[:, 2].max()]])
-    return room, _surface_error(ws, V, F, box, pad=0.01 * radius), wall_openings(V, F, room, bin_size=0.004 * radius)
+    return room, _surface_error(ws, V, F, box, pad=0.01 * radius), wall_openings(V, F, room, bin_size=0.004 * radius,
+                                                                                points=_dense_points(ws))
+
+
+def _dense_points(ws: Workspace) -> np.ndarray | None:
+    """The fused dense points [P, 3] the mesh was made from, or None when there are none."""
+    from vid2model.io.colmap_dense import read_points_ply
+
+    return read_points_ply(ws.fused_ply)["xyz"] if ws.fused_ply.exists() else None
 
 
 def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -99,21 +99,30 @@ def _spread(r: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def _edge(across_r: np.ndarray, along_r: np.ndarray, w: np.ndarray, across: tuple[float, float],
-          span: tuple[float, float], wall_below: bool, n_strips: int) -> tuple[float, float]:
-    """Where wall surface ends across one edge of a hole, from the wall faces' reach across the edge and along
-    it (``across_r``, ``along_r`` [N, 2]: least and greatest vertex coordinate) and projected areas ``w`` [N], in
-    the window ``across`` = (lo, hi) split along ``span`` into ``n_strips`` strips. Each face's area is spread
-    evenly over its reach, so the pieces of facets that the window's and strips' sides cut count for their
-    share; in each strip the covered length is its wall area over its width, so the edge lies that far in from
-    the window's wall side (``wall_below``: the wall is on the low side). Returns the median over the strips with
-    wall in the window and its standard error (fewer than two: the window's middle, half the window uncertain)."""
+          span: tuple[float, float], wall_below: bool, n_strips: int, cell: float) -> tuple[float, float]:
+    """Where wall surface ends across one edge of a hole, from samples of the wall: triangles or points, with
+    their reach across the edge and along it (``across_r``, ``along_r`` [N, 2]: least and greatest coordinate;
+    a point's are equal) and weights ``w`` [N] (a triangle's projected area; 1 a point), in the window
+    ``across`` = (lo, hi) split along ``span`` into ``n_strips`` strips. A sample's weight is spread evenly
+    over its reach, so the pieces of facets that the window's and strips' sides cut count for their share. In
+    each strip the covered length is its weight in the window over the weight per length in the window's
+    outer ``cell`` on the wall side, over all strips (a mesh's: their width; points': their density), so the edge lies that
+    far in from the window's wall side (``wall_below``: the wall is on the low side). Returns the median over
+    the strips with wall in the window and its standard error (fewer than two such strips: the window's
+    middle, half the window uncertain)."""
     lo, hi = across
     edges = np.linspace(span[0], span[1], n_strips + 1)
-    near = (across_r[:, 1] > lo) & (across_r[:, 0] < hi) & (along_r[:, 1] > span[0]) & (along_r[:, 0] < span[1])
-    share = _spread(across_r[near], np.array([lo]), np.array([hi]))[:, 0]
-    cover = (w[near] * share) @ _spread(along_r[near], edges[:-1], edges[1:]) / np.diff(edges)
+    near = (across_r[:, 1] >= lo) & (across_r[:, 0] <= hi) & (along_r[:, 1] >= span[0]) & (along_r[:, 0] <= span[1])
+    strips = _spread(along_r[near], edges[:-1], edges[1:]) * w[near, None]  # [n, K]
+    inside = _spread(across_r[near], np.array([lo]), np.array([hi]))[:, 0] @ strips
+    side = (lo, lo + cell) if wall_below else (hi - cell, hi)
+    density = _spread(across_r[near], np.array([side[0]]), np.array([side[1]]))[:, 0] @ strips / cell
     # a strip with no wall in the window (the wall beside the opening was not seen there) says nothing
-    ok = cover > 0.1 * (hi - lo)
+    ok = density > 0.1 * np.median(density)
+    if ok.any():  # pooled over the strips: a few points per strip are too few to weigh each on its own
+        density = np.full(n_strips, density[ok].mean() * np.diff(edges) / np.diff(edges)[0])
+    cover = np.clip(inside / np.maximum(density, 1e-300), 0, hi - lo)
+    ok &= cover > 0.1 * (hi - lo)
     if ok.sum() < 2:
         return (lo + hi) / 2, (hi - lo) / 2
     at = (lo + cover if wall_below else hi - cover)[ok]
@@ -121,9 +130,12 @@ def _edge(across_r: np.ndarray, along_r: np.ndarray, w: np.ndarray, across: tupl
     return float(np.median(at)), se
 
 
-def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float) -> list[Opening]:
+def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float,
+                  points: np.ndarray | None = None) -> list[Opening]:
     """The doors and windows in ``room``'s four walls that a mesh (vertices [N, 3], triangles [M, 3]) shows,
-    by wall then along it.
+    by wall then along it; their edges are read from ``points`` [P, 3] when given (the dense points the mesh was
+    made from: meshing carries a wall's surface a few centimetres on over the opening's edge, the points stop
+    there).
 
     Per wall, the surface within four bins of its plane and facing into the room is rasterised in cells of four
     bins (a bin is the level histograms' resolution, a little under the mesh's voxel); holes in it are the cells
@@ -141,16 +153,23 @@ def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float) -> list[O
         uv, _, hv = fr.coords(V)
         reach = (np.c_[uv[F].min(1), uv[F].max(1)], np.c_[hv[F].min(1), hv[F].max(1)])
         H = fr.height if np.isfinite(fr.height) else float(np.quantile(h[np.abs(s) <= 4 * bin_size], 0.99))
-        out += _holes(k, fr, (u, s, h), reach, area, nrm[:, :2] @ fr.inward, H, bin_size)
+        facing = nrm[:, :2] @ fr.inward
+        on = (np.abs(s) <= 4 * bin_size) & (facing > 0.5)
+        samples = (reach[0][on], reach[1][on], area[on] * np.abs(facing[on]))  # area projected onto the wall
+        if points is not None:
+            pu, ps, ph = fr.coords(points)
+            near = np.abs(ps) <= 4 * bin_size
+            samples = (np.c_[pu[near], pu[near]], np.c_[ph[near], ph[near]], np.ones(int(near.sum())))
+        out += _holes(k, fr, (u, s, h), area, facing, H, bin_size, samples)
     return out
 
 
-def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray],
-           reach: tuple[np.ndarray, np.ndarray], area: np.ndarray, facing: np.ndarray, H: float,
-           bin_size: float) -> list[Opening]:
+def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray], area: np.ndarray,
+           facing: np.ndarray, H: float, bin_size: float,
+           samples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[Opening]:
     """The openings of wall ``k`` (:func:`wall_openings`) from its faces' wall coordinates ``ush`` (centroids
-    along, in front of and above the floor, each [M]), their vertices' ``reach`` along and in height ([M, 2]
-    each: least, greatest), areas [M] and normals' component into the room ``facing`` [M]."""
+    along, in front of and above the floor, each [M]), areas [M] and normals' component into the room
+    ``facing`` [M]; their edges from the wall's ``samples`` (:func:`_edge`: reach along and in height, weights)."""
     from scipy.ndimage import binary_closing, label
 
     u, s, h = ush
@@ -174,7 +193,7 @@ def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray
         j0, j1, i0, i1 = box
         if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < 0.6 * (j1 - j0) * (i1 - i0):
             continue
-        found.append(_rectangle(k, fr, (reach[0][on], reach[1][on]), w[on], (i0 * cell, i1 * cell),
+        found.append(_rectangle(k, fr, samples[:2], samples[2], (i0 * cell, i1 * cell),
                                 (j0 * cell, j1 * cell), shut, j0 <= m, j1 >= nh - m, cell,
                                 float(seen[j0:j1, i0:i1].mean())))
     return sorted(found, key=lambda o: o.start)
@@ -239,8 +258,8 @@ def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: 
                us: tuple[float, float], hs: tuple[float, float], shut: tuple[bool, bool, bool, bool], on_floor: bool,
                to_ceiling: bool, cell: float, through: float) -> Opening:
     """The opening of wall ``k`` whose hole spans ``us`` along the wall and ``hs`` in height on the raster, its
-    edges read from the wall faces (their vertices' ``reach`` along and in height [N, 2] each, projected areas
-    ``w`` [N]) in windows two cells either side of each (:func:`_edge`); a door's foot is the floor (height 0).
+    edges read from the wall's samples (their ``reach`` along and in height [N, 2] each, weights ``w`` [N]) in
+    windows two cells either side of each (:func:`_edge`); a door's foot is the floor (height 0).
     An edge in the ceiling's band, or not ``shut`` by wall (left, right, bottom, top), stays at the raster's, a
     few cells uncertain."""
     (ul, ur), (hb, ht) = us, hs
@@ -254,7 +273,7 @@ def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: 
         if not shut_:
             return at, rough
         for _ in range(3):  # the raster's edge can be a cell or two off: centre the window on the last reading
-            new, se = _edge(across_r, along_r, w, (at - 2 * cell, at + 2 * cell), span, wall_below, n)
+            new, se = _edge(across_r, along_r, w, (at - 2 * cell, at + 2 * cell), span, wall_below, n, cell)
             if abs(new - at) < cell / 2:
                 break
             at = new
