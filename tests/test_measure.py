@@ -308,7 +308,7 @@ def test_doors_and_windows_are_found_to_a_few_millimetres(seen_room):
         o = min(found, key=lambda o: np.linalg.norm(o.center - R @ t["center"]))
         assert np.linalg.norm(o.center - R @ t["center"]) < 0.01 and o.kind == t["kind"]
         assert (o.width, o.height, o.sill) == pytest.approx((t["width"], t["height"], t["sill"]), abs=0.005)
-        assert o.seen_through > 0.5 and o.width_se < 0.005 and o.height_se < 0.005
+        assert o.seen_through > 0.5 and o.width_se < 0.005 and o.height_se < 0.005 and not o.unseen_edges
     assert len({o.wall for o in found}) == 2
     # edges read from points on the surface (as from the dense points: 5 per 100 cm^2) instead of the triangles
     pts = trimesh.sample.sample_surface(trimesh.Trimesh(V, F, process=False), 1_000_000, seed=0)[0]
@@ -330,6 +330,11 @@ def test_a_hole_with_nothing_beyond_it_is_no_opening():
     found = wall_openings(V, F, room, bin_size=0.012)
     assert len(found) == 3 and all(abs(o.center[0] + 2) > 0.5 for o in found)
     assert sorted((round(o.width, 4), round(o.height, 4)) for o in found) == [(0.9, 2.0), (1.0, 1.2), (1.4, 1.0)]
+    # the wall under the x+ window never filmed either: the window is still found, its foot said to be unseen
+    cen = V[F].mean(1)
+    F = F[~((cen[:, 0] > 1.99) & (cen[:, 1] > 0.6) & (cen[:, 1] < 2.4) & (cen[:, 2] < 1.0))]
+    [o] = [o for o in wall_openings(V, F, room, bin_size=0.012) if o.center[0] > 1.9]
+    assert o.unseen_edges == ("bottom",) and (o.width, o.sill + o.height) == pytest.approx((1.4, 2.0), abs=0.01)
 
 
 def test_measure_reports_openings_and_draws_them_on_the_plans(tmp_path, capsys):

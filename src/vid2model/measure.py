@@ -231,6 +231,11 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         if not openings:
             notes.append("openings: none found (a door or window is a hole in a wall through which the model shows "
                          "what lies beyond)")
+        for i, o in enumerate(openings):
+            if o.unseen_edges:
+                notes.append(f"opening {i + 1}: the wall beside its {' and '.join(o.unseen_edges)} edge is not in the "
+                             f"model (not filmed); that edge is where the unseen wall begins, so its size there is a "
+                             f"guess")
         notes += _write_floor_plan(ws, replace(room, walls=[w["value"] for w in out["room"]["walls"]],
                                                corners=room.corners * k), out["room"], source, unit,
                                    [o.scaled(k) for o in openings])
@@ -290,7 +295,7 @@ def _opening_figures(fig: Figures, o) -> dict[str, Any]:
     return {"wall": o.wall + 1, "kind": o.kind, "from_corner": fig(o.start, [o.start_se]),
             "width": fig(o.width, [o.width_se]), "height": fig(o.height, [o.height_se]),
             "sill": fig(o.sill, [o.sill_se]), "center": np.round(o.center * fig.k, 6).tolist(),
-            "seen_through": o.seen_through}
+            "seen_through": o.seen_through, "unseen_edges": list(o.unseen_edges)}
 
 
 def _room_figures(fig: Figures, room, noise: float | None, openings: list = ()) -> dict[str, Any]:

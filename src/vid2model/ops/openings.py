@@ -35,12 +35,15 @@ class Opening:
     sill_se: float
     height_se: float
     seen_through: float  # share of the hole's cells with surface seen beyond the wall through them
+    # sides (left, right, bottom, top: along the wall from its first corner, and up) where the hole runs on into
+    # wall the model does not show: that edge is where the unseen part begins, not where the opening ends
+    unseen_edges: tuple[str, ...] = ()
 
     def scaled(self, k: float) -> "Opening":
         return Opening(wall=self.wall, start=self.start * k, width=self.width * k, sill=self.sill * k,
                        height=self.height * k, kind=self.kind, center=self.center * k, start_se=self.start_se * k,
                        width_se=self.width_se * k, sill_se=self.sill_se * k, height_se=self.height_se * k,
-                       seen_through=self.seen_through)
+                       seen_through=self.seen_through, unseen_edges=self.unseen_edges)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,10 +109,10 @@ def _edge(across_r: np.ndarray, along_r: np.ndarray, w: np.ndarray, across: tupl
     ``across`` = (lo, hi) split along ``span`` into ``n_strips`` strips. A sample's weight is spread evenly
     over its reach, so the pieces of facets that the window's and strips' sides cut count for their share. In
     each strip the covered length is its weight in the window over the weight per length in the window's
-    outer ``cell`` on the wall side, over all strips (a mesh's: their width; points': their density), so the edge lies that
-    far in from the window's wall side (``wall_below``: the wall is on the low side). Returns the median over
-    the strips with wall in the window and its standard error (fewer than two such strips: the window's
-    middle, half the window uncertain)."""
+    outer ``cell`` on the wall side, over all strips (a mesh's: their width; points': their density), so the
+    edge lies that far in from the window's wall side (``wall_below``: the wall is on the low side). Returns the
+    median over the strips with wall in the window and its standard error (fewer than two such strips: the
+    window's middle, half the window uncertain)."""
     lo, hi = across
     edges = np.linspace(span[0], span[1], n_strips + 1)
     near = (across_r[:, 1] >= lo) & (across_r[:, 0] <= hi) & (along_r[:, 1] >= span[0]) & (along_r[:, 0] <= span[1])
@@ -290,4 +293,6 @@ def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: 
                    kind="door" if on_floor else "window", center=np.array([xy[0], xy[1], z]),
                    start_se=se_l, width_se=float(np.hypot(se_l, se_r)), sill_se=se_b,
                    height_se=float(np.hypot(se_b, se_t)),
-                   seen_through=round(through, 3))
+                   seen_through=round(through, 3),
+                   unseen_edges=tuple(n for n, ok in zip(("left", "right", "bottom", "top"), shut) if not ok
+                                      and not (n == "bottom" and on_floor) and not (n == "top" and to_ceiling)))
