@@ -195,7 +195,7 @@ def room_table(rows: list[dict]) -> str:
 
 def openings_table(rows: list[dict]) -> str:
     out = ["| room | opening | width: measured (true), error | height | sill | middle off by | found "
-           "elsewhere |", "|---" * 6 + "|"]
+           "elsewhere |", "|---" * 7 + "|"]
     for r in rows:
         if r.get("outcome") != "measured" or "opening_match" not in r:
             continue

@@ -334,7 +334,8 @@ def test_a_hole_with_nothing_beyond_it_is_no_opening():
     cen = V[F].mean(1)
     F = F[~((cen[:, 0] > 1.99) & (cen[:, 1] > 0.6) & (cen[:, 1] < 2.4) & (cen[:, 2] < 1.0))]
     [o] = [o for o in wall_openings(V, F, room, bin_size=0.012) if o.center[0] > 1.9]
-    assert o.unseen_edges == ("bottom",) and (o.width, o.sill + o.height) == pytest.approx((1.4, 2.0), abs=0.01)
+    assert o.kind == "opening" and o.unseen_edges == ("bottom",)
+    assert (o.width, o.sill + o.height) == pytest.approx((1.4, 2.0), abs=0.01)
 
 
 def test_measure_reports_openings_and_draws_them_on_the_plans(tmp_path, capsys):

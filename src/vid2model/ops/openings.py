@@ -28,7 +28,7 @@ class Opening:
     width: float
     sill: float
     height: float
-    kind: str  # "door" (it reaches the floor) or "window"
+    kind: str  # "door" (it reaches the floor), "window", or "opening" (its foot runs into wall not seen)
     center: np.ndarray  # [3], its middle on the wall plane
     start_se: float
     width_se: float
@@ -146,8 +146,8 @@ def wall_openings(V: np.ndarray, F: np.ndarray, room, bin_size: float,
     ends, where meshing rounds the room's corners off. The cells through which surface beyond the plane is seen
     (from the room's middle: what lies more than 6 % of the room's height behind it, projected through it) make
     the openings; each grows by up to three cells over the hole round it, to the wall, and must be at least an
-    eighth of the room's height on each side and fill most of its rectangle. One whose foot is in the floor's
-    band is a door.
+    eighth of the room's height on each side and fill 40 % of its rectangle. One whose foot is in the floor's
+    band is a door, one with wall under its foot a window.
     """
     cen, area, nrm = face_geometry(V, F)
     out = []
@@ -194,7 +194,7 @@ def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray
         rows, cols = np.nonzero(lab == i)
         box, shut = _grow(hole, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1), GROW)
         j0, j1, i0, i1 = box
-        if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < 0.6 * (j1 - j0) * (i1 - i0):
+        if min(j1 - j0, i1 - i0) * cell < H / 8 or len(rows) < FILL * (j1 - j0) * (i1 - i0):
             continue
         found.append(_rectangle(k, fr, samples[:2], samples[2], (i0 * cell, i1 * cell),
                                 (j0 * cell, j1 * cell), shut, j0 <= m, j1 >= nh - m, cell,
@@ -202,6 +202,7 @@ def _holes(k: int, fr: _WallFrame, ush: tuple[np.ndarray, np.ndarray, np.ndarray
     return sorted(found, key=lambda o: o.start)
 
 
+FILL = 0.4  # least share of its rectangle an opening's cells fill (a corner may run into unseen wall)
 GROW = 3  # cells a hole's rectangle may grow beyond the cells seen through to reach the wall round it
 
 
@@ -290,7 +291,7 @@ def _rectangle(k: int, fr: _WallFrame, reach: tuple[np.ndarray, np.ndarray], w: 
     xy = fr.origin + fr.along * um
     z = fr.z0 + (fr.z1 - fr.z0) * um / fr.length + (bottom + top) / 2
     return Opening(wall=k, start=left, width=right - left, sill=bottom, height=top - bottom,
-                   kind="door" if on_floor else "window", center=np.array([xy[0], xy[1], z]),
+                   kind="door" if on_floor else "window" if shut[2] else "opening", center=np.array([xy[0], xy[1], z]),
                    start_se=se_l, width_se=float(np.hypot(se_l, se_r)), sill_se=se_b,
                    height_se=float(np.hypot(se_b, se_t)),
                    seen_through=round(through, 3),
