@@ -258,3 +258,111 @@ def test_a_slightly_tilted_model_still_stands_the_object_on_its_floor():
     plane = fit_level(cen, area, nrm[:, 2] > 0.95, base0, 0.01)
     assert abs(base0 - (-0.12)) > 0.005  # the level taken is off under the object...
     assert plane[2] == pytest.approx(-0.12, abs=2e-4)  # ...its plane is not
+
+
+def _seen_room(noise: float, yaw_deg: float = 25.0, unseen=None) -> tuple[np.ndarray, np.ndarray, list[dict], np.ndarray]:
+    """The synthetic walk-through room with a door and two windows (and a larger room beyond them), as a mesh of
+    what a tour round its middle sees: the exact scene mesh (5 cm facets) less the triangles no eye on the loop
+    sees, vertices moved by ``noise`` (metres, normal), less the wall triangles in the box ``unseen`` ((lo, hi),
+    world: a part never filmed), turned ``yaw_deg`` about the vertical. Returns vertices, triangles, the true
+    openings and the turn [3, 3]."""
+    from vid2model.synth.mesh import scene_mesh
+    from vid2model.synth.render import cast
+    from vid2model.synth.scene import opening_truth, walk_scene, with_openings
+
+    scene = with_openings(walk_scene(0))
+    V, F, _ = scene_mesh(scene, resolution=0.0125)
+    cen = V[F].mean(1)
+    seen = np.zeros(len(F), bool)
+    for a in np.linspace(0, 2 * np.pi, 8, endpoint=False):
+        eye = np.array([0.45 * np.cos(a), 0.65 * np.sin(a), 1.4])
+        d = cen - eye
+        dist = np.linalg.norm(d, axis=1)
+        seen |= cast(scene, eye, d / dist[:, None])[0] >= dist - 1e-4
+    if unseen is not None:
+        seen &= ~np.all((cen >= unseen[0]) & (cen <= unseen[1]), axis=1)
+    used, F = np.unique(F[seen], return_inverse=True)
+    R = trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0, 0, 1])[:3, :3]
+    V = (V[used] + np.random.default_rng(0).normal(0, noise, (len(used), 3))) @ R.T
+    return V, F.reshape(-1, 3), opening_truth(scene), R
+
+
+@pytest.fixture(scope="module")
+def seen_room():
+    # the x- wall (whole) gets a 1.2 m x 1 m patch the cameras never saw; the y+ wall is whole, partly hidden by
+    # a 1.2 m high box standing 0.6 m in front of it
+    return _seen_room(0.003, unseen=(np.array([-2.01, -1.5, 0.8]), np.array([-1.99, -0.3, 1.8])))
+
+
+def test_doors_and_windows_are_found_to_a_few_millimetres(seen_room):
+    from vid2model.ops.openings import wall_openings
+    from vid2model.ops.room import room_layout
+
+    V, F, truth, R = seen_room
+    room = room_layout(V, F, bin_size=0.012)
+    # the larger room seen through the openings is not taken for the walls
+    assert sorted(room.walls) == pytest.approx([4, 4, 6, 6], abs=0.003) and room.height == pytest.approx(2.5, abs=2e-3)
+    found = wall_openings(V, F, room, bin_size=0.012)
+    assert len(found) == 3  # none on the whole wall, the unseen patch or behind the box
+    for t in truth:
+        o = min(found, key=lambda o: np.linalg.norm(o.center - R @ t["center"]))
+        assert np.linalg.norm(o.center - R @ t["center"]) < 0.01 and o.kind == t["kind"]
+        assert (o.width, o.height, o.sill) == pytest.approx((t["width"], t["height"], t["sill"]), abs=0.005)
+        assert o.seen_through > 0.5 and o.width_se < 0.005 and o.height_se < 0.005 and not o.unseen_edges
+    assert len({o.wall for o in found}) == 2
+    # edges read from points on the surface (as from the dense points: 5 per 100 cm^2) instead of the triangles
+    pts = trimesh.sample.sample_surface(trimesh.Trimesh(V, F, process=False), 1_000_000, seed=0)[0]
+    again = wall_openings(V, F, room, bin_size=0.012, points=pts)
+    assert [o.kind for o in again] == [o.kind for o in found]
+    for a, b in zip(again, found):
+        assert (a.width, a.height, a.sill) == pytest.approx((b.width, b.height, b.sill), abs=0.01)
+
+
+def test_a_hole_with_nothing_beyond_it_is_no_opening():
+    from vid2model.ops.openings import wall_openings
+    from vid2model.ops.room import room_layout
+
+    V, F, _, _ = _seen_room(0.0, yaw_deg=0.0)
+    cen = V[F].mean(1)
+    # a window-sized patch of the whole x- wall left out, as if never filmed: no surface shows through it
+    F = F[~((cen[:, 0] < -1.99) & (np.abs(cen[:, 1]) < 0.6) & (np.abs(cen[:, 2] - 1.4) < 0.5))]
+    room = room_layout(V, F, bin_size=0.012)
+    found = wall_openings(V, F, room, bin_size=0.012)
+    assert len(found) == 3 and all(abs(o.center[0] + 2) > 0.5 for o in found)
+    assert sorted((round(o.width, 4), round(o.height, 4)) for o in found) == [(0.9, 2.0), (1.0, 1.2), (1.4, 1.0)]
+    # the wall under the x+ window never filmed either: the window is still found, its foot said to be unseen
+    cen = V[F].mean(1)
+    F = F[~((cen[:, 0] > 1.99) & (cen[:, 1] > 0.6) & (cen[:, 1] < 2.4) & (cen[:, 2] < 1.0))]
+    [o] = [o for o in wall_openings(V, F, room, bin_size=0.012) if o.center[0] > 1.9]
+    assert o.kind == "opening" and o.unseen_edges == ("bottom",)
+    assert (o.width, o.sill + o.height) == pytest.approx((1.4, 2.0), abs=0.01)
+
+
+def test_measure_reports_openings_and_draws_them_on_the_plans(tmp_path, capsys):
+    V, F, truth, _ = _seen_room(0.0, yaw_deg=0.0)
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    ws.clean_mesh.parent.mkdir(parents=True, exist_ok=True)
+    trimesh.Trimesh(V, F, process=False).export(ws.clean_mesh)
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": "metric", "scale_source": "marker",
+                                  "scale_rel_uncertainty": 0.002, "center": [0, 0, 0], "radius": 3.0,
+                                  "capture": "walk"})
+    assert main(["measure", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": door in wall") == 1 and out.count(": window in wall") == 2 and "none found" not in out
+    m = json.loads(ws.measure_json.read_text())
+    ops = m["room"]["openings"]
+    assert sorted(o["kind"] for o in ops) == ["door", "window", "window"]
+    door = next(o for o in ops if o["kind"] == "door")
+    assert door["width"]["value"] == pytest.approx(0.9, abs=1e-3) and door["width"]["unit"] == "m"
+    assert door["width"]["uncertainty"] == pytest.approx(0.002 * 0.9, rel=0.05)  # the scale's, edges exact
+    assert door["sill"]["value"] == 0 and door["center"] == pytest.approx([-1.05, -3, 1.0], abs=2e-3)
+    assert json.loads(ws.floor_plan_json.read_text())["openings"] == ops
+    svg = ws.floor_plan_svg.read_text()
+    assert svg.count('<text class="door"') == 1 and svg.count('<text class="window"') == 2 and "<path" in svg
+    ezdxf = pytest.importorskip("ezdxf", reason="DXF plans need the 'measure' extra")
+    msp = ezdxf.readfile(str(ws.floor_plan_dxf)).modelspace()
+    walls = msp.query('LWPOLYLINE[layer=="WALLS"]')
+    length = sum(np.linalg.norm(np.diff([p[:2] for p in w.get_points()], axis=0), axis=1).sum() for w in walls)
+    assert len(walls) == 3 and length == pytest.approx(20 - 0.9 - 1.0 - 1.4, abs=1e-3)  # the gaps cut out
+    assert len(msp.query('ARC[layer=="OPENINGS"]')) == 1 and len(msp.query('LINE[layer=="OPENINGS"]')) == 5

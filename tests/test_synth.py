@@ -186,3 +186,37 @@ def test_speed_and_config_checks(tmp_path):
         SynthConfig(path="spiral")
     with pytest.raises(ValueError):
         SynthConfig(width=321)
+
+
+def test_room_openings_are_holes_in_the_walls_the_renders_and_the_gt_mesh_agree_on():
+    from vid2model.synth.generate import scene_fields, scene_of_gt
+    from vid2model.synth.scene import in_opening, opening_truth
+
+    cfg = SynthConfig(path="walk", walk_tour=True, room_openings=True, write_video=False)
+    scene = make_scene(cfg)
+    assert scene_of_gt({"scene_config": scene_fields(cfg)}) == scene  # gt.json rebuilds it
+    truth = opening_truth(scene)
+    assert [(t["wall"], t["kind"], round(t["width"], 9), round(t["height"], 9), round(t["sill"], 9)) for t in truth] \
+        == [("y-", "door", 0.9, 2.0, 0.0), ("y-", "window", 1.0, 1.2, 0.9), ("x+", "window", 1.4, 1.0, 1.0)]
+    V, F, N = scene_mesh(scene)
+    cen = V[F].mean(1)
+    assert not in_opening(scene, cen).any() and nearest_surface(scene, cen)[1].max() < 1e-3 * 2 * scene.radius
+    area = 0.5 * np.linalg.norm(np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1)
+    walls = (np.abs(N[F[:, 0], 2]) < 0.5) & (np.abs(cen[:, 0]) <= 2 + 1e-9) & (np.abs(cen[:, 1]) <= 3 + 1e-9)
+    walls &= (np.abs(np.abs(cen[:, 0]) - 2) < 1e-9) | (np.abs(np.abs(cen[:, 1]) - 3) < 1e-9)
+    assert area[walls].sum() == pytest.approx(2 * (4 + 6) * 2.5 - sum(t["width"] * t["height"] for t in truth))
+    # the larger room's floor and ceiling stop at the room's: no second surface on top of its own
+    nz = N[F[:, 0], 2]
+    flat = ((np.abs(cen[:, 2]) < 1e-9) & (nz > 0.5)) | ((np.abs(cen[:, 2] - 2.5) < 1e-9) & (nz < -0.5))
+    assert area[flat].sum() == pytest.approx(2 * (6.4 * 8.4), rel=1e-9)
+    eye = np.array([0.2, -0.3, 1.4])
+    for t in truth:  # through each opening's middle the ray goes on to the larger room; beside it, the wall
+        for target, beyond in ((np.array(t["center"]), True), (np.array(t["center"]) + [0, 0, 0.6 * t["height"]],
+                                                                False)):
+            d = target - eye
+            hit, _ = cast(scene, eye, (d / np.linalg.norm(d))[None])
+            assert (hit[0] > np.linalg.norm(d) + 1.0) == beyond
+    # rays at the GT facets stop at them or in front: the mesh has nothing where the renders see through
+    dist = np.linalg.norm(cen - eye, axis=1)
+    hit, _ = cast(scene, eye, (cen - eye) / dist[:, None])
+    assert np.all(hit <= dist + 1e-6) and np.mean(np.abs(hit - dist) < 1e-6) > 0.3

@@ -1,6 +1,7 @@
 """``vid2model measure``: the filmed object's dimensions (an orbit) or the room's walls, floor and ceiling (a
 walk-through), in metres or relative units, each with its uncertainty and the scale it rests on; writes
-``measure/measure.json`` (and a walk-through's floor plan, ``measure/floorplan.svg``, ``.json`` and ``.dxf``).
+``measure/measure.json`` (and a walk-through's floor plan with its doors and windows, ``measure/floorplan.svg``,
+``.json`` and ``.dxf``).
 
 The model is gravity-aligned (+Z up) with its origin at the point an orbit looks at (the SfM stage's scene
 frame), so the object stands on the highest large horizontal level below the origin.
@@ -18,6 +19,7 @@ import numpy as np
 from vid2model.errors import UserError
 from vid2model.ops.close_object import standing_object
 from vid2model.ops.measure import face_geometry, fit_level, girth_profile, upright_box
+from vid2model.ops.openings import wall_openings
 from vid2model.ops.room import floor_plan_svg, room_layout, write_floor_plan_dxf
 from vid2model.workspace import Workspace
 
@@ -182,8 +184,9 @@ def _garment(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray)
     return g, _surface_error(ws, V, F, corners, pad=0.0)
 
 
-def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None]:
-    """The :class:`~vid2model.ops.room.Room` a walk-through's mesh shows and the surface noise about it."""
+def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, list]:
+    """The :class:`~vid2model.ops.room.Room` a walk-through's mesh shows, the surface noise about it and the
+    :class:`~vid2model.ops.openings.Opening` s in its walls (their edges read from the dense points)."""
     radius = float(scene["radius"])
     room = room_layout(V, F, bin_size=0.004 * radius)
     if room is None:
@@ -191,7 +194,15 @@ def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
                         "the walls all around, holding the camera level")
     lo, hi = room.corners.min(0), room.corners.max(0)
     box = np.array([lo, [hi[0], hi[1], room.ceiling if room.ceiling is not None else V[:, 2].max()]])
-    return room, _surface_error(ws, V, F, box, pad=0.01 * radius)
+    return room, _surface_error(ws, V, F, box, pad=0.01 * radius), wall_openings(V, F, room, bin_size=0.004 * radius,
+                                                                                points=_dense_points(ws))
+
+
+def _dense_points(ws: Workspace) -> np.ndarray | None:
+    """The fused dense points [P, 3] the mesh was made from, or None when there are none."""
+    from vid2model.io.colmap_dense import read_points_ply
+
+    return read_points_ply(ws.fused_ply)["xyz"] if ws.fused_ply.exists() else None
 
 
 SUBJECTS = ("auto", "object", "body", "garment", "room")
@@ -224,6 +235,7 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         raise UserError(f"this workspace is {'a walk-through' if capture == 'walk' else 'an orbit'}; --subject "
                         f"{subject} needs {'an orbit' if subject != 'room' else 'a walk-through'}")
     box = room = girths = noise = body = garment = None
+    openings: list = []
     if mesh is not None and subject == "object":
         box, noise, girths = _object(ws, scene, *mesh)
     elif mesh is not None and subject == "body":
@@ -231,7 +243,7 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
     elif mesh is not None and subject == "garment":
         garment, noise = _garment(ws, scene, *mesh)
     elif mesh is not None:
-        room, noise = _room(ws, scene, *mesh)
+        room, noise, openings = _room(ws, scene, *mesh)
 
     metric = scene.get("scale") == "metric"
     k, source = 1.0, scene.get("scale_source", "none") if metric else "none"
@@ -268,12 +280,20 @@ def measure(ws: Workspace, known_size: str | None = None, points: list[str] | tu
         out["garment"] = _garment_figures(fig, garment, noise)
         notes += _write_garment_outline(ws, garment, fig.k, unit)
     if room is not None:
-        out["room"] = _room_figures(fig, room, noise)
+        out["room"] = _room_figures(fig, room, noise, openings)
         if room.height is None:
             notes.append("ceiling: no ceiling in the model (the cameras did not look up at it); no height is given")
-        notes.append("openings (doors, windows) are not measured yet")
+        if not openings:
+            notes.append("openings: none found (a door or window is a hole in a wall through which the model shows "
+                         "what lies beyond)")
+        for i, o in enumerate(openings):
+            if o.unseen_edges:
+                notes.append(f"opening {i + 1}: the wall beside its {' and '.join(o.unseen_edges)} edge is not in the "
+                             f"model (not filmed); that edge is where the unseen wall begins, so its size there is a "
+                             f"guess")
         notes += _write_floor_plan(ws, replace(room, walls=[w["value"] for w in out["room"]["walls"]],
-                                               corners=room.corners * k), out["room"], source, unit)
+                                               corners=room.corners * k), out["room"], source, unit,
+                                   [o.scaled(k) for o in openings])
     if marked:
         from vid2model.io.colmap import read_model
 
@@ -366,7 +386,16 @@ def _write_garment_outline(ws: Workspace, g, k: float, unit: str) -> list[str]:
     return []
 
 
-def _room_figures(fig: Figures, room, noise: float | None) -> dict[str, Any]:
+def _opening_figures(fig: Figures, o) -> dict[str, Any]:
+    """One opening's figures; its edges' uncertainty is how they scatter along their length (their position is
+    read across the wall's surface, which the surface noise, normal to it, hardly moves)."""
+    return {"wall": o.wall + 1, "kind": o.kind, "from_corner": fig(o.start, [o.start_se]),
+            "width": fig(o.width, [o.width_se]), "height": fig(o.height, [o.height_se]),
+            "sill": fig(o.sill, [o.sill_se]), "center": np.round(o.center * fig.k, 6).tolist(),
+            "seen_through": o.seen_through, "unseen_edges": list(o.unseen_edges)}
+
+
+def _room_figures(fig: Figures, room, noise: float | None, openings: list = ()) -> dict[str, Any]:
     two = [np.sqrt(2) * noise] if noise is not None else []  # a length between two measured surfaces
     sides = sorted(room.walls[:2])
     rel_area = np.hypot(*[np.sqrt(2) * noise / w for w in sides]) if noise is not None else None
@@ -376,18 +405,22 @@ def _room_figures(fig: Figures, room, noise: float | None) -> dict[str, Any]:
         "floor_area": fig(room.floor_area, [rel_area * room.floor_area] if rel_area is not None else [], power=2),
         "corners": np.round(room.corners * fig.k, 6).tolist(), "wall_direction_deg": round(room.angle_deg, 2),
         "wall_surface_seen": [fig(a, [], power=2)["value"] for a in room.wall_area],
-        "shape": "rectangle (four walls at right angles)"}
+        "shape": "rectangle (four walls at right angles)",
+        # wall n runs from corner n to corner n + 1; from_corner is along it from corner n
+        "openings": [_opening_figures(fig, o) for o in openings]}
 
 
-def _write_floor_plan(ws: Workspace, room, figures: dict[str, Any], source: str, unit: str) -> list[str]:
-    """``measure/floorplan.svg``, ``.json`` and (with ezdxf) ``.dxf`` of ``room`` in output units; returns notes."""
+def _write_floor_plan(ws: Workspace, room, figures: dict[str, Any], source: str, unit: str,
+                      openings: list = ()) -> list[str]:
+    """``measure/floorplan.svg``, ``.json`` and (with ezdxf) ``.dxf`` of ``room`` and its ``openings`` in output
+    units; returns notes."""
     from vid2model.workspace import atomic_path
 
-    ws.write_text(ws.floor_plan_svg, floor_plan_svg(room, unit))
+    ws.write_text(ws.floor_plan_svg, floor_plan_svg(room, unit, openings=openings))
     ws.write_json(ws.floor_plan_json, {"units": unit, "scale_source": source, **figures})
     try:
         with atomic_path(ws.floor_plan_dxf) as tmp:
-            write_floor_plan_dxf(room, tmp, unit)
+            write_floor_plan_dxf(room, tmp, unit, openings=openings)
     except ImportError:
         return ["floor plan: no DXF (pip install ezdxf); SVG and JSON are written"]
     return []
@@ -426,6 +459,10 @@ def table(m: dict[str, Any]) -> str:
         lines += [line("length", r["length"]), line("width", r["width"]), line("ceiling height", r["ceiling_height"]),
                   line("floor area", r["floor_area"])]
         lines += [line(f"wall {i + 1}", w) for i, w in enumerate(r["walls"])]
+        for i, o in enumerate(r.get("openings", [])):
+            lines.append(f"  opening {i + 1}: {o['kind']} in wall {o['wall']}")
+            lines += [line(f"  {key}", o[key]) for key in ("width", "height", "sill", "from_corner")
+                      if key != "sill" or o["kind"] == "window"]
     if m["distances"]:
         lines.append("between the marked points")
         lines += [line(f"distance {i + 1}", d) for i, d in enumerate(m["distances"])]

@@ -57,8 +57,8 @@ def camera_path(cfg: SynthConfig, u: np.ndarray) -> np.ndarray:
                             cfg.orbit_height + 0.03 * sh[i, 2]])
             look = az + 0.4 * np.sin(2 * np.pi * 3 * ui) + 0.05 * sh[i, 3]
             # pitch from 39 deg down (the floor by the walls, where the tour's marker lies at azimuth 200 deg) to
-            # 27 deg up (the ceiling), twice round the loop
-            pitch = -0.15 - 0.65 * np.cos(2 * (az - np.radians(200.0)))
+            # 27 deg up (the ceiling), tour_pitch_cycles times round the loop
+            pitch = -0.15 - 0.65 * np.cos(cfg.tour_pitch_cycles * (az - np.radians(200.0)))
             fwd = np.array([np.cos(look), np.sin(look), pitch + 0.05 * sh[i, 4]])
             target = eye + fwd
         else:

@@ -42,6 +42,11 @@ class SynthConfig:
     # orbit: instead of the fixed scene, a mannequin of exactly known girths standing on the floor ("body") or a
     # shirt of known flat measurements laid on it ("garment"), drawn from ``seed``
     subject: str = ""
+    # the tour's look down and up, cycles per loop: 2 sees the x walls' feet and the y walls' tops; 4 sees all
+    # of every wall, looking down and up at each
+    tour_pitch_cycles: int = 2
+    # walk: a door and two windows in the room's walls, with a larger room round it seen through them
+    room_openings: bool = False
     # rays per pixel along each axis, averaged: a sensor integrates light over each pixel, while one ray at its
     # centre aliases fine texture seen far or at a grazing angle into patterns that move with the camera
     supersample: int = 1

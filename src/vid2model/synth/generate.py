@@ -17,7 +17,7 @@ from vid2model.synth.camera import camera_path, frame_params, intrinsics
 from vid2model.synth.config import SynthConfig
 from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
 from vid2model.synth.render import render
-from vid2model.synth.scene import Scene, make_marker, orbit_scene, product_scene, walk_scene
+from vid2model.synth.scene import Scene, make_marker, orbit_scene, product_scene, walk_scene, with_openings
 
 log = logging.getLogger("vid2model")
 
@@ -61,6 +61,8 @@ def make_scene(cfg: SynthConfig) -> Scene:
         scene = product_scene(tuple(cfg.product), cfg.seed)
     else:
         scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
+    if cfg.room_openings and cfg.path == "walk":
+        scene = with_openings(scene)
     if cfg.marker_size:
         # a room tour looks out at the walls: its marker lies by one, where the view tilting down reaches
         pos = (-0.95, -0.95) if cfg.path == "orbit" else (-1.85, -0.7) if cfg.walk_tour else (-1.0, -1.5)
@@ -69,7 +71,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
 
 
 SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product",
-                "walk_tour", "subject")
+                "walk_tour", "subject", "room_openings")
 
 
 def scene_fields(cfg: SynthConfig) -> dict:

@@ -40,6 +40,55 @@ def _box_faces(lo, hi, res: float, inward: bool) -> list[tuple[np.ndarray, np.nd
     return out
 
 
+def _cut_grid(origin, eu, ev, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_grid` with cell lines at the parameters ``s`` [nu + 1] and ``t`` [nv + 1] (increasing, 0 to 1);
+    also each cell's centre [nu * nv, 3], in the faces' order (two triangles per cell: a's then b's)."""
+    S, T = np.meshgrid(s, t)
+    eu, ev, origin = np.asarray(eu, float), np.asarray(ev, float), np.asarray(origin, float)
+    verts = origin + S.reshape(-1, 1) * eu + T.reshape(-1, 1) * ev
+    idx = np.arange(len(s) * len(t)).reshape(len(t), len(s))
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
+    mid = (verts[a] + verts[c]) / 2
+    return verts, np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]), mid
+
+
+def _lines(n: int, cuts: list[float]) -> np.ndarray:
+    """``n`` equal cells on [0, 1] with cell lines added at ``cuts`` (those strictly inside)."""
+    x = np.unique(np.r_[np.linspace(0, 1, n + 1), [c for c in cuts if 0 < c < 1]])
+    return x[np.r_[True, np.diff(x) > 1e-9]]
+
+
+def _room_faces(scene: Scene, room, res: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A room's six sides (inward) without the cells inside its openings, nor those hidden behind a room it
+    encloses (shared floor and ceiling); cell lines run along every such edge, so the holes are exact."""
+    from vid2model.synth.scene import in_opening
+
+    lo, hi = np.asarray(room.lo, float), np.asarray(room.hi, float)
+    inner = [b for b in scene.inner_boxes if b != room and np.all(np.asarray(b.lo) >= lo - 1e-9)
+             and np.all(np.asarray(b.hi) <= hi + 1e-9)]
+    rects = [(np.asarray(b.lo, float), np.asarray(b.hi, float)) for b in scene.openings + tuple(inner)]
+    size = hi - lo
+    out = []
+    for k in range(3):
+        i, j = (k + 1) % 3, (k + 2) % 3
+        eu, ev = np.eye(3)[i] * size[i], np.eye(3)[j] * size[j]
+        s = _lines(max(1, int(np.ceil(size[i] / res))), [(x[i] - lo[i]) / size[i] for r in rects for x in r])
+        t = _lines(max(1, int(np.ceil(size[j] / res))), [(x[j] - lo[j]) / size[j] for r in rects for x in r])
+        for sign, base in ((1, hi), (-1, lo)):
+            origin = lo.copy()
+            origin[k] = base[k]
+            v, f, mid = _cut_grid(origin, eu, ev, s, t)
+            gone = in_opening(scene, mid)
+            for b in inner:  # closed box: the enclosed room's own sides hide these cells
+                gone |= np.all((mid >= np.asarray(b.lo) - 1e-9) & (mid <= np.asarray(b.hi) + 1e-9), axis=1)
+            f = f[~np.r_[gone, gone]]
+            if sign > 0:  # inward: the +k side faces -k
+                f = f[:, ::-1]
+            used, f = np.unique(f, return_inverse=True)
+            out.append((v[used], f.reshape(-1, 3), np.tile(-sign * np.eye(3)[k], (len(used), 1))))
+    return out
+
+
 _ICO_V = np.array([[-1, 1.618033988749895, 0], [1, 1.618033988749895, 0], [-1, -1.618033988749895, 0],
                    [1, -1.618033988749895, 0], [0, -1, 1.618033988749895], [0, 1, 1.618033988749895],
                    [0, -1, -1.618033988749895], [0, 1, -1.618033988749895], [1.618033988749895, 0, -1],
@@ -181,6 +230,8 @@ def scene_mesh(scene: Scene, resolution: float = 0.05,
             n = max(1, int(np.ceil(2 * g / resolution)))
             v, f = _grid((-g, -g, 0.0), (2 * g, 0, 0), (0, 2 * g, 0), n, n)
             parts.append((v, f, np.tile([0.0, 0.0, 1.0], (len(v), 1))))
+        elif kind == "room" and (scene.openings or len(scene.inner_boxes) > 1):
+            parts += _room_faces(scene, prim, resolution * 4)
         elif kind in ("box", "room"):
             # Room walls are large and flat: coarser facets keep the mesh small.
             for v, f in _box_faces(prim.lo, prim.hi, resolution * (4 if kind == "room" else 1), kind == "room"):

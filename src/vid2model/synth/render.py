@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from vid2model.camera import Camera, pixel_grid
-from vid2model.synth.scene import Box, Scene, inside_polygon, surface_albedo
+from vid2model.synth.scene import Box, Scene, in_opening, inside_polygon, surface_albedo
 
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 SKY = np.array([0.62, 0.66, 0.72], np.float32)
@@ -146,6 +146,9 @@ def cast(scene: Scene, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nda
                 t = _sphere_t(o, d, prim.center, prim.radius)
             elif kind == "room":
                 t = _box_t(o, inv, prim, inside=True)
+                if scene.openings:  # through a door or window the ray goes on, to the room beyond
+                    hit = np.flatnonzero(np.isfinite(t))
+                    t[hit[in_opening(scene, o + d[hit] * t[hit, None])]] = np.inf
             elif kind in ("cylinder", "prism"):
                 lo, hi = _extent(kind, prim)
                 idx = np.flatnonzero(np.isfinite(_sphere_t(o, d, (lo + hi) / 2, np.linalg.norm(hi - lo) / 2,

@@ -6,7 +6,7 @@ the same colour in every view (Lambertian), and fine enough for SIFT at phone-vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,6 +72,9 @@ class Scene:
     plain_color: tuple[float, float, float] = (0.78, 0.76, 0.72)
     cylinders: tuple[EllipticCylinder, ...] = ()
     prisms: tuple[Prism, ...] = ()
+    # doors and windows: thin boxes across a room's wall; where one holds a wall point the wall is absent and
+    # rays go on to the surfaces beyond (an enclosing room)
+    openings: tuple[Box, ...] = ()
 
 
 def orbit_scene(seed: int = 0) -> Scene:
@@ -96,6 +99,52 @@ def walk_scene(seed: int = 0) -> Scene:
                  spheres=(Sphere((0.9, -0.1, 0.75), 0.25),), ground_half=0.0,
                  inner_boxes=(Box((-2.0, -3.0, 0.0), (2.0, 3.0, 2.5)),), seed=seed,
                  center=(0.0, 0.0, 1.0), radius=3.0)
+
+
+def with_openings(scene: Scene, beyond: float = 1.2) -> Scene:
+    """``scene``'s room (its first inner box) with a door and two windows cut into its walls, and a larger room
+    ``beyond`` metres out on every side round it, of the same floor and ceiling, so that views through the
+    openings find textured surfaces (depth) rather than sky. Walls at y = lo and x = hi are cut; the other two
+    are whole (one partly hidden by furniture)."""
+    lo, hi = np.asarray(scene.inner_boxes[0].lo, float), np.asarray(scene.inner_boxes[0].hi, float)
+    th = 0.05  # half the thickness of a cutting box: it straddles the zero-thickness wall
+    door = Box((lo[0] + 0.5, lo[1] - th, lo[2]), (lo[0] + 1.4, lo[1] + th, lo[2] + 2.0))
+    window = Box((hi[0] - 1.5, lo[1] - th, lo[2] + 0.9), (hi[0] - 0.5, lo[1] + th, lo[2] + 2.1))
+    wide = Box((hi[0] - th, lo[1] + 3.8, lo[2] + 1.0), (hi[0] + th, lo[1] + 5.2, lo[2] + 2.0))
+    outer = Box((lo[0] - beyond, lo[1] - beyond, lo[2]), (hi[0] + beyond, hi[1] + beyond, hi[2]))
+    return replace(scene, inner_boxes=scene.inner_boxes + (outer,), openings=(door, window, wide))
+
+
+def opening_truth(scene: Scene) -> list[dict]:
+    """The exact openings of ``scene``'s room (its first inner box), one dict per opening: ``wall`` ("x-", "x+",
+    "y-" or "y+": the side of the room), ``start`` and ``end`` along the wall's axis (world metres), ``sill`` and
+    ``top`` above the room's floor, ``width``, ``height``, ``center`` [3] (world) and ``kind`` (door: on the
+    floor)."""
+    lo, hi = np.asarray(scene.inner_boxes[0].lo, float), np.asarray(scene.inner_boxes[0].hi, float)
+    out = []
+    for o in scene.openings:
+        olo, ohi = np.asarray(o.lo, float), np.asarray(o.hi, float)
+        mid = (olo + ohi) / 2
+        k = int(np.argmin(ohi - olo))  # the axis the cutting box is thin along: the wall's normal
+        side = "xy"[k] + ("-" if abs(mid[k] - lo[k]) < abs(mid[k] - hi[k]) else "+")
+        along = 1 - k
+        sill, top = max(olo[2], lo[2]) - lo[2], min(ohi[2], hi[2]) - lo[2]
+        c = mid.copy()
+        c[k] = lo[k] if side[1] == "-" else hi[k]
+        c[2] = lo[2] + (sill + top) / 2
+        out.append({"wall": side, "start": float(olo[along]), "end": float(ohi[along]), "sill": float(sill),
+                    "top": float(top), "width": float(ohi[along] - olo[along]), "height": float(top - sill),
+                    "center": c.tolist(), "kind": "door" if sill <= 1e-9 else "window"})
+    return out
+
+
+def in_opening(scene: Scene, p: np.ndarray) -> np.ndarray:
+    """Which points ``p`` (N, 3) lie inside one of the scene's openings (N,) bool: by more than rounding, so that
+    the floor at a door's foot stays."""
+    inside = np.zeros(len(p), bool)
+    for o in scene.openings:
+        inside |= np.all((p > np.asarray(o.lo) + 1e-9) & (p < np.asarray(o.hi) - 1e-9), axis=1)
+    return inside
 
 
 # ---- solid texture ---------------------------------------------------------------------------
