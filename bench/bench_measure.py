@@ -63,7 +63,8 @@ def room_capture(seed: int, openings: bool = False):
 ROOM_TRUTH = {"length": 6.0, "width": 4.0, "ceiling_height": 2.5, "floor_area": 24.0}
 
 
-def _pipeline(gen: Path, ws: Path, preset: str, timeout: float, remeasure: bool) -> tuple[int, str, dict]:
+def _pipeline(gen: Path, ws: Path, preset: str, timeout: float, remeasure: bool,
+              measure_args: tuple[str, ...] = ()) -> tuple[int, str, dict]:
     """ingest, sfm, dense, mesh and measure as a user runs them; (exit code, last error line, seconds per step)."""
     if remeasure and (ws / "mesh" / "mesh.ply").exists():
         code, msg, times = 0, "", {}
@@ -76,20 +77,22 @@ def _pipeline(gen: Path, ws: Path, preset: str, timeout: float, remeasure: bool)
             break
         code, msg, times[stage] = _cli(stage, str(ws), "-q", timeout=timeout)
     if code == 0:
-        code, msg, times["measure"] = _cli("measure", str(ws), "-q", timeout=timeout)
+        code, msg, times["measure"] = _cli("measure", str(ws), "-q", *measure_args, timeout=timeout)
     return code, msg, times
 
 
-def _measured(cfg, folder: str, row: dict, preset: str, timeout: float, remeasure: bool) -> dict | None:
-    """Film ``cfg`` (once) into ``WORK/measure/<folder>``, run it through the pipeline and ``measure``; fills
-    ``row`` with the outcome, times and scale, and returns measure.json (None when the run stopped)."""
+def _measured(cfg, folder: str, row: dict, preset: str, timeout: float, remeasure: bool,
+              measure_args: tuple[str, ...] = ()) -> dict | None:
+    """Film ``cfg`` (once) into ``WORK/measure/<folder>``, run it through the pipeline and ``measure`` (with
+    ``measure_args``); fills ``row`` with the outcome, times and scale, and returns measure.json (None when the
+    run stopped)."""
     from vid2model.synth import generate
 
     root = WORK / "measure" / folder
     gen, ws = root / "gen", root / f"ws-{preset}"
     if not (gen / "video.mp4").exists():
         generate(gen, cfg)
-    code, msg, times = _pipeline(gen, ws, preset, timeout, remeasure)
+    code, msg, times = _pipeline(gen, ws, preset, timeout, remeasure, measure_args)
     if remeasure and (ws / "manifest.json").exists():  # the stages' own times, from the run that made them
         stages = json.loads((ws / "manifest.json").read_text())["stages"]
         times = {k: v["wall_s"] for k, v in stages.items() if "wall_s" in v} | times

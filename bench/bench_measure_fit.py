@@ -23,7 +23,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from bench_random import WORK, _cli  # noqa: E402
 
 MARKER = 0.15
 BODY_KEYS = ("height", "chest", "waist", "hips", "thigh")
@@ -53,42 +52,18 @@ def garment_capture(seed: int):
 
 
 def _run(kind: str, seed: int, preset: str, timeout: float, remeasure: bool) -> dict:
-    from vid2model.synth import generate
+    from bench_measure import _measured
     from vid2model.synth.subjects import garment, mannequin
 
     cfg = (body_capture if kind == "body" else garment_capture)(seed)
     truth = mannequin(seed)[2] if kind == "body" else garment(seed)[1]
     keys = BODY_KEYS if kind == "body" else GARMENT_KEYS
     row: dict = {"kind": kind, "seed": seed, "frames": cfg.n_frames, "truth": {k: truth[k] for k in keys}}
-    root = WORK / "measure" / f"{kind}{seed}"
-    gen, ws = root / "gen", root / f"ws-{preset}"
-    if not (gen / "video.mp4").exists():
-        generate(gen, cfg)
-    times: dict = {}
-    code, msg = 0, ""
-    if not (remeasure and (ws / "mesh" / "mesh.ply").exists()):
-        code, msg, times["ingest"] = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "--preset", preset, "-q",
-                                          "--marker-size", str(MARKER), timeout=timeout)
-        for stage in ("sfm", "dense", "mesh"):
-            if code != 0:
-                break
-            code, msg, times[stage] = _cli(stage, str(ws), "-q", timeout=timeout)
-    if code == 0:
-        code, msg, times["measure"] = _cli("measure", str(ws), "-q", "--subject", kind, timeout=timeout)
-    if (ws / "manifest.json").exists():
-        stages = json.loads((ws / "manifest.json").read_text())["stages"]
-        times = {k: v["wall_s"] for k, v in stages.items() if "wall_s" in v} | times
-    row["secs"] = {k: round(v, 1) for k, v in times.items()}
-    if code != 0:
-        row.update(outcome="refused" if code == 2 else "error", reason=msg)
+    m = _measured(cfg, f"{kind}{seed}", row, preset, timeout, remeasure, measure_args=("--subject", kind))
+    if m is None:
         return row
-    from bench_measure import _scale_error
-
-    m = json.loads((ws / "measure" / "measure.json").read_text())
     part = m[kind]
-    row.update(outcome="measured", scale_source=m["scale_source"], scale_rel_uncertainty=m["scale_rel_uncertainty"],
-               scale_error=_scale_error(ws, gen),
-               measured={k: part[k]["value"] for k in keys}, uncertainty={k: part[k]["uncertainty"] for k in keys})
+    row.update(measured={k: part[k]["value"] for k in keys}, uncertainty={k: part[k]["uncertainty"] for k in keys})
     row["error"] = {k: row["measured"][k] / truth[k] - 1 for k in keys}
     return row
 
