@@ -360,11 +360,15 @@ def _body_figures(fig: Figures, body, box, noise: float | None) -> dict[str, Any
 
 
 def _garment_figures(fig: Figures, g, noise: float | None) -> dict[str, Any]:
-    two = [np.sqrt(2) * noise] if noise is not None else []  # a width spans two edges
+    # a width spans two edges; an edge's place is as good as the outline's wander about its course, or the
+    # surface's noise where that is larger
+    edge = max(g.edge_noise, noise or 0.0)
+    two = [np.sqrt(2) * edge]
     return {**{k: fig(getattr(g, k), two) for k in ("length", "chest_width", "waist_width", "hem_width",
                                                     "sleeve_length")},
             "sleeves": [round(float(v * fig.k), 6) for v in g.sleeves],
             "thickness": round(float(g.thickness * fig.k), 6), "centre_line_deg": round(g.axis_deg, 2),
+            "edge_noise": round(float(g.edge_noise * fig.k), 6),
             "symmetry": round(g.symmetry, 4),
             "definitions": "along the centre line: length from the shoulders' highest point to the hem; chest width "
                            "0.035 of the length below the armpits; waist width the narrowest between; hem width just "

@@ -31,6 +31,7 @@ class FlatGarment:
     axis_deg: float  # the centre line's direction (hem to neck) from +X
     thickness: float  # how far the garment stands above the table
     symmetry: float  # intersection over union of the shape and its mirror image
+    edge_noise: float  # how far the outline stands from its own mirror image, on average (model units)
 
 
 def height_map(V: np.ndarray, F: np.ndarray, table: np.ndarray, lo: np.ndarray, pixel: float,
@@ -233,7 +234,10 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     if int(np.argmax(inside.sum(1))) < len(up) / 2:  # the sleeves are at the neck end: the widest row
         axis = -axis
         up, mid = _upright(h, mask, mean, axis)
-    return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best)
+    # a shirt is symmetric: where its outline and its mirror image part, one of them is off; their mismatch
+    # area over the outline's length is how far an edge is off on average
+    edge_noise = (1 - best) * mask.sum() * pixel / max(cv2.arcLength(max(contours, key=len), True), 1.0)
+    return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best, edge_noise)
 
 
 def _edges(inside: np.ndarray, heights: np.ndarray, mid: int, level: float) -> tuple[float, float] | None:
@@ -289,7 +293,7 @@ def _running_median(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring: np.ndarray, axis: np.ndarray,
-                     thickness: float, symmetry: float) -> FlatGarment | None:
+                     thickness: float, symmetry: float, edge_noise: float) -> FlatGarment | None:
     """The flat measurements of a garment's heights ``up`` [R, C] drawn upright (rows along its centre line,
     neck at the top, the line on column ``mid``); it is where they exceed ``level``."""
     import cv2
@@ -342,4 +346,4 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
                        sleeve_length=float(np.mean(sleeves)), sleeves=(sleeves[0], sleeves[1]),
                        outline=ring if area2 > 0 else ring[::-1],
                        axis_deg=float(np.degrees(np.arctan2(axis[1], axis[0]))), thickness=thickness,
-                       symmetry=symmetry)
+                       symmetry=symmetry, edge_noise=edge_noise)
