@@ -393,7 +393,9 @@ def _walk_workspace(root: Path) -> Workspace:
     rec.write(str(ws.sparse_dir))
     ws.write_json(ws.scene_json, {"up": [0, 0, 1], "scale": "metric", "metres_per_unit": 1.0, "capture": "walk",
                                   "center": [0, 0, 0], "radius": 3.0})
-    ws.write_json(ws.measure_json, {"units": "m", "room": {"corners": [[-2, -3, 0], [2, -3, 0], [2, 3, 0], [-2, 3, 0]]}})
+    door = {"wall": 1, "kind": "door", "from_corner": {"value": 1.0}, "width": {"value": 0.9}}
+    ws.write_json(ws.measure_json, {"units": "m", "room": {"corners": [[-2, -3, 0], [2, -3, 0], [2, 3, 0], [-2, 3, 0]],
+                                                            "openings": [door]}})
     return ws
 
 
@@ -415,6 +417,10 @@ def test_walk_through_page_walks_and_shows_where_you_are(browser, tmp_path, npm_
         assert coverage(before) > 0.5  # the room's walls fill the view
         x0, y0 = browser.eval("[v2mTour.state.x, v2mTour.state.y]")
         assert (x0, y0) == pytest.approx((0.0, -1.5), abs=1e-6)
+        # the door on the map: a gap in wall 1 (y = -3) from x = -1 to -0.1, in the map's 150 px per 6 m
+        gap = browser.eval("[...document.querySelectorAll('#map line.opening.door')].map(l => "
+                           "['x1', 'y1', 'x2', 'y2'].map(k => +l.getAttribute(k)))")
+        assert gap == [pytest.approx([30.0, 155.0, 52.5, 155.0], abs=0.1)]
         dot0 = browser.eval("document.getElementById('map-me').getAttribute('cy')")
         browser.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "w", "code": "KeyW",
                                                 "windowsVirtualKeyCode": 87})

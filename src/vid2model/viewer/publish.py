@@ -293,7 +293,8 @@ def studio_environment(width: int = 128) -> str:
 def tour_config(ws: Workspace, model: str, embedded: list[str]) -> dict[str, Any] | None:
     """What the walk-through page needs, for a walk-through capture with an exported mesh (else None): the
     model, the export's scale (workspace units to the GLB's), where to start (the first keyframe's place and
-    heading), a walking speed and the floor plan from ``vid2model measure``, when there is one."""
+    heading), a walking speed and the floor plan from ``vid2model measure``, with its doors and windows, when there
+    is one."""
     from vid2model.io.colmap import load_views
 
     scene = ws.read_json(ws.scene_json, default=None) or {}
@@ -311,7 +312,9 @@ def tour_config(ws: Workspace, model: str, embedded: list[str]) -> dict[str, Any
     speed = 1.0 / (metres_per_unit or 1.0) if metres_per_unit else 0.1 * float(scene.get("radius") or 1.0)
     return {"model": model, "embedded": embedded, "scale": scale, "speed": speed,
             "start": {"position": [float(c) for c in first.center], "yaw": float(np.arctan2(look[1], look[0]))},
-            "plan": {"corners": room["corners"]} if room.get("corners") else None}
+            "plan": {"corners": room["corners"], "openings": [
+                {"wall": o["wall"], "kind": o["kind"], "from": o["from_corner"]["value"], "width": o["width"]["value"]}
+                for o in room.get("openings") or []]} if room.get("corners") else None}
 
 
 def dimensions_line(measured: dict[str, Any] | None) -> str:

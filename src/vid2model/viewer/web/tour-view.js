@@ -31,9 +31,21 @@ function makeMap() {
   const dot = document.createElementNS(ns, "circle");
   dot.setAttribute("r", "5");
   dot.setAttribute("id", "map-me");
+  // doors and windows: wall n runs from corner n to corner n + 1 (1-based), an opening starts `from` along it
+  const gaps = (cfg.plan.openings || []).map((o) => {
+    const a = c[o.wall - 1], b = c[o.wall % c.length];
+    const len = Math.hypot(b[0] - a[0], b[1] - a[1]) || 1;
+    const dx = (b[0] - a[0]) / len, dy = (b[1] - a[1]) / len;
+    const p = at(a[0] + o.from * dx, a[1] + o.from * dy), q = at(a[0] + (o.from + o.width) * dx, a[1] + (o.from + o.width) * dy);
+    const gap = document.createElementNS(ns, "line");
+    gap.setAttribute("class", `opening ${o.kind}`);
+    gap.setAttribute("x1", p[0].toFixed(1)); gap.setAttribute("y1", p[1].toFixed(1));
+    gap.setAttribute("x2", q[0].toFixed(1)); gap.setAttribute("y2", q[1].toFixed(1));
+    return gap;
+  });
   const head = document.createElementNS(ns, "line");
   head.setAttribute("class", "heading");
-  svg.append(poly, head, dot);
+  svg.append(poly, ...gaps, head, dot);
   return (st) => {
     const [u, v] = at(st.x, st.y);
     dot.setAttribute("cx", u.toFixed(1));
