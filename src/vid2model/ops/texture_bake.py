@@ -155,23 +155,18 @@ def exposure_gains(samples: np.ndarray, valid: np.ndarray) -> np.ndarray:
     multi = valid.sum(0) >= 2
     if not multi.any():
         return gains
+    faces = np.flatnonzero(multi)[:20000]
+    v_idx, f_idx = np.nonzero(valid[:, faces])  # one row per observation: view v of face f
+    count = np.bincount(v_idx, minlength=n_views).astype(float)
+    # the least-squares problem has one-hot rows, so its normal equations are a views x views system, built by
+    # counting (a dense lstsq of every observation row ran multi-threaded BLAS for minutes on a busy machine);
+    # gauge: mean log-gain 0 (weight 10), and a little regularisation towards no change (weight 0.1)
+    AtA = np.diag(count) + 100.0 * np.ones((n_views, n_views)) + 0.01 * np.eye(n_views)
     for c in range(3):
-        rows, rhs = [], []
-        faces = np.flatnonzero(multi)[:20000]
-        mean_log = np.array([logs[valid[:, f], f, c].mean() for f in faces])
-        for k, f in enumerate(faces):
-            for v in np.flatnonzero(valid[:, f]):
-                r = np.zeros(n_views)
-                r[v] = 1
-                rows.append(r)
-                rhs.append(mean_log[k] - logs[v, f, c])
-        A = np.array(rows)
-        b = np.array(rhs)
-        # gauge: mean log-gain 0, and a little regularisation towards no change
-        A = np.vstack([A, np.ones(n_views) * 10, np.eye(n_views) * 0.1])
-        b = np.concatenate([b, [0.0], np.zeros(n_views)])
-        g = np.linalg.lstsq(A, b, rcond=None)[0]
-        gains[:, c] = np.exp(g)
+        lg = logs[:, faces, c]
+        mean_log = np.where(valid[:, faces], lg, 0.0).sum(0) / valid[:, faces].sum(0)
+        rhs = mean_log[f_idx] - lg[v_idx, f_idx]
+        gains[:, c] = np.exp(np.linalg.solve(AtA, np.bincount(v_idx, weights=rhs, minlength=n_views)))
     return gains
 
 
