@@ -88,16 +88,14 @@ def triangulate_point(rec, views: list[tuple[str, float, float]], max_px: float 
     return X, cov
 
 
-def _surface_error(ws: Workspace, V: np.ndarray, F: np.ndarray, corners: np.ndarray, pad: float) -> float | None:
-    """Robust spread (1.4826 x median absolute distance) of the fused dense points about the object's mesh:
-    how far the measured surface scatters around the one the figures are taken from."""
+def _surface_error(pts: np.ndarray | None, V: np.ndarray, F: np.ndarray, corners: np.ndarray,
+                   pad: float) -> float | None:
+    """Robust spread (1.4826 x median absolute distance) of the fused dense points [P, 3] (:func:`_dense_points`)
+    about the object's mesh: how far the measured surface scatters around the one the figures are taken from."""
     import open3d as o3d
 
-    from vid2model.io.colmap_dense import read_points_ply
-
-    if not ws.fused_ply.exists():
+    if pts is None:
         return None
-    pts = read_points_ply(ws.fused_ply)["xyz"]
     lo, hi = corners.min(0) - pad, corners.max(0) + pad
     pts = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
     if len(pts) < 50:
@@ -125,25 +123,25 @@ def _mesh(ws: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
     return V, F
 
 
-def _standing(scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[float, float, np.ndarray, float]:
-    """What stands at the orbit's centre (see :func:`~vid2model.ops.close_object.standing_object`)."""
-    st = standing_object(V, F, float(scene["radius"]))
+def _standing_box(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, Any, float | None]:
+    """What stands at the orbit's centre (:func:`~vid2model.ops.close_object.standing_object`), its upright
+    :class:`~vid2model.ops.measure.ObjectBox` and the surface noise about it."""
+    radius = float(scene["radius"])
+    st = standing_object(V, F, radius)
     if st is None:
         raise UserError("no object stands near the centre of the orbit; film around the object, keeping it in "
                         "the middle of the view")
-    return st.base, st.cut, st.faces, st.skirt
+    box = upright_box(V, F[st.faces], st.base, st.cut, skirt=st.skirt, bin_size=0.004 * radius)
+    return st, box, _surface_error(_dense_points(ws), V, F[st.faces], box.corners, pad=0.02 * radius)
 
 
 def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:
     """The object's :class:`~vid2model.ops.measure.ObjectBox`, the surface noise about it and its girth profile
     [GIRTH_SLICES, 2] (height above its base, girth)."""
-    radius = float(scene["radius"])
-    base, cut, obj, skirt = _standing(scene, V, F)
-    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=0.004 * radius)
-    # slice centres over the height, clear of that flare at the foot
-    z = base + skirt + (box.height - skirt) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
-    girths = np.c_[z - base, girth_profile(V, F[obj], z)]
-    return box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius), girths
+    st, box, noise = _standing_box(ws, scene, V, F)
+    # slice centres over the height, clear of Poisson's flared join with the support at the foot
+    z = st.base + st.skirt + (box.height - st.skirt) * (np.arange(GIRTH_SLICES) + 0.5) / GIRTH_SLICES
+    return box, noise, np.c_[z - st.base, girth_profile(V, F[st.faces], z)]
 
 
 def _body(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, Any, float | None]:
@@ -151,14 +149,12 @@ def _body(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
     noise about it."""
     from vid2model.ops.body import body_measurements
 
-    radius = float(scene["radius"])
-    base, cut, obj, skirt = _standing(scene, V, F)
-    body = body_measurements(V, F[obj], base)
+    st, box, noise = _standing_box(ws, scene, V, F)
+    body = body_measurements(V, F[st.faces], st.base)
     if body is None:
         raise UserError("no body standing on two legs at the centre of the orbit: film all round a person "
                         "standing feet apart, arms held away from the body (or measure it with --subject object)")
-    box = upright_box(V, F[obj], base, cut, skirt=skirt, bin_size=0.004 * radius)
-    return body, box, _surface_error(ws, V, F[obj], box.corners, pad=0.02 * radius)
+    return body, box, noise
 
 
 def _garment(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None]:
@@ -181,7 +177,7 @@ def _garment(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray)
                         "front up, and film it from above all round")
     lo, hi = g.outline.min(0), g.outline.max(0)
     corners = np.array([[lo[0], lo[1], plane[2] - g.thickness], [hi[0], hi[1], plane[2] + 2 * g.thickness]])
-    return g, _surface_error(ws, V, F, corners, pad=0.0)
+    return g, _surface_error(_dense_points(ws), V, F, corners, pad=0.0)
 
 
 def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, list]:
@@ -194,8 +190,9 @@ def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) ->
                         "the walls all around, holding the camera level")
     lo, hi = room.corners.min(0), room.corners.max(0)
     box = np.array([lo, [hi[0], hi[1], room.ceiling if room.ceiling is not None else V[:, 2].max()]])
-    return room, _surface_error(ws, V, F, box, pad=0.01 * radius), wall_openings(V, F, room, bin_size=0.004 * radius,
-                                                                                points=_dense_points(ws))
+    points = _dense_points(ws)
+    return room, _surface_error(points, V, F, box, pad=0.01 * radius), wall_openings(
+        V, F, room, bin_size=0.004 * radius, points=points)
 
 
 def _dense_points(ws: Workspace) -> np.ndarray | None:

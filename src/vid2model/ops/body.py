@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vid2model.ops.measure import running_median
+
 # bands above the crotch, as fractions of the height (a person's crotch is at about 0.45-0.48 of it, hips
 # at 0.52, waist 0.62, chest 0.72)
 HIP_BAND = (0.0, 0.12)
@@ -68,12 +70,6 @@ class Body:
     profile: np.ndarray  # [K, 3]: height, torso girth (nan below the crotch), girth of one leg (nan above)
 
 
-def _smooth(x: np.ndarray, k: int = 5) -> np.ndarray:
-    """Running median over ``k`` sections (nan where any of them is nan)."""
-    pad = np.pad(x, k // 2, mode="edge")
-    return np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
-
-
 def body_measurements(V: np.ndarray, F: np.ndarray, base: float, n_sections: int = 400) -> Body | None:
     """Height and chest, waist, hip and thigh girths of the body a mesh shows standing on the level ``base``
     (the mesh holds the body only: see :func:`vid2model.ops.measure.object_faces`); None when no section
@@ -102,7 +98,7 @@ def body_measurements(V: np.ndarray, F: np.ndarray, base: float, n_sections: int
     # a girth belongs to a stretch of the body many centimetres long: a running median over 2.5 % of the
     # height (4 cm) keeps those and drops narrower bulges of the surface (a rounded join, a lump of noise)
     k = max(3, int(round(0.025 * n_sections))) | 1
-    t, g = _smooth(torso, k), _smooth(leg, k)
+    t, g = running_median(torso, k), running_median(leg, k)  # nan beside the crotch stays nan
 
     def pick(curve: np.ndarray, band: tuple[float, float], fullest: bool) -> tuple[float, float]:
         inside = (z >= crotch + band[0] * height) & (z <= crotch + band[1] * height) & np.isfinite(curve)

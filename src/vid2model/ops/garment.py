@@ -2,12 +2,11 @@
 the table and the usual flat measurements.
 
 The garment is what stands above the table by more than half its own thickness, seen straight down. Its
-centre line is the outline's mirror axis (a principal axis of a symmetric shape: of the two, the one the
-shape is more nearly symmetric about); the neck end is the end the sleeves are at. Along the centre line:
-length from the shoulders' highest point to the hem; hem width just above the hem; chest width a little
-below the armpits, where the body's sides turn out into the sleeves; waist width the narrowest in between;
-sleeve length from the shoulder point (where the body's side, continued up, meets the top of the outline)
-along the sleeve's top edge to the cuff.
+centre line is the outline's mirror axis (the direction, and the sideways place, its mirror image overlaps it
+best); the neck end is the end the sleeves are at. Along the centre line: length from the shoulders' highest
+point to the hem; hem width just above the hem; chest width a little below the armpits, where the body's sides
+turn out into the sleeves; waist width the narrowest in between; sleeve length from the shoulder point (where
+the body's side, continued up, meets the sleeve's fitted top edge) along that edge to the cuff.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from vid2model.ops.measure import running_median
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,10 @@ def _upright(h: np.ndarray, part: np.ndarray, mean: np.ndarray, axis: np.ndarray
     return up, mid
 
 
-def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, s_row: int, pixel: float) -> float:
-    """Length [model units] of one sleeve: from the shoulder point along the line fitted to the sleeve's top
-    edge to where that edge ends at the cuff. ``side`` is +1 (columns right of the middle) or -1."""
+def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> float:
+    """Length [model units] of one sleeve: from the shoulder point (the line fitted to the sleeve's top edge
+    at the body's side, column ``shoulder_col``) along that line to where the edge ends at the cuff. ``side`` is
+    +1 (columns right of the middle) or -1."""
     mid = mask.shape[1] // 2
     cols = np.arange(mask.shape[1])
     out = (cols - mid) * side > (shoulder_col - mid) * side
@@ -227,7 +229,8 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
             best, shift = score, float(d)
     mean = mean + shift * across
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    ring = lo + (max(contours, key=len)[:, 0, :].astype(float) + 0.5) * pixel  # world (x, y) of the outline
+    outer = max(contours, key=len)
+    ring = lo + (outer[:, 0, :].astype(float) + 0.5) * pixel  # world (x, y) of the outline
     up, mid = _upright(h, mask, mean, axis)
     level = table_level + 0.5 * thickness
     inside = up > level
@@ -236,7 +239,7 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
         up, mid = _upright(h, mask, mean, axis)
     # a shirt is symmetric: where its outline and its mirror image part, one of them is off; their mismatch
     # area over the outline's length is how far an edge is off on average
-    edge_noise = (1 - best) * mask.sum() * pixel / max(cv2.arcLength(max(contours, key=len), True), 1.0)
+    edge_noise = (1 - best) * mask.sum() * pixel / max(cv2.arcLength(outer, True), 1.0)
     return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best, edge_noise)
 
 
@@ -281,17 +284,6 @@ def _solid(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool)
 
 
-def _running_median(x: np.ndarray, k: int) -> np.ndarray:
-    """Running median [N] of ``x`` [N] over ``k`` (odd) entries, nan-aware."""
-    pad = np.pad(x, k // 2, mode="edge")
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
-
-
 def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring: np.ndarray, axis: np.ndarray,
                      thickness: float, symmetry: float, edge_noise: float) -> FlatGarment | None:
     """The flat measurements of a garment's heights ``up`` [R, C] drawn upright (rows along its centre line,
@@ -318,15 +310,15 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     step = max(2, int(round(0.02 * length / pixel)))
     start = bottom + int(0.3 * (top - bottom))
     smooth = max(3, step // 2) | 1  # rows: a running median, so that a notch of the outline is not a turn
-    arm = [_armpit_row(_running_median(right - mid, smooth), start, step),
-           _armpit_row(_running_median(mid - left, smooth), start, step)]
+    arm = [_armpit_row(running_median(right - mid, smooth, skip_nan=True), start, step),
+           _armpit_row(running_median(mid - left, smooth, skip_nan=True), start, step)]
     if any(a is None for a in arm):
         return None
     armpit = int(round(np.mean(arm)))
 
     # widths as a running median over 2 % of the length (1.5 cm): a notch or a lump of a ragged outline is
     # not the garment's width
-    widths = _running_median(right - left, max(5, int(round(0.02 * length / pixel))) | 1) * pixel
+    widths = running_median(right - left, max(5, int(round(0.02 * length / pixel))) | 1, skip_nan=True) * pixel
     chest_row = armpit - int(round(0.035 * length / pixel))
     hem_row = bottom + max(3, int(round(0.015 * length / pixel)))
     band = np.arange(bottom + int(round(0.1 * length / pixel)), armpit - int(round(0.07 * length / pixel)))
@@ -334,11 +326,7 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     waist = float(np.nanmin(widths[band])) if len(band) else np.nan
     sleeves = []
     for side, edge in ((-1, left[chest_row]), (1, right[chest_row])):
-        col = int(round(edge))
-        # the top of the outline above the body's side (the median over a few columns: the corner is rounded)
-        s_row = int(np.median([np.flatnonzero(inside[:, c]).max() for c in range(col - 3, col + 4)
-                               if inside[:, c].any()]))
-        sleeves.append(_sleeve(inside, side, col, s_row, pixel))
+        sleeves.append(_sleeve(inside, side, int(round(edge)), pixel))
     if not np.isfinite([chest, waist, hem, *sleeves]).all():
         return None
     area2 = np.sum(ring[:, 0] * np.roll(ring[:, 1], -1) - np.roll(ring[:, 0], -1) * ring[:, 1])

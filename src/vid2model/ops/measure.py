@@ -281,3 +281,16 @@ def girth_profile(V: np.ndarray, F: np.ndarray, heights: np.ndarray) -> np.ndarr
         xy = seg.reshape(-1, 3)[:, :2]
         out[i] = cv2.arcLength(cv2.convexHull((xy - xy[0]).astype(np.float32)), True)
     return out
+
+
+def running_median(x: np.ndarray, k: int, skip_nan: bool = False) -> np.ndarray:
+    """Running median [N] of ``x`` [N] over ``k`` (odd) entries, the ends padded with the end values; a window
+    holding a nan gives nan, or with ``skip_nan`` the median of the rest (nan if all are)."""
+    import warnings
+
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, k // 2, mode="edge"), k)
+    if not skip_nan:
+        return np.median(windows, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-nan window is nan, as documented
+        return np.nanmedian(windows, axis=1)
