@@ -16,19 +16,28 @@ from vid2model.config import TextureConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import load_views, read_model
 from vid2model.ops import texture_bake as T
+from vid2model.ops.measure import face_geometry
 from vid2model.progress import bar
 from vid2model.workspace import Workspace, atomic_dir
 
 log = logging.getLogger("vid2model")
 
 
-def _raycast(mesh_v: np.ndarray, mesh_f: np.ndarray, views, scale: float):
-    """Per view: the face id seen at each pixel (H*W,) (-1 = none), at ``scale`` x image size."""
+def _ray_scene(mesh_v: np.ndarray, mesh_f: np.ndarray):
+    """An open3d ray-casting scene (a bounding-volume tree) of the mesh's triangles."""
     import open3d as o3d
     import open3d.core as o3c
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3c.Tensor(mesh_v.astype(np.float32)), o3c.Tensor(mesh_f.astype(np.uint32)))
+    return scene
+
+
+def _raycast(scene, views, scale: float):
+    """Per view: the face id seen at each pixel (H*W,) (-1 = none) in ``scene`` (:func:`_ray_scene`), at
+    ``scale`` x image size."""
+    import open3d.core as o3c
+
     out = []
     for v in views:
         cam = v.resized(max(8, int(v.width * scale)), max(8, int(v.height * scale)))
@@ -128,16 +137,13 @@ def _sample(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return out.reshape(-1, img.shape[2])[:n]
 
 
-def _hidden(V: np.ndarray, F: np.ndarray, centers: np.ndarray, normals: np.ndarray, faces: np.ndarray,
+def _hidden(scene, V: np.ndarray, F: np.ndarray, centers: np.ndarray, normals: np.ndarray, faces: np.ndarray,
             labels: np.ndarray, views) -> np.ndarray:
     """Which of ``faces`` [K] (ids) the view their label names [K] cannot see (behind the camera, outside its
-    frame, turned away, or behind other surface): bool [K]. Faces too small for the visibility raster that
-    the view does see are not hidden."""
-    import open3d as o3d
+    frame, turned away, or behind other surface in ``scene``, :func:`_ray_scene`): bool [K]. Faces too small
+    for the visibility raster that the view does see are not hidden."""
     import open3d.core as o3c
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3c.Tensor(V.astype(np.float32)), o3c.Tensor(F.astype(np.uint32)))
     hidden = np.ones(len(faces), bool)
     for i in np.unique(labels):
         sel = np.flatnonzero(labels == i)
@@ -154,11 +160,6 @@ def _hidden(V: np.ndarray, F: np.ndarray, centers: np.ndarray, normals: np.ndarr
         clear = np.abs(t - dist) <= np.maximum(2 * edge, 1e-3 * dist)
         hidden[sel] = ~(inside & facing & clear)
     return hidden
-
-
-def _area(V: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """Triangle areas [M]."""
-    return 0.5 * np.linalg.norm(np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]]), axis=1)
 
 
 def _adjacency(faces: np.ndarray) -> np.ndarray:
@@ -238,11 +239,10 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         V, F = _decimate(V, F, cfg.max_faces)
         vmap, idx, uvs = _atlas(V, F, cfg)
         b.advance()
-        prim = _raycast(V, F, views, cfg.visibility_scale)
+        rays = _ray_scene(V, F)
+        prim = _raycast(rays, views, cfg.visibility_scale)
         tri = V[F]
-        centers = tri.mean(1)
-        normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        centers, areas, normals = face_geometry(V, F)
         sharp = np.array([min(1.0, kf.get(v.name, 1.0)) for v in views])
         scores = T.face_view_scores(prim, len(F), normals, centers, np.array([v.center for v in views]), sharp)
         valid = scores > 0
@@ -264,7 +264,7 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
         completed = np.zeros(len(F), bool)
         unseen = np.flatnonzero(~seen)
         if len(unseen):
-            completed[unseen[_hidden(V, F, centers, normals, unseen, labels[unseen], views)]] = True
+            completed[unseen[_hidden(rays, V, F, centers, normals, unseen, labels[unseen], views)]] = True
         b.advance()
         size = cfg.size
         uv_faces = uvs[idx]
@@ -326,5 +326,5 @@ def run(ws: Workspace, cfg: TextureConfig) -> dict[str, Any]:
             out.mtl.write_text(m)
     return {"faces": int(len(idx)), "atlas": size, "full_res_views": sum(s.camera is not None for s in sources),
             "faces_unseen": int((~seen).sum()), "faces_completed": int(completed.sum()),
-            "completed_share": round(float(_area(V, F)[completed].sum() / max(_area(V, F).sum(), 1e-30)), 5),
+            "completed_share": round(float(areas[completed].sum() / max(areas.sum(), 1e-30)), 5),
             "views_used": int(len(np.unique(labels[seen]))), "gain_range": [float(gains.min()), float(gains.max())]}
