@@ -1,4 +1,4 @@
-// Shared by the site's bundled views: the status line, and the base64 copies of large files that let pages
+// Shared by the site's bundled views: the status line, the canvas size, and the base64 copies of large files that let pages
 // opened from disk (file://, where fetch is refused) still read them.
 
 export function statusLine(el) {
@@ -22,4 +22,17 @@ export function loadEmbedded(name) {
     s.onerror = () => reject(new Error("cannot read " + name + ".js"));
     document.head.appendChild(s);
   });
+}
+
+// Keep a three.js renderer and perspective camera at the canvas's displayed size (now and as it changes).
+export function followCanvasSize(renderer, camera, canvas) {
+  function resize() {
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    if (!w || !h) return;
+    renderer.setSize(w, h, false);
+    camera.aspect = w / h;
+    camera.updateProjectionMatrix();
+  }
+  new ResizeObserver(resize).observe(canvas);
+  resize();
 }

@@ -1,7 +1,7 @@
 // Splat view: three.js + Spark (bundled by esbuild into vendor/splat-view.js at publish time).
 // The world is vid2model's frame: +Z up, so the camera's up vector is +Z.
 import * as THREE from "three";
-import { loadEmbedded, statusLine } from "./embedded.js";
+import { followCanvasSize, loadEmbedded, statusLine } from "./embedded.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { SparkRenderer, SplatMesh } from "@sparkjsdev/spark";
 
@@ -29,15 +29,7 @@ async function main() {
   camera.up.set(0, 0, 1);
   scene.add(new SparkRenderer({ renderer }));
 
-  function resize() {
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    if (!w || !h) return;
-    renderer.setSize(w, h, false);
-    camera.aspect = w / h;
-    camera.updateProjectionMatrix();
-  }
-  new ResizeObserver(resize).observe(canvas);
-  resize();
+  followCanvasSize(renderer, camera, canvas);
 
   let source;
   if (location.protocol === "file:") {

@@ -2,7 +2,7 @@
 // (three.js, bundled by esbuild into vendor/tour-view.js at publish time). Positions are kept in vid2model's
 // frame (+Z up, the plan's frame); the GLB is +Y up: (x, y, z) -> (x, z, -y), times the export's scale.
 import * as THREE from "three";
-import { loadEmbedded, statusLine } from "./embedded.js";
+import { followCanvasSize, loadEmbedded, statusLine } from "./embedded.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
 import { MeshoptDecoder } from "three/addons/libs/meshopt_decoder.module.js";
 
@@ -36,7 +36,8 @@ function makeMap() {
     const a = c[o.wall - 1], b = c[o.wall % c.length];
     const len = Math.hypot(b[0] - a[0], b[1] - a[1]) || 1;
     const dx = (b[0] - a[0]) / len, dy = (b[1] - a[1]) / len;
-    const p = at(a[0] + o.from * dx, a[1] + o.from * dy), q = at(a[0] + (o.from + o.width) * dx, a[1] + (o.from + o.width) * dy);
+    const p = at(a[0] + o.from * dx, a[1] + o.from * dy);
+    const q = at(a[0] + (o.from + o.width) * dx, a[1] + (o.from + o.width) * dy);
     const gap = document.createElementNS(ns, "line");
     gap.setAttribute("class", `opening ${o.kind}`);
     gap.setAttribute("x1", p[0].toFixed(1)); gap.setAttribute("y1", p[1].toFixed(1));
@@ -64,15 +65,7 @@ async function main() {
   scene.background = new THREE.Color(cfg.background);
   scene.add(new THREE.HemisphereLight(0xffffff, 0x888888, 2.5));
   const camera = new THREE.PerspectiveCamera(70, 1, 0.05 * s, 200 * s);
-  function resize() {
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    if (!w || !h) return;
-    renderer.setSize(w, h, false);
-    camera.aspect = w / h;
-    camera.updateProjectionMatrix();
-  }
-  new ResizeObserver(resize).observe(canvas);
-  resize();
+  followCanvasSize(renderer, camera, canvas);
 
   const buf = location.protocol === "file:" ? (await loadEmbedded(cfg.model)).buffer
     : await (await fetch(cfg.model)).arrayBuffer();
