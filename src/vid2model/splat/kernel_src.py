@@ -780,5 +780,112 @@ void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const fl
   }
 }
 
+// Mean SSIM of img against ref, both (H, W, C) float32 in the layout of the training images, with a
+// separable window win (2r+1 taps) over the valid region only (as the torch version in losses.py:
+// a (H-2r) x (W-2r) map per channel); with grad != nullptr also d(mean SSIM)/d(img), (H, W, C).
+// One pass: blurred moments, the map and its partial derivatives, then their transposed blur. Every inner
+// loop runs along a row of planar copies, so it vectorises.
+double v2m_ssim(int H, int W, int C, const float* img, const float* ref, const float* win, int r, float c1,
+                float c2, float* grad) {
+  const int K = 2 * r + 1, Ho = H - 2 * r, Wo = W - 2 * r;
+  if (Ho <= 0 || Wo <= 0) return 0.0;
+  const double inv_n = 1.0 / ((double)Ho * Wo * C);
+  const float g = (float)inv_n;
+  const size_t P = (size_t)H * W, R = (size_t)H * Wo, D = (size_t)Ho * Wo;
+  std::vector<float> xs((size_t)C * P), ys((size_t)C * P), rows((size_t)C * 5 * R), dmap((size_t)C * 3 * D),
+      back((size_t)C * 3 * R);
+#pragma omp parallel for schedule(static)
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x)
+      for (int c = 0; c < C; ++c) {
+        const size_t q = ((size_t)y * W + x) * C + c, o = c * P + (size_t)y * W + x;
+        xs[o] = img[q];
+        ys[o] = ref[q];
+      }
+  double total = 0.0;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int c = 0; c < C; ++c)
+    for (int y = 0; y < H; ++y) {  // row blur of x, y, x^2, y^2, x y
+      const float* u = &xs[c * P + (size_t)y * W];
+      const float* v = &ys[c * P + (size_t)y * W];
+      float* o[5];
+      for (int j = 0; j < 5; ++j) {
+        o[j] = &rows[(c * 5 + j) * R + (size_t)y * Wo];
+        std::fill(o[j], o[j] + Wo, 0.0f);
+      }
+      for (int k = 0; k < K; ++k) {
+        const float w = win[k];
+        const float* uk = u + k;
+        const float* vk = v + k;
+        for (int x = 0; x < Wo; ++x) {
+          const float a = uk[x], b = vk[x];
+          o[0][x] += w * a; o[1][x] += w * b; o[2][x] += w * a * a; o[3][x] += w * b * b; o[4][x] += w * a * b;
+        }
+      }
+    }
+#pragma omp parallel for collapse(2) schedule(static) reduction(+ : total)
+  for (int c = 0; c < C; ++c)
+    for (int y = 0; y < Ho; ++y) {  // column blur, the map and its derivatives by the three moments of x
+      std::vector<float> m(5 * (size_t)Wo, 0.0f);
+      for (int k = 0; k < K; ++k) {
+        const float w = win[k];
+        for (int j = 0; j < 5; ++j) {
+          const float* in = &rows[(c * 5 + j) * R + (size_t)(y + k) * Wo];
+          float* mj = &m[j * (size_t)Wo];
+          for (int x = 0; x < Wo; ++x) mj[x] += w * in[x];
+        }
+      }
+      float* dmx = &dmap[(c * 3 + 0) * D + (size_t)y * Wo];
+      float* dxx = &dmap[(c * 3 + 1) * D + (size_t)y * Wo];
+      float* dxy = &dmap[(c * 3 + 2) * D + (size_t)y * Wo];
+      double sum = 0.0;
+      for (int x = 0; x < Wo; ++x) {
+        const float mx = m[x], my = m[Wo + x];
+        const float vx = m[2 * Wo + x] - mx * mx, vy = m[3 * Wo + x] - my * my, cxy = m[4 * Wo + x] - mx * my;
+        const float A1 = 2 * mx * my + c1, A2 = 2 * cxy + c2, B1 = mx * mx + my * my + c1, B2 = vx + vy + c2;
+        const float iD = 1.0f / (B1 * B2), S = A1 * A2 * iD;
+        sum += S;
+        dmx[x] = g * ((2 * my * A2 - 2 * my * A1) * iD - S * (2 * mx / B1 - 2 * mx / B2));
+        dxx[x] = g * (-S / B2);
+        dxy[x] = g * (2 * A1 * iD);
+      }
+      total += sum;
+    }
+  if (grad == nullptr) return total * inv_n;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int c = 0; c < C; ++c)
+    for (int y = 0; y < H; ++y) {  // column pass of the transposed blur: rows y - k of the maps
+      for (int j = 0; j < 3; ++j) {
+        float* out = &back[(c * 3 + j) * R + (size_t)y * Wo];
+        std::fill(out, out + Wo, 0.0f);
+        for (int k = 0; k < K; ++k) {
+          const int yy = y - k;
+          if (yy < 0 || yy >= Ho) continue;
+          const float* in = &dmap[(c * 3 + j) * D + (size_t)yy * Wo];
+          const float w = win[k];
+          for (int x = 0; x < Wo; ++x) out[x] += w * in[x];
+        }
+      }
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int c = 0; c < C; ++c)
+    for (int y = 0; y < H; ++y) {  // row pass, then the chain rule through x, x^2 and x y
+      std::vector<float> t(3 * (size_t)W, 0.0f);
+      for (int j = 0; j < 3; ++j) {
+        const float* in = &back[(c * 3 + j) * R + (size_t)y * Wo];
+        float* tj = &t[j * (size_t)W];
+        for (int k = 0; k < K; ++k) {
+          const float w = win[k];
+          float* tk = tj + k;
+          for (int x = 0; x < Wo; ++x) tk[x] += w * in[x];
+        }
+      }
+      const float* u = &xs[c * P + (size_t)y * W];
+      const float* v = &ys[c * P + (size_t)y * W];
+      for (int x = 0; x < W; ++x) grad[((size_t)y * W + x) * C + c] = t[x] + 2 * u[x] * t[W + x] + v[x] * t[2 * W + x];
+    }
+  return total * inv_n;
+}
+
 }  // extern "C"
 """

@@ -47,6 +47,7 @@ _SIGS = {
     "v2m_bin_fill_p": ([_i, _p, _i, _i, _i, _p, _p], None),
     "v2m_forward_p": ([_p, _i, _i, _i, _p, _p, _p, _p, _p, _p], None),
     "v2m_backward_p": ([_i, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_ssim": ([_i, _i, _i, _p, _p, _p, _i, ctypes.c_float, ctypes.c_float, _p], ctypes.c_double),
 }
 
 
@@ -264,3 +265,17 @@ def composite_backward(state, W, H, tile, bg, dimg):
     dcol[order] = g[:m, 5:8]
     do[order] = g[:m, 8]
     return dm, dc, dcol, do
+
+
+def ssim(img: np.ndarray, ref: np.ndarray, win: np.ndarray, c1: float, c2: float,
+         with_grad: bool) -> tuple[float, np.ndarray | None] | None:
+    """Mean SSIM of ``img`` against ``ref`` (H, W, C) float32 with the separable window ``win`` (odd taps)
+    over the valid region, and its gradient (H, W, C) with respect to ``img``; None without the C++ library."""
+    lib = load_cpp()
+    if lib is None:
+        return None
+    H, W, C = img.shape
+    grad = np.empty_like(img) if with_grad else None
+    val = lib.v2m_ssim(H, W, C, _ptr(img), _ptr(ref), _ptr(win), len(win) // 2, c1, c2,
+                       _ptr(grad) if grad is not None else None)
+    return float(val), grad

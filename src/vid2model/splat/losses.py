@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,12 +27,39 @@ def _blur(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
-def ssim(img: torch.Tensor, ref: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of two (H, W, 3) images in [0, 1] (Gaussian 11x11 window, as in 3DGS)."""
+class _FusedSSIM(torch.autograd.Function):
+    """:func:`ssim` by the compiled kernel, its gradient computed in the same pass: the chain of grouped
+    convolutions costs about as much as the rasteriser's own step on a CPU."""
+
+    @staticmethod
+    def forward(ctx, img, ref, win, c1, c2):
+        from vid2model.splat import kernels
+
+        a = np.ascontiguousarray(img.detach().numpy(), dtype=np.float32)
+        b = np.ascontiguousarray(ref.detach().numpy(), dtype=np.float32)
+        val, grad = kernels.ssim(a, b, np.ascontiguousarray(win.numpy(), dtype=np.float32), c1, c2,
+                                 img.requires_grad)
+        ctx.grad = torch.from_numpy(grad) if grad is not None else None
+        return torch.tensor(val, dtype=img.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.grad, None, None, None, None
+
+
+def ssim(img: torch.Tensor, ref: torch.Tensor, size: int = 11, sigma: float = 1.5,
+         fused: bool = True) -> torch.Tensor:
+    """Mean SSIM of two (H, W, 3) images in [0, 1] (Gaussian 11x11 window, as in 3DGS); by the compiled
+    kernel on the CPU when it is available and ``fused``."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    if fused and img.device.type == "cpu" and img.dtype == torch.float32 and not ref.requires_grad:
+        from vid2model.splat.kernels import load_cpp
+
+        if load_cpp() is not None:
+            return _FusedSSIM.apply(img, ref, _window(size, sigma, img.device, img.dtype), c1, c2)
     x = img.permute(2, 0, 1)[None]
     y = ref.permute(2, 0, 1)[None]
     w = _window(size, sigma, x.device, x.dtype)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
     stacked = _blur(torch.cat([x, y, x * x, y * y, x * y], 1), w)
     mx, my, sxx, syy, sxy = stacked.split(x.shape[1], 1)
     vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my
