@@ -270,13 +270,13 @@ class NerfConfig(_Choices):
                "resolution": (16, 1024), "coarse_resolution": (8, 1024), "lr_density": (0, None),
                "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None)}
 
-    iterations: int = 3000
+    iterations: int = 2000
     max_side: int = 400  # training image resolution (long side)
     batch_rays: int = 8192
     # grid vertices a side at the end; training starts at coarse_resolution and grows in three steps, pruning
     # empty space each time (the coarse grid finds the surfaces at a fraction of the cost)
     resolution: int = 256
-    coarse_resolution: int = 96
+    coarse_resolution: int = 64
     # SH degree of the colour (view dependence); 2 costs twice the memory and time of 1 for a fraction of a dB
     sh_degree: Literal[0, 1, 2] = 1
     # unbounded: contract space beyond the cube around the scene's points (backgrounds, walk-throughs);
@@ -331,7 +331,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mesh": {"target_faces": 100_000, "voxel_divisions": 150, "poisson_max_depth": 9, "poisson_trim": 0.05},
         "texture": {"size": 1024, "max_faces": 50_000},
         "splat": {"iterations": 1000, "max_side": 320},
-        "nerf": {"iterations": 1200, "max_side": 320, "resolution": 160, "coarse_resolution": 64},
+        "nerf": {"iterations": 1000, "max_side": 320, "resolution": 160, "coarse_resolution": 48},
     },
     "default": {},
     "quality": {

@@ -26,9 +26,9 @@ log = logging.getLogger("vid2model")
 
 @dataclass(frozen=True, kw_only=True)
 class NerfOptions:
-    iterations: int = 4000
+    iterations: int = 1500
     batch_rays: int = 8192
-    resolutions: tuple[int, ...] = (96, 160, 256)  # vertices a side, grown at equal shares of the iterations
+    resolutions: tuple[int, ...] = (64, 128, 256)  # vertices a side, grown at equal shares of the iterations
     sh_degree: int = 1
     lr_density: float = 0.5
     lr_color: float = 0.1
