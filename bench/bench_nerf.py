@@ -143,7 +143,29 @@ def main() -> None:
     stamp = datetime.date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     out = HERE / "results" / f"nerf-{stamp}"
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
-    print(f"wrote {out}.json")
+    out.with_suffix(".md").write_text(markdown(res))
+    print(f"wrote {out}.json and .md")
+
+
+def markdown(res: dict) -> str:
+    """The results table (the .md beside the .json)."""
+    rows = ["| scene | method | held-out PSNR (dB) | training (s) | peak RSS (MB) | load avg (start-end) | notes |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    targets = {"lego": ">= 30 dB in <= 600 s", "synth": ">= 30 dB", "fox": "reported"}
+    for name in ("lego", "synth", "fox"):
+        r = res.get(name)
+        if r:
+            rows.append(f"| {name} {r['resolution'][0]}x{r['resolution'][1]} | NeRF (grid {r['grid']}^3, {r['rows']} rows, "
+                        f"{r['iterations']} its) | {r['eval_psnr']:.2f} | {r['train_s']:.0f} | {r['peak_rss_mb']:.0f} | "
+                        f"{r['load_start']:.1f}-{r['load_end']:.1f} | target {targets[name]}; {r['eval_views']} held out |")
+    r = res.get("splat_lego")
+    if r:
+        rows.append(f"| lego 200x200 | splat ({r['gaussians']} splats, {r['iterations']} its) | {r['eval_psnr']:.2f} | "
+                    f"{r['seconds']:.0f} | (process peak above) | {r.get('load_start', 0):.1f}-{r.get('load_end', 0):.1f} | "
+                    f"same views, same process |")
+    return ("# NeRF benchmark\n\n" + f"Backend {res['backend']}, {res['threads']} threads on {res['cpus']} cores; "
+            "the machine was shared (load averages beside each time: wall times are inflated).\n\n" +
+            "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -138,21 +138,29 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     from PIL import Image
 
     from vid2model.cli import main
-    from vid2model.config import NerfConfig
+    from vid2model.config import build_config
+    from vid2model.pipeline import set_input, stage
+    from vid2model.runner import Manifest, scan_outputs
     from vid2model.stages.nerf import run
     from vid2model.workspace import Workspace
 
     ws = helpers.make_dense_workspace(Workspace(tmp_path / "ws").create(), synth_orbit)
+    set_input(ws, synth_orbit.video_path)
+    m = Manifest(ws)  # cameras from the ground truth stand for a finished camera solve
+    m.set_stage("sfm", status="done", fingerprint="gt", outputs=scan_outputs(ws, stage("sfm")))
     pj = _poses_file(tmp_path / "poses.json", ws)
     assert main(["render", str(ws.root), "--source", "nerf", "--poses", str(pj), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "vid2model nerf" in err[0], err
-    cfg = NerfConfig(iterations=200, max_side=64, batch_rays=1024, resolution=32, coarse_resolution=16, threads=2)
-    summary = run(ws, cfg)
+    sets = ["nerf.iterations=200", "nerf.max_side=64", "nerf.batch_rays=1024", "nerf.resolution=32",
+            "nerf.coarse_resolution=16", "nerf.threads=2"]
+    args = ["nerf", str(ws.root), "-q", *[a for s in sets for a in ("--set", s)]]
+    assert main(args) == 0
+    summary = Manifest(ws).stage("nerf")["summary"]
     assert ws.nerf_field.exists() and ws.nerf_checkpoint.exists()
     assert summary["eval_views"] == 3 and summary["iterations"] == 200 and summary["resolution"] == 32
-    assert summary["eval_psnr"] > 10.0  # plumbing only: 60 iterations on a 32^3 grid
-    assert run(ws, cfg)["resumed_from"] == 200
+    assert summary["eval_psnr"] > 10.0  # plumbing only: 200 iterations on a 32^3 grid at 64x48
+    assert run(ws, build_config(sets=sets).nerf)["resumed_from"] == 200
     out = tmp_path / "r"
     assert main(["render", str(ws.root), "--source", "nerf", "--poses", str(pj), "--out", str(out), "--depth"]) == 0
     img = np.asarray(Image.open(out / "a.png"))
