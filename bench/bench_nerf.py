@@ -122,10 +122,13 @@ def main() -> None:
     res: dict = {"backend": "cpp" if kernels.load() is not None else "torch", "threads": args.threads,
                  "options": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.__dict__.items()},
                  "cpus": os.cpu_count()}
+    stamp = datetime.date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
+    out = HERE / "results" / f"nerf-{stamp}"
     for name, fn in (("lego", bench_lego), ("synth", bench_synth), ("fox", bench_fox)):
         if name in args.sections.split(","):
             r = fn(opts)
             res[name] = r
+            out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))  # kept if stopped later
             if r:
                 print(f"{name}: held-out PSNR {r['eval_psnr']:.2f} dB, train {r['train_s']:.0f} s, peak RSS "
                       f"{r['peak_rss_mb']:.0f} MB, load {r['load_start']:.1f}-{r['load_end']:.1f}", flush=True)
@@ -140,8 +143,6 @@ def main() -> None:
         res["splat_lego"] = r
         if r:
             print(f"splat lego: held-out PSNR {r['eval_psnr']:.2f} dB, {r['seconds']:.0f} s", flush=True)
-    stamp = datetime.date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
-    out = HERE / "results" / f"nerf-{stamp}"
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
     out.with_suffix(".md").write_text(markdown(res))
     print(f"wrote {out}.json and .md")
