@@ -125,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workspace")
     _common(p)
 
-    p = sub.add_parser("render", help="render images at given camera poses from the splat or textured mesh")
+    p = sub.add_parser("render", help="render images at given camera poses from the splat, textured mesh or NeRF")
     p.add_argument("workspace")
     p.add_argument("--poses", help="POSES.json (width, height, K, frames[name, cam_to_world]) in OpenCV convention")
     p.add_argument("--out", required=True, help="output folder (or .mp4 file with --orbit)")
-    p.add_argument("--source", choices=["splat", "mesh"], default=None, help="default: splat when present")
+    p.add_argument("--source", choices=["splat", "mesh", "nerf"], default=None,
+                   help="default: splat when present, else mesh (nerf: after `vid2model nerf`)")
     p.add_argument("--orbit", action="store_true", help="render a turntable MP4 instead of --poses")
+    p.add_argument("--depth", action="store_true",
+                   help="with --poses and --source nerf: also <name>_depth.npy (float32 z-depth, world units)")
     _common(p)
 
     p = sub.add_parser("view", help="interactive local viewer (cameras, points, mesh, splat)")
@@ -298,10 +301,13 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
         return _call("vid2model.report:build_report", ws)
     if args.command == "render":
         if args.orbit:
+            if args.depth:
+                raise UserError("--depth goes with --poses, not --orbit")
             return _call("vid2model.render:render_orbit", ws, Path(args.out), source=args.source)
         if not args.poses:
             raise UserError("render needs --poses POSES.json (or --orbit)")
-        return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source)
+        return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source,
+                     depth=args.depth)
     if args.command == "view":
         return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port, follow=args.follow)
     if args.command == "measure":

@@ -263,6 +263,39 @@ class SplatConfig(_Choices):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NerfConfig(_Choices):
+    """Radiance field (optional stage, ``vid2model nerf``): a sparse voxel grid trained on the keyframes."""
+
+    _bounds = {"iterations": (1, None), "max_side": (16, None), "batch_rays": (64, None), "eval_every": (0, None),
+               "resolution": (16, 1024), "coarse_resolution": (8, 1024), "lr_density": (0, None),
+               "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None)}
+
+    iterations: int = 2000
+    max_side: int = 400  # training image resolution (long side)
+    batch_rays: int = 8192
+    # grid vertices a side at the end; training starts at coarse_resolution and grows in three steps, pruning
+    # empty space each time (the coarse grid finds the surfaces at a fraction of the cost)
+    resolution: int = 256
+    coarse_resolution: int = 64
+    # SH degree of the colour (view dependence); 2 costs twice the memory and time of 1 for a fraction of a dB
+    sh_degree: Literal[0, 1, 2] = 1
+    # unbounded: contract space beyond the cube around the scene's points (backgrounds, walk-throughs);
+    # bounded: only that cube, a fixed background colour beyond
+    scene: Literal["unbounded", "bounded"] = "unbounded"
+    lr_density: float = 0.5
+    lr_color: float = 0.1
+    # smoothness prior (squared differences to the 6 neighbours), against a mean squared error over the batch:
+    # 1e-5 already cost the synthetic orbit 1 dB held out, so it is off
+    tv_density: float = 0.0
+    tv_color: float = 0.0
+    exposure: bool = True  # learn a per-image colour gain/bias (phone auto-exposure)
+    eval_every: int = 8  # hold out every n-th keyframe for the PSNR (0: none)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = field(default=250, metadata=HOW_NOT_WHAT)  # iterations between resumable checkpoints
+    threads: int = field(default=0, metadata=HOW_NOT_WHAT)  # CPU threads (0: all cores, 1 when the machine is busy)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExportConfig(_Choices):
     """Files for other tools."""
 
@@ -286,6 +319,7 @@ STAGE_CONFIGS: dict[str, type] = {
     "mesh": MeshConfig,
     "texture": TextureConfig,
     "splat": SplatConfig,
+    "nerf": NerfConfig,
     "export": ExportConfig,
 }
 
@@ -297,6 +331,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mesh": {"target_faces": 100_000, "voxel_divisions": 150, "poisson_max_depth": 9, "poisson_trim": 0.05},
         "texture": {"size": 1024, "max_faces": 50_000},
         "splat": {"iterations": 1000, "max_side": 320},
+        "nerf": {"iterations": 1000, "max_side": 320, "resolution": 160, "coarse_resolution": 48},
     },
     "default": {},
     "quality": {
@@ -306,6 +341,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mesh": {"target_faces": 500_000, "voxel_divisions": 300, "poisson_max_depth": 11},
         "texture": {"size": 4096, "max_faces": 300_000},
         "splat": {"iterations": 10000, "max_side": 960},
+        "nerf": {"iterations": 8000, "max_side": 800, "resolution": 384, "coarse_resolution": 128, "sh_degree": 2},
     },
 }
 
@@ -320,6 +356,7 @@ class PipelineConfig:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
     splat: SplatConfig = field(default_factory=SplatConfig)
+    nerf: NerfConfig = field(default_factory=NerfConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def for_stage(self, stage: str) -> Any:
@@ -336,7 +373,7 @@ def _coerce(value: str, typ: Any, name: str) -> Any:
             return False
         raise UserError(f"{name} expects true/false, got {value!r}")
     if origin is Literal:  # checked against its values when the config is built
-        return value
+        return next((a for a in typing.get_args(typ) if str(a) == value), value)  # Literal[0, 1, 2] too
     if origin is tuple:
         (inner, *_rest) = typing.get_args(typ)
         parts = [p for p in value.split(",") if p.strip()]

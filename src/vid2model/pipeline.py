@@ -30,11 +30,14 @@ STAGES: list[Stage] = [
     Stage(name="splat", target="vid2model.stages.splat:run", needs=("sfm",), optional_needs=("dense",),
           outputs=("splat_ply",),
           help="train 3D Gaussian splats"),
+    Stage(name="nerf", target="vid2model.stages.nerf:run", needs=("sfm",), outputs=("nerf_field",),
+          help="train a radiance field (NeRF) on the keyframes (optional: not part of a default run)"),
     Stage(name="export", target="vid2model.stages.export:run", needs=("mesh",),
           optional_needs=("texture", "dense", "splat"),
           help="GLB/glTF, OBJ, USD/USDZ, FBX, PLY and splat files under export/"),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+OPTIONAL_STAGES = ("nerf",)  # run only when named (`vid2model nerf WS`), never by a whole `run`
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".3gp"}
 
 
@@ -91,8 +94,14 @@ def run_pipeline(ws: Workspace, cfg: PipelineConfig, *, input_path: str | os.Pat
                         f"vid2model run INPUT -o {ws.root}")
     for name in list(stages or []) + list(skip):
         stage(name)
-    chosen = assets_first([s for s in STAGES if (stages is None or s.name in stages) and s.name not in skip])
+    chosen = selected_stages(stages, skip)
     return run_stages(ws, chosen, cfg, force=force, from_stage=from_stage, all_stages=STAGES)
+
+
+def selected_stages(stages: list[str] | None, skip: tuple[str, ...]) -> list[Stage]:
+    """The named stages (None: all but the optional ones) less ``skip``, in run order."""
+    return assets_first([s for s in STAGES if (s.name in stages if stages is not None else s.name not in
+                                               OPTIONAL_STAGES) and s.name not in skip])
 
 
 def assets_first(chosen: list[Stage]) -> list[Stage]:

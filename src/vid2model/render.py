@@ -1,4 +1,6 @@
-"""``vid2model render``: images at given camera poses, or a turntable MP4, from the splat or textured mesh.
+"""``vid2model render``: images at given camera poses, or a turntable MP4, from the splat, the textured mesh
+or the radiance field (NeRF; with ``depth``, also z-depth maps: ``<name>_depth.npy``, float32, world units,
+0 where the field is empty).
 
 POSES.json: ``{"width": W, "height": H, "K": [[fx,0,cx],[0,fy,cy],[0,0,1]],
 "frames": [{"name": "...", "cam_to_world": 4x4}]}``, OpenCV camera axes (x right, y down, z
@@ -25,15 +27,19 @@ log = logging.getLogger("vid2model")
 Renderer = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
 
 
+_MAKES = {"splat": "vid2model splat WORKSPACE", "mesh": "vid2model texture WORKSPACE",
+          "nerf": "vid2model nerf WORKSPACE"}
+
+
 def pick_source(ws: Workspace, source: str | None) -> str:
-    """'splat' or 'mesh': the requested one if it exists, else the splat when present, else the mesh."""
-    has = {"splat": ws.splat_ply.exists(), "mesh": ws.textured_obj.exists()}
+    """'splat', 'mesh' or 'nerf': the requested one if it exists, else the splat when present, else the mesh
+    (the radiance field is an optional stage: only when asked for)."""
+    has = {"splat": ws.splat_ply.exists(), "mesh": ws.textured_obj.exists(), "nerf": ws.nerf_field.exists()}
     if source is not None:
         if source not in has:
-            raise UserError(f"--source must be splat or mesh, not {source!r}")
+            raise UserError(f"--source must be splat, mesh or nerf, not {source!r}")
         if not has[source]:
-            step = "vid2model splat WORKSPACE" if source == "splat" else "vid2model texture WORKSPACE"
-            raise UserError(f"no {source} in {ws.root}; run `{step}` first")
+            raise UserError(f"no {source} in {ws.root}; run `{_MAKES[source]}` first")
         return source
     if has["splat"]:
         return "splat"
@@ -42,8 +48,28 @@ def pick_source(ws: Workspace, source: str | None) -> str:
     raise UserError(f"nothing to render in {ws.root}: run `vid2model splat` or `vid2model texture` first")
 
 
+def _nerf_field(ws: Workspace):
+    import torch
+
+    from vid2model.nerf.field import Field
+
+    return Field.from_state_dict(torch.load(ws.nerf_field, map_location="cpu", weights_only=False)["field"])
+
+
+def nerf_view(field, K: np.ndarray, c2w: np.ndarray, W: int, H: int) -> dict[str, np.ndarray]:
+    """The radiance field seen by one camera: image (H, W, 3) uint8, depth (H, W) float32 z-depth."""
+    from vid2model.camera import Camera
+    from vid2model.nerf.train import render_view
+
+    out = render_view(field, Camera.from_cam_to_world(K, c2w, W, H))
+    return {"image": (out["image"] * 255 + 0.5).astype(np.uint8), "depth": out["depth"]}
+
+
 def make_renderer(ws: Workspace, source: str, background=(0.0, 0.0, 0.0)) -> Renderer:
     """A function (K, cam_to_world, W, H) -> (H, W, 3) uint8 for the chosen source."""
+    if source == "nerf":
+        field = _nerf_field(ws)
+        return lambda K, c2w, W, H: nerf_view(field, K, c2w, W, H)["image"]
     if source == "splat":
         import torch
 
@@ -104,15 +130,26 @@ def load_poses(path: Path) -> tuple[int, int, np.ndarray, list[tuple[str, np.nda
     return W, H, K, frames
 
 
-def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | None = None) -> dict:
-    """Render every frame of POSES.json to ``out_dir/<name>.png``."""
+def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | None = None,
+                 depth: bool = False) -> dict:
+    """Render every frame of POSES.json to ``out_dir/<name>.png`` (and ``<name>_depth.npy`` with ``depth``)."""
     from PIL import Image
 
     from vid2model.progress import track
 
     W, H, K, frames = load_poses(poses_json)  # checked before anything else is looked at
     src = pick_source(ws, source)
-    render = make_renderer(ws, src)
+    if depth and src != "nerf":
+        raise UserError("depth maps come from the radiance field: add --source nerf (after `vid2model nerf`)")
+    if depth:
+        field = _nerf_field(ws)
+        views: dict = {}
+
+        def render(K, c2w, W, H):
+            views["last"] = out = nerf_view(field, K, c2w, W, H)
+            return out["image"]
+    else:
+        render = make_renderer(ws, src)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -124,7 +161,13 @@ def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | N
         with atomic_path(path) as tmp:
             Image.fromarray(img).save(tmp)
         written.append(str(path))
-    return {"source": src, "frames": len(written), "out_dir": str(out_dir), "seconds": time.perf_counter() - t0}
+        if depth:
+            dpath = out_dir / f"{stem}_depth.npy"
+            with atomic_path(dpath) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, views["last"]["depth"])
+            written.append(str(dpath))
+    return {"source": src, "frames": len(frames), "files": len(written), "out_dir": str(out_dir),
+            "seconds": time.perf_counter() - t0}
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:

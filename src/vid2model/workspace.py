@@ -19,6 +19,7 @@ Layout (COLMAP-compatible, so COLMAP, OpenMVS, gsplat and nerfstudio read it unc
       mesh/                surface meshes (raw, clean, LODs)
       texture/             UV-mapped textured mesh (OBJ + PNG atlas)
       splat/               Gaussian splat PLY and training checkpoints
+      nerf/                radiance field (optional stage): field.pt (trained grid), checkpoint.pt (resume)
       export/              files for other tools (GLB, USDZ, FBX, OBJ, PLY, splat formats)
       report/              capture/reconstruction report (index.html, report.json, plots)
 """
@@ -308,6 +309,20 @@ class Workspace:
     def splat_checkpoint(self) -> Path:
         return self.splat_dir / "checkpoint.pt"
 
+    @property
+    def nerf_dir(self) -> Path:
+        return self.root / "nerf"
+
+    @property
+    def nerf_field(self) -> Path:
+        """The trained radiance field (grid, normalisation, exposure), what rendering reads."""
+        return self.nerf_dir / "field.pt"
+
+    @property
+    def nerf_checkpoint(self) -> Path:
+        """Training state (field, optimiser, iteration): a stopped run continues from it."""
+        return self.nerf_dir / "checkpoint.pt"
+
     # ---- export / report -------------------------------------------------------------------
     @property
     def export_dir(self) -> Path:
@@ -393,7 +408,7 @@ class Workspace:
     def folders(self) -> tuple[Path, ...]:
         """The workspace's own folders, which nothing else may replace."""
         return (self.images_dir, self.images_full_dir, self.sparse_root, self.dense_dir, self.mesh_dir,
-                self.texture_dir, self.splat_dir, self.export_dir, self.report_dir, self.sfm_dir, self.ingest_dir)
+                self.texture_dir, self.splat_dir, self.nerf_dir, self.export_dir, self.report_dir, self.sfm_dir, self.ingest_dir)
 
     # ---- ownership ---------------------------------------------------------------------------
     def create(self) -> "Workspace":

@@ -1,0 +1,334 @@
+"""Training of the radiance field: random rays from all training pixels, MSE, lazy Adam on the grid, a
+total-variation prior, per-image exposure, coarse-to-fine growth with pruning, resumable checkpoints.
+
+Views are duck-typed (``name``, ``camera``, ``load()`` -> (H, W, 3) uint8), as the splat trainer's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vid2model.nerf.field import Field, FieldSpec
+from vid2model.nerf.render import CpuOptimizer, render_rays, render_torch, use_kernels
+
+log = logging.getLogger("vid2model")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NerfOptions:
+    iterations: int = 1500
+    batch_rays: int = 8192
+    resolutions: tuple[int, ...] = (64, 128, 256)  # vertices a side, grown at equal shares of the iterations
+    sh_degree: int = 1
+    lr_density: float = 0.5
+    lr_color: float = 0.1
+    lr_decay: float = 0.1  # learning rates fall to this share by the end
+    tv_density: float = 0.0
+    tv_color: float = 0.0
+    tv_stride: int = 4  # the prior touches every n-th row each step (rotating)
+    occupancy_every: int = 16
+    occupancy_threshold: float = 1e-2  # step opacity under which a cell is empty
+    warmup: int = 32  # iterations before cells are emptied
+    exposure: bool = True
+    lr_exposure: float = 1e-3
+    checkpoint_every: int = 500
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass(kw_only=True)
+class NerfResult:
+    field: Field
+    iterations: int
+    resumed_from: int
+    seconds: float
+    train_psnr: float
+    eval_psnr: float | None
+    n_eval: int
+    rows: int
+
+
+def camera_rays(camera: Any, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """World origins (n, 3) and unit directions (n, 3) through every ``step``-th pixel centre, row-major."""
+    rays = camera.pixel_rays()[::step, ::step].reshape(-1, 3)
+    R = camera.world_to_cam[:3, :3]
+    d = rays @ R  # (R^T r)^T
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return np.broadcast_to(camera.center, d.shape), d
+
+
+def render_view(field: Field, camera: Any) -> dict[str, np.ndarray]:
+    """image (H, W, 3) float in [0, 1], depth (H, W) z-depth in world units (0: nothing), opacity (H, W)."""
+    o, d = camera_rays(camera)
+    on, dn = field.normalise_rays(o, d)
+    rgb, t, acc = render_rays(field, on, dn)
+    H, W = camera.height, camera.width
+    z = (d @ camera.world_to_cam[:3, :3].T)[:, 2]  # a unit world ray's forward component
+    depth = np.where(acc > 1e-3, t / np.maximum(acc, 1e-6) * field.spec.scale * z, 0.0)
+    return {"image": rgb.reshape(H, W, 3).clip(0, 1), "depth": depth.reshape(H, W).astype(np.float32),
+            "opacity": acc.reshape(H, W)}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(a, 0, 1) - b) ** 2))
+    return 99.0 if mse <= 1e-10 else -10 * np.log10(mse)
+
+
+def evaluate(field: Field, views: Sequence[Any]) -> float | None:
+    """Mean PSNR over views (no exposure correction)."""
+    if not views:
+        return None
+    return float(np.mean([psnr(render_view(field, v.camera)["image"], v.load() / 255.0) for v in views]))
+
+
+class _Rays:
+    """Every training pixel's normalised ray, colour and image index (sampled at random each step)."""
+
+    def __init__(self, field: Field, views: Sequence[Any], idx: Sequence[int]):
+        os_, ds, cs, ims = [], [], [], []
+        for i in idx:
+            v = views[i]
+            img = np.ascontiguousarray(v.load())
+            c = v.camera
+            if img.shape[:2] != (c.height, c.width):
+                raise ValueError(f"image {v.name} is {img.shape[1]}x{img.shape[0]}, expected {c.width}x{c.height}")
+            o, d = field.normalise_rays(*camera_rays(c))
+            os_.append(o[:1])
+            ds.append(d)
+            cs.append(img.reshape(-1, 3))
+            ims.append(np.full(len(d), i, np.int32))
+        self.origin = np.concatenate(os_)  # one per image (pinhole)
+        self.slot = np.concatenate([np.full(len(d), k, np.int32) for k, d in enumerate(ds)])
+        self.d, self.rgb, self.image = np.concatenate(ds), np.concatenate(cs), np.concatenate(ims)
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def batch(self, rng: np.random.Generator, n: int):
+        k = rng.integers(0, len(self), n)
+        return (np.ascontiguousarray(self.origin[self.slot[k]]), np.ascontiguousarray(self.d[k]),
+                self.rgb[k].astype(np.float32) / 255, self.image[k])
+
+
+def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: bool, sh_degree: int,
+               background=(0.0, 0.0, 0.0), center=None, half=None, near_share: float = 0.2) -> FieldSpec:
+    """The normalisation: the cube around the robust extent of ``points`` (else the cameras), or the given
+    centre and half size; rays start ``near_share`` of the cameras' median distance to the centre out."""
+    if center is None or half is None:
+        pts = np.asarray(points, np.float64) if points is not None and len(points) >= 8 else \
+            np.array([v.camera.center for v in views])
+        lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+        center = (lo + hi) / 2 if center is None else center
+        half = float((hi - lo).max() / 2 * 1.1) if half is None else half
+    scale = float(max(half, 1e-6))
+    cams = np.array([v.camera.center for v in views])
+    near = near_share * float(np.median(np.linalg.norm(cams - np.asarray(center), axis=1))) / scale
+    return FieldSpec(contract=contract, sh_degree=sh_degree, center=tuple(float(x) for x in center),
+                     scale=scale, background=tuple(float(x) for x in background), near=near)
+
+
+def _fingerprint(opts: NerfOptions, spec: FieldSpec, views: Sequence[Any]) -> str:
+    o = {k: v for k, v in asdict(opts).items() if k not in ("threads", "checkpoint_every")}
+    data = json.dumps([o, asdict(spec), [v.name for v in views]], sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _pick_threads(requested: int) -> int:
+    if requested > 0:
+        return requested
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+    except OSError:
+        busy = False
+    return 1 if busy else torch.get_num_threads()
+
+
+def train(views: Sequence[Any], train_idx: list[int], eval_idx: list[int], spec: FieldSpec, opts: NerfOptions, *,
+          checkpoint: Path | None = None, device: str = "cpu") -> NerfResult:
+    """Train a field on ``views[train_idx]``; PSNR on ``views[eval_idx]``. Resumes from ``checkpoint`` when it
+    holds a run of the same options, scene and views."""
+    old = torch.get_num_threads()
+    n_threads = _pick_threads(opts.threads)
+    torch.set_num_threads(n_threads)
+    old_omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n_threads)  # read by the kernels' OpenMP runtime when first used
+    try:
+        return _train(views, train_idx, eval_idx, spec, opts, checkpoint, device)
+    finally:
+        torch.set_num_threads(old)
+        if old_omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_omp
+
+
+def _stage_of(it: int, opts: NerfOptions) -> int:
+    n = len(opts.resolutions)
+    return min(n - 1, it * n // max(opts.iterations, 1))
+
+
+class _Trainer:
+    """The optimiser state of either path: compiled kernels (CPU) or torch autograd + Adam (CUDA)."""
+
+    def __init__(self, field: Field, opts: NerfOptions):
+        self.field, self.opts = field, opts
+        self.cpu = use_kernels(field)
+        self.reset()
+
+    def reset(self) -> None:
+        if self.cpu:
+            self.opt = CpuOptimizer(self.field)
+        else:
+            self.field.data.requires_grad_(True)
+            self.opt = torch.optim.Adam([self.field.data], lr=1.0, betas=(0.9, 0.99), eps=1e-15)
+
+    def forward(self, o, d):
+        if self.cpu:
+            from vid2model.nerf.render import forward_cpu
+
+            rgb, _, _, _ = forward_cpu(self.field, o, d)
+            self._rays = (o, d, rgb)
+            return torch.from_numpy(rgb).requires_grad_(True)
+        dev = self.field.data.device
+        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))[0]
+
+    def step(self, rgb: torch.Tensor, lr_density: float, lr_color: float, it: int) -> None:
+        o = self.opts
+        if self.cpu:
+            self.opt.backward(*self._rays, rgb.grad.numpy())
+            if o.tv_density > 0 or o.tv_color > 0:
+                self.opt.tv(o.tv_density, o.tv_color, o.tv_stride, it % o.tv_stride)
+            self.opt.step(lr_density, lr_color)
+            return
+        data = self.field.data
+        if o.tv_density > 0 or o.tv_color > 0:  # the same Laplacian gradient as the kernel's
+            with torch.no_grad():
+                lap = torch.zeros_like(data)
+                c = self.field.coords.long()
+                for a in range(3):
+                    for s in (-1, 1):
+                        v = c.clone()
+                        v[:, a] += s
+                        ok = (v[:, a] >= 0) & (v[:, a] < self.field.R)
+                        nb = torch.full((len(c),), -1, dtype=torch.long, device=data.device)
+                        nb[ok] = self.field.idx[v[ok, 0], v[ok, 1], v[ok, 2]].long()
+                        ok = nb >= 0
+                        lap[ok] += data[ok] - data[nb[ok]]
+                lap[:, 0] *= o.tv_density
+                lap[:, 1:] *= o.tv_color
+                data.grad = data.grad + lap if data.grad is not None else lap
+        scale = torch.full((1, data.shape[1]), lr_color, device=data.device)
+        scale[0, 0] = lr_density
+        # one Adam with lr 1 and the per-channel rates applied to the gradient's step afterwards
+        before = data.detach().clone()
+        self.opt.step()
+        with torch.no_grad():
+            data.copy_(before + (data - before) * scale)
+        self.opt.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return self.opt.state_dict()
+
+    def load_state_dict(self, d: dict) -> None:
+        self.opt.load_state_dict(d)
+
+
+def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device) -> NerfResult:
+    from vid2model.progress import bar
+
+    rng = np.random.default_rng(opts.seed)
+    dev = torch.device(device)
+    fp = _fingerprint(opts, spec, views)
+    state = None
+    if checkpoint is not None and Path(checkpoint).exists():
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a damaged checkpoint only costs a restart
+            log.warning("ignoring unreadable NeRF checkpoint %s (%s)", checkpoint, exc)
+        if state is not None and state.get("fingerprint") != fp:
+            log.info("NeRF checkpoint is from different settings; starting over")
+            state = None
+    start = 0
+    if state is not None:
+        field = Field.from_state_dict(state["field"], dev)
+        exposure = state["exposure"].to(dev)
+        start = int(state["iteration"])
+        log.info("resuming NeRF training at iteration %d", start)
+    else:
+        field = Field.dense(spec, opts.resolutions[0], dev)
+        exposure = torch.zeros((len(views), 6), device=dev)
+    trainer = _Trainer(field, opts)
+    if state is not None and state.get("optimizer") is not None:
+        trainer.load_state_dict(state["optimizer"])
+    exposure.requires_grad_(True)
+    exp_opt = torch.optim.Adam([exposure], lr=opts.lr_exposure)
+    if state is not None:
+        exp_opt.load_state_dict(state["exp_optimizer"])
+    rays = _Rays(field, views, train_idx)
+    train_t = torch.as_tensor(train_idx, device=dev)
+    recent: list[float] = []
+    t0 = time.perf_counter()
+
+    def save(it: int) -> None:
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"iteration": it, "field": field.state_dict(), "exposure": exposure.detach().cpu(),
+                                         "optimizer": trainer.state_dict(), "exp_optimizer": exp_opt.state_dict(),
+                                         "fingerprint": fp})
+
+    with bar("training NeRF", total=opts.iterations) as b:
+        b.advance(start)
+        for it in range(start, opts.iterations):
+            stage = _stage_of(it, opts)
+            if opts.resolutions[stage] != field.R:
+                field.resample(opts.resolutions[stage], opts.occupancy_threshold)
+                trainer.reset()
+            if it >= opts.warmup and it % opts.occupancy_every == 0:
+                share = field.update_occupancy(opts.occupancy_threshold)
+                if it % (opts.occupancy_every * 8) == 0:
+                    log.debug("NeRF it %d: %.1f s, PSNR %.2f, grid %d^3, %d rows, occupied %.3f", it,
+                              time.perf_counter() - t0, np.mean(recent), field.R, len(field.data), share)
+            o, d, gt, img = rays.batch(rng, opts.batch_rays)
+            rgb = trainer.forward(o, d)
+            pred = rgb
+            if opts.exposure:  # relative to the mean over training views: no drift of the colours as a whole
+                ab = exposure[torch.from_numpy(img).to(dev).long()] - exposure[train_t].mean(0)
+                pred = rgb * torch.exp(ab[:, :3]) + ab[:, 3:]
+            gt_t = torch.from_numpy(gt).to(dev)
+            loss = torch.mean((pred - gt_t) ** 2)
+            loss.backward()
+            decay = opts.lr_decay ** (it / max(opts.iterations - 1, 1))
+            trainer.step(rgb, opts.lr_density * decay, opts.lr_color * decay, it)
+            if opts.exposure:
+                exp_opt.step()
+                exp_opt.zero_grad(set_to_none=True)
+            recent = (recent + [-10 * float(torch.log10(loss.detach()))])[-20:]
+            b.advance()
+            if it % 10 == 0:
+                b.info(f"PSNR {np.mean(recent):.2f} dB  {field.R}^3, {len(field.data)} rows")
+            if opts.checkpoint_every and (it + 1) % opts.checkpoint_every == 0 and it + 1 < opts.iterations:
+                save(it + 1)
+    seconds = time.perf_counter() - t0
+    if start < opts.iterations or state is None:
+        save(opts.iterations)
+    field.data = field.data.detach()
+    ev = evaluate(field, [views[i] for i in eval_idx])
+    return NerfResult(field=field, iterations=opts.iterations, resumed_from=start, seconds=seconds,
+                      train_psnr=float(np.mean(recent)) if recent else float("nan"), eval_psnr=ev,
+                      n_eval=len(eval_idx), rows=len(field.data))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    from vid2model.workspace import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
