@@ -9,14 +9,8 @@ CPU, and is written atomically so concurrent processes never load a half-written
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +18,6 @@ from vid2model.splat.kernel_src import SOURCE
 
 log = logging.getLogger("vid2model")
 
-# -ffast-math only when compiling: linking a shared library with it adds crtfastmath.o, which turns on
-# flush-to-zero for the whole process (and broke scipy's cKDTree here).
-_FLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp", "-fPIC", "-std=c++17"]
-_LINK = ["-shared", "-fopenmp", "-fPIC"]
 _lib: ctypes.CDLL | None = None
 _tried = False
 
@@ -51,39 +41,6 @@ _SIGS = {
 }
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("VID2MODEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vid2model")
-    return Path(root) / "kernels"
-
-
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return platform.machine() + flags
-
-
-def _build(compiler: str) -> Path:
-    key = hashlib.sha256((SOURCE + " ".join(_FLAGS + _LINK) + _cpu_id() + compiler).encode()).hexdigest()[:16]
-    out = cache_dir() / f"splat_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = Path(tmp) / "splat.cpp"
-        src.write_text(SOURCE, encoding="utf-8")
-        obj, so = Path(tmp) / "splat.o", Path(tmp) / "splat.so"
-        log.info("building the CPU splat kernels (once) ...")
-        for cmd in ([compiler, *_FLAGS, "-c", str(src), "-o", str(obj)], [compiler, *_LINK, str(obj), "-o", str(so)]):
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise RuntimeError(f"compiling splat kernels failed: {res.stderr[-2000:]}")
-        os.replace(so, out)
-    return out
-
-
 def load_cpp() -> ctypes.CDLL | None:
     """The compiled C++ kernel library, or None when no compiler works (then numba is used)."""
     global _lib, _tried
@@ -92,20 +49,10 @@ def load_cpp() -> ctypes.CDLL | None:
     _tried = True
     if os.environ.get("VID2MODEL_SPLAT_BACKEND", "").lower() == "numba":
         return None
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
-        log.warning("no C++ compiler found; splat training uses the slower numba kernels")
-        return None
-    try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-    except (RuntimeError, OSError) as exc:
-        log.warning("C++ splat kernels unavailable (%s); using numba", str(exc).splitlines()[0])
-        return None
-    for name, (args, res) in _SIGS.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, res
-    _lib = lib
-    return lib
+    from vid2model.ops.native import load_kernels
+
+    _lib = load_kernels("splat", SOURCE, _SIGS, "CPU splat kernels", "splat training uses the slower numba kernels")
+    return _lib
 
 
 def backend() -> str:
