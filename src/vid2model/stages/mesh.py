@@ -111,6 +111,8 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
         raise UserError("the dense point cloud is almost empty: check the capture, then rerun vid2model dense")
     if not pcd.has_normals():
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
+    if cfg.complete_hull and views:
+        pcd = _with_hull(ws, views, pcd, cfg)
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     from vid2model.ops.native import quiet_stderr
@@ -128,6 +130,64 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     if cfg.carve_free_space and views:
         mesh = C.carve_free_space(mesh, _depth_views(ws, views), cfg.free_space_margin, 2 * voxel, cfg.carve_min_views)
     return mesh, depth
+
+
+def _with_hull(ws: Workspace, views: list[View], pcd, cfg: MeshConfig):
+    """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map saw
+    through (:mod:`vid2model.ops.free_space_hull`), facing out of it."""
+    import open3d as o3d
+    from scipy.spatial import cKDTree
+
+    from vid2model.ops.free_space_hull import carve
+
+    scene = ws.read_json(ws.scene_json, default={}) or {}
+    if scene.get("capture", "orbit") != "orbit":
+        return pcd
+    P = np.asarray(pcd.points)
+    # the box: round the orbit's centre, half as far out as the cameras, and below them (looking up, a view
+    # sees the sky behind, which carves nothing)
+    centre = _object_center(views, scene)
+    cams = np.array([v.center for v in views])
+    half = cfg.hull_reach * float(np.median(np.linalg.norm(cams[:, :2] - centre[:2], axis=1)))
+    step = 2 * half / cfg.hull_divisions
+    column = np.linalg.norm(P[:, :2] - centre[:2], axis=1) <= half
+    if column.sum() < 100:
+        return pcd
+    z = P[column, 2]
+    count, edges = np.histogram(z, bins=max(8, int(np.ptp(z) / step)))
+    support = float(edges[np.argmax(count) + 1])  # the level most points lie on: the floor or table top
+    top = min(float(np.median(cams[:, 2])), centre[2] + half)
+    if top <= support + 4 * step:
+        return pcd
+    lo = np.r_[centre[:2] - half, support + 3 * step]  # nothing is carved just above the support
+    hi = np.r_[centre[:2] + half, top]
+
+    def depth_cams():
+        for v, d in _depth_views(ws, views):
+            yield v.resized(d.shape[1], d.shape[0]), d
+
+    hull = carve(depth_cams(), lo, hi, step, margin=cfg.hull_margin).standing(centre)
+    share = float(hull.solid.mean())
+    X, N = hull.surface()
+    if len(X) == 0 or share > cfg.hull_max_share:
+        log.info("no free-space hull to complete the object with (solid share %.2f)", share)
+        return pcd
+    # bounded queries: a kd-tree's nearest neighbour far from all its points visits most of the tree
+    d = cKDTree(P).query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]
+    # An orbit's ring of views bounds an object sideways closely (every azimuth sees a silhouette) but its top
+    # loosely: above a plain top a roof stays that no view saw past. Sides only; Poisson closes a top from its
+    # measured rim.
+    add = ~np.isfinite(d) & (np.abs(N[:, 2]) < cfg.hull_max_up)
+    log.info("completing the object: %d points of the free-space hull where stereo measured none", int(add.sum()))
+    out = o3d.geometry.PointCloud(pcd)
+    out.points = o3d.utility.Vector3dVector(np.r_[P, X[add]])
+    out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals), N[add]])
+    if pcd.has_colors():  # the colour of the nearest measured point of the object's column
+        C = np.asarray(pcd.colors)
+        near = np.flatnonzero(column)
+        nearest = near[cKDTree(P[near]).query(X[add], workers=-1)[1]]
+        out.colors = o3d.utility.Vector3dVector(np.r_[C, C[nearest]])
+    return out
 
 
 def _depth_views(ws: Workspace, views: list[View]):

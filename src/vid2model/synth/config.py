@@ -24,6 +24,7 @@ class SynthConfig:
     vfr: bool = False  # irregular frame timestamps (PTS in the file equal the GT timestamps)
     marker_size: float | None = None  # metres; an ArUco DICT_4X4_50 id 0 marker on the floor
     product: tuple[float, ...] = ()  # orbit: one box of these (x, y, z) extents in metres instead of the fixed scene
+    product_plain: bool = False  # ... painted one flat colour: no texture for stereo to match, shading only
     write_video: bool = True
     write_images: bool = False
     image_ext: str = "png"  # png (lossless) or jpg

@@ -84,11 +84,12 @@ def orbit_scene(seed: int = 0) -> Scene:
                  center=(0.05, 0.0, 0.25), radius=0.5)
 
 
-def product_scene(size: tuple[float, float, float], seed: int = 0) -> Scene:
+def product_scene(size: tuple[float, float, float], seed: int = 0, plain: bool = False) -> Scene:
     """One box of ``size`` (x, y, z extents, metres) standing at the origin on a textured floor: a product of
-    exactly known dimensions."""
+    exactly known dimensions; ``plain``: painted one flat colour (its faces told apart by shading alone)."""
     sx, sy, h = size
-    return Scene(boxes=(Box((-sx / 2, -sy / 2, 0.0), (sx / 2, sy / 2, h)),), ground_half=2.0, seed=seed,
+    box = (Box((-sx / 2, -sy / 2, 0.0), (sx / 2, sy / 2, h)),)
+    return Scene(boxes=() if plain else box, plain_boxes=box if plain else (), ground_half=2.0, seed=seed,
                  center=(0.0, 0.0, h / 2), radius=0.5 * float(np.linalg.norm(size)))
 
 

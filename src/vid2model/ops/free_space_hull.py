@@ -1,0 +1,105 @@
+"""Where surface must be, from where the depth maps saw through: the volume no view saw past.
+
+Stereo measures nothing on a plain, evenly coloured object, but it measures the textured floor and table
+around and behind it. Every pixel whose depth lies beyond a point of space says that point is empty; what no
+view saw through, above the support and within the views, is the object (a visual hull carved by measured
+free space rather than by silhouettes: no segmentation, and a background without texture carves nothing
+instead of carving wrongly). Its boundary is where the object's surface is, up to its concavities, which no
+view can see into either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from vid2model.camera import Camera
+
+
+def _carve_kernel():
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def carve(lo, voxel, shape, K, R, t, depth, margin, free, seen):  # pragma: no cover - compiled
+        nx, ny, nz = shape[0], shape[1], shape[2]
+        H, W = depth.shape
+        for i in numba.prange(nx):
+            x = lo[0] + (i + 0.5) * voxel
+            for j in range(ny):
+                y = lo[1] + (j + 0.5) * voxel
+                for k in range(nz):
+                    z = lo[2] + (k + 0.5) * voxel
+                    cz = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
+                    if cz <= 1e-6:
+                        continue
+                    cx = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
+                    cy = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
+                    u = K[0, 0] * cx / cz + K[0, 2]
+                    v = K[1, 1] * cy / cz + K[1, 2]
+                    if u < 0 or v < 0 or u >= W or v >= H:
+                        continue
+                    seen[i, j, k] += 1
+                    d = depth[int(v), int(u)]
+                    if d > cz * (1 + margin) + 0.5 * voxel:
+                        free[i, j, k] += 1
+    return carve
+
+
+@dataclass(frozen=True)
+class Hull:
+    """The carved volume: ``solid`` [X, Y, Z] bool (no view saw through it, enough views framed it), on the
+    grid of voxels of ``voxel`` from corner ``lo`` [3]."""
+
+    solid: np.ndarray
+    lo: np.ndarray
+    voxel: float
+
+    def standing(self, centre: np.ndarray) -> "Hull":
+        """The connected piece that stands on the box's floor nearest ``centre`` (x, y): an object on its
+        support, not the sky beyond the views' horizon, which nothing carves either. Empty when none does."""
+        from scipy import ndimage
+
+        lab, n = ndimage.label(self.solid)
+        on_floor = np.unique(lab[:, :, 0])
+        on_floor = on_floor[on_floor > 0]
+        if not len(on_floor):
+            return Hull(solid=np.zeros_like(self.solid), lo=self.lo, voxel=self.voxel)
+        idx = np.argwhere(np.isin(lab[:, :, 0], on_floor))
+        xy = self.lo[:2] + (idx + 0.5) * self.voxel
+        pick = lab[:, :, 0][tuple(idx[np.argmin(np.linalg.norm(xy - np.asarray(centre)[:2], axis=1))])]
+        return Hull(solid=lab == pick, lo=self.lo, voxel=self.voxel)
+
+    def surface(self) -> tuple[np.ndarray, np.ndarray]:
+        """The solid's boundary voxels: centres [N, 3] and outward unit normals [N, 3] (the gradient of the
+        smoothed solid)."""
+        from scipy import ndimage
+
+        s = self.solid
+        inner = ndimage.binary_erosion(s, iterations=1, border_value=0)
+        idx = np.argwhere(s & ~inner)
+        if not len(idx):
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        g = np.stack(np.gradient(ndimage.gaussian_filter(s.astype(np.float32), 1.0)), -1)[tuple(idx.T)]
+        n = -g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-9)
+        return self.lo + (idx + 0.5) * self.voxel, n
+
+
+def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.ndarray, voxel: float,
+          margin: float = 0.005, min_free: int = 2, min_seen: int = 3) -> Hull:
+    """The voxels of the box [``lo``, ``hi``] (world) that fewer than
+    ``min_free`` depth maps saw past (by ``margin`` of the depth and half a voxel) and that at least ``min_seen``
+    views framed. ``views``: (camera at its depth map's resolution, z-depth map [H, W], 0 = none) pairs; a stray
+    depth too far in one map does not carve. Just above a floor nothing is carved (a ray passing there meets
+    the floor within the margin): start the box a few voxels above it."""
+    kernel = _carve_kernel()
+    lo = np.asarray(lo, float)
+    shape = np.maximum(np.ceil((np.asarray(hi, float) - lo) / voxel).astype(np.int64), 1)
+    free = np.zeros(tuple(shape), np.int16)
+    seen = np.zeros(tuple(shape), np.int16)
+    for cam, depth in views:
+        d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+        kernel(lo, float(voxel), shape, cam.K.astype(np.float64), cam.R.astype(np.float64),
+               cam.t.astype(np.float64), d, float(margin), free, seen)
+    return Hull(solid=(free < min_free) & (seen >= min_seen), lo=lo, voxel=float(voxel))
