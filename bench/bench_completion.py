@@ -1,0 +1,145 @@
+"""Plain objects: what stereo alone recovers of a product painted one flat colour, and what the free-space
+hull adds (``mesh.complete_hull``).
+
+    python bench/bench_completion.py --seeds 0,1,2 --tag 2026-12-03
+
+Each seed is a product capture of ``bench_measure.product_capture`` with its box painted one colour (shading
+only) on a textured floor. The pipeline runs to the mesh at the default preset; the mesh stage runs again on
+a copy with ``mesh.complete_hull=true`` (same cameras, same depth maps). Scored in the ground-truth frame
+(similarity from the cameras, then ICP, as ``bench_surfaces``): recall and precision at 1 % of the scene size
+on the box's five seen faces, and the F-score of the scoring region. Writes
+``bench/results/completion-<tag>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from bench_measure import product_capture  # noqa: E402
+from bench_random import WORK, _cli  # noqa: E402
+
+RESULTS = ROOT / "results"
+
+
+def box_scores(P: np.ndarray, size: tuple[float, float, float], tol: float) -> dict:
+    """Recall of the box's five seen faces by the mesh samples ``P`` [N, 3] (GT frame), and the precision of
+    the samples standing over its footprint (the floor excluded), both at ``tol``."""
+    from scipy.spatial import cKDTree
+
+    sx, sy, h = size
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.5, 0.5, (200_000, 3)) * [sx, sy, h] + [0, 0, h / 2]
+    face = rng.integers(0, 5, len(pts))
+    for f, (axis, value) in enumerate(((0, sx / 2), (0, -sx / 2), (1, sy / 2), (1, -sy / 2), (2, h))):
+        pts[face == f, axis] = value
+    recall = float((cKDTree(P).query(pts, workers=-1)[0] <= tol).mean())
+    over = (np.all(np.abs(P[:, :2]) <= [sx / 2 + 3 * tol, sy / 2 + 3 * tol], axis=1) & (P[:, 2] > 3 * tol)
+            & (P[:, 2] < h + 3 * tol))
+    precision = float((cKDTree(pts).query(P[over], workers=-1)[0] <= tol).mean()) if over.any() else None
+    return {"box_recall": recall, "box_precision": precision}
+
+
+def score(ws_root: Path, gen: Path) -> dict:
+    import trimesh
+
+    from bench_surfaces import _cached_seen, _near_region
+    from vid2model.ops.metrics import sample_surface
+    from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
+    from vid2model.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    gt = load_gt(gen / "gt.json")
+    g = trimesh.load(gen / "scene.ply", process=False)
+    V, F = np.asarray(g.vertices), np.asarray(g.faces)
+    mesh = trimesh.load(ws.clean_mesh, process=False)
+    mp = sample_surface(*_near_region(ws, gt, np.asarray(mesh.vertices), np.asarray(mesh.faces)), 400_000)
+    m = surface_fscore(mp, ws, gt, V, F, gt_samples=_cached_seen(gen, gt, V, F), icp=True)
+    s, R, t = to_gt_frame(ws, gt)
+    P = (s * (R @ mp.T)).T + t
+    T = np.asarray(m["icp"]["matrix"])
+    P = P @ T[:3, :3].T + T[:3, 3]
+    out = {"region_f1": m["at_0.01"]["fscore"], "region_p1": m["at_0.01"]["precision"],
+           "region_r1": m["at_0.01"]["recall"], "scene_size": m["scene_size"]}
+    out.update(box_scores(P, tuple(gt["scene_config"]["product"]), 0.01 * m["scene_size"]))
+    return out
+
+
+def run_one(seed: int, timeout: float) -> dict:
+    from vid2model.synth import generate
+
+    cfg = dataclasses.replace(product_capture(seed), product_plain=True)
+    root = WORK / "completion" / f"plain{seed}"
+    gen, ws, hull = root / "gen", root / "ws-default", root / "ws-default-hull"
+    if not (gen / "video.mp4").exists():
+        generate(gen, cfg)
+    row: dict = {"seed": seed, "size": [round(x, 3) for x in cfg.product], "frames": cfg.n_frames}
+    code, msg, times = 0, "", {}
+    if not (ws / "mesh" / "mesh.ply").exists():
+        code, msg, times["ingest"] = _cli("ingest", str(gen / "video.mp4"), "-o", str(ws), "-q", timeout=timeout)
+        for stage in ("sfm", "dense", "mesh"):
+            if code != 0:
+                break
+            code, msg, times[stage] = _cli(stage, str(ws), "-q", timeout=timeout)
+    if code != 0:
+        row.update(outcome="refused" if code == 2 else "error", reason=msg)
+        return row
+    row["stereo"] = score(ws, gen)
+    shutil.rmtree(hull, ignore_errors=True)
+    shutil.copytree(ws, hull, ignore=lambda d, names: [n for n in names if Path(d) == ws and n == "mesh"])
+    code, msg, times["mesh_hull"] = _cli("mesh", str(hull), "-q", "--set", "mesh.complete_hull=true", timeout=timeout)
+    if code != 0:
+        row.update(outcome="error", reason=msg)
+        return row
+    row.update(outcome="scored", hull=score(hull, gen), secs={k: round(v, 1) for k, v in times.items()})
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    def f(v):
+        return "" if v is None else f"{v:.3f}"
+
+    lines = ["| seed | box (m) | box recall @1%: stereo -> hull | box precision @1% | region F@1% (P) | "
+             "mesh s: stereo / hull |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("outcome") != "scored":
+            lines.append(f"| {r['seed']} | {r['size']} | {r.get('outcome')}: {r.get('reason', '')} | | | |")
+            continue
+        a, b, s = r["stereo"], r["hull"], r.get("secs", {})
+        lines.append(f"| {r['seed']} | {' x '.join(str(x) for x in r['size'])} | {f(a['box_recall'])} -> "
+                     f"{f(b['box_recall'])} | {f(a['box_precision'])} -> {f(b['box_precision'])} | "
+                     f"{f(a['region_f1'])} ({f(a['region_p1'])}) -> {f(b['region_f1'])} ({f(b['region_p1'])}) | "
+                     f"{s.get('mesh', '')} / {s.get('mesh_hull', '')} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--tag", default=time.strftime("%Y-%m-%d"))
+    args = ap.parse_args()
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+        t0 = time.time()
+        rows.append(run_one(seed, args.timeout))
+        print(f"[{time.time() - t0:5.0f} s] seed {seed}: {json.dumps(rows[-1])}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"completion-{args.tag}.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / f"completion-{args.tag}.md").write_text(
+        f"# Plain products: stereo alone and with the free-space hull ({args.tag})\n\n`python bench/bench_completion.py "
+        f"--seeds {args.seeds}`\n\n{table(rows)}\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
