@@ -99,8 +99,7 @@ def test_render_empty_and_behind_camera():
 @pytest.mark.slow  # the first numba compile takes ~30-50 s on 2 cores
 def test_numba_fallback_matches_reference(monkeypatch):
     """Without a C++ compiler the numba kernels run: same values and gradients."""
-    monkeypatch.setattr(kernels, "_tried", True)
-    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setenv("VID2MODEL_SPLAT_BACKEND", "numba")
     assert kernels.backend() == "numba"
     img, T, grads = _run(composite, torch.float32)
     img_r, T_r, grads_r = _run(composite_reference, torch.float64)

@@ -5,14 +5,12 @@ compiler, training runs the torch renderer (:mod:`vid2model.nerf.render`), which
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 
 import numpy as np
 
 from vid2model.nerf.kernel_src import SOURCE
 
-log = logging.getLogger("vid2model")
 
 _p, _i, _f, _l = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_int64
 _SIGS = {
@@ -22,23 +20,16 @@ _SIGS = {
     "nerf_tv": ([_l, _p, _p, _p, _i, _i, _f, _f, _l, _l, _p, _p], None),
     "nerf_adam": ([_l, _i, _i, _p, _p, _p, _p, _p, _f, _f, _f, _f, _f, _f, _f], None),
 }
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 
 def load() -> ctypes.CDLL | None:
     """The kernel library, or None when no C++ compiler works (training then runs the torch renderer)."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    _tried = True
     if os.environ.get("VID2MODEL_NERF_BACKEND", "").lower() == "torch":
         return None
     from vid2model.ops.native import load_kernels
 
-    _lib = load_kernels("nerf", SOURCE, _SIGS, "CPU radiance-field kernels",
+    return load_kernels("nerf", SOURCE, _SIGS, "CPU radiance-field kernels",
                         "the radiance field trains with the slower torch renderer")
-    return _lib
 
 
 def ptr(a: np.ndarray) -> int:

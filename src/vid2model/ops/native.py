@@ -60,9 +60,19 @@ def _build(name: str, source: str, compiler: str, what: str) -> Path:
     return out
 
 
+_loaded: dict[str, ctypes.CDLL | None] = {}
+
+
 def load_kernels(name: str, source: str, signatures: dict, what: str, fallback: str) -> ctypes.CDLL | None:
     """The compiled library of ``source`` with ``signatures`` ({function: (argtypes, restype)}) set, or None
-    (with a warning naming ``fallback``, what runs instead) when no C++ compiler works."""
+    (with a warning naming ``fallback``, what runs instead) when no C++ compiler works; built and loaded once
+    per process."""
+    if name not in _loaded:
+        _loaded[name] = _load(name, source, signatures, what, fallback)
+    return _loaded[name]
+
+
+def _load(name: str, source: str, signatures: dict, what: str, fallback: str) -> ctypes.CDLL | None:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not compiler:
         log.warning("no C++ compiler found; %s", fallback)

@@ -9,17 +9,13 @@ CPU, and is written atomically so concurrent processes never load a half-written
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 
 import numpy as np
 
 from vid2model.splat.kernel_src import SOURCE
 
-log = logging.getLogger("vid2model")
 
-_lib: ctypes.CDLL | None = None
-_tried = False
 
 _p = ctypes.c_void_p
 _i = ctypes.c_int
@@ -43,16 +39,12 @@ _SIGS = {
 
 def load_cpp() -> ctypes.CDLL | None:
     """The compiled C++ kernel library, or None when no compiler works (then numba is used)."""
-    global _lib, _tried
-    if _tried:
-        return _lib
-    _tried = True
     if os.environ.get("VID2MODEL_SPLAT_BACKEND", "").lower() == "numba":
         return None
     from vid2model.ops.native import load_kernels
 
-    _lib = load_kernels("splat", SOURCE, _SIGS, "CPU splat kernels", "splat training uses the slower numba kernels")
-    return _lib
+    return load_kernels("splat", SOURCE, _SIGS, "CPU splat kernels",
+                        "splat training uses the slower numba kernels")
 
 
 def backend() -> str:
