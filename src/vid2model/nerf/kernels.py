@@ -11,7 +11,6 @@ import numpy as np
 
 from vid2model.nerf.kernel_src import SOURCE
 
-
 _p, _i, _f, _l = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_int64
 _SIGS = {
     "nerf_num_threads": ([], _i),

@@ -15,8 +15,6 @@ import numpy as np
 
 from vid2model.splat.kernel_src import SOURCE
 
-
-
 _p = ctypes.c_void_p
 _i = ctypes.c_int
 _SIGS = {
