@@ -50,24 +50,10 @@ def box_scores(P: np.ndarray, size: tuple[float, float, float], tol: float) -> d
 
 
 def score(ws_root: Path, gen: Path) -> dict:
-    import trimesh
-
-    from bench_surfaces import _cached_seen, _near_region
-    from vid2model.ops.metrics import sample_surface
-    from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
+    from bench_surfaces import scored_mesh
     from vid2model.workspace import Workspace
 
-    ws = Workspace(ws_root)
-    gt = load_gt(gen / "gt.json")
-    g = trimesh.load(gen / "scene.ply", process=False)
-    V, F = np.asarray(g.vertices), np.asarray(g.faces)
-    mesh = trimesh.load(ws.clean_mesh, process=False)
-    mp = sample_surface(*_near_region(ws, gt, np.asarray(mesh.vertices), np.asarray(mesh.faces)), 400_000)
-    m = surface_fscore(mp, ws, gt, V, F, gt_samples=_cached_seen(gen, gt, V, F), icp=True)
-    s, R, t = to_gt_frame(ws, gt)
-    P = (s * (R @ mp.T)).T + t
-    T = np.asarray(m["icp"]["matrix"])
-    P = P @ T[:3, :3].T + T[:3, 3]
+    m, gt, _, P = scored_mesh(Workspace(ws_root), gen)
     out = {"region_f1": m["at_0.01"]["fscore"], "region_p1": m["at_0.01"]["precision"],
            "region_r1": m["at_0.01"]["recall"], "scene_size": m["scene_size"]}
     out.update(box_scores(P, tuple(gt["scene_config"]["product"]), 0.01 * m["scene_size"]))

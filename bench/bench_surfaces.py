@@ -93,45 +93,56 @@ def _near_region(ws, gt: dict, V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray
     return (V, keep) if len(keep) else (V, F)
 
 
-def score(ws_root: Path, gen: Path) -> dict:
+def scored_mesh(ws, gen: Path, **fscore_args) -> tuple[dict, dict, tuple, np.ndarray]:
+    """The workspace mesh scored against the capture's exact surface: ``surface_fscore``'s result, the GT, its
+    seen samples and the mesh's samples [N, 3] in the GT frame, with the registration the scores used (the
+    cameras' similarity, then the ICP)."""
     import trimesh
 
-    from vid2model.io.colmap_dense import read_points_ply
     from vid2model.ops.metrics import sample_surface
     from vid2model.synth.evaluate import load_gt, surface_fscore, to_gt_frame
-    from vid2model.workspace import Workspace
 
-    ws = Workspace(ws_root)
     gt = load_gt(gen / "gt.json")
     if not (gen / "scene.ply").exists():
         raise SystemExit(f"no ground-truth mesh in {gen}")
     gt_mesh = trimesh.load(gen / "scene.ply", process=False)
     V, F = np.asarray(gt_mesh.vertices), np.asarray(gt_mesh.faces)
     seen = _cached_seen(gen, gt, V, F)
-    out: dict = {}
     mesh = trimesh.load(ws.clean_mesh, process=False)
     mesh_pts = sample_surface(*_near_region(ws, gt, np.asarray(mesh.vertices), np.asarray(mesh.faces)),
                               N_MESH_SAMPLES) if len(mesh.faces) else np.zeros((0, 3))
-    m = surface_fscore(mesh_pts, ws, gt, V, F, with_whole=True, gt_samples=seen, icp=True)
+    m = surface_fscore(mesh_pts, ws, gt, V, F, gt_samples=seen, icp=True, **fscore_args)
+    s, R, t = to_gt_frame(ws, gt)
+    mesh_gt = (s * (R @ mesh_pts.T)).T + t
+    if "icp" in m:
+        T = np.asarray(m["icp"]["matrix"])
+        mesh_gt = mesh_gt @ T[:3, :3].T + T[:3, 3]
+    return m, gt, seen, mesh_gt
+
+
+def score(ws_root: Path, gen: Path) -> dict:
+    from vid2model.io.colmap_dense import read_points_ply
+    from vid2model.synth.evaluate import surface_fscore
+    from vid2model.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    m, gt, seen, mesh_gt = scored_mesh(ws, gen, with_whole=True)
+    out: dict = {}
     out["mesh_f1"], out["mesh_f05"] = m["at_0.01"]["fscore"], m["at_0.005"]["fscore"]
     out["mesh_p1"], out["mesh_r1"] = m["at_0.01"]["precision"], m["at_0.01"]["recall"]
     # precision against the whole surface: closing a real but unseen surface is not an error
     out["mesh_f1_whole"], out["mesh_f05_whole"] = m["whole_at_0.01"]["fscore"], m["whole_at_0.005"]["fscore"]
     out["mesh_p1_whole"] = m["whole_at_0.01"]["precision"]
     pts = read_points_ply(ws.fused_ply)["xyz"]
-    d = surface_fscore(pts, ws, gt, V, F, gt_samples=seen, icp=True)
+    d = surface_fscore(pts, ws, gt, None, None, gt_samples=seen, icp=True)  # the GT mesh's samples are given
     out["dense_f1"], out["dense_f05"] = d["at_0.01"]["fscore"], d["at_0.005"]["fscore"]
-    s, R, t = to_gt_frame(ws, gt)
     size = m["scene_size"]
     region = np.ones(len(seen[0]), bool)  # the region surface_fscore scores: orbits, two scene radii
     if gt["path"] == "orbit":
         c, r = np.asarray(gt["scene_center"]), 2.0 * float(gt["scene_radius"])
         region = np.linalg.norm(seen[0] - c, axis=1) <= r
     samples = seen[0][region]
-    mesh_gt = (s * (R @ mesh_pts.T)).T + t
-    if "icp" in m:  # the same registration as the mesh's F-scores
-        T = np.asarray(m["icp"]["matrix"])
-        mesh_gt = mesh_gt @ T[:3, :3].T + T[:3, 3]
+    if "icp" in m:
         out["icp_shift"] = m["icp"]["translation"] / size
     out["holes"] = holes_share(ws, gt, mesh_gt, samples, size)
     out.update(plain_recall(gt, mesh_gt, seen[0][seen[1] & region], size))

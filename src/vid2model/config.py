@@ -217,8 +217,8 @@ class MeshConfig(_Choices):
     hull_margin: float = 0.002  # a depth map sees past a voxel by this share of its depth (stereo's noise)
     hull_max_up: float = 0.5  # hull points join only where their normal's up component is under this
     hull_reach: float = 0.5  # the hull's box reaches this share of the cameras' distance from the object's centre
-    hull_gap: float = 2.0
-    hull_max_share: float = 0.3  # a hull filling more of its box than this carved nothing useful: not used
+    hull_gap: float = 2.0  # hull voxels: a hull point this near a fused point is measured surface already
+    hull_max_share: float = 0.3  # a hull filling more of its box than this carved nothing useful: none is added
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)

@@ -124,6 +124,26 @@ static inline float interp(const P& p, const float* data, const int32_t* rows, c
   return raw;
 }
 
+// The samples of one ray in order: visit(rows, w, col, raw, alpha, tm) for each sample that falls in an
+// occupied voxel, until visit returns false (the caller's transmittance fell under T_stop). The forward
+// and backward passes march the same samples through this one loop.
+template <class Visit>
+static inline void march(const P& p, const float* data, const int32_t* idx, const uint8_t* occ, const float* ro,
+                         const float* rd, const float* Y, Visit&& visit) {
+  float t0, t1;
+  if (!ray_range(p, ro, rd, t0, t1)) return;
+  float t = t0;
+  for (int s = 0; s < p.max_steps && t < t1; ++s) {
+    float dt, tm, g[3], w[8], col[3]; int32_t rows[8];
+    if (!place(p, ro, rd, t, dt, g, tm)) break;
+    t += dt;
+    if (!corners(p, idx, occ, g, rows, w)) continue;
+    float raw = interp(p, data, rows, w, Y, col);
+    float alpha = 1.f - std::exp(-softplus(raw + p.shift) * p.dvox);
+    if (!visit(rows, w, col, raw, alpha, tm)) break;
+  }
+}
+
 extern "C" void nerf_forward(int n, const float* o, const float* d, const float* data, const int32_t* idx,
                              const uint8_t* occ, const int* ip, const float* fp, float* rgb, float* depth,
                              float* acc, int32_t* n_samples) {
@@ -131,25 +151,17 @@ extern "C" void nerf_forward(int n, const float* o, const float* d, const float*
   #pragma omp parallel for schedule(dynamic, 64)
   for (int r = 0; r < n; ++r) {
     const float* ro = o + 3 * r; const float* rd = d + 3 * r;
-    float Y[9], C[3] = {0, 0, 0}, T = 1.f, D = 0.f, t0, t1;
+    float Y[9], C[3] = {0, 0, 0}, T = 1.f, D = 0.f;
     int ns = 0;
     sh_basis(rd, p.K, Y);
-    if (ray_range(p, ro, rd, t0, t1)) {
-      float t = t0;
-      for (int s = 0; s < p.max_steps && t < t1; ++s) {
-        float dt, tm, g[3], w[8], col[3]; int32_t rows[8];
-        if (!place(p, ro, rd, t, dt, g, tm)) break;
-        t += dt;
-        if (!corners(p, idx, occ, g, rows, w)) continue;
-        float raw = interp(p, data, rows, w, Y, col);
-        float alpha = 1.f - std::exp(-softplus(raw + p.shift) * p.dvox);
-        float wt = T * alpha;
-        for (int ch = 0; ch < 3; ++ch) C[ch] += wt * col[ch];
-        D += wt * tm; ++ns;
-        T *= 1.f - alpha;
-        if (T < p.T_stop) break;
-      }
-    }
+    march(p, data, idx, occ, ro, rd, Y, [&](const int32_t*, const float*, const float* col, float, float alpha,
+                                             float tm) {
+      float wt = T * alpha;
+      for (int ch = 0; ch < 3; ++ch) C[ch] += wt * col[ch];
+      D += wt * tm; ++ns;
+      T *= 1.f - alpha;
+      return T >= p.T_stop;
+    });
     for (int ch = 0; ch < 3; ++ch) rgb[3 * r + ch] = C[ch] + T * p.bg[ch];
     depth[r] = D; acc[r] = 1.f - T; n_samples[r] = ns;
   }
@@ -167,18 +179,10 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
     uint8_t* tc = touched + (int64_t)tid * rows_total;
     const float* ro = o + 3 * r; const float* rd = d + 3 * r;
     const float* Cf = rgb + 3 * r; const float* gr = g_rgb + 3 * r;
-    float Y[9], A[3] = {0, 0, 0}, T = 1.f, t0, t1;
+    float Y[9], A[3] = {0, 0, 0}, T = 1.f;
     sh_basis(rd, p.K, Y);
-    if (!ray_range(p, ro, rd, t0, t1)) continue;
-    float t = t0;
-    for (int s = 0; s < p.max_steps && t < t1; ++s) {
-      float dt, tm, g[3], w[8], col[3]; int32_t rows[8];
-      if (!place(p, ro, rd, t, dt, g, tm)) break;
-      t += dt;
-      if (!corners(p, idx, occ, g, rows, w)) continue;
-      float raw = interp(p, data, rows, w, Y, col);
-      float delta = p.dvox;
-      float alpha = 1.f - std::exp(-softplus(raw + p.shift) * delta);
+    march(p, data, idx, occ, ro, rd, Y, [&](const int32_t* rows, const float* w, const float* col, float raw,
+                                             float alpha, float) {
       float wt = T * alpha, Tn = T * (1.f - alpha);
       float dsig = 0.f, dz[3];
       for (int ch = 0; ch < 3; ++ch) {
@@ -186,7 +190,7 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
         dsig += gr[ch] * (Tn * col[ch] - (Cf[ch] - A[ch]));
         dz[ch] = wt * gr[ch] * col[ch] * (1.f - col[ch]);
       }
-      float draw = dsig * delta * sigm(raw + p.shift);
+      float draw = dsig * p.dvox * sigm(raw + p.shift);
       for (int c = 0; c < 8; ++c) {
         if (rows[c] < 0) continue;
         float* Gr = G + (int64_t)rows[c] * p.C;
@@ -198,8 +202,8 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
         }
       }
       T = Tn;
-      if (T < p.T_stop) break;
-    }
+      return T >= p.T_stop;
+    });
   }
 }
 

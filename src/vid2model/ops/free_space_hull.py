@@ -10,6 +10,7 @@ view can see into either.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -18,6 +19,7 @@ import numpy as np
 from vid2model.camera import Camera
 
 
+@functools.cache
 def _carve_kernel():
     import numba
 

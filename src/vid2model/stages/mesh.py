@@ -101,7 +101,7 @@ def _tsdf(ws: Workspace, views: list[View], voxel: float, depth_max: float, trun
     return mesh, used
 
 
-def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
+def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], scene: dict[str, Any]):
     import open3d as o3d
 
     if not ws.fused_ply.exists():
@@ -112,7 +112,7 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     if not pcd.has_normals():
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
     if cfg.complete_hull and views:
-        pcd = _with_hull(ws, views, pcd, cfg)
+        pcd = _with_hull(views, pcd, cfg, scene, _depth_views(ws, views))
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     from vid2model.ops.native import quiet_stderr
@@ -132,15 +132,15 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View]):
     return mesh, depth
 
 
-def _with_hull(ws: Workspace, views: list[View], pcd, cfg: MeshConfig):
-    """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map saw
-    through (:mod:`vid2model.ops.free_space_hull`), facing out of it."""
+def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views):
+    """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
+    ``depth_views`` ((view, depth map) pairs, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
+    facing out of it."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
     from vid2model.ops.free_space_hull import carve
 
-    scene = ws.read_json(ws.scene_json, default={}) or {}
     if scene.get("capture", "orbit") != "orbit":
         return pcd
     P = np.asarray(pcd.points)
@@ -163,7 +163,7 @@ def _with_hull(ws: Workspace, views: list[View], pcd, cfg: MeshConfig):
     hi = np.r_[centre[:2] + half, top]
 
     def depth_cams():
-        for v, d in _depth_views(ws, views):
+        for v, d in depth_views:
             yield v.resized(d.shape[1], d.shape[0]), d
 
     hull = carve(depth_cams(), lo, hi, step, margin=cfg.hull_margin).standing(centre)
@@ -297,7 +297,7 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         mesh, summary["views_fused"] = _tsdf(ws, views, voxel, depth_max=high * 1.05, trunc=cfg.sdf_trunc_voxels)
     elif cfg.method == "poisson":
         voxel = cfg.voxel_size or radius / cfg.voxel_divisions
-        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg, views)
+        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg, views, scene)
     else:
         raise UserError(f"unknown mesh method {cfg.method!r}: use tsdf or poisson")
     mesh = C.tidy(mesh)

@@ -28,7 +28,7 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     from vid2model.nerf.train import NerfOptions, save_checkpoint, scene_spec, train
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import split_views
-    from vid2model.stages.splat import _device
+    from vid2model.stages.splat import training_device
 
     if not ws.has_dense_cameras:
         raise UserError(f"no undistorted cameras in {ws.dense_sparse_dir}; run camera solving first "
@@ -46,7 +46,8 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
                        checkpoint_every=cfg.checkpoint_every, threads=cfg.threads)
     t0 = time.perf_counter()
     ws.nerf_dir.mkdir(parents=True, exist_ok=True)
-    res = train(views, train_idx, eval_idx, spec, opts, checkpoint=ws.nerf_checkpoint, device=_device(cfg.device))
+    res = train(views, train_idx, eval_idx, spec, opts, checkpoint=ws.nerf_checkpoint,
+                device=training_device(cfg.device, "nerf.device"))
     save_checkpoint(ws.nerf_field, {"field": res.field.state_dict()})
     summary = {
         "iterations": res.iterations, "resumed_from": res.resumed_from, "seconds": time.perf_counter() - t0,

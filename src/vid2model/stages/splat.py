@@ -38,13 +38,14 @@ def _init_points(ws: Workspace, max_points: int, seed: int = 0) -> tuple[np.ndar
     return xyz, rgb, source
 
 
-def _device(name: str) -> str:
+def training_device(name: str, setting: str) -> str:
+    """The torch device the ``setting`` (e.g. ``splat.device``) names: ``auto`` is CUDA when present."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("splat.device=cuda but no CUDA GPU is available; use splat.device=auto")
+        raise UserError(f"{setting}=cuda but no CUDA GPU is available; use {setting}=auto")
     return name
 
 
@@ -69,7 +70,7 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
                         threads=cfg.threads)
     t0 = time.perf_counter()
     res = train(views, train_idx, eval_idx, xyz, rgb, opts, checkpoint=ws.splat_checkpoint,
-                device=_device(cfg.device), cache_mb=cfg.image_cache_mb)
+                device=training_device(cfg.device, "splat.device"), cache_mb=cfg.image_cache_mb)
     write_ply(SplatData.from_model(res.model), ws.splat_ply)
     summary = {
         "gaussians": len(res.model), "iterations": res.iterations, "resumed_from": res.resumed_from,
