@@ -160,9 +160,18 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     assert ws.nerf_field.exists() and ws.nerf_checkpoint.exists()
     assert summary["eval_views"] == 3 and summary["iterations"] == 200 and summary["resolution"] == 32
     assert summary["eval_psnr"] > 10.0  # plumbing only: 200 iterations on a 32^3 grid at 64x48
+    # ... so poor between the views, and the stage says so rather than passing it off as a model
+    check = summary["held_out_check"]
+    assert check["verdict"] == "poor" and f"{summary['eval_psnr']:.1f} dB" in check["reason"], check
     assert run(ws, build_config(sets=sets).nerf)["resumed_from"] == 200
     out = tmp_path / "r"
+    capsys.readouterr()
     assert main(["render", str(ws.root), "--source", "nerf", "--poses", str(pj), "--out", str(out), "--depth"]) == 0
+    assert check["reason"] in capsys.readouterr().err  # rendering says what the stage found
+    from vid2model.report.build import build_report
+
+    build_report(ws)
+    assert "id='view-check-nerf' class='poor'" in ws.report_html.read_text()
     img = np.asarray(Image.open(out / "a.png"))
     depth = np.load(out / "a_depth.npy")
     assert img.shape == (30, 40, 3) and depth.shape == (30, 40) and img.std() > 3

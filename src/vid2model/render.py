@@ -40,12 +40,24 @@ def pick_source(ws: Workspace, source: str | None) -> str:
             raise UserError(f"--source must be splat, mesh or nerf, not {source!r}")
         if not has[source]:
             raise UserError(f"no {source} in {ws.root}; run `{_MAKES[source]}` first")
+        _warn_if_untrusted(ws, source)
         return source
     if has["splat"]:
+        _warn_if_untrusted(ws, "splat")
         return "splat"
     if has["mesh"]:
         return "mesh"
     raise UserError(f"nothing to render in {ws.root}: run `vid2model splat` or `vid2model texture` first")
+
+
+def _warn_if_untrusted(ws: Workspace, source: str) -> None:
+    """Say so when the stage that trained ``source`` found it does not hold between the filmed views."""
+    if not ws.manifest_path.exists():
+        return
+    stage = ws.read_manifest().get("stages", {}).get(source) or {}
+    check = (stage.get("summary") or {}).get("held_out_check") or {}
+    if check.get("verdict") == "poor":
+        log.warning("rendering anyway, but %s", check.get("reason"))
 
 
 def _nerf_field(ws: Workspace):

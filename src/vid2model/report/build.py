@@ -105,6 +105,7 @@ def build_report(ws: Workspace) -> dict[str, Any]:
         probes = check.get("probes") or {}
         data["camera_check"].update(probes_tested=probes.get("tested"), probes_agreeing=probes.get("agreeing"),
                                     bridges=len(check.get("bridges") or []))
+    data["view_checks"] = _view_checks(ws)
     data["exports"] = [p.name for p in ws.exported_models()]
     data["viewer"] = "../site/index.html" if ws.site_html.exists() else None
     ws.write_json(ws.report_json, data)
@@ -113,6 +114,35 @@ def build_report(ws: Workspace) -> dict[str, Any]:
     n_find = len(data["findings"]) + len((data["coverage"] or {}).get("findings", []))
     return {"report": str(ws.report_html), "findings": n_find,
             "_human": f"report: {ws.report_html} ({n_find} findings)"}
+
+
+def _view_checks(ws: Workspace) -> dict[str, Any]:
+    """Per trained view model (splat, nerf): held-out and training PSNR and the stage's verdict on them."""
+    try:
+        stages = ws.read_manifest().get("stages", {}) if ws.manifest_path.exists() else {}
+    except Exception as exc:  # a manifest being rewritten right now: the next refresh has it
+        log.warning("view checks skipped: %s", exc)
+        return {}
+    out = {}
+    for name in ("splat", "nerf"):
+        s = (stages.get(name) or {}).get("summary") or {}
+        if stages.get(name, {}).get("status") == "done" and s.get("held_out_check"):
+            out[name] = {"eval_psnr": s.get("eval_psnr"), "train_psnr": s.get("train_psnr"),
+                         "eval_views": s.get("eval_views"), **s["held_out_check"]}
+    return out
+
+
+def _view_check_html(checks: dict[str, Any]) -> str:
+    e = html.escape
+    label = {"splat": "Splats", "nerf": "Radiance field"}
+    out = []
+    for name, c in checks.items():
+        psnr = f"held-out PSNR {c['eval_psnr']:.1f} dB on {c['eval_views']} views" if c.get("eval_psnr") is not None \
+            else "no views held out"
+        tail = f": {e(c['reason'])}" if c.get("reason") else ""
+        out.append(f"<p id='view-check-{name}' class='{e(str(c.get('verdict')))}'>{label[name]}: {psnr} "
+                   f"({e(str(c.get('verdict')))}){tail}.</p>")
+    return "".join(out)
 
 
 def _html(d: dict[str, Any]) -> str:
@@ -182,7 +212,7 @@ figure{{margin:0;font-size:10px;text-align:center}} figure img{{height:90px}} .m
 <h2>Timeline</h2>{timeline}
 <h2>Keyframes ({len(d.get('keyframes', []))}{shown})</h2><div class="strip">{thumbs}</div>
 <h2>Coverage</h2>{cov_html}
-<h2>Results</h2><p>{results}</p>
+<h2>Results</h2><p>{results}</p>{_view_check_html(d.get("view_checks") or {})}
 </body></html>"""
 
 

@@ -28,7 +28,7 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     from vid2model.nerf.train import NerfOptions, save_checkpoint, scene_spec, train
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import split_views
-    from vid2model.stages.splat import training_device
+    from vid2model.stages.splat import held_out_check, training_device
 
     if not ws.has_dense_cameras:
         raise UserError(f"no undistorted cameras in {ws.dense_sparse_dir}; run camera solving first "
@@ -58,4 +58,5 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     }
     if res.eval_psnr is not None:
         log.info("NeRF: held-out PSNR %.2f dB on %d views", res.eval_psnr, len(eval_idx))
+    summary["held_out_check"] = held_out_check(res.train_psnr, res.eval_psnr, len(eval_idx), "the radiance field")
     return summary

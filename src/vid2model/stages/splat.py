@@ -82,4 +82,15 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
     }
     if res.eval_psnr is not None:
         log.info("splats: %d, held-out PSNR %.2f dB, SSIM %.3f", len(res.model), res.eval_psnr, res.eval_ssim)
+    summary["held_out_check"] = held_out_check(res.train_psnr, res.eval_psnr, len(eval_idx), "the splat model")
     return summary
+
+
+def held_out_check(train_psnr: float | None, eval_psnr: float | None, n_eval: int, what: str) -> dict:
+    """The held-out verdict (:func:`~vid2model.ops.held_out.held_out_verdict`), warned about when poor."""
+    from vid2model.ops.held_out import held_out_verdict
+
+    v = held_out_verdict(train_psnr, eval_psnr, n_eval, what)
+    if v["verdict"] == "poor":
+        log.warning("%s", v["reason"])
+    return v
