@@ -36,18 +36,18 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run(views, spec, opts) -> dict:
+def _run(views, spec, opts, depths=None) -> dict:
     from vid2model.nerf.train import train
     from vid2model.splat.train import split_views
 
     tr, te = split_views(len(views), 8)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    res = train(views, tr, te, spec, opts)
+    res = train(views, tr, te, spec, opts, depths=depths)
     return {"eval_psnr": res.eval_psnr, "train_psnr": res.train_psnr, "train_s": res.seconds,
             "total_s": time.perf_counter() - t0, "iterations": res.iterations, "grid": res.field.R,
             "rows": res.rows, "train_views": len(tr), "eval_views": len(te), "load_start": load0,
-            "load_end": os.getloadavg()[0], "peak_rss_mb": _peak_mb(),
+            "load_end": os.getloadavg()[0], "peak_rss_mb": _peak_mb(), "depth_weight": opts.depth_weight,
             "resolution": [views[0].camera.width, views[0].camera.height]}
 
 
@@ -64,12 +64,34 @@ def bench_lego(opts) -> dict | None:
     return _run(views, spec, opts.__class__(**{**opts.__dict__, "exposure": False}))
 
 
+def _mesh_depths(views, mesh_path: Path) -> list:
+    """Each view's z-depth [H, W] of the mesh (0 where a ray misses): the depth prior's measurements."""
+    import open3d as o3d
+    import trimesh
+
+    mesh = trimesh.load(mesh_path, process=False)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    out = []
+    for v in views:
+        c = v.camera
+        rays = c.pixel_rays().reshape(-1, 3) @ c.world_to_cam[:3, :3]  # world directions, camera z = 1
+        n = np.linalg.norm(rays, axis=1, keepdims=True)
+        ro = np.concatenate([np.broadcast_to(c.center, rays.shape), rays / n], 1).astype(np.float32)
+        t = scene.cast_rays(o3d.core.Tensor(ro))["t_hit"].numpy()
+        out.append(np.where(np.isfinite(t), t / n[:, 0], 0).astype(np.float32).reshape(c.height, c.width))
+    return out
+
+
 def bench_synth(opts) -> dict:
     import bench_splat
     from vid2model.nerf.train import scene_spec
 
     views, pts, _ = bench_splat._synth(bench_splat.WORK / "splat_synth", 320, 240, 24, 50_000)
-    return _run(views, scene_spec(views, pts, contract=True, sh_degree=opts.sh_degree), opts)
+    # the depth prior (when on) measures the exact surface, as the splat starts from exact surface points
+    depths = _mesh_depths(views, bench_splat.WORK / "splat_synth" / "scene.ply") if opts.depth_weight > 0 else None
+    return _run(views, scene_spec(views, pts, contract=True, sh_degree=opts.sh_degree), opts, depths)
 
 
 def bench_fox(opts, max_side: int = 400) -> dict | None:
@@ -109,13 +131,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=NerfOptions.iterations)
     ap.add_argument("--resolutions", default=",".join(map(str, NerfOptions.resolutions)))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--depth-weight", type=float, default=0.0, help="depth prior (synth: the exact surface's depth)")
     ap.add_argument("--splat", action="store_true", help="also bench_splat's lego on the same views")
     ap.add_argument("--splat-iters", type=int, default=3000)
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     set_quiet(not sys.stderr.isatty())
-    opts = NerfOptions(iterations=args.iters, threads=args.threads,
+    opts = NerfOptions(iterations=args.iters, threads=args.threads, depth_weight=args.depth_weight,
                        resolutions=tuple(int(x) for x in args.resolutions.split(",")))
     from vid2model.nerf import kernels
 
@@ -158,7 +181,8 @@ def markdown(res: dict) -> str:
         if r:
             rows.append(f"| {name} {r['resolution'][0]}x{r['resolution'][1]} | NeRF (grid {r['grid']}^3, {r['rows']} rows, "
                         f"{r['iterations']} its) | {r['eval_psnr']:.2f} | {r['train_s']:.0f} | {r['peak_rss_mb']:.0f} | "
-                        f"{r['load_start']:.1f}-{r['load_end']:.1f} | target {targets[name]}; {r['eval_views']} held out |")
+                        f"{r['load_start']:.1f}-{r['load_end']:.1f} | target {targets[name]}; {r['eval_views']} held out"
+                        + (f"; depth prior {r['depth_weight']:g}" if r.get("depth_weight") else "") + " |")
     r = res.get("splat_lego")
     if r:
         rows.append(f"| lego 200x200 | splat ({r['gaussians']} splats, {r['iterations']} its) | {r['eval_psnr']:.2f} | "

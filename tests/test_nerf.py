@@ -55,6 +55,16 @@ def test_kernels_match_torch_rule(contract):
     opt.backward(o, d, rgb, g.numpy())
     ours, ref = opt.grads.sum(0), data.grad.numpy()
     assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
+    # with a depth prior: the expected depth's gradient joins the colour's
+    data.grad = None
+    gd = torch.from_numpy(np.random.default_rng(3).normal(size=96).astype(np.float32))
+    rt, dt, _ = render_torch(f, torch.from_numpy(o), torch.from_numpy(d), data)
+    ((rt * g).sum() + (dt * gd).sum()).backward()
+    opt = CpuOptimizer(f)
+    opt.backward(o, d, rgb, g.numpy(), depth, gd.numpy())
+    ours, ref = opt.grads.sum(0), data.grad.numpy()
+    assert np.abs(ours[:, 0] - ref[:, 0]).max() < 1e-3 * np.abs(ref[:, 0]).max()
+    assert np.abs(ours - ref).max() < 1e-3 * np.abs(ref).max()
 
 
 def _synth_views(tmp_path, w=64, h=48, n=32, seed=1):

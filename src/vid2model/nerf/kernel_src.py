@@ -170,7 +170,8 @@ extern "C" void nerf_forward(int n, const float* o, const float* d, const float*
 // grads: nthreads x rows x C, touched: nthreads x rows (both left for nerf_adam to sum and clear)
 extern "C" void nerf_backward(int n, const float* o, const float* d, const float* data, const int32_t* idx,
                               const uint8_t* occ, const int* ip, const float* fp, const float* rgb,
-                              const float* g_rgb, int64_t rows_total, float* grads, uint8_t* touched) {
+                              const float* g_rgb, const float* depth, const float* g_depth, int64_t rows_total,
+                              float* grads, uint8_t* touched) {
   P p = unpack(ip, fp);
   #pragma omp parallel for schedule(dynamic, 64)
   for (int r = 0; r < n; ++r) {
@@ -179,16 +180,23 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
     uint8_t* tc = touched + (int64_t)tid * rows_total;
     const float* ro = o + 3 * r; const float* rd = d + 3 * r;
     const float* Cf = rgb + 3 * r; const float* gr = g_rgb + 3 * r;
-    float Y[9], A[3] = {0, 0, 0}, T = 1.f;
+    float Y[9], A[3] = {0, 0, 0}, T = 1.f, AD = 0.f;
+    // the expected depth's gradient (optional: a depth prior), the same rule with the sample's distance
+    // as its colour and no background
+    const float gd = g_depth ? g_depth[r] : 0.f, Df = depth ? depth[r] : 0.f;
     sh_basis(rd, p.K, Y);
     march(p, data, idx, occ, ro, rd, Y, [&](const int32_t* rows, const float* w, const float* col, float raw,
-                                             float alpha, float) {
+                                             float alpha, float tm) {
       float wt = T * alpha, Tn = T * (1.f - alpha);
       float dsig = 0.f, dz[3];
       for (int ch = 0; ch < 3; ++ch) {
         A[ch] += wt * col[ch];
         dsig += gr[ch] * (Tn * col[ch] - (Cf[ch] - A[ch]));
         dz[ch] = wt * gr[ch] * col[ch] * (1.f - col[ch]);
+      }
+      if (gd != 0.f) {
+        AD += wt * tm;
+        dsig += gd * (Tn * tm - (Df - AD));
       }
       float draw = dsig * p.dvox * sigm(raw + p.shift);
       for (int c = 0; c < 8; ++c) {

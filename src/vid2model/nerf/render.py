@@ -51,13 +51,22 @@ class CpuOptimizer:
         self.touched = np.zeros((self.nt, n), np.uint8)
         self.t = 0
 
-    def backward(self, o: np.ndarray, d: np.ndarray, rgb: np.ndarray, g_rgb: np.ndarray) -> None:
+    def backward(self, o: np.ndarray, d: np.ndarray, rgb: np.ndarray, g_rgb: np.ndarray,
+                 depth: np.ndarray | None = None, g_depth: np.ndarray | None = None) -> None:
+        """Accumulate the gradients of a loss whose gradient is ``g_rgb`` (n, 3) on the forward pass's ``rgb``
+        and, optionally, ``g_depth`` (n,) on its expected ``depth`` (n,)."""
         f, lib = self.field, kernels.load()
         p = f.params()
+        with_depth = depth is not None and g_depth is not None
+        # kept referenced until the call returns: the kernel only gets their addresses
+        dep = np.ascontiguousarray(depth, np.float32) if with_depth else None
+        gp = np.ascontiguousarray(g_depth, np.float32) if with_depth else None
+        dp = None if dep is None else kernels.ptr(dep)
         lib.nerf_backward(len(o), kernels.ptr(o), kernels.ptr(d), kernels.ptr(f.data.numpy()),
                           kernels.ptr(f.idx.numpy()), kernels.ptr(f.occ.numpy()), kernels.ptr(p["ip"]),
                           kernels.ptr(p["fp"]), kernels.ptr(rgb), kernels.ptr(np.ascontiguousarray(g_rgb, np.float32)),
-                          len(f.data), kernels.ptr(self.grads), kernels.ptr(self.touched))
+                          dp, None if gp is None else kernels.ptr(gp), len(f.data), kernels.ptr(self.grads),
+                          kernels.ptr(self.touched))
 
     def tv(self, w_density: float, w_color: float, stride: int, offset: int) -> None:
         f, lib = self.field, kernels.load()

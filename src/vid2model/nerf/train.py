@@ -41,6 +41,9 @@ class NerfOptions:
     warmup: int = 32  # iterations before cells are emptied
     exposure: bool = True
     lr_exposure: float = 1e-3
+    # depth prior: weight of the squared relative error between a ray's expected depth and a measured one
+    # (``train(depths=...)``; pixels without a measurement are free)
+    depth_weight: float = 0.0
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0
@@ -92,10 +95,12 @@ def evaluate(field: Field, views: Sequence[Any]) -> float | None:
 
 
 class _Rays:
-    """Every training pixel's normalised ray, colour and image index (sampled at random each step)."""
+    """Every training pixel's normalised ray, colour, image index and (where ``depths`` has one) the measured
+    distance along the normalised ray (NaN where none), sampled at random each step."""
 
-    def __init__(self, field: Field, views: Sequence[Any], idx: Sequence[int]):
-        os_, ds, cs, ims = [], [], [], []
+    def __init__(self, field: Field, views: Sequence[Any], idx: Sequence[int],
+                 depths: Sequence[np.ndarray | None] | None = None):
+        os_, ds, cs, ims, ts = [], [], [], [], []
         for i in idx:
             v = views[i]
             img = np.ascontiguousarray(v.load())
@@ -103,6 +108,13 @@ class _Rays:
             if img.shape[:2] != (c.height, c.width):
                 raise ValueError(f"image {v.name} is {img.shape[1]}x{img.shape[0]}, expected {c.width}x{c.height}")
             o, d = field.normalise_rays(*camera_rays(c))
+            z = None if depths is None else depths[i]
+            t = np.full(len(d), np.nan, np.float32)
+            if z is not None:
+                z = np.asarray(z, np.float32).reshape(-1)
+                fwd = d @ c.world_to_cam[2, :3].astype(np.float32)  # a unit ray's forward component
+                t = np.where(z > 0, z / np.maximum(fwd, 1e-6) / field.spec.scale, np.nan).astype(np.float32)
+            ts.append(t)
             os_.append(o[:1])
             ds.append(d)
             cs.append(img.reshape(-1, 3))
@@ -110,6 +122,7 @@ class _Rays:
         self.origin = np.concatenate(os_)  # one per image (pinhole)
         self.slot = np.concatenate([np.full(len(d), k, np.int32) for k, d in enumerate(ds)])
         self.d, self.rgb, self.image = np.concatenate(ds), np.concatenate(cs), np.concatenate(ims)
+        self.t = np.concatenate(ts)
 
     def __len__(self) -> int:
         return len(self.d)
@@ -117,7 +130,7 @@ class _Rays:
     def batch(self, rng: np.random.Generator, n: int):
         k = rng.integers(0, len(self), n)
         return (np.ascontiguousarray(self.origin[self.slot[k]]), np.ascontiguousarray(self.d[k]),
-                self.rgb[k].astype(np.float32) / 255, self.image[k])
+                self.rgb[k].astype(np.float32) / 255, self.image[k], self.t[k])
 
 
 def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: bool, sh_degree: int,
@@ -154,16 +167,18 @@ def _pick_threads(requested: int) -> int:
 
 
 def train(views: Sequence[Any], train_idx: list[int], eval_idx: list[int], spec: FieldSpec, opts: NerfOptions, *,
-          checkpoint: Path | None = None, device: str = "cpu") -> NerfResult:
+          checkpoint: Path | None = None, device: str = "cpu",
+          depths: Sequence[np.ndarray | None] | None = None) -> NerfResult:
     """Train a field on ``views[train_idx]``; PSNR on ``views[eval_idx]``. Resumes from ``checkpoint`` when it
-    holds a run of the same options, scene and views."""
+    holds a run of the same options, scene and views. ``depths``: per view, a measured z-depth map [H, W]
+    (world units, 0 where none) or None, for the depth prior (``opts.depth_weight``)."""
     old = torch.get_num_threads()
     n_threads = _pick_threads(opts.threads)
     torch.set_num_threads(n_threads)
     old_omp = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(n_threads)  # read by the kernels' OpenMP runtime when first used
     try:
-        return _train(views, train_idx, eval_idx, spec, opts, checkpoint, device)
+        return _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths)
     finally:
         torch.set_num_threads(old)
         if old_omp is None:
@@ -193,19 +208,22 @@ class _Trainer:
             self.opt = torch.optim.Adam([self.field.data], lr=1.0, betas=(0.9, 0.99), eps=1e-15)
 
     def forward(self, o, d):
+        """(rgb (n, 3), expected depth (n,)) with gradients."""
         if self.cpu:
             from vid2model.nerf.render import forward_cpu
 
-            rgb, _, _, _ = forward_cpu(self.field, o, d)
-            self._rays = (o, d, rgb)
-            return torch.from_numpy(rgb).requires_grad_(True)
+            rgb, depth, _, _ = forward_cpu(self.field, o, d)
+            self._rays = (o, d, rgb, depth)
+            return torch.from_numpy(rgb).requires_grad_(True), torch.from_numpy(depth).requires_grad_(True)
         dev = self.field.data.device
-        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))[0]
+        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))[:2]
 
-    def step(self, rgb: torch.Tensor, lr_density: float, lr_color: float, it: int) -> None:
+    def step(self, rgb: torch.Tensor, depth: torch.Tensor, lr_density: float, lr_color: float, it: int) -> None:
         o = self.opts
         if self.cpu:
-            self.opt.backward(*self._rays, rgb.grad.numpy())
+            o_, d_, rgb_, depth_ = self._rays
+            g_depth = depth.grad.numpy() if depth.grad is not None else None
+            self.opt.backward(o_, d_, rgb_, rgb.grad.numpy(), depth_, g_depth)
             if o.tv_density > 0 or o.tv_color > 0:
                 self.opt.tv(o.tv_density, o.tv_color, o.tv_stride, it % o.tv_stride)
             self.opt.step(lr_density, lr_color)
@@ -243,7 +261,7 @@ class _Trainer:
         self.opt.load_state_dict(d)
 
 
-def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device) -> NerfResult:
+def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -> NerfResult:
     from vid2model.progress import bar
 
     rng = np.random.default_rng(opts.seed)
@@ -274,7 +292,7 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device) -> NerfRe
     exp_opt = torch.optim.Adam([exposure], lr=opts.lr_exposure)
     if state is not None:
         exp_opt.load_state_dict(state["exp_optimizer"])
-    rays = _Rays(field, views, train_idx)
+    rays = _Rays(field, views, train_idx, depths if opts.depth_weight > 0 else None)
     train_t = torch.as_tensor(train_idx, device=dev)
     recent: list[float] = []
     t0 = time.perf_counter()
@@ -297,17 +315,23 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device) -> NerfRe
                 if it % (opts.occupancy_every * 8) == 0:
                     log.debug("NeRF it %d: %.1f s, PSNR %.2f, grid %d^3, %d rows, occupied %.3f", it,
                               time.perf_counter() - t0, np.mean(recent), field.R, len(field.data), share)
-            o, d, gt, img = rays.batch(rng, opts.batch_rays)
-            rgb = trainer.forward(o, d)
+            o, d, gt, img, t_meas = rays.batch(rng, opts.batch_rays)
+            rgb, depth = trainer.forward(o, d)
             pred = rgb
             if opts.exposure:  # relative to the mean over training views: no drift of the colours as a whole
                 ab = exposure[torch.from_numpy(img).to(dev).long()] - exposure[train_t].mean(0)
                 pred = rgb * torch.exp(ab[:, :3]) + ab[:, 3:]
             gt_t = torch.from_numpy(gt).to(dev)
             loss = torch.mean((pred - gt_t) ** 2)
-            loss.backward()
+            total = loss
+            has = np.isfinite(t_meas)
+            if opts.depth_weight > 0 and has.any():
+                t_t = torch.from_numpy(np.where(has, t_meas, 1.0).astype(np.float32)).to(dev)
+                m = torch.from_numpy(has).to(dev)
+                total = total + opts.depth_weight * torch.sum(((depth - t_t) / t_t)[m] ** 2) / len(has)
+            total.backward()
             decay = opts.lr_decay ** (it / max(opts.iterations - 1, 1))
-            trainer.step(rgb, opts.lr_density * decay, opts.lr_color * decay, it)
+            trainer.step(rgb, depth, opts.lr_density * decay, opts.lr_color * decay, it)
             if opts.exposure:
                 exp_opt.step()
                 exp_opt.zero_grad(set_to_none=True)
