@@ -203,3 +203,22 @@ def test_config_and_optional_stage():
     assert "nerf" in OPTIONAL_STAGES
     assert "nerf" not in [s.name for s in selected_stages(None, ())]
     assert [s.name for s in selected_stages(["nerf"], ())] == ["nerf"]
+
+
+def test_dense_depth_maps_feed_the_depth_prior(tmp_path, synth_orbit):
+    helpers = pytest.importorskip("helpers_colmap")
+    from vid2model.io.colmap_dense import write_array
+    from vid2model.splat.scenes import views_from_colmap
+    from vid2model.stages.nerf import _dense_depths
+    from vid2model.workspace import Workspace
+
+    ws = helpers.make_dense_workspace(Workspace(tmp_path / "ws").create(), synth_orbit)
+    views = views_from_colmap(ws.dense_sparse_dir, ws.undistorted_dir, 40)
+    assert _dense_depths(ws, views) is None  # no dense stage yet: no prior, training goes on without
+    c = views[1].camera
+    d = np.zeros((2 * c.height, 2 * c.width), np.float32)  # the dense stage's finer map
+    d[: c.height] = 1.5
+    write_array(ws.depth_map(views[1].name), d)
+    got = _dense_depths(ws, views)
+    assert got[0] is None and got[1].shape == (c.height, c.width)
+    assert set(np.unique(got[1])) == {0.0, 1.5}  # nearest: no depth blended with an empty pixel

@@ -277,7 +277,7 @@ class NerfConfig(_Choices):
 
     _bounds = {"iterations": (1, None), "max_side": (16, None), "batch_rays": (64, None), "eval_every": (0, None),
                "resolution": (16, 1024), "coarse_resolution": (8, 1024), "lr_density": (0, None),
-               "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None)}
+               "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None), "depth_weight": (0, None)}
 
     iterations: int = 2000
     max_side: int = 400  # training image resolution (long side)
@@ -298,6 +298,9 @@ class NerfConfig(_Choices):
     tv_density: float = 0.0
     tv_color: float = 0.0
     exposure: bool = True  # learn a per-image colour gain/bias (phone auto-exposure)
+    # depth prior from the dense stage's depth maps (when there are some): without it, a free grid paints each
+    # view's pixels where no other view checks them (see bench/results/nerf-2026-12-03-orbit-diagnosis.md)
+    depth_weight: float = 1.0
     eval_every: int = 8  # hold out every n-th keyframe for the PSNR (0: none)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = field(default=250, metadata=HOW_NOT_WHAT)  # iterations between resumable checkpoints
