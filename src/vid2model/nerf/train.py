@@ -95,7 +95,7 @@ def evaluate(field: Field, views: Sequence[Any]) -> float | None:
 
 
 class _Rays:
-    """Every training pixel's normalised ray, colour, image index and (where ``depths`` has one) the measured
+    """Every training pixel's normalised ray, colour, image index and, when ``depths`` are given, the measured
     distance along the normalised ray (NaN where none), sampled at random each step."""
 
     def __init__(self, field: Field, views: Sequence[Any], idx: Sequence[int],
@@ -108,13 +108,13 @@ class _Rays:
             if img.shape[:2] != (c.height, c.width):
                 raise ValueError(f"image {v.name} is {img.shape[1]}x{img.shape[0]}, expected {c.width}x{c.height}")
             o, d = field.normalise_rays(*camera_rays(c))
-            z = None if depths is None else depths[i]
-            t = np.full(len(d), np.nan, np.float32)
-            if z is not None:
-                z = np.asarray(z, np.float32).reshape(-1)
-                fwd = d @ c.world_to_cam[2, :3].astype(np.float32)  # a unit ray's forward component
-                t = np.where(z > 0, z / np.maximum(fwd, 1e-6) / field.spec.scale, np.nan).astype(np.float32)
-            ts.append(t)
+            if depths is not None:
+                t = np.full(len(d), np.nan, np.float32)
+                if depths[i] is not None:
+                    z = np.asarray(depths[i], np.float32).reshape(-1)
+                    fwd = d @ c.world_to_cam[2, :3].astype(np.float32)  # a unit ray's forward component
+                    t = np.where(z > 0, z / np.maximum(fwd, 1e-6) / field.spec.scale, np.nan).astype(np.float32)
+                ts.append(t)
             os_.append(o[:1])
             ds.append(d)
             cs.append(img.reshape(-1, 3))
@@ -122,7 +122,7 @@ class _Rays:
         self.origin = np.concatenate(os_)  # one per image (pinhole)
         self.slot = np.concatenate([np.full(len(d), k, np.int32) for k, d in enumerate(ds)])
         self.d, self.rgb, self.image = np.concatenate(ds), np.concatenate(cs), np.concatenate(ims)
-        self.t = np.concatenate(ts)
+        self.t = np.concatenate(ts) if depths is not None else None
 
     def __len__(self) -> int:
         return len(self.d)
@@ -130,7 +130,7 @@ class _Rays:
     def batch(self, rng: np.random.Generator, n: int):
         k = rng.integers(0, len(self), n)
         return (np.ascontiguousarray(self.origin[self.slot[k]]), np.ascontiguousarray(self.d[k]),
-                self.rgb[k].astype(np.float32) / 255, self.image[k], self.t[k])
+                self.rgb[k].astype(np.float32) / 255, self.image[k], None if self.t is None else self.t[k])
 
 
 def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: bool, sh_degree: int,
@@ -324,8 +324,8 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
             gt_t = torch.from_numpy(gt).to(dev)
             loss = torch.mean((pred - gt_t) ** 2)
             total = loss
-            has = np.isfinite(t_meas)
-            if opts.depth_weight > 0 and has.any():
+            has = np.isfinite(t_meas) if t_meas is not None else None
+            if has is not None and has.any():
                 t_t = torch.from_numpy(np.where(has, t_meas, 1.0).astype(np.float32)).to(dev)
                 m = torch.from_numpy(has).to(dev)
                 total = total + opts.depth_weight * torch.sum(((depth - t_t) / t_t)[m] ** 2) / len(has)

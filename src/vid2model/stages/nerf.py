@@ -86,4 +86,3 @@ def _dense_depths(ws: Workspace, views: list) -> list[np.ndarray | None] | None:
         log.info("NeRF: no dense depth maps, so no depth prior (run `vid2model dense` first for one)")
         return None
     return out
-
