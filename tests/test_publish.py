@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -110,7 +111,8 @@ class Browser:
              "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
              "--disable-dev-shm-usage", "--remote-debugging-port=0",
              f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # its renderers and GPU process share the session: close() ends them all
         port = self._devtools_port(profile)
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
         url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
@@ -198,6 +200,16 @@ class Browser:
         mouse({"type": "mouseReleased", "x": x0 + dx, "y": y0 + dy, "button": "left", "buttons": 0,
                "clickCount": 1})
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of this browser (renderers, GPU process, the browser)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == self.proc.pid:  # session id
+                    total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        return total / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ws.close()
@@ -207,6 +219,22 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        # a renderer left behind keeps drawing and starves whatever the machine runs next
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _assert_idle(browser: Browser, what: str, settle: float = 0.0, seconds: float = 3.0) -> None:
+    """A shown page nobody touches must not keep drawing: in software GL that takes whole cores from the
+    machine (the test suite's own jobs, or a laptop's battery)."""
+    time.sleep(settle)
+    cpu0, t0 = browser.cpu_seconds(), time.time()
+    time.sleep(seconds)
+    load = (browser.cpu_seconds() - cpu0) / (time.time() - t0)
+    print(f"{what} idle: {load:.3f} of a core")
+    # idle pages measured 0.06-0.13 of a core (0.2 at worst on a loaded machine); a page that keeps
+    # drawing in software GL takes a whole one
+    assert load < 0.4, f"{what} keeps {load:.2f} of a core busy while nobody touches it"
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +327,7 @@ def test_product_view_loads_and_orbits(browser, server):
     before = browser.screenshot(r)
     cov = coverage(before)
     assert 0.05 < cov < 0.9, f"model covers {cov:.1%} of the canvas"
+    _assert_idle(browser, "product page")
     theta0 = browser.eval("document.getElementById('product').getCameraOrbit().theta")
     browser.drag(r, dx=r["width"] * 0.25)
     time.sleep(1.5)  # model-viewer eases the camera towards the dragged orbit
@@ -333,6 +362,7 @@ def test_splat_view_loads_and_orbits(browser, server):
     before = browser.screenshot(r)
     cov = coverage(before)
     assert 0.05 < cov < 0.9, f"splat covers {cov:.1%} of the canvas"
+    _assert_idle(browser, "splat page", settle=3.0)  # its worker sorts the splats for the first view first
     p0 = np.array(browser.eval("window.v2mSplat.camera.position.toArray()"))
     browser.drag(r, dx=r["width"] * 0.25)
     time.sleep(1.5)
@@ -415,6 +445,7 @@ def test_walk_through_page_walks_and_shows_where_you_are(browser, tmp_path, npm_
         r = browser.rect("#tour-canvas")
         before = browser.screenshot(r)
         assert coverage(before) > 0.5  # the room's walls fill the view
+        _assert_idle(browser, "tour page")
         x0, y0 = browser.eval("[v2mTour.state.x, v2mTour.state.y]")
         assert (x0, y0) == pytest.approx((0.0, -1.5), abs=1e-6)
         # the door on the map: a gap in wall 1 (y = -3) from x = -1 to -0.1, in the map's 150 px per 6 m

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,11 +28,17 @@ def _screenshot(html: Path, out: Path, size=(1200, 2600)) -> np.ndarray:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium) so the report cannot be rendered")
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={out}",
-                        f"--window-size={size[0]},{size[1]}", html.resolve().as_uri()],
-                       check=True, capture_output=True, timeout=120)
+        proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                 "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={out}",
+                                 f"--window-size={size[0]},{size[1]}", html.resolve().as_uri()],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:  # its renderers too, also when it timed out
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.returncode == 0, err[-2000:]
     return np.asarray(Image.open(out).convert("RGB"))
 
 

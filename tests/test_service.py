@@ -219,7 +219,12 @@ def test_page_upload_survives_a_killed_server_and_finishes(tmp_path, synth_orbit
             job = json.loads(request(f"{s.url}/api/jobs/{job_id}")[2])
             return job["progress"]["stages"].get("sfm") == "done"
 
+        cpu0, t0 = browser.cpu_seconds(), time.time()
         _wait(stage_running, 180, "the camera stage to finish")
+        # the page that watches a job must leave the machine to the job (it polls; it must not spin)
+        browser_load = (browser.cpu_seconds() - cpu0) / (time.time() - t0)
+        print(f"browser while the job ran: {browser_load:.3f} of a core over {time.time() - t0:.0f} s")
+        assert browser_load < 0.4, browser_load  # measured 0.04
         assert _children_running(ws), "the job's run is not a child process"
         sfm_done_at = json.loads((ws / "manifest.json").read_text())["stages"]["sfm"]["finished"]
         s.kill(signal.SIGKILL)

@@ -59,18 +59,25 @@ async function main() {
 
   // Render on demand (battery, and software GL): a burst of frames after each change, because Spark sorts
   // the splats for a new viewpoint in a worker and shows the result a few frames later.
+  // Between bursts the frame loop itself stops: an idle page costs nothing.
   const BURST = 20;
-  let pending = BURST, frames = 0;
-  const wake = () => { pending = BURST; };
-  controls.addEventListener("change", wake);
-  new ResizeObserver(wake).observe(canvas);
-  renderer.setAnimationLoop(() => {
-    controls.update();
-    if (pending <= 0) return;
+  let pending = BURST, frames = 0, running = false;
+  const frame = () => {
+    controls.update();  // may wake the loop again while the damping settles
+    if (pending <= 0) { renderer.setAnimationLoop(null); running = false; return; }
     pending--;
     renderer.render(scene, camera);
     if (++frames === 8) { say(""); document.body.dataset.loaded = "1"; }
-  });
+  };
+  const wake = () => {
+    pending = BURST;
+    if (!running) { running = true; renderer.setAnimationLoop(frame); }
+  };
+  controls.addEventListener("change", wake);
+  canvas.addEventListener("pointerdown", wake);
+  canvas.addEventListener("wheel", wake, { passive: true });
+  new ResizeObserver(wake).observe(canvas);
+  wake();
 }
 
 main().catch((err) => {

@@ -92,16 +92,13 @@ async function main() {
   window.v2mTour = { state: st, camera };
 
   // Render on demand (battery, and software GL): only while a key is held, after a drag or a resize
-  let last = performance.now(), frames = 0, pending = 5;
-  const wake = () => { pending = Math.max(pending, 3); };
-  window.addEventListener("keydown", wake);
-  canvas.addEventListener("pointermove", wake);
-  new ResizeObserver(wake).observe(canvas);
-  renderer.setAnimationLoop((now) => {
+  // Between them the frame loop itself stops: an idle page costs nothing.
+  let last = performance.now(), frames = 0, pending = 5, running = false;
+  const frame = (now) => {
     const dt = Math.min(0.1, (now - last) / 1000);
     last = now;
     if (keys.size) pending = Math.max(pending, 3);
-    if (pending <= 0) return;
+    if (pending <= 0) { renderer.setAnimationLoop(null); running = false; return; }
     pending--;
     const fwd = (keys.has("w") || keys.has("arrowup") ? 1 : 0) - (keys.has("s") || keys.has("arrowdown") ? 1 : 0);
     const side = (keys.has("d") ? 1 : 0) - (keys.has("a") ? 1 : 0);
@@ -114,7 +111,15 @@ async function main() {
     renderer.render(scene, camera);
     drawMap(st);
     if (++frames === 3) { say(""); document.body.dataset.loaded = "1"; }
-  });
+  };
+  const wake = () => {
+    pending = Math.max(pending, 3);
+    if (!running) { running = true; last = performance.now(); renderer.setAnimationLoop(frame); }
+  };
+  window.addEventListener("keydown", wake);
+  canvas.addEventListener("pointermove", wake);
+  new ResizeObserver(wake).observe(canvas);
+  wake();
 }
 
 main().catch((err) => {
