@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from vid2model.camera import Camera, pixel_index
+from vid2model.ops.decimation import quadric
 from vid2model.ops.mvs.plane_fill import seen_through
 
 
@@ -306,8 +307,12 @@ def fill_holes(mesh, max_hole_size: float):
     if len(new) == 0:
         return mesh
     n = np.int64(len(V))
+    # a patch meets the mesh only along its rims: the old mesh's boundary edges, as it winds them
     old_dir = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
-    old_code = old_dir[:, 0] * n + old_dir[:, 1]
+    und = np.minimum(old_dir[:, 0], old_dir[:, 1]) * n + np.maximum(old_dir[:, 0], old_dir[:, 1])
+    _, inv, counts = np.unique(und, return_inverse=True, return_counts=True)
+    rim = old_dir[counts[inv] == 1]
+    old_code = rim[:, 0] * n + rim[:, 1]
     _, lab = np.unique(component_labels(len(V), new), return_inverse=True)  # one patch per hole
     n_patch = int(lab.max()) + 1
     # orientation: along the rim, a consistently wound patch runs each edge opposite to the mesh
@@ -337,9 +342,11 @@ def fill_holes(mesh, max_hole_size: float):
 
 def boundary_edges(faces: np.ndarray) -> np.ndarray:
     """(E, 2) edges used by exactly one triangle (the rims of holes)."""
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    return uniq[counts == 1]
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1).astype(np.int64)
+    n = np.int64(e.max() + 1) if len(e) else np.int64(1)
+    uniq, counts = np.unique(e[:, 0] * n + e[:, 1], return_counts=True)  # 1-D codes: far faster than axis=0
+    once = uniq[counts == 1]
+    return np.stack([once // n, once % n], 1)
 
 
 def smooth(mesh, iterations: int, feature_angle_deg: float = 45.0, lam: float = 0.5, mu: float = -0.53):
@@ -394,7 +401,10 @@ def decimate(mesh, target_faces: int):
     """Quadric decimation to at most ``target_faces`` triangles (colours kept)."""
     if len(mesh.triangles) <= target_faces:
         return mesh
-    out = mesh.simplify_quadric_decimation(target_number_of_triangles=int(target_faces))
+    V, F = arrays(mesh)
+    cols = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else None
+    V, F, cols = quadric(V, F, target_faces, cols)
+    out = to_o3d(V, F, cols)
     out.remove_unreferenced_vertices()
     out.compute_vertex_normals()
     return out

@@ -172,12 +172,13 @@ def _decimate(V: np.ndarray, F: np.ndarray, max_faces: int) -> tuple[np.ndarray,
     """A lighter mesh to texture: the texture carries the fine detail."""
     if len(F) <= max_faces:
         return V, F
-    import open3d as o3d
+    from vid2model.ops.decimation import quadric
 
-    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(V), o3d.utility.Vector3iVector(F))
-    m = m.simplify_quadric_decimation(int(max_faces))
-    m.remove_unreferenced_vertices()
-    return np.asarray(m.vertices), np.asarray(m.triangles)
+    V, F, _ = quadric(V, F, max_faces)
+    used = np.unique(F)
+    remap = np.zeros(len(V), np.int64)
+    remap[used] = np.arange(len(used))
+    return V[used], remap[F]
 
 
 def _chunks(centers: np.ndarray, ids: np.ndarray, size: int) -> list[np.ndarray]:
