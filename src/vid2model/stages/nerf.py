@@ -28,7 +28,7 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     from vid2model.nerf.train import NerfOptions, save_checkpoint, scene_spec, train
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import split_views
-    from vid2model.stages.splat import held_out_check, training_device
+    from vid2model.stages.view_models import held_out_check, training_device
 
     if not ws.has_dense_cameras:
         raise UserError(f"no undistorted cameras in {ws.dense_sparse_dir}; run camera solving first "

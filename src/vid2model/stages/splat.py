@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from vid2model.config import SplatConfig
+from vid2model.stages.view_models import held_out_check, training_device
 from vid2model.errors import UserError
 from vid2model.workspace import Workspace
 
@@ -36,17 +37,6 @@ def _init_points(ws: Workspace, max_points: int, seed: int = 0) -> tuple[np.ndar
         idx = np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)
         xyz, rgb = xyz[idx], rgb[idx]
     return xyz, rgb, source
-
-
-def training_device(name: str, setting: str) -> str:
-    """The torch device the ``setting`` (e.g. ``splat.device``) names: ``auto`` is CUDA when present."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{setting}=cuda but no CUDA GPU is available; use {setting}=auto")
-    return name
 
 
 def run(ws: Workspace, cfg: SplatConfig) -> dict:
@@ -84,13 +74,3 @@ def run(ws: Workspace, cfg: SplatConfig) -> dict:
         log.info("splats: %d, held-out PSNR %.2f dB, SSIM %.3f", len(res.model), res.eval_psnr, res.eval_ssim)
     summary["held_out_check"] = held_out_check(res.train_psnr, res.eval_psnr, len(eval_idx), "the splat model")
     return summary
-
-
-def held_out_check(train_psnr: float | None, eval_psnr: float | None, n_eval: int, what: str) -> dict:
-    """The held-out verdict (:func:`~vid2model.ops.held_out.held_out_verdict`), warned about when poor."""
-    from vid2model.ops.held_out import held_out_verdict
-
-    v = held_out_verdict(train_psnr, eval_psnr, n_eval, what)
-    if v["verdict"] == "poor":
-        log.warning("%s", v["reason"])
-    return v
