@@ -133,6 +133,31 @@ def test_decimate_to_ten_percent_keeps_accuracy(object_mesh):
     assert f_full > 0.99 and f_dec >= f_full - 0.02, (f_full, f_dec)
 
 
+def test_decimate_keeps_open_rims_and_colours():
+    """A bumpy open sheet with a square hole: the outer rim and the hole's rim stay where they were (a hole
+    must not grow), and each vertex keeps the colour of the surface where it ends up."""
+    n = 120
+    u, v = np.meshgrid(np.linspace(0, 1, n), np.linspace(0, 1, n), indexing="ij")
+    V = np.stack([u, v, 0.05 * np.sin(6 * u) * np.cos(5 * v)], -1).reshape(-1, 3)
+    q = (np.arange(n - 1)[:, None] * n + np.arange(n - 1)[None, :]).ravel()
+    F = np.concatenate([np.stack([q, q + n, q + 1], 1), np.stack([q + 1, q + n, q + n + 1], 1)])
+    centre = V[F].mean(1)
+    F = F[~((np.abs(centre[:, 0] - 0.5) < 0.1) & (np.abs(centre[:, 1] - 0.5) < 0.1))]
+    cols = np.stack([V[:, 0], V[:, 1], 0.5 + 0 * V[:, 0]], 1)
+    rim_before = np.unique(C.boundary_edges(F))
+    out = C.decimate(C.to_o3d(V, F, cols), len(F) // 10)
+    V2, F2 = C.arrays(out)
+    assert len(F2) <= len(F) // 10 * 1.05
+    rim = V2[np.unique(C.boundary_edges(F2))]
+    # every rim vertex is an original rim vertex, and the rims span what they spanned
+    d = np.abs(rim[:, None, :2] - V[rim_before][None, :, :2]).max(-1).min(1)
+    assert d.max() < 1e-9, d.max()
+    hole = rim[(np.abs(rim[:, 0] - 0.5) < 0.2) & (np.abs(rim[:, 1] - 0.5) < 0.2)]
+    assert np.abs(hole[:, :2] - 0.5).max() < 0.1 + 1.5 / n  # the hole's rim did not move outwards
+    got = np.asarray(out.vertex_colors)
+    assert np.abs(got[:, :2] - V2[:, :2]).max() < 3.0 / n  # the colour of the nearest original vertex
+
+
 def test_lods_decrease(object_mesh):
     V, F, gt_points, th = object_mesh
     counts = (len(F) * 2, len(F) // 4, len(F) // 16, len(F) // 64)  # the first is above the mesh: skipped
