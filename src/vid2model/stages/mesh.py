@@ -10,6 +10,7 @@ vertex colours, in the world frame of ``sparse/0``.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,7 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
     radius = float(scene.get("radius") or 1.0)
     up = np.asarray(scene.get("up") or [0.0, 0.0, 1.0], float)
     summary: dict[str, Any] = {"method": cfg.method}
+    t0 = time.perf_counter()
     if cfg.method == "tsdf":
         med, high, focal = _depth_stats(ws, views)
         voxel = choose_voxel(cfg, radius, med, focal)
@@ -305,16 +307,21 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         raise UserError("surface extraction produced no triangles: the depth maps are too sparse")
     _write(mesh, ws.raw_mesh)
     n_raw = len(mesh.triangles)
+    summary["surface_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
     center = _object_center(views, scene)
     mesh, info = cleanup(mesh, cfg, voxel=voxel, radius=radius, center=center,
                          orbit=scene.get("capture", "orbit") == "orbit", up=up, views=views)
     if len(mesh.triangles) == 0:
         raise UserError("cleanup removed the whole mesh: rerun without --isolate / drop_floor")
     _write(mesh, ws.clean_mesh)
+    summary["cleanup_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
     written = {}
     for faces, lod in C.lods(mesh, cfg.lods).items():
         _write(lod, ws.lod_mesh(faces))
         written[faces] = len(lod.triangles)
+    summary["lods_s"] = round(time.perf_counter() - t0, 2)
     summary.update(info)
     summary.update({"voxel_size": voxel, "raw_faces": n_raw, "faces": len(mesh.triangles),
                     "vertices": len(mesh.vertices), "lods": written, "watertight": is_closed(*C.arrays(mesh)),
