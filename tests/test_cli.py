@@ -79,3 +79,19 @@ def test_corrupt_video_is_one_line_error(tmp_path, content):
 
 def test_parser_builds():
     assert build_parser().prog == "vid2model"
+
+
+def test_demo_films_its_video_beside_the_workspace_and_runs(tmp_path):
+    """The README's first command: the demo's video must not sit inside the workspace (that input is
+    refused: a workspace's folders are rewritten), and the pipeline must take it."""
+    from vid2model.workspace import Workspace
+
+    later = [s for s in STAGE_NAMES if s != "ingest"]
+    args = ["demo", "-o", str(tmp_path / "ws"), "-q", *[a for s in later for a in ("--skip", s)]]
+    assert main(args) == 0
+    assert (tmp_path / "ws-input" / "video.mp4").exists() and (tmp_path / "ws-input" / "gt.json").exists()
+    ws = Workspace(tmp_path / "ws")
+    assert len(ws.read_json(ws.keyframes_json)["keyframes"]) >= 8
+    mtime = (tmp_path / "ws-input" / "video.mp4").stat().st_mtime_ns
+    assert main(args) == 0  # a second run takes the video it filmed before
+    assert (tmp_path / "ws-input" / "video.mp4").stat().st_mtime_ns == mtime

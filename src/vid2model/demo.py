@@ -17,7 +17,8 @@ def run_demo(out_dir: Path, *, preset: str = "fast", skip: tuple[str, ...] = ())
     """Generate a hand-held-like orbit video with known ground truth and reconstruct it.
 
     Args:
-        out_dir: workspace folder; the generated video and its ground truth go to ``out_dir/demo_input``.
+        out_dir: workspace folder; the generated video and its ground truth go beside it, to
+            ``<out_dir>-input`` (an input inside a workspace is refused: the workspace's folders are rewritten).
         preset: speed/quality preset.
         skip: stages to leave out.
 
@@ -26,8 +27,9 @@ def run_demo(out_dir: Path, *, preset: str = "fast", skip: tuple[str, ...] = ())
     """
     from vid2model.synth import SynthConfig, generate
 
+    out_dir = Path(out_dir).expanduser().resolve()
+    src_dir = out_dir.with_name(out_dir.name + "-input")
     ws = Workspace(out_dir).create()
-    src_dir = ws.root / "demo_input"
     video = src_dir / "video.mp4"
     if not video.exists():
         log.info("generating the demo video in %s", src_dir)
