@@ -19,6 +19,19 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _normal_scheduling():
+    """Put the test process back under normal scheduling after each test.
+
+    SVT-AV1's encoder (the AV1 decoding test films its clip with it) leaves the calling thread under
+    SCHED_FIFO 99 when run as root. Everything started afterwards inherits it, and headless Chromium's busy
+    renderers at that priority starved the service test's job until it timed out.
+    """
+    yield
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_path("data")
