@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("demo", help="generate a demo video and run the whole pipeline on it")
-    p.add_argument("-o", "--output", default="demo_workspace", help="workspace folder (default: ./demo_workspace; the generated video goes beside it, to "
-                   "./demo_workspace-input)")
+    p.add_argument("-o", "--output", default="demo_workspace",
+                   help="workspace folder (default: ./demo_workspace); the generated video goes beside it, "
+                        "to OUTPUT-input")
     p.add_argument("--preset", choices=list(PRESETS), default="fast")
     p.add_argument("--skip", action="append", default=[], choices=STAGE_NAMES, help="leave a stage out")
     _common(p)

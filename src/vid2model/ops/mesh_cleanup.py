@@ -405,7 +405,6 @@ def decimate(mesh, target_faces: int):
     cols = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else None
     V, F, cols = quadric(V, F, target_faces, cols)
     out = to_o3d(V, F, cols)
-    out.remove_unreferenced_vertices()
     out.compute_vertex_normals()
     return out
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from vid2model.config import SplatConfig
-from vid2model.stages.view_models import held_out_check, training_device
 from vid2model.errors import UserError
+from vid2model.stages.view_models import held_out_check, training_device
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")

@@ -175,10 +175,7 @@ def _decimate(V: np.ndarray, F: np.ndarray, max_faces: int) -> tuple[np.ndarray,
     from vid2model.ops.decimation import quadric
 
     V, F, _ = quadric(V, F, max_faces)
-    used = np.unique(F)
-    remap = np.zeros(len(V), np.int64)
-    remap[used] = np.arange(len(used))
-    return V[used], remap[F]
+    return V, F
 
 
 def _chunks(centers: np.ndarray, ids: np.ndarray, size: int) -> list[np.ndarray]:
