@@ -36,9 +36,8 @@ def robust_adjust(rec, sigma: float | None = None) -> None:
     opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     opts.ceres.loss_function_scale = max(noise_px(rec) if sigma is None else sigma, 0.1)
     # from a solved model the cost flattens long before the gradient test stops it; a relative change of
-    # the cost under 1e-5 no longer moves the focal length by anything that matters (1e-5 of it), and
-    # the tail to 1e-6 was half the iterations
-    opts.ceres.solver_options.function_tolerance = 1e-5
+    # the cost under 1e-6 no longer moves the focal length by anything that matters
+    opts.ceres.solver_options.function_tolerance = 1e-6
     bundle_adjust(rec, opts)
 
 
