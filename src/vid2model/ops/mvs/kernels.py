@@ -39,11 +39,16 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
         col = np.zeros((S, 3, W), np.float64)  # their running vertical sums
         vring = np.zeros((S, K, W), np.bool_)
         wrow = np.empty(W, np.float64)
+        pxs = np.empty(W, np.float64)
+        pys = np.empty(W, np.float64)
         pre = np.zeros((3, W + 1), np.float64)
         nccs = np.empty((S, W), np.float32)
         invn = np.empty(W, np.float64)
         a1 = np.empty(W, np.float32)
         a2 = np.empty(W, np.float32)
+        us = np.empty(W, np.float64)
+        for x in range(W):
+            us[x] = x + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
         for yi in range(H + r):
             slot = yi % K
             if yi >= K:  # the row leaving the window
@@ -53,6 +58,7 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                             col[s, c, x] -= ring[s, c, slot, x]
             if yi < H:
                 v = yi + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
+                invrow = inv[d, yi]
                 for s in range(S):
                     hs = sizes[s, 0]
                     wsz = sizes[s, 1]
@@ -65,42 +71,50 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                     b0 = b[s, 0]
                     b1 = b[s, 1]
                     b2 = b[s, 2]
+                    xmax = wsz - 0.5
+                    ymax = hs - 0.5
+                    # the warp of vid2model.camera.Camera.depth_warp, then index_coords (centre at 0), in a
+                    # branch-free loop the compiler vectorises; behind the camera goes far off the image
                     for x in range(W):
-                        u = x + 0.5  # pixel centres: the rule of vid2model.camera.pixel_grid
-                        iz = inv[d, yi, x]
-                        # the warp of vid2model.camera.Camera.depth_warp, then index_coords (centre at 0)
+                        u = us[x]
+                        iz = invrow[x]
                         Z = a20 * u + c2 + b2 * iz
+                        iZ = 1.0 / max(Z, 1e-12)
+                        px = (a00 * u + c0 + b0 * iz) * iZ - 0.5
+                        py = (a10 * u + c1 + b1 * iz) * iZ - 0.5
+                        bad = Z <= 1e-12
+                        pxs[x] = -10.0 if bad else px
+                        pys[x] = py
+                    for x in range(W):
+                        px = pxs[x]
+                        py = pys[x]
+                        ok = px >= -0.5 and px <= xmax and py >= -0.5 and py <= ymax
                         val = 0.0
-                        ok = False
-                        if Z > 1e-12:
-                            iZ = 1.0 / Z
-                            px = (a00 * u + c0 + b0 * iz) * iZ - 0.5
-                            py = (a10 * u + c1 + b1 * iz) * iZ - 0.5
-                            if px >= -0.5 and px <= wsz - 0.5 and py >= -0.5 and py <= hs - 0.5:
-                                ok = True
-                                fx = np.floor(px)
-                                fy = np.floor(py)
-                                ax = px - fx
-                                ay = py - fy
-                                x0 = int(fx)
-                                y0 = int(fy)
-                                x1 = min(x0 + 1, wsz - 1)
-                                y1 = min(y0 + 1, hs - 1)
-                                x0 = max(x0, 0)
-                                y0 = max(y0, 0)
-                                top = srcs[s, y0, x0] * (1 - ax) + srcs[s, y0, x1] * ax
-                                bot = srcs[s, y1, x0] * (1 - ax) + srcs[s, y1, x1] * ax
-                                val = top * (1 - ay) + bot * ay
+                        if ok:
+                            fx = np.floor(px)
+                            fy = np.floor(py)
+                            ax = px - fx
+                            ay = py - fy
+                            x0 = int(fx)
+                            y0 = int(fy)
+                            x1 = min(x0 + 1, wsz - 1)
+                            y1 = min(y0 + 1, hs - 1)
+                            x0 = max(x0, 0)
+                            y0 = max(y0, 0)
+                            top = srcs[s, y0, x0] * (1 - ax) + srcs[s, y0, x1] * ax
+                            bot = srcs[s, y1, x0] * (1 - ax) + srcs[s, y1, x1] * ax
+                            val = top * (1 - ay) + bot * ay
                         wrow[x] = val
                         vring[s, slot, x] = ok
                     p0 = 0.0
                     p1 = 0.0
                     p2 = 0.0
+                    refrow = ref[yi]
                     for x in range(W):
                         w_ = wrow[x]
                         p0 += w_
                         p1 += w_ * w_
-                        p2 += w_ * ref[yi, x]
+                        p2 += w_ * refrow[x]
                         pre[0, x + 1] = p0
                         pre[1, x + 1] = p1
                         pre[2, x + 1] = p2
@@ -118,14 +132,18 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                 invn[x] = 1.0 / (ny * (min(W - 1, x + r) - max(0, x - r) + 1))
                 a1[x] = -3.0
                 a2[x] = -3.0
+            mrow = ref_mean[yo]
+            irow = ref_istd[yo]
             for s in range(S):
                 for x in range(W):
                     m = col[s, 0, x] * invn[x]
                     var = max(col[s, 1, x] * invn[x] - m * m, 1e-5)
-                    cov = col[s, 2, x] * invn[x] - ref_mean[yo, x] * m
-                    c_ = cov * ref_istd[yo, x] / np.sqrt(var)
-                    c_ = c_ if vring[s, oslot, x] else -1.0
+                    cov = col[s, 2, x] * invn[x] - mrow[x] * m
+                    c_ = np.float32(cov * irow[x] / np.sqrt(var))
+                    c_ = c_ if vring[s, oslot, x] else np.float32(-1.0)
                     nccs[s, x] = c_
+                for x in range(W):
+                    c_ = nccs[s, x]
                     lo = min(a1[x], c_)
                     a1[x] = max(a1[x], c_)
                     a2[x] = max(a2[x], lo)
@@ -138,7 +156,6 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                     out[d, yo, x] = 0.5 * (a1[x] + a2[x])
             else:
                 for x in range(W):
-                    # sum of the k largest: remove the smallest S - k (S is small)
                     tot = 0.0
                     for s in range(S):
                         tot += nccs[s, x]
