@@ -8,7 +8,8 @@ import torch
 
 from vid2model.camera import Camera
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
-from vid2model.ops.mvs.filtering import consistency, depth_normals, flat_fringe, incidence_cos, peel_rims
+from vid2model.ops.mvs.filtering import (consistency, depth_normals, flat_fringe, incidence_cos, peel_rims,
+                                         small_gaps)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
@@ -292,6 +293,30 @@ def test_flat_fringe_drops_the_band_a_window_adds_around_an_object():
     kept = valid & ~drop
     assert not kept[17:19].any() and not kept[:, 17:19].any() and not kept[:, 61:63].any()
     assert kept[20:40, 20:60].all()  # the object itself, with its plain interior patch, stays
+
+
+def test_rim_rules_keep_a_weakly_textured_surface_with_specks_and_still_cut_the_backdrop_band():
+    """A weakly textured wall (grey std 0.006, under the fringe's 0.01) matched everywhere except in single-window
+    specks, left of a plain backdrop the depth map fattened onto by 3 pixels. The specks are not edges."""
+    rng = np.random.default_rng(2)
+    H, W = 80, 120
+    gray = np.full((H, W), 0.05, np.float32)  # plain backdrop (columns 80 on)
+    gray[:, :80] = 0.4 + 0.006 * rng.standard_normal((H, 80))
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    valid = np.zeros((H, W), bool)
+    valid[:, :83] = True  # the wall plus a 3-pixel band fattened onto the backdrop
+    wall = np.zeros((H, W), bool)
+    wall[:, :74] = True  # the wall away from its edge
+    for y, x in rng.integers((4, 4), (H - 4, 70), (40, 2)):  # 40 specks of 1-3 x 1-3 pixels
+        valid[y:y + rng.integers(1, 4), x:x + rng.integers(1, 4)] = False
+    gaps = small_gaps(valid, 30)
+    assert gaps[:, 83:].sum() == 0 and gaps.sum() == (~valid[:, :83]).sum()  # the specks, not the backdrop
+    for gap_arg, wall_kept in ((None, False), (gaps, True)):
+        kept = valid & ~flat_fringe(valid, gray, window=3, min_std=0.01, radius=1, gaps=gap_arg)
+        kept = peel_rims(rgb, kept, gaps=gap_arg)
+        assert not kept[:, 80:].any()  # the band on the backdrop goes either way
+        # every gap an edge: the specks' surroundings went too (the wall's right depths)
+        assert ((kept & wall).sum() >= 0.99 * (valid & wall).sum()) == wall_kept
 
 
 def _object_on_backdrop(backdrop_texture: float):

@@ -129,7 +129,7 @@ class DenseConfig(_Choices):
     """Multi-view stereo and fusion."""
 
     _bounds = {"max_side": (64, None), "num_sources": (1, None), "n_planes": (2, None), "window": (1, None),
-               "rounds": (0, None), "best_k": (1, None), "threads": (0, None)}
+               "rounds": (0, None), "best_k": (1, None), "threads": (0, None), "rim_gap_share": (0, 1)}
 
     max_side: int = 640  # depth-map resolution (long side)
     num_sources: int = 8  # each pixel scores its best 2 (best_k); more sources cover more of the view
@@ -172,6 +172,10 @@ class DenseConfig(_Choices):
     # peel depth-map rims that have the colour of a plain backdrop beside them, one pixel ring per iteration:
     # fattening reaches past the window's edge; it costs a little on richly textured scenes; 0 = off
     peel_iters: int = 6
+    # gaps in a depth map up to this share of its pixels are specks where a weakly textured surface did not
+    # match, not edges: the fringe and peel rules leave their rims (they dropped most of such surfaces' right
+    # depths); 0 = every gap is an edge
+    rim_gap_share: float = 0.003
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     # plain regions (no texture at all) whose measured rim agrees on one horizontal level take that plane's
     # depth where no view sees through it (ops/mvs/plane_fill.py): plain floors, table tops, ceilings. Off: the

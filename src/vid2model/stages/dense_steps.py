@@ -18,7 +18,8 @@ from vid2model.config import DenseConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import View
 from vid2model.io.colmap_dense import write_array
-from vid2model.ops.mvs.filtering import consistency, depth_normals, flat_fringe, incidence_cos, peel_rims
+from vid2model.ops.mvs.filtering import (consistency, depth_normals, flat_fringe, incidence_cos, peel_rims,
+                                         small_gaps)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_fill import fill_levels, seen_through
 from vid2model.ops.mvs.plane_sweep import box, sweep_depth
@@ -188,10 +189,11 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     textured = strong | ((std >= cfg.min_texture) & (mean >= cfg.dark_level))
     match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
     keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
+    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size))
     if cfg.fringe_radius > 0:
-        keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius)
+        keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius, gaps=gaps)
     if cfg.peel_iters > 0:
-        keep = peel_rims(frames.rgbs[i], keep, cfg.peel_iters)
+        keep = peel_rims(frames.rgbs[i], keep, cfg.peel_iters, gaps=gaps)
     return np.where(keep, d.cpu().numpy(), 0).astype(np.float32), (~textured).cpu().numpy(), planes
 
 

@@ -59,14 +59,32 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
     return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
-def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1) -> np.ndarray:
+def small_gaps(valid: np.ndarray, max_area: int) -> np.ndarray:
+    """Invalid pixels (H, W) bool in 8-connected gaps of at most ``max_area`` pixels.
+
+    A weakly textured surface leaves such specks where single windows failed to match; a depth edge against
+    a plain backdrop leaves a large gap. Rim rules meant for the second must not eat into the first.
+    """
+    import cv2
+
+    if max_area <= 0:
+        return np.zeros(valid.shape, bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((~valid).astype(np.uint8), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] <= max_area
+    small[0] = False  # the valid pixels' label
+    return small[labels]
+
+
+def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1,
+                gaps: np.ndarray | None = None) -> np.ndarray:
     """Pixels (H, W) bool of a depth map's fringe to drop: untextured in their own small neighbourhood
     (grey std under ``min_std`` over ``2 radius + 1`` pixels) and within ``window`` pixels of the
     valid region's edge.
 
     Such a pixel took its depth from texture at the rim of its matching window, typically the edge of
     an object in front of a plain backdrop, which widens the object by up to the window radius
-    (foreground fattening). Untextured pixels deep inside a valid region are left alone.
+    (foreground fattening). Untextured pixels deep inside a valid region are left alone; so are the rims
+    of ``gaps`` (H, W) bool (:func:`small_gaps`): invalid pixels that do not make an edge.
     """
     import cv2
 
@@ -75,12 +93,13 @@ def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float
     m1 = cv2.blur(g, (k, k))
     m2 = cv2.blur(g * g, (k, k))
     flat = np.sqrt(np.maximum(m2 - m1 * m1, 0)) < min_std
-    interior = cv2.erode(valid.astype(np.uint8), np.ones((2 * window + 1, 2 * window + 1), np.uint8)) > 0
+    body = valid if gaps is None else valid | gaps
+    interior = cv2.erode(body.astype(np.uint8), np.ones((2 * window + 1, 2 * window + 1), np.uint8)) > 0
     return valid & flat & ~interior
 
 
 def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 2, contrast: float = 0.05,
-              flat_std: float = 0.03) -> np.ndarray:
+              flat_std: float = 0.03, gaps: np.ndarray | None = None) -> np.ndarray:
     """Shrink a depth map's valid region (H, W) bool where its rim has the colour of a plain backdrop.
 
     A matching window that straddles an object's edge gives the backdrop pixels beside the edge the object's
@@ -88,7 +107,8 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     is nearer the mean of the invalid pixels within ``radius`` than the mean of the valid ones within
     ``2 radius + 2`` (reaching past a fattened band to the object), the two means differ by more than
     ``contrast`` and the invalid pixels are plain (colour std under ``flat_std``): an edge against an
-    untextured backdrop. Rims inside textured surroundings stay. Repeated ``iters`` times, one pixel ring each.
+    untextured backdrop. Rims inside textured surroundings stay, and so do the rims of ``gaps`` (H, W) bool
+    (:func:`small_gaps`). Repeated ``iters`` times, one pixel ring each.
 
     Args:
         rgb: (H, W, 3) image, float in [0, 1] or uint8.
@@ -110,7 +130,8 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     keep = valid.copy()
     ring = np.ones((3, 3), np.uint8)
     for _ in range(iters):
-        rim = keep & (cv2.erode(keep.astype(np.uint8), ring, borderType=cv2.BORDER_REPLICATE) == 0)
+        body = keep if gaps is None else keep | gaps
+        rim = keep & (cv2.erode(body.astype(np.uint8), ring, borderType=cv2.BORDER_REPLICATE) == 0)
         if not rim.any():
             break
         v = keep.astype(np.float32)
