@@ -189,7 +189,7 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     textured = strong | ((std >= cfg.min_texture) & (mean >= cfg.dark_level))
     match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
     keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
-    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size))
+    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=(~textured).cpu().numpy())
     if cfg.fringe_radius > 0:
         keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius, gaps=gaps)
     if cfg.peel_iters > 0:

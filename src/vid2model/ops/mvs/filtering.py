@@ -59,11 +59,13 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
     return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
-def small_gaps(valid: np.ndarray, max_area: int) -> np.ndarray:
-    """Invalid pixels (H, W) bool in 8-connected gaps of at most ``max_area`` pixels.
+def small_gaps(valid: np.ndarray, max_area: int, plain: np.ndarray | None = None) -> np.ndarray:
+    """Invalid pixels (H, W) bool in 8-connected gaps of at most ``max_area`` pixels, and (given ``plain``
+    (H, W) bool, the untextured pixels) mostly textured.
 
     A weakly textured surface leaves such specks where single windows failed to match; a depth edge against
-    a plain backdrop leaves a large gap. Rim rules meant for the second must not eat into the first.
+    a plain backdrop leaves a large gap, or a small plain one where the backdrop shows through the object.
+    Rim rules meant for edges must not eat into the specks.
     """
     import cv2
 
@@ -71,6 +73,9 @@ def small_gaps(valid: np.ndarray, max_area: int) -> np.ndarray:
         return np.zeros(valid.shape, bool)
     n, labels, stats, _ = cv2.connectedComponentsWithStats((~valid).astype(np.uint8), connectivity=8)
     small = stats[:, cv2.CC_STAT_AREA] <= max_area
+    if plain is not None:
+        n_plain = np.bincount(labels.ravel(), weights=plain.ravel().astype(np.float64), minlength=n)
+        small &= n_plain < 0.5 * stats[:, cv2.CC_STAT_AREA]
     small[0] = False  # the valid pixels' label
     return small[labels]
 
