@@ -176,6 +176,7 @@ class DenseConfig(_Choices):
     # match, not edges: the fringe and peel rules leave their rims (they dropped most of such surfaces' right
     # depths); 0 = every gap is an edge
     rim_gap_share: float = 0.003
+    rim_gap_min_consistent: int = 2  # other views that must agree on a depth only those gaps' rims kept
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
     # plain regions (no texture at all) whose measured rim agrees on one horizontal level take that plane's
     # depth where no view sees through it (ops/mvs/plane_fill.py): plain floors, table tops, ceilings. Off: the

@@ -163,14 +163,16 @@ class DepthMaps:
 
     depths: list[np.ndarray]  # [H, W] float32, 0 = no depth
     plains: list[np.ndarray]  # [H, W] bool, untextured pixels
+    rescued: list[np.ndarray | None]  # [H, W] bool, depths the rim rules kept only for small gaps
     n_planes: list[int]  # planes of the global sweep (0: no sources)
     secs: list[float]  # time taken
 
 
 def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float, float],
-               cfg: DenseConfig) -> tuple[np.ndarray, np.ndarray, int]:
+               cfg: DenseConfig) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
     """Depth of view ``i`` matched against ``src`` (non-empty): depth [H, W] float32 (0 where no match is
-    trusted), plain [H, W] bool (untextured) and the planes swept."""
+    trusted), plain [H, W] bool (untextured), the planes swept and the depths [H, W] bool kept only because
+    the rim rules spared small gaps (None: none)."""
     import torch
 
     lo, hi = depth_range
@@ -190,28 +192,38 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
     keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
     gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=(~textured).cpu().numpy())
+    kept = _rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, gaps)
+    # what only the gaps kept is unchecked by the rim rules: more views must agree on it (filter_view)
+    rescued = kept & ~_rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, None) if gaps.any() else None
+    return np.where(kept, d.cpu().numpy(), 0).astype(np.float32), (~textured).cpu().numpy(), planes, rescued
+
+
+def _rim_rules(keep: np.ndarray, gray: np.ndarray, rgb: np.ndarray, cfg: DenseConfig,
+               gaps: np.ndarray | None) -> np.ndarray:
+    """``keep`` [H, W] bool less the fattened fringe and peeled rims (:func:`flat_fringe`, :func:`peel_rims`)."""
     if cfg.fringe_radius > 0:
-        keep &= ~flat_fringe(keep, g.cpu().numpy(), cfg.window, cfg.fringe_flat_std, cfg.fringe_radius, gaps=gaps)
+        keep = keep & ~flat_fringe(keep, gray, cfg.window, cfg.fringe_flat_std, cfg.fringe_radius, gaps=gaps)
     if cfg.peel_iters > 0:
-        keep = peel_rims(frames.rgbs[i], keep, cfg.peel_iters, gaps=gaps)
-    return np.where(keep, d.cpu().numpy(), 0).astype(np.float32), (~textured).cpu().numpy(), planes
+        keep = peel_rims(rgb, keep, cfg.peel_iters, gaps=gaps)
+    return keep
 
 
 def depth_maps(frames: Frames, geo: Geometry, sources: list[list[int]], cfg: DenseConfig) -> DepthMaps:
     """:func:`view_depth` of every view, in order (a view without sources gets an empty map)."""
     import torch
 
-    out = DepthMaps([], [], [], [])
+    out = DepthMaps([], [], [], [], [])
     with bar("depth maps", len(frames.cams)) as b, torch.no_grad():
         for i, src in enumerate(sources):
             t0 = time.perf_counter()
             if src:
-                d, plain, planes = view_depth(frames, i, src, geo.ranges[i], cfg)
+                d, plain, planes, rescued = view_depth(frames, i, src, geo.ranges[i], cfg)
             else:
                 shape = tuple(frames.grays[i].shape)
-                d, plain, planes = np.zeros(shape, np.float32), np.zeros(shape, bool), 0
+                d, plain, planes, rescued = np.zeros(shape, np.float32), np.zeros(shape, bool), 0, None
             out.depths.append(d)
             out.plains.append(plain)
+            out.rescued.append(rescued)
             out.n_planes.append(planes)
             out.secs.append(time.perf_counter() - t0 if src else 0.0)
             b.advance()
@@ -244,12 +256,14 @@ class Checks:
     max_px: float  # reprojection tolerance, working-resolution pixels
     max_rel: float  # relative depth tolerance
     min_cos: float  # grazing-angle limit (cosine of the incidence)
+    rescued_need: int  # agreeing views needed by depths kept only for small gaps (DepthMaps.rescued)
     fill: dict[str, Any] | None  # plain-level fill settings, None = off
 
     @classmethod
     def of(cls, cfg: DenseConfig, scene: dict[str, Any], radius: float, n_views: int) -> Checks:
         # the matching sources plus a few more neighbours: more chances to agree
         return cls(n_sources=cfg.num_sources + 2, need=min(cfg.min_consistent, n_views - 1),
+                   rescued_need=min(max(cfg.min_consistent, cfg.rim_gap_min_consistent), n_views - 1),
                    max_px=cfg.consistency_px, max_rel=cfg.consistency_rel,
                    min_cos=float(np.cos(np.radians(cfg.max_incidence_deg))), fill=_level_fill(cfg, scene, radius))
 
@@ -271,7 +285,8 @@ def filter_view(i: int, frames: Frames, geo: Geometry, dm: DepthMaps, checks: Ch
     src = geo.sources(i, checks.n_sources)
     src_depths, src_cams = [depths[j] for j in src], [frames.cams[j] for j in src]
     cnt, d_avg = consistency(depths[i], cam, src_depths, src_cams, max_px=checks.max_px, max_rel=checks.max_rel)
-    d = np.where((cnt >= checks.need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
+    need = checks.need if dm.rescued[i] is None else np.where(dm.rescued[i], checks.rescued_need, checks.need)
+    d = np.where((cnt >= need) & (depths[i] > 0), d_avg, 0).astype(np.float32)
     n_filled = 0
     if checks.fill is not None:
         f = fill_levels(d, dm.plains[i], cam, max_depth=geo.ranges[i][1], min_cos=checks.min_cos, **checks.fill)
