@@ -318,6 +318,10 @@ def test_rim_rules_keep_a_weakly_textured_surface_with_specks_and_still_cut_the_
     assert gaps[:, 83:].sum() == 0 and gaps[30:41, 50:61].sum() == 0  # neither the backdrop nor the window ...
     assert gaps.sum() == (~valid[:, :47]).sum()  # ... only the specks
     assert small_gaps(valid, 30)[33:38, 53:58].all()  # by size alone the window would be a speck
+    near_window = np.zeros_like(valid)
+    near_window[33 - 12:38 + 12, 53 - 12:58 + 12] = True
+    clear = small_gaps(valid, 30, plain=plain, edge_clear=12)  # specks that close to an edge stay its rim's
+    assert gaps[near_window].any() and not clear[near_window].any() and clear.sum() == gaps[~near_window].sum()
     for gap_arg, wall_kept in ((None, False), (gaps, True)):
         kept = valid & ~flat_fringe(valid, gray, window=3, min_std=0.01, radius=1, gaps=gap_arg)
         kept = peel_rims(rgb, kept, gaps=gap_arg)

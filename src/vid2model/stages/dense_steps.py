@@ -191,7 +191,8 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     textured = strong | ((std >= cfg.min_texture) & (mean >= cfg.dark_level))
     match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
     keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
-    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=(~textured).cpu().numpy())
+    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=(~textured).cpu().numpy(),
+                      edge_clear=4 * cfg.window)
     kept = _rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, gaps)
     # what only the gaps kept is unchecked by the rim rules: more views must agree on it (filter_view)
     rescued = kept & ~_rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, None) if gaps.any() else None

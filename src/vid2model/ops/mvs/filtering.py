@@ -59,13 +59,14 @@ def consistency(ref_depth: np.ndarray, ref_cam, src_depths: list[np.ndarray], sr
     return count, (depth_sum / (count + 1)).astype(np.float32)
 
 
-def small_gaps(valid: np.ndarray, max_area: int, plain: np.ndarray | None = None) -> np.ndarray:
+def small_gaps(valid: np.ndarray, max_area: int, plain: np.ndarray | None = None, edge_clear: int = 0) -> np.ndarray:
     """Invalid pixels (H, W) bool in 8-connected gaps of at most ``max_area`` pixels, and (given ``plain``
     (H, W) bool, the untextured pixels) mostly textured.
 
     A weakly textured surface leaves such specks where single windows failed to match; a depth edge against
     a plain backdrop leaves a large gap, or a small plain one where the backdrop shows through the object.
-    Rim rules meant for edges must not eat into the specks.
+    Rim rules meant for edges must not eat into the specks; specks within ``edge_clear`` pixels of an edge (a
+    gap that is not a speck) are left to those rules.
     """
     import cv2
 
@@ -77,7 +78,12 @@ def small_gaps(valid: np.ndarray, max_area: int, plain: np.ndarray | None = None
         n_plain = np.bincount(labels.ravel(), weights=plain.ravel().astype(np.float64), minlength=n)
         small &= n_plain < 0.5 * stats[:, cv2.CC_STAT_AREA]
     small[0] = False  # the valid pixels' label
-    return small[labels]
+    specks = small[labels]
+    if edge_clear > 0:  # beside an edge the fattened band and the specks mix: that rim stays an edge's
+        edges = (~valid & ~specks).astype(np.uint8)
+        k = 2 * edge_clear + 1
+        specks &= cv2.dilate(edges, np.ones((k, k), np.uint8)) == 0
+    return specks
 
 
 def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1,
