@@ -191,12 +191,13 @@ def view_depth(frames: Frames, i: int, src: list[int], depth_range: tuple[float,
     textured = strong | ((std >= cfg.min_texture) & (mean >= cfg.dark_level))
     match = torch.where(strong, sc >= cfg.min_ncc, sc >= cfg.weak_min_ncc)
     keep = (match & textured & (d >= lo) & (d <= hi)).cpu().numpy()
-    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=(~textured).cpu().numpy(),
-                      edge_clear=4 * cfg.window)
-    kept = _rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, gaps)
+    plain, gray = (~textured).cpu().numpy(), g.cpu().numpy()
+    gaps = small_gaps(keep, round(cfg.rim_gap_share * keep.size), plain=plain, edge_clear=4 * cfg.window)
+    gaps = gaps if gaps.any() else None
+    kept = _rim_rules(keep, gray, frames.rgbs[i], cfg, gaps)
     # what only the gaps kept is unchecked by the rim rules: more views must agree on it (filter_view)
-    rescued = kept & ~_rim_rules(keep, g.cpu().numpy(), frames.rgbs[i], cfg, None) if gaps.any() else None
-    return np.where(kept, d.cpu().numpy(), 0).astype(np.float32), (~textured).cpu().numpy(), planes, rescued
+    rescued = None if gaps is None else kept & ~_rim_rules(keep, gray, frames.rgbs[i], cfg, None)
+    return np.where(kept, d.cpu().numpy(), 0).astype(np.float32), plain, planes, rescued
 
 
 def _rim_rules(keep: np.ndarray, gray: np.ndarray, rgb: np.ndarray, cfg: DenseConfig,

@@ -156,6 +156,7 @@ def score_hypotheses(ref, ref_mean, ref_istd, srcs, sizes, A, b, inv, r, best_k,
                     out[d, yo, x] = 0.5 * (a1[x] + a2[x])
             else:
                 for x in range(W):
+                    # sum of the k largest: remove the smallest S - k (S is small)
                     tot = 0.0
                     for s in range(S):
                         tot += nccs[s, x]
