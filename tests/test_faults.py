@@ -228,8 +228,8 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
         got = {v.name: v.cam_to_world for v in load_views(ws.sparse_dir)}
         want = {v.name: v.cam_to_world for v in load_views(orbit_workspace.sparse_dir)}
         assert sorted(got) == sorted(want)
-        rot, shift = _camera_difference(want, got)
-        assert rot < 0.05 and shift < 4e-4, (rot, shift)  # bounds: test_same_capture_same_cameras
+        rot, shift, turns = _camera_difference(want, got)
+        assert rot < 0.05 and shift < 4e-4, (rot, shift, turns)  # bounds: test_same_capture_same_cameras
 
 
 def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
@@ -315,12 +315,14 @@ def test_same_capture_same_cameras(orbit_workspace, tmp_path):
         runs.append({v.name: v.cam_to_world for v in load_views(ws.sparse_dir)})
     for other in runs[1:]:
         assert sorted(other) == sorted(runs[0])
-        rot, shift = _camera_difference(runs[0], other)
-        assert rot < 0.05 and shift < 4e-4, (rot, shift)
+        rot, shift, turns = _camera_difference(runs[0], other)
+        assert rot < 0.05 and shift < 4e-4, (rot, shift, turns)
 
 
-def _camera_difference(a: dict, b: dict) -> tuple[float, float]:
-    """(largest rotation difference in degrees, largest centre shift over the camera path's extent)."""
+def _camera_difference(a: dict, b: dict) -> tuple[float, float, float]:
+    """(largest rotation difference in degrees, largest centre shift over the camera path's extent, largest
+    difference in degrees of the turn between consecutive views). The last tells a frame turned as a whole
+    (the first two large, it small) from cameras solved differently."""
     import numpy as np
 
     from vid2model.ops.similarity import rotation_angle_deg
@@ -328,7 +330,10 @@ def _camera_difference(a: dict, b: dict) -> tuple[float, float]:
     centres = np.array([m[:3, 3] for m in a.values()])
     extent = float(np.linalg.norm(centres.max(0) - centres.min(0)))
     rot = max(rotation_angle_deg(a[n][:3, :3], b[n][:3, :3]) for n in a)
-    return rot, max(float(np.linalg.norm(a[n][:3, 3] - b[n][:3, 3])) for n in a) / extent
+    names = sorted(a)
+    turns = max(rotation_angle_deg(a[p][:3, :3].T @ a[q][:3, :3], b[p][:3, :3].T @ b[q][:3, :3])
+                for p, q in zip(names, names[1:]))
+    return rot, max(float(np.linalg.norm(a[n][:3, 3] - b[n][:3, 3])) for n in a) / extent, turns
 
 
 def test_images_are_numbered_in_capture_order(tmp_path):

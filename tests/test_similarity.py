@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
+from vid2model.ops.scene_frame import capture_kind, estimate_up, heading_to_y, look_at_point, rotation_to_z
 from vid2model.ops.similarity import pose_errors, relative_rotation_errors, rotation_angle_deg, umeyama
 
 
@@ -68,6 +69,23 @@ def test_scene_frame_helpers_on_a_tilted_orbit():
     assert np.allclose(Rz @ up, [0, 0, 1]) and np.isclose(np.linalg.det(Rz), 1)
     assert np.allclose(look_at_point(R_w2c, centers), 0, atol=1e-6)
     assert capture_kind(R_w2c @ Rz.T, centers @ Rz.T, np.zeros(3)) == "orbit"
+
+
+def test_scene_frame_does_not_depend_on_the_frame_a_mapper_started_from():
+    """Two solves of one capture, each in its own arbitrary frame, give the same cameras in the scene frame,
+    and the first view looks along +Y."""
+    gt = _orbit(n=24)
+    out = []
+    for T in (_rot([1, 0.3, 0], 35), _rot([0.2, -1, 0.5], 120)):
+        R_w2c = np.array([(T @ g[:3, :3]).T for g in gt])
+        R = rotation_to_z(estimate_up(R_w2c, gt[:, :3, 3] @ T.T))
+        R = heading_to_y(R_w2c[0] @ R.T) @ R
+        out.append(R_w2c @ R.T)
+    assert np.allclose(out[0], out[1], atol=1e-9)
+    fwd = out[0][0][2]
+    assert fwd[0] == pytest.approx(0, abs=1e-9) and fwd[1] > 0.5
+    down = np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]])  # looking straight down: its up gives the heading
+    assert np.allclose(heading_to_y(down) @ -down[1], [0, 1, 0])
 
 
 def test_transforms_json_round_trip(tmp_path):

@@ -17,6 +17,27 @@ def rotation_to_z(up: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx * (1 / (1 + c))
 
 
+def heading_to_y(R_w2c: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation about +Z turning one camera's horizontal heading to +Y.
+
+    Gravity-up leaves the turn about the vertical free, and a mapper fixes it from whichever views it
+    happened to start with: two solves of one capture came out 7-26 deg apart about +Z. Turned so the
+    first view looks along +Y (Blender's front view), the frame depends on the cameras alone, and the side
+    the capture began on is the model's front. A camera looking straight down has no heading: its up
+    (-y axis) stands in.
+
+    Args:
+        R_w2c: (3, 3) world-to-camera rotation of the first view, in a +Z-up frame.
+    """
+    fwd, cam_up = R_w2c[2], -R_w2c[1]
+    h = fwd[:2] if np.linalg.norm(fwd[:2]) > 0.3 else cam_up[:2]
+    if np.linalg.norm(h) < 1e-9:
+        return np.eye(3)
+    yaw = np.arctan2(h[0], h[1])  # turning by +yaw about +Z takes h onto +Y
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def estimate_up(R_w2c: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Gravity-up estimate from cameras.
 

@@ -7,8 +7,8 @@ from a bag of words learned on the capture's own descriptors; pairs added where 
 weak) -> pure-rotation check -> mappers chosen by result (sfm_mapping: incremental/global, pieces
 merged through shared frames, relaxed retry; sfm_rescue: fixed-focal incremental mapping, then denser
 features with guided matching, when frames stay out or disagree with the incremental pieces) ->
-parallax check -> scene frame (+Z up, origin at the object or scene centre, metric scale from an ArUco
-marker or a known distance).
+parallax check -> scene frame (+Z up, the first view looking along +Y, origin at the object or scene
+centre, metric scale from an ArUco marker or a known distance).
 
 Outputs ``sparse/0`` in the scene frame, ``transforms.json``, ``sfm/scene.json`` and the
 undistorted COLMAP dense workspace ``dense/{images,sparse}`` that later stages read.
@@ -28,7 +28,7 @@ from vid2model.errors import UserError
 from vid2model.features.colmap_db import renumber_images
 from vid2model.io.colmap import SEED
 from vid2model.ops import pairs as P
-from vid2model.ops.scene_frame import capture_kind, estimate_up, look_at_point, rotation_to_z
+from vid2model.ops.scene_frame import capture_kind, estimate_up, heading_to_y, look_at_point, rotation_to_z
 from vid2model.progress import bar
 from vid2model.stages import sfm_features as F
 from vid2model.stages.sfm_checks import check_motion, check_pairs, check_solution
@@ -282,6 +282,8 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
     Cs = np.array([rec.image(i).projection_center() for i in ids])
     up = estimate_up(Rs, Cs) if cfg.gravity_up else np.array([0.0, 0.0, 1.0])
     R = rotation_to_z(up) if cfg.gravity_up else np.eye(3)
+    if cfg.gravity_up:  # images are numbered in capture order: the lowest id is the first view
+        R = heading_to_y(Rs[int(np.argmin(ids))] @ R.T) @ R
     target = look_at_point(Rs, Cs)
     kind = capture_kind(Rs @ R.T, Cs @ R.T, R @ target)
     if kind == "walk":
