@@ -132,32 +132,47 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     import cv2
 
     img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
-
-    def box(a: np.ndarray, r: int) -> np.ndarray:
-        return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=False, borderType=cv2.BORDER_REPLICATE)
-
     r_in = 2 * radius + 2
-    sq = img * img
+    # Box sums from integral images of the replicate-padded arrays (the borders a box filter would use), read
+    # at the rim pixels only: the colour statistics of the whole image cost far more than the decision needs.
+    pad = r_in
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return cv2.copyMakeBorder(a, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+    def integral(a: np.ndarray) -> np.ndarray:
+        return cv2.integral(a, sdepth=cv2.CV_64F)
+
+    img_p = padded(img)
+    sq_p = img_p * img_p
+    i_img, i_sq = integral(img_p), integral(sq_p)
     keep = valid.copy()
     ring = np.ones((3, 3), np.uint8)
     for _ in range(iters):
         body = keep if gaps is None else keep | gaps
         rim = keep & (cv2.erode(body.astype(np.uint8), ring, borderType=cv2.BORDER_REPLICATE) == 0)
-        if not rim.any():
+        ys, xs = np.nonzero(rim)
+        if not len(ys):
             break
-        v = keep.astype(np.float32)
-        n_in, n_out = box(v, r_in), box(1 - v, radius)
-        m_in = box(img * v[..., None], r_in) / np.maximum(n_in, 1e-6)[..., None]
-        m_out = box(img * (1 - v)[..., None], radius) / np.maximum(n_out, 1e-6)[..., None]
-        var_out = box(sq * (1 - v)[..., None], radius) / np.maximum(n_out, 1e-6)[..., None] - m_out ** 2
+        v_p = padded(keep.astype(np.float32))
+        i_v, i_iv, i_sv = integral(v_p), integral(img_p * v_p[..., None]), integral(sq_p * v_p[..., None])
+        y, x = ys + pad, xs + pad
+
+        def box(i: np.ndarray, r: int) -> np.ndarray:  # sums over the (2r+1)^2 box round each rim pixel
+            return i[y + r + 1, x + r + 1] - i[y - r, x + r + 1] - i[y + r + 1, x - r] + i[y - r, x - r]
+
+        n_in = box(i_v, r_in)
+        n_out = (2 * radius + 1) ** 2 - box(i_v, radius)
+        m_in = box(i_iv, r_in) / np.maximum(n_in, 1e-6)[..., None]
+        m_out = (box(i_img, radius) - box(i_iv, radius)) / np.maximum(n_out, 1e-6)[..., None]
+        var_out = (box(i_sq, radius) - box(i_sv, radius)) / np.maximum(n_out, 1e-6)[..., None] - m_out ** 2
         std_out = np.sqrt(np.maximum(var_out, 0).sum(-1))
-        d_in = np.linalg.norm(img - m_in, axis=-1)
-        d_out = np.linalg.norm(img - m_out, axis=-1)
-        drop = (rim & (d_out < d_in) & (np.linalg.norm(m_in - m_out, axis=-1) > contrast)
-                & (std_out < flat_std))
+        px = img[ys, xs]
+        drop = ((np.linalg.norm(px - m_out, axis=-1) < np.linalg.norm(px - m_in, axis=-1))
+                & (np.linalg.norm(m_in - m_out, axis=-1) > contrast) & (std_out < flat_std))
         if not drop.any():
             break
-        keep &= ~drop
+        keep[ys[drop], xs[drop]] = False
     return keep
 
 
