@@ -175,7 +175,7 @@ class DenseConfig(_Choices):
     # gaps in a depth map up to this share of its pixels, mostly textured and away from edges, are specks where a
     # weakly textured surface did not match: the fringe and peel rules leave their rims (they dropped most of such
     # surfaces' right depths). 0 = off. What it adds on DTU lies mostly on the table its masks leave out
-    # (bench/results/surfaces-2026-12-04-rim-gaps.md)
+    # (bench/results/surfaces-2026-12-05-rim-gaps-on.md)
     rim_gap_share: float = 0.003
     rim_gap_min_consistent: int = 2  # other views that must agree on a depth only those gaps' rims kept
     max_incidence_deg: float = 80.0  # drop depths seen at grazing angles (poorly measured)
