@@ -46,6 +46,15 @@ def holds_model(folder: Path) -> bool:
     return (folder / "images.bin").exists() or (folder / "images.txt").exists()
 
 
+def remove_database(path: Path) -> None:
+    """Delete a SQLite database with its write-ahead log, shared-memory index and rollback journal.
+
+    A stopped solve leaves ``database.db-wal`` beside the database; a new database of the same name could take
+    that log's pages in as its own on first open, and a resumed solve would not be the uninterrupted one."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 class RescueScratch(NamedTuple):
     """The scratch folder of one rescue attempt and what it holds."""
 

@@ -33,7 +33,7 @@ from vid2model.progress import bar
 from vid2model.stages import sfm_features as F
 from vid2model.stages.sfm_checks import check_motion, check_pairs, check_solution
 from vid2model.stages.sfm_mapping import solve
-from vid2model.workspace import Workspace, atomic_dir
+from vid2model.workspace import Workspace, atomic_dir, remove_database
 
 log = logging.getLogger("vid2model")
 MIN_INLIERS = 15
@@ -118,7 +118,7 @@ def _extract(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
     if n_kp < cfg.min_keypoints:
         # Dark or texture-poor views: SIFT's contrast threshold keeps too few points to link them.
         log.info("only %d features per image: extracting again with a lower contrast threshold", n_kp)
-        ws.database_path.unlink(missing_ok=True)
+        remove_database(ws.database_path)
         peak_scale /= 3
         features(peak_scale)
         renumber_images(ws.database_path, names)
@@ -180,7 +180,7 @@ def _densify(ws: Workspace, names: list[str], kf: dict[str, Any], cfg: SfmConfig
     done.clear()
     if cam_info["features_per_image"] < 2 * cfg.min_keypoints:
         log.info("few features per image (%d): extracting denser ones", cam_info["features_per_image"])
-        ws.database_path.unlink(missing_ok=True)
+        remove_database(ws.database_path)
         scale = 1 / 9 if cam_info.get("low_contrast_features") else 1 / 3  # /3 more than the last extraction
         cam_info.update(_extract(ws, names, kf, dataclasses.replace(cfg, min_keypoints=0), peak_scale=scale,
                                  bridges=bridges),
@@ -459,7 +459,7 @@ def run(ws: Workspace, cfg: SfmConfig) -> dict[str, Any]:
     video = bool(kf.get("video"))
     t = {}
     ws.sfm_dir.mkdir(parents=True, exist_ok=True)
-    ws.database_path.unlink(missing_ok=True)
+    remove_database(ws.database_path)
     ws.camera_check_json.unlink(missing_ok=True)
     with bar("camera solving", 4) as b:
         t0 = time.perf_counter()

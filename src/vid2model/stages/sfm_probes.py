@@ -31,7 +31,7 @@ from vid2model.ops.similarity import rotation_angle_deg
 from vid2model.stages import sfm_features as F
 from vid2model.stages.sfm_models import centres
 from vid2model.stages.sfm_verify import observed
-from vid2model.workspace import Workspace
+from vid2model.workspace import Workspace, remove_database
 
 log = logging.getLogger("vid2model")
 
@@ -118,6 +118,7 @@ def _add_probes(ws: Workspace, probes: list[dict[str, Any]], cfg: SfmConfig, pea
     import pycolmap
 
     ws.probe_database_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_database(ws.probe_database_path)
     shutil.copyfile(ws.database_path, ws.probe_database_path)
     names = [p["name"] for p in probes]
     F.extract(ws.probe_database_path, ws.probes_dir, names, cfg, pycolmap.CameraMode.SINGLE,
