@@ -21,7 +21,7 @@ def heading_to_y(R_w2c: np.ndarray) -> np.ndarray:
     """(3, 3) rotation about +Z turning one camera's horizontal heading to +Y.
 
     Gravity-up leaves the turn about the vertical free, and a mapper fixes it from whichever views it
-    happened to start with: two solves of one capture came out 7-26 deg apart about +Z. Turned so the
+    happened to start with, so two solves of one capture could come out turned apart. Turned so the
     first view looks along +Y (Blender's front view), the frame depends on the cameras alone, and the side
     the capture began on is the model's front. A camera looking straight down has no heading: its up
     (-y axis) stands in.

@@ -280,9 +280,9 @@ def _scene_frame(ws: Workspace, rec, video: bool, cfg: SfmConfig) -> dict[str, A
     ids = list(rec.reg_image_ids())
     Rs = np.array([np.asarray(rec.image(i).cam_from_world().matrix())[:, :3] for i in ids])
     Cs = np.array([rec.image(i).projection_center() for i in ids])
-    up = estimate_up(Rs, Cs) if cfg.gravity_up else np.array([0.0, 0.0, 1.0])
-    R = rotation_to_z(up) if cfg.gravity_up else np.eye(3)
+    R = np.eye(3)
     if cfg.gravity_up:  # images are numbered in capture order: the lowest id is the first view
+        R = rotation_to_z(estimate_up(Rs, Cs))
         R = heading_to_y(Rs[int(np.argmin(ids))] @ R.T) @ R
     target = look_at_point(Rs, Cs)
     kind = capture_kind(Rs @ R.T, Cs @ R.T, R @ target)
