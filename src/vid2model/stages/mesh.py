@@ -124,8 +124,9 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
     if cfg.poisson_trim > 0:
         mesh.remove_vertices_by_mask(dens < np.quantile(dens, cfg.poisson_trim))
     # Poisson closes the surface far beyond the data: keep what lies near the points' bounding box
-    box = pcd.get_axis_aligned_bounding_box().scale(1.05, pcd.get_axis_aligned_bounding_box().get_center())
-    mesh = mesh.crop(box)
+    box = pcd.get_axis_aligned_bounding_box()
+    box = box.scale(1.05, box.get_center())
+    mesh = C.crop_to_box(mesh, box.get_min_bound(), box.get_max_bound())
     if cfg.carve_close > 0 and views:  # ... and inside the cameras' view of the points
         mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), views, cfg.carve_close, cfg.carve_min_views)
     if cfg.carve_free_space and views:
