@@ -483,8 +483,6 @@ def test_free_space_carving_drops_what_views_saw_through_and_keeps_unmeasured_su
 def test_crop_to_box_is_open3d_crop():
     import open3d as o3d
 
-    from vid2model.ops.mesh_cleanup import crop_to_box, tidy
-
     rng = np.random.default_rng(0)
     d = rng.normal(size=(4000, 3))
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(d / np.linalg.norm(d, axis=1, keepdims=True)))
@@ -492,8 +490,8 @@ def test_crop_to_box_is_open3d_crop():
     pcd.orient_normals_consistent_tangent_plane(10)
     mesh, _ = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=6)
     lo, hi = np.array([-0.7, -1.5, -0.4]), np.array([0.9, 0.2, 1.5])
-    want = tidy(o3d.geometry.TriangleMesh(mesh).crop(o3d.geometry.AxisAlignedBoundingBox(lo, hi)))
-    got = tidy(crop_to_box(o3d.geometry.TriangleMesh(mesh), lo, hi))
+    want = C.tidy(o3d.geometry.TriangleMesh(mesh).crop(o3d.geometry.AxisAlignedBoundingBox(lo, hi)))
+    got = C.tidy(C.crop_to_box(o3d.geometry.TriangleMesh(mesh), lo, hi))
     assert 0 < len(got.triangles) < len(mesh.triangles)
     np.testing.assert_array_equal(np.asarray(got.vertices), np.asarray(want.vertices))
     np.testing.assert_array_equal(np.asarray(got.triangles), np.asarray(want.triangles))
