@@ -123,10 +123,12 @@ def test_resume_after_stop(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(tm._Rays, "batch", dying)
     with pytest.raises(KeyboardInterrupt):
         train(views, tr, te, spec, opts, checkpoint=ck)
-    assert torch.load(ck, weights_only=False)["iteration"] == 40
+    mid = torch.load(ck, weights_only=False)
+    assert mid["iteration"] == 40 and mid["optimizer"] is not None  # a continued training reads it
     monkeypatch.setattr(tm._Rays, "batch", real)
     res = train(views, tr, te, spec, opts, checkpoint=ck)
     assert res.resumed_from == 40 and res.iterations == 60
+    assert torch.load(ck, weights_only=False)["optimizer"] is None
     again = train(views, tr, te, spec, opts, checkpoint=ck)  # finished: nothing left to do
     assert again.resumed_from == 60 and again.eval_psnr == pytest.approx(res.eval_psnr, abs=1e-4)
     changed = train(views, tr, te, spec, NerfOptions(**{**_TINY, "iterations": 20}), checkpoint=ck)
@@ -168,6 +170,7 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     assert main(args) == 0
     summary = Manifest(ws).stage("nerf")["summary"]
     assert ws.nerf_field.exists() and ws.nerf_checkpoint.exists()
+    assert torch.load(ws.nerf_checkpoint, weights_only=False)["optimizer"] is None  # finished: no Adam moments
     assert summary["eval_views"] == 3 and summary["iterations"] == 200 and summary["resolution"] == 32
     assert summary["eval_psnr"] > 10.0  # plumbing only: 200 iterations on a 32^3 grid at 64x48
     # ... so poor between the views, and the stage says so rather than passing it off as a model

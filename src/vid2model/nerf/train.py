@@ -298,10 +298,12 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
     t0 = time.perf_counter()
 
     def save(it: int) -> None:
+        # the last one only lets a rerun with the same settings find the training done: no grid optimizer
+        # state (twice the grid's size), which only a continued training would read
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"iteration": it, "field": field.state_dict(), "exposure": exposure.detach().cpu(),
-                                         "optimizer": trainer.state_dict(), "exp_optimizer": exp_opt.state_dict(),
-                                         "fingerprint": fp})
+                                         "optimizer": trainer.state_dict() if it < opts.iterations else None,
+                                         "exp_optimizer": exp_opt.state_dict(), "fingerprint": fp})
 
     with bar("training NeRF", total=opts.iterations) as b:
         b.advance(start)
