@@ -70,10 +70,12 @@ def test_checkpoint_resume(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(tr_mod, "photometric_loss", dying)
     with pytest.raises(KeyboardInterrupt):
         train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)
-    assert torch.load(ck, weights_only=False)["iteration"] == 40
+    mid = torch.load(ck, weights_only=False)
+    assert mid["iteration"] == 40 and mid["optimizer"] is not None  # a continued training reads it
     monkeypatch.setattr(tr_mod, "photometric_loss", real)
     res = train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)
     assert res.resumed_from == 40 and res.iterations == 60
+    assert torch.load(ck, weights_only=False)["optimizer"] is None  # finished: no Adam moments kept
     again = train(views, tr, te, pts[:2000], cols[:2000], opts, checkpoint=ck)  # finished: nothing to do
     assert again.resumed_from == 60 and len(again.model) == len(res.model)
 

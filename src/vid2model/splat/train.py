@@ -239,7 +239,8 @@ def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, dev
     cams = np.array([views[i].camera.center for i in train_idx])
     dens = Densifier(opts, extent, dev, center=cams.mean(0))
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        if state.get("optimizer") is not None:  # None once training finished (see save_checkpoint)
+            opt.load_state_dict(state["optimizer"])
         exp_opt.load_state_dict(state["exp_optimizer"])
         dens.load_state_dict(state["densifier"], len(model))
 
@@ -289,7 +290,7 @@ def _train(views, train_idx, eval_idx, init_xyz, init_rgb, opts, checkpoint, dev
     seconds = time.perf_counter() - t0
     done = n_iter - start
     if checkpoint is not None:
-        save_checkpoint(checkpoint, n_iter, model, exposure, opt, exp_opt, dens, fp)
+        save_checkpoint(checkpoint, n_iter, model, exposure, opt, exp_opt, dens, fp, final=True)
     ev_psnr, ev_ssim = evaluate(model, [views[i] for i in eval_idx], bg) if eval_idx else (None, None)
     return TrainResult(model=model, iterations=n_iter, seconds=seconds, sec_per_iter=seconds / max(done, 1),
                        train_psnr=float(np.mean(recent)) if recent else float("nan"), eval_psnr=ev_psnr,
@@ -309,10 +310,13 @@ def evaluate(model: GaussianModel, views: list[TrainView], bg=None) -> tuple[flo
     return float(np.mean(ps)), float(np.mean(ss))
 
 
-def save_checkpoint(path: Path, iteration: int, model: GaussianModel, exposure, opt, exp_opt, dens, fp: str):
+def save_checkpoint(path: Path, iteration: int, model: GaussianModel, exposure, opt, exp_opt, dens, fp: str,
+                    final: bool = False):
+    """A resumable state. The ``final`` one, written when training ends, leaves out the splats' optimizer state
+    (twice the model's size): it only lets a rerun with the same settings find the training done."""
     from vid2model.workspace import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"iteration": iteration, "model": model.state_dict(), "exposure": exposure.detach().cpu(),
-                    "optimizer": opt.state_dict(), "exp_optimizer": exp_opt.state_dict(),
+                    "optimizer": None if final else opt.state_dict(), "exp_optimizer": exp_opt.state_dict(),
                     "densifier": dens.state_dict(), "fingerprint": fp}, tmp)
