@@ -171,11 +171,11 @@ def bench_preset() -> dict:
     from vid2model.config import SplatConfig
     from vid2model.splat.train import TrainOptions, split_views, train
 
-    cfg = SplatConfig() if INIT_POINTS is None else SplatConfig(max_init_points=INIT_POINTS)
+    from vid2model.stages.splat import subsample_points
+
+    cfg = SplatConfig()
     views, pts, cols = _synth(WORK / "splat_preset", 480, 360, 60, 100_000)
-    if len(pts) > cfg.max_init_points:  # the stage's subsampling of the seed points
-        keep = np.random.default_rng(0).choice(len(pts), cfg.max_init_points, replace=False)
-        pts, cols = pts[keep], cols[keep]
+    pts, cols = subsample_points(pts, cols, cfg.max_init_points if INIT_POINTS is None else INIT_POINTS)
     tr, te = split_views(len(views), cfg.eval_every)
     t0 = time.perf_counter()
     res = train(views, tr, te, pts, cols, TrainOptions(iterations=cfg.iterations, max_gaussians=cfg.max_gaussians,

@@ -32,11 +32,16 @@ def _init_points(ws: Workspace, max_points: int, seed: int = 0) -> tuple[np.ndar
         xyz, rgb = load_points(ws.dense_sparse_dir)
         source = "sparse"
     ok = np.isfinite(xyz).all(1)
-    xyz, rgb = xyz[ok], rgb[ok]
-    if len(xyz) > max_points:
-        idx = np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)
-        xyz, rgb = xyz[idx], rgb[idx]
-    return xyz, rgb, source
+    return (*subsample_points(xyz[ok], rgb[ok], max_points, seed), source)
+
+
+def subsample_points(xyz: np.ndarray, rgb: np.ndarray, max_points: int, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` of the seed points [N, 3] and their colours [N, 3], drawn without replacement."""
+    if len(xyz) <= max_points:
+        return xyz, rgb
+    idx = np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)
+    return xyz[idx], rgb[idx]
 
 
 def run(ws: Workspace, cfg: SplatConfig) -> dict:
