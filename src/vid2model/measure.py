@@ -171,13 +171,48 @@ def _garment(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray)
     table_z = min(z for z, a in levels if a >= 0.25 * big)
     cen, area, nrm = face_geometry(V, F)
     plane = fit_level(cen, area, nrm[:, 2] > 0.95, table_z, 2 * bin_size)
-    g = flat_garment(V, F, plane, np.zeros(2), reach=1.3 * radius, pixel=radius / 1000)
+    edges, read = _photo_edges(ws, radius)
+    g = flat_garment(V, F, plane, np.zeros(2), reach=1.3 * radius, pixel=radius / 1000, edges=edges)
     if g is None:
         raise UserError("no garment lying flat under the cameras: lay it out flat on a table of another colour, "
                         "front up, and film it from above all round")
     lo, hi = g.outline.min(0), g.outline.max(0)
     corners = np.array([[lo[0], lo[1], plane[2] - g.thickness], [hi[0], hi[1], plane[2] + 2 * g.thickness]])
+    g = replace(g, outline_read_share=read.get("share", 0.0))
     return g, _surface_error(_dense_points(ws), V, F, corners, pad=0.0)
+
+
+def _photo_edges(ws: Workspace, radius: float) -> tuple[Any, dict[str, float]]:
+    """The callable :func:`~vid2model.ops.garment.flat_garment` moves the mesh's outline with (onto the
+    edges the undistorted keyframes show; None without them) and what it read ({"share": outline share})."""
+    import cv2
+
+    from vid2model.io.colmap import load_views
+    from vid2model.ops.garment_edges import fit_edges
+
+    read: dict[str, float] = {}
+    if not ws.has_dense_cameras:
+        return None, read
+    held = set(ws.read_json(ws.holdout_json, default=[]) or [])
+    views = [v for v in load_views(ws.dense_sparse_dir) if v.name not in held
+             and ws.undistorted_image(v.name).exists()]
+    if len(views) < 3:
+        return None, read
+
+    def photos():
+        for v in views:
+            img = cv2.imread(str(ws.undistorted_image(v.name)), cv2.IMREAD_COLOR)
+            if img is not None and img.shape[:2] == (v.height, v.width):
+                yield v, img
+
+    def edges(ring, top_z):
+        moved, fit = fit_edges(ring, top_z, photos(), search=0.012 * radius, reach=0.025 * radius,
+                               step=radius / 2000)
+        read["share"] = round(fit.read_share, 4)
+        # a garment the photos cannot tell from its table keeps the mesh's outline
+        return moved if fit.read_share >= 0.5 else None
+
+    return edges, read
 
 
 def _room(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, list]:
@@ -367,6 +402,7 @@ def _garment_figures(fig: Figures, g, noise: float | None) -> dict[str, Any]:
             "thickness": round(float(g.thickness * fig.k), 6), "centre_line_deg": round(g.axis_deg, 2),
             "edge_noise": round(float(g.edge_noise * fig.k), 6),
             "symmetry": round(g.symmetry, 4),
+            "outline_from_photos": g.outline_read_share,
             "definitions": "along the centre line: length from the shoulders' highest point to the hem; chest width "
                            "0.035 of the length below the armpits; waist width the narrowest between; hem width just "
                            "above the hem; sleeve length from the shoulder point along the sleeve's top edge"}

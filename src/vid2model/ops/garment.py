@@ -33,6 +33,7 @@ class FlatGarment:
     thickness: float  # how far the garment stands above the table
     symmetry: float  # intersection over union of the shape and its mirror image
     edge_noise: float  # how far the outline stands from its own mirror image, on average (model units)
+    outline_read_share: float = 0.0  # share of the outline the photos' edges placed (the rest: the mesh's)
 
 
 def height_map(V: np.ndarray, F: np.ndarray, table: np.ndarray, lo: np.ndarray, pixel: float,
@@ -162,10 +163,44 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> flo
     return float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k] * pixel)
 
 
+def _outline(mask: np.ndarray, lo: np.ndarray, pixel: float) -> np.ndarray:
+    """The world (x, y) [K, 2] of the outer outline of ``mask`` [H, W] (rows along y, pixels of ``pixel`` from
+    ``lo``), counter-clockwise."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    ring = lo + (max(contours, key=len)[:, 0, :].astype(float) + 0.5) * pixel
+    area2 = np.sum(ring[:, 0] * np.roll(ring[:, 1], -1) - np.roll(ring[:, 0], -1) * ring[:, 1])
+    return ring if area2 > 0 else ring[::-1]
+
+
+def _coverage(ring: np.ndarray, lo: np.ndarray, pixel: float, size: tuple[int, int], sub: int = 4) -> np.ndarray:
+    """Share [H, W] of each pixel (of ``pixel`` from ``lo``) the polygon ``ring`` [K, 2] (world x, y) covers,
+    drawn at ``sub`` x ``sub`` samples a pixel within the polygon's box."""
+    import cv2
+
+    h, w = size
+    px = (ring - lo) / pixel  # continuous pixel coordinates, corners at integers
+    c0 = np.clip(np.floor(px.min(0)).astype(int) - 1, 0, [w, h])
+    c1 = np.clip(np.ceil(px.max(0)).astype(int) + 1, 0, [w, h])
+    out = np.zeros(size, np.float32)
+    if (c1 <= c0).any():
+        return out
+    bw, bh = c1 - c0
+    fine = np.zeros((bh * sub, bw * sub), np.uint8)
+    shift = 4  # fillPoly's sub-sample bits
+    pts = np.round(((px - c0) * sub - 0.5) * (1 << shift)).astype(np.int32)
+    cv2.fillPoly(fine, [pts], 255, lineType=cv2.LINE_8, shift=shift)
+    out[c0[1]:c1[1], c0[0]:c1[0]] = cv2.resize(fine, (bw, bh), interpolation=cv2.INTER_AREA) / 255.0
+    return out
+
+
 def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.ndarray, reach: float,
-                 pixel: float) -> FlatGarment | None:
+                 pixel: float, edges=None) -> FlatGarment | None:
     """The garment lying on the plane ``table`` (z = a x + b y + c) within ``reach`` of ``centre`` (x, y), from
-    a height map of ``pixel``; None when nothing stands clearly above the table there."""
+    a height map of ``pixel``; None when nothing stands clearly above the table there. ``edges``, when given,
+    moves the mesh's outline onto the photos' edges: ``edges(ring [K, 2], top_z [K])`` (the outline, counter-
+    clockwise world x, y, and the garment's top under it) returns the moved outline or None to keep the mesh's."""
     import cv2
 
     n = int(np.ceil(2 * reach / pixel))
@@ -201,6 +236,18 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     mask = _largest_near(mask, (n // 2, n // 2))
     if mask.sum() < 100:
         return None
+    if edges is not None:
+        ring = _outline(mask, lo, pixel)
+        col, row = (ring - lo).T / pixel - 0.5
+        top_z = (table[0] * ring[:, 0] + table[1] * ring[:, 1] + table[2] + coef[0] * col + coef[1] * row + coef[2]
+                 + table_level + thickness)
+        moved = edges(ring, top_z)
+        if moved is not None:
+            cover = _coverage(moved, lo, pixel, (n, n))
+            h = table_level + thickness * cover
+            mask = _largest_near(cover > 0.5, (n // 2, n // 2))
+            if mask.sum() < 100:
+                return None
     rr, cc = np.nonzero(mask)
     # the mirror tests run on the garment's box (with room to turn), not the whole view
     pad = int(0.1 * max(np.ptp(rr), np.ptp(cc))) + 4
@@ -228,9 +275,7 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
         if score > best:
             best, shift = score, float(d)
     mean = mean + shift * across
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    outer = max(contours, key=len)
-    ring = lo + (outer[:, 0, :].astype(float) + 0.5) * pixel  # world (x, y) of the outline
+    ring = _outline(mask, lo, pixel)
     up, mid = _upright(h, mask, mean, axis)
     level = table_level + 0.5 * thickness
     inside = up > level
@@ -239,7 +284,8 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
         up, mid = _upright(h, mask, mean, axis)
     # a shirt is symmetric: where its outline and its mirror image part, one of them is off; their mismatch
     # area over the outline's length is how far an edge is off on average
-    edge_noise = (1 - best) * mask.sum() * pixel / max(cv2.arcLength(outer, True), 1.0)
+    perimeter = np.linalg.norm(ring - np.roll(ring, 1, axis=0), axis=1).sum()
+    edge_noise = (1 - best) * mask.sum() * pixel * pixel / max(perimeter, pixel)
     return _measure_upright(up, mid, level, pixel, ring, axis, thickness, best, edge_noise)
 
 
@@ -329,9 +375,8 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
         sleeves.append(_sleeve(inside, side, int(round(edge)), pixel))
     if not np.isfinite([chest, waist, hem, *sleeves]).all():
         return None
-    area2 = np.sum(ring[:, 0] * np.roll(ring[:, 1], -1) - np.roll(ring[:, 0], -1) * ring[:, 1])
     return FlatGarment(length=length, chest_width=chest, waist_width=waist, hem_width=hem,
                        sleeve_length=float(np.mean(sleeves)), sleeves=(sleeves[0], sleeves[1]),
-                       outline=ring if area2 > 0 else ring[::-1],
+                       outline=ring,
                        axis_deg=float(np.degrees(np.arctan2(axis[1], axis[0]))), thickness=thickness,
                        symmetry=symmetry, edge_noise=edge_noise)
