@@ -82,7 +82,7 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, views
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for k0 in range(0, len(ring), chunk):
-            c = np.where(A[:, k0:k0 + chunk, :, None], C[:, k0:k0 + chunk].astype(np.float32), np.nan)
+            c = np.where(A[:, k0:k0 + chunk, :, None], C[:, k0:k0 + chunk].astype(np.float32) / 255.0, np.nan)
             m = np.nanmedian(c, 0)
             D[k0:k0 + chunk] = np.nanmedian(np.abs(c - m).sum(-1), 0)
         D[A.sum(0) < min_views] = np.nan
