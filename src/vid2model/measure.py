@@ -396,8 +396,11 @@ def _garment_figures(fig: Figures, g, noise: float | None) -> dict[str, Any]:
     # surface's noise where that is larger
     edge = max(g.edge_noise, noise or 0.0)
     two = [np.sqrt(2) * edge]
-    return {**{k: fig(getattr(g, k), two) for k in ("length", "chest_width", "waist_width", "hem_width",
-                                                    "sleeve_length")},
+    # the sleeves of a garment laid out symmetric are one length read twice: where they disagree, the mean is
+    # as uncertain as half their difference (a cuff's edge lost in one of them)
+    sleeves = two + [0.5 * abs(g.sleeves[0] - g.sleeves[1])]
+    return {**{k: fig(getattr(g, k), two) for k in ("length", "chest_width", "waist_width", "hem_width")},
+            "sleeve_length": fig(g.sleeve_length, sleeves),
             "sleeves": [round(float(v * fig.k), 6) for v in g.sleeves],
             "thickness": round(float(g.thickness * fig.k), 6), "centre_line_deg": round(g.axis_deg, 2),
             "edge_noise": round(float(g.edge_noise * fig.k), 6),
