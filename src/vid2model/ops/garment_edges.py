@@ -50,63 +50,103 @@ def _wrapped_median(x: np.ndarray, k: int) -> np.ndarray:
         return np.nanmedian(windows, axis=1)
 
 
-def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, views, search: float, reach: float,
-                 step: float, min_views: int = 5, min_contrast: float = 0.06, min_ratio: float = 3.0,
-                 chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Where the garment's top ends along each outline point's outward normal: its move [K] (nan where the
-    profile says nothing). A point on the top is one surface point in every view, so its colours agree; a
-    point of the top's plane beyond the edge is air, and each view sees what lies behind it (the table a
-    thickness' parallax away, or the garment's side), so they disagree. The disagreement (the median over
-    views of each colour's distance from the views' median colour) steps up at the edge; it is linear in the
-    share of a pixel that crosses it, so the edge is where it is half way from the top's level to its peak
-    just outside. Returns the moves [K] and how many views saw each whole profile [K]."""
+def _disagreement(C: np.ndarray, A: np.ndarray, min_views: int, chunk: int = 256) -> np.ndarray:
+    """How far the views' colours of each sample disagree [K, S]: the median over views of each colour's L1
+    distance (0-1 a channel) from the views' median colour, from colours ``C`` [V, K, S, 3] uint8 where ``A``
+    [V, K, S] saw them; nan where fewer than ``min_views`` did."""
     import warnings
 
-    s = np.arange(-reach, reach + 0.5 * step, step)  # [S]
-    P = ring[:, None, :] + s[None, :, None] * normals[:, None, :]  # [K, S, 2]
-    P3 = np.concatenate([P, np.broadcast_to(top_z[:, None, None], P.shape[:2] + (1,))], -1).reshape(-1, 3)
-    cols = []  # [V] of [K * S, 3] uint8
-    seen = []
-    for cam, img in views:
-        uv, depth = cam.project(P3)
-        ok = (depth > 0) & (uv[:, 0] >= 1) & (uv[:, 0] <= cam.width - 1) & (uv[:, 1] >= 1) & \
-            (uv[:, 1] <= cam.height - 1)
-        cols.append(_bilinear(img, index_coords(uv), ok))
-        seen.append(ok)
-    out = np.full(len(ring), np.nan)
-    if len(cols) < min_views:
-        return out, np.zeros(len(ring), int)
-    C = np.stack(cols).reshape(len(cols), len(ring), len(s), 3)  # [V, K, S, 3]
-    A = np.stack(seen).reshape(len(cols), len(ring), len(s))
-    D = np.empty((len(ring), len(s)), np.float32)
+    D = np.empty(C.shape[1:3], np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for k0 in range(0, len(ring), chunk):
+        for k0 in range(0, C.shape[1], chunk):
             c = np.where(A[:, k0:k0 + chunk, :, None], C[:, k0:k0 + chunk].astype(np.float32) / 255.0, np.nan)
-            m = np.nanmedian(c, 0)
-            D[k0:k0 + chunk] = np.nanmedian(np.abs(c - m).sum(-1), 0)
-        D[A.sum(0) < min_views] = np.nan
+            D[k0:k0 + chunk] = np.nanmedian(np.abs(c - np.nanmedian(c, 0)).sum(-1), 0)
+    D[A.sum(0) < min_views] = np.nan
+    return D
+
+
+def _sample(views, layers: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each layer's points [N, 3] sampled in every view: per layer, colours [V, N, 3] uint8 and where seen [V, N]."""
+    cols: list[list[np.ndarray]] = [[] for _ in layers]
+    seen: list[list[np.ndarray]] = [[] for _ in layers]
+    for cam, img in views:
+        for i, X in enumerate(layers):
+            uv, depth = cam.project(X)
+            ok = (depth > 0) & (uv[:, 0] >= 1) & (uv[:, 0] <= cam.width - 1) & (uv[:, 1] >= 1) & \
+                (uv[:, 1] <= cam.height - 1)
+            cols[i].append(_bilinear(img, index_coords(uv), ok))
+            seen[i].append(ok)
+    return [np.array(c) for c in cols], [np.array(a) for a in seen]
+
+
+def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, views,
+                 search: float, reach: float, step: float, min_views: int = 5, min_contrast: float = 0.06,
+                 min_ratio: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Where the garment's top ends along each outline point's outward normal: its move [K] (nan where the
+    profile says nothing), and how many views saw each whole profile [K].
+
+    A point on the top is one surface point in every view, so its colours agree; a point of the top's plane
+    beyond the edge is air, and each view sees what lies behind it (the table a thickness' parallax away, or
+    the garment's side), so they disagree. The disagreement (the median over views of each colour's distance
+    from the views' median colour) steps up at the edge; it is linear in the share of a pixel that crosses it,
+    so the edge is where it is half way from the top's level to its peak just outside. A line of the table's
+    print running beside the edge disagrees the same way at the top's height, often more; on the table's own
+    plane (``floor_z``) it is one point for every view, while just inside a printed garment's edge the table is
+    hidden under the top: a peak with open table just inside it is the print's, not the edge's."""
+    s = np.arange(-reach, reach + 0.5 * step, step)  # [S]
+    K, S = len(ring), len(s)
+    P = ring[:, None, :] + s[None, :, None] * normals[:, None, :]  # [K, S, 2]
+    layers = [np.concatenate([P, np.broadcast_to(z[:, None, None], (K, S, 1))], -1).reshape(-1, 3)
+              for z in (top_z, floor_z)]
+    (Ct, Cf), (At, Af) = _sample(views, layers)
+    out = np.full(K, np.nan)
+    if len(Ct) < min_views:
+        return out, np.zeros(K, int)
+    V = len(Ct)
+    At, Af = At.reshape(V, K, S), Af.reshape(V, K, S)
+    D = _disagreement(Ct.reshape(V, K, S, 3), At, min_views)
+    Df = _disagreement(Cf.reshape(V, K, S, 3), Af, min_views)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         inside = np.where(s <= -search, D, np.nan)
         a = np.nanmedian(inside, 1)  # [K] the top's own level
         a90 = np.nanpercentile(inside, 90, axis=1)
+        f_in = np.nanmedian(np.where(s <= -search, Df, np.nan), 1)  # the table under the garment
+        f_out = np.nanmedian(np.where(s >= search, Df, np.nan), 1)  # and open
     win = np.abs(s) <= search
-    Dw = np.where(win, D, -np.inf)
-    Dw = np.where(np.isfinite(Dw) | ~win, Dw, -np.inf)
-    jp = np.argmax(Dw, 1)  # the peak just outside the edge
-    rows = np.arange(len(ring))
+    Dw = np.where(win & np.isfinite(D), D, -np.inf)
+    rows = np.arange(K)
+    # peaks: local maxima a third of the way up to the highest or more
+    left = np.concatenate([np.full((K, 1), -np.inf), Dw[:, :-1]], 1)
+    right = np.concatenate([Dw[:, 1:], np.full((K, 1), -np.inf)], 1)
+    peaks = (Dw >= left) & (Dw >= right) & (Dw >= (a + (Dw.max(1) - a) / 3)[:, None])
+    # where the table disagrees under the garment and agrees in the open (a printed garment), a peak needs the
+    # table hidden just inside it; a plain garment hides nothing the views disagree on, and its highest peak is
+    # the edge
+    printed = (f_in >= 2 * f_out) & (f_in - f_out >= min_contrast)
+    L = max(3, int(round(search / 3 / step)))
+    j = np.arange(S)
+    csum = np.concatenate([np.zeros((K, 1)), np.cumsum(np.nan_to_num(Df), 1)], 1)
+    lo, hi = np.clip(j - L, 0, S), np.clip(j - 1, 0, S)
+    under = (csum[:, hi] - csum[:, lo]) / np.maximum(hi - lo, 1)  # [K, S] the table just inside each sample
+    peaks &= ~(printed[:, None] & (under < (0.5 * (f_in + f_out))[:, None]))
+    jp = np.where(printed & peaks.any(1), np.argmax(np.where(peaks, Dw, -np.inf), 1), np.argmax(Dw, 1))
     peak = Dw[rows, jp]
     T = 0.5 * (a + peak)
     ok = np.isfinite(a) & np.isfinite(peak) & (peak - a >= min_contrast) & (peak >= min_ratio * a) & (a90 < T)
     for k in np.flatnonzero(ok):
         d = D[k, :jp[k] + 1]
         below = np.flatnonzero(~(d >= T[k]))  # nan counts as below: the walk stops there
-        j = below[-1] if len(below) else -1
-        if j < 0 or not win[j] or not np.isfinite(d[j]):
+        i = below[-1] if len(below) else -1
+        if i < 0 or not win[i] or not np.isfinite(d[i]):
             ok[k] = False
             continue
-        t = (T[k] - d[j]) / max(d[j + 1] - d[j], 1e-12)
-        out[k] = s[j] + np.clip(t, 0.0, 1.0) * step
-    return out, A.all(2).sum(0)
+        t = (T[k] - d[i]) / max(d[i + 1] - d[i], 1e-12)
+        out[k] = s[i] + np.clip(t, 0.0, 1.0) * step
+    return out, np.minimum(At.all(2).sum(0), Af.all(2).sum(0))
 
 
 def _bilinear(img: np.ndarray, xy: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -125,14 +165,14 @@ def _bilinear(img: np.ndarray, xy: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_edges(ring: np.ndarray, top_z: np.ndarray, views: Iterable[tuple[Camera, np.ndarray]], search: float,
-              reach: float, step: float) -> tuple[np.ndarray, EdgeFit]:
+def fit_edges(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, views: Iterable[tuple[Camera, np.ndarray]],
+              search: float, reach: float, step: float) -> tuple[np.ndarray, EdgeFit]:
     """The counter-clockwise outline ``ring`` [K, 2] moved onto the edge of the garment's top (at ``top_z``
-    [K]) that ``views`` ((camera, image [H, W, 3] uint8) pairs) show, with how it moved. Each point looks within
+    [K], on a table at ``floor_z`` [K]) that ``views`` ((camera, image [H, W, 3] uint8) pairs) show, with how it moved. Each point looks within
     ``search`` of where it is, along profiles sampled every ``step`` out to ``reach``; a stretch no profile
     read moves as its read neighbours do."""
     n = outward_normals(ring)
-    med, count = spread_moves(ring, n, top_z, views, search, reach, step)
+    med, count = spread_moves(ring, n, top_z, floor_z, views, search, reach, step)
     # a running median along the outline over half a search: one point's bad reading does not make a notch
     k = max(3, int(round(0.5 * search / max(np.median(np.linalg.norm(np.diff(ring, axis=0), axis=1)), 1e-12)))) | 1
     smooth = _wrapped_median(med, k)
