@@ -200,7 +200,8 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
     """The garment lying on the plane ``table`` (z = a x + b y + c) within ``reach`` of ``centre`` (x, y), from
     a height map of ``pixel``; None when nothing stands clearly above the table there. ``edges``, when given,
     moves the mesh's outline onto the photos' edges: ``edges(ring [K, 2], floor_z [K], top_z [K])`` (the
-    outline, counter-clockwise world x, y, and the table's and the garment's top's heights under it) returns the moved outline or None to keep the mesh's."""
+    outline, counter-clockwise world x, y, and the table's and the garment's top's heights under it) returns
+    the moved outline or None to keep the mesh's."""
     import cv2
 
     n = int(np.ceil(2 * reach / pixel))

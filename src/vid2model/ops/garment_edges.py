@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from vid2model.camera import Camera, index_coords
+from vid2model.ops.measure import running_median
 
 
 @dataclass(frozen=True)
 class EdgeFit:
     """How the outline was moved: the move [K] along each point's outward normal (nan: its profile said
-    nothing), and how many views saw each point's whole profile [K]."""
+    nothing)."""
 
     moved: np.ndarray
-    views: np.ndarray
 
     @property
     def read_share(self) -> float:
@@ -38,16 +38,6 @@ def outward_normals(ring: np.ndarray, k: int = 3) -> np.ndarray:
     t = np.roll(ring, -k, axis=0) - np.roll(ring, k, axis=0)
     n = np.c_[t[:, 1], -t[:, 0]]
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-def _wrapped_median(x: np.ndarray, k: int) -> np.ndarray:
-    """Running median [K] of ``x`` [K] over ``k`` (odd) neighbours round a closed outline, nans left out."""
-    import warnings
-
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, k // 2, mode="wrap"), k)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a window of nans only stays nan
-        return np.nanmedian(windows, axis=1)
 
 
 def _disagreement(C: np.ndarray, A: np.ndarray, min_views: int, chunk: int = 256) -> np.ndarray:
@@ -82,9 +72,9 @@ def _sample(views, layers: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.
 
 def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, views,
                  search: float, reach: float, step: float, min_views: int = 5, min_contrast: float = 0.06,
-                 min_ratio: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+                 min_ratio: float = 3.0) -> np.ndarray:
     """Where the garment's top ends along each outline point's outward normal: its move [K] (nan where the
-    profile says nothing), and how many views saw each whole profile [K].
+    profile says nothing).
 
     A point on the top is one surface point in every view, so its colours agree; a point of the top's plane
     beyond the edge is air, and each view sees what lies behind it (the table a thickness' parallax away, or
@@ -102,7 +92,7 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor
     (Ct, Cf), (At, Af) = _sample(views, layers)
     out = np.full(K, np.nan)
     if len(Ct) < min_views:
-        return out, np.zeros(K, int)
+        return out
     V = len(Ct)
     At, Af = At.reshape(V, K, S), Af.reshape(V, K, S)
     D = _disagreement(Ct.reshape(V, K, S, 3), At, min_views)
@@ -146,7 +136,7 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor
             continue
         t = (T[k] - d[i]) / max(d[i + 1] - d[i], 1e-12)
         out[k] = s[i] + np.clip(t, 0.0, 1.0) * step
-    return out, np.minimum(At.all(2).sum(0), Af.all(2).sum(0))
+    return out
 
 
 def _bilinear(img: np.ndarray, xy: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -165,22 +155,23 @@ def _bilinear(img: np.ndarray, xy: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_edges(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, views: Iterable[tuple[Camera, np.ndarray]],
-              search: float, reach: float, step: float) -> tuple[np.ndarray, EdgeFit]:
+def fit_edges(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray,
+              views: Iterable[tuple[Camera, np.ndarray]], search: float, reach: float,
+              step: float) -> tuple[np.ndarray, EdgeFit]:
     """The counter-clockwise outline ``ring`` [K, 2] moved onto the edge of the garment's top (at ``top_z``
-    [K], on a table at ``floor_z`` [K]) that ``views`` ((camera, image [H, W, 3] uint8) pairs) show, with how it moved. Each point looks within
-    ``search`` of where it is, along profiles sampled every ``step`` out to ``reach``; a stretch no profile
-    read moves as its read neighbours do."""
+    [K], on a table at ``floor_z`` [K]) that ``views`` ((camera, image [H, W, 3] uint8) pairs) show, with how
+    it moved. Each point looks within ``search`` of where it is, along profiles sampled every ``step`` out to
+    ``reach``; a stretch no profile read moves as its read neighbours do."""
     n = outward_normals(ring)
-    med, count = spread_moves(ring, n, top_z, floor_z, views, search, reach, step)
+    med = spread_moves(ring, n, top_z, floor_z, views, search, reach, step)
     # a running median along the outline over half a search: one point's bad reading does not make a notch
     k = max(3, int(round(0.5 * search / max(np.median(np.linalg.norm(np.diff(ring, axis=0), axis=1)), 1e-12)))) | 1
-    smooth = _wrapped_median(med, k)
+    smooth = running_median(med, k, skip_nan=True, closed=True)
     ok = np.isfinite(smooth)
     if not ok.any():
-        return ring, EdgeFit(moved=smooth, views=count)
+        return ring, EdgeFit(moved=smooth)
     # a stretch no view read (a concave corner where the profile reaches the garment again) moves as its
     # read neighbours on either side do, in proportion along the outline
     at = np.arange(len(ring))
     filled = np.interp(at, at[ok], smooth[ok], period=len(ring))
-    return ring + filled[:, None] * n, EdgeFit(moved=smooth, views=count)
+    return ring + filled[:, None] * n, EdgeFit(moved=smooth)

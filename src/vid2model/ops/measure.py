@@ -283,12 +283,13 @@ def girth_profile(V: np.ndarray, F: np.ndarray, heights: np.ndarray) -> np.ndarr
     return out
 
 
-def running_median(x: np.ndarray, k: int, skip_nan: bool = False) -> np.ndarray:
-    """Running median [N] of ``x`` [N] over ``k`` (odd) entries, the ends padded with the end values; a window
-    holding a nan gives nan, or with ``skip_nan`` the median of the rest (nan if all are)."""
+def running_median(x: np.ndarray, k: int, skip_nan: bool = False, closed: bool = False) -> np.ndarray:
+    """Running median [N] of ``x`` [N] over ``k`` (odd) entries, the ends padded with the end values (``closed``:
+    with the other end's, round a closed outline); a window holding a nan gives nan, or with ``skip_nan`` the
+    median of the rest (nan if all are)."""
     import warnings
 
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, k // 2, mode="edge"), k)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, k // 2, mode="wrap" if closed else "edge"), k)
     if not skip_nan:
         return np.median(windows, axis=1)
     with warnings.catch_warnings():
