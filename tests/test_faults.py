@@ -234,6 +234,36 @@ def test_stop_signal_is_clean_and_resumable(orbit_workspace, tmp_path, sig, stag
         assert rot < 0.05 and shift < 4e-4, (rot, shift, turns)  # bounds: test_same_capture_same_cameras
 
 
+STOP_IN_CALLBACK = """
+import ctypes, os, signal
+from vid2model.signals import install_stop_handlers, stop_requested
+install_stop_handlers()
+def inside(_):
+    os.kill(os.getpid(), signal.{sig})
+    for _ in range(1000):  # Python runs here, inside the native frame: the handler's exception lands here
+        sum(range(100))
+    return 0
+callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(inside)
+try:
+    callback(0)  # ctypes calls it as native code would
+    for _ in range(10 ** 7):  # the first Python after the native frame
+        pass
+    print("not stopped")
+except KeyboardInterrupt:
+    print("stopped", stop_requested())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_inside_a_native_callback_still_stops_without_a_traceback(sig):
+    """numba's compiler calls back into Python through ctypes; a stop landing there used to print "Exception
+    ignored ... KeyboardInterrupt" with a traceback and let the stage run on."""
+    r = subprocess.run([sys.executable, "-c", STOP_IN_CALLBACK.format(sig=sig)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": SRC}, timeout=60)
+    assert r.stdout.strip() == f"stopped {int(getattr(signal, sig))}", (r.stdout, r.stderr)
+    assert r.stderr == "", r.stderr
+
+
 def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
     from vid2model.synth import SynthConfig, generate
     from vid2model.synth.evaluate import judge_cameras, load_gt

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
 _stop_signal: int | None = None
+_default_unraisable = sys.unraisablehook
 
 
 def stop_requested() -> int | None:
@@ -35,6 +37,22 @@ def _on_stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _on_unraisable(args: Any) -> None:
+    """A stop that lands while native code has called back into Python (numba's compiler does, through
+    ctypes) cannot unwind through the native frames: Python would print it as "Exception ignored" with a
+    traceback and let the run go on. It is raised again a moment later, and again until it lands where
+    Python runs on its own."""
+    if _stop_signal is not None and isinstance(args.exc_value, KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    _default_unraisable(args)
+
+
+def _again(signum: int, frame: Any) -> None:
+    if _stop_signal is not None:
+        raise KeyboardInterrupt(signal.Signals(_stop_signal).name)
+
+
 def install_stop_handlers() -> None:
     """Route SIGTERM and SIGINT to a KeyboardInterrupt in the main thread (call from the main thread)."""
     global _stop_signal
@@ -47,3 +65,5 @@ def install_stop_handlers() -> None:
         pass
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _on_stop)
+    signal.signal(signal.SIGALRM, _again)
+    sys.unraisablehook = _on_unraisable

@@ -24,6 +24,7 @@ from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_fill import fill_levels, seen_through
 from vid2model.ops.mvs.plane_sweep import box, sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, sweep_planes, visibility
+from vid2model.ops.threads import ordered_map
 from vid2model.progress import bar
 from vid2model.workspace import Workspace
 
@@ -63,25 +64,6 @@ def read_image(path, size: tuple[int, int] | None = None) -> np.ndarray:
     if size is not None and img.shape[1::-1] != tuple(size):
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def ordered_map(fn, n: int, workers: int):
-    """Yield ``fn(0) ... fn(n - 1)`` in order, computed on ``workers`` threads with at most 2 x workers
-    results waiting (memory stays bounded however many views there are)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    if workers <= 1:
-        yield from (fn(i) for i in range(n))
-        return
-    with ThreadPoolExecutor(workers) as ex:
-        queue: deque = deque()
-        for i in range(n):
-            queue.append(ex.submit(fn, i))
-            if len(queue) >= 2 * workers:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
 
 
 @dataclass

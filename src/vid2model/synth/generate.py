@@ -6,13 +6,13 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from vid2model.camera import scale_intrinsics
+from vid2model.ops.threads import ordered_map
 from vid2model.synth.camera import camera_path, frame_params, intrinsics
 from vid2model.synth.config import SynthConfig
 from vid2model.synth.mesh import scene_mesh, surface_colors, write_ply
@@ -153,12 +153,12 @@ def generate(out_dir: str | Path, cfg: SynthConfig = SynthConfig()) -> SynthResu
     try:
         # numpy releases the GIL in its kernels, so threads render frames in parallel; map keeps order
         # so frames stream into the encoder without all being held in memory.
-        with ThreadPoolExecutor(_workers()) as pool:
-            for i, img in enumerate(pool.map(lambda i: render_frame(scene, cfg, K, i, u), range(cfg.n_frames))):
-                if writer:
-                    writer.write(img, float(ts[i]))
-                if images_dir:
-                    save_image(images_dir / f"{names[i]}.{cfg.image_ext}", img)
+        frames = ordered_map(lambda i: render_frame(scene, cfg, K, i, u), cfg.n_frames, _workers())
+        for i, img in enumerate(frames):
+            if writer:
+                writer.write(img, float(ts[i]))
+            if images_dir:
+                save_image(images_dir / f"{names[i]}.{cfg.image_ext}", img)
     finally:
         if writer:
             writer.close()
@@ -203,8 +203,7 @@ def render_views(cfg_or_scene: SynthConfig | Scene, K: np.ndarray, width: int, h
     """
     scene = _as_scene(cfg_or_scene)
     c2w = np.asarray(cam_to_world, float).reshape(-1, 4, 4)
-    with ThreadPoolExecutor(_workers()) as pool:
-        imgs = list(pool.map(lambda c: render(scene, K, c, width, height), c2w))
+    imgs = list(ordered_map(lambda i: render(scene, K, c2w[i], width, height), len(c2w), _workers()))
     return (np.clip(np.stack(imgs), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -213,8 +212,8 @@ def render_depth(cfg_or_scene: SynthConfig | Scene, K: np.ndarray, width: int, h
     """Z-depth in metres along each camera's axis (N, H, W) float32, inf where no surface is hit."""
     scene = _as_scene(cfg_or_scene)
     c2w = np.asarray(cam_to_world, float).reshape(-1, 4, 4)
-    with ThreadPoolExecutor(_workers()) as pool:
-        depths = list(pool.map(lambda c: render(scene, K, c, width, height, with_depth=True)[1], c2w))
+    depths = list(ordered_map(lambda i: render(scene, K, c2w[i], width, height, with_depth=True)[1], len(c2w),
+                              _workers()))
     return np.stack(depths)
 
 
