@@ -264,6 +264,32 @@ def test_a_stop_inside_a_native_callback_still_stops_without_a_traceback(sig):
     assert r.stderr == "", r.stderr
 
 
+LONG_NATIVE_CALL = """
+import ctypes, sys, time
+from vid2model.signals import install_stop_handlers, interruptible, stop_requested
+install_stop_handlers()
+t0 = time.monotonic()
+print("started", flush=True)
+try:
+    interruptible(ctypes.CDLL(None).sleep, 60)  # one native call that holds no GIL, as a mapper run
+    print("not stopped")
+except KeyboardInterrupt:
+    print("stopped", stop_requested(), round(time.monotonic() - t0))
+"""
+
+
+def test_a_stop_during_a_long_native_call_is_acted_on_at_once():
+    """A mapper run takes minutes on a long video; a stop used to wait for it to end."""
+    proc = subprocess.Popen([sys.executable, "-c", LONG_NATIVE_CALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": SRC})
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert out.split()[:2] == ["stopped", str(int(signal.SIGTERM))] and int(out.split()[2]) < 5, (out, err)
+    assert err == "", err
+
+
 def test_one_bad_photo_is_skipped_and_reported(tmp_path, capsys):
     from vid2model.synth import SynthConfig, generate
     from vid2model.synth.evaluate import judge_cameras, load_gt

@@ -104,3 +104,27 @@ def test_a_model_with_right_rotations_and_wrong_centres_disagrees_with_a_piece()
     frame.set_cam_from_world(model.image(i).camera_id, moved)
     assert centre_disagreement(model, [piece]) == {"v05.png"}
     assert centre_disagreement(model, [centres(_ring(names=[0, 1, 2]))]) == set()  # too few shared to judge
+
+
+@pytest.mark.parametrize("n,tried", [(64, ["incremental"]), (24, ["incremental", "global", "relaxed"])])
+def test_a_long_capture_missing_a_stray_frame_runs_no_further_mapper(tmp_path, monkeypatch, n, tried):
+    """A long video's first mapper places all frames but one: each further mapper would take minutes (a
+    101-keyframe room tour spent 20 more of them) and place no more. A short capture still retries."""
+    from vid2model.config import SfmConfig
+    from vid2model.stages import sfm_mapping
+    from vid2model.workspace import Workspace
+
+    ran: list[str] = []
+
+    def mapper(kind, database, images, ws):
+        ran.append(kind)
+        return [_ring(n, names=list(range(1, n)))], 0, 0.0  # frame 0 left out, as a weakly held one is
+
+    monkeypatch.setattr(sfm_mapping, "_map", mapper)
+    monkeypatch.setattr(sfm_mapping, "_without_false_links", lambda kind, models, merged, *a, **k:
+                        (models, merged, {"false_links_dropped": 0, "s": 0.0}))
+    ws = Workspace(tmp_path / "ws").create()
+    names = [f"v{k:02d}.png" for k in range(n)]
+    rec, info = sfm_mapping.solve(tmp_path / "db", tmp_path / "images", names, ws, SfmConfig(), lambda m: 0)
+    assert ran == tried and [a["mapper"] for a in info["mapper_attempts"]] == tried
+    assert rec.num_reg_images() == n - 1 and info["unregistered"] == ["v00.png"]

@@ -12,7 +12,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 _stop_signal: int | None = None
 _default_unraisable = sys.unraisablehook
@@ -67,3 +69,29 @@ def install_stop_handlers() -> None:
         signal.signal(sig, _on_stop)
     signal.signal(signal.SIGALRM, _again)
     sys.unraisablehook = _on_unraisable
+
+
+def interruptible(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` with a stop acted on at once.
+
+    Python runs a signal's handler only when the main thread is back in Python, so a stop during one long
+    native call (a mapper run takes minutes on a long video) waited for it to end, and so did a second stop.
+    The call runs on a worker thread (the native code releases the GIL) while the main thread waits where a
+    handler can run; a stop leaves the worker's results unused, and the process ends with it."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args, **kwargs)
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+            out["error"] = exc
+
+    worker = threading.Thread(target=work, name="vid2model-native", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

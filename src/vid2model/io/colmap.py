@@ -9,6 +9,7 @@ import numpy as np
 
 from vid2model.camera import Camera
 from vid2model.errors import UserError
+from vid2model.signals import interruptible
 from vid2model.workspace import holds_model
 
 
@@ -108,7 +109,7 @@ def bundle_adjust(rec, options=None) -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)
             os.close(devnull)
-        pycolmap.bundle_adjustment(rec, options)
+        interruptible(pycolmap.bundle_adjustment, rec, options)
     finally:
         if quiet:
             os.dup2(saved, 2)

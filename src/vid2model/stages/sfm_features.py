@@ -6,6 +6,7 @@ from pathlib import Path
 
 from vid2model.config import SfmConfig
 from vid2model.io.colmap import SEED
+from vid2model.signals import interruptible
 
 
 def extract(database: Path, images_dir: Path, names: list[str], cfg: SfmConfig, camera_mode, reader,
@@ -25,8 +26,8 @@ def extract(database: Path, images_dir: Path, names: list[str], cfg: SfmConfig, 
     ext.sift.max_num_features = cfg.max_features
     ext.sift.peak_threshold *= peak_scale
     ext.num_threads = -1
-    pycolmap.extract_features(database, images_dir, image_names=names, camera_mode=camera_mode,
-                              reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
+    interruptible(pycolmap.extract_features, database, images_dir, image_names=names, camera_mode=camera_mode,
+                  reader_options=reader, extraction_options=ext, device=pycolmap.Device.auto)
 
 
 def match(database: Path, pairs_path: Path, pairs: list[tuple[str, str]], features: str = "sift",
@@ -48,5 +49,5 @@ def match(database: Path, pairs_path: Path, pairs: list[tuple[str, str]], featur
     mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
     vopts = pycolmap.TwoViewGeometryOptions()
     vopts.ransac.random_seed = SEED  # per RANSAC, not per thread: the same pairs verify the same way every run
-    pycolmap.match_image_pairs(database, matching_options=mopts, pairing_options=opts,
-                               verification_options=vopts, device=pycolmap.Device.auto)
+    interruptible(pycolmap.match_image_pairs, database, matching_options=mopts, pairing_options=opts,
+                  verification_options=vopts, device=pycolmap.Device.auto)

@@ -21,11 +21,14 @@ import numpy as np
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import SEED
+from vid2model.signals import interruptible
 from vid2model.stages.sfm_models import incremental_options, merge_pieces, model_score, names_of, prune_weak_images
-from vid2model.stages.sfm_rescue import needs_rescue, read_models, rescue_into
+from vid2model.stages.sfm_rescue import needs_rescue, only_strays_missing, read_models, rescue_into
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
+
+LONG_CAPTURE = 60  # keyframes from which one mapper run takes minutes on 2 cores
 
 
 def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
@@ -39,9 +42,10 @@ def run_mapper(kind: str, database: Path, images: Path, out: Path) -> list:
             gopts = pycolmap.GlobalPipelineOptions()
             gopts.random_seed = SEED
             gopts.num_threads = 1
-            models = pycolmap.global_mapping(database, images, out, gopts)
+            models = interruptible(pycolmap.global_mapping, database, images, out, gopts)
         else:
-            models = pycolmap.incremental_mapping(database, images, out, incremental_options(kind == "relaxed"))
+            models = interruptible(pycolmap.incremental_mapping, database, images, out,
+                                    incremental_options(kind == "relaxed"))
     except Exception as exc:  # noqa: BLE001 - a mapper failing is a result; another may succeed
         log.warning("%s mapping failed: %s", kind, exc)
         return []
@@ -203,7 +207,10 @@ def solve(database: Path, images: Path, names: list[str], ws: Workspace, cfg: Sf
         if best is None or model_score(rec) > model_score(best):
             best = rec
             best_info = {"mapper": kind, "n_models": len(models), "pieces_merged": n_merged}
-        if best.num_reg_images() == len(names):
+        # a stray frame or two of a long capture left out: each further mapper takes minutes there (a
+        # 101-keyframe room tour: 5.5 min incremental, then over 20 min of global mapping and its false links)
+        # and would not place them either; on a short one a retry costs seconds
+        if best.num_reg_images() == len(names) or (len(names) >= LONG_CAPTURE and only_strays_missing(best, names)):
             break
     # The rescue is seeded and judged by the models as the mappers wrote them (before pruning), of the
     # kinds this solve ran: a folder left by an earlier run may hold another set of images.

@@ -29,6 +29,7 @@ import numpy as np
 
 from vid2model.io.colmap import bundle_adjust
 from vid2model.ops.similarity import mean_rotation, rotation_angle_deg, similarity_residuals
+from vid2model.signals import interruptible
 from vid2model.stages.sfm_models import (centres, incremental_options, merge_pieces, model_score, prune_weak_images,
                                          rotations)
 from vid2model.workspace import RescueScratch, Workspace
@@ -89,7 +90,7 @@ def fixed_focal_mapping(database: Path, images: Path, scratch: RescueScratch, ra
     shutil.copyfile(database, db)
     _set_focal(db, ratio)
     try:
-        models = pycolmap.incremental_mapping(db, images, scratch.models, _fixed_focal_options())
+        models = interruptible(pycolmap.incremental_mapping, db, images, scratch.models, _fixed_focal_options())
     except Exception as exc:  # noqa: BLE001 - a failed attempt is a result
         log.warning("fixed-focal mapping failed: %s", exc)
         return [], []
@@ -245,11 +246,17 @@ def rescue_into(best, best_info: dict[str, Any], tried: list[dict[str, Any]], da
     return best, {**best_info, "disagreeing_frames": info.get("disagreeing", [])}
 
 
-def needs_rescue(best, names: list[str], pieces: list, missing_share: float = 0.05) -> bool:
-    """Whether ``sfm_mapping.solve``'s model should be rescued: frames missing (more than a stray one or
-    two of a large capture, which the rescue would not place either), or frames whose rotation or centre
-    disagrees with an incremental piece (a wrong-but-registered block)."""
-    if best is None or len(names) - best.num_reg_images() >= max(1.0, missing_share * len(names)):
+def only_strays_missing(best, names: list[str], share: float = 0.05) -> bool:
+    """Whether ``best`` places every one of ``names`` but a stray one or two of a large capture (under
+    ``share`` of them): frames that another mapper or the rescue would not place either."""
+    return best is not None and len(names) - best.num_reg_images() < max(1.0, share * len(names))
+
+
+def needs_rescue(best, names: list[str], pieces: list) -> bool:
+    """Whether ``sfm_mapping.solve``'s model should be rescued: more than stray frames missing
+    (:func:`only_strays_missing`), or frames whose rotation or centre disagrees with an incremental piece (a
+    wrong-but-registered block)."""
+    if not only_strays_missing(best, names):
         return True
     bad = piece_disagreement(best, [rotations(m) for m in pieces])
     bad |= centre_disagreement(best, [centres(m) for m in pieces])
