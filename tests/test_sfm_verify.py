@@ -90,8 +90,24 @@ def _turn_block(rec, names: list[str], block: range, deg: float) -> None:
         frame.rig_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(R), -R @ c)
 
 
+def _frames_drawn_differently(ws, names: list[str]) -> list[str]:
+    """The fixture's frames that differ from the same frame drawn again on one thread (CI once lost keyframe 9
+    of this capture, which solves 24 of 24 elsewhere: a frame drawn wrong, or a solve that differs?)."""
+    from PIL import Image
+
+    from vid2model.synth import SynthConfig
+    from vid2model.synth.generate import frame_params, intrinsics, make_scene, render_frame
+
+    cfg = SynthConfig(path="orbit", width=320, height=240, n_frames=24, seed=3, write_video=False, write_images=True)
+    scene, K, (u, _) = make_scene(cfg), intrinsics(cfg), frame_params(cfg)
+    return [n for i, n in enumerate(names)
+            if not np.array_equal(np.asarray(Image.open(ws.images_dir / n).convert("RGB")),
+                                  render_frame(scene, cfg, K, i, u))]
+
+
 def test_a_correct_model_passes_untouched(solved):
     ws, names, summary = solved
+    assert summary["n_registered"] == len(names), f"frames drawn differently: {_frames_drawn_differently(ws, names)}"
     assert summary["camera_check"] == "ok" and summary["dropped_spans"] == []
     assert summary["pairs_disagreeing"] == 0 and summary["pairs_judged"] >= 3 * len(names)
     assert ws.read_json(ws.camera_check_json)["verdict"] == "ok"
