@@ -16,18 +16,42 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     Small or distant markers (a few tens of pixels) are common, so small images are upsampled (to a
     long side of about 1600 px) and corners refined with the AprilTag edge fit, which on rendered
     markers of 20-50 px keeps the perimeter within ~0.5% where sub-pixel corner refinement is off by 2-3%.
+    Upsampling a whole 640x480 frame made that 180 ms a frame (18 s of a 100-keyframe solve); the markers are
+    found at the image's own size first (20 ms; on 149 frames of two captures it found every marker the
+    upsampled image showed), and only the region round each is upsampled and refined.
     """
     import cv2
 
     d = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50 if dictionary is None else dictionary)
     up = int(np.clip(np.ceil(1600 / max(gray.shape[:2])), 1, 4))
+    if up == 1:
+        return _detect(gray, d, 1, min_side_px)
+    found: dict[int, np.ndarray] = {}
+    h, w = gray.shape[:2]
+    for c in _detect(gray, d, 1, 0.0, refine=False).values():
+        pad = 2 * float(np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean()) + 8
+        x0, y0 = (np.floor(c.min(0) - pad).astype(int)).clip(0)
+        x1, y1 = np.minimum(np.ceil(c.max(0) + pad).astype(int), [w, h])
+        for i, cc in _detect(gray[y0:y1, x0:x1], d, up, min_side_px).items():
+            found[i] = cc + np.array([x0, y0], float)
+    return found
+
+
+def _detect(gray: np.ndarray, d, up: int, min_side_px: float, refine: bool = True) -> dict[int, np.ndarray]:
+    """:func:`detect_aruco`'s detector on ``gray`` upsampled ``up`` times (corners in ``gray``'s pixels)."""
+    import cv2
+
     params = cv2.aruco.DetectorParameters()
-    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG
+    if refine:
+        params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG
     img = gray
-    if up > 1:
+    if up > 1 or not refine:
         params.minMarkerPerimeterRate = 0.01
         params.polygonalApproxAccuracyRate = 0.06
         params.adaptiveThreshWinSizeMin = 3
+    if not refine:  # the finder: a marker within the upsampled pass's 3 px of the border is 1 px from it here
+        params.minDistanceToBorder = 0
+    if up > 1:
         img = cv2.resize(gray, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
     corners, ids, _ = cv2.aruco.ArucoDetector(d, params).detectMarkers(img)
     found = {}
