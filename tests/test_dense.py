@@ -137,7 +137,7 @@ def test_default_preset_fscore_on_synthetic_scenes(path, request, tmp_path):
 def test_ordered_map_yields_in_order_from_threads():
     import time
 
-    from vid2model.stages.dense import ordered_map
+    from vid2model.ops.threads import ordered_map
 
     def slow_for_some(i: int) -> int:
         time.sleep(0.01 * (i % 3))  # later items often finish first

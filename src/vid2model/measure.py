@@ -205,7 +205,7 @@ def _photo_edges(ws: Workspace, radius: float) -> tuple[Any, dict[str, float]]:
             if img is not None and img.shape[:2] == (v.height, v.width):
                 yield v, img
 
-    def edges(ring, floor_z, top_z):
+    def edges(ring, top_z, floor_z):
         moved, fit = fit_edges(ring, top_z, floor_z, photos(), search=0.012 * radius, reach=0.025 * radius,
                                step=radius / 2000)
         read["share"] = round(fit.read_share, 4)

@@ -199,8 +199,8 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
                  pixel: float, edges=None) -> FlatGarment | None:
     """The garment lying on the plane ``table`` (z = a x + b y + c) within ``reach`` of ``centre`` (x, y), from
     a height map of ``pixel``; None when nothing stands clearly above the table there. ``edges``, when given,
-    moves the mesh's outline onto the photos' edges: ``edges(ring [K, 2], floor_z [K], top_z [K])`` (the
-    outline, counter-clockwise world x, y, and the table's and the garment's top's heights under it) returns
+    moves the mesh's outline onto the photos' edges: ``edges(ring [K, 2], top_z [K], floor_z [K])`` (the
+    outline, counter-clockwise world x, y, and the garment's top's and the table's heights under it) returns
     the moved outline or None to keep the mesh's."""
     import cv2
 
@@ -242,7 +242,7 @@ def flat_garment(V: np.ndarray, F: np.ndarray, table: np.ndarray, centre: np.nda
         col, row = (ring - lo).T / pixel - 0.5
         floor_z = (table[0] * ring[:, 0] + table[1] * ring[:, 1] + table[2] + coef[0] * col + coef[1] * row + coef[2]
                    + table_level)
-        moved = edges(ring, floor_z, floor_z + thickness)
+        moved = edges(ring, floor_z + thickness, floor_z)
         if moved is not None:
             cover = _coverage(moved, lo, pixel, (n, n))
             h = table_level + thickness * cover

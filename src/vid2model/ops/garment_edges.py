@@ -11,6 +11,7 @@ one. Where the views start to disagree is the edge.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,8 +45,6 @@ def _disagreement(C: np.ndarray, A: np.ndarray, min_views: int, chunk: int = 256
     """How far the views' colours of each sample disagree [K, S]: the median over views of each colour's L1
     distance (0-1 a channel) from the views' median colour, from colours ``C`` [V, K, S, 3] uint8 where ``A``
     [V, K, S] saw them; nan where fewer than ``min_views`` did."""
-    import warnings
-
     D = np.empty(C.shape[1:3], np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -97,8 +96,6 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor
     At, Af = At.reshape(V, K, S), Af.reshape(V, K, S)
     D = _disagreement(Ct.reshape(V, K, S, 3), At, min_views)
     Df = _disagreement(Cf.reshape(V, K, S, 3), Af, min_views)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         inside = np.where(s <= -search, D, np.nan)

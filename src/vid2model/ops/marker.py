@@ -28,12 +28,13 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
         return _detect(gray, d, 1, min_side_px)
     found: dict[int, np.ndarray] = {}
     h, w = gray.shape[:2]
-    for c in _detect(gray, d, 1, 0.0, refine=False).values():
+    for i, c in _detect(gray, d, 1, 0.0, refine=False).items():
         pad = 2 * float(np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean()) + 8
         x0, y0 = (np.floor(c.min(0) - pad).astype(int)).clip(0)
         x1, y1 = np.minimum(np.ceil(c.max(0) + pad).astype(int), [w, h])
-        for i, cc in _detect(gray[y0:y1, x0:x1], d, up, min_side_px).items():
-            found[i] = cc + np.array([x0, y0], float)
+        refined = _detect(gray[y0:y1, x0:x1], d, up, min_side_px).get(i)  # each crop refines its own marker
+        if refined is not None:
+            found[i] = refined + np.array([x0, y0], float)
     return found
 
 

@@ -20,10 +20,10 @@ from vid2model.errors import UserError
 from vid2model.io.colmap import View, load_views, quiet_colmap, read_model
 from vid2model.io.colmap_dense import write_points_ply
 from vid2model.stages.dense_steps import (Checks, check_settings, depth_maps, filter_and_fuse, load_frames,
-                                          ordered_map, scene_radius, sparse_geometry, summary, torch_device)
+                                          scene_radius, sparse_geometry, summary, torch_device)
 from vid2model.workspace import Workspace
 
-__all__ = ["ordered_map", "run", "split_holdout"]
+__all__ = ["run", "split_holdout"]
 
 log = logging.getLogger("vid2model")
 
