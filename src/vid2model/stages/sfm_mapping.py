@@ -207,9 +207,8 @@ def solve(database: Path, images: Path, names: list[str], ws: Workspace, cfg: Sf
         if best is None or model_score(rec) > model_score(best):
             best = rec
             best_info = {"mapper": kind, "n_models": len(models), "pieces_merged": n_merged}
-        # a stray frame or two of a long capture left out: each further mapper takes minutes there (a
-        # 101-keyframe room tour: 5.5 min incremental, then over 20 min of global mapping and its false links)
-        # and would not place them either; on a short one a retry costs seconds
+        # a stray frame or two of a long capture left out: each further mapper takes minutes there and would
+        # not place them either; on a short one a retry costs seconds
         if best.num_reg_images() == len(names) or (len(names) >= LONG_CAPTURE and only_strays_missing(best, names)):
             break
     # The rescue is seeded and judged by the models as the mappers wrote them (before pruning), of the
