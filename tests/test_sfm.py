@@ -102,9 +102,9 @@ def test_marker_gives_metric_scale(marker):
     scene = ws.read_json(ws.scene_json)
     assert scene["scale"] == "metric" and scene["metres_per_unit"] == 1.0 and summary["scale_source"] == "marker"
     views, gt, err = _errors(synth, ws)
-    # similarity to GT metres needs no scaling. The marker is triangulated from the 3 of 10 views that see it:
-    # over seeds 1-5 of this capture the scale came out -1.2 to +0.6 % off, with or without the robust
-    # refinement (seed 1: +0.04 % without, -1.13 % with, 37a97a0); 48 views of it: 0.09 % (bench_sfm synth_marker)
+    # similarity to GT metres needs no scaling. The marker is measured from the 3 of 10 views that see it: over
+    # seeds 1-5 of this capture its corners triangulated one by one came out -1.2 to +0.6 % off (seed 1: -1.13 %);
+    # the square fitted to all its detections at once puts seed 1 0.69 % off
     assert abs(err["scale"] - 1.0) < 0.015, err
     c, g = np.array([v.center for v in views]), gt[:, :3, 3]
     d, dg = (np.linalg.norm(x[:, None] - x[None], axis=-1) for x in (c, g))
@@ -316,8 +316,7 @@ def test_points_marked_in_keyframes_give_their_distance(marker, capsys):
     d = out["distances"][0]
     assert out["units"] == "m" and out["object"] is None and d["unit"] == "m"
     true = float(np.linalg.norm(spots[1] - spots[0]))
-    # the marker's scale is this capture's error (1.13 % at 37a97a0, see the test above). Measured at 0e6a65a:
-    # 0.9608 m (+1.0 %), stated uncertainty 0.0068 m (the scale's 0.67 % and the pixels' share)
+    # the marker's scale is most of this capture's error (see the test above)
     assert abs(d["value"] / true - 1) < 0.015, d
     assert abs(d["value"] - true) <= 2 * d["uncertainty"], d
     # pixels that do not mark one spot are refused

@@ -7,7 +7,8 @@ import numpy as np
 from vid2model.camera import Camera, image_coords, index_coords
 
 
-def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0) -> dict[int, np.ndarray]:
+def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0,
+                 thorough: bool = False) -> dict[int, np.ndarray]:
     """ArUco markers in a grey uint8 image: {id: (4, 2) corner pixels}.
 
     Detections with a mean side under ``min_side_px`` are dropped: at that size texture can decode as a
@@ -16,19 +17,22 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     Small or distant markers (a few tens of pixels) are common, so small images are upsampled (to a
     long side of about 1600 px) and corners refined with the AprilTag edge fit, which on rendered
     markers of 20-50 px keeps the perimeter within ~0.5% where sub-pixel corner refinement is off by 2-3%.
-    Upsampling a whole frame is most of a long solve's marker time, so the markers are found at the image's
-    own size first and only the region round each is upsampled and refined: the same corners, a fraction of
-    the time.
+    Upsampling a whole frame 3-4x is most of a long solve's marker time, so the markers are found at twice the
+    image's size first and only the region round each is upsampled and refined: the same corners, a fraction
+    of the time. The finder needs the AprilTag quad detection too: the plain contour finder misses markers
+    seen at a grazing angle (10-17 px across one way), at any upsampling. Even so it misses some of those
+    that the whole frame upsampled finds: ``thorough`` searches that way (for the frames of a capture whose
+    marker was seen in few).
     """
     import cv2
 
     d = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50 if dictionary is None else dictionary)
     up = int(np.clip(np.ceil(1600 / max(gray.shape[:2])), 1, 4))
-    if up == 1:
-        return _detect(gray, d, 1, min_side_px)
+    if up == 1 or thorough:
+        return _detect(gray, d, up, min_side_px)
     found: dict[int, np.ndarray] = {}
     h, w = gray.shape[:2]
-    for i, c in _detect(gray, d, 1, 0.0, refine=False).items():
+    for i, c in _detect(gray, d, min(2, up), 0.0, finder=True).items():
         pad = 2 * float(np.linalg.norm(c - np.roll(c, 1, axis=0), axis=1).mean()) + 8
         x0, y0 = (np.floor(c.min(0) - pad).astype(int)).clip(0)
         x1, y1 = np.minimum(np.ceil(c.max(0) + pad).astype(int), [w, h])
@@ -38,19 +42,18 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     return found
 
 
-def _detect(gray: np.ndarray, d, up: int, min_side_px: float, refine: bool = True) -> dict[int, np.ndarray]:
+def _detect(gray: np.ndarray, d, up: int, min_side_px: float, finder: bool = False) -> dict[int, np.ndarray]:
     """:func:`detect_aruco`'s detector on ``gray`` upsampled ``up`` times (corners in ``gray``'s pixels)."""
     import cv2
 
     params = cv2.aruco.DetectorParameters()
-    if refine:
-        params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_APRILTAG  # also its quads: see detect_aruco
     img = gray
-    if up > 1 or not refine:
+    if up > 1 or finder:
         params.minMarkerPerimeterRate = 0.01
         params.polygonalApproxAccuracyRate = 0.06
         params.adaptiveThreshWinSizeMin = 3
-    if not refine:  # the finder: a marker within the upsampled pass's 3 px of the border is 1 px from it here
+    if finder:  # a marker within the refining pass's 3 px of the border is nearer it at the finder's size
         params.minDistanceToBorder = 0
     if up > 1:
         img = cv2.resize(gray, None, fx=up, fy=up, interpolation=cv2.INTER_CUBIC)
@@ -120,3 +123,68 @@ def square_edge(corners: np.ndarray) -> tuple[float, float]:
     diags = np.linalg.norm(corners[:2] - corners[2:], axis=1) / np.sqrt(2)
     est = np.concatenate([edges, diags])
     return float(est.mean()), float(est.std() / max(est.mean(), 1e-12))
+
+
+# A square of unit edge in its own frame, corners in ArUco's order (clockwise from the top-left as the
+# marker's face is seen): x along the top edge, y down the left edge, z into the marker.
+_UNIT_SQUARE = 0.5 * np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+
+
+def fit_square(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], corners: np.ndarray,
+               px_scale: float = 1.0) -> tuple[float, np.ndarray, float, float] | None:
+    """The square (pose and edge) whose corners project closest to the detections in every view.
+
+    Triangulating each corner on its own (:func:`marker_edge_length`) minimises an algebraic error and lets
+    the four corners drift apart independently; the marker is a rigid flat square, so its seven unknowns
+    (pose and edge) are fitted to every detection at once, in pixels, with a robust loss (a detection
+    spoiled by blur or a bad decode counts for little).
+
+    Args:
+        observations: per view (normalised corner coords (4, 2), R (3, 3), t (3,), focal length in pixels).
+        corners: (4, 3) starting corners (the linear triangulation).
+        px_scale: the robust loss's scale in pixels (residuals beyond it count linearly).
+
+    Returns:
+        (edge, corners (4, 3), the edge's relative standard error, the median corner's reprojection error in
+        pixels), or None when the corners are not near a square to start from.
+    """
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    c0 = corners.mean(0)
+    edge0, spread = square_edge(corners)
+    if not np.isfinite(edge0) or edge0 <= 0 or spread > 0.2:
+        return None
+    # Kabsch: the rotation taking the unit square's corners onto the triangulated ones
+    H = (edge0 * _UNIT_SQUARE).T @ (corners - c0)
+    U, _, Vt = np.linalg.svd(H)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
+    R0 = Vt.T @ D @ U.T
+    obs = np.array([o[0] for o in observations], float)  # [V, 4, 2]
+    Rs = np.array([o[1] for o in observations], float)  # [V, 3, 3]
+    ts = np.array([o[2] for o in observations], float)  # [V, 3]
+    fs = np.array([o[3] for o in observations], float)[:, None, None]  # [V, 1, 1]
+
+    def model(p):
+        X = p[3:6] + np.exp(p[6]) * _UNIT_SQUARE @ Rotation.from_rotvec(p[:3]).as_matrix().T  # [4, 3]
+        return np.einsum("vij,kj->vki", Rs, X) + ts[:, None, :]  # [V, 4, 3] in each camera
+
+    def residuals(p):
+        Xc = model(p)
+        z = np.maximum(Xc[..., 2:], 1e-9)
+        return (fs * (Xc[..., :2] / z - obs)).ravel()
+
+    p0 = np.concatenate([Rotation.from_matrix(R0).as_rotvec(), c0, [np.log(edge0)]])
+    res = least_squares(residuals, p0, loss="huber", f_scale=px_scale, x_scale="jac")
+    if not res.success or np.any(model(res.x)[..., 2] <= 0):
+        return None
+    m = res.fun.size
+    edge = float(np.exp(res.x[6]))
+    X = res.x[3:6] + edge * _UNIT_SQUARE @ Rotation.from_rotvec(res.x[:3]).as_matrix().T
+    err = float(np.median(np.linalg.norm(residuals(res.x).reshape(-1, 2), axis=1)))
+    try:
+        cov = np.linalg.inv(res.jac.T @ res.jac) * (2 * res.cost / max(m - 7, 1))
+        rel = float(np.sqrt(max(cov[6, 6], 0.0)))  # the edge is fitted as its logarithm
+    except np.linalg.LinAlgError:
+        return None
+    return edge, X, rel, err

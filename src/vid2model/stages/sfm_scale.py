@@ -9,10 +9,23 @@ import numpy as np
 from vid2model.camera import Camera, image_coords, index_coords
 from vid2model.config import SfmConfig
 from vid2model.errors import UserError
-from vid2model.ops.marker import corners_on_plane, detect_aruco, fit_plane, marker_edge_length, square_edge
+from vid2model.ops.marker import corners_on_plane, detect_aruco, fit_plane, fit_square, marker_edge_length, square_edge
 from vid2model.workspace import Workspace
 
 log = logging.getLogger("vid2model")
+
+# a rigid square whose median corner reprojects worse than this is not what the detections saw (decodes of
+# texture, a bent print)
+_MAX_SQUARE_ERROR_PX = 1.0
+# views too close together to fix the square's distance leave its size this uncertain or worse: the
+# corners' own triangulation and the local plane decide as before
+_MAX_SQUARE_REL = 0.01
+# The fit holds the cameras fixed, so its standard error leaves out how far the solved cameras' own scale is
+# from the truth round the marker: on synthetic captures with exactly known markers the fitted square and the
+# cameras' similarity to the truth disagree by about this much (bench/results/marker-square-2026-12-06.md)
+_CAMERAS_REL = 0.001
+# a marker seen in fewer keyframes than this is looked for again in the others, more slowly
+_FEW_VIEWS = 8
 
 
 def _plane_near(rec, img, corners_px: np.ndarray) -> tuple[np.ndarray, float] | None:
@@ -35,28 +48,45 @@ def _plane_near(rec, img, corners_px: np.ndarray) -> tuple[np.ndarray, float] | 
     return n, d
 
 
-def _marker_scale(ws: Workspace, rec, size: float) -> tuple[float, float] | None:
-    """Metres per model unit from each view's marker corners, and its relative uncertainty (from how far the
-    corners' edges disagree, or the views' measures).
-
-    Per view, the corner rays meet the plane of the sparse points around the marker (its support is
-    measured by many features, so this holds for a marker seen in one view, small, or at a grazing
-    angle). With several views the corners are also triangulated directly. Decodes that do not form a
-    square are ignored.
-    """
+def _detections(ws: Workspace, rec):
+    """(image, camera, {marker id: corners [4, 2]}) of each registered keyframe that shows a marker; where few
+    do, the others are searched again the thorough way (:func:`detect_aruco`)."""
     import cv2
 
-    per_view: dict[int, list[tuple[float, float]]] = {}
-    obs: dict[int, list] = {}
+    seen, unseen = [], []
     for image_id in rec.reg_image_ids():
         img = rec.image(image_id)
         gray = cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             continue
         cam = Camera.from_colmap(img, img.camera, lens=True)
-        for mid, corners in detect_aruco(gray).items():
+        found = detect_aruco(gray)
+        (seen if found else unseen).append((img, cam, found))
+    if len(seen) < _FEW_VIEWS:
+        for img, cam, _ in unseen:
+            found = detect_aruco(cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE), thorough=True)
+            if found:
+                seen.append((img, cam, found))
+    return seen
+
+
+def _marker_scale(ws: Workspace, rec, size: float) -> tuple[float, float] | None:
+    """Metres per model unit from each view's marker corners, and its relative uncertainty (from how far the
+    corners' edges disagree, or the views' measures).
+
+    Per view, the corner rays meet the plane of the sparse points around the marker (its support is
+    measured by many features, so this holds for a marker seen in one view, small, or at a grazing
+    angle). With several views a rigid square is fitted to all of its detections at once
+    (:func:`vid2model.ops.marker.fit_square`), started from the corners triangulated one by one. Decodes that
+    do not form a square are ignored.
+    """
+    per_view: dict[int, list[tuple[float, float]]] = {}
+    obs: dict[int, list] = {}
+    for img, cam, found in _detections(ws, rec):
+        for mid, corners in found.items():
             uv = image_coords(corners.astype(np.float64))  # the detector's pixel centres are at integers
-            obs.setdefault(mid, []).append((cam.rays(uv)[:, :2], cam.R, cam.t))
+            focal = float(np.sqrt(cam.K[0, 0] * cam.K[1, 1]))
+            obs.setdefault(mid, []).append((cam.rays(uv)[:, :2], cam.R, cam.t, focal))
             plane = _plane_near(rec, img, corners)
             if plane is not None:
                 xyz = corners_on_plane(cam, uv, *plane)
@@ -64,14 +94,18 @@ def _marker_scale(ws: Workspace, rec, size: float) -> tuple[float, float] | None
                     edge, spread = square_edge(xyz)
                     if spread < 0.1:
                         per_view.setdefault(mid, []).append((edge, spread))
-    # Direct triangulation of the corners is the more precise where it holds; the per-view plane measure
-    # takes over for markers seen once or from close views.
+    # Several views measure the square directly where they agree on one; the per-view plane measure takes over
+    # for markers seen once or from close views.
     best: tuple[int, float, float] | None = None
     for mid in set(obs) | set(per_view):
         views, edge = obs.get(mid, []), None
         if len(views) >= 2:
-            tri, _, spread = marker_edge_length(views)
-            if spread < (0.03 if len(views) >= 3 else 0.015):
+            tri, corners, spread = marker_edge_length([v[:3] for v in views])
+            fit = fit_square(views, corners)
+            if fit is not None and fit[3] < _MAX_SQUARE_ERROR_PX and fit[2] < _MAX_SQUARE_REL:
+                edge, rel = fit[0], float(np.hypot(fit[2], _CAMERAS_REL))
+                how = f"a square fitted to {len(views)} views ({fit[3]:.2f} px median error)"
+            elif spread < (0.03 if len(views) >= 3 else 0.015):
                 # the six edge and diagonal estimates rest on four corners
                 edge, rel, how = tri, spread / 2, f"triangulated from {len(views)} views"
         if edge is None and per_view.get(mid):
