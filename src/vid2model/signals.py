@@ -71,6 +71,36 @@ def install_stop_handlers() -> None:
     sys.unraisablehook = _on_unraisable
 
 
+def interruptible_all(calls: list[Callable[[], T]]) -> list[T]:
+    """Each of ``calls`` on its own worker thread at once (native work that releases the GIL: independent
+    bundle adjustments), their results in order; a stop is acted on at once as in :func:`interruptible`. The
+    workers hold BLAS at one thread each (see :mod:`vid2model.ops.threads`)."""
+    from threadpoolctl import threadpool_limits
+
+    if len(calls) <= 1:
+        return [interruptible(c) for c in calls]
+    out: list[dict[str, Any]] = [{} for _ in calls]
+
+    def work(k: int) -> None:
+        try:
+            out[k]["value"] = calls[k]()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+            out[k]["error"] = exc
+
+    with threadpool_limits(1, user_api="blas"):
+        workers = [threading.Thread(target=work, args=(k,), name="vid2model-native", daemon=True)
+                   for k in range(len(calls))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            while w.is_alive():
+                w.join(0.2)
+    for o in out:
+        if "error" in o:
+            raise o["error"]
+    return [o["value"] for o in out]
+
+
 def interruptible(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` with a stop acted on at once.
 

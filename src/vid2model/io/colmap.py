@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,30 +90,51 @@ def bundle_adjust(rec, options=None) -> None:
     pycolmap (4.2) lowers glog's ``minloglevel`` to 0 inside ``bundle_adjustment`` and leaves it there,
     so its banner and every later COLMAP line (undistortion, ...) reached the user's terminal. The
     call's own lines go to /dev/null (file descriptor 2, where glog writes) and the level is put back.
+    Adjustments may run on several threads at once (:func:`vid2model.signals.interruptible_all`).
     """
-    import os
-    import sys
-
     import pycolmap
 
-    level = pycolmap.logging.minloglevel
     if options is None:
         options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
     # Ceres' threaded Schur elimination sums in whatever order its threads finish, so the same capture came out
     # a little different between runs on a loaded machine. One thread gives the same cameras every run.
     options.ceres.solver_options.num_threads = 1
-    quiet = level >= 2
-    saved = os.dup(2) if quiet else -1
-    try:
-        if quiet:
-            sys.stderr.flush()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+    with _glog_quiet():
         interruptible(pycolmap.bundle_adjustment, rec, options)
+
+
+_QUIET = {"lock": threading.Lock(), "depth": 0, "saved_fd": -1, "level": 0}
+
+
+@contextmanager
+def _glog_quiet():
+    """fd 2 on /dev/null and glog's level kept, from the first of any overlapping adjustments to the last:
+    each saving and restoring on its own would leave the one that ends last restoring another's /dev/null."""
+    import os
+    import sys
+
+    import pycolmap
+
+    q = _QUIET
+    with q["lock"]:
+        if q["depth"] == 0:
+            q["level"] = pycolmap.logging.minloglevel
+            if q["level"] >= 2:
+                sys.stderr.flush()
+                q["saved_fd"] = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+        q["depth"] += 1
+    try:
+        yield
     finally:
-        if quiet:
-            os.dup2(saved, 2)
-            os.close(saved)
-        pycolmap.logging.minloglevel = level
+        with q["lock"]:
+            q["depth"] -= 1
+            if q["depth"] == 0:
+                if q["saved_fd"] >= 0:
+                    os.dup2(q["saved_fd"], 2)
+                    os.close(q["saved_fd"])
+                    q["saved_fd"] = -1
+                pycolmap.logging.minloglevel = q["level"]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vid2model.io.colmap import bundle_adjust
+from vid2model.signals import interruptible_all
 from vid2model.stages.sfm_verify import reprojection_residuals
 
 RAYLEIGH_MEDIAN = 1.1774  # median of the length of a 2D isotropic Gaussian error, in units of its sigma
@@ -93,7 +94,10 @@ def choose_lens(rec, matched: dict[str, Any], min_gain: float = 0.02,
         return rec, {"lens": sorted(own), "chosen_by": "settings"}
     own_lens = next(iter(own))
     # every model gets the same adjustment: ``adjusted`` says the solve's own already had it (refine_robust)
-    fits = {lens: rec if adjusted and lens == own_lens else refit(rec, lens) for lens in LENSES}
+    # the refits are independent single-threaded adjustments: side by side on the cores
+    todo = [lens for lens in LENSES if not (adjusted and lens == own_lens)]
+    done = interruptible_all([lambda lens=lens: refit(rec, lens) for lens in todo])
+    fits = {lens: rec if lens not in todo else done[todo.index(lens)] for lens in LENSES}
     scored = {lens: held_out_error(r, matched) for lens, r in fits.items()}
     counted = min(n for _, n in scored.values())
     errors = {lens: e for lens, (e, _) in scored.items()}
