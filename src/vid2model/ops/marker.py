@@ -131,7 +131,7 @@ _UNIT_SQUARE = 0.5 * np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0
 
 
 def fit_square(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], corners: np.ndarray,
-               px_scale: float = 1.0) -> tuple[float, np.ndarray, float, float] | None:
+               px_scale: float = 1.0, jackknife: bool = True) -> tuple[float, np.ndarray, float, float] | None:
     """The square (pose and edge) whose corners project closest to the detections in every view.
 
     Triangulating each corner on its own (:func:`marker_edge_length`) minimises an algebraic error and lets
@@ -140,9 +140,12 @@ def fit_square(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray, floa
     spoiled by blur or a bad decode counts for little).
 
     Args:
-        observations: per view (normalised corner coords (4, 2), R (3, 3), t (3,), focal length in pixels).
+        observations: per view in capture order (normalised corner coords (4, 2), R (3, 3), t (3,), focal
+            length in pixels).
         corners: (4, 3) starting corners (the linear triangulation).
         px_scale: the robust loss's scale in pixels (residuals beyond it count linearly).
+        jackknife: the edge's standard error is also estimated by leaving out runs of views
+            (:func:`_jackknife`), and the larger of the two is returned.
 
     Returns:
         (edge, corners (4, 3), the edge's relative standard error, the median corner's reprojection error in
@@ -187,4 +190,23 @@ def fit_square(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray, floa
         rel = float(np.sqrt(max(cov[6, 6], 0.0)))  # the edge is fitted as its logarithm
     except np.linalg.LinAlgError:
         return None
-    return edge, X, rel, err
+    return edge, X, max(rel, _jackknife(observations, X)) if jackknife else rel, err
+
+
+def _jackknife(observations: list, corners: np.ndarray, groups: int = 8) -> float:
+    """The relative standard error of :func:`fit_square`'s edge by leaving out runs of consecutive views in
+    turn: neighbouring frames of a video err alike (the same blur, the same sub-pixel phase of the marker's
+    edges), which the fit's own error estimate takes as independent."""
+    V = len(observations)
+    if V < 3:
+        return 0.0
+    G = min(V, groups)
+    logs = []
+    for block in np.array_split(np.arange(V), G):
+        rest = [o for i, o in enumerate(observations) if not block[0] <= i <= block[-1]]
+        fit = fit_square(rest, corners, jackknife=False)
+        if fit is None:
+            return float("inf")
+        logs.append(np.log(fit[0]))
+    logs = np.array(logs)
+    return float(np.sqrt((G - 1) / G * np.sum((logs - logs.mean()) ** 2)))

@@ -54,7 +54,7 @@ def _detections(ws: Workspace, rec):
     import cv2
 
     seen, unseen = [], []
-    for image_id in rec.reg_image_ids():
+    for image_id in sorted(rec.reg_image_ids()):  # capture order (see fit_square)
         img = rec.image(image_id)
         gray = cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE)
         if gray is None:
@@ -67,6 +67,7 @@ def _detections(ws: Workspace, rec):
             found = detect_aruco(cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE), thorough=True)
             if found:
                 seen.append((img, cam, found))
+        seen.sort(key=lambda x: x[0].image_id)
     return seen
 
 
