@@ -366,3 +366,23 @@ def test_measure_reports_openings_and_draws_them_on_the_plans(tmp_path, capsys):
     length = sum(np.linalg.norm(np.diff([p[:2] for p in w.get_points()], axis=0), axis=1).sum() for w in walls)
     assert len(walls) == 3 and length == pytest.approx(20 - 0.9 - 1.0 - 1.4, abs=1e-3)  # the gaps cut out
     assert len(msp.query('ARC[layer=="OPENINGS"]')) == 1 and len(msp.query('LINE[layer=="OPENINGS"]')) == 5
+
+
+def test_a_bulge_where_no_dense_point_lies_is_left_out_of_the_box():
+    """A product's side seen only at a grazing angle has few dense points near its top, and Poisson bulged 1-1.7 cm
+    out of it there (a 0.2457 m box read 0.2645 m wide). The sides come from the triangles the points measured."""
+    from vid2model.measure import _measured_faces
+
+    body = _box((0.30, 0.20, 0.25), (0, 0, 0.125), subdiv=5)
+    bulge = _box((0.04, 0.16, 0.08), (0.15 + 0.014 - 0.02, 0, 0.20), subdiv=4)  # 1.4 cm out of the +x side
+    V, F = _arrays(body, bulge)
+    F = F[V[F].mean(1)[:, 2] > 0.005]
+    pts, _ = trimesh.sample.sample_surface(body, 200_000, seed=0)  # the points lie on the box only
+    pts = pts[~((pts[:, 0] > 0.149) & (pts[:, 2] > 0.16) & (np.abs(pts[:, 1]) < 0.08))]  # none under the bulge
+    whole = upright_box(V, F, 0.0, cut=0.005, bin_size=0.002)
+    assert whole.width == pytest.approx(0.314, abs=1e-6)  # the bulge's own face: what the box read before
+    measured = _measured_faces(pts, V, F, reach=0.0025)
+    b = upright_box(V, F, 0.0, cut=0.005, bin_size=0.002, measured=measured)
+    assert (b.height, b.width, b.depth) == pytest.approx((0.25, 0.30, 0.20), abs=0.0005)
+    assert b.surface == pytest.approx(whole.surface) and b.n_faces == len(F)
+    assert _measured_faces(None, V, F, reach=0.0025) is None

@@ -131,8 +131,35 @@ def _standing_box(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.nda
     if st is None:
         raise UserError("no object stands near the centre of the orbit; film around the object, keeping it in "
                         "the middle of the view")
-    box = upright_box(V, F[st.faces], st.base, st.cut, skirt=st.skirt, bin_size=0.004 * radius)
-    return st, box, _surface_error(_dense_points(ws), V, F[st.faces], box.corners, pad=0.02 * radius)
+    points = _dense_points(ws)
+    box = upright_box(V, F[st.faces], st.base, st.cut, skirt=st.skirt, bin_size=0.004 * radius,
+                      measured=_measured_faces(points, V, F[st.faces], reach=MEASURED_REACH * radius))
+    return st, box, _surface_error(points, V, F[st.faces], box.corners, pad=0.02 * radius)
+
+
+# A triangle with no dense point within this share of the scene's radius (the mesh's voxel) is surface Poisson
+# drew where the cameras measured nothing
+MEASURED_REACH = 0.005
+
+
+def _measured_faces(pts: np.ndarray | None, V: np.ndarray, F: np.ndarray, reach: float) -> np.ndarray | None:
+    """Which triangles [M] of ``F`` have a fused dense point within ``reach`` of each corner (None without points).
+
+    Where the dense points thin out (the top of a box's side seen only at a grazing angle), screened Poisson
+    bulges past the true surface by a centimetre or more, in as much surface as a flat side's edge holds; an
+    extent taken from it is that much too large."""
+    from scipy.spatial import cKDTree
+
+    if pts is None or not len(F):
+        return None
+    used = np.unique(F)
+    lo, hi = V[used].min(0) - reach, V[used].max(0) + reach
+    near = pts[np.all((pts >= lo) & (pts <= hi), axis=1)]
+    if len(near) < 50:
+        return None
+    ok = np.zeros(len(V), bool)
+    ok[used] = np.isfinite(cKDTree(near).query(V[used], distance_upper_bound=reach)[0])
+    return ok[F].all(1)
 
 
 def _object(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.ndarray) -> tuple[Any, float | None, np.ndarray]:

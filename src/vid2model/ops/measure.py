@@ -196,15 +196,19 @@ def outer_side(x_vert: np.ndarray, x_face: np.ndarray, facing: np.ndarray, area:
 
 
 def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: float = 0.0,
-                bin_size: float | None = None) -> ObjectBox:
+                bin_size: float | None = None, measured: np.ndarray | None = None) -> ObjectBox:
     """The object's box: the smallest-area rectangle around its outline seen from above, from ``base`` to its
     top; each side and the top at the object's flat side there, if it has one (see :func:`outer_side`).
     ``F`` holds the object's triangles only; ``cut``: the band above ``base`` left out of it (its boundary
     there is where the support was cut away); ``skirt``: the band above ``base`` whose outline is not taken
     (the rounded join a watertight surface makes with the support flares out there); ``bin_size``: for
-    finding flat sides (default: a 500th of the box's diagonal)."""
+    finding flat sides (default: a 500th of the box's diagonal); ``measured`` [M] bool: the triangles the
+    extents are taken from (the surface, area and volume are the whole object's; default: all)."""
     import cv2
 
+    whole = F
+    if measured is not None and measured.sum() >= 20:
+        F = F[measured]
     used = np.unique(F)
     P = V[used]
     above = P[P[:, 2] >= base + skirt]
@@ -236,7 +240,8 @@ def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: fl
     footprint = float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
     return ObjectBox(height=top - base, width=float(w), depth=float(h), yaw_deg=float(np.degrees(th)) % 180.0,
                      base=base, center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
-                     surface=float(area.sum()), volume=closed_volume(V, F, base, cut), n_faces=len(F))
+                     surface=float(face_geometry(V, whole)[1].sum()), volume=closed_volume(V, whole, base, cut),
+                     n_faces=len(whole))
 
 
 def boundary_vertices(F: np.ndarray) -> np.ndarray:
