@@ -137,7 +137,7 @@ class ObjectBox:
     base: float  # height of the level it stands on
     center: np.ndarray  # [3] centre of the box
     corners: np.ndarray  # [8, 3] the box's corners, bottom four then top four
-    footprint: float  # area of the outline seen from above (convex hull)
+    footprint: float  # area of the outline seen from above (convex hull) within the box's sides
     surface: float  # area of its surface (what the cameras saw; not the bottom on the support)
     volume: float | None  # enclosed down to the level, when the surface is closed apart from its base
     n_faces: int
@@ -236,8 +236,9 @@ def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: fl
     c2 = u * (u0 + u1) / 2 + v * (v0 + v1) / 2
     corners2 = np.array([c2 + su * w / 2 * u + sv * h / 2 * v for su, sv in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
     corners = np.vstack([np.c_[corners2, np.full(4, base)], np.c_[corners2, np.full(4, top)]])
-    x, y = hull[:, 0], hull[:, 1]
-    footprint = float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    # the outline within the box's sides: a lip or bulge the sides were measured past is not footprint either
+    footprint, _ = cv2.intersectConvexConvex(hull.astype(np.float32), corners2.astype(np.float32))
+    footprint = float(footprint)
     return ObjectBox(height=top - base, width=float(w), depth=float(h), yaw_deg=float(np.degrees(th)) % 180.0,
                      base=base, center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
                      surface=float(face_geometry(V, whole)[1].sum()), volume=closed_volume(V, whole, base, cut),
