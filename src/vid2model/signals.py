@@ -79,26 +79,8 @@ def interruptible_all(calls: list[Callable[[], T]]) -> list[T]:
 
     if len(calls) <= 1:
         return [interruptible(c) for c in calls]
-    out: list[dict[str, Any]] = [{} for _ in calls]
-
-    def work(k: int) -> None:
-        try:
-            out[k]["value"] = calls[k]()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
-            out[k]["error"] = exc
-
     with threadpool_limits(1, user_api="blas"):
-        workers = [threading.Thread(target=work, args=(k,), name="vid2model-native", daemon=True)
-                   for k in range(len(calls))]
-        for w in workers:
-            w.start()
-        for w in workers:
-            while w.is_alive():
-                w.join(0.2)
-    for o in out:
-        if "error" in o:
-            raise o["error"]
-    return [o["value"] for o in out]
+        return _on_workers(calls)
 
 
 def interruptible(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -110,18 +92,28 @@ def interruptible(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     handler can run; a stop leaves the worker's results unused, and the process ends with it."""
     if threading.current_thread() is not threading.main_thread():
         return fn(*args, **kwargs)
-    out: dict[str, Any] = {}
+    return _on_workers([lambda: fn(*args, **kwargs)])[0]
 
-    def work() -> None:
+
+def _on_workers(calls: list[Callable[[], T]]) -> list[T]:
+    """Each of ``calls`` on a daemon thread of its own, waited for in short joins (where a signal's handler can
+    run); their results in order, or the first one's error raised as it is."""
+    out: list[dict[str, Any]] = [{} for _ in calls]
+
+    def work(k: int) -> None:
         try:
-            out["value"] = fn(*args, **kwargs)
+            out[k]["value"] = calls[k]()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
-            out["error"] = exc
+            out[k]["error"] = exc
 
-    worker = threading.Thread(target=work, name="vid2model-native", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.2)
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    workers = [threading.Thread(target=work, args=(k,), name="vid2model-native", daemon=True)
+               for k in range(len(calls))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        while w.is_alive():
+            w.join(0.2)
+    for o in out:
+        if "error" in o:
+            raise o["error"]
+    return [o["value"] for o in out]

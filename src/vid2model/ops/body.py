@@ -4,7 +4,8 @@ tape drawn round them reads (the convex outline of each separate piece a section
 Where a section splits into two large pieces the legs begin (the crotch); above it the largest piece is the
 torso. The usual girths are then found in bands of the height, as tailors' charts place them: the hips
 fullest just above the crotch, the waist narrowest above them, the chest fullest higher up, the thigh fullest
-just below the crotch (where it runs straight or tapers: the end of a line through its sections). Arms held away from the body are pieces of their own and do not count in the torso.
+just below the crotch (where it runs straight or tapers: the end of a line through its sections). Arms held
+away from the body are pieces of their own and do not count in the torso.
 """
 
 from __future__ import annotations

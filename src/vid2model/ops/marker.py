@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vid2model.camera import Camera, image_coords, index_coords
+from vid2model.ops.similarity import umeyama
 
 
 def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: float = 8.0,
@@ -166,11 +167,7 @@ def fit_square(observations: list[tuple[np.ndarray, np.ndarray, np.ndarray, floa
     edge0, spread = square_edge(corners)
     if not np.isfinite(edge0) or edge0 <= 0 or spread > 0.2:
         return None
-    # Kabsch: the rotation taking the unit square's corners onto the triangulated ones
-    H = (edge0 * _UNIT_SQUARE).T @ (corners - c0)
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R0 = Vt.T @ D @ U.T
+    _, R0, _ = umeyama(edge0 * _UNIT_SQUARE, corners)  # the unit square turned onto the triangulated corners
     obs = np.array([o[0] for o in observations], float)  # [V, 4, 2]
     Rs = np.array([o[1] for o in observations], float)  # [V, 3, 3]
     ts = np.array([o[2] for o in observations], float)  # [V, 3]

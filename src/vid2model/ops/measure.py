@@ -207,8 +207,10 @@ def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: fl
     import cv2
 
     whole = F
+    cen, area, nrm = face_geometry(V, whole)
+    surface = float(area.sum())
     if measured is not None and measured.sum() >= 20:
-        F = F[measured]
+        F, cen, area, nrm = F[measured], cen[measured], area[measured], nrm[measured]
     used = np.unique(F)
     P = V[used]
     above = P[P[:, 2] >= base + skirt]
@@ -219,7 +221,6 @@ def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: fl
         ang = ang + 90.0
     th = np.radians(ang)
     u, v = np.array([np.cos(th), np.sin(th)]), np.array([-np.sin(th), np.cos(th)])
-    cen, area, nrm = face_geometry(V, F)
     keep = cen[:, 2] >= base + skirt
     bin_size = bin_size or float(np.linalg.norm(np.ptp(P, axis=0))) / 500
     ext = {}
@@ -241,8 +242,7 @@ def upright_box(V: np.ndarray, F: np.ndarray, base: float, cut: float, skirt: fl
     footprint = float(footprint)
     return ObjectBox(height=top - base, width=float(w), depth=float(h), yaw_deg=float(np.degrees(th)) % 180.0,
                      base=base, center=np.array([*c2, (base + top) / 2]), corners=corners, footprint=footprint,
-                     surface=float(face_geometry(V, whole)[1].sum()), volume=closed_volume(V, whole, base, cut),
-                     n_faces=len(whole))
+                     surface=surface, volume=closed_volume(V, whole, base, cut), n_faces=len(whole))
 
 
 def boundary_vertices(F: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ def choose_lens(rec, matched: dict[str, Any], min_gain: float = 0.02,
     # the refits are independent single-threaded adjustments: side by side on the cores
     todo = [lens for lens in LENSES if not (adjusted and lens == own_lens)]
     done = interruptible_all([lambda lens=lens: refit(rec, lens) for lens in todo])
-    fits = {lens: rec if lens not in todo else done[todo.index(lens)] for lens in LENSES}
+    fits = {lens: rec for lens in LENSES} | dict(zip(todo, done))
     scored = {lens: held_out_error(r, matched) for lens, r in fits.items()}
     counted = min(n for _, n in scored.values())
     errors = {lens: e for lens, (e, _) in scored.items()}

@@ -64,7 +64,8 @@ def _detections(ws: Workspace, rec):
         (seen if found else unseen).append((img, cam, found))
     if len(seen) < _FEW_VIEWS:
         for img, cam, _ in unseen:
-            found = detect_aruco(cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE), thorough=True)
+            gray = cv2.imread(str(ws.keyframe_image(img.name)), cv2.IMREAD_GRAYSCALE)
+            found = detect_aruco(gray, thorough=True) if gray is not None else {}
             if found:
                 seen.append((img, cam, found))
         seen.sort(key=lambda x: x[0].image_id)
