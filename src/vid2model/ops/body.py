@@ -121,7 +121,7 @@ def _fullest_on_a_line(z: np.ndarray, girth: np.ndarray, lo: float, hi: float) -
     """The fullest girth of a stretch (levels ``z`` [K] from ``lo`` to ``hi``) where the body runs straight or
     tapers (the top of the thigh), and its level: the end of a line fitted to the sections' girths there. The
     fullest single section would be the largest of the surface's wander about the true girth, always too
-    large (a cylinder's thigh read +1.9 %)."""
+    large."""
     inside = (z >= lo) & (z <= hi) & np.isfinite(girth)
     if inside.sum() < 3:
         return np.nan, np.nan

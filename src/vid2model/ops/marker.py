@@ -21,7 +21,7 @@ def detect_aruco(gray: np.ndarray, dictionary: int | None = None, min_side_px: f
     Upsampling a whole frame 3-4x is most of a long solve's marker time, so the markers are found at twice the
     image's size first and only the region round each is upsampled and refined: the same corners, a fraction
     of the time. The finder needs the AprilTag quad detection too: the plain contour finder misses markers
-    seen at a grazing angle (10-17 px across one way), at any upsampling. Even so it misses some of those
+    seen at a grazing angle (a few pixels across one way), at any upsampling. Even so it misses some of those
     that the whole frame upsampled finds: ``thorough`` searches that way (for the frames of a capture whose
     marker was seen in few).
     """
@@ -51,7 +51,7 @@ def _detect(gray: np.ndarray, d, up: int, min_side_px: float, finder: bool = Fal
     """:func:`detect_aruco`'s detector on ``gray`` upsampled ``up`` times (corners in ``gray``'s pixels).
 
     Upsampled linearly, the corners sit where the marker's edges are: bicubic's overshoot at its black and white
-    edges moved them outward (the perimeter +0.1 to +0.5 % on median on small markers seen at a grazing angle).
+    edges moved them outward on small markers seen at a grazing angle.
     ``sharp`` upsamples bicubically, which decodes some of those that the linear image does not."""
     import cv2
 
