@@ -224,6 +224,9 @@ class MeshConfig(_Choices):
     hull_max_up: float = 0.5  # hull points join only where their normal's up component is under this
     hull_reach: float = 0.5  # the hull's box reaches this share of the cameras' distance from the object's centre
     hull_gap: float = 2.0  # hull voxels: a hull point this near a fused point is measured surface already
+    # a plain flat top (ops/free_space_hull.Hull.lid) is added where the image's grey spread over it is under
+    # this (0-1): a flat face of one colour is evenly lit, a rounded one is shaded
+    hull_lid_spread: float = 0.03
     hull_max_share: float = 0.3  # a hull filling more of its box than this carved nothing useful: none is added
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle

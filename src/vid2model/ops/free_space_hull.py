@@ -73,28 +73,64 @@ class Hull:
         pick = lab[:, :, 0][tuple(idx[np.argmin(np.linalg.norm(xy - np.asarray(centre)[:2], axis=1))])]
         return Hull(solid=lab == pick, lo=self.lo, voxel=self.voxel)
 
+    def lid(self, drop: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+        """The flat top where the solid stops standing straight: the centres [M, 3] of the section just below
+        the first layer whose area falls by more than ``drop`` of the one below, raised to that section's top
+        face, and the [M] mask of those inside it (a voxel from its outline). Empty when no layer falls so.
+
+        An orbit's views bound an object's sides closely, but above a top that is plain no view sees past it:
+        the solid goes on there as a roof that narrows as fast as the views look down on it. A flat top is where
+        the roof starts; whether the top is flat at all the caller must tell (a ball's solid narrows too)."""
+        from scipy import ndimage
+
+        area = self.solid.sum(axis=(0, 1))
+        k = next((k for k in range(1, len(area)) if area[k - 1] > 0 and area[k] < (1 - drop) * area[k - 1]), None)
+        if k is None:
+            return np.zeros((0, 3)), np.zeros(0, bool)
+        section = self.solid[:, :, k - 1]
+        idx = np.argwhere(section)
+        inner = ndimage.binary_erosion(section, iterations=1, border_value=0)[tuple(idx.T)]
+        # the roof narrows steadily from the top's level: taken back from the first two layers above it
+        top = (k + 0.5) * self.voxel
+        fall = float(area[k] - area[k + 1]) if k + 1 < len(area) else 0.0
+        if fall > 0:
+            top -= min(max((area[k - 1] - area[k]) / fall, 0.0), 1.0) * self.voxel
+        X = self.lo + np.c_[(idx + 0.5) * self.voxel, np.full(len(idx), top)]
+        return X, inner
+
     def surface(self) -> tuple[np.ndarray, np.ndarray]:
         """The solid's boundary voxels: centres [N, 3] and outward unit normals [N, 3] (the gradient of the
         smoothed solid)."""
         from scipy import ndimage
 
         s = self.solid
-        inner = ndimage.binary_erosion(s, iterations=1, border_value=0)
+        # the grid's floor is not the object's: the solid goes on below it (to the support), so its bottom
+        # layer is no boundary and its smoothing continues downwards
+        below = np.concatenate([s[:, :, :1], s], axis=2)
+        inner = ndimage.binary_erosion(below, iterations=1, border_value=0)[:, :, 1:]
         idx = np.argwhere(s & ~inner)
         if not len(idx):
             return np.zeros((0, 3)), np.zeros((0, 3))
-        g = np.stack(np.gradient(ndimage.gaussian_filter(s.astype(np.float32), 1.0)), -1)[tuple(idx.T)]
+        smooth = ndimage.gaussian_filter(s.astype(np.float32), 1.0, mode=("reflect", "reflect", "nearest"))
+        g = np.stack(np.gradient(smooth), -1)[tuple(idx.T)]
         n = -g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-9)
         return self.lo + (idx + 0.5) * self.voxel, n
 
 
 def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.ndarray, voxel: float,
-          margin: float = 0.005, min_free: int = 2, min_seen: int = 3) -> Hull:
+          margin: float = 0.005, min_free: int = 1, min_seen: int = 3) -> Hull:
     """The voxels of the box [``lo``, ``hi``] (world) that fewer than
     ``min_free`` depth maps saw past (by ``margin`` of the depth and half a voxel) and that at least ``min_seen``
-    views framed. ``views``: (camera at its depth map's resolution, z-depth map [H, W], 0 = none) pairs; a stray
-    depth too far in one map does not carve. Just above a floor nothing is carved (a ray passing there meets
-    the floor within the margin): start the box a few voxels above it."""
+    views framed. ``views``: (camera at its depth map's resolution, z-depth map [H, W], 0 = none) pairs.
+    Just above a floor nothing is carved (a ray passing there meets the floor within the margin): start the box a
+    few voxels above it.
+
+    A flat side is carved only by the few views that graze it, each leaving a wedge over it as wide as its angle
+    to the side: a second view required (``min_free`` 2) leaves the wedge of the second-nearest, about twice as
+    wide. One stray depth too far carves a tunnel one voxel wide through the object, which a closing of the
+    solid fills again."""
+    from scipy import ndimage
+
     kernel = _carve_kernel()
     lo = np.asarray(lo, float)
     shape = np.maximum(np.ceil((np.asarray(hi, float) - lo) / voxel).astype(np.int64), 1)
@@ -104,4 +140,10 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
         d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
         kernel(lo, float(voxel), shape, cam.K.astype(np.float64), cam.R.astype(np.float64),
                cam.t.astype(np.float64), d, float(margin), free, seen)
-    return Hull(solid=(free < min_free) & (seen >= min_seen), lo=lo, voxel=float(voxel))
+    framed = seen >= min_seen
+    solid = (free < min_free) & framed
+    if min_free <= 1:
+        padded = np.pad(solid, 1)
+        padded[:, :, 0] = padded[:, :, 1]  # the solid goes on below the grid's floor (to the support)
+        solid = ndimage.binary_closing(padded)[1:-1, 1:-1, 1:-1] & framed
+    return Hull(solid=solid, lo=lo, voxel=float(voxel))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vid2model.camera import pixel_index
 from vid2model.config import MeshConfig
 from vid2model.errors import UserError
 from vid2model.io.colmap import View, load_views
@@ -112,8 +113,9 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
         raise UserError("the dense point cloud is almost empty: check the capture, then rerun vid2model dense")
     if not pcd.has_normals():
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
+    n_points = len(pcd.points)
     if cfg.complete_hull and views:
-        pcd = _with_hull(views, pcd, cfg, scene, _depth_views(ws, views))
+        pcd = _with_hull(views, pcd, cfg, scene, _depth_views(ws, views), ws.undistorted_image)
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     from vid2model.ops.native import quiet_stderr
@@ -131,10 +133,10 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
         mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), views, cfg.carve_close, cfg.carve_min_views)
     if cfg.carve_free_space and views:
         mesh = C.carve_free_space(mesh, _depth_views(ws, views), cfg.free_space_margin, 2 * voxel, cfg.carve_min_views)
-    return mesh, depth
+    return mesh, depth, len(pcd.points) - n_points
 
 
-def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views):
+def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, ws_images=None):
     """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
     ``depth_views`` ((view, depth map) pairs, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
     facing out of it."""
@@ -180,16 +182,51 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     # loosely: above a plain top a roof stays that no view saw past. Sides only; Poisson closes a top from its
     # measured rim.
     add = ~np.isfinite(d) & (np.abs(N[:, 2]) < cfg.hull_max_up)
-    log.info("completing the object: %d points of the free-space hull where stereo measured none", int(add.sum()))
+    X, N = X[add], N[add]
+    # ... and a plain flat top closes where the sides stop standing straight (under a top with texture stereo
+    # measured it, so nothing is added there)
+    L, inner = hull.lid()
+    if len(L):
+        gap = ~np.isfinite(cKDTree(P).query(L, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0])
+        share = float(gap[inner].mean()) if inner.any() else 0.0
+        spread = _image_spread(ws_images, views, L[inner & gap]) if share >= 0.5 else None
+        if spread is not None and spread <= cfg.hull_lid_spread:
+            X, N = np.r_[X, L[gap]], np.r_[N, np.tile([0.0, 0.0, 1.0], (int(gap.sum()), 1))]
+            log.info("a plain flat top at %.3f: grey spread %.3f over it", float(L[0, 2]), spread)
+    log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     out = o3d.geometry.PointCloud(pcd)
-    out.points = o3d.utility.Vector3dVector(np.r_[P, X[add]])
-    out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals), N[add]])
+    out.points = o3d.utility.Vector3dVector(np.r_[P, X])
+    out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals), N])
     if pcd.has_colors():  # the colour of the nearest measured point of the object's column
         C = np.asarray(pcd.colors)
         near = np.flatnonzero(column)
-        nearest = near[cKDTree(P[near]).query(X[add], workers=-1)[1]]
+        nearest = near[cKDTree(P[near]).query(X, workers=-1)[1]]
         out.colors = o3d.utility.Vector3dVector(np.r_[C, C[nearest]])
     return out
+
+
+def _image_spread(image_path, views: list[View], X: np.ndarray, n_views: int = 12) -> float | None:
+    """Median over up to ``n_views`` views of the grey spread (0-1) of the image at the points ``X`` [M, 3]
+    in front of them: a flat top of one colour is evenly lit, a ball's shading changes over it. None when
+    nothing can tell (no images, too few points)."""
+    import cv2
+
+    if image_path is None or len(X) < 20:
+        return None
+    spreads = []
+    for v in views[:: max(1, len(views) // n_views)]:
+        path = image_path(v.name)
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.exists() else None
+        if img is None:
+            continue
+        cam = v.resized(img.shape[1], img.shape[0])
+        uv, z = cam.project(X)
+        col, row = pixel_index(uv).T
+        ok = (z > 0) & (col >= 0) & (row >= 0) & (col < img.shape[1]) & (row < img.shape[0])
+        if ok.sum() >= 20:
+            q1, q3 = np.percentile(img[row[ok], col[ok]] / 255.0, [25, 75])
+            spreads.append(float(q3 - q1) / 1.349)  # a std that the few points over the outline do not sway
+    return float(np.median(spreads)) if spreads else None
 
 
 def _depth_views(ws: Workspace, views: list[View]):
@@ -300,7 +337,9 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         mesh, summary["views_fused"] = _tsdf(ws, views, voxel, depth_max=high * 1.05, trunc=cfg.sdf_trunc_voxels)
     elif cfg.method == "poisson":
         voxel = cfg.voxel_size or radius / cfg.voxel_divisions
-        mesh, summary["poisson_depth"] = _poisson(ws, voxel, cfg, views, scene)
+        mesh, summary["poisson_depth"], hull_points = _poisson(ws, voxel, cfg, views, scene)
+        if cfg.complete_hull:
+            summary["hull_points"] = hull_points
     else:
         raise UserError(f"unknown mesh method {cfg.method!r}: use tsdf or poisson")
     mesh = C.tidy(mesh)

@@ -48,7 +48,7 @@ def primitives(scene: Scene) -> list[tuple[str, object]]:
         out.append(("ground", scene.ground_half))
     out += [("box", b) for b in scene.boxes + scene.plain_boxes]
     out += [("room", b) for b in scene.inner_boxes]
-    out += [("sphere", s) for s in scene.spheres]
+    out += [("sphere", s) for s in scene.spheres + scene.plain_spheres]
     out += [("cylinder", c) for c in scene.cylinders]
     out += [("prism", p) for p in scene.prisms]
     return out

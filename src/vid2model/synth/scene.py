@@ -70,6 +70,7 @@ class Scene:
     # untextured boxes (a plain backdrop, a painted object): one flat colour, no detail at all
     plain_boxes: tuple[Box, ...] = ()
     plain_color: tuple[float, float, float] = (0.78, 0.76, 0.72)
+    plain_spheres: tuple[Sphere, ...] = ()  # balls of that one colour (shading only)
     cylinders: tuple[EllipticCylinder, ...] = ()
     prisms: tuple[Prism, ...] = ()
     # doors and windows: thin boxes across a room's wall; where one holds a wall point the wall is absent and
@@ -255,6 +256,8 @@ def surface_albedo(scene: Scene, p: np.ndarray) -> np.ndarray:
     for box in scene.plain_boxes:
         on = np.all((p >= np.asarray(box.lo) - 1e-6) & (p <= np.asarray(box.hi) + 1e-6), axis=1)
         col[on] = scene.plain_color
+    for ball in scene.plain_spheres:
+        col[np.linalg.norm(p - np.asarray(ball.center), axis=1) <= ball.radius + 1e-6] = scene.plain_color
     return marker_albedo(scene, p, col)
 
 
