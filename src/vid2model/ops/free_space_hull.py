@@ -74,9 +74,9 @@ class Hull:
         return Hull(solid=lab == pick, lo=self.lo, voxel=self.voxel)
 
     def lid(self, drop: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
-        """The flat top where the solid stops standing straight: the centres [M, 3] of the section just below
-        the first layer whose area falls by more than ``drop`` of the one below, raised to that section's top
-        face, and the [M] mask of those inside it (a voxel from its outline). Empty when no layer falls so.
+        """The flat top where the solid stops standing straight: the section [M, 3] just below the first layer
+        whose area falls by more than ``drop`` of the one below, at that layer's top face, and the [M] mask of
+        those inside it (a voxel from its outline). Empty when no layer falls so.
 
         An orbit's views bound an object's sides closely, but above a top that is plain no view sees past it:
         the solid goes on there as a roof that narrows as fast as the views look down on it. A flat top is where
@@ -90,12 +90,9 @@ class Hull:
         section = self.solid[:, :, k - 1]
         idx = np.argwhere(section)
         inner = ndimage.binary_erosion(section, iterations=1, border_value=0)[tuple(idx.T)]
-        # the roof narrows steadily from the top's level: taken back from the first two layers above it
-        top = (k + 0.5) * self.voxel
-        fall = float(area[k] - area[k + 1]) if k + 1 < len(area) else 0.0
-        if fall > 0:
-            top -= min(max((area[k - 1] - area[k]) / fall, 0.0), 1.0) * self.voxel
-        X = self.lo + np.c_[(idx + 0.5) * self.voxel, np.full(len(idx), top)]
+        # the first falling layer still holds the top: the far views' planes through the top's edges go on down
+        # outwards and clip the sides' excess just under it
+        X = self.lo + np.c_[(idx + 0.5) * self.voxel, np.full(len(idx), (k + 1) * self.voxel)]
         return X, inner
 
     def surface(self) -> tuple[np.ndarray, np.ndarray]:
