@@ -129,3 +129,12 @@ def _paths(images):
     for i, img in enumerate(images):
         cv2.imwrite(str(folder / f"{i}.png"), img[..., ::-1])
     return lambda name: folder / name
+
+
+def test_only_views_that_circle_the_object_complete_it():
+    from vid2model.stages.mesh import _ring_gap_deg
+
+    ring = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    assert abs(_ring_gap_deg(np.c_[np.cos(ring), np.sin(ring)]) - 10.0) < 1e-6
+    arc = np.linspace(0.3, 0.3 + np.radians(120), 20)  # a 120-degree arc leaves 240 degrees unseen
+    assert abs(_ring_gap_deg(np.c_[np.cos(arc), np.sin(arc)]) - 240.0) < 1e-6

@@ -220,6 +220,7 @@ class MeshConfig(_Choices):
     # saw through (ops/free_space_hull.py) join the fused points, where none lies within hull_gap hull voxels
     complete_hull: bool = False
     hull_divisions: int = 300  # hull voxels across its box
+    hull_max_gap_deg: float = 45.0  # only when the views circle the object: no wider gap between them
     hull_margin: float = 0.002  # a depth map sees past a voxel by this share of its depth (stereo's noise)
     hull_max_up: float = 0.5  # hull points join only where their normal's up component is under this
     hull_reach: float = 0.5  # the hull's box reaches this share of the cameras' distance from the object's centre

@@ -152,6 +152,10 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     # sees the sky behind, which carves nothing)
     centre = _object_center(views, scene)
     cams = np.array([v.center for v in views])
+    gap = _ring_gap_deg(cams[:, :2] - centre[:2])
+    if gap > cfg.hull_max_gap_deg:  # the sides no view looked at stay uncarved: a hull would invent them
+        log.info("no free-space hull: the views leave a %.0f degree gap round the object", gap)
+        return pcd
     half = cfg.hull_reach * float(np.median(np.linalg.norm(cams[:, :2] - centre[:2], axis=1)))
     step = 2 * half / cfg.hull_divisions
     column = np.linalg.norm(P[:, :2] - centre[:2], axis=1) <= half
@@ -203,6 +207,12 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         nearest = near[cKDTree(P[near]).query(X, workers=-1)[1]]
         out.colors = o3d.utility.Vector3dVector(np.r_[C, C[nearest]])
     return out
+
+
+def _ring_gap_deg(xy: np.ndarray) -> float:
+    """The widest gap (degrees) between the directions [N, 2] round the object that views stand in."""
+    a = np.sort(np.degrees(np.arctan2(xy[:, 1], xy[:, 0])))
+    return float(np.max(np.diff(np.r_[a, a[0] + 360.0]))) if len(a) else 360.0
 
 
 def _image_spread(image_path, views: list[View], X: np.ndarray, n_views: int = 12) -> float | None:
