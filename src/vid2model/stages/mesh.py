@@ -181,22 +181,15 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         log.info("no free-space hull to complete the object with (solid share %.2f)", share)
         return pcd
     # bounded queries: a kd-tree's nearest neighbour far from all its points visits most of the tree
-    d = cKDTree(P).query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]
+    tree = cKDTree(P)
+    d = tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]
     # An orbit's ring of views bounds an object sideways closely (every azimuth sees a silhouette) but its top
-    # loosely: above a plain top a roof stays that no view saw past. Sides only; Poisson closes a top from its
-    # measured rim.
-    add = ~np.isfinite(d) & (np.abs(N[:, 2]) < cfg.hull_max_up)
-    X, N = X[add], N[add]
-    # ... and a plain flat top closes where the sides stop standing straight (under a top with texture stereo
-    # measured it, so nothing is added there)
-    L, inner = hull.lid()
-    if len(L):
-        gap = ~np.isfinite(cKDTree(P).query(L, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0])
-        share = float(gap[inner].mean()) if inner.any() else 0.0
-        spread = _image_spread(ws_images, views, L[inner & gap]) if share >= 0.5 else None
-        if spread is not None and spread <= cfg.hull_lid_spread:
-            X, N = np.r_[X, L[gap]], np.r_[N, np.tile([0.0, 0.0, 1.0], (int(gap.sum()), 1))]
-            log.info("a plain flat top at %.3f: grey spread %.3f over it", float(L[0, 2]), spread)
+    # loosely: above a plain top a roof stays that no view saw past. Sides from the hull; a top only as a flat
+    # lid, where one is plainly there (else Poisson closes the top from its measured rim).
+    side = np.abs(N[:, 2]) < cfg.hull_max_up
+    lid = _plain_lid(hull, X[side], tree, views, ws_images, cfg, step)
+    add = ~np.isfinite(d) & side
+    X, N = np.r_[X[add], lid], np.r_[N[add], np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     out = o3d.geometry.PointCloud(pcd)
     out.points = o3d.utility.Vector3dVector(np.r_[P, X])
@@ -207,6 +200,24 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         nearest = near[cKDTree(P[near]).query(X, workers=-1)[1]]
         out.colors = o3d.utility.Vector3dVector(np.r_[C, C[nearest]])
     return out
+
+
+def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float) -> np.ndarray:
+    """Points [M, 3] of a flat lid on the hull (:meth:`Hull.lid`) where stereo measured (almost) none of it
+    (``tree``: the measured points), no side of the hull (``sides`` [K, 3]) stands above it (a ball's or a
+    wedge's solid narrows from below its top) and the images are evenly lit over it (a rounded top is
+    shaded): the top of a plain box. Empty otherwise."""
+    L, inner = hull.lid()
+    if not inner.any():
+        return np.zeros((0, 3))
+    unmeasured = ~np.isfinite(tree.query(L, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0])
+    if unmeasured[inner].mean() < 0.5 or (sides[:, 2] > L[0, 2] + step).mean() > 0.02:
+        return np.zeros((0, 3))
+    spread = _image_spread(images, views, L[inner & unmeasured])
+    if spread is None or spread > cfg.hull_lid_spread:
+        return np.zeros((0, 3))
+    log.info("a plain flat top at %.3f: grey spread %.3f over it", float(L[0, 2]), spread)
+    return L[unmeasured]
 
 
 def _ring_gap_deg(xy: np.ndarray) -> float:
