@@ -221,6 +221,9 @@ class MeshConfig(_Choices):
     complete_hull: bool = False
     hull_divisions: int = 300  # hull voxels across its box
     hull_max_gap_deg: float = 45.0  # only when the views circle the object: no wider gap between them
+    # ... and only when stereo missed at least this share of the hull's sides: nearly all of a plain object's, few
+    # of a textured one's, where what is left are concavities the hull spans (it joined a body's arms to its chest)
+    hull_min_missed: float = 0.6
     hull_margin: float = 0.002  # a depth map sees past a voxel by this share of its depth (stereo's noise)
     hull_max_up: float = 0.5  # hull points join only where their normal's up component is under this
     hull_reach: float = 0.5  # the hull's box reaches this share of the cameras' distance from the object's centre

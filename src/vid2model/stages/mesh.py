@@ -187,8 +187,14 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     # loosely: above a plain top a roof stays that no view saw past. Sides from the hull; a top only as a flat
     # lid, where one is plainly there (else Poisson closes the top from its measured rim).
     side = np.abs(N[:, 2]) < cfg.hull_max_up
-    lid = _plain_lid(hull, X[side], tree, views, ws_images, cfg, step)
     add = ~np.isfinite(d) & side
+    missed = float(add.sum() / max(side.sum(), 1))
+    if missed < cfg.hull_min_missed:
+        # stereo measured the object: what it left is mostly concavities the hull spans (between a body's arms
+        # and its chest), where the hull would add a membrane
+        log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed)", 100 * missed)
+        return pcd
+    lid = _plain_lid(hull, X[side], tree, views, ws_images, cfg, step)
     X, N = np.r_[X[add], lid], np.r_[N[add], np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     out = o3d.geometry.PointCloud(pcd)
