@@ -194,3 +194,15 @@ def test_the_stage_completes_only_a_plain_object_that_the_views_circle():
     # the same plain box filmed on a 120-degree arc: its far sides were never carved
     arc = [(c, d) for c, d in views if np.arctan2(c.center[1], c.center[0]) % (2 * np.pi) < np.radians(120)]
     assert len(_with_hull([c for c, _ in arc], floor, cfg, scene, arc).points) == len(floor.points)
+
+
+def test_what_reaches_the_box_sides_is_sky_not_an_object():
+    from vid2model.ops.free_space_hull import Hull
+
+    solid = np.zeros((20, 20, 10), bool)
+    solid[8:12, 8:12, :6] = True  # an object standing in the middle
+    solid[:, 15:, :] = True  # the uncarved sky beyond the views' horizon, down to the floor at the box's side
+    hull = Hull(solid=solid, lo=np.zeros(3), voxel=0.1).standing(np.array([1.0, 1.0]))
+    assert hull.solid.sum() == 4 * 4 * 6 and hull.solid[10, 10, 0]
+    solid[8:12, 8:15, :6] = True  # joined to the sky: no object to tell apart
+    assert not Hull(solid=solid, lo=np.zeros(3), voxel=0.1).standing(np.array([1.0, 1.0])).solid.any()

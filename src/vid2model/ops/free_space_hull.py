@@ -59,13 +59,14 @@ class Hull:
     voxel: float
 
     def standing(self, centre: np.ndarray) -> "Hull":
-        """The connected piece that stands on the box's floor nearest ``centre`` (x, y): an object on its
-        support, not the sky beyond the views' horizon, which nothing carves either. Empty when none does."""
+        """The connected piece that stands on the box's floor nearest ``centre`` (x, y) and keeps off the box's
+        sides: an object on its support, not the sky beyond the views' horizon, which nothing carves either
+        (and which reaches the box's sides). Empty when none does."""
         from scipy import ndimage
 
         lab, n = ndimage.label(self.solid)
-        on_floor = np.unique(lab[:, :, 0])
-        on_floor = on_floor[on_floor > 0]
+        at_sides = np.unique(np.r_[lab[0].ravel(), lab[-1].ravel(), lab[:, 0].ravel(), lab[:, -1].ravel()])
+        on_floor = np.setdiff1d(np.unique(lab[:, :, 0]), np.r_[0, at_sides])
         if not len(on_floor):
             return Hull(solid=np.zeros_like(self.solid), lo=self.lo, voxel=self.voxel)
         idx = np.argwhere(np.isin(lab[:, :, 0], on_floor))
