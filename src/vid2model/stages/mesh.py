@@ -136,10 +136,12 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
     return mesh, depth, len(pcd.points) - n_points
 
 
-def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, ws_images=None):
+def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, image_path=None):
     """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
     ``depth_views`` ((view, depth map) pairs, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
-    facing out of it."""
+    facing out of it: its sides, and a flat lid on a plain top (``image_path``: image name -> file, to tell a
+    flat top by its even light). ``pcd`` unchanged unless the views circle the object and stereo missed most of
+    its sides."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
@@ -194,7 +196,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         # and its chest), where the hull would add a membrane
         log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed)", 100 * missed)
         return pcd
-    lid = _plain_lid(hull, X[side], tree, views, ws_images, cfg, step)
+    lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step)
     X, N = np.r_[X[add], lid], np.r_[N[add], np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     out = o3d.geometry.PointCloud(pcd)
