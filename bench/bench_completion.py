@@ -4,8 +4,8 @@ hull adds (``mesh.complete_hull``).
     python bench/bench_completion.py --seeds 0,1,2 --tag 2026-12-03
 
 Each seed is a product capture of ``bench_measure.product_capture`` with its box painted one colour (shading
-only) on a textured floor. The pipeline runs to the mesh at the default preset; the mesh stage runs again on
-a copy with ``mesh.complete_hull=true`` (same cameras, same depth maps). Scored in the ground-truth frame
+only) on a textured floor. The pipeline runs to the mesh at the default preset with ``mesh.complete_hull=false``
+(stereo alone); the mesh stage runs again on a copy with it on (same cameras, same depth maps). Scored in the ground-truth frame
 (similarity from the cameras, then ICP, as ``bench_surfaces``): recall and precision at 1 % of the scene size
 on the box's five seen faces, and the F-score of the scoring region. Writes
 ``bench/results/completion-<tag>.json`` and ``.md``.
@@ -75,7 +75,8 @@ def run_one(seed: int, timeout: float) -> dict:
         for stage in ("sfm", "dense", "mesh"):
             if code != 0:
                 break
-            code, msg, times[stage] = _cli(stage, str(ws), "-q", timeout=timeout)
+            stereo = ("--set", "mesh.complete_hull=false") if stage == "mesh" else ()
+            code, msg, times[stage] = _cli(stage, str(ws), "-q", *stereo, timeout=timeout)
     if code != 0:
         row.update(outcome="refused" if code == 2 else "error", reason=msg)
         return row

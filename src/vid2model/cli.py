@@ -10,12 +10,16 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 # OpenMP threads that spin while waiting make 2-thread torch/C++ kernels several times slower on a busy
 # 2-core machine; sleeping waits cost nothing when it is idle. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba tries its TBB threading layer first and, finding an older TBB than it wants, warns on stderr before taking
+# OpenMP: not a user's concern
+warnings.filterwarnings("ignore", message="The TBB threading layer requires TBB version")
 
 from vid2model._version import __version__  # noqa: E402
 from vid2model.config import PRESETS, build_config

@@ -218,7 +218,7 @@ class MeshConfig(_Choices):
     free_space_margin: float = 0.03
     # an orbit's object where stereo measured nothing (plain, evenly coloured): points on the volume no depth map
     # saw through (ops/free_space_hull.py) join the fused points, where none lies within hull_gap hull voxels
-    complete_hull: bool = False
+    complete_hull: bool = True
     hull_divisions: int = 300  # hull voxels across its box
     hull_max_gap_deg: float = 45.0  # only when the views circle the object: no wider gap between them
     # ... and only when stereo missed at least this share of the hull's sides: nearly all of a plain object's, few
