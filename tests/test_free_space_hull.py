@@ -138,12 +138,16 @@ def _paths(images):
 
 
 def test_only_views_that_circle_the_object_complete_it():
-    from vid2model.stages.mesh import _ring_gap_deg
+    from vid2model.report.coverage import azimuth_gaps, camera_angles
 
-    ring = np.linspace(0, 2 * np.pi, 36, endpoint=False)
-    assert abs(_ring_gap_deg(np.c_[np.cos(ring), np.sin(ring)]) - 10.0) < 1e-6
-    arc = np.linspace(0.3, 0.3 + np.radians(120), 20)  # a 120-degree arc leaves 240 degrees unseen
-    assert abs(_ring_gap_deg(np.c_[np.cos(arc), np.sin(arc)]) - 240.0) < 1e-6
+    def azimuths(a):
+        return camera_angles(np.c_[np.cos(a), np.sin(a), np.full(len(a), 0.5)], np.zeros(3))[0]
+
+    ring = azimuths(np.linspace(0, 2 * np.pi, 36, endpoint=False))  # views 10 degrees apart
+    assert azimuth_gaps(ring, 10.0 + 1e-6) == [] and len(azimuth_gaps(ring, 10.0 - 1e-6)) == 36
+    arc = azimuths(np.linspace(0.3, 0.3 + np.radians(120), 20))  # a 120-degree arc leaves 240 degrees unseen
+    (a, b), = azimuth_gaps(arc, 45.0)
+    assert abs((b - a) % 360 - 240.0) < 0.2  # the arcs are rounded to 0.1 degree
 
 
 def _cloud(points: np.ndarray):

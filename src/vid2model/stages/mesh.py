@@ -146,6 +146,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     from scipy.spatial import cKDTree
 
     from vid2model.ops.free_space_hull import carve
+    from vid2model.report.coverage import azimuth_gaps, camera_angles
 
     if scene.get("capture", "orbit") != "orbit":
         return pcd
@@ -154,9 +155,9 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     # sees the sky behind, which carves nothing)
     centre = _object_center(views, scene)
     cams = np.array([v.center for v in views])
-    gap = _ring_gap_deg(cams[:, :2] - centre[:2])
-    if gap > cfg.hull_max_gap_deg:  # the sides no view looked at stay uncarved: a hull would invent them
-        log.info("no free-space hull: the views leave a %.0f degree gap round the object", gap)
+    gaps = azimuth_gaps(camera_angles(cams, centre)[0], cfg.hull_max_gap_deg)
+    if gaps:  # the sides no view looked at stay uncarved: a hull would invent them
+        log.info("no free-space hull: no view in the arc %.0f-%.0f degrees round the object", *gaps[0])
         return pcd
     half = cfg.hull_reach * float(np.median(np.linalg.norm(cams[:, :2] - centre[:2], axis=1)))
     step = 2 * half / cfg.hull_divisions
@@ -226,12 +227,6 @@ def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: Me
         return np.zeros((0, 3))
     log.info("a plain flat top at %.3f: grey spread %.3f over it", float(L[0, 2]), spread)
     return L[unmeasured]
-
-
-def _ring_gap_deg(xy: np.ndarray) -> float:
-    """The widest gap (degrees) between the directions [N, 2] round the object that views stand in."""
-    a = np.sort(np.degrees(np.arctan2(xy[:, 1], xy[:, 0])))
-    return float(np.max(np.diff(np.r_[a, a[0] + 360.0]))) if len(a) else 360.0
 
 
 def _image_spread(image_path, views: list[View], X: np.ndarray, n_views: int = 12) -> float | None:
