@@ -210,3 +210,59 @@ def test_what_reaches_the_box_sides_is_sky_not_an_object():
     assert hull.solid.sum() == 4 * 4 * 6 and hull.solid[10, 10, 0]
     solid[8:12, 8:15, :6] = True  # joined to the sky: no object to tell apart
     assert not Hull(solid=solid, lo=np.zeros(3), voxel=0.1).standing(np.array([1.0, 1.0])).solid.any()
+
+
+def _ring_hull_outline(inside, n_views: int = 30, radius: float = 1.2, voxel: float = 0.004):
+    """The outline [M, 2] of the 2D hull that ``n_views`` cameras on a ring carve round the shape ``inside``
+    (a function of [N, 2] points): a grid point stays where every camera's wedge of the shape holds it."""
+    g = np.arange(-0.3, 0.3, voxel) + voxel / 2
+    G = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    fine = np.arange(-0.3, 0.3, voxel / 4)
+    shape = np.stack(np.meshgrid(fine, fine, indexing="ij"), -1).reshape(-1, 2)
+    shape = shape[inside(shape)]
+    keep = np.ones(len(G), bool)
+    for a in np.linspace(0, 2 * np.pi, n_views, endpoint=False) + 0.1:
+        c = radius * np.array([np.cos(a), np.sin(a)])
+        ang = lambda P: np.angle(((P - c) @ [1, 1j]) * np.exp(-1j * (a + np.pi)))  # noqa: E731
+        seen = ang(shape)
+        keep &= (ang(G) >= seen.min()) & (ang(G) <= seen.max())
+    grid = keep.reshape(len(g), len(g))
+    from scipy import ndimage
+
+    edge = grid & ~ndimage.binary_erosion(grid, border_value=0)
+    return G[edge.ravel()], voxel
+
+
+def _moved(outline, faces):
+    out = outline.copy()
+    for f in faces:
+        over = f.over(outline)
+        on = np.isfinite(over)
+        out[on] -= over[on, None] * f.normal
+    return out
+
+
+def test_flat_faces_take_the_tents_off_a_box_and_leave_a_curve_alone():
+    from vid2model.ops.free_space_hull import flat_faces
+
+    gap = 12.0  # 30 views round the ring
+    # a box 0.32 x 0.12: the views graze its long sides from up to 12 degrees, a tent of a few mm
+    box = lambda P: (np.abs(P[:, 0]) <= 0.16) & (np.abs(P[:, 1]) <= 0.06)  # noqa: E731
+    outline, voxel = _ring_hull_outline(box)
+    off = lambda P: np.maximum(np.abs(P[:, 0]) - 0.16, np.abs(P[:, 1]) - 0.06)  # noqa: E731
+    assert off(outline).max() > 0.005  # the tent (seen: 6 mm)
+    faces = flat_faces(outline, voxel, gap)
+    assert len(faces) == 4
+    # onto the box's sides to a voxel (seen: 2 mm at most, the grid's half voxel)
+    assert np.abs(off(_moved(outline, faces))).max() < voxel
+    # a disc has no corners: its hull (30 views: 0.2 mm out) keeps
+    disc = lambda P: np.linalg.norm(P, axis=1) <= 0.15  # noqa: E731
+    outline, voxel = _ring_hull_outline(disc)
+    assert flat_faces(outline, voxel, gap) == []
+    # a half disc: its flat side is a face, its round side is not cut into
+    half = lambda P: disc(P) & (P[:, 1] >= -0.05)  # noqa: E731
+    outline, voxel = _ring_hull_outline(half)
+    moved = _moved(outline, flat_faces(outline, voxel, gap))
+    round_side = outline[:, 1] > -0.04
+    assert np.array_equal(moved[round_side], outline[round_side])
+    assert np.abs(moved[~round_side & (np.abs(outline[:, 0]) < 0.1), 1] + 0.05).max() < voxel

@@ -194,6 +194,11 @@ class DenseConfig(_Choices):
 class MeshConfig(_Choices):
     """Surface extraction and cleanup."""
 
+    _bounds = {"hull_divisions": (8, None), "hull_max_gap_deg": (0, 360), "hull_min_missed": (0, 1),
+               "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
+               "hull_lid_spread": (0, None), "hull_max_share": (0, 1), "hull_corner_deg": (0, 180),
+               "hull_face_turn_deg": (0, 90)}
+
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
     # keeps as holes (bench/bench_texture.py compares the two)
     method: Literal["poisson", "tsdf"] = "poisson"
@@ -232,6 +237,12 @@ class MeshConfig(_Choices):
     # this (0-1): a flat face of one colour is evenly lit, a rounded one is shaded
     hull_lid_spread: float = 0.03
     hull_max_share: float = 0.3  # a hull filling more of its box than this carved nothing useful: none is added
+    # a flat side between two corners (ops/free_space_hull.flat_faces: hull_corner_deg of turn) takes the chord
+    # between them where the hull stands over it as the grazing views' tent (its outline within
+    # hull_face_turn_deg of the chord's direction, within the tent the views' spacing allows)
+    hull_flat_faces: bool = True
+    hull_corner_deg: float = 45.0
+    hull_face_turn_deg: float = 20.0
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)

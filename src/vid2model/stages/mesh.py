@@ -197,7 +197,13 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         # and its chest), where the hull would add a membrane
         log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed)", 100 * missed)
         return pcd
-    lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step)
+    faces = _faces_by_layer(hull, X[side], cams, centre, cfg) if cfg.hull_flat_faces else {}
+    if faces:
+        X, N = X.copy(), N.copy()
+        X[side], N[side], flat = _onto_faces(hull, X[side], N[side], faces)
+        add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
+        log.info("flat faces: %d sides' points onto the chords between their corners", flat)
+    lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step, faces)
     X, N = np.r_[X[add], lid], np.r_[N[add], np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     out = o3d.geometry.PointCloud(pcd)
@@ -211,14 +217,69 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     return out
 
 
-def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float) -> np.ndarray:
+def _layer(hull, X: np.ndarray) -> np.ndarray:
+    """[N] the hull's layer of each point [N, 3]."""
+    return np.floor((X[:, 2] - hull.lo[2]) / hull.voxel).astype(np.int64)
+
+
+def _faces_by_layer(hull, sides: np.ndarray, cams: np.ndarray, centre: np.ndarray, cfg: MeshConfig) -> dict:
+    """Each layer's flat faces (:func:`vid2model.ops.free_space_hull.flat_faces`) from the hull's side points
+    [N, 3] in it; the tents they allow from the widest turn between neighbouring views ``cams`` [V, 3]."""
+    from vid2model.ops.free_space_hull import flat_faces
+    from vid2model.report.coverage import camera_angles
+
+    az = np.sort(np.asarray(camera_angles(cams, centre)[0], float))
+    gap = float(np.max(np.diff(np.r_[az, az[0] + 360.0]))) if len(az) > 1 else 360.0
+    layer = _layer(hull, sides)
+    out = {}
+    for k in np.unique(layer):
+        xy = sides[layer == k, :2]
+        if len(xy) >= 8:
+            f = flat_faces(xy, hull.voxel, gap, corner_deg=cfg.hull_corner_deg,
+                           face_turn_deg=cfg.hull_face_turn_deg)
+            if f:
+                out[int(k)] = f
+    return out
+
+
+def _onto_faces(hull, X: np.ndarray, N: np.ndarray, faces: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """The points [N, 3] standing over a flat face of their layer moved onto it, facing out of it, with their
+    normals [N, 3]; and how many moved."""
+    X, N = X.copy(), N.copy()
+    layer = _layer(hull, X)
+    moved = 0
+    for k, fs in faces.items():
+        m = np.flatnonzero(layer == k)
+        for f in fs:
+            out = f.over(X[m, :2])
+            on = np.isfinite(out)
+            X[m[on], :2] -= out[on, None] * f.normal
+            N[m[on]] = np.r_[f.normal, 0.0]
+            moved += int(on.sum())
+    return X, N, moved
+
+
+def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float,
+               faces: dict | None = None) -> np.ndarray:
     """Points [M, 3] of a flat lid on the hull (:meth:`Hull.lid`) where stereo measured (almost) none of it
     (``tree``: the measured points), no side of the hull (``sides`` [K, 3]) stands above it (a ball's or a
     wedge's solid narrows from below its top) and the images are evenly lit over it (a rounded top is
-    shaded): the top of a plain box. Empty otherwise."""
+    shaded): the top of a plain box, within the flat faces of the layers round it (``faces``, by layer).
+    Empty otherwise."""
     L, inner = hull.lid()
     if not inner.any():
         return np.zeros((0, 3))
+    # the lid is the section of the layer two below its height; its tents stand past the sides that layer's
+    # faces (or the nearest below's) found: no lid over them
+    section = int(round((L[0, 2] - hull.lo[2]) / hull.voxel)) - 2
+    k = next((k for k in range(section, section - 4, -1) if k in (faces or {})), None)
+    if k is not None:
+        over = np.zeros(len(L), bool)
+        for f in faces[k]:
+            over |= np.isfinite(f.over(L[:, :2]))
+        L, inner = L[~over], inner[~over]
+        if not inner.any():
+            return np.zeros((0, 3))
     unmeasured = ~np.isfinite(tree.query(L, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0])
     if unmeasured[inner].mean() < 0.5 or (sides[:, 2] > L[0, 2] + step).mean() > 0.02:
         return np.zeros((0, 3))
