@@ -11,7 +11,7 @@ view can see into either.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import numpy as np
@@ -73,6 +73,18 @@ class Hull:
         xy = self.lo[:2] + (idx + 0.5) * self.voxel
         pick = lab[:, :, 0][tuple(idx[np.argmin(np.linalg.norm(xy - np.asarray(centre)[:2], axis=1))])]
         return Hull(solid=lab == pick, lo=self.lo, voxel=self.voxel)
+
+    def seen_through(self, X: np.ndarray, clearance: int = 1) -> np.ndarray:
+        """[N] which points [N, 3] lie in the grid more than ``clearance`` voxels off the solid: space the
+        depth maps saw through (one stray depth carves a voxel; the closing fills such)."""
+        from scipy import ndimage
+
+        idx = np.floor((X - self.lo) / self.voxel).astype(np.int64)
+        inside = np.all((idx >= 0) & (idx < np.array(self.solid.shape)), axis=1)
+        near = ndimage.binary_dilation(self.solid, iterations=clearance) if clearance > 0 else self.solid
+        out = np.zeros(len(X), bool)
+        out[inside] = ~near[tuple(idx[inside].T)]
+        return out
 
     def lid(self, drop: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
         """The flat top where the solid stops standing straight: the section [M, 3] just below the first layer
@@ -232,3 +244,33 @@ def flat_faces(xy: np.ndarray, voxel: float, view_gap_deg: float, *, corner_deg:
         faces.append(Face(start=start, end=end, normal=np.array([d[1], -d[0]]) / length,
                           reach=slack * tent * length + voxel))
     return faces
+
+
+def steady_faces(faces: dict[int, list[Face]], layers: int = 3, turn_deg: float = 10.0) -> dict[int, list[Face]]:
+    """The faces of each layer (``faces``: layer -> its faces) moved along their normals to where a robust line
+    (Theil-Sen) through the same face's places in the ``layers`` layers above and below puts it (a face within
+    ``turn_deg`` of its direction whose middle stands over its chord): one layer's chord wanders with the
+    voxels and the depth maps' noise (a few mm from layer to layer), a flat side does not, and a sloping one
+    moves evenly."""
+    from scipy.stats import theilslopes
+
+    cos = np.cos(np.radians(turn_deg))
+    out = {}
+    for k, fs in faces.items():
+        moved = []
+        for f in fs:
+            d = f.end - f.start
+            at, offsets = [], []
+            for j in range(k - layers, k + layers + 1):
+                for g in faces.get(j, []):
+                    mid = (g.start + g.end) / 2
+                    if g.normal @ f.normal >= cos and 0 <= (mid - f.start) @ d / (d @ d) <= 1:
+                        at.append(j - k)
+                        offsets.append((mid - f.start) @ f.normal)
+            if len(set(at)) < 3:
+                moved.append(f)
+                continue
+            shift = float(theilslopes(offsets, at)[1]) * f.normal  # the line's place at this layer
+            moved.append(replace(f, start=f.start + shift, end=f.end + shift))
+        out[k] = moved
+    return out

@@ -166,7 +166,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         return pcd
     z = P[column, 2]
     count, edges = np.histogram(z, bins=max(8, int(np.ptp(z) / step)))
-    support = float(edges[np.argmax(count) + 1])  # the level most points lie on: the floor or table top
+    k = np.argmax(count)  # the level most points lie on: the floor or table top, up to its points' noise
+    support = float(np.percentile(z[(z >= edges[k]) & (z <= edges[k + 1])], 90))
     top = min(float(np.median(cams[:, 2])), centre[2] + half)
     if top <= support + 4 * step:
         return pcd
@@ -177,7 +178,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         for v, d in depth_views:
             yield v.resized(d.shape[1], d.shape[0]), d
 
-    hull = carve(depth_cams(), lo, hi, step, margin=cfg.hull_margin).standing(centre)
+    carved = carve(depth_cams(), lo, hi, step, margin=cfg.hull_margin)
+    hull = carved.standing(centre)
     share = float(hull.solid.mean())
     X, N = hull.surface()
     if len(X) == 0 or share > cfg.hull_max_share:
@@ -204,16 +206,26 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
         log.info("flat faces: %d sides' points onto the chords between their corners", flat)
     lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step, faces)
-    X, N = np.r_[X[add], lid], np.r_[N[add], np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
+    # nothing is carved just above the support, where the hull's box starts: an object stands on its
+    # footprint, so its lowest sides go on straight down to the support (Poisson would round them inwards)
+    foot = add & (_layer(hull, X) == _layer(hull, X[side]).min())
+    down = np.arange(1, int(round((lo[2] - support) / step)) + 1)
+    X = np.r_[X[add], *(X[foot] - [0.0, 0.0, j * step] for j in down), lid]
+    N = np.r_[N[add], *(N[foot] for _ in down), np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
+    # measured points that depth maps saw through: stereo's fattening at the plain object's shading edges (one
+    # pixel off, out into the free space round the object), which Poisson would follow out
+    keep = ~carved.seen_through(P)
+    log.info("completing the object: %d measured points in the space the depth maps saw through dropped",
+             int((~keep).sum()))
     out = o3d.geometry.PointCloud(pcd)
-    out.points = o3d.utility.Vector3dVector(np.r_[P, X])
-    out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals), N])
+    out.points = o3d.utility.Vector3dVector(np.r_[P[keep], X])
+    out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals)[keep], N])
     if pcd.has_colors():  # the colour of the nearest measured point of the object's column
         C = np.asarray(pcd.colors)
-        near = np.flatnonzero(column)
+        near = np.flatnonzero(column & keep)
         nearest = near[cKDTree(P[near]).query(X, workers=-1)[1]]
-        out.colors = o3d.utility.Vector3dVector(np.r_[C, C[nearest]])
+        out.colors = o3d.utility.Vector3dVector(np.r_[C[keep], C[nearest]])
     return out
 
 
@@ -225,7 +237,7 @@ def _layer(hull, X: np.ndarray) -> np.ndarray:
 def _faces_by_layer(hull, sides: np.ndarray, cams: np.ndarray, centre: np.ndarray, cfg: MeshConfig) -> dict:
     """Each layer's flat faces (:func:`vid2model.ops.free_space_hull.flat_faces`) from the hull's side points
     [N, 3] in it; the tents they allow from the widest turn between neighbouring views ``cams`` [V, 3]."""
-    from vid2model.ops.free_space_hull import flat_faces
+    from vid2model.ops.free_space_hull import flat_faces, steady_faces
     from vid2model.report.coverage import camera_angles
 
     az = np.sort(np.asarray(camera_angles(cams, centre)[0], float))
@@ -239,7 +251,7 @@ def _faces_by_layer(hull, sides: np.ndarray, cams: np.ndarray, centre: np.ndarra
                            face_turn_deg=cfg.hull_face_turn_deg)
             if f:
                 out[int(k)] = f
-    return out
+    return steady_faces(out)
 
 
 def _onto_faces(hull, X: np.ndarray, N: np.ndarray, faces: dict) -> tuple[np.ndarray, np.ndarray, int]:
