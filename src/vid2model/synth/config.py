@@ -25,6 +25,7 @@ class SynthConfig:
     marker_size: float | None = None  # metres; an ArUco DICT_4X4_50 id 0 marker on the floor
     product: tuple[float, ...] = ()  # orbit: one box of these (x, y, z) extents in metres instead of the fixed scene
     product_plain: bool = False  # ... painted one flat colour: no texture for stereo to match, shading only
+    product_shape: str = "box"  # ... "box", or "cylinder": an upright elliptic cylinder of those extents
     write_video: bool = True
     write_images: bool = False
     image_ext: str = "png"  # png (lossless) or jpg

@@ -58,7 +58,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
 
         scene = (body_scene if cfg.subject == "body" else garment_scene)(cfg.seed)
     elif cfg.product and cfg.path == "orbit":
-        scene = product_scene(tuple(cfg.product), cfg.seed, cfg.product_plain)
+        scene = product_scene(tuple(cfg.product), cfg.seed, cfg.product_plain, cfg.product_shape)
     else:
         scene = orbit_scene(cfg.seed) if cfg.path == "orbit" else walk_scene(cfg.seed)
     if cfg.room_openings and cfg.path == "walk":
@@ -71,7 +71,7 @@ def make_scene(cfg: SynthConfig) -> Scene:
 
 
 SCENE_FIELDS = ("path", "seed", "marker_size", "layout_seed", "contrast", "backdrop", "orbit_radius", "product",
-                "product_plain", "walk_tour", "subject", "room_openings")
+                "product_plain", "product_shape", "walk_tour", "subject", "room_openings")
 
 
 def scene_fields(cfg: SynthConfig) -> dict:

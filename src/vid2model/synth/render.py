@@ -49,7 +49,7 @@ def primitives(scene: Scene) -> list[tuple[str, object]]:
     out += [("box", b) for b in scene.boxes + scene.plain_boxes]
     out += [("room", b) for b in scene.inner_boxes]
     out += [("sphere", s) for s in scene.spheres + scene.plain_spheres]
-    out += [("cylinder", c) for c in scene.cylinders]
+    out += [("cylinder", c) for c in scene.cylinders + scene.plain_cylinders]
     out += [("prism", p) for p in scene.prisms]
     return out
 

@@ -71,6 +71,7 @@ class Scene:
     plain_boxes: tuple[Box, ...] = ()
     plain_color: tuple[float, float, float] = (0.78, 0.76, 0.72)
     plain_spheres: tuple[Sphere, ...] = ()  # balls of that one colour (shading only)
+    plain_cylinders: tuple[EllipticCylinder, ...] = ()  # ... and upright cylinders
     cylinders: tuple[EllipticCylinder, ...] = ()
     prisms: tuple[Prism, ...] = ()
     # doors and windows: thin boxes across a room's wall; where one holds a wall point the wall is absent and
@@ -85,13 +86,20 @@ def orbit_scene(seed: int = 0) -> Scene:
                  center=(0.05, 0.0, 0.25), radius=0.5)
 
 
-def product_scene(size: tuple[float, float, float], seed: int = 0, plain: bool = False) -> Scene:
+def product_scene(size: tuple[float, float, float], seed: int = 0, plain: bool = False,
+                  shape: str = "box") -> Scene:
     """One box of ``size`` (x, y, z extents, metres) standing at the origin on a textured floor: a product of
-    exactly known dimensions; ``plain``: painted one flat colour (its faces told apart by shading alone)."""
+    exactly known dimensions; ``plain``: painted one flat colour (its faces told apart by shading alone);
+    ``shape`` "cylinder": an upright elliptic cylinder of those extents instead."""
     sx, sy, h = size
+    around = dict(ground_half=2.0, seed=seed, center=(0.0, 0.0, h / 2), radius=0.5 * float(np.linalg.norm(size)))
+    if shape == "cylinder":
+        can = (EllipticCylinder((0.0, 0.0), sx / 2, sy / 2, 0.0, h),)
+        return Scene(cylinders=() if plain else can, plain_cylinders=can if plain else (), **around)
+    if shape != "box":
+        raise ValueError(f"product shape {shape!r}: box or cylinder")
     box = (Box((-sx / 2, -sy / 2, 0.0), (sx / 2, sy / 2, h)),)
-    return Scene(boxes=() if plain else box, plain_boxes=box if plain else (), ground_half=2.0, seed=seed,
-                 center=(0.0, 0.0, h / 2), radius=0.5 * float(np.linalg.norm(size)))
+    return Scene(boxes=() if plain else box, plain_boxes=box if plain else (), **around)
 
 
 def walk_scene(seed: int = 0) -> Scene:
@@ -258,6 +266,9 @@ def surface_albedo(scene: Scene, p: np.ndarray) -> np.ndarray:
         col[on] = scene.plain_color
     for ball in scene.plain_spheres:
         col[np.linalg.norm(p - np.asarray(ball.center), axis=1) <= ball.radius + 1e-6] = scene.plain_color
+    for can in scene.plain_cylinders:
+        r = np.hypot((p[:, 0] - can.center[0]) / can.a, (p[:, 1] - can.center[1]) / can.b)
+        col[(r <= 1 + 1e-6) & (p[:, 2] >= can.z0 - 1e-6) & (p[:, 2] <= can.z1 + 1e-6)] = scene.plain_color
     return marker_albedo(scene, p, col)
 
 
