@@ -115,7 +115,7 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
     n_points = len(pcd.points)
     if cfg.complete_hull and views:
-        pcd = _with_hull(views, pcd, cfg, scene, _depth_views(ws, views), ws.undistorted_image)
+        pcd = _with_hull(views, pcd, cfg, scene, lambda: _depth_views(ws, views), ws.undistorted_image)
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     from vid2model.ops.native import quiet_stderr
@@ -138,7 +138,7 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
 
 def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, image_path=None):
     """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
-    ``depth_views`` ((view, depth map) pairs, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
+    ``depth_views`` ((view, depth map) pairs, or a function giving them afresh, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
     facing out of it: its sides, and a flat lid on a plain top (``image_path``: image name -> file, to tell a
     flat top by its even light). ``pcd`` unchanged unless the views circle the object and stereo missed most of
     its sides."""
@@ -174,31 +174,46 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     lo = np.r_[centre[:2] - half, support + 3 * step]  # nothing is carved just above the support
     hi = np.r_[centre[:2] + half, top]
 
+    if not callable(depth_views) and iter(depth_views) is depth_views:
+        depth_views = list(depth_views)  # read twice below
+
     def depth_cams():
-        for v, d in depth_views:
+        for v, d in (depth_views() if callable(depth_views) else depth_views):
             yield v.resized(d.shape[1], d.shape[0]), d
 
-    carved = carve(depth_cams(), lo, hi, step, margin=cfg.hull_margin)
-    hull = carved.standing(centre)
-    share = float(hull.solid.mean())
-    X, N = hull.surface()
-    if len(X) == 0 or share > cfg.hull_max_share:
-        log.info("no free-space hull to complete the object with (solid share %.2f)", share)
+    # the measured points in the hull's box; bounded queries: a kd-tree's nearest neighbour far from all its
+    # points visits most of the tree
+    tree = cKDTree(P[column & (P[:, 2] >= lo[2] - 2 * step) & (P[:, 2] <= hi[2] + 2 * step)])
+
+    def sides_missed(voxel: float):
+        carved = carve(depth_cams(), lo, hi, voxel, margin=cfg.hull_margin)
+        hull = carved.standing(centre)
+        share = float(hull.solid.mean())
+        X, N = hull.surface()
+        if len(X) == 0 or share > cfg.hull_max_share:
+            log.info("no free-space hull to complete the object with (solid share %.2f)", share)
+            return None
+        d = tree.query(X, distance_upper_bound=cfg.hull_gap * voxel, workers=-1)[0]
+        # An orbit's ring of views bounds an object sideways closely (every azimuth sees a silhouette) but its
+        # top loosely: above a plain top a roof stays that no view saw past. Sides from the hull; a top only as a
+        # flat lid, where one is plainly there (else Poisson closes the top from its measured rim).
+        side = np.abs(N[:, 2]) < cfg.hull_max_up
+        add = ~np.isfinite(d) & side
+        missed = float(add.sum() / max(side.sum(), 1))
+        if missed < cfg.hull_min_missed:
+            # stereo measured the object: what it left is mostly concavities the hull spans (between a body's
+            # arms and its chest), where the hull would add a membrane
+            log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed)", 100 * missed)
+            return None
+        return carved, hull, X, N, side, add
+
+    # a textured object's sides are measured: a hull a third as fine (a 27th of the carving) tells so
+    if sides_missed(3 * step) is None:
         return pcd
-    # bounded queries: a kd-tree's nearest neighbour far from all its points visits most of the tree
-    tree = cKDTree(P)
-    d = tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]
-    # An orbit's ring of views bounds an object sideways closely (every azimuth sees a silhouette) but its top
-    # loosely: above a plain top a roof stays that no view saw past. Sides from the hull; a top only as a flat
-    # lid, where one is plainly there (else Poisson closes the top from its measured rim).
-    side = np.abs(N[:, 2]) < cfg.hull_max_up
-    add = ~np.isfinite(d) & side
-    missed = float(add.sum() / max(side.sum(), 1))
-    if missed < cfg.hull_min_missed:
-        # stereo measured the object: what it left is mostly concavities the hull spans (between a body's arms
-        # and its chest), where the hull would add a membrane
-        log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed)", 100 * missed)
+    found = sides_missed(step)
+    if found is None:
         return pcd
+    carved, hull, X, N, side, add = found
     faces = _faces_by_layer(hull, X[side], cams, centre, cfg) if cfg.hull_flat_faces else {}
     if faces:
         X, N = X.copy(), N.copy()
