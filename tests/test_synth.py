@@ -220,3 +220,25 @@ def test_room_openings_are_holes_in_the_walls_the_renders_and_the_gt_mesh_agree_
     dist = np.linalg.norm(cen - eye, axis=1)
     hit, _ = cast(scene, eye, (cen - eye) / dist[:, None])
     assert np.all(hit <= dist + 1e-6) and np.mean(np.abs(hit - dist) < 1e-6) > 0.3
+
+
+def test_a_plain_cylinder_product_is_one_colour_and_in_the_gt_mesh():
+    from vid2model.synth.scene import product_scene, surface_albedo
+
+    scene = product_scene((0.2, 0.14, 0.25), plain=True, shape="cylinder")
+    assert not scene.cylinders and len(scene.plain_cylinders) == 1
+    K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    c2w = look_at(np.array([0.9, 0.5, 0.6]), np.array([0.0, 0.0, 0.12]))
+    depth = render_depth(scene, K, 320, 240, c2w[None])[0]
+    # the ray through the image's middle meets the can's side (its ellipse x/0.1, y/0.07), not the floor
+    x = np.linalg.inv(K) @ np.array([160.5, 120.5, 1.0])
+    hit = c2w[:3, :3] @ (x * depth[120, 160]) + c2w[:3, 3]
+    assert 0 < hit[2] < 0.25 and abs(np.hypot(hit[0] / 0.1, hit[1] / 0.07) - 1) < 0.01
+    # its whole surface is one colour; the GT mesh holds its side and caps
+    verts, faces = scene_mesh(scene)[:2]
+    on = (np.hypot(verts[:, 0] / 0.1, verts[:, 1] / 0.07) < 1.001) & (verts[:, 2] > 1e-6)
+    assert on.sum() > 100
+    col = surface_albedo(scene, verts[on])
+    assert np.allclose(col, scene.plain_color, atol=1e-6)
+    with pytest.raises(ValueError, match="box or cylinder"):
+        product_scene((0.2, 0.14, 0.25), shape="cone")
