@@ -179,7 +179,8 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     assert run(ws, build_config(sets=sets).nerf)["resumed_from"] == 200
     out = tmp_path / "r"
     capsys.readouterr()
-    assert main(["render", str(ws.root), "--source", "nerf", "--poses", str(pj), "--out", str(out), "--depth"]) == 0
+    assert main(["render", str(ws.root), "--source", "nerf", "--poses", str(pj), "--out", str(out), "--depth",
+                 "--normals"]) == 0
     assert check["reason"] in capsys.readouterr().err  # rendering says what the stage found
     from vid2model.report.build import build_report
 
@@ -189,7 +190,14 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     depth = np.load(out / "a_depth.npy")
     assert img.shape == (30, 40, 3) and depth.shape == (30, 40) and img.std() > 3
     assert np.isfinite(depth).all() and (depth > 0).mean() > 0.5
+    n = np.load(out / "a_normals.npy")
+    some = np.any(n != 0, axis=-1)
+    assert n.shape == (30, 40, 3) and some.mean() > 0.5
+    assert np.allclose(np.linalg.norm(n[some], axis=-1), 1, atol=1e-4)
+    assert np.asarray(Image.open(out / "a_normals.png")).shape == (30, 40, 3)
     assert main(["render", str(ws.root), "--poses", str(pj), "--out", str(out), "--depth"]) == 2  # splat/mesh: no
+    assert main(["render", str(ws.root), "--poses", str(pj), "--out", str(out), "--normals"]) == 2
+    assert main(["render", str(ws.root), "--orbit", "--out", str(tmp_path / "o.mp4"), "--normals"]) == 2
 
 
 def test_config_and_optional_stage():
@@ -225,3 +233,20 @@ def test_dense_depth_maps_feed_the_depth_prior(tmp_path, synth_orbit):
     got = _dense_depths(ws, views)
     assert got[0] is None and got[1].shape == (c.height, c.width)
     assert set(np.unique(got[1])) == {0.0, 1.5}  # nearest: no depth blended with an empty pixel
+
+
+def test_normal_map_of_a_tilted_plane_is_its_normal_facing_the_camera():
+    from vid2model.camera import Camera
+    from vid2model.render import look_at, normal_map
+
+    W, H = 64, 48
+    K = np.array([[60.0, 0, W / 2], [0, 60.0, H / 2], [0, 0, 1]])
+    c2w = look_at(np.array([0.3, -1.5, 1.0]), np.zeros(3))
+    nrm = np.array([0.2, -0.1, 1.0]) / np.linalg.norm([0.2, -0.1, 1.0])  # the plane n.x = 0, tilted
+    cam = Camera.from_cam_to_world(K, c2w, W, H)
+    rays = cam.pixel_rays(H, W) @ c2w[:3, :3].T  # world directions with camera z = 1
+    depth = (-(nrm @ c2w[:3, 3]) / (rays @ nrm)).astype(np.float32)  # z-depth of each pixel's hit
+    n = normal_map(depth, K, c2w)
+    inner = n[2:-2, 2:-2].reshape(-1, 3)
+    assert np.abs(inner - nrm).max() < 1e-3  # the camera is above the plane: the normal faces it as it is
+    assert not n[0].any() and not n[:, -1].any()  # the image's rim has no neighbours on both sides

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orbit", action="store_true", help="render a turntable MP4 instead of --poses")
     p.add_argument("--depth", action="store_true",
                    help="with --poses and --source nerf: also <name>_depth.npy (float32 z-depth, world units)")
+    p.add_argument("--normals", action="store_true",
+                   help="with --poses and --source nerf: also <name>_normals.npy (float32 world-frame unit normals, "
+                        "0 where none) and <name>_normals.png ((n + 1) / 2 as RGB)")
     _common(p)
 
     p = sub.add_parser("view", help="interactive local viewer (cameras, points, mesh, splat)")
@@ -307,13 +310,13 @@ def _cmd_other(args: argparse.Namespace) -> dict[str, Any]:
         return _call("vid2model.report:build_report", ws)
     if args.command == "render":
         if args.orbit:
-            if args.depth:
-                raise UserError("--depth goes with --poses, not --orbit")
+            if args.depth or args.normals:
+                raise UserError(f"--{'depth' if args.depth else 'normals'} goes with --poses, not --orbit")
             return _call("vid2model.render:render_orbit", ws, Path(args.out), source=args.source)
         if not args.poses:
             raise UserError("render needs --poses POSES.json (or --orbit)")
         return _call("vid2model.render:render_poses", ws, Path(args.poses), Path(args.out), source=args.source,
-                     depth=args.depth)
+                     depth=args.depth, normals=args.normals)
     if args.command == "view":
         return _call("vid2model.viewer.local:serve", ws, host=args.host, port=args.port, follow=args.follow)
     if args.command == "measure":

@@ -142,18 +142,31 @@ def load_poses(path: Path) -> tuple[int, int, np.ndarray, list[tuple[str, np.nda
     return W, H, K, frames
 
 
+def normal_map(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """World-frame unit normals [H, W, 3] of the z-depth map [H, W] a camera (``K``, ``c2w`` [4, 4], OpenCV)
+    sees, facing it; zeros where the depth has no neighbours to tell (its rim, missing depth)."""
+    from vid2model.camera import Camera
+    from vid2model.ops.mvs.filtering import depth_normals
+
+    H, W = depth.shape
+    n = depth_normals(np.where(np.isfinite(depth), depth, 0.0), Camera.from_cam_to_world(K, c2w, W, H))
+    return (n @ np.asarray(c2w, float)[:3, :3].T).astype(np.float32)
+
+
 def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | None = None,
-                 depth: bool = False) -> dict:
-    """Render every frame of POSES.json to ``out_dir/<name>.png`` (and ``<name>_depth.npy`` with ``depth``)."""
+                 depth: bool = False, normals: bool = False) -> dict:
+    """Render every frame of POSES.json to ``out_dir/<name>.png`` (and ``<name>_depth.npy`` with ``depth``;
+    ``<name>_normals.npy`` and a picture of them, ``<name>_normals.png``, with ``normals``)."""
     from PIL import Image
 
     from vid2model.progress import track
 
     W, H, K, frames = load_poses(poses_json)  # checked before anything else is looked at
     src = pick_source(ws, source)
-    if depth and src != "nerf":
-        raise UserError("depth maps come from the radiance field: add --source nerf (after `vid2model nerf`)")
-    if depth:
+    if (depth or normals) and src != "nerf":
+        what = "depth maps" if depth else "normal maps"
+        raise UserError(f"{what} come from the radiance field: add --source nerf (after `vid2model nerf`)")
+    if depth or normals:
         field = _nerf_field(ws)
         views: dict = {}
 
@@ -178,6 +191,15 @@ def render_poses(ws: Workspace, poses_json: Path, out_dir: Path, source: str | N
             with atomic_path(dpath) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, views["last"]["depth"])
             written.append(str(dpath))
+        if normals:
+            n = normal_map(views["last"]["depth"], K, c2w)
+            npath, ppath = out_dir / f"{stem}_normals.npy", out_dir / f"{stem}_normals.png"
+            with atomic_path(npath) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, n)
+            picture = np.where(np.any(n != 0, axis=-1, keepdims=True), (n + 1) * 127.5 + 0.5, 0).astype(np.uint8)
+            with atomic_path(ppath) as tmp:
+                Image.fromarray(picture).save(tmp)
+            written += [str(npath), str(ppath)]
     return {"source": src, "frames": len(frames), "files": len(written), "out_dir": str(out_dir),
             "seconds": time.perf_counter() - t0}
 
