@@ -198,6 +198,35 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     assert main(["render", str(ws.root), "--poses", str(pj), "--out", str(out), "--depth"]) == 2  # splat/mesh: no
     assert main(["render", str(ws.root), "--poses", str(pj), "--out", str(out), "--normals"]) == 2
     assert main(["render", str(ws.root), "--orbit", "--out", str(tmp_path / "o.mp4"), "--normals"]) == 2
+    # the local viewer shows the field as a picture in its panel, rendered here: from its starting view, and
+    # from a browser camera's pose on request (the same picture `render` makes from that pose)
+    pytest.importorskip("viser")
+    from vid2model.viewer.local import NERF_PREVIEW, _cam_to_world, start
+
+    viewer = start(ws, port=0)
+    try:
+        assert viewer.layers["radiance field"] == 1
+        folder, image, button = viewer.handles["radiance field"]
+        assert image.image.shape == (NERF_PREVIEW[1], NERF_PREVIEW[0], 3) and image.image.std() > 3
+        from scipy.spatial.transform import Rotation
+
+        from vid2model.io.colmap import load_views
+
+        c2w = load_views(ws.dense_sparse_dir)[3].cam_to_world
+
+        x, y, z, w = Rotation.from_matrix(c2w[:3, :3]).as_quat()
+        again = _cam_to_world((w, x, y, z), c2w[:3, 3])
+        assert np.allclose(again, c2w, atol=1e-9)
+        fov = 2 * np.arctan(NERF_PREVIEW[1] / 2 / 60.0)
+        drawn = image.draw(again, fov)
+        from vid2model.nerf.field import Field
+        from vid2model.render import nerf_view
+
+        K = np.array([[60.0, 0, NERF_PREVIEW[0] / 2], [0, 60.0, NERF_PREVIEW[1] / 2], [0, 0, 1]])
+        same = nerf_view(Field.load(ws.nerf_field), K, c2w, *NERF_PREVIEW)["image"]
+        assert np.abs(drawn.astype(int) - same).max() <= 1
+    finally:
+        viewer.stop()
 
 
 def test_config_and_optional_stage():

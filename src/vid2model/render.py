@@ -61,11 +61,9 @@ def _warn_if_untrusted(ws: Workspace, source: str) -> None:
 
 
 def _nerf_field(ws: Workspace):
-    import torch
-
     from vid2model.nerf.field import Field
 
-    return Field.from_state_dict(torch.load(ws.nerf_field, map_location="cpu", weights_only=False)["field"])
+    return Field.load(ws.nerf_field)
 
 
 def nerf_view(field, K: np.ndarray, c2w: np.ndarray, W: int, H: int) -> dict[str, np.ndarray]:

@@ -178,6 +178,11 @@ class Field:
         f.occ = d["occ"].to(device).contiguous()
         return f
 
+    @classmethod
+    def load(cls, path, device="cpu") -> "Field":
+        """The field a finished ``nerf`` stage wrote (``Workspace.nerf_field``)."""
+        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=False)["field"], device)
+
     # ---- world <-> normalised ----------------------------------------------------------------------------
     def normalise_rays(self, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World ray origins and directions -> normalised origins and unit directions (float32)."""

@@ -27,6 +27,7 @@ log = logging.getLogger("vid2model")
 
 MAX_POINTS = 1_500_000  # browsers stay responsive below this
 MAX_SPLATS = 1_000_000
+NERF_PREVIEW = (320, 240)  # the radiance field's picture in the panel: a CPU renders it in a second or two
 THUMB_SIDE = 160
 SH_C0 = 0.28209479177387814
 
@@ -229,6 +230,8 @@ def _layer_sources(ws: Workspace) -> dict[str, tuple]:
         out["splat"] = sig(ws.splat_ply)
     elif ws.splat_checkpoint.exists():  # training: its last checkpoint (every splat.checkpoint_every iterations)
         out["splat"] = sig(ws.splat_checkpoint)
+    if ws.nerf_field.exists():
+        out["radiance field"] = sig(ws.nerf_field)
     return out
 
 
@@ -254,6 +257,8 @@ def _load_layers(ws: Workspace) -> dict[str, Any]:
     splat = ws.splat_ply if ws.splat_ply.exists() else ws.splat_checkpoint
     if splat.exists():
         layers["splat"] = lambda s, p=splat: _add_splat(s, p)
+    if ws.nerf_field.exists():
+        layers["radiance field"] = lambda s: _add_nerf(s, ws)
     return layers
 
 
@@ -388,11 +393,78 @@ def _draw_splats(server, means, log_scales, quats_wxyz, opacity_logits, dc) -> t
     return [h], len(idx)
 
 
-def _initial_camera(server, ws: Workspace) -> None:
-    """Start looking at the scene centre from above and outside the cameras' ring."""
+def _add_nerf(server, ws: Workspace) -> tuple[list, int]:
+    """The radiance field (``vid2model nerf``), which the browser cannot draw itself: a picture of it in the
+    panel, rendered on this machine from the viewer's starting view, and a button that renders it from where
+    a browser's camera looks now (a second or two on the CPU)."""
+    from vid2model.nerf.field import Field
+    from vid2model.nerf.train import render_view
+
+    field = Field.load(ws.nerf_field)
+    w, h = NERF_PREVIEW
+    with server.gui.add_folder("Radiance field") as folder:
+        image = server.gui.add_image(np.zeros((h, w, 3), np.uint8), label="radiance field")
+        button = server.gui.add_button("Render it from this view")
+
+    def draw(c2w: np.ndarray, fov_y: float) -> np.ndarray:
+        from vid2model.camera import Camera
+
+        f = h / 2 / np.tan(fov_y / 2)
+        K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+        rgb = render_view(field, Camera.from_cam_to_world(K, c2w, w, h))["image"]
+        image.image = (rgb * 255 + 0.5).astype(np.uint8)
+        return image.image
+
+    @button.on_click
+    def _(event) -> None:
+        cam = event.client.camera
+        draw(_cam_to_world(cam.wxyz, cam.position), float(cam.fov))
+
+    image.draw = draw  # for a caller without a browser (tests, scripts)
+    start = _start_view(ws)
+    if start is not None:
+        draw(*start)
+    return [folder, image, button], 1
+
+
+def _cam_to_world(wxyz, position) -> np.ndarray:
+    """[4, 4] OpenCV camera-to-world of a viser camera (which looks along its +Z with +Y down, as OpenCV)."""
+    from scipy.spatial.transform import Rotation
+
+    m = np.eye(4)
+    w, x, y, z = np.asarray(wxyz, float)
+    m[:3, :3] = Rotation.from_quat([x, y, z, w]).as_matrix()
+    m[:3, 3] = np.asarray(position, float)
+    return m
+
+
+def _start_eye(ws: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the viewer starts looking from and at [3]: the scene centre from above and outside the cameras'
+    ring."""
     scene = ws.read_json(ws.scene_json, default=None) or {}
     if scene.get("center") is None or not scene.get("radius"):
-        return
+        return None
     c, r = np.asarray(scene["center"], float), float(scene["radius"])
-    server.initial_camera.position = c + r * np.array([2.2, -2.2, 1.6])
-    server.initial_camera.look_at = c
+    return c + r * np.array([2.2, -2.2, 1.6]), c
+
+
+def _start_view(ws: Workspace) -> tuple[np.ndarray, float] | None:
+    """The viewer's starting camera (:func:`_start_eye`) as (OpenCV camera-to-world [4, 4], vertical field of
+    view)."""
+    start = _start_eye(ws)
+    if start is None:
+        return None
+    eye, c = start
+    f = (c - eye) / np.linalg.norm(c - eye)
+    right = np.cross(f, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, np.cross(f, right), f, eye
+    return m, np.radians(50.0)
+
+
+def _initial_camera(server, ws: Workspace) -> None:
+    """Start looking at the scene centre from above and outside the cameras' ring."""
+    start = _start_eye(ws)
+    if start is not None:
+        server.initial_camera.position, server.initial_camera.look_at = start
