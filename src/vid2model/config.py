@@ -226,9 +226,10 @@ class MeshConfig(_Choices):
     complete_hull: bool = True
     hull_divisions: int = 300  # hull voxels across its box
     hull_max_gap_deg: float = 45.0  # only when the views circle the object: no wider gap between them
-    # ... and only when stereo missed at least this share of the hull's sides: nearly all of a plain object's, few
-    # of a textured one's, where what is left are concavities the hull spans (it joined a body's arms to its chest)
-    hull_min_missed: float = 0.6
+    # ... and only when stereo missed at least this share of the hull's sides: nearly all of a plain box's, most
+    # of a plain cylinder's (its shading matches in places: 57 %), few of a textured object's (0-8 %), where
+    # what is left are concavities the hull spans (it joined a body's arms to its chest: 37 %)
+    hull_min_missed: float = 0.5
     hull_margin: float = 0.002  # a depth map sees past a voxel by this share of its depth (stereo's noise)
     hull_max_up: float = 0.5  # hull points join only where their normal's up component is under this
     hull_reach: float = 0.5  # the hull's box reaches this share of the cameras' distance from the object's centre
