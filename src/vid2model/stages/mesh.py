@@ -138,10 +138,11 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
 
 def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, image_path=None):
     """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
-    ``depth_views`` ((view, depth map) pairs, or a function giving them afresh, read lazily) saw through (:mod:`vid2model.ops.free_space_hull`),
-    facing out of it: its sides, and a flat lid on a plain top (``image_path``: image name -> file, to tell a
-    flat top by its even light). ``pcd`` unchanged unless the views circle the object and stereo missed most of
-    its sides."""
+    ``depth_views`` ((view, depth map) pairs, or a function giving them afresh; read lazily) saw through
+    (:mod:`vid2model.ops.free_space_hull`), facing out of it: its sides (flat ones on the chords between their
+    corners, down to the support), and a flat lid on a plain top (``image_path``: image name -> file, to tell a
+    flat top by its even light); less the measured points the depth maps saw through. ``pcd`` unchanged unless
+    the views circle the object and stereo missed half its sides or most points round it are seen through."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
