@@ -80,7 +80,9 @@ def test_a_typo_stops_the_run_before_ingest(tmp_path, capsys):
 @pytest.mark.parametrize("item,want", [("ingest.jpeg_quality=500", "from 1 to 100"),
                                        ("dense.max_side=-5", "at least 64"), ("ingest.analysis_side=-1", "at least 64"),
                                        ("ingest.max_side=0", "at least 64"),
-                                       ("sfm.min_verified_share=2.5", "from 0 to 1")])
+                                       ("sfm.min_verified_share=2.5", "from 0 to 1"),
+                                       ("splat.iterations=0", "at least 1"), ("splat.sh_degree=4", "from 0 to 3"),
+                                       ("mesh.hull_min_missed=-0.1", "from 0 to 1")])
 def test_impossible_values_are_refused_with_the_range(item, want):
     key, value = item.split("=")
     with pytest.raises(UserError, match=f"{key} cannot be {value}; it must be {want}"):

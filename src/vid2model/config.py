@@ -286,6 +286,9 @@ class TextureConfig(_Choices):
 class SplatConfig(_Choices):
     """Gaussian splat training."""
 
+    _bounds = {"iterations": (1, None), "max_side": (16, None), "sh_degree": (0, 3), "max_gaussians": (1, None),
+               "eval_every": (0, None), "max_init_points": (1, None), "far_points": (0, None)}
+
     iterations: int = 3000
     max_side: int = 480
     sh_degree: int = 3
