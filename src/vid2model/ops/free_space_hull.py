@@ -214,11 +214,11 @@ def flat_faces(xy: np.ndarray, voxel: float, view_gap_deg: float, *, corner_deg:
             run = []
     if run:
         corners.append(run)
+    if len(corners) < 2:
+        return []
     faces = []
     tent = np.tan(np.radians(view_gap_deg) / 2) / 2
     for a, b in zip(corners, corners[1:] + corners[:1]):
-        if a is b:
-            break
         # the chord: the outer common tangent of the two corners' vertices (a corner rounded by the voxels
         # touches it at its outermost point)
         pts = poly[a + b]

@@ -31,16 +31,24 @@ def camera_angles(centers: np.ndarray, target: np.ndarray, up: np.ndarray = np.a
     return az, el
 
 
+def _empty_arcs(az: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start [N] and width [N] (degrees, counter-clockwise) of the arcs between neighbouring cameras' azimuths
+    [N] (N >= 1)."""
+    s = np.sort(np.asarray(az, float) % 360)
+    return s, np.diff(np.append(s, s[0] + 360))
+
+
 def azimuth_gaps(az: np.ndarray, min_gap: float = 45.0) -> list[tuple[float, float]]:
     """Arcs (start, end) in degrees, counter-clockwise, wider than ``min_gap`` with no camera."""
     if len(az) == 0:
         return [(0.0, 360.0)]
-    s = np.sort(np.asarray(az, float) % 360)
-    gaps = []
-    for a, b in zip(s, np.append(s[1:], s[0] + 360)):
-        if b - a > min_gap:
-            gaps.append((round(float(a % 360), 1), round(float(b % 360), 1)))
-    return gaps
+    return [(round(float(a % 360), 1), round(float((a + w) % 360), 1)) for a, w in zip(*_empty_arcs(az))
+            if w > min_gap]
+
+
+def widest_gap(az: np.ndarray) -> float:
+    """The widest arc (degrees) with no camera between the azimuths ``az`` [N]."""
+    return float(_empty_arcs(az)[1].max()) if len(az) else 360.0
 
 
 def _side_name(a: float, b: float) -> str:

@@ -147,7 +147,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     from scipy.spatial import cKDTree
 
     from vid2model.ops.free_space_hull import carve
-    from vid2model.report.coverage import azimuth_gaps, camera_angles
+    from vid2model.report.coverage import azimuth_gaps, camera_angles, widest_gap
 
     if scene.get("capture", "orbit") != "orbit":
         return pcd
@@ -156,7 +156,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     # sees the sky behind, which carves nothing)
     centre = _object_center(views, scene)
     cams = np.array([v.center for v in views])
-    gaps = azimuth_gaps(camera_angles(cams, centre)[0], cfg.hull_max_gap_deg)
+    azimuths = camera_angles(cams, centre)[0]
+    gaps = azimuth_gaps(azimuths, cfg.hull_max_gap_deg)
     if gaps:  # the sides no view looked at stay uncarved: a hull would invent them
         log.info("no free-space hull: no view in the arc %.0f-%.0f degrees round the object", *gaps[0])
         return pcd
@@ -184,7 +185,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
 
     # the measured points in the hull's box; bounded queries: a kd-tree's nearest neighbour far from all its
     # points visits most of the tree
-    tree = cKDTree(P[column & (P[:, 2] >= lo[2] - 2 * step) & (P[:, 2] <= hi[2] + 2 * step)])
+    in_box = column & (P[:, 2] >= lo[2] - 2 * step) & (P[:, 2] <= hi[2] + 2 * step)
+    tree = cKDTree(P[in_box])
 
     def unmeasured(voxel: float, scale: float):
         """The hull at ``voxel`` and its sides stereo has not measured, or None when stereo measured the object:
@@ -207,14 +209,15 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         missed = float(add.sum() / max(side.sum(), 1))
         # stereo matching a plain object's shading puts points where other views see through (a plain
         # cylinder: 37-81 % of the measured points round it; textured objects 7-12 %)
-        contradicted = float(carved.seen_through(tree.data).mean()) if tree.n else 0.0
+        seen = carved.seen_through(P)
+        contradicted = float(seen[in_box].mean()) if in_box.any() else 0.0
         if missed < scale * cfg.hull_min_missed and contradicted < scale * cfg.hull_min_contradicted:
             # stereo measured the object: what it left is mostly concavities the hull spans (between a body's
             # arms and its chest), where the hull would add a membrane
             log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed, %.0f %% of "
                      "the points round it seen through)", 100 * missed, 100 * contradicted)
             return None
-        return carved, hull, X, N, side, add
+        return hull, X, N, side, add, seen
 
     # a textured object is measured: a hull a third as fine (a 27th of the carving) tells so; its coarser
     # surface lies farther from the measured points, which it then counts as its own, and sees through fewer,
@@ -224,8 +227,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     found = unmeasured(step, 1.0)
     if found is None:
         return pcd
-    carved, hull, X, N, side, add = found
-    faces = _faces_by_layer(hull, X[side], cams, centre, cfg) if cfg.hull_flat_faces else {}
+    hull, X, N, side, add, seen = found
+    faces = _faces_by_layer(hull, X[side], widest_gap(azimuths), cfg) if cfg.hull_flat_faces else {}
     if faces:
         X, N = X.copy(), N.copy()
         X[side], N[side], flat = _onto_faces(hull, X[side], N[side], faces)
@@ -241,7 +244,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     # measured points that depth maps saw through: stereo's fattening at the plain object's shading edges (one
     # pixel off, out into the free space round the object), which Poisson would follow out
-    keep = ~carved.seen_through(P)
+    keep = ~seen
     log.info("completing the object: %d measured points in the space the depth maps saw through dropped",
              int((~keep).sum()))
     out = o3d.geometry.PointCloud(pcd)
@@ -260,14 +263,11 @@ def _layer(hull, X: np.ndarray) -> np.ndarray:
     return np.floor((X[:, 2] - hull.lo[2]) / hull.voxel).astype(np.int64)
 
 
-def _faces_by_layer(hull, sides: np.ndarray, cams: np.ndarray, centre: np.ndarray, cfg: MeshConfig) -> dict:
+def _faces_by_layer(hull, sides: np.ndarray, gap: float, cfg: MeshConfig) -> dict:
     """Each layer's flat faces (:func:`vid2model.ops.free_space_hull.flat_faces`) from the hull's side points
-    [N, 3] in it; the tents they allow from the widest turn between neighbouring views ``cams`` [V, 3]."""
+    [N, 3] in it; the tents they allow from ``gap``, the widest turn (degrees) between neighbouring views."""
     from vid2model.ops.free_space_hull import flat_faces, steady_faces
-    from vid2model.report.coverage import camera_angles
 
-    az = np.sort(np.asarray(camera_angles(cams, centre)[0], float))
-    gap = float(np.max(np.diff(np.r_[az, az[0] + 360.0]))) if len(az) > 1 else 360.0
     layer = _layer(hull, sides)
     out = {}
     for k in np.unique(layer):
