@@ -95,3 +95,32 @@ def test_demo_films_its_video_beside_the_workspace_and_runs(tmp_path):
     mtime = (tmp_path / "ws-input" / "video.mp4").stat().st_mtime_ns
     assert main(args) == 0  # a second run takes the video it filmed before
     assert (tmp_path / "ws-input" / "video.mp4").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("verbose, shown", [(0, False), (1, False), (2, True)])
+def test_native_stderr_is_quiet_unless_debugging(verbose, shown, tmp_path, capfd):
+    """C++ writes (PoissonRecon's '[WARNING] ... bad average roots') bypass logging: they reach the terminal
+    only with -vv, although the workspace's log file takes every level."""
+    import logging
+    import os
+
+    from vid2model.cli import _setup_logging
+    from vid2model.ops.native import quiet_stderr
+    from vid2model.workspace import Workspace
+
+    logger = logging.getLogger("vid2model")
+    before = (logger.level, list(logger.handlers))
+    try:
+        _setup_logging(verbose, Workspace(tmp_path / "ws"))
+        with quiet_stderr():
+            os.write(2, b"native warning\n")
+        os.write(2, b"after\n")
+    finally:
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(before[0])
+        for h in before[1]:
+            logger.addHandler(h)
+    err = capfd.readouterr().err
+    assert ("native warning" in err) == shown and "after" in err, err

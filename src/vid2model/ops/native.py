@@ -88,11 +88,22 @@ def _load(name: str, source: str, signatures: dict, what: str, fallback: str) ->
     return lib
 
 
+def _showing_debug() -> bool:
+    """Whether debug lines reach the terminal: the CLI's logger takes every level for the workspace's log
+    file, so its console handler's level decides, not the logger's."""
+    logger = logging.getLogger("vid2model")
+    consoles = [h for h in logger.handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    if consoles:
+        return any(h.level <= logging.DEBUG for h in consoles)
+    return logger.isEnabledFor(logging.DEBUG)
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """File descriptor 2 goes to /dev/null for the block (not with ``-vv``): C++ code writes there directly,
     past Python's ``sys.stderr``."""
-    if logging.getLogger("vid2model").isEnabledFor(logging.DEBUG):
+    if _showing_debug():
         yield
         return
     sys.stderr.flush()
