@@ -13,7 +13,10 @@ from vid2model.synth.scene import product_scene
 SIZE = (0.30, 0.20, 0.25)
 
 
-def _views(n: int = 24, w: int = 160, h: int = 120):
+def _views(n: int = 24, w: int = 160, h: int = 120, too_deep: float = 0.0, wrong: int = 0):
+    """A ring of ``n`` views round a plain box on a textured floor: (camera, depth) with the floor measured and
+    the box not, or, in ``wrong`` neighbouring views, measured ``too_deep`` behind its surface (stereo's
+    consistent wrong match on a plain object)."""
     scene = product_scene(SIZE, plain=True)
     K = np.array([[140.0, 0, w / 2], [0, 140.0, h / 2], [0, 0, 1]])
     c2w = np.array([look_at(np.array([1.1 * np.cos(a), 1.1 * np.sin(a), 0.7]), np.array([0.0, 0.0, 0.12]))
@@ -24,7 +27,9 @@ def _views(n: int = 24, w: int = 160, h: int = 120):
         cam = Camera.from_cam_to_world(K, m, w, h)
         X = cam.backproject(np.where(np.isfinite(d), d, 0))
         # stereo measures the textured floor but nothing on the plain box
-        out.append((cam, np.where(np.isfinite(d) & (X[..., 2] < 1e-3), d, 0.0)))
+        floor = np.isfinite(d) & (X[..., 2] < 1e-3)
+        box = np.isfinite(d) & ~floor
+        out.append((cam, np.where(floor, d, np.where(box & (len(out) < wrong), d + too_deep, 0.0))))
     return out
 
 
@@ -55,6 +60,28 @@ def test_nothing_measured_behind_carves_nothing():
     hull = carve(views, lo=np.array([-0.4, -0.4, 0.01]), hi=np.array([0.4, 0.4, 0.5]), voxel=0.02)
     # every framed voxel stays: no depth says it is empty (a caller rejects a hull this full)
     assert hull.solid.mean() > 0.5
+
+
+def test_wrong_depths_on_a_plain_object_carve_only_its_hull_of_all_depths():
+    voxel = 0.01
+    lo, hi = np.array([-0.4, -0.4, 2 * voxel]), np.array([0.4, 0.4, 0.5])
+    sx, sy, h = SIZE
+    views = _views(36, too_deep=0.06, wrong=6)  # a sixth of the ring matched the box 6 cm too deep
+    right = carve(_views(36), lo, hi, voxel).standing(np.zeros(2)).solid.sum()
+    sunk = carve(views, lo, hi, voxel).standing(np.zeros(2)).solid.sum()
+    assert sunk < 0.85 * right  # channels 6 cm deep into the sides those views face (seen: 0.80)
+    box = (np.r_[-sx / 2 - 0.05, -sy / 2 - 0.05, 0.0], np.r_[sx / 2 + 0.05, sy / 2 + 0.05, h + 0.05])
+    past = carve(views, lo, hi, voxel, past=box).standing(np.zeros(2))
+    # the hull of the floor seen past the box is the box's again
+    assert 0.98 * right < past.solid.sum() < 1.02 * right
+    # the wrong points inside the box lie deep in it (the others went out through it), the box's true sides on
+    # its surface
+    cam, d = views[0]
+    X = cam.backproject(d)[d > 0]
+    X = X[np.all(np.abs(X[:, :2]) < [sx / 2 - 0.03, sy / 2 - 0.03], axis=1) & (X[:, 2] > 0.05) & (X[:, 2] < h - 0.03)]
+    assert len(X) > 100 and past.buried(X).mean() > 0.95
+    side = np.c_[np.full(200, sx / 2), np.linspace(voxel - sy / 2, sy / 2 - voxel, 200), np.full(200, h / 2)]
+    assert not past.buried(side).any() and not past.seen_through(side).any()
 
 
 def _orbit(n: int, w: int, h: int, f: float, radius: float, height: float, target: float):

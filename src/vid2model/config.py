@@ -246,6 +246,9 @@ class MeshConfig(_Choices):
     # between them where the hull stands over it as the grazing views' tent (its outline within
     # hull_face_turn_deg of the chord's direction, within the tent the views' spacing allows)
     hull_flat_faces: bool = True
+    # the hull completed is carved only by the depths that reach past the object's box (a plain object's wrong
+    # matches carve channels into it): ops/free_space_hull.carve's past
+    hull_past_object: bool = True
     hull_corner_deg: float = 45.0
     hull_face_turn_deg: float = 20.0
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters

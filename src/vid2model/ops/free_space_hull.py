@@ -86,6 +86,17 @@ class Hull:
         out[inside] = ~near[tuple(idx[inside].T)]
         return out
 
+    def buried(self, X: np.ndarray, depth: int = 2) -> np.ndarray:
+        """[N] which points [N, 3] lie more than ``depth`` voxels inside the solid: no view saw a surface there."""
+        from scipy import ndimage
+
+        idx = np.floor((X - self.lo) / self.voxel).astype(np.int64)
+        inside = np.all((idx >= 0) & (idx < np.array(self.solid.shape)), axis=1)
+        core = ndimage.binary_erosion(self.solid, iterations=depth, border_value=1)
+        out = np.zeros(len(X), bool)
+        out[inside] = core[tuple(idx[inside].T)]
+        return out
+
     def lid(self, drop: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
         """The flat top where the solid stops standing straight: the section [M, 3] just below the first layer
         whose area falls by more than ``drop`` of the one below, at that layer's top face, and the [M] mask of
@@ -128,7 +139,8 @@ class Hull:
 
 
 def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.ndarray, voxel: float,
-          margin: float = 0.005, min_free: int = 1, min_seen: int = 3) -> Hull:
+          margin: float = 0.005, min_free: int = 1, min_seen: int = 3,
+          past: tuple[np.ndarray, np.ndarray] | None = None) -> Hull:
     """The voxels of the box [``lo``, ``hi``] (world) that fewer than
     ``min_free`` depth maps saw past (by ``margin`` of the depth and half a voxel) and that at least ``min_seen``
     views framed. ``views``: (camera at its depth map's resolution, z-depth map [H, W], 0 = none) pairs.
@@ -138,7 +150,13 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
     A flat side is carved only by the few views that graze it, each leaving a wedge over it as wide as its angle
     to the side: a second view required (``min_free`` 2) leaves the wedge of the second-nearest, about twice as
     wide. One stray depth too far carves a tunnel one voxel wide through the object, which a closing of the
-    solid fills again."""
+    solid fills again.
+
+    ``past``: a box (lo [3], hi [3]) round the object: only the depths whose points lie outside it carve (the
+    background seen past the object).
+    Stereo on a plain, shaded object matches wrongly, and consistently across neighbouring views: such depths
+    carve channels into the object (a plain cylinder's side sank 1-5 cm behind them). A ray that reaches the
+    floor or the room beyond passed the object by; the hull of those alone is the object's visual hull."""
     from scipy import ndimage
 
     kernel = _carve_kernel()
@@ -148,6 +166,8 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
     seen = np.zeros(tuple(shape), np.int16)
     for cam, depth in views:
         d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+        if past is not None:
+            d[_in_box(cam, d, *past)] = 0
         kernel(lo, float(voxel), shape, cam.K.astype(np.float64), cam.R.astype(np.float64),
                cam.t.astype(np.float64), d, float(margin), free, seen)
     framed = seen >= min_seen
@@ -157,6 +177,17 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
         padded[:, :, 0] = padded[:, :, 1]  # the solid goes on below the grid's floor (to the support)
         solid = ndimage.binary_closing(padded)[1:-1, 1:-1, 1:-1] & framed
     return Hull(solid=solid, lo=lo, voxel=float(voxel))
+
+
+def _in_box(cam: Camera, depth: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """[H, W] whether each pixel's depth point lies in the box [lo, hi] (pixel j spans [j, j + 1), as the carving
+    kernel reads it)."""
+    v, u = np.nonzero(depth > 0)
+    rays = np.linalg.solve(cam.K, np.stack([u + 0.5, v + 0.5, np.ones(len(u))]))  # [3, N]
+    X = (cam.R.T @ (rays * depth[v, u] - cam.t[:, None])).T
+    out = np.zeros(depth.shape, bool)
+    out[v, u] = np.all((X >= lo) & (X <= hi), axis=1)
+    return out
 
 
 @dataclass(frozen=True)

@@ -188,11 +188,12 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     in_box = column & (P[:, 2] >= lo[2] - 2 * step) & (P[:, 2] <= hi[2] + 2 * step)
     tree = cKDTree(P[in_box])
 
-    def unmeasured(voxel: float, scale: float):
+    def unmeasured(voxel: float, scale: float, past_object: bool = False):
         """The hull at ``voxel`` and its sides stereo has not measured, or None when stereo measured the object:
         its sides are measured (under ``scale`` times hull_min_missed missed) and the measured points round it
         agree with the depth maps (under ``scale`` times hull_min_contradicted lie where a depth map saw
-        through)."""
+        through). ``past_object``: the hull completed is the one the background seen past the object carves (the
+        decision is the whole carving's)."""
         carved = carve(depth_cams(), lo, hi, voxel, margin=cfg.hull_margin)
         hull = carved.standing(centre)
         share = float(hull.solid.mean())
@@ -217,17 +218,31 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
             log.info("no free-space hull: stereo measured the object (%.0f %% of its sides missed, %.0f %% of "
                      "the points round it seen through)", 100 * missed, 100 * contradicted)
             return None
-        return hull, X, N, side, add, seen
+        if not past_object:
+            return hull, X, N, side, add, seen, tree
+        # the visual hull of the depths that passed the object; the object's foot, under the hull's box, is the
+        # object's too
+        carved = carve(depth_cams(), lo, hi, voxel, margin=cfg.hull_margin, past=(np.r_[lo[:2], support], hi))
+        hull = carved.standing(centre)
+        X, N = hull.surface()
+        if len(X) == 0:
+            return None
+        # the object's measured points are stereo's wrong matches where they lie off that hull's surface
+        seen = carved.seen_through(P) | hull.buried(P)
+        kept = tree if not seen[in_box].any() else cKDTree(P[in_box & ~seen])
+        side = np.abs(N[:, 2]) < cfg.hull_max_up
+        add = ~np.isfinite(kept.query(X, distance_upper_bound=cfg.hull_gap * voxel, workers=-1)[0]) & side
+        return hull, X, N, side, add, seen, kept
 
     # a textured object is measured: a hull a third as fine (a 27th of the carving) tells so; its coarser
     # surface lies farther from the measured points, which it then counts as its own, and sees through fewer,
     # so it decides only where the object is plainly measured (a plain cylinder: 32 % missed coarse, 57 % fine)
     if unmeasured(3 * step, 0.5) is None:
         return pcd
-    found = unmeasured(step, 1.0)
+    found = unmeasured(step, 1.0, past_object=cfg.hull_past_object)
     if found is None:
         return pcd
-    hull, X, N, side, add, seen = found
+    hull, X, N, side, add, seen, tree = found
     faces = _faces_by_layer(hull, X[side], widest_gap(azimuths), cfg) if cfg.hull_flat_faces else {}
     if faces:
         X, N = X.copy(), N.copy()
