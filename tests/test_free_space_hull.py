@@ -211,10 +211,12 @@ def test_the_stage_completes_only_a_plain_object_that_the_views_circle():
     cfg = MeshConfig(complete_hull=True, hull_divisions=150)
     scene = {"capture": "orbit"}
     floor = _cloud(_floor_points())
-    out = _with_hull(cams, floor, cfg, scene, views)
+    info: dict = {}
+    out = _with_hull(cams, floor, cfg, scene, views, info=info)
     added = np.asarray(out.points)[len(floor.points):]
     sx, sy, h = SIZE
-    assert len(added) > 1000
+    assert len(added) > 1000 and info["added"] == len(added) and info["dropped"] == 0
+    assert info["sides_missed"] > 0.99  # stereo measured nothing of the plain box
     # on the box's sides (seen: median 1 mm, 90th percentile 8.3 mm off; the voxel is 7.3 mm, the views 10
     # degrees apart, the flat faces' chords through the corner voxels' centres); no lid without images to tell
     # a flat top; the sides go on down to the floor (seen: to 3.7 mm, half a voxel)

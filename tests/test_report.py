@@ -160,3 +160,20 @@ def test_coverage_names_the_side_never_filmed(tmp_path):
     assert any("back of the object" in m and "120°–204°" in m for m in cov["findings"])
     assert np.allclose(cov["elevation_range_deg"], np.degrees(np.arctan2(0.8, 2)), atol=1e-3)
     assert (ws.report_dir / "coverage.png").exists() and "coverage.png" in ws.report_html.read_text()
+
+
+def test_coverage_says_when_the_object_was_completed_from_its_outline(tmp_path):
+    ws = Workspace(tmp_path / "ws").create()
+    c2w = np.stack([_look_at(np.array([2 * np.cos(a), 2 * np.sin(a), 0.8])) for a in np.radians(range(0, 360, 12))])
+    K = np.array([[300.0, 0, 160], [0, 300, 120], [0, 0, 1]])
+    _write_text_model(ws.sparse_dir, c2w, K, 320, 240, np.random.default_rng(0).uniform(-0.3, 0.3, (30, 3)))
+    ws.write_json(ws.scene_json, {"up": [0, 0, 1], "center": [0, 0, 0], "radius": 0.5, "capture": "orbit"})
+    build_report(ws)
+    assert not any("outline" in m for m in ws.read_json(ws.report_json)["coverage"]["findings"])
+    manifest = ws.read_manifest()
+    manifest["stages"]["mesh"] = {"status": "done", "summary": {"hull": {"added": 5792, "dropped": 310,
+                                                                         "sides_missed": 0.83}}}
+    ws.write_json(ws.manifest_path, manifest)
+    build_report(ws)
+    found = [m for m in ws.read_json(ws.report_json)["coverage"]["findings"] if "outline" in m]
+    assert len(found) == 1 and "plain" in found[0] and "hollows" in found[0]

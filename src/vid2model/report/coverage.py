@@ -116,7 +116,13 @@ def coverage_section(ws: Workspace, n_keyframes: int) -> dict[str, Any] | None:
     if np.isfinite(mre) and mre > 2.0:
         advice.append(f"camera solving is imprecise (mean reprojection error {mre:.1f} px): avoid blur, moving "
                       f"objects and zooming")
-    texture = ((ws.read_manifest() if ws.manifest_path.exists() else {}).get("stages", {}).get("texture") or {})
+    stages = (ws.read_manifest() if ws.manifest_path.exists() else {}).get("stages", {})
+    hull = ((stages.get("mesh") or {}).get("summary") or {}).get("hull") or {}
+    if hull.get("added"):
+        advice.append("the object's surface is plain (evenly coloured) and stereo could not measure it reliably: its "
+                      "shape is the outline the views saw round it, so hollows and fine relief are not in the model; "
+                      "a patterned sticker or cloth on it would let them be measured")
+    texture = stages.get("texture") or {}
     completed = (texture.get("summary") or {}).get("completed_share")
     if completed and completed >= 0.005:
         advice.append(f"{100 * completed:.1f} % of the model's surface was never seen by any keyframe (an underside, "

@@ -113,9 +113,9 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
         raise UserError("the dense point cloud is almost empty: check the capture, then rerun vid2model dense")
     if not pcd.has_normals():
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * voxel, max_nn=30))
-    n_points = len(pcd.points)
+    hull: dict[str, Any] = {}
     if cfg.complete_hull and views:
-        pcd = _with_hull(views, pcd, cfg, scene, lambda: _depth_views(ws, views), ws.undistorted_image)
+        pcd = _with_hull(views, pcd, cfg, scene, lambda: _depth_views(ws, views), ws.undistorted_image, hull)
     extent = float(np.max(pcd.get_max_bound() - pcd.get_min_bound()))
     depth = cfg.poisson_depth or int(np.clip(np.ceil(np.log2(extent * 1.1 / voxel)), 6, cfg.poisson_max_depth))
     from vid2model.ops.native import quiet_stderr
@@ -133,16 +133,19 @@ def _poisson(ws: Workspace, voxel: float, cfg: MeshConfig, views: list[View], sc
         mesh = C.carve_outside_points(mesh, np.asarray(pcd.points), views, cfg.carve_close, cfg.carve_min_views)
     if cfg.carve_free_space and views:
         mesh = C.carve_free_space(mesh, _depth_views(ws, views), cfg.free_space_margin, 2 * voxel, cfg.carve_min_views)
-    return mesh, depth, len(pcd.points) - n_points
+    return mesh, depth, hull
 
 
-def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, image_path=None):
+def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], depth_views, image_path=None,
+               info: dict | None = None):
     """``pcd`` and, where the orbit's object has no measured points, points on the volume no depth map of
     ``depth_views`` ((view, depth map) pairs, or a function giving them afresh; read lazily) saw through
     (:mod:`vid2model.ops.free_space_hull`), facing out of it: its sides (flat ones on the chords between their
     corners, down to the support), and a flat lid on a plain top (``image_path``: image name -> file, to tell a
     flat top by its even light); less the measured points the depth maps saw through. ``pcd`` unchanged unless
-    the views circle the object and stereo missed half its sides or most points round it are seen through."""
+    the views circle the object and stereo missed half its sides or most points round it are seen through.
+    ``info`` gets, when the object is completed, the points ``added`` and ``dropped`` and the share of its sides
+    stereo ``missed``."""
     import open3d as o3d
     from scipy.spatial import cKDTree
 
@@ -219,7 +222,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
                      "the points round it seen through)", 100 * missed, 100 * contradicted)
             return None
         if not past_object:
-            return hull, X, N, side, add, seen, tree
+            return hull, X, N, side, add, seen, tree, missed
         # the visual hull of the depths that passed the object; the object's foot, under the hull's box, is the
         # object's too
         carved = carve(depth_cams(), lo, hi, voxel, margin=cfg.hull_margin, past=(np.r_[lo[:2], support], hi))
@@ -232,7 +235,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         kept = tree if not seen[in_box].any() else cKDTree(P[in_box & ~seen])
         side = np.abs(N[:, 2]) < cfg.hull_max_up
         add = ~np.isfinite(kept.query(X, distance_upper_bound=cfg.hull_gap * voxel, workers=-1)[0]) & side
-        return hull, X, N, side, add, seen, kept
+        return hull, X, N, side, add, seen, kept, missed
 
     # a textured object is measured: a hull a third as fine (a 27th of the carving) tells so; its coarser
     # surface lies farther from the measured points, which it then counts as its own, and sees through fewer,
@@ -242,7 +245,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     found = unmeasured(step, 1.0, past_object=cfg.hull_past_object)
     if found is None:
         return pcd
-    hull, X, N, side, add, seen, tree = found
+    hull, X, N, side, add, seen, tree, missed = found
     faces = _faces_by_layer(hull, X[side], widest_gap(azimuths), cfg) if cfg.hull_flat_faces else {}
     if faces:
         X, N = X.copy(), N.copy()
@@ -262,6 +265,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     keep = ~seen
     log.info("completing the object: %d measured points in the space the depth maps saw through dropped",
              int((~keep).sum()))
+    if info is not None:
+        info.update({"added": len(X), "dropped": int((~keep).sum()), "sides_missed": round(missed, 3)})
     out = o3d.geometry.PointCloud(pcd)
     out.points = o3d.utility.Vector3dVector(np.r_[P[keep], X])
     out.normals = o3d.utility.Vector3dVector(np.r_[np.asarray(pcd.normals)[keep], N])
@@ -475,9 +480,10 @@ def run(ws: Workspace, cfg: MeshConfig) -> dict[str, Any]:
         mesh, summary["views_fused"] = _tsdf(ws, views, voxel, depth_max=high * 1.05, trunc=cfg.sdf_trunc_voxels)
     elif cfg.method == "poisson":
         voxel = cfg.voxel_size or radius / cfg.voxel_divisions
-        mesh, summary["poisson_depth"], hull_points = _poisson(ws, voxel, cfg, views, scene)
+        mesh, summary["poisson_depth"], hull = _poisson(ws, voxel, cfg, views, scene)
         if cfg.complete_hull:
-            summary["hull_points"] = hull_points
+            summary["hull_points"] = hull.get("added", 0)
+            summary["hull"] = hull
     else:
         raise UserError(f"unknown mesh method {cfg.method!r}: use tsdf or poisson")
     mesh = C.tidy(mesh)
