@@ -97,18 +97,22 @@ class Hull:
         out[inside] = core[tuple(idx[inside].T)]
         return out
 
-    def lid(self, drop: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+    def lid(self, drop: float = 0.08, span: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """The flat top where the solid stops standing straight: the section [M, 3] just below the first layer
-        whose area falls by more than ``drop`` of the one below, at that layer's top face, and the [M] mask of
-        those inside it (a voxel from its outline). Empty when no layer falls so.
+        whose area falls by more than ``drop`` of the largest of the ``span`` layers below it, at that layer's
+        top face, and the [M] mask of those inside it (a voxel from its outline). Empty when no layer falls so.
 
         An orbit's views bound an object's sides closely, but above a top that is plain no view sees past it:
         the solid goes on there as a roof that narrows as fast as the views look down on it. A flat top is where
-        the roof starts; whether the top is flat at all the caller must tell (a ball's solid narrows too)."""
+        the roof starts; whether the top is flat at all the caller must tell (a ball's solid narrows too). The
+        sides stand out of the object by about the depth maps' lost pixel at its outline, and the views that
+        look past the top's edges chamfer that excess off over the layers just below the top: the layers there
+        narrow by a few per cent each, which a threshold from layer to layer would take for the roof."""
         from scipy import ndimage
 
         area = self.solid.sum(axis=(0, 1))
-        k = next((k for k in range(1, len(area)) if area[k - 1] > 0 and area[k] < (1 - drop) * area[k - 1]), None)
+        k = next((k for k in range(1, len(area))
+                  if area[k - 1] > 0 and area[k] < (1 - drop) * area[max(0, k - span):k].max()), None)
         if k is None:
             return np.zeros((0, 3)), np.zeros(0, bool)
         section = self.solid[:, :, k - 1]
@@ -140,7 +144,7 @@ class Hull:
 
 def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.ndarray, voxel: float,
           margin: float = 0.005, min_free: int = 1, min_seen: int = 3,
-          past: tuple[np.ndarray, np.ndarray] | None = None) -> Hull:
+          past: tuple[np.ndarray, np.ndarray] | None = None, closing: int = 1) -> Hull:
     """The voxels of the box [``lo``, ``hi``] (world) that fewer than
     ``min_free`` depth maps saw past (by ``margin`` of the depth and half a voxel) and that at least ``min_seen``
     views framed. ``views``: (camera at its depth map's resolution, z-depth map [H, W], 0 = none) pairs.
@@ -149,8 +153,8 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
 
     A flat side is carved only by the few views that graze it, each leaving a wedge over it as wide as its angle
     to the side: a second view required (``min_free`` 2) leaves the wedge of the second-nearest, about twice as
-    wide. One stray depth too far carves a tunnel one voxel wide through the object, which a closing of the
-    solid fills again.
+    wide. One stray depth too far carves a tunnel a pixel wide through the object, which a closing of the
+    solid (``closing`` voxels: a pixel's width) fills again.
 
     ``past``: a box (lo [3], hi [3]) round the object: only the depths whose points lie outside it carve (the
     background seen past the object).
@@ -175,7 +179,9 @@ def carve(views: Iterable[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
     if min_free <= 1:
         padded = np.pad(solid, 1)
         padded[:, :, 0] = padded[:, :, 1]  # the solid goes on below the grid's floor (to the support)
-        solid = ndimage.binary_closing(padded)[1:-1, 1:-1, 1:-1] & framed
+        padded = np.pad(padded, closing - 1, mode="edge")
+        solid = ndimage.binary_closing(padded, iterations=closing)[closing:-closing, closing:-closing,
+                                                                    closing:-closing] & framed
     return Hull(solid=solid, lo=lo, voxel=float(voxel))
 
 

@@ -223,15 +223,26 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
             return None
         if not past_object:
             return hull, X, N, side, add, seen, tree, missed
-        # the visual hull of the depths that passed the object; the object's foot, under the hull's box, is the
-        # object's too
-        carved = carve(depth_cams(), lo, hi, voxel, margin=cfg.hull_margin, past=(np.r_[lo[:2], support], hi))
+        # the visual hull of the depths that passed the object (the object's foot, under the hull's box, is the
+        # object's too), carved hull_refine times finer in a box round the hull just found: its corners and
+        # the lid's height are where its voxels put them
+        k = cfg.hull_refine
+        ijk = np.argwhere(hull.solid)
+        blo = np.maximum(hull.lo + (ijk.min(0) - 3) * voxel, lo)
+        bhi = np.minimum(hull.lo + (ijk.max(0) + 4) * voxel, hi)
+        blo[2] = lo[2]
+        carved = carve(depth_cams(), blo, bhi, voxel / k, margin=cfg.hull_margin,
+                       past=(np.r_[lo[:2], support + step], hi), closing=k)
         hull = carved.standing(centre)
         X, N = hull.surface()
         if len(X) == 0:
             return None
+        if cfg.hull_inset_px > 0:  # sideways: the layers stay as carved
+            side = np.abs(N[:, 2]) < cfg.hull_max_up
+            out = N[side, :2] / np.linalg.norm(N[side, :2], axis=1, keepdims=True)
+            X[side, :2] -= cfg.hull_inset_px * _footprint(depth_cams(), centre) * out
         # the object's measured points are stereo's wrong matches where they lie off that hull's surface
-        seen = carved.seen_through(P) | hull.buried(P)
+        seen = carved.seen_through(P, clearance=k) | hull.buried(P, depth=2 * k)
         kept = tree if not seen[in_box].any() else cKDTree(P[in_box & ~seen])
         side = np.abs(N[:, 2]) < cfg.hull_max_up
         add = ~np.isfinite(kept.query(X, distance_upper_bound=cfg.hull_gap * voxel, workers=-1)[0]) & side
@@ -250,14 +261,17 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     if faces:
         X, N = X.copy(), N.copy()
         X[side], N[side], flat = _onto_faces(hull, X[side], N[side], faces)
+        Xc, Nc, cut = _sharp_corners(hull, X, side, faces, 4.0 * cfg.hull_refine * hull.voxel)
+        X, N, side = np.r_[X[~cut], Xc], np.r_[N[~cut], Nc], np.r_[side[~cut], np.ones(len(Xc), bool)]
         add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
         log.info("flat faces: %d sides' points onto the chords between their corners", flat)
     lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step, faces)
     # nothing is carved just above the support, where the hull's box starts: an object stands on its
-    # footprint, so its lowest sides go on straight down to the support (Poisson would round them inwards)
-    foot = add & (_layer(hull, X) == _layer(hull, X[side]).min())
-    down = np.arange(1, int(round((lo[2] - support) / step)) + 1)
-    X = np.r_[X[add], *(X[foot] - [0.0, 0.0, j * step] for j in down), lid]
+    # footprint, so its lowest sides go on straight down to the support (Poisson would round them inwards);
+    # the measured points there are the support's and stereo's fattening of the object's foot, not its sides
+    foot = side & (_layer(hull, X) == _layer(hull, X[side]).min())
+    down = np.arange(1, int(round((lo[2] - support) / hull.voxel)) + 1)
+    X = np.r_[X[add], *(X[foot] - [0.0, 0.0, j * hull.voxel] for j in down), lid]
     N = np.r_[N[add], *(N[foot] for _ in down), np.tile([0.0, 0.0, 1.0], (len(lid), 1))]
     log.info("completing the object: %d points of the free-space hull where stereo measured none", len(X))
     # measured points that depth maps saw through: stereo's fattening at the plain object's shading edges (one
@@ -278,6 +292,11 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     return out
 
 
+def _footprint(depth_cams, centre: np.ndarray) -> float:
+    """A depth map pixel's width at ``centre`` [3] (median over the (camera, depth map) pairs)."""
+    return float(np.median([np.linalg.norm(c.center - centre) / c.K[0, 0] for c, _ in depth_cams]))
+
+
 def _layer(hull, X: np.ndarray) -> np.ndarray:
     """[N] the hull's layer of each point [N, 3]."""
     return np.floor((X[:, 2] - hull.lo[2]) / hull.voxel).astype(np.int64)
@@ -294,10 +313,10 @@ def _faces_by_layer(hull, sides: np.ndarray, gap: float, cfg: MeshConfig) -> dic
         xy = sides[layer == k, :2]
         if len(xy) >= 8:
             f = flat_faces(xy, hull.voxel, gap, corner_deg=cfg.hull_corner_deg,
-                           face_turn_deg=cfg.hull_face_turn_deg)
+                           face_turn_deg=cfg.hull_face_turn_deg, corner_reach=4.0 * cfg.hull_refine)
             if f:
                 out[int(k)] = f
-    return steady_faces(out)
+    return steady_faces(out, layers=3 * cfg.hull_refine)
 
 
 def _onto_faces(hull, X: np.ndarray, N: np.ndarray, faces: dict) -> tuple[np.ndarray, np.ndarray, int]:
@@ -315,6 +334,39 @@ def _onto_faces(hull, X: np.ndarray, N: np.ndarray, faces: dict) -> tuple[np.nda
             N[m[on]] = np.r_[f.normal, 0.0]
             moved += int(on.sum())
     return X, N, moved
+
+
+def _sharp_corners(hull, X: np.ndarray, side: np.ndarray, faces: dict, reach: float):
+    """Where two flat faces of a layer meet at a corner: points [M, 3] (and normals [M, 3]) on the two faces'
+    lines from where they cross back along each face over the corner's rounding, and the mask [N] of the side
+    points of ``X`` [N, 3] (``side`` [N]) in that rounding, which the voxels and the closing cut off. A
+    corner's lines must cross within ``reach`` of both chords' ends."""
+    layer = _layer(hull, X)
+    cut = np.zeros(len(X), bool)
+    pts, nrm = [], []
+    for k, fs in faces.items():
+        if len(fs) < 2:
+            continue
+        m = np.flatnonzero(side & (layer == k))
+        z = hull.lo[2] + (k + 0.5) * hull.voxel
+        for f, g in zip(fs, fs[1:] + fs[:1]):
+            df, dg = f.end - f.start, g.end - g.start
+            df, dg = df / np.linalg.norm(df), dg / np.linalg.norm(dg)
+            if abs(f.normal @ g.normal) > np.cos(np.radians(45.0)):  # no corner, or a sliver
+                continue
+            s, t = np.linalg.solve(np.c_[df, dg], g.start - f.end)  # f.end + s df = g.start - t dg
+            if not (0 <= s <= reach and 0 <= t <= reach):
+                continue
+            c = f.end + s * df
+            r = max(s, t) + hull.voxel
+            cut[m[np.linalg.norm(X[m, :2] - c, axis=1) <= r]] = True
+            for d, n in ((-df, f.normal), (dg, g.normal)):
+                a = np.arange(0.0, r, hull.voxel / 2)[:, None]
+                pts.append(np.c_[c + a * d, np.full(len(a), z)])
+                nrm.append(np.tile(np.r_[n, 0.0], (len(a), 1)))
+    if not pts:
+        return np.zeros((0, 3)), np.zeros((0, 3)), cut
+    return np.concatenate(pts), np.concatenate(nrm), cut
 
 
 def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float,
