@@ -58,15 +58,16 @@ class Hull:
     lo: np.ndarray
     voxel: float
 
-    def standing(self, centre: np.ndarray) -> "Hull":
+    def standing(self, centre: np.ndarray, off_sides: bool = True) -> "Hull":
         """The connected piece that stands on the box's floor nearest ``centre`` (x, y) and keeps off the box's
         sides: an object on its support, not the sky beyond the views' horizon, which nothing carves either
-        (and which reaches the box's sides). Empty when none does."""
+        (and which reaches the box's sides). Empty when none does. ``off_sides`` False: a piece may reach them
+        (a box drawn tight round an object found already)."""
         from scipy import ndimage
 
         lab, n = ndimage.label(self.solid)
         at_sides = np.unique(np.r_[lab[0].ravel(), lab[-1].ravel(), lab[:, 0].ravel(), lab[:, -1].ravel()])
-        on_floor = np.setdiff1d(np.unique(lab[:, :, 0]), np.r_[0, at_sides])
+        on_floor = np.setdiff1d(np.unique(lab[:, :, 0]), np.r_[0, at_sides] if off_sides else [0])
         if not len(on_floor):
             return Hull(solid=np.zeros_like(self.solid), lo=self.lo, voxel=self.voxel)
         idx = np.argwhere(np.isin(lab[:, :, 0], on_floor))
@@ -133,6 +134,9 @@ class Hull:
         # layer is no boundary and its smoothing continues downwards
         below = np.concatenate([s[:, :, :1], s], axis=2)
         inner = ndimage.binary_erosion(below, iterations=1, border_value=0)[:, :, 1:]
+        # nor are the grid's sides: a solid they cut (the skirt round an object's foot, which only grazing
+        # views carve, in a box drawn tight round the object) has no surface there
+        inner[[0, -1]] = inner[:, [0, -1]] = True
         idx = np.argwhere(s & ~inner)
         if not len(idx):
             return np.zeros((0, 3)), np.zeros((0, 3))

@@ -233,7 +233,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         blo[2] = lo[2]
         carved = carve(depth_cams(), blo, bhi, voxel / k, margin=cfg.hull_margin,
                        past=(np.r_[lo[:2], support + step], hi), closing=k)
-        hull = carved.standing(centre)
+        hull = carved.standing(centre, off_sides=False)
         X, N = hull.surface()
         if len(X) == 0:
             return None
