@@ -198,7 +198,7 @@ class MeshConfig(_Choices):
                "hull_min_contradicted": (0, 1),
                "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
                "hull_lid_spread": (0, None), "hull_max_share": (0, 1), "hull_corner_deg": (0, 180),
-               "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4)}
+               "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4), "hull_inset_px": (0, None)}
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
     # keeps as holes (bench/bench_texture.py compares the two)
@@ -250,7 +250,7 @@ class MeshConfig(_Choices):
     # matches carve channels into it): ops/free_space_hull.carve's past
     hull_past_object: bool = True
     hull_refine: int = 2  # ... in a box round the object, this many times finer than the decision's hull
-    hull_inset_px: float = 1.0
+    hull_inset_px: float = 1.0  # flat faces move in by this many depth-map pixels (at the object)
     hull_corner_deg: float = 45.0
     hull_face_turn_deg: float = 20.0
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,10 +238,6 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         X, N = hull.surface()
         if len(X) == 0:
             return None
-        if cfg.hull_inset_px > 0:  # sideways: the layers stay as carved
-            side = np.abs(N[:, 2]) < cfg.hull_max_up
-            out = N[side, :2] / np.linalg.norm(N[side, :2], axis=1, keepdims=True)
-            X[side, :2] -= cfg.hull_inset_px * _footprint(depth_cams(), centre) * out
         # the object's measured points are stereo's wrong matches where they lie off that hull's surface
         seen = carved.seen_through(P, clearance=k) | hull.buried(P, depth=2 * k)
         kept = tree if not seen[in_box].any() else cKDTree(P[in_box & ~seen])
@@ -258,6 +255,13 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         return pcd
     hull, X, N, side, add, seen, tree, missed = found
     faces = _faces_by_layer(hull, X[side], widest_gap(azimuths), cfg) if cfg.hull_flat_faces else {}
+    if faces and cfg.hull_inset_px > 0:
+        # a flat side is carved by the few views that graze it, and the background pixel next to an object's
+        # outline has no depth about half the time (a curved side has many views near its outline, one of
+        # which carves that pixel's width)
+        inset = cfg.hull_inset_px * _footprint(depth_cams(), centre)
+        faces = {k: [replace(f, start=f.start - inset * f.normal, end=f.end - inset * f.normal) for f in fs]
+                 for k, fs in faces.items()}
     if faces:
         X, N = X.copy(), N.copy()
         X[side], N[side], flat = _onto_faces(hull, X[side], N[side], faces)
