@@ -312,3 +312,61 @@ def test_a_face_that_wanders_in_one_layer_is_held_by_its_neighbours():
     # a side sloping in by 2 mm a layer keeps its slope, to its ends
     sloped = steady_faces({k: [face(0.15 - 0.002 * k)] for k in range(10)})
     assert all(abs(sloped[k][0].start[0] - (0.15 - 0.002 * k)) < 1e-9 for k in range(10))
+
+
+def test_a_box_section_rounded_by_its_voxels_gets_its_corners_back():
+    from vid2model.ops.free_space_hull import Hull, flat_faces
+    from vid2model.stages.mesh import _sharp_corners
+
+    # the ring hull's section of a 0.32 x 0.12 box whose corners the voxels and the closing rounded by 1.2 cm
+    r = 0.012
+
+    def rounded(P):
+        q = np.abs(P) - [0.16 - r, 0.06 - r]
+        return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0) <= r
+
+    xy, voxel = _ring_hull_outline(rounded)
+    faces = flat_faces(xy, voxel, 12.0, corner_reach=8.0)  # the stage's reach at hull_refine 2
+    assert len(faces) == 4
+    xy = _moved(xy, faces)
+    hull = Hull(solid=np.ones((1, 1, 1), bool), lo=np.array([-0.3, -0.3, 0.0]), voxel=voxel)
+    X = np.c_[xy, np.full(len(xy), voxel / 2)]
+    Xc, Nc, cut = _sharp_corners(hull, X, np.ones(len(X), bool), {0: faces}, 8 * voxel)
+    corners = np.array([[sx, sy] for sx in (-0.16, 0.16) for sy in (-0.06, 0.06)])
+
+    def corner_gap(P):  # each box corner's distance to the nearest point
+        return np.min(np.linalg.norm(corners[:, None] - P[None, :, :2], axis=2), axis=1)
+
+    # the rounding is cut and replaced by the two sides' lines up to where they cross: each corner as far off as
+    # the faces' chords, which pass through the outline's voxel centres half a voxel in (seen: 2.8 mm, half a
+    # voxel each way; 5 mm before, about the rounding's 12 mm x (sqrt 2 - 1))
+    assert corner_gap(xy).min() > 0.004
+    kept = np.r_[X[~cut], Xc]
+    assert cut.sum() > 0 and corner_gap(kept).max() <= np.sqrt(2) / 2 * voxel + 1e-9
+    off = np.maximum(np.abs(Xc[:, 0]) - 0.16, np.abs(Xc[:, 1]) - 0.06)
+    assert np.abs(off).max() <= 0.5 * voxel + 1e-9
+    assert np.allclose(np.linalg.norm(Nc[:, :2], axis=1), 1) and np.all(Nc[:, 2] == 0)
+    # faces across from each other (a slab's two sides) make no corner
+    Xs, _, cut = _sharp_corners(hull, X, np.ones(len(X), bool), {0: [faces[0], faces[2]]}, 8 * voxel)
+    assert len(Xs) == 0 and not cut.any()
+
+
+def test_the_lid_is_where_the_roof_starts_not_where_the_sides_excess_is_chamfered():
+    from vid2model.ops.free_space_hull import Hull
+
+    # a box's hull: its sides stand a voxel out, and the views past the top's edges chamfer that excess off over
+    # the last layers under the top (each a few per cent narrower), then the roof narrows fast
+    solid = np.zeros((120, 120, 40), bool)
+    for k in range(40):
+        # the sides (and their excess) up to layer 29, chamfered by one voxel a side over layers 27-28 and two at
+        # 29 (4 and 8 % narrower), then the roof: 5 voxels a side more each layer
+        w = 0 if k < 27 else 1 if k < 29 else 2 if k == 29 else 5 * (k - 29) + 2
+        if w < 50:
+            solid[10 + w:110 - w, 10 + w:110 - w, k] = True
+    hull = Hull(solid=solid, lo=np.zeros(3), voxel=0.01)
+    L, inner = hull.lid()
+    # on the roof's first layer (which, in a carved hull, still holds the top: see test_the_lid_of_a_plain_box...)
+    assert len(L) and abs(L[0, 2] - 0.31) < 1e-9
+    # the chamfer's first layer, 4 % under the sides, is what a 3 % rule from layer to layer took for the roof
+    area = solid.sum(axis=(0, 1))
+    assert area[27] < 0.97 * area[26]
