@@ -250,7 +250,9 @@ class MeshConfig(_Choices):
     # matches carve channels into it): ops/free_space_hull.carve's past
     hull_past_object: bool = True
     hull_refine: int = 2  # ... in a box round the object, this many times finer than the decision's hull
-    hull_inset_px: float = 1.0  # flat faces move in by this many depth-map pixels (at the object)
+    # flat faces move in by this many depth-map pixels (at the object): the dense stage's depth maps lose the
+    # background pixel next to an occluding edge about half the time, and a flat side is carved by few views
+    hull_inset_px: float = 1.0
     hull_corner_deg: float = 45.0
     hull_face_turn_deg: float = 20.0
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
