@@ -225,15 +225,16 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         if not past_object:
             return hull, X, N, side, add, seen, tree, missed
         # the visual hull of the depths that passed the object (the object's foot, under the hull's box, is the
-        # object's too), carved hull_refine times finer in a box round the hull just found: its corners and
-        # the lid's height are where its voxels put them
+        # object's too, but not the floor's points just over its support level: a quarter voxel of the floor's
+        # noise), carved hull_refine times finer in a box round the hull just found: its corners and the lid's
+        # height are where its voxels put them
         k = cfg.hull_refine
         ijk = np.argwhere(hull.solid)
         blo = np.maximum(hull.lo + (ijk.min(0) - 3) * voxel, lo)
         bhi = np.minimum(hull.lo + (ijk.max(0) + 4) * voxel, hi)
         blo[2] = lo[2]
         carved = carve(depth_cams(), blo, bhi, voxel / k, margin=cfg.hull_margin,
-                       past=(np.r_[lo[:2], support + step], hi), closing=k)
+                       past=(np.r_[lo[:2], support + step / 4], hi), closing=k)
         hull = carved.standing(centre, off_sides=False)
         X, N = hull.surface()
         if len(X) == 0:
