@@ -260,7 +260,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         # a flat side is carved by the few views that graze it, and the background pixel next to an object's
         # outline has no depth about half the time (a curved side has many views near its outline, one of
         # which carves that pixel's width)
-        inset = cfg.hull_inset_px * _footprint(depth_cams(), centre)
+        inset = cfg.hull_inset_px * _footprint(views, depth_cams(), centre)
         faces = {k: [replace(f, start=f.start - inset * f.normal, end=f.end - inset * f.normal) for f in fs]
                  for k, fs in faces.items()}
     if faces:
@@ -297,9 +297,12 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     return out
 
 
-def _footprint(depth_cams, centre: np.ndarray) -> float:
-    """A depth map pixel's width at ``centre`` [3] (median over the (camera, depth map) pairs)."""
-    return float(np.median([np.linalg.norm(c.center - centre) / c.K[0, 0] for c, _ in depth_cams]))
+def _footprint(views: list[View], depth_cams, centre: np.ndarray) -> float:
+    """A depth map pixel's width at ``centre`` [3] (median over ``views``), the depth maps' focal length read from
+    the first of the (camera at its depth map's size, depth map) pairs ``depth_cams`` only: a video's views share
+    one lens and one depth map size."""
+    cam, _ = next(iter(depth_cams))
+    return float(np.median([np.linalg.norm(v.center - centre) for v in views])) / cam.K[0, 0]
 
 
 def _layer(hull, X: np.ndarray) -> np.ndarray:
