@@ -47,6 +47,11 @@ def match(database: Path, pairs_path: Path, pairs: list[tuple[str, str]], featur
     opts.match_list_path = pairs_path
     mopts = pycolmap.FeatureMatchingOptions()
     mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
+    # COLMAP's matcher threads share one descriptor-index cache, and about one solve in ten got a few different
+    # matches from them (cameras 0.01 deg and the frame's origin 1 % apart); one thread gives the same matches
+    # every run, and matching is mostly single-threaded verification anyway (10.8-11.4 s -> 11.8-12.0 s on
+    # the synthetic orbit's 465 pairs)
+    mopts.num_threads = 1
     vopts = pycolmap.TwoViewGeometryOptions()
     vopts.ransac.random_seed = SEED  # per RANSAC, not per thread: the same pairs verify the same way every run
     interruptible(pycolmap.match_image_pairs, database, matching_options=mopts, pairing_options=opts,
