@@ -36,6 +36,11 @@ class FieldSpec:
     # rays start this far from the camera (normalised units): space only the camera itself sees right in front
     # of it otherwise fills with colour that fits that view and floats in front of every other
     near: float = 0.0
+    # unbounded scenes: what a ray that leaves the grid shows, learned per direction on a latitude-longitude
+    # grid of this size (rows, columns; (0, 0): the constant ``background``). Without it the sky had to be
+    # density somewhere, and the views across an orbit painted it on the ring the cameras move on, in front of
+    # every view from there (bench/results/nerf-2026-12-06-orbit-floaters.md)
+    env_size: tuple[int, int] = (0, 0)
 
     @property
     def half(self) -> float:
@@ -59,6 +64,9 @@ class Field:
         self.spec, self.R = spec, R
         self.data, self.idx, self.coords = data, idx, coords
         self.occ = torch.ones(((R - 2) // spec.cell + 1,) * 3, dtype=torch.uint8, device=data.device)
+        h, w = spec.env_size
+        # logits of the background colour [3, h, w], rows from straight down to straight up
+        self.env = torch.zeros((3, h, w), device=data.device) if h and w else None
 
     @property
     def C(self) -> int:
@@ -81,7 +89,8 @@ class Field:
         """The kernel parameter blocks (ints, floats), see :mod:`vid2model.nerf.kernel_src`."""
         s = self.spec
         ip = np.array([self.R, s.cell, int(s.contract), self.C, s.K, self.max_steps()], np.int32)
-        fp = np.array([s.half, self.voxel * s.step_vox, s.shift, EMPTY_RAW, s.t_stop, *s.background, s.near, s.far,
+        bg = (0.0, 0.0, 0.0) if self.env is not None else s.background  # a learned one is added outside
+        fp = np.array([s.half, self.voxel * s.step_vox, s.shift, EMPTY_RAW, s.t_stop, *bg, s.near, s.far,
                        s.step_vox], np.float32)
         return {"ip": ip, "fp": fp}
 
@@ -159,12 +168,24 @@ class Field:
         self.R, self.data, self.idx, self.coords = R_new, data.contiguous(), idx, coords.contiguous()
         self.occ = torch.ones(((R_new - 2) // self.spec.cell + 1,) * 3, dtype=torch.uint8, device=dev)
 
+    def env_color(self, d: torch.Tensor, env: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, 3] background colour in [0, 1] for unit world directions ``d`` [n, 3] (differentiable in ``env``,
+        default the field's); the constant ``background`` when the field learns none."""
+        env = self.env if env is None else env
+        if env is None:
+            return torch.tensor(self.spec.background, device=d.device, dtype=torch.float32).expand(len(d), 3)
+        lon = torch.atan2(d[:, 1], d[:, 0]) / torch.pi  # [-1, 1]
+        lat = torch.asin(d[:, 2].clamp(-1, 1)) / (torch.pi / 2)  # -1 down .. 1 up
+        g = torch.stack([lon, lat], -1).to(env.dtype)[None, None]  # [1, 1, n, 2]
+        return torch.sigmoid(F.grid_sample(env[None], g, mode="bilinear", padding_mode="border",
+                                           align_corners=False)[0, :, 0].T)
+
     # ---- saving ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         from dataclasses import asdict
 
         return {"spec": asdict(self.spec), "R": self.R, "data": self.data.cpu(), "coords": self.coords.cpu(),
-                "occ": self.occ.cpu()}
+                "occ": self.occ.cpu(), "env": None if self.env is None else self.env.detach().cpu()}
 
     @classmethod
     def from_state_dict(cls, d: dict, device="cpu") -> "Field":
@@ -176,6 +197,8 @@ class Field:
         idx[c[:, 0], c[:, 1], c[:, 2]] = torch.arange(len(c), dtype=torch.int32, device=device)
         f = cls(spec, R, d["data"].to(device).contiguous(), idx, coords.contiguous())
         f.occ = d["occ"].to(device).contiguous()
+        if d.get("env") is not None:
+            f.env = d["env"].to(device)
         return f
 
     @classmethod

@@ -170,8 +170,8 @@ extern "C" void nerf_forward(int n, const float* o, const float* d, const float*
 // grads: nthreads x rows x C, touched: nthreads x rows (both left for nerf_adam to sum and clear)
 extern "C" void nerf_backward(int n, const float* o, const float* d, const float* data, const int32_t* idx,
                               const uint8_t* occ, const int* ip, const float* fp, const float* rgb,
-                              const float* g_rgb, const float* depth, const float* g_depth, int64_t rows_total,
-                              float* grads, uint8_t* touched) {
+                              const float* g_rgb, const float* depth, const float* g_depth, const float* acc,
+                              const float* g_acc, int64_t rows_total, float* grads, uint8_t* touched) {
   P p = unpack(ip, fp);
   #pragma omp parallel for schedule(dynamic, 64)
   for (int r = 0; r < n; ++r) {
@@ -184,6 +184,9 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
     // the expected depth's gradient (optional: a depth prior), the same rule with the sample's distance
     // as its colour and no background
     const float gd = g_depth ? g_depth[r] : 0.f, Df = depth ? depth[r] : 0.f;
+    // the opacity's gradient (optional: a sparsity prior), the same rule with colour 1 and no background
+    const float ga = g_acc ? g_acc[r] : 0.f, Af = acc ? acc[r] : 0.f;
+    float AA = 0.f;
     sh_basis(rd, p.K, Y);
     march(p, data, idx, occ, ro, rd, Y, [&](const int32_t* rows, const float* w, const float* col, float raw,
                                              float alpha, float tm) {
@@ -197,6 +200,10 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
       if (gd != 0.f) {
         AD += wt * tm;
         dsig += gd * (Tn * tm - (Df - AD));
+      }
+      if (ga != 0.f) {
+        AA += wt;
+        dsig += ga * (Tn - (Af - AA));
       }
       float draw = dsig * p.dvox * sigm(raw + p.shift);
       for (int c = 0; c < 8; ++c) {

@@ -52,21 +52,21 @@ class CpuOptimizer:
         self.t = 0
 
     def backward(self, o: np.ndarray, d: np.ndarray, rgb: np.ndarray, g_rgb: np.ndarray,
-                 depth: np.ndarray | None = None, g_depth: np.ndarray | None = None) -> None:
+                 depth: np.ndarray | None = None, g_depth: np.ndarray | None = None,
+                 acc: np.ndarray | None = None, g_acc: np.ndarray | None = None) -> None:
         """Accumulate the gradients of a loss whose gradient is ``g_rgb`` (n, 3) on the forward pass's ``rgb``
-        and, optionally, ``g_depth`` (n,) on its expected ``depth`` (n,)."""
+        and, optionally, ``g_depth`` (n,) on its expected ``depth`` (n,) and ``g_acc`` (n,) on its opacity
+        ``acc`` (n,)."""
         f, lib = self.field, kernels.load()
         p = f.params()
-        with_depth = depth is not None and g_depth is not None
         # kept referenced until the call returns: the kernel only gets their addresses
-        dep = np.ascontiguousarray(depth, np.float32) if with_depth else None
-        gp = np.ascontiguousarray(g_depth, np.float32) if with_depth else None
-        dp = None if dep is None else kernels.ptr(dep)
+        opt = [np.ascontiguousarray(x, np.float32) if x is not None and g is not None else None
+               for x, g in ((depth, g_depth), (g_depth, depth), (acc, g_acc), (g_acc, acc))]
+        ptrs = [None if x is None else kernels.ptr(x) for x in opt]
         lib.nerf_backward(len(o), kernels.ptr(o), kernels.ptr(d), kernels.ptr(f.data.numpy()),
                           kernels.ptr(f.idx.numpy()), kernels.ptr(f.occ.numpy()), kernels.ptr(p["ip"]),
                           kernels.ptr(p["fp"]), kernels.ptr(rgb), kernels.ptr(np.ascontiguousarray(g_rgb, np.float32)),
-                          dp, None if gp is None else kernels.ptr(gp), len(f.data), kernels.ptr(self.grads),
-                          kernels.ptr(self.touched))
+                          *ptrs, len(f.data), kernels.ptr(self.grads), kernels.ptr(self.touched))
 
     def tv(self, w_density: float, w_color: float, stride: int, offset: int) -> None:
         f, lib = self.field, kernels.load()
@@ -198,8 +198,7 @@ def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Ten
     acc = torch.zeros(n, device=o.device).index_add(0, ray, w)
     rgb = torch.zeros((n, 3), device=o.device).index_add(0, ray, w[:, None] * col)
     depth = torch.zeros(n, device=o.device).index_add(0, ray, w * tm)
-    bg = torch.tensor(s.background, device=o.device, dtype=torch.float32)
-    rgb = rgb + (1 - acc)[:, None] * bg
+    rgb = rgb + (1 - acc)[:, None] * field.env_color(d)
     return rgb, depth, acc
 
 
@@ -210,7 +209,10 @@ def render_rays(field: Field, o: np.ndarray, d: np.ndarray, chunk: int = 1 << 14
     for s in range(0, len(o), chunk):
         oc, dc = np.ascontiguousarray(o[s:s + chunk]), np.ascontiguousarray(d[s:s + chunk])
         if use_kernels(field):
-            outs.append(forward_cpu(field, oc, dc)[:3])
+            rgb, depth, acc = forward_cpu(field, oc, dc)[:3]
+            if field.env is not None:  # the kernel's constant background is 0 then
+                rgb = rgb + (1 - acc)[:, None] * field.env_color(torch.from_numpy(dc)).numpy()
+            outs.append((rgb, depth, acc))
         else:
             dev = field.data.device
             r = render_torch(field, torch.from_numpy(oc).to(dev), torch.from_numpy(dc).to(dev))

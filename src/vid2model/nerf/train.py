@@ -24,6 +24,9 @@ from vid2model.nerf.render import CpuOptimizer, render_rays, render_torch, use_k
 log = logging.getLogger("vid2model")
 
 
+ENV_SIZE = (16, 32)  # an unbounded scene's background at infinity: latitude x longitude cells
+
+
 @dataclass(frozen=True, kw_only=True)
 class NerfOptions:
     iterations: int = 1500
@@ -41,6 +44,10 @@ class NerfOptions:
     warmup: int = 32  # iterations before cells are emptied
     exposure: bool = True
     lr_exposure: float = 1e-3
+    lr_env: float = 0.05  # the background at infinity (unbounded scenes)
+    # weight of the rays' mean opacity in the loss: where the background at infinity explains a pixel, no
+    # density is cheaper than density painted with it (unbounded scenes with a learned background only)
+    sparsity: float = 1e-3
     # depth prior: weight of the squared relative error between a ray's expected depth and a measured one
     # (``train(depths=...)``; pixels without a measurement are free)
     depth_weight: float = 0.0
@@ -147,7 +154,8 @@ def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: boo
     cams = np.array([v.camera.center for v in views])
     near = near_share * float(np.median(np.linalg.norm(cams - np.asarray(center), axis=1))) / scale
     return FieldSpec(contract=contract, sh_degree=sh_degree, center=tuple(float(x) for x in center),
-                     scale=scale, background=tuple(float(x) for x in background), near=near)
+                     scale=scale, background=tuple(float(x) for x in background), near=near,
+                     env_size=ENV_SIZE if contract else (0, 0))
 
 
 def _fingerprint(opts: NerfOptions, spec: FieldSpec, views: Sequence[Any]) -> str:
@@ -208,22 +216,30 @@ class _Trainer:
             self.opt = torch.optim.Adam([self.field.data], lr=1.0, betas=(0.9, 0.99), eps=1e-15)
 
     def forward(self, o, d):
-        """(rgb (n, 3), expected depth (n,)) with gradients."""
+        """(rgb (n, 3), expected depth (n,), opacity (n,)) with gradients."""
         if self.cpu:
             from vid2model.nerf.render import forward_cpu
 
-            rgb, depth, _, _ = forward_cpu(self.field, o, d)
-            self._rays = (o, d, rgb, depth)
-            return torch.from_numpy(rgb).requires_grad_(True), torch.from_numpy(depth).requires_grad_(True)
+            rgb, depth, acc, _ = forward_cpu(self.field, o, d)
+            self._rays = [o, d, rgb, depth, acc]
+            return (torch.from_numpy(rgb).requires_grad_(True), torch.from_numpy(depth).requires_grad_(True),
+                    torch.from_numpy(acc).requires_grad_(True))
         dev = self.field.data.device
-        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))[:2]
+        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))
 
-    def step(self, rgb: torch.Tensor, depth: torch.Tensor, lr_density: float, lr_color: float, it: int) -> None:
+    def composite(self, full: np.ndarray) -> None:
+        """The rays' colours with the background at infinity added outside the kernel (its backward pass reads
+        the whole composite: what lies behind each sample, background included)."""
+        self._rays[2] = np.ascontiguousarray(full, np.float32)
+
+    def step(self, rgb: torch.Tensor, depth: torch.Tensor, acc: torch.Tensor, lr_density: float, lr_color: float,
+             it: int) -> None:
         o = self.opts
         if self.cpu:
-            o_, d_, rgb_, depth_ = self._rays
+            o_, d_, rgb_, depth_, acc_ = self._rays
             g_depth = depth.grad.numpy() if depth.grad is not None else None
-            self.opt.backward(o_, d_, rgb_, rgb.grad.numpy(), depth_, g_depth)
+            g_acc = acc.grad.numpy() if acc.grad is not None else None
+            self.opt.backward(o_, d_, rgb_, rgb.grad.numpy(), depth_, g_depth, acc_, g_acc)
             if o.tv_density > 0 or o.tv_color > 0:
                 self.opt.tv(o.tv_density, o.tv_color, o.tv_stride, it % o.tv_stride)
             self.opt.step(lr_density, lr_color)
@@ -292,6 +308,12 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
     exp_opt = torch.optim.Adam([exposure], lr=opts.lr_exposure)
     if state is not None:
         exp_opt.load_state_dict(state["exp_optimizer"])
+    env_opt = None
+    if field.env is not None:
+        field.env.requires_grad_(True)
+        env_opt = torch.optim.Adam([field.env], lr=opts.lr_env)
+        if state is not None and state.get("env_optimizer") is not None:
+            env_opt.load_state_dict(state["env_optimizer"])
     rays = _Rays(field, views, train_idx, depths if opts.depth_weight > 0 else None)
     train_t = torch.as_tensor(train_idx, device=dev)
     recent: list[float] = []
@@ -303,7 +325,8 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"iteration": it, "field": field.state_dict(), "exposure": exposure.detach().cpu(),
                                          "optimizer": trainer.state_dict() if it < opts.iterations else None,
-                                         "exp_optimizer": exp_opt.state_dict(), "fingerprint": fp})
+                                         "exp_optimizer": exp_opt.state_dict(), "fingerprint": fp,
+                                         "env_optimizer": env_opt.state_dict() if env_opt is not None else None})
 
     with bar("training NeRF", total=opts.iterations) as b:
         b.advance(start)
@@ -318,11 +341,14 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
                     log.debug("NeRF it %d: %.1f s, PSNR %.2f, grid %d^3, %d rows, occupied %.3f", it,
                               time.perf_counter() - t0, np.mean(recent), field.R, len(field.data), share)
             o, d, gt, img, t_meas = rays.batch(rng, opts.batch_rays)
-            rgb, depth = trainer.forward(o, d)
+            rgb, depth, acc = trainer.forward(o, d)
             pred = rgb
+            if field.env is not None and trainer.cpu:  # the torch path adds it inside render_torch
+                pred = rgb + (1 - acc.detach())[:, None] * field.env_color(torch.from_numpy(d).to(dev))
+                trainer.composite(pred.detach().cpu().numpy())
             if opts.exposure:  # relative to the mean over training views: no drift of the colours as a whole
                 ab = exposure[torch.from_numpy(img).to(dev).long()] - exposure[train_t].mean(0)
-                pred = rgb * torch.exp(ab[:, :3]) + ab[:, 3:]
+                pred = pred * torch.exp(ab[:, :3]) + ab[:, 3:]
             gt_t = torch.from_numpy(gt).to(dev)
             loss = torch.mean((pred - gt_t) ** 2)
             total = loss
@@ -331,12 +357,17 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
                 t_t = torch.from_numpy(np.where(has, t_meas, 1.0).astype(np.float32)).to(dev)
                 m = torch.from_numpy(has).to(dev)
                 total = total + opts.depth_weight * torch.sum(((depth - t_t) / t_t)[m] ** 2) / len(has)
+            if field.env is not None and opts.sparsity > 0:
+                total = total + opts.sparsity * acc.mean()
             total.backward()
             decay = opts.lr_decay ** (it / max(opts.iterations - 1, 1))
-            trainer.step(rgb, depth, opts.lr_density * decay, opts.lr_color * decay, it)
+            trainer.step(rgb, depth, acc, opts.lr_density * decay, opts.lr_color * decay, it)
             if opts.exposure:
                 exp_opt.step()
                 exp_opt.zero_grad(set_to_none=True)
+            if env_opt is not None:
+                env_opt.step()
+                env_opt.zero_grad(set_to_none=True)
             recent = (recent + [-10 * float(torch.log10(loss.detach()))])[-20:]
             b.advance()
             if it % 10 == 0:
@@ -347,6 +378,8 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
     if start < opts.iterations or state is None:
         save(opts.iterations)
     field.data = field.data.detach()
+    if field.env is not None:
+        field.env = field.env.detach()
     ev = evaluate(field, [views[i] for i in eval_idx])
     return NerfResult(field=field, iterations=opts.iterations, resumed_from=start, seconds=seconds,
                       train_psnr=float(np.mean(recent)) if recent else float("nan"), eval_psnr=ev,
