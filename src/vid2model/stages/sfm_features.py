@@ -47,10 +47,8 @@ def match(database: Path, pairs_path: Path, pairs: list[tuple[str, str]], featur
     opts.match_list_path = pairs_path
     mopts = pycolmap.FeatureMatchingOptions()
     mopts.guided_matching = guided  # re-match along the verified epipolar geometry: more inliers on weak pairs
-    # COLMAP's matcher threads share one descriptor-index cache, and about one solve in ten got a few different
-    # matches from them (cameras 0.01 deg and the frame's origin 1 % apart); one thread gives the same matches
-    # every run, and matching is mostly single-threaded verification anyway (10.8-11.4 s -> 11.8-12.0 s on
-    # the synthetic orbit's 465 pairs)
+    # COLMAP's matcher threads gave a few different matches now and then (the same capture then solved to
+    # slightly different cameras); one thread gives the same matches every run, for about a tenth more time
     mopts.num_threads = 1
     vopts = pycolmap.TwoViewGeometryOptions()
     vopts.ransac.random_seed = SEED  # per RANSAC, not per thread: the same pairs verify the same way every run
