@@ -180,6 +180,10 @@ class Field:
         return torch.sigmoid(F.grid_sample(env[None], g, mode="bilinear", padding_mode="border",
                                            align_corners=False)[0, :, 0].T)
 
+    def add_background(self, rgb: torch.Tensor, acc: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """[n, 3] the rays' colours ``rgb`` with what shows past the grid added: ``(1 - acc) x env_color(d)``."""
+        return rgb + (1 - acc)[:, None] * self.env_color(d)
+
     # ---- saving ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         from dataclasses import asdict

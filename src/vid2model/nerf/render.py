@@ -198,7 +198,7 @@ def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Ten
     acc = torch.zeros(n, device=o.device).index_add(0, ray, w)
     rgb = torch.zeros((n, 3), device=o.device).index_add(0, ray, w[:, None] * col)
     depth = torch.zeros(n, device=o.device).index_add(0, ray, w * tm)
-    rgb = rgb + (1 - acc)[:, None] * field.env_color(d)
+    rgb = field.add_background(rgb, acc, d)
     return rgb, depth, acc
 
 
@@ -211,7 +211,7 @@ def render_rays(field: Field, o: np.ndarray, d: np.ndarray, chunk: int = 1 << 14
         if use_kernels(field):
             rgb, depth, acc = forward_cpu(field, oc, dc)[:3]
             if field.env is not None:  # the kernel's constant background is 0 then
-                rgb = rgb + (1 - acc)[:, None] * field.env_color(torch.from_numpy(dc)).numpy()
+                rgb = field.add_background(*map(torch.from_numpy, (rgb, acc, dc))).numpy()
             outs.append((rgb, depth, acc))
         else:
             dev = field.data.device

@@ -344,7 +344,7 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
             rgb, depth, acc = trainer.forward(o, d)
             pred = rgb
             if field.env is not None and trainer.cpu:  # the torch path adds it inside render_torch
-                pred = rgb + (1 - acc.detach())[:, None] * field.env_color(torch.from_numpy(d).to(dev))
+                pred = field.add_background(rgb, acc.detach(), torch.from_numpy(d).to(dev))
                 trainer.composite(pred.detach().cpu().numpy())
             if opts.exposure:  # relative to the mean over training views: no drift of the colours as a whole
                 ab = exposure[torch.from_numpy(img).to(dev).long()] - exposure[train_t].mean(0)
