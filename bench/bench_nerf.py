@@ -52,7 +52,7 @@ def _run(views, spec, opts, depths=None) -> dict:
 
 
 def bench_lego(opts) -> dict | None:
-    from vid2model.nerf.train import scene_spec
+    from vid2model.nerf.scene import scene_spec
     from vid2model.splat.scenes import views_from_nerf_synthetic
 
     folder = SHARED / "data" / "nerf_synthetic_lego"
@@ -86,7 +86,7 @@ def _mesh_depths(views, mesh_path: Path) -> list:
 
 def bench_synth(opts) -> dict:
     import bench_splat
-    from vid2model.nerf.train import scene_spec
+    from vid2model.nerf.scene import scene_spec
 
     views, pts, _ = bench_splat._synth(bench_splat.WORK / "splat_synth", 320, 240, 24, 50_000)
     # the depth prior (when on) measures the exact surface, as the splat starts from exact surface points
@@ -96,7 +96,7 @@ def bench_synth(opts) -> dict:
 
 def bench_fox(opts, max_side: int = 400) -> dict | None:
     from vid2model.camera import Camera
-    from vid2model.nerf.train import scene_spec
+    from vid2model.nerf.scene import scene_spec
     from vid2model.splat.scenes import _read_rgb, working_size
     from vid2model.splat.train import TrainView
 

@@ -24,9 +24,6 @@ from vid2model.nerf.render import CpuOptimizer, render_rays, render_torch, use_k
 log = logging.getLogger("vid2model")
 
 
-ENV_SIZE = (16, 32)  # an unbounded scene's background at infinity: latitude x longitude cells
-
-
 @dataclass(frozen=True, kw_only=True)
 class NerfOptions:
     iterations: int = 1500
@@ -138,24 +135,6 @@ class _Rays:
         k = rng.integers(0, len(self), n)
         return (np.ascontiguousarray(self.origin[self.slot[k]]), np.ascontiguousarray(self.d[k]),
                 self.rgb[k].astype(np.float32) / 255, self.image[k], None if self.t is None else self.t[k])
-
-
-def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: bool, sh_degree: int,
-               background=(0.0, 0.0, 0.0), center=None, half=None, near_share: float = 0.2) -> FieldSpec:
-    """The normalisation: the cube around the robust extent of ``points`` (else the cameras), or the given
-    centre and half size; rays start ``near_share`` of the cameras' median distance to the centre out."""
-    if center is None or half is None:
-        pts = np.asarray(points, np.float64) if points is not None and len(points) >= 8 else \
-            np.array([v.camera.center for v in views])
-        lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
-        center = (lo + hi) / 2 if center is None else center
-        half = float((hi - lo).max() / 2 * 1.1) if half is None else half
-    scale = float(max(half, 1e-6))
-    cams = np.array([v.camera.center for v in views])
-    near = near_share * float(np.median(np.linalg.norm(cams - np.asarray(center), axis=1))) / scale
-    return FieldSpec(contract=contract, sh_degree=sh_degree, center=tuple(float(x) for x in center),
-                     scale=scale, background=tuple(float(x) for x in background), near=near,
-                     env_size=ENV_SIZE if contract else (0, 0))
 
 
 def _fingerprint(opts: NerfOptions, spec: FieldSpec, views: Sequence[Any]) -> str:

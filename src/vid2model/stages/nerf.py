@@ -25,7 +25,8 @@ def resolutions(cfg: NerfConfig) -> tuple[int, ...]:
 def run(ws: Workspace, cfg: NerfConfig) -> dict:
     """Train from ``dense/sparse`` cameras and ``dense/images``; resumable via ``nerf/checkpoint.pt``."""
     from vid2model.io.colmap import load_points
-    from vid2model.nerf.train import NerfOptions, save_checkpoint, scene_spec, train
+    from vid2model.nerf.scene import scene_spec
+    from vid2model.nerf.train import NerfOptions, save_checkpoint, train
     from vid2model.splat.scenes import views_from_colmap
     from vid2model.splat.train import split_views
     from vid2model.stages.view_models import held_out_check, training_device
