@@ -38,18 +38,19 @@ def _points_cube(views: Sequence[Any], points: np.ndarray | None) -> tuple[np.nd
 
 def common_view_cube(views: Sequence[Any], points: np.ndarray | None, *, share: float = 0.8,
                      min_points: int = 8) -> tuple[np.ndarray, float] | None:
-    """For cameras that look at a common point from around it (an orbit), the cube round the ``points`` that
-    at least ``share`` of the cameras see in their frame, no larger than what the median camera's narrower
-    field of view spans at its distance to that point; None for other captures.
+    """For cameras that look at a common point from around it (an orbit, judged in a z-up frame by the scene
+    frame's ``capture_kind``), the cube round the ``points`` that at least ``share`` of the cameras see in
+    their frame, no larger than what the median camera's narrower field of view spans at its distance to
+    that point; None for other captures.
 
     The points' own box holds the room or the garden behind the object, and spends the fine voxels there:
     on the synthetic orbit that cube was 4.2 m across for a 1 m scene, and the training views stayed blurred
     (bench/results/nerf-2026-12-06-orbit-floaters.md). What the contraction leaves outside the cube is
     still represented, more coarsely."""
-    Rs = np.array([v.camera.world_to_cam[:3, :3] for v in views])  # [V, 3, 3]
-    Cs = np.array([v.camera.center for v in views])  # [V, 3]
     if len(views) < 3:
         return None
+    Rs = np.array([v.camera.world_to_cam[:3, :3] for v in views])  # [V, 3, 3]
+    Cs = np.array([v.camera.center for v in views])  # [V, 3]
     target = look_at_point(Rs, Cs)
     if capture_kind(Rs, Cs, target) != "orbit":
         return None
