@@ -227,6 +227,11 @@ class Camera:
         Xc = self.to_cam(X)
         return self.project_cam(Xc), Xc[..., 2]
 
+    def in_frame(self, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """[N] whether projections ``uv`` [N, 2] at depths ``z`` [N] (:meth:`project`) lie in front of the camera
+        and inside the image, [0, width) x [0, height)."""
+        return (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < self.width) & (uv[:, 1] >= 0) & (uv[:, 1] < self.height)
+
     def rays(self, uv: np.ndarray) -> np.ndarray:
         """[N, 2] image coordinates -> [N, 3] camera-frame rays with z = 1 (through the lens when there is one)."""
         if self.lens is not None:

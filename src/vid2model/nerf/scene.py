@@ -63,9 +63,7 @@ def common_view_cube(views: Sequence[Any], points: np.ndarray | None, *, share: 
     pts = np.asarray(points, np.float64)  # [N, 3]
     seen = np.zeros(len(pts), np.int32)
     for v in views:
-        uv, z = v.camera.project(pts)
-        seen += (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] <= v.camera.width) & (uv[:, 1] >= 0) & \
-            (uv[:, 1] <= v.camera.height)
+        seen += v.camera.in_frame(*v.camera.project(pts))
     common = pts[seen >= share * len(views)]
     if len(common) < min_points:
         return target, cap

@@ -179,7 +179,7 @@ def point_silhouettes(points: np.ndarray, cams: list, close_frac: float = 0.02, 
 def _project(X: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel column, row (N,) of points [N, 3] and whether they land in front of the camera and inside."""
     uv, z = cam.project(X)
-    inb = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+    inb = cam.in_frame(uv, z)
     px = pixel_index(np.where(inb[:, None], uv, 0))
     return px[:, 0], px[:, 1], inb
 

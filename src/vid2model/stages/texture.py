@@ -150,7 +150,7 @@ def _hidden(scene, V: np.ndarray, F: np.ndarray, centers: np.ndarray, normals: n
         c = centers[faces[sel]]
         v = views[i]
         uv, z = v.project(c)
-        inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < v.width) & (uv[:, 1] >= 0) & (uv[:, 1] < v.height)
+        inside = v.in_frame(uv, z)
         to_cam = v.center - c
         dist = np.linalg.norm(to_cam, axis=1)
         facing = np.einsum("ij,ij->i", normals[faces[sel]], to_cam) > 0
