@@ -59,9 +59,11 @@ class CpuOptimizer:
         ``acc`` (n,)."""
         f, lib = self.field, kernels.load()
         p = f.params()
-        # kept referenced until the call returns: the kernel only gets their addresses
-        opt = [np.ascontiguousarray(x, np.float32) if x is not None and g is not None else None
-               for x, g in ((depth, g_depth), (g_depth, depth), (acc, g_acc), (g_acc, acc))]
+        # each optional output goes with its gradient or not at all; the arrays stay referenced until the call
+        # returns (the kernel only gets their addresses)
+        opt = [x for value, grad in ((depth, g_depth), (acc, g_acc))
+               for x in ((value, grad) if value is not None and grad is not None else (None, None))]
+        opt = [None if x is None else np.ascontiguousarray(x, np.float32) for x in opt]
         ptrs = [None if x is None else kernels.ptr(x) for x in opt]
         lib.nerf_backward(len(o), kernels.ptr(o), kernels.ptr(d), kernels.ptr(f.data.numpy()),
                           kernels.ptr(f.idx.numpy()), kernels.ptr(f.occ.numpy()), kernels.ptr(p["ip"]),
