@@ -105,6 +105,49 @@ def test_a_learned_background_takes_the_kernels_gradient():
     assert torch.allclose(env2.grad, env.grad, atol=1e-3 * float(env.grad.abs().max()))
 
 
+@pytest.mark.parametrize("cpu", [True, False])
+def test_density_no_ray_reaches_is_pruned(cpu):
+    """Two opaque balls on the rays' line: the far one, hidden behind the near one, is no training ray's
+    business. Regridding drops it (density there would only stand in a novel view's way) and keeps the near
+    one, on the kernels' path and on torch's."""
+    from vid2model.nerf.train import _Trainer
+
+    if cpu and kernels.load() is None:
+        pytest.skip("no C++ compiler for the kernels")
+    R = 24
+    f = Field.dense(FieldSpec(contract=False, sh_degree=1), R)
+    x = f.coords.float() / (R - 1) * 2 - 1  # [N, 3] in the cube [-1, 1]^3
+    near = (x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.3
+    far = (x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.3
+    f.data[:, 0] = torch.where(near | far, 40.0, -9.0)
+    f.resample(R, 0.05)
+    f.update_occupancy(0.05)
+    if not cpu:  # the torch path (what runs on CUDA), here on the CPU
+        f.data = f.data.clone()
+    trainer = _Trainer(f, NerfOptions(threads=1))
+    trainer.cpu = cpu
+    trainer.reset()
+    assert trainer.seen() is None  # nothing known before a step
+    rng = np.random.default_rng(0)
+    o = np.ascontiguousarray(np.c_[rng.uniform(-0.1, 0.1, (256, 2)), np.full(256, -3.0)], np.float32)
+    d = np.ascontiguousarray(np.tile([0.0, 0, 1], (256, 1)), np.float32)
+    rgb, depth, acc = trainer.forward(o, d)
+    assert float(acc.detach().min()) > 0.999  # the near ball stops every ray
+    (rgb.sum() + depth.sum()).backward()
+    trainer.step(rgb, depth, acc, 0.0, 0.0, 0)
+    seen = trainer.seen()
+    x = f.coords.float() / (R - 1) * 2 - 1
+    in_near = (x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.3
+    in_far = (x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.3
+    assert seen[in_near].any() and not seen[in_far].any()
+    before = len(f.data)
+    f.resample(R, 0.05, seen=seen)
+    x = f.coords.float() / (R - 1) * 2 - 1
+    assert ((x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.2).sum() == 0  # the hidden ball's core: gone
+    assert ((x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.1).sum() > 0  # the seen one's near core: kept
+    assert 0 < len(f.data) < before
+
+
 def _synth_views(tmp_path, w=64, h=48, n=32, seed=1):
     import cv2
 

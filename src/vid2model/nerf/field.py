@@ -104,11 +104,12 @@ class Field:
         sig = F.softplus(self.data[:, 0] + self.spec.shift)
         return 1 - torch.exp(-sig * self.spec.step_vox)
 
-    def dense_alpha(self) -> torch.Tensor:
-        """(R, R, R) per-vertex step opacity (0 where empty)."""
+    def dense_alpha(self, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, R, R) per-vertex step opacity (0 where empty, and at rows not ``seen`` [N] bool when given)."""
         a = torch.zeros(self.R ** 3, device=self.data.device)
         c = self.coords.long()
-        a[(c[:, 0] * self.R + c[:, 1]) * self.R + c[:, 2]] = self.vertex_alpha()
+        va = self.vertex_alpha()
+        a[(c[:, 0] * self.R + c[:, 1]) * self.R + c[:, 2]] = va if seen is None else torch.where(seen, va, 0.0)
         return a.reshape(self.R, self.R, self.R)
 
     @torch.no_grad()
@@ -143,10 +144,11 @@ class Field:
         return out
 
     @torch.no_grad()
-    def resample(self, R_new: int, threshold: float, chunk: int = 1 << 20) -> None:
+    def resample(self, R_new: int, threshold: float, chunk: int = 1 << 20, seen: torch.Tensor | None = None) -> None:
         """Regrid to ``R_new`` vertices a side, keeping only vertices near opacity above ``threshold``
-        (pruning empty space, and growing resolution where there is something)."""
-        keep_old = F.max_pool3d(self.dense_alpha()[None, None], 3, 1, 1)[0, 0] > threshold
+        (pruning empty space, and growing resolution where there is something); ``seen`` [N] bool: the rows
+        any training ray reached, when known (density no ray reaches, behind surfaces, is pruned too)."""
+        keep_old = F.max_pool3d(self.dense_alpha(seen)[None, None], 3, 1, 1)[0, 0] > threshold
         dev = self.data.device
         ax = torch.arange(R_new, device=dev, dtype=torch.float32) * ((self.R - 1) / (R_new - 1))
         rows, vals = [], []
@@ -167,6 +169,14 @@ class Field:
         idx[c[:, 0], c[:, 1], c[:, 2]] = torch.arange(len(c), dtype=torch.int32, device=dev)
         self.R, self.data, self.idx, self.coords = R_new, data.contiguous(), idx, coords.contiguous()
         self.occ = torch.ones(((R_new - 2) // self.spec.cell + 1,) * 3, dtype=torch.uint8, device=dev)
+
+    @torch.no_grad()
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Drop the rows not in ``keep`` [N] bool (their vertices read as empty space)."""
+        self.data, self.coords = self.data[keep].contiguous(), self.coords[keep].contiguous()
+        self.idx.fill_(-1)
+        c = self.coords.long()
+        self.idx[c[:, 0], c[:, 1], c[:, 2]] = torch.arange(len(c), dtype=torch.int32, device=self.data.device)
 
     def env_color(self, d: torch.Tensor, env: torch.Tensor | None = None) -> torch.Tensor:
         """[n, 3] background colour in [0, 1] for unit world directions ``d`` [n, 3] (differentiable in ``env``,

@@ -9,6 +9,8 @@ step_vox)``: density is per voxel. Depth is the expected distance along the ray 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -190,13 +192,17 @@ def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Ten
     Y = sh_basis(d, s.K)[ray]
     col = torch.sigmoid((raw[:, 1:].reshape(-1, 3, s.K) * Y[:, None, :]).sum(-1))
     tau = F.softplus(raw[:, 0] + s.shift) * s.step_vox  # optical depth of each sample
-    cum = torch.cumsum(tau, 0)
+    # one running sum over the whole batch, in double: in single precision an opaque batch's sum reaches
+    # 1e5 and each ray's share of it loses its fractional part
+    cum = torch.cumsum(tau.double(), 0)
     start = torch.zeros(n, device=o.device, dtype=torch.long)
     counts = torch.bincount(ray, minlength=n)
     start[1:] = torch.cumsum(counts, 0)[:-1]
-    before = torch.cat([torch.zeros(1, device=o.device), cum])[start]  # optical depth before each ray
-    excl = cum - tau - before[ray]
-    w = torch.exp(-excl) * (1 - torch.exp(-tau))
+    before = torch.cat([torch.zeros(1, device=o.device, dtype=cum.dtype), cum])[start]  # optical depth before each ray
+    excl = (cum - before[ray]).float() - tau
+    # a ray stops where its transmittance falls under t_stop, as in the kernels: what lies behind gets no
+    # weight and no gradient
+    w = torch.where(excl <= -math.log(s.t_stop), torch.exp(-excl) * (1 - torch.exp(-tau)), 0.0)
     acc = torch.zeros(n, device=o.device).index_add(0, ray, w)
     rgb = torch.zeros((n, 3), device=o.device).index_add(0, ray, w[:, None] * col)
     depth = torch.zeros(n, device=o.device).index_add(0, ray, w * tm)

@@ -194,6 +194,14 @@ class _Trainer:
             self.field.data.requires_grad_(True)
             self.opt = torch.optim.Adam([self.field.data], lr=1.0, betas=(0.9, 0.99), eps=1e-15)
 
+    def seen(self) -> torch.Tensor | None:
+        """[N] bool: the rows some training ray reached since the last reset (lazy Adam leaves every other
+        row's moments at zero); None before the first step."""
+        if self.cpu:
+            return torch.from_numpy((self.opt.v != 0).any(1)) if self.opt.t > 0 else None
+        st = self.opt.state.get(self.field.data)
+        return (st["exp_avg_sq"] != 0).any(1) if st else None
+
     def forward(self, o, d):
         """(rgb (n, 3), expected depth (n,), opacity (n,)) with gradients."""
         if self.cpu:
@@ -312,7 +320,7 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
         for it in range(start, opts.iterations):
             stage = _stage_of(it, opts)
             if opts.resolutions[stage] != field.R:
-                field.resample(opts.resolutions[stage], opts.occupancy_threshold)
+                field.resample(opts.resolutions[stage], opts.occupancy_threshold, seen=trainer.seen())
                 trainer.reset()
             if it >= opts.warmup and it % opts.occupancy_every == 0:
                 share = field.update_occupancy(opts.occupancy_threshold)
@@ -354,6 +362,9 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
             if opts.checkpoint_every and (it + 1) % opts.checkpoint_every == 0 and it + 1 < opts.iterations:
                 save(it + 1)
     seconds = time.perf_counter() - t0
+    seen = trainer.seen() if start < opts.iterations else None
+    if seen is not None:  # what no training ray reaches is unconstrained: empty space costs nothing to keep
+        field.keep_rows(seen.to(field.data.device))
     if start < opts.iterations or state is None:
         save(opts.iterations)
     field.data = field.data.detach()
