@@ -48,6 +48,7 @@ def _run(views, spec, opts, depths=None) -> dict:
             "total_s": time.perf_counter() - t0, "iterations": res.iterations, "grid": res.field.R,
             "rows": res.rows, "train_views": len(tr), "eval_views": len(te), "load_start": load0,
             "load_end": os.getloadavg()[0], "peak_rss_mb": _peak_mb(), "depth_weight": opts.depth_weight,
+            "spread_weight": opts.spread_weight,
             "resolution": [views[0].camera.width, views[0].camera.height]}
 
 
@@ -130,6 +131,8 @@ def main() -> None:
     ap.add_argument("--resolutions", default=",".join(map(str, NerfOptions.resolutions)))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth-weight", type=float, default=0.0, help="depth prior (synth: the exact surface's depth)")
+    ap.add_argument("--spread-weight", type=float, default=NerfOptions.spread_weight,
+                    help="compactness prior (NerfOptions.spread_weight)")
     ap.add_argument("--splat", action="store_true", help="also bench_splat's lego on the same views")
     ap.add_argument("--splat-iters", type=int, default=3000)
     ap.add_argument("--tag", default="")
@@ -137,6 +140,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     set_quiet(not sys.stderr.isatty())
     opts = NerfOptions(iterations=args.iters, threads=args.threads, depth_weight=args.depth_weight,
+                       spread_weight=args.spread_weight,
                        resolutions=tuple(int(x) for x in args.resolutions.split(",")))
     from vid2model.nerf import kernels
 

@@ -316,7 +316,8 @@ class NerfConfig(_Choices):
 
     _bounds = {"iterations": (1, None), "max_side": (16, None), "batch_rays": (64, None), "eval_every": (0, None),
                "resolution": (16, 1024), "coarse_resolution": (8, 1024), "lr_density": (0, None),
-               "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None), "depth_weight": (0, None)}
+               "lr_color": (0, None), "tv_density": (0, None), "tv_color": (0, None), "depth_weight": (0, None),
+               "spread_weight": (0, None)}
 
     iterations: int = 2000
     max_side: int = 400  # training image resolution (long side)
@@ -340,6 +341,10 @@ class NerfConfig(_Choices):
     # depth prior from the dense stage's depth maps (when there are some): without it, a free grid paints each
     # view's pixels where no other view checks them (see bench/results/nerf-2026-12-03-orbit-diagnosis.md)
     depth_weight: float = 1.0
+    # compactness prior: each ray's weighted variance of its samples' places along it (squared voxels, each
+    # sample's share capped at 3 voxels); off by default: it sharpened one synthetic orbit and blurred lego and
+    # random orbits (bench/results/nerf-2026-12-06-spread.md)
+    spread_weight: float = 0.0
     eval_every: int = 8  # hold out every n-th keyframe for the PSNR (0: none)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = field(default=250, metadata=HOW_NOT_WHAT)  # iterations between resumable checkpoints

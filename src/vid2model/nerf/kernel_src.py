@@ -124,9 +124,10 @@ static inline float interp(const P& p, const float* data, const int32_t* rows, c
   return raw;
 }
 
-// The samples of one ray in order: visit(rows, w, col, raw, alpha, tm) for each sample that falls in an
-// occupied voxel, until visit returns false (the caller's transmittance fell under T_stop). The forward
-// and backward passes march the same samples through this one loop.
+// The samples of one ray in order: visit(rows, w, col, raw, alpha, tm, u) for each sample that falls in an
+// occupied voxel, until visit returns false (the caller's transmittance fell under T_stop); u is the sample's
+// place along the ray in voxels of the (contracted) grid. The forward and backward passes march the same
+// samples through this one loop.
 template <class Visit>
 static inline void march(const P& p, const float* data, const int32_t* idx, const uint8_t* occ, const float* ro,
                          const float* rd, const float* Y, Visit&& visit) {
@@ -140,30 +141,32 @@ static inline void march(const P& p, const float* data, const int32_t* idx, cons
     if (!corners(p, idx, occ, g, rows, w)) continue;
     float raw = interp(p, data, rows, w, Y, col);
     float alpha = 1.f - std::exp(-softplus(raw + p.shift) * p.dvox);
-    if (!visit(rows, w, col, raw, alpha, tm)) break;
+    if (!visit(rows, w, col, raw, alpha, tm, (s + 0.5f) * p.dvox)) break;
   }
 }
 
 extern "C" void nerf_forward(int n, const float* o, const float* d, const float* data, const int32_t* idx,
                              const uint8_t* occ, const int* ip, const float* fp, float* rgb, float* depth,
-                             float* acc, int32_t* n_samples) {
+                             float* acc, int32_t* n_samples, float* mom) {
   P p = unpack(ip, fp);
   #pragma omp parallel for schedule(dynamic, 64)
   for (int r = 0; r < n; ++r) {
     const float* ro = o + 3 * r; const float* rd = d + 3 * r;
-    float Y[9], C[3] = {0, 0, 0}, T = 1.f, D = 0.f;
+    float Y[9], C[3] = {0, 0, 0}, T = 1.f, D = 0.f, M1 = 0.f, M2 = 0.f;
     int ns = 0;
     sh_basis(rd, p.K, Y);
     march(p, data, idx, occ, ro, rd, Y, [&](const int32_t*, const float*, const float* col, float, float alpha,
-                                             float tm) {
+                                             float tm, float u) {
       float wt = T * alpha;
       for (int ch = 0; ch < 3; ++ch) C[ch] += wt * col[ch];
       D += wt * tm; ++ns;
+      M1 += wt * u; M2 += wt * u * u;
       T *= 1.f - alpha;
       return T >= p.T_stop;
     });
     for (int ch = 0; ch < 3; ++ch) rgb[3 * r + ch] = C[ch] + T * p.bg[ch];
     depth[r] = D; acc[r] = 1.f - T; n_samples[r] = ns;
+    if (mom) { mom[3 * r] = 1.f - T; mom[3 * r + 1] = M1; mom[3 * r + 2] = M2; }
   }
 }
 
@@ -171,7 +174,8 @@ extern "C" void nerf_forward(int n, const float* o, const float* d, const float*
 extern "C" void nerf_backward(int n, const float* o, const float* d, const float* data, const int32_t* idx,
                               const uint8_t* occ, const int* ip, const float* fp, const float* rgb,
                               const float* g_rgb, const float* depth, const float* g_depth, const float* acc,
-                              const float* g_acc, int64_t rows_total, float* grads, uint8_t* touched) {
+                              const float* g_acc, const float* mom, float g_spread, float cap2, int64_t rows_total,
+                              float* grads, uint8_t* touched) {
   P p = unpack(ip, fp);
   #pragma omp parallel for schedule(dynamic, 64)
   for (int r = 0; r < n; ++r) {
@@ -187,9 +191,32 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
     // the opacity's gradient (optional: a sparsity prior), the same rule with colour 1 and no background
     const float ga = g_acc ? g_acc[r] : 0.f, Af = acc ? acc[r] : 0.f;
     float AA = 0.f;
+    // the spread's gradient (optional: a compactness prior): the weighted variance of the samples' places u
+    // about their mean, sum_i w_i (u_i - U)^2 with U = sum w u / sum w (its own gradient through U is zero),
+    // is the same rule with (u_i - U)^2 as the sample's value
+    const float gs = mom ? g_spread : 0.f;
+    // capped at cap2 (squared voxels, 0: none), a sample's value is min((u_i - U)^2, cap2) with U held fixed:
+    // a ray that meets two surfaces pays at most cap2, not the square of their distance; the sum over the ray
+    // then needs a march of its own
+    float U = 0.f, Q = 0.f, QA = 0.f;
     sh_basis(rd, p.K, Y);
+    if (gs != 0.f) {
+      float m0 = std::max(mom[3 * r], 1e-6f);
+      U = mom[3 * r + 1] / m0;
+      Q = std::max(mom[3 * r + 2] - mom[3 * r + 1] * U, 0.f);
+      if (cap2 > 0.f) {
+        float T2 = 1.f;
+        Q = 0.f;
+        march(p, data, idx, occ, ro, rd, Y, [&](const int32_t*, const float*, const float*, float, float alpha,
+                                                 float, float u) {
+          Q += T2 * alpha * std::min((u - U) * (u - U), cap2);
+          T2 *= 1.f - alpha;
+          return T2 >= p.T_stop;
+        });
+      }
+    }
     march(p, data, idx, occ, ro, rd, Y, [&](const int32_t* rows, const float* w, const float* col, float raw,
-                                             float alpha, float tm) {
+                                             float alpha, float tm, float u) {
       float wt = T * alpha, Tn = T * (1.f - alpha);
       float dsig = 0.f, dz[3];
       for (int ch = 0; ch < 3; ++ch) {
@@ -204,6 +231,12 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
       if (ga != 0.f) {
         AA += wt;
         dsig += ga * (Tn - (Af - AA));
+      }
+      if (gs != 0.f) {
+        float q = (u - U) * (u - U);
+        if (cap2 > 0.f) q = std::min(q, cap2);
+        QA += wt * q;
+        dsig += gs * (Tn * q - (Q - QA));
       }
       float draw = dsig * p.dvox * sigm(raw + p.shift);
       for (int c = 0; c < 8; ++c) {

@@ -14,8 +14,8 @@ from vid2model.nerf.kernel_src import SOURCE
 _p, _i, _f, _l = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_int64
 _SIGS = {
     "nerf_num_threads": ([], _i),
-    "nerf_forward": ([_i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
-    "nerf_backward": ([_i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _l, _p, _p], None),
+    "nerf_forward": ([_i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
+    "nerf_backward": ([_i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _f, _f, _l, _p, _p], None),
     "nerf_tv": ([_l, _p, _p, _p, _i, _i, _f, _f, _l, _l, _p, _p], None),
     "nerf_adam": ([_l, _i, _i, _p, _p, _p, _p, _p, _f, _f, _f, _f, _f, _f, _f], None),
 }

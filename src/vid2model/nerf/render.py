@@ -24,8 +24,11 @@ def use_kernels(field: Field) -> bool:
 
 
 # ---- compiled CPU path ------------------------------------------------------------------------------------
-def forward_cpu(field: Field, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(rgb (n, 3), depth (n,), opacity (n,), samples per ray (n,)) from the C++ kernel."""
+def forward_cpu(field: Field, o: np.ndarray, d: np.ndarray, moments: np.ndarray | None = None
+                ) -> tuple[np.ndarray, ...]:
+    """(rgb (n, 3), depth (n,), opacity (n,), samples per ray (n,)) from the C++ kernel; ``moments`` [n, 3]
+    float32, when given, receives each ray's sum w, sum w u and sum w u^2 over its samples' weights w and
+    places u (in grid voxels along the ray: see :func:`spread`)."""
     lib = kernels.load()
     n = len(o)
     p = field.params()
@@ -34,7 +37,7 @@ def forward_cpu(field: Field, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray,
     data, idx, occ = field.data.numpy(), field.idx.numpy(), field.occ.numpy()
     lib.nerf_forward(n, kernels.ptr(o), kernels.ptr(d), kernels.ptr(data), kernels.ptr(idx), kernels.ptr(occ),
                      kernels.ptr(p["ip"]), kernels.ptr(p["fp"]), kernels.ptr(rgb), kernels.ptr(depth),
-                     kernels.ptr(acc), kernels.ptr(ns))
+                     kernels.ptr(acc), kernels.ptr(ns), None if moments is None else kernels.ptr(moments))
     return rgb, depth, acc, ns
 
 
@@ -55,10 +58,12 @@ class CpuOptimizer:
 
     def backward(self, o: np.ndarray, d: np.ndarray, rgb: np.ndarray, g_rgb: np.ndarray,
                  depth: np.ndarray | None = None, g_depth: np.ndarray | None = None,
-                 acc: np.ndarray | None = None, g_acc: np.ndarray | None = None) -> None:
+                 acc: np.ndarray | None = None, g_acc: np.ndarray | None = None,
+                 moments: np.ndarray | None = None, g_spread: float = 0.0, spread_cap: float = 0.0) -> None:
         """Accumulate the gradients of a loss whose gradient is ``g_rgb`` (n, 3) on the forward pass's ``rgb``
-        and, optionally, ``g_depth`` (n,) on its expected ``depth`` (n,) and ``g_acc`` (n,) on its opacity
-        ``acc`` (n,)."""
+        and, optionally, ``g_depth`` (n,) on its expected ``depth`` (n,), ``g_acc`` (n,) on its opacity
+        ``acc`` (n,) and ``g_spread`` (the same for every ray) on each ray's :func:`spread`, from the forward
+        pass's ``moments`` (n, 3), each sample's share capped at ``spread_cap`` voxels (0: none)."""
         f, lib = self.field, kernels.load()
         p = f.params()
         # each optional output goes with its gradient or not at all; the arrays stay referenced until the call
@@ -70,7 +75,9 @@ class CpuOptimizer:
         lib.nerf_backward(len(o), kernels.ptr(o), kernels.ptr(d), kernels.ptr(f.data.numpy()),
                           kernels.ptr(f.idx.numpy()), kernels.ptr(f.occ.numpy()), kernels.ptr(p["ip"]),
                           kernels.ptr(p["fp"]), kernels.ptr(rgb), kernels.ptr(np.ascontiguousarray(g_rgb, np.float32)),
-                          *ptrs, len(f.data), kernels.ptr(self.grads), kernels.ptr(self.touched))
+                          *ptrs, None if moments is None else kernels.ptr(moments), float(g_spread),
+                          float(spread_cap) ** 2, len(f.data),
+                          kernels.ptr(self.grads), kernels.ptr(self.touched))
 
     def tv(self, w_density: float, w_color: float, stride: int, offset: int) -> None:
         f, lib = self.field, kernels.load()
@@ -107,9 +114,10 @@ def sh_basis(d: torch.Tensor, K: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def march(field: Field, o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Samples of the rays that fall in occupied cells: (ray id (M,), distance (M,), grid coordinates (M, 3)),
-    ordered by ray then distance; the kernels' sampling rule."""
+def march(field: Field, o: torch.Tensor, d: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Samples of the rays that fall in occupied cells: (ray id (M,), distance (M,), grid coordinates (M, 3),
+    place along the ray in grid voxels (M,)), ordered by ray then distance; the kernels' sampling rule."""
     s = field.spec
     p = field.params()
     step, B, R = float(p["fp"][1]), s.half, field.R
@@ -124,6 +132,7 @@ def march(field: Field, o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor,
         t1 = torch.maximum(ta, tb).amin(-1)
     alive = t < t1
     ids, ts, gs, order = [], [], [], []
+    dvox = float(p["fp"][10])
     sc = (R - 1) / (2 * B)
     for k in range(field.max_steps()):
         if not alive.any():
@@ -155,9 +164,10 @@ def march(field: Field, o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor,
         alive &= t < t1
     if not ids:
         e = torch.zeros(0, device=o.device)
-        return e.long(), e, torch.zeros((0, 3), device=o.device)
-    perm = torch.argsort(torch.cat(order))
-    return torch.cat(ids)[perm], torch.cat(ts)[perm], torch.cat(gs)[perm]
+        return e.long(), e, torch.zeros((0, 3), device=o.device), e
+    key = torch.cat(order)
+    perm = torch.argsort(key)
+    return torch.cat(ids)[perm], torch.cat(ts)[perm], torch.cat(gs)[perm], (key[perm] % field.max_steps() + 0.5) * dvox
 
 
 def _interp(field: Field, data: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,15 +190,17 @@ def _interp(field: Field, data: torch.Tensor, g: torch.Tensor) -> tuple[torch.Te
     return out, any_active
 
 
-def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rgb (n, 3), depth (n,), opacity (n,)) with autograd to ``data`` (default: the field's)."""
+def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Tensor | None = None,
+                 spread: bool = False, spread_cap: float = 0.0) -> tuple[torch.Tensor, ...]:
+    """(rgb (n, 3), depth (n,), opacity (n,)) with autograd to ``data`` (default: the field's), and with
+    ``spread`` each ray's :func:`spread` (n,) too; with ``spread_cap`` (voxels) each sample's share capped
+    there and the rays' mean places held fixed (the kernels' rule)."""
     s = field.spec
     data = field.data if data is None else data
     n = len(o)
-    ray, tm, g = march(field, o, d)
+    ray, tm, g, u = march(field, o, d)
     raw, active = _interp(field, data, g)
-    ray, tm, raw = ray[active], tm[active], raw[active]
+    ray, tm, raw, u = ray[active], tm[active], raw[active], u[active]
     Y = sh_basis(d, s.K)[ray]
     col = torch.sigmoid((raw[:, 1:].reshape(-1, 3, s.K) * Y[:, None, :]).sum(-1))
     tau = F.softplus(raw[:, 0] + s.shift) * s.step_vox  # optical depth of each sample
@@ -207,7 +219,22 @@ def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Ten
     rgb = torch.zeros((n, 3), device=o.device).index_add(0, ray, w[:, None] * col)
     depth = torch.zeros(n, device=o.device).index_add(0, ray, w * tm)
     rgb = field.add_background(rgb, acc, d)
-    return rgb, depth, acc
+    if not spread:
+        return rgb, depth, acc
+    mean = torch.zeros(n, device=o.device).index_add(0, ray, w * u) / acc.clamp(min=1e-6)
+    q = (u - mean[ray]) ** 2
+    if spread_cap > 0:
+        q = (u - mean.detach()[ray]).pow(2).clamp(max=spread_cap ** 2)
+    return rgb, depth, acc, torch.zeros(n, device=o.device).index_add(0, ray, w * q)
+
+
+def spread(moments: np.ndarray) -> np.ndarray:
+    """[n] each ray's weighted variance of its samples' places about their mean, sum_i w_i (u_i - U)^2 with
+    U = sum w u / sum w, in squared grid voxels, from the forward pass's ``moments`` [n, 3] (sum w, sum w u,
+    sum w u^2). A surface is one voxel thin; weight spread along the ray is a fog that agrees with the views
+    it was fitted to and blurs the others."""
+    m0 = np.maximum(moments[:, 0], 1e-6)
+    return np.maximum(moments[:, 2] - moments[:, 1] ** 2 / m0, 0.0)
 
 
 @torch.no_grad()

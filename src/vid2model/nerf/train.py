@@ -48,6 +48,11 @@ class NerfOptions:
     # depth prior: weight of the squared relative error between a ray's expected depth and a measured one
     # (``train(depths=...)``; pixels without a measurement are free)
     depth_weight: float = 0.0
+    # compactness prior: weight of each ray's weighted variance of its samples' places (squared grid voxels,
+    # each sample's share capped at spread_cap) in the loss (mean over the batch); see render.spread. Off by
+    # default: a fog also stands for what one voxel cannot (thin parts, partly covered pixels)
+    spread_weight: float = 0.0
+    spread_cap: float = 3.0
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0
@@ -185,6 +190,7 @@ class _Trainer:
     def __init__(self, field: Field, opts: NerfOptions):
         self.field, self.opts = field, opts
         self.cpu = use_kernels(field)
+        self.spread: torch.Tensor | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -207,12 +213,23 @@ class _Trainer:
         if self.cpu:
             from vid2model.nerf.render import forward_cpu
 
-            rgb, depth, acc, _ = forward_cpu(self.field, o, d)
-            self._rays = [o, d, rgb, depth, acc]
+            mom = np.empty((len(o), 3), np.float32) if self.opts.spread_weight > 0 else None
+            rgb, depth, acc, _ = forward_cpu(self.field, o, d, mom)
+            self._rays = [o, d, rgb, depth, acc, mom]
             return (torch.from_numpy(rgb).requires_grad_(True), torch.from_numpy(depth).requires_grad_(True),
                     torch.from_numpy(acc).requires_grad_(True))
         dev = self.field.data.device
-        return render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev))
+        out = render_torch(self.field, torch.from_numpy(o).to(dev), torch.from_numpy(d).to(dev),
+                           spread=self.opts.spread_weight > 0, spread_cap=self.opts.spread_cap)
+        self.spread = out[3] if len(out) > 3 else None
+        return out[:3]
+
+    def prior(self) -> torch.Tensor | float:
+        """The loss terms the torch path's autograd needs beside the caller's (the kernels add the spread's
+        gradient themselves)."""
+        if self.cpu or self.spread is None:
+            return 0.0
+        return self.opts.spread_weight * self.spread.mean()
 
     def composite(self, full: np.ndarray) -> None:
         """The rays' colours with the background at infinity added outside the kernel (its backward pass reads
@@ -223,10 +240,11 @@ class _Trainer:
              it: int) -> None:
         o = self.opts
         if self.cpu:
-            o_, d_, rgb_, depth_, acc_ = self._rays
+            o_, d_, rgb_, depth_, acc_, mom = self._rays
             g_depth = depth.grad.numpy() if depth.grad is not None else None
             g_acc = acc.grad.numpy() if acc.grad is not None else None
-            self.opt.backward(o_, d_, rgb_, rgb.grad.numpy(), depth_, g_depth, acc_, g_acc)
+            self.opt.backward(o_, d_, rgb_, rgb.grad.numpy(), depth_, g_depth, acc_, g_acc, mom,
+                              o.spread_weight / len(o_), o.spread_cap)
             if o.tv_density > 0 or o.tv_color > 0:
                 self.opt.tv(o.tv_density, o.tv_color, o.tv_stride, it % o.tv_stride)
             self.opt.step(lr_density, lr_color)
@@ -346,6 +364,7 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
                 total = total + opts.depth_weight * torch.sum(((depth - t_t) / t_t)[m] ** 2) / len(has)
             if field.env is not None and opts.sparsity > 0:
                 total = total + opts.sparsity * acc.mean()
+            total = total + trainer.prior()
             total.backward()
             decay = opts.lr_decay ** (it / max(opts.iterations - 1, 1))
             trainer.step(rgb, depth, acc, opts.lr_density * decay, opts.lr_color * decay, it)

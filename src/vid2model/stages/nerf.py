@@ -46,7 +46,7 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
                        sh_degree=cfg.sh_degree, lr_density=cfg.lr_density, lr_color=cfg.lr_color,
                        tv_density=cfg.tv_density, tv_color=cfg.tv_color, exposure=cfg.exposure,
                        checkpoint_every=cfg.checkpoint_every, threads=cfg.threads,
-                       depth_weight=cfg.depth_weight if depths is not None else 0.0)
+                       depth_weight=cfg.depth_weight if depths is not None else 0.0, spread_weight=cfg.spread_weight)
     t0 = time.perf_counter()
     ws.nerf_dir.mkdir(parents=True, exist_ok=True)
     res = train(views, train_idx, eval_idx, spec, opts, checkpoint=ws.nerf_checkpoint,
