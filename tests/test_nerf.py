@@ -137,10 +137,13 @@ def test_density_no_ray_reaches_is_pruned(cpu):
         pytest.skip("no C++ compiler for the kernels")
     R = 24
     f = Field.dense(FieldSpec(contract=False, sh_degree=1), R)
-    x = f.coords.float() / (R - 1) * 2 - 1  # [N, 3] in the cube [-1, 1]^3
-    near = (x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.3
-    far = (x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.3
-    f.data[:, 0] = torch.where(near | far, 40.0, -9.0)
+
+    def ball(z: float, radius: float) -> torch.Tensor:
+        """[N] whether the field's rows lie within ``radius`` of (0, 0, z) in the cube [-1, 1]^3."""
+        x = f.coords.float() / (R - 1) * 2 - 1
+        return (x - torch.tensor([0.0, 0, z])).norm(dim=1) < radius
+
+    f.data[:, 0] = torch.where(ball(-0.4, 0.3) | ball(0.4, 0.3), 40.0, -9.0)
     f.resample(R, 0.05)
     f.update_occupancy(0.05)
     if not cpu:  # the torch path (what runs on CUDA), here on the CPU
@@ -157,15 +160,11 @@ def test_density_no_ray_reaches_is_pruned(cpu):
     (rgb.sum() + depth.sum()).backward()
     trainer.step(rgb, depth, acc, 0.0, 0.0, 0)
     seen = trainer.seen()
-    x = f.coords.float() / (R - 1) * 2 - 1
-    in_near = (x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.3
-    in_far = (x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.3
-    assert seen[in_near].any() and not seen[in_far].any()
+    assert seen[ball(-0.4, 0.3)].any() and not seen[ball(0.4, 0.3)].any()
     before = len(f.data)
     f.resample(R, 0.05, seen=seen)
-    x = f.coords.float() / (R - 1) * 2 - 1
-    assert ((x - torch.tensor([0.0, 0, 0.4])).norm(dim=1) < 0.2).sum() == 0  # the hidden ball's core: gone
-    assert ((x - torch.tensor([0.0, 0, -0.4])).norm(dim=1) < 0.1).sum() > 0  # the seen one's near core: kept
+    assert ball(0.4, 0.2).sum() == 0  # the hidden ball's core: gone
+    assert ball(-0.4, 0.1).sum() > 0  # the seen one's near core: kept
     assert 0 < len(f.data) < before
 
 

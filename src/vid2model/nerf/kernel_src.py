@@ -203,10 +203,10 @@ extern "C" void nerf_backward(int n, const float* o, const float* d, const float
     if (gs != 0.f) {
       float m0 = std::max(mom[3 * r], 1e-6f);
       U = mom[3 * r + 1] / m0;
-      Q = std::max(mom[3 * r + 2] - mom[3 * r + 1] * U, 0.f);
-      if (cap2 > 0.f) {
+      if (cap2 <= 0.f) {
+        Q = std::max(mom[3 * r + 2] - mom[3 * r + 1] * U, 0.f);
+      } else {
         float T2 = 1.f;
-        Q = 0.f;
         march(p, data, idx, occ, ro, rd, Y, [&](const int32_t*, const float*, const float*, float, float alpha,
                                                  float, float u) {
           Q += T2 * alpha * std::min((u - U) * (u - U), cap2);

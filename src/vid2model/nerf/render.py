@@ -222,9 +222,11 @@ def render_torch(field: Field, o: torch.Tensor, d: torch.Tensor, data: torch.Ten
     if not spread:
         return rgb, depth, acc
     mean = torch.zeros(n, device=o.device).index_add(0, ray, w * u) / acc.clamp(min=1e-6)
+    if spread_cap > 0:
+        mean = mean.detach()
     q = (u - mean[ray]) ** 2
     if spread_cap > 0:
-        q = (u - mean.detach()[ray]).pow(2).clamp(max=spread_cap ** 2)
+        q = q.clamp(max=spread_cap ** 2)
     return rgb, depth, acc, torch.zeros(n, device=o.device).index_add(0, ray, w * q)
 
 
