@@ -85,17 +85,17 @@ def _mesh_depths(views, mesh_path: Path) -> list:
     return out
 
 
-def bench_synth(opts) -> dict:
+def bench_synth(opts, shell: float = 1.0) -> dict:
     import bench_splat
     from vid2model.nerf.scene import scene_spec
 
     views, pts, _ = bench_splat._synth(bench_splat.WORK / "splat_synth", 320, 240, 24, 50_000)
     # the depth prior (when on) measures the exact surface, as the splat starts from exact surface points
     depths = _mesh_depths(views, bench_splat.WORK / "splat_synth" / "scene.ply") if opts.depth_weight > 0 else None
-    return _run(views, scene_spec(views, pts, contract=True, sh_degree=opts.sh_degree), opts, depths)
+    return _run(views, scene_spec(views, pts, contract=True, sh_degree=opts.sh_degree, shell=shell), opts, depths)
 
 
-def bench_fox(opts, max_side: int = 400) -> dict | None:
+def bench_fox(opts, max_side: int = 400, shell: float = 1.0) -> dict | None:
     from vid2model.camera import Camera
     from vid2model.nerf.scene import scene_spec
     from vid2model.splat.scenes import _read_rgb, working_size
@@ -118,7 +118,7 @@ def bench_fox(opts, max_side: int = 400) -> dict | None:
                                load=lambda p=p: _read_rgb(p, (w, h))))
     # the fox's lens distortion (k1, k2) is not undone here: a small loss of sharpness at the edges
     # no points come with the set: the cube round what the cameras look at, as the stage's rule without points
-    return _run(views, scene_spec(views, None, contract=True, sh_degree=opts.sh_degree), opts)
+    return _run(views, scene_spec(views, None, contract=True, sh_degree=opts.sh_degree, shell=shell), opts)
 
 
 def main() -> None:
@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--depth-weight", type=float, default=0.0, help="depth prior (synth: the exact surface's depth)")
     ap.add_argument("--spread-weight", type=float, default=NerfOptions.spread_weight,
                     help="compactness prior (NerfOptions.spread_weight)")
+    ap.add_argument("--shell", type=float, default=1.0,
+                    help="unbounded scenes: the contracted shell's width (FieldSpec.shell; the cube keeps its voxel)")
     ap.add_argument("--splat", action="store_true", help="also bench_splat's lego on the same views")
     ap.add_argument("--splat-iters", type=int, default=3000)
     ap.add_argument("--tag", default="")
@@ -146,12 +148,12 @@ def main() -> None:
 
     res: dict = {"backend": "cpp" if kernels.load() is not None else "torch", "threads": args.threads,
                  "options": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.__dict__.items()},
-                 "cpus": os.cpu_count()}
+                 "cpus": os.cpu_count(), "shell": args.shell}
     stamp = datetime.date.today().isoformat() + (f"-{args.tag}" if args.tag else "")
     out = HERE / "results" / f"nerf-{stamp}"
     for name, fn in (("lego", bench_lego), ("synth", bench_synth), ("fox", bench_fox)):
         if name in args.sections.split(","):
-            r = fn(opts)
+            r = fn(opts) if name == "lego" else fn(opts, shell=args.shell)
             res[name] = r
             out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))  # kept if stopped later
             if r:

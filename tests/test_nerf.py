@@ -18,9 +18,9 @@ from vid2model.nerf.train import NerfOptions, train
 needs_kernels = pytest.mark.skipif(kernels.load() is None, reason="no C++ compiler for the kernels")
 
 
-def _random_field(contract: bool, R: int = 13) -> Field:
+def _random_field(contract: bool, R: int = 13, shell: float = 1.0) -> Field:
     torch.manual_seed(0)
-    f = Field.dense(FieldSpec(contract=contract, sh_degree=1, background=(0.2, 0.5, 1.0)), R)
+    f = Field.dense(FieldSpec(contract=contract, sh_degree=1, background=(0.2, 0.5, 1.0), shell=shell), R)
     f.data.normal_(0, 1)
     r = (f.coords.float() - (R - 1) / 2).norm(dim=1) / R
     # a ball of step opacities from ~0 to ~1 in empty space
@@ -37,9 +37,9 @@ def _rays(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 @needs_kernels
-@pytest.mark.parametrize("contract", [False, True])
-def test_kernels_match_torch_rule(contract):
-    f = _random_field(contract)
+@pytest.mark.parametrize("contract,shell", [(False, 1.0), (True, 1.0), (True, 2.0)])
+def test_kernels_match_torch_rule(contract, shell):
+    f = _random_field(contract, shell=shell)
     assert 0 < len(f.data) < 13 ** 3 and 0 < float(f.occ.float().mean()) < 1
     o, d = _rays(96, np.random.default_rng(1))
     rgb, depth, acc, ns = forward_cpu(f, o, d)
@@ -222,6 +222,26 @@ def test_an_orbits_fine_cube_holds_what_every_camera_sees(tiny):
     assert spec.scale > 2.5 and abs(spec.center[0] - 1.5) < 0.2
 
 
+def test_a_wider_shell_keeps_the_cubes_voxel_and_refines_what_lies_round_it():
+    from vid2model.nerf.render import march
+
+    def steps(shell: float) -> tuple[np.ndarray, np.ndarray]:
+        spec = FieldSpec(contract=True, sh_degree=0, shell=shell)
+        f = Field.dense(spec, spec.vertices(65))
+        _, t, _, _ = march(f, torch.zeros((1, 3)), torch.tensor([[1.0, 0.0, 0.0]]))
+        return t[:-1].numpy(), np.diff(t.numpy())  # world step at each sample
+
+    (t1, d1), (t2, d2) = steps(1.0), steps(2.0)
+    assert FieldSpec(contract=True, shell=2.0).vertices(65) == 97
+    assert FieldSpec(contract=False, shell=2.0).vertices(65) == 65
+    inside = lambda t, d: float(np.median(d[t < 0.9]))  # noqa: E731
+    assert abs(inside(t1, d1) - inside(t2, d2)) < 1e-6 * inside(t1, d1)  # the cube's voxel, both
+    at = lambda t, d, x: float(np.interp(x, t, d))  # noqa: E731
+    for x in (2.0, 4.0):  # the world step grows as |u|^(1 + 1/shell): x^2 against x^1.5
+        assert abs(at(t1, d1, x) / inside(t1, d1) / x ** 2 - 1) < 0.1
+        assert abs(at(t2, d2, x) / inside(t2, d2) / x ** 1.5 - 1) < 0.1
+
+
 def test_training_reaches_heldout_psnr(tiny):
     views, pts = tiny
     tr, te = [i for i in range(len(views)) if i % 8], [0, 8]
@@ -321,6 +341,7 @@ def test_stage_render_and_errors(tmp_path, synth_orbit, capsys):
     assert ws.nerf_field.exists() and ws.nerf_checkpoint.exists()
     assert torch.load(ws.nerf_checkpoint, weights_only=False)["optimizer"] is None  # finished: no Adam moments
     assert summary["eval_views"] == 3 and summary["iterations"] == 200 and summary["resolution"] == 32
+    assert summary["shell"] == 2.0 and summary["grid_vertices"] == 47  # the wider shell's extra vertices
     assert summary["eval_psnr"] > 10.0  # plumbing only: 200 iterations on a 32^3 grid at 64x48
     # ... so poor between the views, and the stage says so rather than passing it off as a model
     check = summary["held_out_check"]
@@ -389,6 +410,8 @@ def test_config_and_optional_stage():
         build_config("default", sets=["nerf.sh_degree=4"])
     with pytest.raises(UserError, match="nerf.scene"):
         build_config("default", sets=["nerf.scene=room"])
+    with pytest.raises(UserError, match="nerf.shell"):
+        build_config("default", sets=["nerf.shell=8"])
     assert "nerf" in OPTIONAL_STAGES
     assert "nerf" not in [s.name for s in selected_stages(None, ())]
     assert [s.name for s in selected_stages(["nerf"], ())] == ["nerf"]

@@ -1,7 +1,9 @@
 """The radiance field: a sparse voxel grid of raw density and SH colour coefficients on grid vertices.
 
 Space is normalised so the region of interest is the cube [-1, 1]^3; an unbounded scene is contracted
-beyond it (``u -> (2 - 1/|u|) u/|u|`` in the max-norm, so the grid covers [-2, 2]^3 and reaches infinity).
+beyond it into a shell of width ``w`` (``u -> (B - w |u|^-q) u/|u|`` in the max-norm, B = 1 + w, q = 1/w, so
+the grid covers [-B, B]^3 and reaches infinity; w = 1 is the usual ``2 - 1/|u|``). A wider shell spends more
+vertices on what lies outside the cube, its world voxel growing as ``|u|^(1 + q)`` instead of ``|u|^2``.
 Vertex ``(i, j, k)`` holds row ``idx[i, j, k]`` of ``data`` (channel 0: raw density, then 3 x K SH
 coefficients, colour-major), or -1 when empty. A coarse occupancy grid (one byte per ``cell`` voxels a
 side) marks where density can be: rays skip the rest without touching vertex data.
@@ -41,10 +43,24 @@ class FieldSpec:
     # density somewhere, and the views across an orbit painted it on the ring the cameras move on, in front of
     # every view from there (bench/results/nerf-2026-12-06-orbit-floaters.md)
     env_size: tuple[int, int] = (0, 0)
+    # unbounded scenes: the contracted shell's width in units of the cube's half size; the grid's vertices grow
+    # with it (see ``vertices``) so the cube keeps its resolution
+    shell: float = 1.0
 
     @property
     def half(self) -> float:
-        return 2.0 if self.contract else 1.0
+        return 1.0 + self.shell if self.contract else 1.0
+
+    @property
+    def shell_exponent(self) -> float:
+        return 1.0 / self.shell
+
+    def vertices(self, resolution: int) -> int:
+        """Vertices a side for a nominal ``resolution`` (that of the usual [-2, 2] grid of an unbounded scene,
+        or of the cube): a wider shell adds vertices at the same voxel."""
+        if not self.contract or self.shell == 1.0:
+            return resolution
+        return int(round((resolution - 1) * self.half / 2.0)) + 1
 
     @property
     def K(self) -> int:
@@ -91,7 +107,7 @@ class Field:
         ip = np.array([self.R, s.cell, int(s.contract), self.C, s.K, self.max_steps()], np.int32)
         bg = (0.0, 0.0, 0.0) if self.env is not None else s.background  # a learned one is added outside
         fp = np.array([s.half, self.voxel * s.step_vox, s.shift, EMPTY_RAW, s.t_stop, *bg, s.near, s.far,
-                       s.step_vox], np.float32)
+                       s.step_vox, s.shell_exponent], np.float32)
         return {"ip": ip, "fp": fp}
 
     def max_steps(self) -> int:

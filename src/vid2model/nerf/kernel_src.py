@@ -10,7 +10,8 @@ which the tests compare against.
 ip (int params): R, occupancy cell size, contract (0/1), C (channels), K (SH coefficients per colour),
 max_steps. fp (float params): B (grid half size), step (normalised units), shift (density), empty_raw,
 T_stop, bg r, g, b, t_near, far (unbounded: |u|_inf where marching stops), dvox (a sample's length in
-voxels: density is per voxel, so the step the grid is sampled at, not the world length, sets opacity).
+voxels: density is per voxel, so the step the grid is sampled at, not the world length, sets opacity), q (the
+shell's exponent: ``|u| -> B - (B - 1) |u|^-q`` beyond the unit cube, q = 1 / (B - 1)).
 """
 
 SOURCE = r"""
@@ -24,7 +25,7 @@ extern "C" int nerf_num_threads() { return omp_get_max_threads(); }
 
 struct P {
   int R, cs, contract, C, K, max_steps, RC;
-  float B, step, shift, empty_raw, T_stop, bg[3], t_near, far, dvox;
+  float B, step, shift, empty_raw, T_stop, bg[3], t_near, far, dvox, q;
 };
 
 static P unpack(const int* ip, const float* fp) {
@@ -33,6 +34,7 @@ static P unpack(const int* ip, const float* fp) {
   p.RC = (p.R - 2) / p.cs + 1;
   p.B = fp[0]; p.step = fp[1]; p.shift = fp[2]; p.empty_raw = fp[3]; p.T_stop = fp[4];
   p.bg[0] = fp[5]; p.bg[1] = fp[6]; p.bg[2] = fp[7]; p.t_near = fp[8]; p.far = fp[9]; p.dvox = fp[10];
+  p.q = fp[11];
   return p;
 }
 
@@ -69,12 +71,13 @@ static inline bool place(const P& p, const float* o, const float* d, float t, fl
     float m = 0.f;
     for (int a = 0; a < 3; ++a) { u[a] = o[a] + t * d[a]; m = std::max(m, std::fabs(u[a])); }
     if (m > p.far) return false;
+    // the world step that keeps a contracted step: 1 / f'(m) = m^(1 + q)
     float s = std::max(1.f, m);
-    dt = p.step * s * s;
+    dt = p.step * s * (p.q == 1.f ? s : std::pow(s, p.q));
     tm = t + 0.5f * dt;
     m = 0.f;
     for (int a = 0; a < 3; ++a) { u[a] = o[a] + tm * d[a]; m = std::max(m, std::fabs(u[a])); }
-    float k = m > 1.f ? (2.f - 1.f / m) / m : 1.f;
+    float k = m > 1.f ? (p.B - (p.B - 1.f) * (p.q == 1.f ? 1.f / m : std::pow(m, -p.q))) / m : 1.f;
     for (int a = 0; a < 3; ++a) u[a] *= k;
   } else {
     dt = p.step; tm = t + 0.5f * dt;

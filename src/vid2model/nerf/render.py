@@ -2,9 +2,10 @@
 same rule in torch (CUDA, CPUs without a compiler, and the tests' reference).
 
 Rays are in normalised space (unit directions). A ray marches in steps of ``step_vox`` voxels; in the
-contracted shell the world step grows with the square of the distance (``max(1, |u|_inf)^2``), which keeps
-it at about ``step_vox`` contracted voxels. Opacity per sample is ``1 - exp(-softplus(raw + shift) *
-step_vox)``: density is per voxel. Depth is the expected distance along the ray (normalised units).
+contracted shell the world step grows with the distance as ``max(1, |u|_inf)^(1 + q)`` (the square for a
+shell of width 1, see :class:`~vid2model.nerf.field.FieldSpec`), which keeps it at about ``step_vox``
+contracted voxels. Opacity per sample is ``1 - exp(-softplus(raw + shift) * step_vox)``: density is per voxel.
+Depth is the expected distance along the ray (normalised units).
 """
 
 from __future__ import annotations
@@ -141,14 +142,14 @@ def march(field: Field, o: torch.Tensor, d: torch.Tensor
         if s.contract:
             m = u.abs().amax(-1)
             alive &= m <= s.far
-            dt = step * m.clamp(min=1) ** 2
+            dt = step * m.clamp(min=1) ** (1 + s.shell_exponent)
         else:
             dt = torch.full_like(t, step)
         tm = t + 0.5 * dt
         u = o + tm[:, None] * d
         if s.contract:
             m = u.abs().amax(-1, keepdim=True)
-            u = torch.where(m > 1, (2 - 1 / m) / m * u, u)
+            u = torch.where(m > 1, (B - (B - 1) * m.clamp(min=1) ** -s.shell_exponent) / m * u, u)
         g = (u + B) * sc
         inside = alive & ((g >= 0) & (g <= R - 1)).all(-1)
         i = g.floor().long().clamp(0, R - 2)

@@ -13,7 +13,8 @@ ENV_SIZE = (16, 32)  # an unbounded scene's background at infinity: latitude x l
 
 
 def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: bool, sh_degree: int,
-               background=(0.0, 0.0, 0.0), center=None, half=None, near_share: float = 0.2) -> FieldSpec:
+               background=(0.0, 0.0, 0.0), center=None, half=None, near_share: float = 0.2,
+               shell: float = 1.0) -> FieldSpec:
     """The normalisation: the given centre and half size, else for an unbounded orbit the cube of what
     every camera sees (:func:`common_view_cube`), else the cube round the robust extent of ``points`` (else
     the cameras); rays start ``near_share`` of the cameras' median distance to the centre out."""
@@ -26,7 +27,7 @@ def scene_spec(views: Sequence[Any], points: np.ndarray | None, *, contract: boo
     near = near_share * float(np.median(np.linalg.norm(cams - np.asarray(center), axis=1))) / scale
     return FieldSpec(contract=contract, sh_degree=sh_degree, center=tuple(float(x) for x in center),
                      scale=scale, background=tuple(float(x) for x in background), near=near,
-                     env_size=ENV_SIZE if contract else (0, 0))
+                     env_size=ENV_SIZE if contract else (0, 0), shell=shell)
 
 
 def _points_cube(views: Sequence[Any], points: np.ndarray | None) -> tuple[np.ndarray, float]:

@@ -304,7 +304,7 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
         start = int(state["iteration"])
         log.info("resuming NeRF training at iteration %d", start)
     else:
-        field = Field.dense(spec, opts.resolutions[0], dev)
+        field = Field.dense(spec, spec.vertices(opts.resolutions[0]), dev)
         exposure = torch.zeros((len(views), 6), device=dev)
     trainer = _Trainer(field, opts)
     if state is not None and state.get("optimizer") is not None:
@@ -337,8 +337,8 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
         b.advance(start)
         for it in range(start, opts.iterations):
             stage = _stage_of(it, opts)
-            if opts.resolutions[stage] != field.R:
-                field.resample(opts.resolutions[stage], opts.occupancy_threshold, seen=trainer.seen())
+            if spec.vertices(opts.resolutions[stage]) != field.R:
+                field.resample(spec.vertices(opts.resolutions[stage]), opts.occupancy_threshold, seen=trainer.seen())
                 trainer.reset()
             if it >= opts.warmup and it % opts.occupancy_every == 0:
                 share = field.update_occupancy(opts.occupancy_threshold)

@@ -40,7 +40,7 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     xyz, _ = load_points(ws.dense_sparse_dir)
     xyz = xyz[np.isfinite(xyz).all(1)] if len(xyz) else None
     train_idx, eval_idx = split_views(len(views), cfg.eval_every)
-    spec = scene_spec(views, xyz, contract=cfg.scene == "unbounded", sh_degree=cfg.sh_degree)
+    spec = scene_spec(views, xyz, contract=cfg.scene == "unbounded", sh_degree=cfg.sh_degree, shell=cfg.shell)
     depths = _dense_depths(ws, views) if cfg.depth_weight > 0 else None
     opts = NerfOptions(iterations=cfg.iterations, batch_rays=cfg.batch_rays, resolutions=resolutions(cfg),
                        sh_degree=cfg.sh_degree, lr_density=cfg.lr_density, lr_color=cfg.lr_color,
@@ -55,7 +55,8 @@ def run(ws: Workspace, cfg: NerfConfig) -> dict:
     summary = {
         "iterations": res.iterations, "resumed_from": res.resumed_from, "seconds": time.perf_counter() - t0,
         "train_seconds": res.seconds, "train_views": len(train_idx), "eval_views": len(eval_idx),
-        "eval_psnr": res.eval_psnr, "train_psnr": res.train_psnr, "resolution": res.field.R,
+        "eval_psnr": res.eval_psnr, "train_psnr": res.train_psnr, "resolution": cfg.resolution,
+        "grid_vertices": res.field.R, "shell": spec.shell if spec.contract else None,
         "grid_rows": res.rows, "image_size": [views[0].camera.width, views[0].camera.height],
         "scene": cfg.scene, "field": ws.relative(ws.nerf_field),
         "depth_prior_views": 0 if depths is None else sum(d is not None for d in depths),
