@@ -333,9 +333,8 @@ class NerfConfig(_Choices):
     scene: Literal["unbounded", "bounded"] = "unbounded"
     # unbounded: the contracted shell's width beyond the cube, in the cube's half sizes; the grid gains vertices
     # with it (``resolution`` is that of the usual width 1) so the cube keeps its voxel and what lies round it
-    # (the floor near the cameras, most of an orbit's held-out error at width 1) gets finer ones: held out
-    # +0.7 dB on three orbits of four, -0.25 on the fourth, for 35-58 % more training time and about 1 GB more
-    # memory (bench/results/nerf-2026-12-07-shell.md)
+    # (the floor near the cameras, most of an orbit's held-out error at width 1) gets finer ones, for more
+    # training time and memory; what it gains and costs: bench/results/nerf-2026-12-07-shell.md
     shell: float = 2.0
     lr_density: float = 0.5
     lr_color: float = 0.1

@@ -107,7 +107,7 @@ class Field:
         ip = np.array([self.R, s.cell, int(s.contract), self.C, s.K, self.max_steps()], np.int32)
         bg = (0.0, 0.0, 0.0) if self.env is not None else s.background  # a learned one is added outside
         fp = np.array([s.half, self.voxel * s.step_vox, s.shift, EMPTY_RAW, s.t_stop, *bg, s.near, s.far,
-                       s.step_vox, s.shell_exponent], np.float32)
+                       s.step_vox], np.float32)
         return {"ip": ip, "fp": fp}
 
     def max_steps(self) -> int:

@@ -10,8 +10,8 @@ which the tests compare against.
 ip (int params): R, occupancy cell size, contract (0/1), C (channels), K (SH coefficients per colour),
 max_steps. fp (float params): B (grid half size), step (normalised units), shift (density), empty_raw,
 T_stop, bg r, g, b, t_near, far (unbounded: |u|_inf where marching stops), dvox (a sample's length in
-voxels: density is per voxel, so the step the grid is sampled at, not the world length, sets opacity), q (the
-shell's exponent: ``|u| -> B - (B - 1) |u|^-q`` beyond the unit cube, q = 1 / (B - 1)).
+voxels: density is per voxel, so the step the grid is sampled at, not the world length, sets opacity). Beyond
+the unit cube an unbounded scene's shell maps ``|u| -> B - (B - 1) |u|^-q`` with q = 1 / (B - 1).
 """
 
 SOURCE = r"""
@@ -34,7 +34,7 @@ static P unpack(const int* ip, const float* fp) {
   p.RC = (p.R - 2) / p.cs + 1;
   p.B = fp[0]; p.step = fp[1]; p.shift = fp[2]; p.empty_raw = fp[3]; p.T_stop = fp[4];
   p.bg[0] = fp[5]; p.bg[1] = fp[6]; p.bg[2] = fp[7]; p.t_near = fp[8]; p.far = fp[9]; p.dvox = fp[10];
-  p.q = fp[11];
+  p.q = p.contract ? 1.f / (p.B - 1.f) : 1.f;
   return p;
 }
 

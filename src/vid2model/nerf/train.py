@@ -337,8 +337,9 @@ def _train(views, train_idx, eval_idx, spec, opts, checkpoint, device, depths) -
         b.advance(start)
         for it in range(start, opts.iterations):
             stage = _stage_of(it, opts)
-            if spec.vertices(opts.resolutions[stage]) != field.R:
-                field.resample(spec.vertices(opts.resolutions[stage]), opts.occupancy_threshold, seen=trainer.seen())
+            R = spec.vertices(opts.resolutions[stage])
+            if R != field.R:
+                field.resample(R, opts.occupancy_threshold, seen=trainer.seen())
                 trainer.reset()
             if it >= opts.warmup and it % opts.occupancy_every == 0:
                 share = field.update_occupancy(opts.occupancy_threshold)
