@@ -87,6 +87,51 @@ def test_gradients_match_finite_differences():
     assert checked == 12
 
 
+def test_slanted_splats_skip_the_tiles_their_ellipse_misses():
+    """Long, thin splats across the image at every slant: the kernels bin each to the tiles its ellipse (where
+    alpha reaches 1/255) meets, not all of its bounding box, and visit only the rows of a tile it crosses; the
+    image and every gradient stay the reference's."""
+    if kernels.load_cpp() is None:
+        pytest.skip("no C++ compiler")
+    w, h, n = 97, 83, 24
+    g = torch.Generator().manual_seed(3)
+    ang = torch.linspace(0, torch.pi, n + 1)[:-1]  # every slant, the axis-aligned ones included
+    cx, cy = 48.5 + 10 * torch.randn(n, generator=g), 41.5 + 10 * torch.randn(n, generator=g)
+    means2d = torch.stack([cx, cy], -1)
+    c, s_ = torch.cos(ang), torch.sin(ang)
+    R = torch.stack([torch.stack([c, -s_], -1), torch.stack([s_, c], -1)], -2)  # (n, 2, 2)
+    cov = R @ torch.diag_embed(torch.stack([torch.full((n,), 30.0 ** 2), torch.full((n,), 1.5 ** 2)], -1)) @ R.mT
+    a, b, cc = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
+    det = a * cc - b * b
+    conics = torch.stack([cc / det, -b / det, a / det], -1)
+    opac = torch.rand(n, generator=g) * 0.8 + 0.15
+    k = 2 * torch.log(255 * opac)
+    ext = torch.stack([torch.sqrt(k * a), torch.sqrt(k * cc)], -1)
+    colors = torch.rand(n, 3, generator=g)
+    depths = torch.rand(n, generator=g) + 1
+
+    def run(fn, dtype):
+        ins = [x.to(dtype).clone().requires_grad_() for x in (means2d, conics, colors, opac)]
+        img, T = fn(ins[0], ins[1], ins[2], ins[3], ext.to(dtype), depths.to(dtype), BG.to(dtype), w, h)
+        (img * torch.linspace(-1, 1, w * h * 3, dtype=dtype).reshape(h, w, 3)).sum().backward()
+        return img.detach(), [x.grad for x in ins]
+
+    img, grads = run(composite, torch.float32)
+    img_r, grads_r = run(composite_reference, torch.float64)
+    assert (img.double() - img_r).abs().max() < 1e-4
+    for name, gk, gr in zip(["means2d", "conics", "colors", "opacities"], grads, grads_r):
+        assert float((gk.double() - gr).abs().max() / gr.abs().max()) < 1e-4, name
+    f32 = lambda x: np.ascontiguousarray(x.numpy(), dtype=np.float32)  # noqa: E731
+    order = kernels.sort_visible(f32(depths), f32(ext))
+    *_, state = kernels.composite_forward(order, f32(means2d), f32(conics), f32(colors), f32(opac), f32(ext), w, h,
+                                          16, f32(BG))
+    pairs = int(state[4][-1])  # the tile lists' total length
+    lo = np.clip(np.ceil(means2d.numpy() - ext.numpy() - 0.5), 0, [w - 1, h - 1]) // 16
+    hi = np.clip(np.floor(means2d.numpy() + ext.numpy() - 0.5), 0, [w - 1, h - 1]) // 16
+    boxes = int(np.prod(hi - lo + 1, axis=1).sum())
+    assert pairs < 0.5 * boxes  # 292 of the boxes' 719 pairs: long diagonals cross few of their boxes' tiles
+
+
 def test_render_empty_and_behind_camera():
     p = _params(torch.float32)
     means = p[0].detach() * torch.tensor([1.0, 1.0, -1.0])  # all behind the camera

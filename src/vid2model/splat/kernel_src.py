@@ -50,6 +50,69 @@ static inline bool tile_rows(float my, float ey, int by, int tile, int H, int* p
   return true;
 }
 
+// The ellipse where a splat's alpha reaches 1/255: A dx^2 + 2 B dx dy + C dy^2 <= k (conic (A, B, C),
+// k = 2 ln(255 opacity)). Its extent along one axis over a band [l, h] of the other (offsets from the
+// mean): the extreme of a centrally symmetric ellipse lies at +-t on the band axis, else at the band's end
+// nearest to it. ``P`` is the coefficient of the extent axis, ``Q`` of the band axis. k is widened by a
+// little so rounding never culls a pixel the compositing loop would blend; false when the band misses it.
+static inline bool ellipse_span(float P, float B, float Q, float k, float l, float h, float* lo, float* hi) {
+  const float det = P * Q - B * B;
+  if (!(P > 0.0f && Q > 0.0f && det > 0.0f && k > 0.0f)) {  // degenerate: the caller's box stands
+    *lo = -1e30f;
+    *hi = 1e30f;
+    return true;
+  }
+  const float kk = k * 1.001f + 1e-4f;
+  const float reach = std::sqrt(kk * P / det);  // half extent along the band axis
+  if (l > reach || h < -reach) return false;
+  const float t = -B * std::sqrt(kk / (Q * det));  // band coordinate of the farthest point along +extent
+  const float dh = std::min(std::max(t, l), h), dl = std::min(std::max(-t, l), h);
+  *hi = (-B * dh + std::sqrt(std::max(P * kk - det * dh * dh, 0.0f))) / P;
+  *lo = (-B * dl - std::sqrt(std::max(P * kk - det * dl * dl, 0.0f))) / P;
+  return *lo <= *hi;
+}
+
+// Pixel-index range [p0, p1) of the rows of tile (bx, by) where the splat's ellipse meets the tile's
+// columns: tighter than its bounding box for a slanted splat (packed record ``s``; s[11] = k).
+static inline bool tile_rows_exact(const float* s, int bx, int by, int tile, int W, int H, int* p0, int* p1) {
+  int y0, y1;
+  if (!pixel_range(s[1], s[10], H, &y0, &y1)) return false;
+  const int cx1 = std::min(bx + tile, W) - 1;
+  float lo, hi;  // dy range of the ellipse over the columns' centres
+  if (!ellipse_span(s[4], s[3], s[2], s[11], bx + 0.5f - s[0], cx1 + 0.5f - s[0], &lo, &hi)) return false;
+  y0 = std::max(y0, by);
+  y1 = std::min(y1, by + tile - 1);
+  const float a = std::ceil(s[1] + lo - 0.5f), b = std::floor(s[1] + hi - 0.5f);
+  if (y0 > y1 || a > (float)y1 || b < (float)y0) return false;
+  if (a > (float)y0) y0 = (int)a;
+  if (b < (float)y1) y1 = (int)b;
+  *p0 = (y0 - by) * tile;
+  *p1 = (y1 - by + 1) * tile;
+  return true;
+}
+
+// Calls f(tile index) for each tile whose pixels the splat's ellipse reaches, row by row of tiles (the
+// columns a row of tiles needs are the ellipse's over that row's pixel centres).
+template <class F>
+static inline void for_tiles(const float* s, int W, int H, int tile, F f) {
+  int x0, x1, y0, y1;
+  if (!pixel_range(s[0], s[9], W, &x0, &x1)) return;
+  if (!pixel_range(s[1], s[10], H, &y0, &y1)) return;
+  const int tw = (W + tile - 1) / tile;
+  if (x0 / tile == x1 / tile) {  // one column of tiles: the rows within each are culled when compositing
+    for (int ty = y0 / tile; ty <= y1 / tile; ++ty) f(ty * tw + x0 / tile);
+    return;
+  }
+  for (int ty = y0 / tile; ty <= y1 / tile; ++ty) {
+    const int r0 = std::max(y0, ty * tile), r1 = std::min(y1, ty * tile + tile - 1);
+    float lo, hi;
+    if (!ellipse_span(s[2], s[3], s[4], s[11], r0 + 0.5f - s[1], r1 + 0.5f - s[1], &lo, &hi)) continue;
+    const float a = std::ceil(s[0] + lo - 0.5f), b = std::floor(s[0] + hi - 0.5f);
+    const int c0 = a > (float)x0 ? (int)a : x0, c1 = b < (float)x1 ? (int)b : x1;
+    for (int tx = c0 / tile; c0 <= c1 && tx <= c1 / tile; ++tx) f(ty * tw + tx);
+  }
+}
+
 // Per-pixel state of tile (bx, by) before compositing: pixel centres (COLMAP +0.5), transmittance 1,
 // nothing accumulated; pixels outside the image start done.
 static inline void tile_fwd_init(int bx, int by, int tile, int W, int H, float* px, float* py, float* T, float* done,
@@ -610,37 +673,39 @@ void v2m_pack(int m, const int32_t* order, const float* means, const float* coni
     p[5] = opac[g];
     p[6] = colors[3 * g]; p[7] = colors[3 * g + 1]; p[8] = colors[3 * g + 2];
     p[9] = ext[2 * g]; p[10] = ext[2 * g + 1];
-    for (int j = 11; j < kPS; ++j) p[j] = 0.0f;
+    p[11] = 2.0f * std::log(255.0f * std::max(opac[g], 1e-12f));  // the ellipse's level (ellipse_span)
+    for (int j = 12; j < kPS; ++j) p[j] = 0.0f;
   }
 }
 
-int64_t v2m_bin_count_p(int m, const float* packed, int W, int H, int tile, int32_t* counts) {
-  int tw = (W + tile - 1) / tile;
+// Binning in ``nchunk`` contiguous runs of the depth order, one per thread: counts (nchunk, tiles) of
+// the (tile, splat) pairs of each run; returns their total.
+int64_t v2m_bin_count_p(int m, const float* packed, int W, int H, int tile, int nchunk, int32_t* counts) {
+  const int nt = ((W + tile - 1) / tile) * ((H + tile - 1) / tile);
   int64_t total = 0;
-  for (int i = 0; i < m; ++i) {
-    const float* p = packed + (size_t)i * kPS;
-    int x0, x1, y0, y1;
-    if (!pixel_range(p[0], p[9], W, &x0, &x1)) continue;
-    if (!pixel_range(p[1], p[10], H, &y0, &y1)) continue;
-    for (int ty = y0 / tile; ty <= y1 / tile; ++ty)
-      for (int tx = x0 / tile; tx <= x1 / tile; ++tx) {
-        counts[ty * tw + tx]++;
+#pragma omp parallel for schedule(static, 1) reduction(+ : total)
+  for (int c = 0; c < nchunk; ++c) {
+    int32_t* cnt = counts + (size_t)c * nt;
+    const int i0 = (int)((int64_t)m * c / nchunk), i1 = (int)((int64_t)m * (c + 1) / nchunk);
+    for (int i = i0; i < i1; ++i)
+      for_tiles(packed + (size_t)i * kPS, W, H, tile, [&](int t) {
+        cnt[t]++;
         total++;
-      }
+      });
   }
   return total;
 }
 
-void v2m_bin_fill_p(int m, const float* packed, int W, int H, int tile, const int64_t* offsets, int32_t* ids) {
-  int tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
-  std::vector<int64_t> cur(offsets, offsets + tw * th);
-  for (int i = 0; i < m; ++i) {
-    const float* p = packed + (size_t)i * kPS;
-    int x0, x1, y0, y1;
-    if (!pixel_range(p[0], p[9], W, &x0, &x1)) continue;
-    if (!pixel_range(p[1], p[10], H, &y0, &y1)) continue;
-    for (int ty = y0 / tile; ty <= y1 / tile; ++ty)
-      for (int tx = x0 / tile; tx <= x1 / tile; ++tx) ids[cur[ty * tw + tx]++] = i;
+// ids: each tile's splats (ranks in the depth order), run c of tile t written from starts[c, t] on, so the
+// lists keep the depth order whatever the number of runs.
+void v2m_bin_fill_p(int m, const float* packed, int W, int H, int tile, int nchunk, const int64_t* starts,
+                    int32_t* ids) {
+  const int nt = ((W + tile - 1) / tile) * ((H + tile - 1) / tile);
+#pragma omp parallel for schedule(static, 1)
+  for (int c = 0; c < nchunk; ++c) {
+    std::vector<int64_t> cur(starts + (size_t)c * nt, starts + (size_t)(c + 1) * nt);
+    const int i0 = (int)((int64_t)m * c / nchunk), i1 = (int)((int64_t)m * (c + 1) / nchunk);
+    for (int i = i0; i < i1; ++i) for_tiles(packed + (size_t)i * kPS, W, H, tile, [&](int t) { ids[cur[t]++] = i; });
   }
 }
 
@@ -662,7 +727,7 @@ void v2m_forward_p(const float* packed, int W, int H, int tile, const float* bg,
       const float r = s[6], gg = s[7], b = s[8];
       const int32_t kk = (int32_t)k;
       int p0, p1;
-      if (!tile_rows(my, s[10], by, tile, H, &p0, &p1)) continue;
+      if (!tile_rows_exact(s, bx, by, tile, W, H, &p0, &p1)) continue;
 #pragma omp simd
       for (int p = p0; p < p1; ++p) {
         float dx = px[p] - mx, dy = py[p] - my;
@@ -700,15 +765,17 @@ void v2m_forward_p(const float* packed, int W, int H, int tile, const float* bg,
   }
 }
 
-// grads (m, 9) in packed order: mx, my, A, B, C, r, g, b, opacity (overwritten).
+// Gradients of the splats order[0..m) (the packed ones, by their ids): d_means (N, 2), d_conics (N, 3),
+// d_colors (N, 3), d_opac (N); rows of splats not in ``order`` are left as they are (the caller zeroes them).
 void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const float* bg, const int64_t* offsets,
-                    const int32_t* ids, const float* T_fin, const int32_t* last, const float* dimg, float* grads) {
+                    const int32_t* ids, const float* T_fin, const int32_t* last, const float* dimg,
+                    const int32_t* order, float* d_means, float* d_conics, float* d_colors, float* d_opac) {
   int tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
   int np = tile * tile;
   int nth = v2m_num_threads();
-  const int G = 9;
-  std::vector<float> extra((size_t)std::max(nth - 1, 0) * m * G, 0.0f);
-  std::memset(grads, 0, sizeof(float) * (size_t)m * G);
+  const int G = 9;  // per packed splat: mx, my, A, B, C, r, g, b, opacity
+  std::vector<float> buf((size_t)nth * m * G, 0.0f);
+  float* grads = buf.data();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int t = 0; t < tw * th; ++t) {
 #ifdef _OPENMP
@@ -716,7 +783,7 @@ void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const fl
 #else
     int ti = 0;
 #endif
-    float* acc = ti == 0 ? grads : extra.data() + (size_t)(ti - 1) * m * G;
+    float* acc = grads + (size_t)ti * m * G;
     float px[kMaxTile * kMaxTile], py[kMaxTile * kMaxTile], T[kMaxTile * kMaxTile];
     float sr[kMaxTile * kMaxTile], sg[kMaxTile * kMaxTile], sb[kMaxTile * kMaxTile];
     float dr[kMaxTile * kMaxTile], dg[kMaxTile * kMaxTile], db[kMaxTile * kMaxTile], bgd[kMaxTile * kMaxTile];
@@ -731,7 +798,7 @@ void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const fl
       const float r = s[6], gg = s[7], b = s[8];
       const int32_t kk = (int32_t)k;
       int p0, p1;
-      if (!tile_rows(my, s[10], by, tile, H, &p0, &p1)) continue;
+      if (!tile_rows_exact(s, bx, by, tile, W, H, &p0, &p1)) continue;
       float gmx = 0, gmy = 0, gA = 0, gB = 0, gC = 0, gr = 0, ggn = 0, gb = 0, go = 0;
 #pragma omp simd reduction(+ : gmx, gmy, gA, gB, gC, gr, ggn, gb, go)
       for (int p = p0; p < p1; ++p) {
@@ -770,13 +837,18 @@ void v2m_backward_p(int m, const float* packed, int W, int H, int tile, const fl
       a[5] += gr; a[6] += ggn; a[7] += gb; a[8] += go;
     }
   }
-  if (nth > 1) {
 #pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < (int64_t)m * G; ++j) {
-      float s = grads[j];
-      for (int th_i = 0; th_i + 1 < nth; ++th_i) s += extra[(size_t)th_i * m * G + j];
-      grads[j] = s;
+  for (int i = 0; i < m; ++i) {
+    float s[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int th_i = 0; th_i < nth; ++th_i) {
+      const float* a = grads + ((size_t)th_i * m + i) * G;
+      for (int j = 0; j < G; ++j) s[j] += a[j];
     }
+    const int g = order[i];
+    d_means[2 * g] = s[0]; d_means[2 * g + 1] = s[1];
+    d_conics[3 * g] = s[2]; d_conics[3 * g + 1] = s[3]; d_conics[3 * g + 2] = s[4];
+    d_colors[3 * g] = s[5]; d_colors[3 * g + 1] = s[6]; d_colors[3 * g + 2] = s[7];
+    d_opac[g] = s[8];
   }
 }
 

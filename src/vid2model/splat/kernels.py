@@ -27,10 +27,10 @@ _SIGS = {
     "v2m_project_bwd": ([_i, _p, _p, _p, _p, _p, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
     "v2m_sort_visible": ([_i, _p, _p, _p], _i),
     "v2m_pack": ([_i, _p, _p, _p, _p, _p, _p, _p], None),
-    "v2m_bin_count_p": ([_i, _p, _i, _i, _i, _p], ctypes.c_int64),
-    "v2m_bin_fill_p": ([_i, _p, _i, _i, _i, _p, _p], None),
+    "v2m_bin_count_p": ([_i, _p, _i, _i, _i, _i, _p], ctypes.c_int64),
+    "v2m_bin_fill_p": ([_i, _p, _i, _i, _i, _i, _p, _p], None),
     "v2m_forward_p": ([_p, _i, _i, _i, _p, _p, _p, _p, _p, _p], None),
-    "v2m_backward_p": ([_i, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p], None),
+    "v2m_backward_p": ([_i, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
     "v2m_ssim": ([_i, _i, _i, _p, _p, _p, _i, ctypes.c_float, ctypes.c_float, _p], ctypes.c_double),
 }
 
@@ -170,12 +170,14 @@ def composite_forward(order, means, conics, colors, opac, ext, W, H, tile, bg):
     packed = np.empty((max(m, 1), 16), np.float32)
     lib.v2m_pack(m, _ptr(order), _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), _ptr(packed))
     n_tiles = ((W + tile - 1) // tile) * ((H + tile - 1) // tile)
-    counts = np.zeros(n_tiles, np.int32)
-    total = lib.v2m_bin_count_p(m, _ptr(packed), W, H, tile, _ptr(counts))
+    runs = max(1, min(lib.v2m_num_threads(), m // 4096))  # binned in parallel runs of the depth order
+    counts = np.zeros((runs, n_tiles), np.int32)
+    total = lib.v2m_bin_count_p(m, _ptr(packed), W, H, tile, runs, _ptr(counts))
     offsets = np.zeros(n_tiles + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(counts.sum(0), out=offsets[1:])
+    starts = np.ascontiguousarray(offsets[:-1] + np.cumsum(counts, 0) - counts)  # (runs, tiles)
     ids = np.empty(max(int(total), 1), np.int32)
-    lib.v2m_bin_fill_p(m, _ptr(packed), W, H, tile, _ptr(offsets), _ptr(ids))
+    lib.v2m_bin_fill_p(m, _ptr(packed), W, H, tile, runs, _ptr(starts), _ptr(ids))
     img = np.empty((H, W, 3), np.float32)
     T = np.empty((H, W), np.float32)
     last = np.empty((H, W), np.int32)
@@ -189,18 +191,12 @@ def composite_backward(state, W, H, tile, bg, dimg):
         _, means, conics, colors, opac, ext, offsets, ids, T, last = state
         return backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg)
     _, order, packed, n, offsets, ids, T, last = state
-    m = len(order)
-    g = np.empty((max(m, 1), 9), np.float32)
-    load_cpp().v2m_backward_p(m, _ptr(packed), W, H, tile, _ptr(bg), _ptr(offsets), _ptr(ids), _ptr(T), _ptr(last),
-                              _ptr(dimg), _ptr(g))
     dm = np.zeros((n, 2), np.float32)
     dc = np.zeros((n, 3), np.float32)
     dcol = np.zeros((n, 3), np.float32)
     do = np.zeros(n, np.float32)
-    dm[order] = g[:m, 0:2]
-    dc[order] = g[:m, 2:5]
-    dcol[order] = g[:m, 5:8]
-    do[order] = g[:m, 8]
+    load_cpp().v2m_backward_p(len(order), _ptr(packed), W, H, tile, _ptr(bg), _ptr(offsets), _ptr(ids), _ptr(T),
+                              _ptr(last), _ptr(dimg), _ptr(order), _ptr(dm), _ptr(dc), _ptr(dcol), _ptr(do))
     return dm, dc, dcol, do
 
 
