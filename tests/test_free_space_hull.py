@@ -143,6 +143,42 @@ def test_the_lid_of_a_plain_box_is_its_top_and_a_ball_is_shaded():
     assert ball_spread is not None and ball_spread > 0.06
 
 
+def test_a_plain_top_stereo_half_measured_gets_the_lid_on_its_hole():
+    """Stereo measured part of a plain box's top (a plain cylinder's shading matches in places): the lid fills
+    what it left, where a fair share is left, and nothing where it measured nearly all."""
+    from scipy.spatial import cKDTree
+
+    from vid2model.config import MeshConfig
+    from vid2model.stages.mesh import _plain_lid
+    from vid2model.synth.generate import render_views
+
+    w, h, voxel = 160, 120, 0.005
+    K, c2w = _orbit(36, w, h, 140.0, 1.1, 0.55, 0.12)
+    box = product_scene(SIZE, plain=True)
+    hull = carve(_floor_only(box, K, c2w, w, h), lo=np.array([-0.3, -0.3, 2 * voxel]), hi=np.array([0.3, 0.3, 0.5]),
+                 voxel=voxel).standing(np.zeros(2))
+    X, N = hull.surface()
+    sides = X[np.abs(N[:, 2]) < 0.5]
+    views = [_Named(c, i) for i, (c, _) in enumerate(_floor_only(box, K, c2w[::3], w, h))]
+    images = _paths(render_views(box, K, w, h, c2w[::3]))
+    sx, sy, top = SIZE
+    g = np.stack(np.meshgrid(np.linspace(-sx / 2, sx / 2, 120), np.linspace(-sy / 2, sy / 2, 80)), -1).reshape(-1, 2)
+    cfg = MeshConfig()
+
+    def lid(measured_x):  # stereo's points on the top where x < measured_x
+        pts = g[g[:, 0] < measured_x]
+        return _plain_lid(hull, sides, cKDTree(np.c_[pts, np.full(len(pts), top)]), views, images, cfg, voxel)
+
+    L = lid(0.02)  # 57 % of the top measured
+    assert len(L) and np.all(np.abs(L[:, 2] - top) <= 0.5 * voxel)
+    # on the hole only (nothing within a voxel of stereo's points; hull_gap is 2), and all of it away from its rim
+    assert L[:, 0].min() > 0.02 + voxel
+    hole = g[(g[:, 0] > 0.02 + 3 * voxel) & np.all(np.abs(g) < [sx / 2 - voxel, sy / 2 - voxel], axis=1)]
+    assert cKDTree(L[:, :2]).query(hole)[0].max() < 1.5 * voxel
+    assert len(lid(0.13)) == 0  # 93 % measured: under hull_lid_unmeasured left, no lid
+    assert len(lid(-1.0)) > len(L)  # nothing measured: the whole top
+
+
 class _Named:
     """A camera standing in for a workspace view (``name`` and ``resized``)."""
 

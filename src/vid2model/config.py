@@ -197,7 +197,7 @@ class MeshConfig(_Choices):
     _bounds = {"hull_divisions": (8, None), "hull_max_gap_deg": (0, 360), "hull_min_missed": (0, 1),
                "hull_min_contradicted": (0, 1),
                "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
-               "hull_lid_spread": (0, None), "hull_max_share": (0, 1), "hull_corner_deg": (0, 180),
+               "hull_lid_spread": (0, None), "hull_lid_unmeasured": (0, 1), "hull_max_share": (0, 1), "hull_corner_deg": (0, 180),
                "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4), "hull_inset_px": (0, None)}
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
@@ -241,6 +241,9 @@ class MeshConfig(_Choices):
     # a plain flat top (ops/free_space_hull.Hull.lid) is added where the image's grey spread over it is under
     # this (0-1): a flat face of one colour is evenly lit, a rounded one is shaded
     hull_lid_spread: float = 0.03
+    # ... over the part of it stereo left unmeasured, when that is at least this share of it: stereo's points on
+    # the rest lie on the lid (a plain cylinder's top was 53 % measured and Poisson domed the hole 9 mm over)
+    hull_lid_unmeasured: float = 0.2
     hull_max_share: float = 0.3  # a hull filling more of its box than this carved nothing useful: none is added
     # a flat side between two corners (ops/free_space_hull.flat_faces: hull_corner_deg of turn) takes the chord
     # between them where the hull stands over it as the grazing views' tent (its outline within

@@ -379,11 +379,11 @@ def _sharp_corners(hull, X: np.ndarray, side: np.ndarray, faces: dict, reach: fl
 
 def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float,
                faces: dict | None = None) -> np.ndarray:
-    """Points [M, 3] of a flat lid on the hull (:meth:`Hull.lid`) where stereo measured (almost) none of it
-    (``tree``: the measured points), no side of the hull (``sides`` [K, 3]) stands above it (a ball's or a
-    wedge's solid narrows from below its top) and the images are evenly lit over it (a rounded top is
-    shaded): the top of a plain box, within the flat faces of the layers round it (``faces``, by layer).
-    Empty otherwise."""
+    """Points [M, 3] of a flat lid on the hull (:meth:`Hull.lid`) where stereo left it unmeasured (``tree``: the
+    measured points), when that is at least ``cfg.hull_lid_unmeasured`` of it, no side of the hull (``sides``
+    [K, 3]) stands above it (a ball's or a wedge's solid narrows from below its top) and the images are evenly
+    lit over it (a rounded top is shaded): the top of a plain box, within the flat faces of the layers round it
+    (``faces``, by layer). Empty otherwise."""
     L, inner = hull.lid()
     if not inner.any():
         return np.zeros((0, 3))
@@ -399,7 +399,7 @@ def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: Me
         if not inner.any():
             return np.zeros((0, 3))
     unmeasured = ~np.isfinite(tree.query(L, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0])
-    if unmeasured[inner].mean() < 0.5 or (sides[:, 2] > L[0, 2] + step).mean() > 0.02:
+    if unmeasured[inner].mean() < cfg.hull_lid_unmeasured or (sides[:, 2] > L[0, 2] + step).mean() > 0.02:
         return np.zeros((0, 3))
     spread = _image_spread(images, views, L[inner & unmeasured])
     if spread is None or spread > cfg.hull_lid_spread:
