@@ -103,6 +103,19 @@ def _floor_only(scene, K, c2w, w, h):
     return out
 
 
+LID_W, LID_H, LID_VOXEL = 160, 120, 0.005
+
+
+def _roofed(scene):
+    """36 views 20 degrees down round ``scene`` (K, cam-to-world) and the standing hull their floor-only depth maps
+    carve (a roof over a plain top)."""
+    K, c2w = _orbit(36, LID_W, LID_H, 140.0, 1.1, 0.55, 0.12)
+    v = LID_VOXEL
+    hull = carve(_floor_only(scene, K, c2w, LID_W, LID_H), lo=np.array([-0.3, -0.3, 2 * v]),
+                 hi=np.array([0.3, 0.3, 0.5]), voxel=v).standing(np.zeros(2))
+    return K, c2w, hull
+
+
 def test_the_lid_of_a_plain_box_is_its_top_and_a_ball_is_shaded():
     """Views 20 degrees down leave a roof over a plain top; the top is where it starts narrowing, and the images
     tell a flat top of one colour (evenly lit) from a plain ball (shaded) whose solid narrows too."""
@@ -110,11 +123,9 @@ def test_the_lid_of_a_plain_box_is_its_top_and_a_ball_is_shaded():
     from vid2model.synth.generate import render_views
     from vid2model.synth.scene import Scene, Sphere
 
-    w, h, voxel = 160, 120, 0.005
-    K, c2w = _orbit(36, w, h, 140.0, 1.1, 0.55, 0.12)
+    w, h, voxel = LID_W, LID_H, LID_VOXEL
     box = product_scene(SIZE, plain=True)
-    hull = carve(_floor_only(box, K, c2w, w, h), lo=np.array([-0.3, -0.3, 2 * voxel]), hi=np.array([0.3, 0.3, 0.5]),
-                 voxel=voxel).standing(np.zeros(2))
+    K, c2w, hull = _roofed(box)
     L, inner = hull.lid()
     sx, sy, top = SIZE
     # the roof's first layers are the far views' planes through the top's edges, which also clip the sides' excess
@@ -129,8 +140,7 @@ def test_the_lid_of_a_plain_box_is_its_top_and_a_ball_is_shaded():
     box_spread = _image_spread(_paths(images), views, L[inner])
     ball = Scene(plain_spheres=(Sphere((0.0, 0.0, 0.15), 0.15),), ground_half=2.0, center=(0.0, 0.0, 0.15),
                  radius=0.2)
-    hull = carve(_floor_only(ball, K, c2w, w, h), lo=np.array([-0.3, -0.3, 2 * voxel]), hi=np.array([0.3, 0.3, 0.5]),
-                 voxel=voxel).standing(np.zeros(2))
+    hull = _roofed(ball)[2]
     L, inner = hull.lid()
     assert len(L) and L[0, 2] < 0.25  # the ball's solid narrows from well below its top (0.30)
     X, N = hull.surface()
@@ -152,11 +162,9 @@ def test_a_plain_top_stereo_half_measured_gets_the_lid_on_its_hole():
     from vid2model.stages.mesh import _plain_lid
     from vid2model.synth.generate import render_views
 
-    w, h, voxel = 160, 120, 0.005
-    K, c2w = _orbit(36, w, h, 140.0, 1.1, 0.55, 0.12)
+    w, h, voxel = LID_W, LID_H, LID_VOXEL
     box = product_scene(SIZE, plain=True)
-    hull = carve(_floor_only(box, K, c2w, w, h), lo=np.array([-0.3, -0.3, 2 * voxel]), hi=np.array([0.3, 0.3, 0.5]),
-                 voxel=voxel).standing(np.zeros(2))
+    K, c2w, hull = _roofed(box)
     X, N = hull.surface()
     sides = X[np.abs(N[:, 2]) < 0.5]
     views = [_Named(c, i) for i, (c, _) in enumerate(_floor_only(box, K, c2w[::3], w, h))]
