@@ -197,8 +197,9 @@ class MeshConfig(_Choices):
     _bounds = {"hull_divisions": (8, None), "hull_max_gap_deg": (0, 360), "hull_min_missed": (0, 1),
                "hull_min_contradicted": (0, 1),
                "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
-               "hull_lid_spread": (0, None), "hull_lid_unmeasured": (0, 1), "hull_max_share": (0, 1), "hull_corner_deg": (0, 180),
-               "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4), "hull_inset_px": (0, None)}
+               "hull_lid_spread": (0, None), "hull_lid_unmeasured": (0, 1), "hull_max_share": (0, 1),
+               "hull_corner_deg": (0, 180), "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4),
+               "hull_inset_px": (0, None)}
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
     # keeps as holes (bench/bench_texture.py compares the two)

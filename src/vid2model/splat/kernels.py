@@ -19,10 +19,6 @@ _p = ctypes.c_void_p
 _i = ctypes.c_int
 _SIGS = {
     "v2m_num_threads": ([], _i),
-    "v2m_bin_count": ([_i, _p, _p, _p, _i, _i, _i, _p], ctypes.c_int64),
-    "v2m_bin_fill": ([_i, _p, _p, _p, _i, _i, _i, _p, _p], None),
-    "v2m_forward": ([_p, _p, _p, _p, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p], None),
-    "v2m_backward": ([_i, _p, _p, _p, _p, _p, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
     "v2m_project_fwd": ([_i, _p, _p, _p, _p, _p, _p, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p], None),
     "v2m_project_bwd": ([_i, _p, _p, _p, _p, _p, _i, _i, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p], None),
     "v2m_sort_visible": ([_i, _p, _p, _p], _i),
@@ -53,64 +49,6 @@ def backend() -> str:
 def _ptr(a: np.ndarray) -> int:
     assert a.flags.c_contiguous
     return a.ctypes.data
-
-
-def bin_tiles(order: np.ndarray, means: np.ndarray, ext: np.ndarray, W: int, H: int, tile: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-tile lists of splat ids in front-to-back order.
-
-    Args:
-        order: (M,) int32 splat ids sorted near to far (only visible splats).
-        means: (N, 2) float32 pixel positions; ext: (N, 2) float32 half extents (<= 0: culled).
-
-    Returns:
-        offsets (T+1,) int64 and ids (offsets[-1],) int32; tile t's splats are ids[offsets[t]:offsets[t+1]].
-    """
-    n_tiles = ((W + tile - 1) // tile) * ((H + tile - 1) // tile)
-    counts = np.zeros(n_tiles, np.int32)
-    lib = load_cpp()
-    if lib is None:
-        from vid2model.splat import kernels_numba as nb
-
-        return nb.bin_tiles(order, means, ext, W, H, tile)
-    total = lib.v2m_bin_count(len(order), _ptr(order), _ptr(means), _ptr(ext), W, H, tile, _ptr(counts))
-    offsets = np.zeros(n_tiles + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    ids = np.empty(max(int(total), 1), np.int32)
-    lib.v2m_bin_fill(len(order), _ptr(order), _ptr(means), _ptr(ext), W, H, tile, _ptr(offsets), _ptr(ids))
-    return offsets, ids
-
-
-def forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids):
-    """Composite. Returns img (H, W, 3), T_final (H, W), last (H, W) int32 (all numpy)."""
-    lib = load_cpp()
-    if lib is None:
-        from vid2model.splat import kernels_numba as nb
-
-        return nb.forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids)
-    img = np.empty((H, W, 3), np.float32)
-    T = np.empty((H, W), np.float32)
-    last = np.empty((H, W), np.int32)
-    lib.v2m_forward(_ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), W, H, tile, _ptr(bg), _ptr(offsets),
-                    _ptr(ids), _ptr(img), _ptr(T), _ptr(last))
-    return img, T, last
-
-
-def backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg):
-    """Gradients: d_means (N, 2), d_conics (N, 3), d_colors (N, 3), d_opac (N,) (numpy float32)."""
-    lib = load_cpp()
-    if lib is None:
-        from vid2model.splat import kernels_numba as nb
-
-        return nb.backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg)
-    n = means.shape[0]
-    dm = np.empty((n, 2), np.float32)
-    dc = np.empty((n, 3), np.float32)
-    dcol = np.empty((n, 3), np.float32)
-    do = np.empty(n, np.float32)
-    lib.v2m_backward(n, _ptr(means), _ptr(conics), _ptr(colors), _ptr(opac), _ptr(ext), W, H, tile, _ptr(bg),
-                     _ptr(offsets), _ptr(ids), _ptr(T), _ptr(last), _ptr(dimg), _ptr(dm), _ptr(dc), _ptr(dcol), _ptr(do))
-    return dm, dc, dcol, do
 
 
 def sort_visible(depths: np.ndarray, ext: np.ndarray) -> np.ndarray:
@@ -163,8 +101,10 @@ def composite_forward(order, means, conics, colors, opac, ext, W, H, tile, bg):
     """
     lib = load_cpp()
     if lib is None:
-        offsets, ids = bin_tiles(order, means, ext, W, H, tile)
-        img, T, last = forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids)
+        from vid2model.splat import kernels_numba as nb
+
+        offsets, ids = nb.bin_tiles(order, means, ext, W, H, tile)
+        img, T, last = nb.forward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids)
         return img, T, ("plain", means, conics, colors, opac, ext, offsets, ids, T, last)
     m = len(order)
     packed = np.empty((max(m, 1), 16), np.float32)
@@ -188,8 +128,10 @@ def composite_forward(order, means, conics, colors, opac, ext, W, H, tile, bg):
 def composite_backward(state, W, H, tile, bg, dimg):
     """Gradients d_means (N, 2), d_conics (N, 3), d_colors (N, 3), d_opac (N,) of :func:`composite_forward`."""
     if state[0] == "plain":
+        from vid2model.splat import kernels_numba as nb
+
         _, means, conics, colors, opac, ext, offsets, ids, T, last = state
-        return backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg)
+        return nb.backward(means, conics, colors, opac, ext, W, H, tile, bg, offsets, ids, T, last, dimg)
     _, order, packed, n, offsets, ids, T, last = state
     dm = np.zeros((n, 2), np.float32)
     dc = np.zeros((n, 3), np.float32)
