@@ -8,7 +8,8 @@ import torch
 
 from vid2model.camera import Camera
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
-from vid2model.ops.mvs.filtering import (consistency, depth_normals, flat_fringe, incidence_cos, peel_rims,
+from vid2model.ops.mvs.filtering import (claim_far_rims, consistency, depth_normals, flat_fringe, incidence_cos,
+                                         peel_rims,
                                          small_gaps)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import sweep_depth
@@ -358,6 +359,28 @@ def test_peel_rims_removes_the_band_fattened_onto_a_plain_backdrop():
 def test_peel_rims_keeps_rims_against_textured_surroundings():
     rgb, valid = _object_on_backdrop(0.6)  # the surroundings have their own texture: no backdrop to peel
     assert peel_rims(rgb, valid).sum() >= 0.98 * valid.sum()
+
+
+def test_the_background_depth_spread_onto_a_plain_objects_outline_goes_back_to_the_object():
+    """A plain, shaded object (columns under 60) in front of a textured background, with a plain dark stretch of
+    background below it; stereo measured the object at depth 2 up to column 44 and spread the background's depth
+    (5) over its last 12 columns, beyond a 3-pixel gap."""
+    rng = np.random.default_rng(3)
+    H, W = 60, 100
+    rgb = rng.uniform(0.1, 0.9, (H, W, 3)).astype(np.float32)
+    rgb[40:, 60:] = [0.1, 0.1, 0.3]  # plain background of another colour
+    rgb[:, :60] = (0.45 + 0.002 * np.arange(60))[None, :, None] * np.array([1.0, 0.95, 0.9])
+    depth = np.full((H, W), 5.0, np.float32)
+    depth[:, :45] = 2.0
+    depth[:, 45:48] = 0.0
+    out = claim_far_rims(rgb, depth)
+    assert np.all(out[:, :45] == 2.0) and np.all(out[:, 45:48] == 0)
+    assert np.all(out[:, 48:59] == 2.0)  # the band is the object's ...
+    assert np.all(out[:, 59] == 5.0)  # ... but for its outline pixel, whose neighbourhood is not plain
+    assert np.all(out[:, 60:] == 5.0)  # the background keeps its depth, textured or plain
+    assert np.array_equal(claim_far_rims((rgb * 255).astype(np.uint8), depth), out)
+    # no depth edge, nothing to claim: one plain depth throughout
+    assert np.array_equal(claim_far_rims(rgb, np.full((H, W), 5.0, np.float32)), np.full((H, W), 5.0))
 
 
 def test_voxel_fusion_unique_keys_match_numpy_rowwise_also_far_out():

@@ -253,6 +253,9 @@ class MeshConfig(_Choices):
     # the hull completed is carved only by the depths that reach past the object's box (a plain object's wrong
     # matches carve channels into it): ops/free_space_hull.carve's past
     hull_past_object: bool = True
+    # ... less the background's depth that stereo spread onto the object's plain pixels beside its outline
+    # (ops/mvs/filtering.claim_far_rims): such pixels carved a channel 20 mm deep into a plain cylinder
+    hull_claim_rims: bool = True
     hull_refine: int = 2  # ... in a box round the object, this many times finer than the decision's hull
     # flat faces move in by this many depth-map pixels (at the object): the dense stage's depth maps lose the
     # background pixel next to an occluding edge about half the time, and a flat side is carved by few views

@@ -143,7 +143,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     ``depth_views`` ((view, depth map) pairs, or a function giving them afresh; read lazily) saw through
     (:mod:`vid2model.ops.free_space_hull`), facing out of it: its sides (flat ones on the chords between their
     corners, down to the support), and a flat lid on a plain top (``image_path``: image name -> file, to tell a
-    flat top by its even light); less the measured points the depth maps saw through. ``pcd`` unchanged unless
+    flat top by its even light, and to give the object back its plain pixels that stereo gave the background's
+    depth); less the measured points the depth maps saw through. ``pcd`` unchanged unless
     the views circle the object and stereo missed half its sides or most points round it are seen through.
     ``info`` gets, when the object is completed, the points ``added`` and ``dropped`` and the share of its sides
     stereo ``missed``."""
@@ -151,7 +152,9 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     from scipy.spatial import cKDTree
 
     from vid2model.ops.free_space_hull import carve
+    from vid2model.ops.mvs.filtering import claim_far_rims
     from vid2model.report.coverage import azimuth_gaps, camera_angles, widest_gap
+    from vid2model.stages.dense_steps import read_image
 
     if scene.get("capture", "orbit") != "orbit":
         return pcd
@@ -183,8 +186,10 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     if not callable(depth_views) and iter(depth_views) is depth_views:
         depth_views = list(depth_views)  # read twice below
 
-    def depth_cams():
+    def depth_cams(claim: bool = False):
         for v, d in (depth_views() if callable(depth_views) else depth_views):
+            if claim and image_path is not None:
+                d = claim_far_rims(read_image(image_path(v.name), (d.shape[1], d.shape[0])), d)
             yield v.resized(d.shape[1], d.shape[0]), d
 
     # the measured points in the hull's box; bounded queries: a kd-tree's nearest neighbour far from all its
@@ -233,7 +238,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         blo = np.maximum(hull.lo + (ijk.min(0) - 3) * voxel, lo)
         bhi = np.minimum(hull.lo + (ijk.max(0) + 4) * voxel, hi)
         blo[2] = lo[2]
-        carved = carve(depth_cams(), blo, bhi, voxel / k, margin=cfg.hull_margin,
+        carved = carve(depth_cams(claim=cfg.hull_claim_rims), blo, bhi, voxel / k, margin=cfg.hull_margin,
                        past=(np.r_[lo[:2], support + step / 4], hi), closing=k)
         hull = carved.standing(centre, off_sides=False)
         X, N = hull.surface()
