@@ -188,7 +188,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
 
     def depth_cams(claim: bool = False):
         for v, d in (depth_views() if callable(depth_views) else depth_views):
-            if claim and image_path is not None:
+            if claim and image_path is not None and Path(image_path(v.name)).exists():
                 d = claim_far_rims(read_image(image_path(v.name), (d.shape[1], d.shape[0])), d)
             yield v.resized(d.shape[1], d.shape[0]), d
 
