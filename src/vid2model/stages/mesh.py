@@ -188,8 +188,9 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
 
     def depth_cams(claim: bool = False):
         for v, d in (depth_views() if callable(depth_views) else depth_views):
-            if claim and image_path is not None and Path(image_path(v.name)).exists():
-                d = claim_far_rims(read_image(image_path(v.name), (d.shape[1], d.shape[0])), d)
+            path = Path(image_path(v.name)) if claim and image_path is not None else None
+            if path is not None and path.exists():
+                d = claim_far_rims(read_image(path, (d.shape[1], d.shape[0])), d)
             yield v.resized(d.shape[1], d.shape[0]), d
 
     # the measured points in the hull's box; bounded queries: a kd-tree's nearest neighbour far from all its

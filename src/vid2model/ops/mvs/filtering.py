@@ -86,6 +86,17 @@ def small_gaps(valid: np.ndarray, max_area: int, plain: np.ndarray | None = None
     return specks
 
 
+def _grey_std(gray: np.ndarray, radius: int) -> np.ndarray:
+    """[H, W] standard deviation of ``gray`` [H, W] over each pixel's ``2 radius + 1`` square."""
+    import cv2
+
+    k = 2 * radius + 1
+    g = gray.astype(np.float32)
+    m1 = cv2.blur(g, (k, k))
+    m2 = cv2.blur(g * g, (k, k))
+    return np.sqrt(np.maximum(m2 - m1 * m1, 0))
+
+
 def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1,
                 gaps: np.ndarray | None = None) -> np.ndarray:
     """Pixels (H, W) bool of a depth map's fringe to drop: untextured in their own small neighbourhood
@@ -99,11 +110,7 @@ def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float
     """
     import cv2
 
-    k = 2 * radius + 1
-    g = gray.astype(np.float32)
-    m1 = cv2.blur(g, (k, k))
-    m2 = cv2.blur(g * g, (k, k))
-    flat = np.sqrt(np.maximum(m2 - m1 * m1, 0)) < min_std
+    flat = _grey_std(gray, radius) < min_std
     body = valid if gaps is None else valid | gaps
     interior = cv2.erode(body.astype(np.uint8), np.ones((2 * window + 1, 2 * window + 1), np.uint8)) > 0
     return valid & flat & ~interior
@@ -243,22 +250,19 @@ def claim_far_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 24, radius: 
     import cv2
 
     img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
-    gray = img.mean(axis=2)
-    m1, m2 = cv2.blur(gray, (3, 3)), cv2.blur(gray * gray, (3, 3))
-    flat = np.sqrt(np.maximum(m2 - m1 * m1, 0)) < flat_std
+    flat = _grey_std(img.mean(axis=2), 1) < flat_std
     d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
     k = 2 * radius + 1
     box = np.ones((k, k), np.uint8)
+    ip = np.pad(img, ((radius, radius), (radius, radius), (0, 0)))
+    oy, ox = np.mgrid[0:k, 0:k].reshape(2, -1)
     for _ in range(iters):
         near = cv2.erode(np.where(d > 0, d, np.inf).astype(np.float32), box, borderType=cv2.BORDER_REPLICATE)
         ys, xs = np.nonzero(flat & (d > 0) & (near < d * (1 - jump)))
         if not len(ys):
             break
-        dp = np.pad(d, radius)
-        ip = np.pad(img, ((radius, radius), (radius, radius), (0, 0)))
-        oy, ox = np.mgrid[0:k, 0:k]
-        wy, wx = ys[:, None] + oy.ravel(), xs[:, None] + ox.ravel()  # [n, k*k] in the padded arrays
-        wd = dp[wy, wx]
+        wy, wx = ys[:, None] + oy, xs[:, None] + ox  # [n, k*k] in the padded arrays
+        wd = np.pad(d, radius)[wy, wx]
         is_near = (wd > 0) & (wd < (d[ys, xs] * (1 - jump))[:, None])
         gap = np.where(is_near, np.linalg.norm(ip[wy, wx] - img[ys, xs][:, None], axis=2), np.inf)
         take = gap.min(axis=1) < close
