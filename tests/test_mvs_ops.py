@@ -9,6 +9,7 @@ import torch
 from vid2model.camera import Camera
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
 from vid2model.ops.mvs.filtering import (claim_far_rims, consistency, depth_normals, flat_fringe, incidence_cos,
+                                         release_near_rims,
                                          peel_rims,
                                          small_gaps)
 from vid2model.ops.mvs.fusion import VoxelFusion
@@ -381,6 +382,28 @@ def test_the_background_depth_spread_onto_a_plain_objects_outline_goes_back_to_t
     assert np.array_equal(claim_far_rims((rgb * 255).astype(np.uint8), depth), out)
     # no depth edge, nothing to claim: one plain depth throughout
     assert np.array_equal(claim_far_rims(rgb, np.full((H, W), 5.0, np.float32)), np.full((H, W), 5.0))
+
+
+def test_the_objects_depth_spread_onto_the_background_beside_its_outline_goes_back_to_the_background():
+    """A plain, shaded object (columns under 60, no depth inside: stereo did not match it) in front of a dark
+    textured background at depth 5; stereo measured the object's outline at depth 2 (columns 56-60, column 60 two
+    thirds object) and spread that depth over the next 3 background columns."""
+    rng = np.random.default_rng(4)
+    H, W = 60, 100
+    rgb = rng.uniform(0.0, 0.3, (H, W, 3)).astype(np.float32)
+    obj = (0.55 + 0.002 * np.arange(60))[None, :, None] * np.array([1.0, 0.95, 0.9])
+    rgb[:, :60] = obj
+    rgb[:, 60] = rgb[:, 60] / 3 + 2 * obj[:, 59] / 3
+    depth = np.full((H, W), 5.0, np.float32)
+    depth[:, :56] = 0.0
+    depth[:, 56:64] = 2.0
+    out = release_near_rims(rgb, depth)
+    assert np.all(out[:, 61:64] == 5.0)  # the background's again
+    assert np.all(out[:, 56:61] == 2.0) and np.all(out[:, :56] == 0)  # the object and its blended outline keep
+    assert np.all(out[:, 64:] == 5.0)
+    assert np.array_equal(release_near_rims((rgb * 255).astype(np.uint8), depth), out)
+    # a textured object in front of the same background: no plain object to tell the background from, nothing moves
+    assert np.array_equal(release_near_rims(rng.uniform(0.0, 0.3, (H, W, 3)).astype(np.float32), depth), depth)
 
 
 def test_voxel_fusion_unique_keys_match_numpy_rowwise_also_far_out():

@@ -199,7 +199,7 @@ class MeshConfig(_Choices):
                "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
                "hull_lid_spread": (0, None), "hull_lid_unmeasured": (0, 1), "hull_max_share": (0, 1),
                "hull_corner_deg": (0, 180), "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4),
-               "hull_inset_px": (0, None)}
+               "hull_inset_px": (0, None), "hull_face_slack": (1, None)}
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
     # keeps as holes (bench/bench_texture.py compares the two)
@@ -256,12 +256,19 @@ class MeshConfig(_Choices):
     # ... less the background's depth that stereo spread onto the object's plain pixels beside its outline
     # (ops/mvs/filtering.claim_far_rims): such pixels carved a channel 20 mm deep into a plain cylinder
     hull_claim_rims: bool = True
+    # ... and the object's depth that stereo spread onto the background pixels beside its outline given to the
+    # background (ops/mvs/filtering.release_near_rims): the hull stopped there and stood out of grazed flat faces
+    hull_release_rims: bool = True
     hull_refine: int = 2  # ... in a box round the object, this many times finer than the decision's hull
     # flat faces move in by this many depth-map pixels (at the object): the dense stage's depth maps lose the
     # background pixel next to an occluding edge about half the time, and a flat side is carved by few views
     hull_inset_px: float = 1.0
     hull_corner_deg: float = 45.0
     hull_face_turn_deg: float = 20.0
+    # how far out of a flat face the hull may stand and still be put onto it, in the largest tent the views'
+    # spacing leaves (ops/free_space_hull.flat_faces's slack): the grazing views' missing depths beside the
+    # outline leave taller tents than their spacing alone does
+    hull_face_slack: float = 2.5
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)

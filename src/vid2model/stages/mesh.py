@@ -152,7 +152,7 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     from scipy.spatial import cKDTree
 
     from vid2model.ops.free_space_hull import carve
-    from vid2model.ops.mvs.filtering import claim_far_rims
+    from vid2model.ops.mvs.filtering import claim_far_rims, release_near_rims
     from vid2model.report.coverage import azimuth_gaps, camera_angles, widest_gap
     from vid2model.stages.dense_steps import read_image
 
@@ -186,11 +186,17 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     if not callable(depth_views) and iter(depth_views) is depth_views:
         depth_views = list(depth_views)  # read twice below
 
-    def depth_cams(claim: bool = False):
+    def depth_cams(rims: bool = False):
+        """(camera, depth map) of every view; ``rims``: the depth edges of a plain object's outline put back where
+        its image has them (the hull's settings say which sides)."""
         for v, d in (depth_views() if callable(depth_views) else depth_views):
-            path = Path(image_path(v.name)) if claim and image_path is not None else None
+            path = Path(image_path(v.name)) if rims and image_path is not None else None
             if path is not None and path.exists():
-                d = claim_far_rims(read_image(path, (d.shape[1], d.shape[0])), d)
+                img = read_image(path, (d.shape[1], d.shape[0]))
+                if cfg.hull_claim_rims:
+                    d = claim_far_rims(img, d)
+                if cfg.hull_release_rims:
+                    d = release_near_rims(img, d)
             yield v.resized(d.shape[1], d.shape[0]), d
 
     # the measured points in the hull's box; bounded queries: a kd-tree's nearest neighbour far from all its
@@ -239,8 +245,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         blo = np.maximum(hull.lo + (ijk.min(0) - 3) * voxel, lo)
         bhi = np.minimum(hull.lo + (ijk.max(0) + 4) * voxel, hi)
         blo[2] = lo[2]
-        carved = carve(depth_cams(claim=cfg.hull_claim_rims), blo, bhi, voxel / k, margin=cfg.hull_margin,
-                       past=(np.r_[lo[:2], support + step / 4], hi), closing=k)
+        carved = carve(depth_cams(rims=cfg.hull_claim_rims or cfg.hull_release_rims), blo, bhi, voxel / k,
+                       margin=cfg.hull_margin, past=(np.r_[lo[:2], support + step / 4], hi), closing=k)
         hull = carved.standing(centre, off_sides=False)
         X, N = hull.surface()
         if len(X) == 0:
@@ -327,7 +333,8 @@ def _faces_by_layer(hull, sides: np.ndarray, gap: float, cfg: MeshConfig) -> dic
         xy = sides[layer == k, :2]
         if len(xy) >= 8:
             f = flat_faces(xy, hull.voxel, gap, corner_deg=cfg.hull_corner_deg,
-                           face_turn_deg=cfg.hull_face_turn_deg, corner_reach=4.0 * cfg.hull_refine)
+                           face_turn_deg=cfg.hull_face_turn_deg, corner_reach=4.0 * cfg.hull_refine,
+                           slack=cfg.hull_face_slack)
             if f:
                 out[int(k)] = f
     return steady_faces(out, layers=3 * cfg.hull_refine)
