@@ -256,9 +256,10 @@ class MeshConfig(_Choices):
     # ... less the background's depth that stereo spread onto the object's plain pixels beside its outline
     # (ops/mvs/filtering.claim_far_rims): such pixels carved a channel 20 mm deep into a plain cylinder
     hull_claim_rims: bool = True
-    # ... and the object's depth that stereo spread onto the background pixels beside its outline given to the
-    # background (ops/mvs/filtering.release_near_rims): the hull stopped there and stood out of grazed flat faces
-    hull_release_rims: bool = True
+    # ... and the object's depth that stereo spread onto the textured background beside its outline given to the
+    # background (ops/mvs/filtering.release_near_rims), where the hull stopped; off: on the plain products of
+    # bench/bench_completion.py it gained a small box what it cost a cylinder
+    hull_release_rims: bool = False
     hull_refine: int = 2  # ... in a box round the object, this many times finer than the decision's hull
     # flat faces move in by this many depth-map pixels (at the object): the dense stage's depth maps lose the
     # background pixel next to an occluding edge about half the time, and a flat side is carved by few views

@@ -276,11 +276,12 @@ def release_near_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 3, radius
                       jump: float = 0.05, flat_std: float = 0.01, ratio: float = 1.5,
                       margin: float = 0.02) -> np.ndarray:
     """``depth`` [H, W] (0 = none) with the near side of its depth edges given to the far side where it looks like
-    it: a pixel within ``radius`` of a depth farther than its own by more than ``jump`` takes the nearest of those
-    far depths when there are plain pixels without a depth within ``window`` (grey std under ``flat_std`` over 3x3:
-    the plain object stereo could not match) and its colour is farther from every one of them than ``ratio`` times
-    its distance to the colour of a far pixel there, plus ``margin`` (RGB, max over channels); repeated ``iters``
-    times, one ring each.
+    it: a textured pixel within ``radius`` of a depth farther than its own by more than ``jump`` takes the nearest
+    of those far depths when there are plain pixels without a depth within ``window`` (grey std under ``flat_std``
+    over 3x3: the plain object stereo could not match) and its colour is farther from every one of them than
+    ``ratio`` times its distance to the colour of a textured far pixel there, plus ``margin`` (RGB, max over
+    channels); repeated ``iters`` times, one ring each. (Plain pixels with a far depth beside nearer ones are
+    :func:`claim_far_rims`'s: a shaded object's own.)
 
     Stereo's windows give the background pixels beside a plain object's outline the object's depth (a few pixels,
     and the consistency check keeps it). A free-space hull carving with those depths stops short of the object's
@@ -295,7 +296,8 @@ def release_near_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 3, radius
     import cv2
 
     img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
-    flat = np.pad(_grey_std(img.mean(axis=2), 1) < flat_std, window)
+    textured = _grey_std(img.mean(axis=2), 1) >= flat_std  # what claim_far_rims gives the object is plain
+    flat = np.pad(~textured, window)
     d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
     box = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     ip = np.pad(img, ((window, window), (window, window), (0, 0)))
@@ -303,7 +305,7 @@ def release_near_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 3, radius
     oy, ox = np.mgrid[0:k, 0:k].reshape(2, -1)
     for _ in range(iters):
         with np.errstate(over="ignore"):  # a floor's depth at the horizon
-            ys, xs = np.nonzero((d > 0) & (cv2.dilate(d, box) > d * (1 + jump)))
+            ys, xs = np.nonzero(textured & (d > 0) & (cv2.dilate(d, box) > d * (1 + jump)))
         if not len(ys):
             break
         wy, wx = ys[:, None] + oy, xs[:, None] + ox  # [n, k*k] in the padded arrays
@@ -311,7 +313,7 @@ def release_near_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 3, radius
         is_far = wd > (d[ys, xs] * (1 + jump))[:, None]
         gap = np.abs(ip[wy, wx] - img[ys, xs][:, None]).max(axis=2)
         to_plain = np.where(flat[wy, wx] & (wd == 0), gap, np.inf).min(axis=1)
-        to_far = np.where(is_far, gap, np.inf).min(axis=1)
+        to_far = np.where(is_far & ~flat[wy, wx], gap, np.inf).min(axis=1)  # a textured background's
         take = np.isfinite(to_plain) & (to_plain > ratio * to_far + margin)  # no plain object near: keep
         if not take.any():
             break
