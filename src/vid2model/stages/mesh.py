@@ -143,8 +143,8 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
     ``depth_views`` ((view, depth map) pairs, or a function giving them afresh; read lazily) saw through
     (:mod:`vid2model.ops.free_space_hull`), facing out of it: its sides (flat ones on the chords between their
     corners, down to the support), and a flat lid on a plain top (``image_path``: image name -> file, to tell a
-    flat top by its even light, and to give the object back its plain pixels that stereo gave the background's
-    depth); less the measured points the depth maps saw through. ``pcd`` unchanged unless
+    flat top by its even light, and to put a plain object's outline back where its image has it before the hull is
+    carved); less the measured points the depth maps saw through. ``pcd`` unchanged unless
     the views circle the object and stereo missed half its sides or most points round it are seen through.
     ``info`` gets, when the object is completed, the points ``added`` and ``dropped`` and the share of its sides
     stereo ``missed``."""

@@ -97,6 +97,19 @@ def _grey_std(gray: np.ndarray, radius: int) -> np.ndarray:
     return np.sqrt(np.maximum(m2 - m1 * m1, 0))
 
 
+def _unit_rgb(rgb: np.ndarray) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1] of an image given as uint8 or as floats in [0, 1]."""
+    return rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+
+
+def _rim_inputs(rgb: np.ndarray, depth: np.ndarray, flat_std: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`claim_far_rims` and :func:`release_near_rims` work on: the image [H, W, 3] in [0, 1], its plain
+    pixels [H, W] bool (grey std under ``flat_std`` over 3x3) and the depth [H, W] float32 with 0 for none."""
+    img = _unit_rgb(rgb)
+    plain = _grey_std(img.mean(axis=2), 1) < flat_std
+    return img, plain, np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+
+
 def flat_fringe(valid: np.ndarray, gray: np.ndarray, window: int, min_std: float, radius: int = 1,
                 gaps: np.ndarray | None = None) -> np.ndarray:
     """Pixels (H, W) bool of a depth map's fringe to drop: untextured in their own small neighbourhood
@@ -138,7 +151,7 @@ def peel_rims(rgb: np.ndarray, valid: np.ndarray, iters: int = 6, radius: int = 
     """
     import cv2
 
-    img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+    img = _unit_rgb(rgb)
     r_in = 2 * radius + 2
     # Box sums from integral images of the replicate-padded arrays (the borders a box filter would use), read
     # at the rim pixels only: the colour statistics of the whole image cost far more than the decision needs.
@@ -249,9 +262,7 @@ def claim_far_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 24, radius: 
     """
     import cv2
 
-    img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
-    flat = _grey_std(img.mean(axis=2), 1) < flat_std
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    img, flat, d = _rim_inputs(rgb, depth, flat_std)
     k = 2 * radius + 1
     box = np.ones((k, k), np.uint8)
     ip = np.pad(img, ((radius, radius), (radius, radius), (0, 0)))
@@ -295,10 +306,9 @@ def release_near_rims(rgb: np.ndarray, depth: np.ndarray, iters: int = 3, radius
     """
     import cv2
 
-    img = rgb.astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
-    textured = _grey_std(img.mean(axis=2), 1) >= flat_std  # what claim_far_rims gives the object is plain
-    flat = np.pad(~textured, window)
-    d = np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
+    img, plain, d = _rim_inputs(rgb, depth, flat_std)
+    textured = ~plain  # what claim_far_rims gives the object is plain
+    flat = np.pad(plain, window)
     box = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     ip = np.pad(img, ((window, window), (window, window), (0, 0)))
     k = 2 * window + 1
