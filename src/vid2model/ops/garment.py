@@ -310,10 +310,11 @@ def _edges(inside: np.ndarray, heights: np.ndarray, mid: int, level: float) -> t
 def _armpit_row(edge: np.ndarray, start: int, step: int) -> int | None:
     """The row where one side's edge (its distance from the centre line per row [R], pixels; nan where none)
     turns out into the sleeve: the first row from ``start`` up from which the edge runs outwards by more than
-    it rises over ``step`` rows."""
-    for r in range(start, len(edge) - 2 * step):
-        # and stays out a step further up: a bump of the edge comes back
-        if edge[r + step] - edge[r] > step and edge[r + 2 * step] - edge[r] > step:
+    it rises over ``step`` rows, and twice that over four steps (a sleeve reaches far out; a lump of a ragged
+    side a couple of steps tall comes back)."""
+    for r in range(start, len(edge) - 4 * step):
+        if (edge[r + step] - edge[r] > step and edge[r + 2 * step] - edge[r] > step
+                and edge[r + 4 * step] - edge[r] > 2 * step):
             return r
     return None
 
