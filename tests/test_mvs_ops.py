@@ -9,9 +9,7 @@ import torch
 from vid2model.camera import Camera
 from vid2model.ops.metrics import fscore, sample_surface, silhouette_iou, visible_points
 from vid2model.ops.mvs.filtering import (claim_far_rims, consistency, depth_normals, flat_fringe, incidence_cos,
-                                         release_near_rims,
-                                         peel_rims,
-                                         small_gaps)
+                                         peel_rims, release_near_rims, small_gaps)
 from vid2model.ops.mvs.fusion import VoxelFusion
 from vid2model.ops.mvs.plane_sweep import sweep_depth
 from vid2model.ops.mvs.view_selection import covisibility, depth_ranges, select_sources, visibility
