@@ -199,7 +199,8 @@ class MeshConfig(_Choices):
                "hull_margin": (0, None), "hull_max_up": (0, 1), "hull_reach": (0, None), "hull_gap": (0, None),
                "hull_lid_spread": (0, None), "hull_lid_unmeasured": (0, 1), "hull_max_share": (0, 1),
                "hull_corner_deg": (0, 180), "hull_face_turn_deg": (0, 90), "hull_refine": (1, 4),
-               "hull_inset_px": (0, None), "hull_face_slack": (1, None)}
+               "hull_inset_px": (0, None), "hull_face_slack": (1, None),
+               "hull_tent_turn_deg": (0, 90)}
 
     # Screened Poisson on the fused oriented points closes the gaps that filtered depth maps leave, which TSDF
     # keeps as holes (bench/bench_texture.py compares the two)
@@ -270,6 +271,10 @@ class MeshConfig(_Choices):
     # spacing leaves (ops/free_space_hull.flat_faces's slack): the grazing views' missing depths beside the
     # outline leave taller tents than their spacing alone does
     hull_face_slack: float = 2.5
+    # a curved side's tents (the sections' outline between two views' silhouette lines) rounded onto the curve
+    # those lines touch (ops/free_space_hull.round_tents), at corners turning under hull_tent_turn_deg
+    hull_round_tents: bool = True
+    hull_tent_turn_deg: float = 30.0
     min_component_share: float = 0.02  # pieces smaller than this share of the largest are floaters
     isolate: bool = False  # keep only the object the cameras circle
     isolate_radius: float = 1.0  # in scene radii, around the scene centre (used when no cameras are known)

@@ -315,3 +315,63 @@ def steady_faces(faces: dict[int, list[Face]], layers: int = 3, turn_deg: float 
             moved.append(replace(f, start=f.start + shift, end=f.end + shift))
         out[k] = moved
     return out
+
+
+def round_tents(xy: np.ndarray, voxel: float, *, max_turn_deg: float = 30.0, simplify: float = 0.75,
+                near: float = 1.5, convex_share: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """The points of one horizontal section's outline ``xy`` [N, 2] that stand on a tent of its convex outline,
+    moved in onto the curve the silhouette lines touch, and the mask [N] of those moved.
+
+    Round a smooth side the views' silhouette lines are tangents: each touches the object once, near its middle
+    where the lines' turns are even, and the hull stands out of the object between two touching points as a
+    tent (an elliptic cylinder's long flank, which few views graze: 2-3 mm at 13 degrees between views). The
+    quadratic B-spline on the outline's lines is tangent to each at its middle (it reproduces a circle from
+    its circumscribed polygon to the fourth order of the turn), so the curve from each line's middle to the
+    next's, under their shared corner, stands in for the side. Only corners turning less than ``max_turn_deg``
+    are rounded (a box's corners keep their place; flat faces are the caller's), on the convex outline
+    simplified to ``simplify`` voxels, and only where at least ``convex_share`` of the points lie within
+    ``near`` voxels of that outline (a section with a concavity is bridged by a line that touches nothing in
+    its middle)."""
+    import cv2
+    from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+    moved = np.zeros(len(xy), bool)
+    try:
+        poly = xy[ConvexHull(xy).vertices]  # anticlockwise
+    except (QhullError, ValueError):
+        return xy, moved
+    kept = cv2.approxPolyDP(poly.astype(np.float32).reshape(-1, 1, 2), simplify * voxel, True).reshape(-1, 2)
+    poly = poly[np.sort(cKDTree(poly).query(kept)[1])]  # the outline's own points, not their float32 copies
+    n = len(poly)
+    if n < 3:
+        return xy, moved
+    nxt = np.roll(poly, -1, 0)
+    edge = nxt - poly
+    length = np.linalg.norm(edge, axis=1)
+    normal = np.c_[edge[:, 1], -edge[:, 0]] / np.maximum(length, 1e-12)[:, None]  # outward
+    # distance of each point inside the outline: the largest signed offset over the edges' lines
+    off = np.einsum("nkd,kd->nk", xy[:, None, :] - poly[None], normal)  # [N, n]
+    gap = -off.max(axis=1)
+    if (gap <= near * voxel).mean() < convex_share:
+        return xy, moved
+    phi = np.arctan2(edge[:, 1], edge[:, 0])
+    turn = np.abs(np.mod(phi - np.roll(phi, 1) + np.pi, 2 * np.pi) - np.pi)  # at each vertex, between edge i-1, i
+    mid = (poly + nxt) / 2
+    s = np.linspace(0.0, 1.0, 33)[:, None]
+    curve = []
+    for i in range(n):
+        a, v, b = mid[i - 1], poly[i], mid[i]
+        if turn[i] <= np.radians(max_turn_deg):
+            curve.append((1 - s) ** 2 * a + 2 * s * (1 - s) * v + s ** 2 * b)
+        else:  # a corner keeps its place
+            curve.append(np.r_[a + s * (v - a), v + s * (b - v)])
+    curve = np.concatenate(curve)
+    # the points standing on the outline outside the curve go onto it
+    d, j = cKDTree(curve).query(xy, workers=-1)
+    tangent = np.roll(curve, -1, 0) - np.roll(curve, 1, 0)
+    out_n = np.c_[tangent[:, 1], -tangent[:, 0]]
+    outside = np.einsum("nd,nd->n", xy - curve[j], out_n[j]) > 0
+    moved = outside & (gap <= near * voxel) & (d > 1e-3 * voxel)
+    res = xy.copy()
+    res[moved] = curve[j[moved]]
+    return res, moved

@@ -282,6 +282,11 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         X, N, side = np.r_[X[~cut], Xc], np.r_[N[~cut], Nc], np.r_[side[~cut], np.ones(len(Xc), bool)]
         add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
         log.info("flat faces: %d sides' points onto the chords between their corners", flat)
+    if cfg.hull_round_tents:
+        X, rounded = _round_tents(hull, X, side, faces, cfg)
+        if rounded:
+            add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
+            log.info("curved sides: %d points off the tents between silhouette lines", rounded)
     lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step, faces)
     # nothing is carved just above the support, where the hull's box starts: an object stands on its
     # footprint, so its lowest sides go on straight down to the support (Poisson would round them inwards);
@@ -388,6 +393,26 @@ def _sharp_corners(hull, X: np.ndarray, side: np.ndarray, faces: dict, reach: fl
     if not pts:
         return np.zeros((0, 3)), np.zeros((0, 3)), cut
     return np.concatenate(pts), np.concatenate(nrm), cut
+
+
+def _round_tents(hull, X: np.ndarray, side: np.ndarray, faces: dict, cfg: MeshConfig) -> tuple[np.ndarray, int]:
+    """The side points of ``X`` [N, 3] (``side`` [N]) in each layer without flat faces moved in off the tents
+    between the views' silhouette lines (:func:`vid2model.ops.free_space_hull.round_tents`); how many moved."""
+    from vid2model.ops.free_space_hull import round_tents
+
+    X = X.copy()
+    layer = _layer(hull, X)
+    moved = 0
+    for k in np.unique(layer[side]):
+        if int(k) in faces:
+            continue
+        m = np.flatnonzero(side & (layer == k))
+        if len(m) < 8:
+            continue
+        xy, on = round_tents(X[m, :2], hull.voxel, max_turn_deg=cfg.hull_tent_turn_deg)
+        X[m, :2] = xy
+        moved += int(on.sum())
+    return X, moved
 
 
 def _plain_lid(hull, sides: np.ndarray, tree, views: list[View], images, cfg: MeshConfig, step: float,
