@@ -567,4 +567,3 @@ def test_the_tents_over_a_curved_side_are_rounded_onto_it_and_corners_stay():
     outline = G[(bean & ~ndimage.binary_erosion(bean, border_value=0)).ravel()]
     moved, on = round_tents(outline, 0.002)
     assert not on.any() and np.array_equal(moved, outline)
-
