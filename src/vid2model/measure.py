@@ -133,7 +133,7 @@ def _standing_box(ws: Workspace, scene: dict[str, Any], V: np.ndarray, F: np.nda
                         "the middle of the view")
     points = _dense_points(ws)
     box = upright_box(V, F[st.faces], st.base, st.cut, skirt=st.skirt, bin_size=0.004 * radius,
-                      measured=_measured_faces(points, V, F[st.faces], reach=MEASURED_REACH * radius))
+                      measured=_measured_faces(points, V, F[st.faces], reach=MEASURED_REACH * radius), points=points)
     return st, box, _surface_error(points, V, F[st.faces], box.corners, pad=0.02 * radius)
 
 
