@@ -349,10 +349,10 @@ def round_tents(xy: np.ndarray, voxel: float, *, max_turn_deg: float = 30.0, sim
     edge = nxt - poly
     length = np.linalg.norm(edge, axis=1)
     normal = np.c_[edge[:, 1], -edge[:, 0]] / np.maximum(length, 1e-12)[:, None]  # outward
-    # distance of each point inside the outline: the largest signed offset over the edges' lines
+    # how far each point lies inside the outline: its largest signed offset over the edges' lines, negated
     off = np.einsum("nkd,kd->nk", xy[:, None, :] - poly[None], normal)  # [N, n]
-    gap = -off.max(axis=1)
-    if (gap <= near * voxel).mean() < convex_share:
+    on_outline = -off.max(axis=1) <= near * voxel
+    if on_outline.mean() < convex_share:
         return xy, moved
     phi = np.arctan2(edge[:, 1], edge[:, 0])
     turn = np.abs(np.mod(phi - np.roll(phi, 1) + np.pi, 2 * np.pi) - np.pi)  # at each vertex, between edge i-1, i
@@ -371,7 +371,7 @@ def round_tents(xy: np.ndarray, voxel: float, *, max_turn_deg: float = 30.0, sim
     tangent = np.roll(curve, -1, 0) - np.roll(curve, 1, 0)
     out_n = np.c_[tangent[:, 1], -tangent[:, 0]]
     outside = np.einsum("nd,nd->n", xy - curve[j], out_n[j]) > 0
-    moved = outside & (gap <= near * voxel) & (d > 1e-3 * voxel)
+    moved = outside & on_outline & (d > 1e-3 * voxel)
     res = xy.copy()
     res[moved] = curve[j[moved]]
     return res, moved

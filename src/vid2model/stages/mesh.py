@@ -280,13 +280,14 @@ def _with_hull(views: list[View], pcd, cfg: MeshConfig, scene: dict[str, Any], d
         X[side], N[side], flat = _onto_faces(hull, X[side], N[side], faces)
         Xc, Nc, cut = _sharp_corners(hull, X, side, faces, 4.0 * cfg.hull_refine * hull.voxel)
         X, N, side = np.r_[X[~cut], Xc], np.r_[N[~cut], Nc], np.r_[side[~cut], np.ones(len(Xc), bool)]
-        add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
         log.info("flat faces: %d sides' points onto the chords between their corners", flat)
+    rounded = 0
     if cfg.hull_round_tents:
         X, rounded = _round_tents(hull, X, side, faces, cfg)
         if rounded:
-            add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
             log.info("curved sides: %d points off the tents between silhouette lines", rounded)
+    if faces or rounded:  # the sides moved: which of them stereo measured, again
+        add = ~np.isfinite(tree.query(X, distance_upper_bound=cfg.hull_gap * step, workers=-1)[0]) & side
     lid = _plain_lid(hull, X[side], tree, views, image_path, cfg, step, faces)
     # nothing is carved just above the support, where the hull's box starts: an object stands on its
     # footprint, so its lowest sides go on straight down to the support (Poisson would round them inwards);
