@@ -214,6 +214,29 @@ def test_a_garment_s_outline_is_redrawn_where_its_photos_tell_top_from_table(tmp
     assert layer_outline(ring, np.full(len(ring), THICKNESS), np.zeros(len(ring)), flat, pixel, 0.01875) is None
 
 
+def test_a_sleeve_reaches_its_cuff_s_corner_when_the_outline_rounds_it():
+    """A sleeve 220 px along its top edge (20 degrees down from the shoulder point, cuff 90 px square to it) on
+    an upright garment mask, its convex corners rounded by an opening of radius 8 and 12 px (an outline read
+    from photos rounds them): the length is taken where the cuff's line crosses the top edge's, 220.3 px each
+    time (the top edge's last pixels: 218.4 and 216.8)."""
+    import cv2
+
+    from vid2model.ops.garment import _sleeve
+
+    mask = np.zeros((700, 900), np.uint8)
+    cv2.rectangle(mask, (300, 0), (600, 400), 1, -1)  # the body, its shoulders' top on row 400
+    th = np.radians(20)
+    along, across = np.array([np.cos(th), -np.sin(th)]), np.array([-np.sin(th), -np.cos(th)])
+    shoulder = np.array([600.0, 400.0])
+    cuff = shoulder + 220 * along
+    sleeve = np.array([shoulder, cuff, cuff + 90 * across, [600.0, 270.0]])
+    cv2.fillPoly(mask, [np.round(sleeve * 16).astype(np.int32)], 1, shift=4)
+    for r in (0, 8, 12):
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        rounded = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc) if r else mask
+        assert _sleeve(rounded.astype(bool), 1, 600, 1.0) == pytest.approx(220, abs=0.5), r
+
+
 def test_a_lump_on_a_garment_s_side_is_not_its_armpit():
     """One side's edge (distance from the centre line per row, px) rises from the hem to the armpit at row 440
     and then runs out along the sleeve; a lump 30 rows tall stands 20 px out of the side at row 220 (a ragged

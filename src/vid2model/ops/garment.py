@@ -160,7 +160,23 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> flo
         return float("nan")
     # a speck standing off the cuff is fewer pixels than the edge's width
     k = min(len(proj) - 1, max(1, int(0.01 * span)))
-    return float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k] * pixel)
+    end = float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k])
+    # an outline rounds a convex corner (the views' pixels there mix garment and table from two sides), and the
+    # top edge's last pixels stop short of where a tape laid along it meets the cuff: where the cuff's own line,
+    # fitted across its middle, crosses the top edge's line
+    s_all = along * u[0] + (rr - np.polyval(coef, 0.0)) * u[1]
+    t_all = (np.polyval(coef, along) - rr) * u[0]
+    far = s_all >= end - 0.15 * span
+    if far.sum() >= 20:
+        width = float(np.percentile(t_all[far], 98))
+        bins = np.arange(np.floor(0.25 * width), np.ceil(0.75 * width))
+        ends = [np.max(s_all[far & (t_all >= b) & (t_all < b + 1)], initial=-np.inf) for b in bins]
+        ok = np.isfinite(ends)
+        if ok.sum() >= 5:
+            slope, corner = np.polyfit(bins[ok] + 0.5, np.asarray(ends)[ok], 1)
+            if end <= corner <= end + 0.05 * span and abs(slope) < 1.0:
+                end = float(corner)
+    return end * pixel
 
 
 def _outline(mask: np.ndarray, lo: np.ndarray, pixel: float) -> np.ndarray:
