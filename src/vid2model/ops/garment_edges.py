@@ -128,7 +128,7 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor
         a90 = np.nanpercentile(inside, 90, axis=1)
         f_in = np.nanmedian(np.where(s <= -search, Df, np.nan), 1)  # the table under the garment
         f_out = np.nanmedian(np.where(s >= search, Df, np.nan), 1)  # and open
-    win = np.broadcast_to(np.abs(s) <= (search if window is None else window), (K, S))
+    win = np.abs(s) <= (search if window is None else window)
     Dw = np.where(win & np.isfinite(D), D, -np.inf)
     rows = np.arange(K)
     # peaks: local maxima a third of the way up to the highest or more
@@ -153,7 +153,7 @@ def spread_moves(ring: np.ndarray, normals: np.ndarray, top_z: np.ndarray, floor
         d = D[k, :jp[k] + 1]
         below = np.flatnonzero(~(d >= T[k]))  # nan counts as below: the walk stops there
         i = below[-1] if len(below) else -1
-        if i < 0 or not win[k, i] or not np.isfinite(d[i]):
+        if i < 0 or not win[i] or not np.isfinite(d[i]):
             ok[k] = False
             continue
         t = (T[k] - d[i]) / max(d[i + 1] - d[i], 1e-12)
@@ -192,8 +192,9 @@ def layer_outline(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, view
     them) and no peak (a line of the table's print beside the edge makes one)."""
     import cv2
 
-    cf = np.linalg.lstsq(np.c_[ring, np.ones(len(ring))], floor_z, rcond=None)[0]  # the table's plane
-    thick = float(np.median(top_z - floor_z))
+    if len(views) < min_views:
+        return None
+    cf, thick = _table_plane(ring, top_z, floor_z)
     lo = ring.min(0) - band
     w, h = np.ceil((ring.max(0) + band - lo) / pixel).astype(int)
     mesh = np.zeros((h, w), np.uint8)
@@ -203,8 +204,6 @@ def layer_outline(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, view
     rr, cc = np.nonzero(off <= band / pixel)
     xy = lo + (np.c_[cc, rr] + 0.5) * pixel  # [N, 2]
     zf = xy @ cf[:2] + cf[2]
-    if len(views) < min_views:
-        return None
     Dt, Mt = _agreement(views, np.c_[xy, zf + thick], min_views)
     out = off[rr, cc] * np.where(mesh[rr, cc] > 0, -1.0, 1.0)  # signed pixels from the mesh's outline, out +
 
@@ -242,6 +241,13 @@ def layer_outline(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray, view
     return new, near[ij[:, 1], ij[:, 0]] >= 0.5
 
 
+def _table_plane(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray) -> tuple[np.ndarray, float]:
+    """The table under the outline ``ring`` [K, 2] as a plane fitted to ``floor_z`` [K] (z = a x + b y + c:
+    [3]) and the garment's thickness above it (the median of ``top_z`` [K] less ``floor_z``)."""
+    cf = np.linalg.lstsq(np.c_[ring, np.ones(len(ring))], floor_z, rcond=None)[0]
+    return cf, float(np.median(top_z - floor_z))
+
+
 def _agreement(views: list, P: np.ndarray, min_views: int, hidden=None) -> tuple[np.ndarray, np.ndarray]:
     """How far the views' colours of points ``P`` [N, 3] disagree [N] (nan where fewer than ``min_views`` see
     it) and their median colour [N, 3] (0-1); ``hidden(cam, P)`` [N] bool leaves a view out where true."""
@@ -255,10 +261,11 @@ def _by_colour(label: np.ndarray, top: np.ndarray, floor: np.ndarray, seen_top: 
                out: np.ndarray, far: float, ratio: float = 2.0, min_gap: float = 0.1, k: int = 5) -> np.ndarray:
     """``label`` [N] (1 garment, 0 table, -1 undecided) with undecided spots decided by colour where it is
     clear: a spot's median colour on the top's plane ``top`` [N, 3] (0-1) against the garment's colours (``top``
-    of the spots more than ``far`` inside the mesh's outline; ``out`` [N]: signed distance from it, out
-    positive) and the table's (``floor``, the table seen past the garment, of the spots more than ``far``
-    outside), by the mean L1 distance to the ``k`` nearest of each: garment when the table's is ``ratio``
-    times the garment's and ``min_gap`` more, table the other way round."""
+    of the spots labelled garment) and the table's (``floor``, the table seen past the garment, of the spots
+    labelled table), or, with under 50 of either, of the spots more than ``far`` inside and outside the mesh's
+    outline (``out`` [N]: signed distance from it, out positive); by the mean L1 distance to the ``k`` nearest
+    of each: garment when the table's is ``ratio`` times the garment's and ``min_gap`` more, table the other way
+    round."""
     from scipy.spatial import cKDTree
 
     # the colours the photos already decided on, or (too few of those) the spots well inside and outside
@@ -287,14 +294,13 @@ def fit_edges(ring: np.ndarray, top_z: np.ndarray, floor_z: np.ndarray,
     [K], on a table at ``floor_z`` [K]) that ``views`` ((camera, image [H, W, 3] uint8) pairs) show, with how
     it moved. The outline is first redrawn where the photos tell the garment's top from the table
     (:func:`layer_outline`, within ``reach`` on a grid of two ``step``); then each point looks along its normal
-    within ``search`` of where it is (half that where the photos decided the layers), along profiles sampled
-    every ``step`` out to ``reach``; a stretch no profile read moves as its read neighbours do."""
+    within ``search`` of where it is (half that from a redrawn outline), along profiles sampled every ``step``
+    out to ``reach``; a stretch no profile read moves as its read neighbours do."""
     views = list(views)
-    cf = np.linalg.lstsq(np.c_[ring, np.ones(len(ring))], floor_z, rcond=None)[0]
-    thick = float(np.median(top_z - floor_z))
     window = decided = None
     layers = layer_outline(ring, top_z, floor_z, views, 2 * step, reach)
     if layers is not None:
+        cf, thick = _table_plane(ring, top_z, floor_z)
         ring, decided = layers
         floor_z = ring @ cf[:2] + cf[2]
         top_z = floor_z + thick
