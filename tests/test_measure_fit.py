@@ -217,8 +217,8 @@ def test_a_garment_s_outline_is_redrawn_where_its_photos_tell_top_from_table(tmp
 def test_a_sleeve_reaches_its_cuff_s_corner_when_the_outline_rounds_it():
     """A sleeve 220 px along its top edge (20 degrees down from the shoulder point, cuff 90 px square to it) on
     an upright garment mask, its convex corners rounded by an opening of radius 8 and 12 px (an outline read
-    from photos rounds them): the length is taken where the cuff's line crosses the top edge's, 220.3 px each
-    time (the top edge's last pixels: 218.4 and 216.8)."""
+    from photos rounds them): the length is taken where the cuff's middle half reaches along the top edge, 220.0
+    px each time (the top edge's last pixels: 218.4 and 216.8)."""
     import cv2
 
     from vid2model.ops.garment import _sleeve
@@ -235,6 +235,34 @@ def test_a_sleeve_reaches_its_cuff_s_corner_when_the_outline_rounds_it():
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         rounded = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc) if r else mask
         assert _sleeve(rounded.astype(bool), 1, 600, 1.0) == pytest.approx(220, abs=0.5), r
+
+
+def test_a_lump_of_the_outline_on_a_sleeve_s_corner_does_not_lengthen_it():
+    """The 220 px sleeve of the test above with a lump of the outline on one of its corners: an ellipse 50 x 24 px
+    on the top edge 40 px from the shoulder point (it tilted the least-squares edge line: 224.9 px), or a disc of
+    radius 8 px on the cuff's top corner, standing about 10 px past the cuff (the edge's last pixels reached
+    into it: 227.3 px). The edge is the line most of its columns lie on and the cuff is where most of its middle
+    half reaches: 220 px both times."""
+    import cv2
+
+    from vid2model.ops.garment import _sleeve
+
+    mask = np.zeros((700, 900), np.uint8)
+    cv2.rectangle(mask, (300, 0), (600, 400), 1, -1)
+    th = np.radians(20)
+    along, across = np.array([np.cos(th), -np.sin(th)]), np.array([-np.sin(th), -np.cos(th)])
+    shoulder = np.array([600.0, 400.0])
+    cuff = shoulder + 220 * along
+    sleeve = np.array([shoulder, cuff, cuff + 90 * across, [600.0, 270.0]])
+    cv2.fillPoly(mask, [np.round(sleeve * 16).astype(np.int32)], 1, shift=4)
+    at_shoulder, at_cuff = mask.copy(), mask.copy()
+    c = np.round(shoulder + 40 * along).astype(int)
+    cv2.ellipse(at_shoulder, (int(c[0]), int(c[1])), (25, 12), -20, 0, 360, 1, -1)
+    c = np.round(cuff + along + 7 * across).astype(int)
+    cv2.circle(at_cuff, (int(c[0]), int(c[1])), 8, 1, -1)
+    assert _sleeve(mask.astype(bool), 1, 600, 1.0) == pytest.approx(220, abs=0.5)
+    assert _sleeve(at_shoulder.astype(bool), 1, 600, 1.0) == pytest.approx(220, abs=0.5)
+    assert _sleeve(at_cuff.astype(bool), 1, 600, 1.0) == pytest.approx(220, abs=0.5)
 
 
 def test_a_lump_on_a_garment_s_side_is_not_its_armpit():

@@ -140,11 +140,18 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> flo
     if fit.sum() < 3:
         return float("nan")
     x, y = (cols[fit] - shoulder_col) * side, top[fit].astype(float)
-    coef = np.polyfit(x, y, 1)
-    for _ in range(2):  # a ragged stretch of the top edge does not tilt the line
-        res = y - np.polyval(coef, x)
-        keep = np.abs(res) <= max(2.5 * 1.4826 * np.median(np.abs(res)), 1.0)
-        coef = np.polyfit(x[keep], y[keep], 1)
+    # the line most of the edge's columns lie on (within 2 pixels), fitted to them: a lump of the outline at the
+    # shoulder's corner, a quarter of the edge's columns, tilts a least-squares line by degrees
+    pick = np.unique(np.linspace(0, len(x) - 1, min(len(x), 60)).astype(int))  # candidates' ends
+    i, j = (pick[k] for k in np.triu_indices(len(pick), 1))
+    apart = np.abs(x[j] - x[i]) >= 0.25 * np.ptp(x)
+    i, j = i[apart], j[apart]
+    slopes = (y[j] - y[i]) / (x[j] - x[i])
+    offsets = y[i] - slopes * x[i]
+    votes = (np.abs(y[None, :] - (slopes[:, None] * x[None, :] + offsets[:, None])) <= 2.0).sum(1)
+    b = int(np.argmax(votes))
+    on = np.abs(y - (slopes[b] * x + offsets[b])) <= 2.0
+    coef = np.polyfit(x[on], y[on], 1)
     u = np.array([1.0, coef[0]]) / np.hypot(1.0, coef[0])
     rr, cc = np.nonzero(mask[:, out])
     cc = np.flatnonzero(out)[cc]
@@ -161,21 +168,20 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> flo
     # a speck standing off the cuff is fewer pixels than the edge's width
     k = min(len(proj) - 1, max(1, int(0.01 * span)))
     end = float(np.partition(proj, len(proj) - 1 - k)[len(proj) - 1 - k])
-    # an outline rounds a convex corner (the views' pixels there mix garment and table from two sides), and the
-    # top edge's last pixels stop short of where a tape laid along it meets the cuff: where the cuff's own line,
-    # fitted across its middle, crosses the top edge's line
+    # where the cuff is, taken square to the top edge: the median over the cuff's middle half of how far its
+    # pixels reach along the edge. The edge's last pixels stop short of it where a read outline rounds the convex
+    # corner (the views' pixels there mix garment and table from two sides), and reach past it where a lump of the
+    # outline sits on the corner; a line fitted across the cuff tilts with either
     s_all = along * u[0] + (rr - np.polyval(coef, 0.0)) * u[1]
     t_all = (np.polyval(coef, along) - rr) * u[0]
     far = s_all >= end - 0.15 * span
     if far.sum() >= 20:
         width = float(np.percentile(t_all[far], 98))
         bins = np.arange(np.floor(0.25 * width), np.ceil(0.75 * width))
-        ends = [np.max(s_all[far & (t_all >= b) & (t_all < b + 1)], initial=-np.inf) for b in bins]
-        ok = np.isfinite(ends)
-        if ok.sum() >= 5:
-            slope, corner = np.polyfit(bins[ok] + 0.5, np.asarray(ends)[ok], 1)
-            if end <= corner <= end + 0.05 * span and abs(slope) < 1.0:
-                end = float(corner)
+        ends = np.array([np.max(s_all[far & (t_all >= b) & (t_all < b + 1)], initial=-np.inf) for b in bins])
+        ends = ends[np.isfinite(ends)]
+        if len(ends) >= 5 and abs(float(np.median(ends)) - end) <= 0.05 * span:
+            end = float(np.median(ends))
     return end * pixel
 
 
