@@ -390,9 +390,16 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     # not the garment's width
     widths = running_median(right - left, max(5, int(round(0.02 * length / pixel))) | 1, skip_nan=True) * pixel
     chest_row = armpit - int(round(0.035 * length / pixel))
-    hem_row = bottom + max(3, int(round(0.015 * length / pixel)))
     band = np.arange(bottom + int(round(0.1 * length / pixel)), armpit - int(round(0.07 * length / pixel)))
-    chest, hem = float(widths[chest_row]), float(widths[hem_row])
+    chest = float(widths[chest_row])
+    # the hem width just above the hem: each side's median distance from the centre line 2-6 % of the length
+    # above it (a read outline rounds the hem's corners below that), twice the narrower side's when the two differ
+    # by more than 3 pixels (a side read to a pixel each, the centre line to half of one): a shirt's sides match,
+    # and beside a plain stretch of table a read outline stands out (table taken for garment) far more often than
+    # it cuts in
+    stretch = slice(bottom + int(round(0.02 * length / pixel)), bottom + int(round(0.06 * length / pixel)) + 1)
+    near_l, near_r = float(np.nanmedian(mid - left[stretch])), float(np.nanmedian(right[stretch] - mid))
+    hem = (2 * min(near_l, near_r) if abs(near_l - near_r) > 3 else near_l + near_r) * pixel
     waist = float(np.nanmin(widths[band])) if len(band) else np.nan
     sleeves = []
     for side, edge in ((-1, left[chest_row]), (1, right[chest_row])):
