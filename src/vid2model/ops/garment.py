@@ -149,8 +149,8 @@ def _sleeve(mask: np.ndarray, side: int, shoulder_col: int, pixel: float) -> flo
     slopes = (y[j] - y[i]) / (x[j] - x[i])
     offsets = y[i] - slopes * x[i]
     votes = (np.abs(y[None, :] - (slopes[:, None] * x[None, :] + offsets[:, None])) <= 2.0).sum(1)
-    b = int(np.argmax(votes))
-    on = np.abs(y - (slopes[b] * x + offsets[b])) <= 2.0
+    best = int(np.argmax(votes))
+    on = np.abs(y - (slopes[best] * x + offsets[best])) <= 2.0
     coef = np.polyfit(x[on], y[on], 1)
     u = np.array([1.0, coef[0]]) / np.hypot(1.0, coef[0])
     rr, cc = np.nonzero(mask[:, out])
@@ -398,7 +398,8 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     # and beside a plain stretch of table a read outline stands out (table taken for garment) far more often than
     # it cuts in
     stretch = slice(bottom + int(round(0.02 * length / pixel)), bottom + int(round(0.06 * length / pixel)) + 1)
-    near_l, near_r = float(np.nanmedian(mid - left[stretch])), float(np.nanmedian(right[stretch] - mid))
+    near_l, near_r = (float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else np.nan
+                      for d in (mid - left[stretch], right[stretch] - mid))
     hem = (2 * min(near_l, near_r) if abs(near_l - near_r) > 3 else near_l + near_r) * pixel
     waist = float(np.nanmin(widths[band])) if len(band) else np.nan
     sleeves = []
