@@ -369,7 +369,15 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     # the hem is the first row across most of the body, the top the last with more than a sliver: a speck
     # of surface noise standing off the outline is not where the garment ends
     bottom = first + int(np.argmax(count[first:] >= 0.9 * body))
-    top = last - int(np.argmax(count[::-1][len(count) - 1 - last:] >= 0.02 * body))
+    def highest(counts: np.ndarray, share: float) -> int:
+        return last - int(np.argmax(counts[::-1][len(counts) - 1 - last:] >= share * body))
+
+    top = highest(count, 0.02)
+    # a shirt's shoulders stand equally high: where one half's top stands above the other's by more than 2 % of
+    # the length, a lump of the outline sits on it (the lower one can be rounded in by a few pixels, no more)
+    halves = highest(inside[:, :mid].sum(1), 0.01), highest(inside[:, mid:].sum(1), 0.01)
+    if abs(halves[0] - halves[1]) > 0.02 * (top - bottom):
+        top = min(top, *halves)
     length = (top - bottom + 1) * pixel
     # notches of a ragged outline do not cut a row's run: close gaps up to 2 % of the length along the rows
     gap = max(3, int(round(0.02 * length / pixel))) | 1
