@@ -369,6 +369,7 @@ def _measure_upright(up: np.ndarray, mid: int, level: float, pixel: float, ring:
     # the hem is the first row across most of the body, the top the last with more than a sliver: a speck
     # of surface noise standing off the outline is not where the garment ends
     bottom = first + int(np.argmax(count[first:] >= 0.9 * body))
+
     def highest(counts: np.ndarray, share: float) -> int:
         return last - int(np.argmax(counts[::-1][len(counts) - 1 - last:] >= share * body))
 
