@@ -81,7 +81,7 @@ class SfmConfig(_Choices):
     """Camera solving."""
 
     _bounds = {"max_features": (100, None), "min_verified_share": (0, 1), "max_focal_uncertainty": (0, None),
-               "max_rotation_uncertainty_deg": (0, None),
+               "warn_focal_uncertainty": (0, None), "max_rotation_uncertainty_deg": (0, None),
                "bridge_min_inliers": (0, None),
                "sequential_overlap": (1, None), "marker_size": (0, None), "known_distance": (0, None)}
 
@@ -116,6 +116,10 @@ class SfmConfig(_Choices):
     # a model whose focal length the capture leaves this loose (relative std, from the bundle adjustment's cost
     # profile) is refused: every rotation inherits the focal error while the reprojection error stays small
     max_focal_uncertainty: float = 0.01
+    # ... and a video's model left looser than this is delivered with a warning: a codec copies blocks along the
+    # motion, an error common to every frame that the cost profile cannot see, so the focal length can be off by
+    # several times the figure
+    warn_focal_uncertainty: float = 0.005
     # a model in which the rotation between two consecutive keyframes is uncertain by more than this (degrees,
     # 1 sigma at 1 px of image noise, from the bundle adjustment's covariance) is refused
     max_rotation_uncertainty_deg: float = 0.5

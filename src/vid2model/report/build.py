@@ -101,7 +101,8 @@ def build_report(ws: Workspace) -> dict[str, Any]:
     data["camera_check"] = None
     if isinstance(check, dict):
         data["camera_check"] = {k: check.get(k) for k in ("verdict", "pairs_judged", "pairs_disagreeing",
-                                                         "unplaced_spans", "focal_std_rel", "reason", "broken_links")}
+                                                         "unplaced_spans", "focal_std_rel", "reason", "broken_links",
+                                                         "focal_warning")}
         probes = check.get("probes") or {}
         data["camera_check"].update(probes_tested=probes.get("tested"), probes_agreeing=probes.get("agreeing"),
                                     bridges=len(check.get("bridges") or []))
@@ -182,6 +183,8 @@ def _html(d: dict[str, Any]) -> str:
         cov_html += (f"<p id='camera-check' class='{e(str(chk.get('verdict')))}'>Camera check: "
                      f"{e(verdict.get(chk.get('verdict'), str(chk.get('verdict'))))} "
                      f"({chk.get('pairs_judged')} image pairs judged, {chk.get('pairs_disagreeing')} disagree).</p>")
+        if chk.get("focal_warning"):
+            cov_html += f"<p id='focal-warning'>Warning: {e(chk['focal_warning'])}.</p>"
         if chk.get("probes_tested"):
             broken = "; ".join(chk.get("broken_links") or [])
             cov_html += (f"<p id='held-out'>Frames held out of the solve: {chk['probes_agreeing']} of "

@@ -419,6 +419,12 @@ def _self_check(ws: Workspace, rec, names: list[str], kf: dict[str, Any], cfg: S
                f"points to fix how the camera turned (uncertain by {deg:.1f} degrees). Film again more slowly, with "
                f"more texture in view (or --set sfm.allow_unverified=true to carry on regardless)")
     check["reason"] = msg or None
+    if trusted and video and check["focal_std_rel"] and check["focal_std_rel"] > cfg.warn_focal_uncertainty:
+        check["focal_warning"] = (
+            f"the lens's focal length is known to {100 * check['focal_std_rel']:.1f} % only, and a compressed "
+            f"video's error can be several times that: camera angles and sizes along the view may be off by a few "
+            f"percent. {_focal_advice(rec, frozenset(bridged))} for a firmer solve")
+        log.warning("%s", check["focal_warning"])
     check["pixel_aspect"] = _pixel_aspect(rec)
     if abs(check["pixel_aspect"] - 1.0) > 0.01:
         log.warning("the solved camera has non-square pixels (fy/fx = %.3f) where cameras have square ones: its "
